@@ -1,0 +1,1 @@
+//! The authorization server: not yet built (see the server issue).

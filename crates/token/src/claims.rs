@@ -1,0 +1,351 @@
+//! JWT claims: RFC 7519 registered claims, the RFC 9068 access-token profile, OIDC
+//! session members and the RFC 7800 `cnf` confirmation, plus any custom claims.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Error;
+
+/// Seconds since the Unix epoch (a JWT NumericDate). Time is always passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixTime(i64);
+
+impl UnixTime {
+    /// The instant `secs` seconds after the epoch.
+    pub const fn from_secs(secs: i64) -> Self {
+        UnixTime(secs)
+    }
+
+    /// Seconds since the epoch.
+    pub const fn secs(self) -> i64 {
+        self.0
+    }
+
+    /// This instant plus `d` (saturating).
+    pub fn saturating_add(self, d: Duration) -> Self {
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        UnixTime(self.0.saturating_add(secs))
+    }
+
+    /// This instant minus `d` (saturating).
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        UnixTime(self.0.saturating_sub(secs))
+    }
+}
+
+impl From<SystemTime> for UnixTime {
+    /// Converts a clock reading; times before the epoch map to negative seconds.
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => UnixTime(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            Err(e) => UnixTime(-i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// The `aud` claim: one or more audiences. Serialized as a string when there is one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audience(Vec<String>);
+
+impl Audience {
+    /// An audience list.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(values: I) -> Self {
+        Audience(values.into_iter().map(Into::into).collect())
+    }
+
+    /// True when `aud` names this audience.
+    pub fn contains(&self, aud: &str) -> bool {
+        self.0.iter().any(|a| a == aud)
+    }
+
+    /// The audiences.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+/// An OAuth 2 scope (RFC 6749 section 3.3): a set of case-sensitive scope tokens,
+/// written space-delimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope(Vec<String>);
+
+impl Scope {
+    /// True when the scope includes `token`.
+    pub fn contains(&self, token: &str) -> bool {
+        self.0.iter().any(|t| t == token)
+    }
+
+    /// True when every token of `self` is in `other`.
+    pub fn is_subset(&self, other: &Scope) -> bool {
+        self.0.iter().all(|t| other.contains(t))
+    }
+
+    /// The tokens of `self` that are also in `other`, in `self`'s order.
+    pub fn intersection(&self, other: &Scope) -> Scope {
+        Scope(
+            self.0
+                .iter()
+                .filter(|t| other.contains(t))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The scope tokens.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// True when there is no token.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+
+    /// Parses `scope-token *( SP scope-token )`; repeated tokens are kept once.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let mut tokens: Vec<String> = Vec::new();
+        for token in s.split(' ') {
+            let valid = !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+            if !valid {
+                return Err(Error::InvalidClaim("scope"));
+            }
+            if !tokens.iter().any(|t| t == token) {
+                tokens.push(token.to_owned());
+            }
+        }
+        Ok(Scope(tokens))
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The `cnf` confirmation claim (RFC 7800): the key a sender-constrained token is bound to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// RFC 9449 DPoP: base64url SHA-256 thumbprint of the proof key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// RFC 8705 mutual TLS: base64url SHA-256 of the client certificate.
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+    /// Other confirmation methods, which a resource server must not ignore.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A JWT claims set. Registered and profile claims are typed fields; anything else is in
+/// `extra`. Build one to sign; verification hands back a [`crate::VerifiedClaims`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Claims {
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Subject: the user, or the client for client credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Audience(s).
+    #[serde(skip_serializing_if = "Audience::is_empty")]
+    pub aud: Audience,
+    /// Expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<UnixTime>,
+    /// Not before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<UnixTime>,
+    /// Issued at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<UnixTime>,
+    /// Unique token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// RFC 9068: the client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// RFC 9068 / RFC 8693: granted scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+    /// Grant or session id the token belongs to (the unit of "log out").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// When the user authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<UnixTime>,
+    /// Authentication context class reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// Confirmation (sender-constraint) of the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// Every other claim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Claims {
+    /// Takes registered claims out of a parsed JSON object, checking their types; what
+    /// remains becomes `extra`.
+    pub(crate) fn from_object(mut map: Map<String, Value>) -> Result<Self, Error> {
+        Ok(Claims {
+            iss: take_string(&mut map, "iss")?,
+            sub: take_string(&mut map, "sub")?,
+            aud: take_audience(&mut map)?,
+            exp: take_time(&mut map, "exp")?,
+            nbf: take_time(&mut map, "nbf")?,
+            iat: take_time(&mut map, "iat")?,
+            jti: take_string(&mut map, "jti")?,
+            client_id: take_string(&mut map, "client_id")?,
+            scope: take_string(&mut map, "scope")?
+                .map(|s| s.parse())
+                .transpose()?,
+            sid: take_string(&mut map, "sid")?,
+            auth_time: take_time(&mut map, "auth_time")?,
+            acr: take_string(&mut map, "acr")?,
+            cnf: take_confirmation(&mut map)?,
+            extra: map,
+        })
+    }
+
+    /// Deserializes the custom claims (`extra`) into the caller's own type.
+    pub fn extra_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        T::deserialize(Value::Object(self.extra.clone()))
+            .map_err(|_| Error::InvalidClaim("custom claims"))
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, name: &'static str) -> Result<Option<String>, Error> {
+    match map.remove(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::InvalidClaim(name)),
+    }
+}
+
+/// NumericDate (RFC 7519 section 2): a JSON number of seconds; fractions are truncated.
+fn take_time(map: &mut Map<String, Value>, name: &'static str) -> Result<Option<UnixTime>, Error> {
+    match map.remove(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(UnixTime(i)))
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.is_finite() && f.abs() < 1e15 => {
+                        Ok(Some(UnixTime(f.floor() as i64)))
+                    }
+                    _ => Err(Error::InvalidClaim(name)),
+                }
+            }
+        }
+        Some(_) => Err(Error::InvalidClaim(name)),
+    }
+}
+
+fn take_audience(map: &mut Map<String, Value>) -> Result<Audience, Error> {
+    match map.remove("aud") {
+        None => Ok(Audience::default()),
+        Some(Value::String(s)) => Ok(Audience(vec![s])),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(Error::InvalidClaim("aud")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Audience),
+        Some(_) => Err(Error::InvalidClaim("aud")),
+    }
+}
+
+fn take_confirmation(map: &mut Map<String, Value>) -> Result<Option<Confirmation>, Error> {
+    let Some(value) = map.remove("cnf") else {
+        return Ok(None);
+    };
+    let Value::Object(mut cnf) = value else {
+        return Err(Error::InvalidClaim("cnf"));
+    };
+    Ok(Some(Confirmation {
+        jkt: take_string(&mut cnf, "jkt").map_err(|_| Error::InvalidClaim("cnf"))?,
+        x5t_s256: take_string(&mut cnf, "x5t#S256").map_err(|_| Error::InvalidClaim("cnf"))?,
+        other: cnf,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_grammar() {
+        let s: Scope = "notes:read notes:write notes:read".parse().unwrap();
+        assert_eq!(s.to_string(), "notes:read notes:write");
+        assert!(s.contains("notes:write"));
+        for bad in ["", "a  b", " a", "a ", "a\"b", "a\\b", "é", "a\tb"] {
+            assert_eq!(
+                bad.parse::<Scope>(),
+                Err(Error::InvalidClaim("scope")),
+                "{bad:?}"
+            );
+        }
+        let narrow: Scope = "notes:read".parse().unwrap();
+        assert!(narrow.is_subset(&s));
+        assert!(!s.is_subset(&narrow));
+        assert_eq!(s.intersection(&narrow), narrow);
+    }
+
+    #[test]
+    fn audience_serializes_as_string_when_single() {
+        let one = Audience::new(["api"]);
+        assert_eq!(serde_json::to_string(&one).unwrap(), r#""api""#);
+        let two = Audience::new(["a", "b"]);
+        assert_eq!(serde_json::to_string(&two).unwrap(), r#"["a","b"]"#);
+    }
+
+    #[test]
+    fn numeric_dates_accept_fractions_and_refuse_strings() {
+        let mut m = Map::new();
+        m.insert("exp".into(), serde_json::json!(1700000000.9));
+        assert_eq!(take_time(&mut m, "exp"), Ok(Some(UnixTime(1700000000))));
+        m.insert("exp".into(), serde_json::json!("1700000000"));
+        assert_eq!(take_time(&mut m, "exp"), Err(Error::InvalidClaim("exp")));
+        m.insert("exp".into(), serde_json::json!(1e300));
+        assert_eq!(take_time(&mut m, "exp"), Err(Error::InvalidClaim("exp")));
+    }
+}
