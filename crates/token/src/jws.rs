@@ -82,14 +82,18 @@ impl<'a> Compact<'a> {
             2 => return Err(Error::Encrypted),
             _ => return Err(Error::Malformed("not three dot-separated segments")),
         }
-        if h.is_empty() || p.is_empty() || s.is_empty() {
+        if h.is_empty() {
             return Err(Error::Malformed("empty segment"));
         }
+        // The header is checked first, so `alg: none` is named as such even when unsigned.
         let header_json = b64::decode(h, "header is not base64url")?;
         let header = Header::from_object(&json::parse_object(
             &header_json,
             "header is not a JSON object",
         )?)?;
+        if p.is_empty() || s.is_empty() {
+            return Err(Error::Malformed("empty segment"));
+        }
         let signature = b64::decode(s, "signature is not base64url")?;
         if !b64::is_alphabet(p.as_bytes()) {
             return Err(Error::Malformed("payload is not base64url"));

@@ -44,6 +44,8 @@ mod validation;
 
 #[cfg(test)]
 mod rfc_vectors;
+#[cfg(test)]
+mod tests;
 
 pub use alg::Algorithm;
 pub use bearer::{BearerToken, parse_authorization};
