@@ -1,1 +1,56 @@
-//! Resource-server guard for axum/tower: not yet built (see the guard issue).
+//! Tessera's resource-server guard for axum 0.8 / tower 0.5: the equivalent of FastAPI's
+//! `OAuth2PasswordBearer` + `Depends(get_current_user)`, with validation done right.
+//!
+//! Build a [`Guard`] once (verifier, [`tessera_token::Validation`] with issuer and
+//! audience, options), wrap routes in [`Guard::layer`], and take [`Auth`], [`MaybeAuth`]
+//! or [`Scoped`] in handlers; [`RequireScope`] adds a scope to a route as a layer.
+//! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]).
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use tessera_guard::{Auth, Guard, RemoteIssuer, RequireScope, Verifier};
+//! use tessera_token::Validation;
+//!
+//! # fn app() -> Result<Router, tessera_guard::BuildError> {
+//! let guard = Guard::builder(
+//!     Verifier::remote(RemoteIssuer::new("https://auth.example"))?,
+//!     Validation::access_token("https://auth.example", "notes-api"),
+//! )
+//! .build();
+//! async fn me(auth: Auth) -> String {
+//!     auth.sub.clone().unwrap_or_default()
+//! }
+//! let app = Router::new()
+//!     .route("/me", get(me))
+//!     .route("/notes", get(me).route_layer(RequireScope::all(["notes:read"])))
+//!     .layer(guard.layer())
+//!     .route("/healthz", get(|| async { "ok" })); // public: added after the layer
+//! # Ok(app) }
+//! ```
+
+mod cache;
+mod challenge;
+mod clock;
+mod error;
+mod extract;
+mod feed;
+mod guard;
+mod identity;
+mod layer;
+mod net;
+mod revocation;
+mod scope;
+mod source;
+mod verifier;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{BuildError, FetchError, GuardError};
+pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
+pub use feed::RevocationFeed;
+pub use guard::{Guard, GuardBuilder};
+pub use identity::{Identity, Origin};
+pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
+pub use revocation::{RevocationCheck, RevocationList};
+pub use scope::ScopeRequirement;
+pub use source::{CookieSource, Csrf, TokenSources};
+pub use verifier::{AuthorizationServerMetadata, Introspection, RemoteIssuer, Verifier, discover};

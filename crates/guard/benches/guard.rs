@@ -1,0 +1,2 @@
+//! Guard benchmarks (placeholder).
+fn main() {}

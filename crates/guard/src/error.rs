@@ -1,0 +1,137 @@
+//! The guard's errors: [`GuardError`] for a refused request, [`FetchError`] for a failed
+//! call to the authorization server, [`BuildError`] for a bad configuration.
+
+use std::borrow::Cow;
+
+/// Why a request was refused, in the order the guard's pipeline checks. The mapping to
+/// HTTP (status, `WWW-Authenticate`, body) is [`crate::Guard::error_response`], and only there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardError {
+    /// No bearer token came (RFC 6750 section 3.1: 401, challenge without error code).
+    #[error("no bearer token")]
+    MissingToken,
+    /// The request is malformed: two `Authorization` headers, a token in the URL, a bad
+    /// header, a failed CSRF check (400 `invalid_request`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// The token does not verify or its claims are not accepted (401 `invalid_token`).
+    #[error("invalid token: {0}")]
+    InvalidToken(tessera_token::Error),
+    /// The authorization server says the token is not active (introspection).
+    #[error("token is not active")]
+    Inactive,
+    /// The token, or its grant, was revoked.
+    #[error("token revoked")]
+    Revoked,
+    /// The token lacks the scope the route needs (403 `insufficient_scope`).
+    #[error("insufficient scope, needs {scope}")]
+    InsufficientScope {
+        /// The scope the route needs, space-delimited (the challenge's `scope` attribute).
+        scope: String,
+    },
+    /// Keys or introspection are unreachable and nothing usable is cached (503).
+    #[error("token verification unavailable: {0}")]
+    Unavailable(&'static str),
+    /// An extractor ran on a route no guard layer covers and no guard is installed (500).
+    #[error("no tessera guard installed for this route")]
+    NotConfigured,
+}
+
+impl GuardError {
+    /// The RFC 6750 error code, if the response carries one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            GuardError::MissingToken | GuardError::Unavailable(_) | GuardError::NotConfigured => {
+                None
+            }
+            GuardError::InvalidRequest(_) => Some("invalid_request"),
+            GuardError::InvalidToken(_) | GuardError::Inactive | GuardError::Revoked => {
+                Some("invalid_token")
+            }
+            GuardError::InsufficientScope { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    /// The short `error_description` shown to the client. It names the rule, never the
+    /// token, a key or internal state.
+    pub fn description(&self) -> Option<Cow<'static, str>> {
+        use tessera_token::Error as E;
+        Some(match self {
+            GuardError::MissingToken | GuardError::NotConfigured => return None,
+            GuardError::InvalidRequest(why) => why.clone(),
+            GuardError::Inactive => "token is not active".into(),
+            GuardError::Revoked => "token revoked".into(),
+            GuardError::InsufficientScope { .. } => "the token lacks the required scope".into(),
+            GuardError::Unavailable(_) => "token verification is temporarily unavailable".into(),
+            GuardError::InvalidToken(e) => match e {
+                E::Expired => "token expired",
+                E::NotYetValid | E::IssuedInFuture => "token not valid yet",
+                E::TooLarge { .. } => "token too large",
+                E::UnknownKid | E::AmbiguousKey => "unknown signing key",
+                E::BadSignature | E::AlgMismatch => "invalid signature",
+                E::WrongIssuer => "issuer not accepted",
+                E::WrongAudience => "audience not accepted",
+                E::WrongType => "token type not accepted",
+                E::MissingClaim(_) | E::InvalidClaim(_) => "token claims not accepted",
+                E::AlgNone | E::ForbiddenHeader(_) | E::UnknownCrit | E::Unsupported => {
+                    "token header not accepted"
+                }
+                _ => "malformed token",
+            }
+            .into(),
+        })
+    }
+}
+
+/// A call to the authorization server (discovery, JWKS, introspection, revocation feed)
+/// failed. Messages never contain credentials or tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// Connection, TLS or timeout failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The server answered with an unexpected status.
+    #[error("unexpected HTTP status {0}")]
+    Status(u16),
+    /// The response body is over the size limit.
+    #[error("response too large")]
+    TooLarge,
+    /// The response is not the expected JSON document.
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    /// Discovery metadata names another issuer (RFC 8414 section 3.3).
+    #[error("metadata issuer does not match the configured issuer")]
+    IssuerMismatch,
+    /// A URL is not https and not loopback.
+    #[error("refusing non-https URL {0}")]
+    InsecureUrl(String),
+}
+
+/// A guard configuration that cannot work. The message names the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A URL does not parse.
+    #[error("{field}: not a valid absolute URL")]
+    InvalidUrl {
+        /// The option.
+        field: &'static str,
+    },
+    /// A URL uses plain http on a non-loopback host.
+    #[error("{field}: must be https (plain http is allowed only for loopback hosts)")]
+    InsecureUrl {
+        /// The option.
+        field: &'static str,
+    },
+    /// A key set could not be used.
+    #[error("keys: {0}")]
+    Keys(tessera_token::Error),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    HttpClient(String),
+    /// Another inconsistent option.
+    #[error("{0}")]
+    Invalid(&'static str),
+}

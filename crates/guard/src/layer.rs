@@ -1,0 +1,240 @@
+//! The tower layers: [`GuardLayer`] authenticates every request of the routes it wraps,
+//! [`RequireScope`] adds a per-route scope requirement.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{Request, header};
+use http_body_util::{BodyExt, Limited};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::source::{self, Found};
+use crate::{Guard, GuardError, Identity, ScopeRequirement};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Largest form body inspected for an `access_token` parameter.
+const MAX_FORM_BODY: usize = 64 * 1024;
+
+/// What the layer leaves in the request extensions for the extractors.
+#[derive(Clone)]
+pub(crate) struct Authenticated(pub(crate) Arc<Identity>);
+
+/// Marks a request the optional layer found anonymous (no token at all).
+#[derive(Clone, Copy)]
+pub(crate) struct Anonymous;
+
+/// A layer that authenticates requests with a [`Guard`]. [`Guard::layer`] refuses
+/// requests without a valid token; [`Guard::optional_layer`] lets anonymous requests
+/// through (a bad token is still refused).
+#[derive(Clone, Debug)]
+pub struct GuardLayer {
+    guard: Guard,
+    required: bool,
+}
+
+impl Guard {
+    /// A layer refusing every request without a valid bearer token (401/400).
+    pub fn layer(&self) -> GuardLayer {
+        GuardLayer {
+            guard: self.clone(),
+            required: true,
+        }
+    }
+
+    /// A layer authenticating requests that carry a token and letting those without
+    /// one through as anonymous ([`crate::MaybeAuth`] then yields `None`).
+    pub fn optional_layer(&self) -> GuardLayer {
+        GuardLayer {
+            guard: self.clone(),
+            required: false,
+        }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            guard: self.guard.clone(),
+            required: self.required,
+            inner,
+        }
+    }
+}
+
+/// The service of [`GuardLayer`].
+#[derive(Clone, Debug)]
+pub struct GuardService<S> {
+    guard: Guard,
+    required: bool,
+    inner: S,
+}
+
+/// Marks the credential-bearing headers sensitive, so `Debug` and tracing of the
+/// request never print them.
+fn mark_sensitive(req: &mut Request<Body>) {
+    for name in [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        if let http::header::Entry::Occupied(mut e) = req.headers_mut().entry(name) {
+            for v in e.iter_mut() {
+                v.set_sensitive(true);
+            }
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for GuardService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        let required = self.required;
+        mark_sensitive(&mut req);
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let found = match source::from_parts(&parts, guard.sources()) {
+                Ok(f) => f,
+                Err(e) => return Ok(refuse(&guard, &e, None)),
+            };
+            let (token, body) = match found {
+                Found::Token(t) => (Some(t), body),
+                Found::Nothing => (None, body),
+                Found::MaybeInForm => {
+                    let bytes = match Limited::new(body, MAX_FORM_BODY).collect().await {
+                        Ok(c) => c.to_bytes(),
+                        Err(_) => {
+                            let e = GuardError::InvalidRequest(
+                                "form body too large or unreadable".into(),
+                            );
+                            return Ok(refuse(&guard, &e, None));
+                        }
+                    };
+                    match source::from_form(&bytes, guard.sources()) {
+                        Ok(t) => (t, Body::from(bytes)),
+                        Err(e) => return Ok(refuse(&guard, &e, None)),
+                    }
+                }
+            };
+            parts.extensions.insert(guard.clone());
+            match token {
+                Some(t) => match guard.verify(&t).await {
+                    Ok(identity) => {
+                        parts.extensions.insert(Authenticated(identity));
+                    }
+                    // verify() has logged the refusal with kid/iss.
+                    Err(e) => return Ok(guard.error_response(&e)),
+                },
+                None if required => return Ok(refuse(&guard, &GuardError::MissingToken, None)),
+                None => {
+                    parts.extensions.insert(Anonymous);
+                }
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+fn refuse(guard: &Guard, e: &GuardError, raw: Option<&str>) -> Response {
+    guard.log(e, raw);
+    guard.error_response(e)
+}
+
+/// A per-route scope requirement, as a layer: `get(handler.layer(RequireScope::all(["notes:read"])))`
+/// or `.route_layer(...)`. It uses the identity the [`GuardLayer`] established, or
+/// authenticates itself with the [`Guard`] the layer left in the extensions.
+#[derive(Clone, Debug)]
+pub struct RequireScope {
+    requirement: Arc<ScopeRequirement>,
+}
+
+impl RequireScope {
+    /// Every one of `scopes` is needed.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        RequireScope {
+            requirement: Arc::new(ScopeRequirement::all(scopes)),
+        }
+    }
+
+    /// Any one of `scopes` is enough.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        RequireScope {
+            requirement: Arc::new(ScopeRequirement::any(scopes)),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequireScope {
+    type Service = RequireScopeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopeService {
+            requirement: self.requirement.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`RequireScope`].
+#[derive(Clone, Debug)]
+pub struct RequireScopeService<S> {
+    requirement: Arc<ScopeRequirement>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for RequireScopeService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let requirement = self.requirement.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let identity = match crate::extract::identity(&mut parts).await {
+                Ok(Some(id)) => id,
+                Ok(None) => return Ok(crate::extract::reject(&parts, &GuardError::MissingToken)),
+                Err(resp) => return Ok(resp),
+            };
+            if let Err(e) = requirement.check(identity.scope.as_ref()) {
+                if let Some(g) = parts.extensions.get::<Guard>() {
+                    g.log(&e, None);
+                }
+                return Ok(crate::extract::reject(&parts, &e));
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}

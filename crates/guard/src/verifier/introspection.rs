@@ -1,0 +1,253 @@
+//! The introspection verifier: opaque tokens checked through RFC 7662 with HTTP Basic
+//! client authentication; positive answers cached no longer than `exp` and a maximum.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tessera_token::{
+    Audience, Claims, Error as TokenError, OpaqueToken, SecretString, UnixTime, Validation,
+};
+use url::Url;
+
+use super::{Inner, Verified, Verifier};
+use crate::net::{basic_auth, config_url, default_client, read_body, transport};
+use crate::{BuildError, FetchError, GuardError, Identity};
+
+/// An RFC 7662 introspection endpoint and the resource server's client credentials.
+/// `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct Introspection {
+    endpoint: Url,
+    client_id: String,
+    secret: SecretString,
+    max_ttl: Duration,
+    client: reqwest::Client,
+}
+
+impl Introspection {
+    /// Introspects at `endpoint` (https, or http on loopback), authenticating as
+    /// `client_id` with `secret` (HTTP Basic, RFC 6749 section 2.3.1).
+    pub fn new(
+        endpoint: &str,
+        client_id: impl Into<String>,
+        secret: SecretString,
+    ) -> Result<Self, BuildError> {
+        Ok(Introspection {
+            endpoint: config_url(endpoint, "introspection_endpoint")?,
+            client_id: client_id.into(),
+            secret,
+            max_ttl: Duration::from_secs(60),
+            client: default_client()?,
+        })
+    }
+
+    /// Longest time a positive answer is reused (default 60 s; never past `exp`).
+    /// Revocation at the server takes effect within this delay.
+    pub fn max_cache_ttl(mut self, d: Duration) -> Self {
+        self.max_ttl = d;
+        self
+    }
+
+    /// Uses this HTTP client.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    pub(super) async fn verify(
+        &self,
+        token: &str,
+        validation: &Validation,
+        now: UnixTime,
+    ) -> Result<Verified, GuardError> {
+        // Tessera's own opaque tokens carry a checksum: garbage never reaches the network.
+        if token.starts_with("tsr_") && OpaqueToken::parse(token).is_err() {
+            return Err(GuardError::InvalidToken(TokenError::MalformedOpaque(
+                "bad checksum",
+            )));
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        let result = async {
+            let resp = self
+                .client
+                .post(self.endpoint.clone())
+                .header(
+                    reqwest::header::AUTHORIZATION,
+                    basic_auth(&self.client_id, self.secret.expose()),
+                )
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .header(reqwest::header::ACCEPT, "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| transport(&e))?;
+            let bytes = read_body(resp).await?;
+            serde_json::from_slice::<Map<String, Value>>(&bytes)
+                .map_err(|_| FetchError::Invalid("introspection answer is not a JSON object"))
+        }
+        .await;
+        let answer = result.map_err(|e| {
+            tracing::warn!(endpoint = %self.endpoint, error = %e, "introspection failed");
+            GuardError::Unavailable("introspection unavailable")
+        })?;
+        let claims = claims_from_answer(answer, validation, now)?;
+        let cap = now.saturating_add(self.max_ttl);
+        Ok(Verified {
+            identity: Identity::from_introspection(claims),
+            cache_until: Some(cap),
+        })
+    }
+}
+
+impl Verifier {
+    /// Verifies opaque tokens by RFC 7662 introspection.
+    pub fn introspection(config: Introspection) -> Self {
+        Verifier {
+            inner: Inner::Introspection(config),
+        }
+    }
+}
+
+impl fmt::Debug for Introspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Introspection")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("client_id", &self.client_id)
+            .field("secret", &"<redacted>")
+            .field("max_ttl", &self.max_ttl)
+            .finish()
+    }
+}
+
+/// Turns an RFC 7662 section 2.2 answer into claims: `active` must be `true`; `exp`
+/// must not have passed; `iss` and `aud`, when present, must pass the policy.
+fn claims_from_answer(
+    mut m: Map<String, Value>,
+    validation: &Validation,
+    now: UnixTime,
+) -> Result<Claims, GuardError> {
+    if m.remove("active") != Some(Value::Bool(true)) {
+        return Err(GuardError::Inactive);
+    }
+    let bad = |name: &'static str| GuardError::InvalidToken(TokenError::InvalidClaim(name));
+    let string = |m: &mut Map<String, Value>, name: &'static str| match m.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(name)),
+    };
+    let time = |m: &mut Map<String, Value>, name: &'static str| match m.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            })
+            .map(|s| Some(UnixTime::from_secs(s)))
+            .ok_or_else(|| bad(name)),
+        Some(_) => Err(bad(name)),
+    };
+    let aud = match m.remove("aud") {
+        None | Some(Value::Null) => Audience::default(),
+        Some(Value::String(s)) => Audience::new([s]),
+        Some(Value::Array(items)) => Audience::new(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(bad("aud")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(bad("aud")),
+    };
+    let claims = Claims {
+        iss: string(&mut m, "iss")?,
+        sub: string(&mut m, "sub")?,
+        aud,
+        exp: time(&mut m, "exp")?,
+        nbf: time(&mut m, "nbf")?,
+        iat: time(&mut m, "iat")?,
+        jti: string(&mut m, "jti")?,
+        client_id: string(&mut m, "client_id")?,
+        scope: string(&mut m, "scope")?
+            .map(|s| s.parse().map_err(|_| bad("scope")))
+            .transpose()?,
+        sid: string(&mut m, "sid")?,
+        auth_time: time(&mut m, "auth_time")?,
+        acr: string(&mut m, "acr")?,
+        cnf: None,
+        extra: m,
+    };
+    if claims.exp.is_some_and(|exp| exp <= now) {
+        return Err(GuardError::InvalidToken(TokenError::Expired));
+    }
+    if let Some(iss) = &claims.iss
+        && !validation.issuers().iter().any(|i| i == iss)
+    {
+        return Err(GuardError::InvalidToken(TokenError::WrongIssuer));
+    }
+    if !claims.aud.is_empty()
+        && !validation
+            .audiences()
+            .iter()
+            .any(|a| claims.aud.contains(a))
+    {
+        return Err(GuardError::InvalidToken(TokenError::WrongAudience));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn answer(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn answers_are_checked() {
+        let pol = Validation::new("https://as", "api");
+        let now = UnixTime::from_secs(1000);
+        let ok = claims_from_answer(
+            answer(
+                json!({"active": true, "sub": "alice", "scope": "a b", "exp": 2000,
+                          "iss": "https://as", "aud": ["api"], "tenant": "t1"}),
+            ),
+            &pol,
+            now,
+        )
+        .unwrap();
+        assert_eq!(ok.sub.as_deref(), Some("alice"));
+        assert!(ok.scope.as_ref().unwrap().contains("b"));
+        assert_eq!(ok.extra.get("tenant"), Some(&json!("t1")));
+        let refuse = |v: Value| claims_from_answer(answer(v), &pol, now).unwrap_err();
+        assert_eq!(refuse(json!({"active": false})), GuardError::Inactive);
+        assert_eq!(refuse(json!({"active": "true"})), GuardError::Inactive);
+        assert_eq!(
+            refuse(json!({"active": true, "exp": 999})),
+            GuardError::InvalidToken(TokenError::Expired)
+        );
+        assert_eq!(
+            refuse(json!({"active": true, "iss": "https://evil"})),
+            GuardError::InvalidToken(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            refuse(json!({"active": true, "aud": "other"})),
+            GuardError::InvalidToken(TokenError::WrongAudience)
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! The revocation feed client against a fake feed server.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+use tessera_guard::RevocationFeed;
+use tessera_token::{SecretString, UnixTime};
+
+use crate::common::*;
+
+#[derive(Default)]
+struct Fake {
+    calls: AtomicUsize,
+    queries: Mutex<Vec<String>>,
+}
+
+async fn feed(
+    State(f): State<Arc<Fake>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    f.calls.fetch_add(1, Ordering::SeqCst);
+    // base64("guard:feed-secret")
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some("Basic Z3VhcmQ6ZmVlZC1zZWNyZXQ=")
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let after = q.get("after").cloned().unwrap_or_default();
+    f.queries.lock().unwrap().push(after.clone());
+    let page = match after.as_str() {
+        "" => json!({"revoked": [{"jti": "leaked-jti", "exp": NOW + 600},
+                                 {"jti": "old", "exp": NOW - 3600}],
+                     "cursor": "2", "has_more": true}),
+        "2" => {
+            json!({"revoked": [{"sid": "sid-9", "exp": NOW + 86400}], "cursor": "3", "has_more": false})
+        }
+        "3" => json!({"revoked": [], "cursor": "3", "has_more": false}),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_request"})),
+            )
+                .into_response();
+        }
+    };
+    Json(page).into_response()
+}
+
+#[tokio::test]
+async fn feed_revokes_tokens_and_evicts_them_from_the_cache() {
+    let fake = Arc::new(Fake::default());
+    let base = serve(
+        Router::new()
+            .route("/feed", get(feed))
+            .with_state(fake.clone()),
+    )
+    .await;
+    let client = RevocationFeed::new(
+        &format!("{base}/feed"),
+        "guard",
+        SecretString::new("feed-secret"),
+    )
+    .unwrap();
+    assert!(!format!("{client:?}").contains("feed-secret"));
+
+    let k = key("k1");
+    let guard = static_guard(&k, clock()).revocation(client.list()).build();
+    let app = app(&guard);
+    let leaked = token(&k, json!({"jti": "leaked-jti", "sid": "sid-1"}));
+    let grant = token(&k, json!({"sid": "sid-9"}));
+    let fine = token(&k, json!({"sid": "sid-1"}));
+    for t in [&leaked, &grant, &fine] {
+        let r = send(&app, get_with("/me", &[("authorization", &bearer(t))])).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(guard.cached_tokens(), 3);
+
+    let now = UnixTime::from_secs(NOW);
+    assert_eq!(client.poll_once(now).await.unwrap(), 3, "both pages read");
+    assert_eq!(client.list().len(), 2, "the expired entry was pruned");
+    for t in [&leaked, &grant] {
+        let r = send(&app, get_with("/me", &[("authorization", &bearer(t))])).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.json()["error_description"], "token revoked");
+    }
+    assert_eq!(guard.cached_tokens(), 1, "revoked tokens evicted");
+    let r = send(&app, get_with("/me", &[("authorization", &bearer(&fine))])).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // The next poll resumes from the cursor.
+    assert_eq!(client.poll_once(now).await.unwrap(), 0);
+    assert_eq!(*fake.queries.lock().unwrap(), vec!["", "2", "3"]);
+    // Entries are forgotten once their exp (plus leeway) has passed.
+    let later = UnixTime::from_secs(NOW + 86400 + 31);
+    client.poll_once(later).await.unwrap();
+    assert!(client.list().is_empty());
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_without_leaking_the_secret() {
+    let fake = Arc::new(Fake::default());
+    let base = serve(
+        Router::new()
+            .route("/feed", get(feed))
+            .with_state(fake.clone()),
+    )
+    .await;
+    let good = RevocationFeed::new(
+        &format!("{base}/feed"),
+        "guard",
+        SecretString::new("feed-secret"),
+    )
+    .unwrap();
+    let now = UnixTime::from_secs(NOW);
+    good.poll_once(now).await.unwrap();
+    assert_eq!(good.list().len(), 2);
+
+    let bad =
+        RevocationFeed::new(&format!("{base}/feed"), "guard", SecretString::new("nope")).unwrap();
+    let err = bad.poll_once(now).await.unwrap_err();
+    assert_eq!(err, tessera_guard::FetchError::Status(401));
+    assert!(!err.to_string().contains("nope"));
+}

@@ -1,0 +1,11 @@
+//! Integration tests of tessera-guard, one binary: in-process router tests and tests
+//! against real loopback HTTP servers (fake issuer, introspection, revocation feed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod feed;
+mod introspection;
+mod remote;
+mod responses;
+mod sources;

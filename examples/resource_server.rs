@@ -1,0 +1,2 @@
+//! Example resource server (placeholder).
+fn main() {}
