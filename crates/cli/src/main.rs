@@ -1,24 +1,82 @@
-//! The `tessera` command-line tool. The authorization server (`tessera serve`) and the
-//! operator commands arrive with the server issue; until then this says so plainly.
+//! The `tessera` command: the authorization server (`tessera serve`) and the operator
+//! commands (users, clients, sessions), all working on one data directory.
+//!
+//! Exit codes: 0 success; 1 runtime failure (storage, I/O); 2 usage error or invalid
+//! input; 3 configuration or master-key problem; 4 not found; 5 already exists.
 
+mod cmd;
+mod exit;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const NOT_YET: &str = "\
-tessera: the authorization server is not built yet.
+use clap::{Parser, Subcommand};
 
-What exists today is the token core library, `tessera-token` (JWS/JWT, JWK, claims
-validation, opaque tokens, RFC 6750 header parsing, PKCE). See README.md.";
+use crate::exit::CliError;
+
+/// Tessera: an OAuth 2 authorization server and its operator tools.
+///
+/// Every command works on one data directory (default ./tessera-data): the SQLite
+/// database, and master.key unless TESSERA_MASTER_KEY is set. Operator commands talk to
+/// the store directly and can run while the server runs.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, propagate_version = true, after_help = EXIT_CODES)]
+struct Cli {
+    /// Data directory (created on first use).
+    #[arg(long, global = true, env = "TESSERA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (see docs/server.md); flags and variables override it.
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input, 3 configuration or master key, \
+4 not found, 5 already exists.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the authorization server.
+    Serve(cmd::serve::ServeArgs),
+    /// Manage users (resource owners for the password grant).
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(cmd::client::ClientCommand),
+    /// List or revoke a user's sessions (grants and their refresh tokens).
+    #[command(subcommand)]
+    Sessions(cmd::sessions::SessionsCommand),
+}
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version" | "-V") => {
-            println!("tessera {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{NOT_YET}");
-            ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
+    let global = cmd::Global {
+        data_dir: cli.data_dir,
+        config: cli.config,
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => cmd::serve::run(&global, args).await,
+            Command::User(c) => cmd::user::run(&global, c).await,
+            Command::Client(c) => cmd::client::run(&global, c).await,
+            Command::Sessions(c) => cmd::sessions::run(&global, c).await,
+        }
+    })
 }

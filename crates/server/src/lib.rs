@@ -1,1 +1,32 @@
-//! The authorization server: not yet built (see the server issue).
+//! Tessera's OAuth 2 authorization server.
+//!
+//! The token endpoint (RFC 6749) with the client credentials, password and refresh token
+//! grants, RFC 9068 JWT access tokens signed with keys sealed at rest, discovery and the
+//! JWK Set; storage behind narrow traits with an embedded SQLite backend; and the
+//! operator operations the `tessera` CLI runs ([`admin`]).
+//!
+//! Layout: [`http`] (one module per endpoint) → `grants` (one file per grant) →
+//! [`store`] (traits; SQL only in `store::sqlite`). Time comes from a [`Clock`].
+
+pub mod admin;
+mod clock;
+pub mod config;
+mod error;
+pub mod http;
+mod ids;
+pub mod keys;
+mod oauth;
+pub mod password;
+pub mod secrets;
+mod server;
+mod state;
+pub mod store;
+
+mod grants;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{FileConfig, Overrides, ServerConfig};
+pub use error::Error;
+pub use oauth::OAuthError;
+pub use server::{Server, prepare_data_dir};
+pub use state::AppState;

@@ -1,0 +1,159 @@
+//! `tessera client`: register, list, rotate the secret of, and remove OAuth clients.
+
+use clap::Subcommand;
+use serde_json::json;
+use tessera_server::admin::NewClient;
+use tessera_server::store::{ClientRecord, GrantType};
+
+use crate::cmd::Global;
+use crate::exit::CliError;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Register a client and print its client_id and (once) its secret.
+    Add {
+        /// Unique name.
+        name: String,
+        /// Grant types it may use: client_credentials, password, refresh_token.
+        #[arg(long, value_delimiter = ',', num_args = 1.., required = true, value_parser = parse_grant)]
+        grant_types: Vec<GrantType>,
+        /// Scope it may request, space- or comma-separated, e.g. "notes:read notes:write".
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Audience of its access tokens (repeatable); default: the issuer.
+        #[arg(long, value_delimiter = ',')]
+        audience: Vec<String>,
+        /// Redirect URI (repeatable; for browser flows).
+        #[arg(long)]
+        redirect_uri: Vec<String>,
+        /// A public client (no secret), e.g. a native app using the password grant.
+        #[arg(long)]
+        public: bool,
+        /// Print JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients (never their secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret; the old one stops working at once.
+    RotateSecret {
+        /// client_id or name.
+        client: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client and revoke everything issued to it.
+    Remove {
+        /// client_id or name.
+        client: String,
+    },
+}
+
+fn parse_grant(s: &str) -> Result<GrantType, String> {
+    s.parse()
+}
+
+fn describe(c: &ClientRecord) -> serde_json::Value {
+    json!({
+        "client_id": c.id,
+        "name": c.name,
+        "public": c.is_public(),
+        "grant_types": c.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scope": c.scope.to_string(),
+        "audience": c.audience,
+        "redirect_uris": c.redirect_uris,
+    })
+}
+
+pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliError> {
+    let admin = global.admin().await?;
+    match cmd {
+        ClientCommand::Add {
+            name,
+            grant_types,
+            scope,
+            audience,
+            redirect_uri,
+            public,
+            json,
+        } => {
+            let (client, secret) = admin
+                .add_client(NewClient {
+                    name,
+                    grant_types,
+                    scope,
+                    audience,
+                    redirect_uris: redirect_uri,
+                    public,
+                })
+                .await?;
+            if json {
+                let mut v = describe(&client);
+                if let (Some(s), Some(obj)) = (&secret, v.as_object_mut()) {
+                    obj.insert("client_secret".into(), s.expose().into());
+                }
+                println!("{v}");
+            } else {
+                println!("client_id:     {}", client.id);
+                match &secret {
+                    Some(s) => {
+                        println!("client_secret: {}", s.expose());
+                        eprintln!("The secret is shown only once: store it now.");
+                    }
+                    None => println!("(public client: no secret)"),
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = admin.clients().await?;
+            if json {
+                let list: Vec<_> = clients.iter().map(describe).collect();
+                println!("{}", serde_json::Value::from(list));
+            } else {
+                println!(
+                    "{:<20} {:<24} {:<12} {:<40} scope",
+                    "NAME", "CLIENT_ID", "TYPE", "GRANTS"
+                );
+                for c in clients {
+                    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+                    let kind = if c.is_public() {
+                        "public"
+                    } else {
+                        "confidential"
+                    };
+                    println!(
+                        "{:<20} {:<24} {:<12} {:<40} {}",
+                        c.name,
+                        c.id,
+                        kind,
+                        grants.join(","),
+                        c.scope
+                    );
+                }
+            }
+        }
+        ClientCommand::RotateSecret { client, json } => {
+            let (c, secret) = admin.rotate_secret(&client).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "client_id": c.id, "client_secret": secret.expose() })
+                );
+            } else {
+                println!("client_id:     {}", c.id);
+                println!("client_secret: {}", secret.expose());
+                eprintln!("The secret is shown only once: store it now.");
+            }
+        }
+        ClientCommand::Remove { client } => {
+            let c = admin.remove_client(&client).await?;
+            println!("removed client {} ({})", c.name, c.id);
+        }
+    }
+    Ok(())
+}

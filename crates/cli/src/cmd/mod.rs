@@ -1,0 +1,72 @@
+//! The subcommands, one module each, and what they share: configuration and input.
+
+pub(crate) mod client;
+pub(crate) mod serve;
+pub(crate) mod sessions;
+pub(crate) mod user;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use tessera_server::admin::Admin;
+use tessera_server::{FileConfig, Overrides, ServerConfig};
+use tessera_token::SecretString;
+use zeroize::Zeroizing;
+
+use crate::exit::CliError;
+
+/// Options every command takes.
+#[derive(Debug)]
+pub(crate) struct Global {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
+}
+
+impl Global {
+    /// The validated configuration from the file (if any) and `overrides`.
+    pub(crate) fn config(&self, mut overrides: Overrides) -> Result<ServerConfig, CliError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        overrides.data_dir = self.data_dir.clone();
+        Ok(ServerConfig::resolve(file, overrides)?)
+    }
+
+    /// The operator handle on the local store.
+    pub(crate) async fn admin(&self) -> Result<Admin, CliError> {
+        let config = self.config(Overrides::default())?;
+        Ok(Admin::open(&config).await?)
+    }
+}
+
+/// Reads a password: one line from standard input with `--password-stdin`, else a
+/// prompt (twice, not echoed) on the terminal.
+pub(crate) fn read_password(from_stdin: bool) -> Result<SecretString, CliError> {
+    if from_stdin {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| CliError::runtime(format!("cannot read the password from stdin: {e}")))?;
+        let pw = line.trim_end_matches(['\n', '\r']);
+        return Ok(SecretString::new(pw));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(
+            "no terminal to ask for the password; pipe it in with --password-stdin",
+        ));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::runtime(format!("cannot read the password: {e}")))?,
+    );
+    let second = Zeroizing::new(
+        rpassword::prompt_password("Repeat password: ")
+            .map_err(|e| CliError::runtime(format!("cannot read the password: {e}")))?,
+    );
+    if *first != *second {
+        return Err(CliError::usage("the passwords do not match; try again"));
+    }
+    Ok(SecretString::new(first.as_str()))
+}

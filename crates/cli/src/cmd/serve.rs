@@ -1,0 +1,66 @@
+//! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM.
+
+use clap::Args;
+use tessera_server::{Overrides, Server};
+use tracing_subscriber::EnvFilter;
+
+use crate::cmd::Global;
+use crate::exit::CliError;
+
+/// Options of `tessera serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Issuer URL (`iss` of every token); default http://LISTEN-ADDRESS. Must be https
+    /// unless the host is loopback.
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    issuer: Option<String>,
+}
+
+pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError> {
+    let filter = EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let config = global.config(Overrides {
+        data_dir: None,
+        listen: args.listen,
+        issuer: args.issuer,
+    })?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config).await?;
+    eprintln!("listening on http://{}", server.local_addr());
+    eprintln!("issuer {}", server.issuer());
+    tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), "tessera started");
+    server.run(shutdown_signal()).await?;
+    tracing::info!("tessera stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

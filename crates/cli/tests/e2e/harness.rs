@@ -1,0 +1,269 @@
+//! Starting the server, running the CLI, and speaking HTTP to it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A running `tessera serve`; killed (by its PID, through `Child`) on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with("", &[])
+    }
+
+    /// Starts with a TOML config (empty for none) and extra environment variables.
+    pub fn start_with(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("TESSERA_MASTER_KEY")
+            .env_remove("TESSERA_ISSUER")
+            .env_remove("TESSERA_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !config.is_empty() {
+            let path = dir.path().join("tessera.toml");
+            std::fs::write(&path, config).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start tessera serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut server = Server {
+            child,
+            base: String::new(),
+            dir,
+            log,
+            http: reqwest::Client::new(),
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => server.base = url,
+            Err(_) => panic!("server did not start; log:\n{}", server.log()),
+        }
+        server
+    }
+
+    /// Kills the server and hands back its directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Runs `tessera --data-dir DIR ARGS...` with optional standard input.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        run_cli(&self.data_dir(), args, stdin)
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.cli(args, stdin);
+        assert!(
+            out.status.success(),
+            "tessera {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `tessera client add NAME --grant-types G --scope S --json` -> (client_id, secret).
+    pub fn add_client(
+        &self,
+        name: &str,
+        grants: &str,
+        scope: &str,
+        extra: &[&str],
+    ) -> (String, Option<String>) {
+        let mut args = vec![
+            "client",
+            "add",
+            name,
+            "--grant-types",
+            grants,
+            "--scope",
+            scope,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v: Value = serde_json::from_str(&self.cli_ok(&args, None)).unwrap();
+        (
+            v["client_id"].as_str().unwrap().to_owned(),
+            v["client_secret"].as_str().map(str::to_owned),
+        )
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        self.cli_ok(
+            &["user", "add", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+    }
+
+    /// POSTs a form to /token, optionally with HTTP Basic.
+    pub async fn token(&self, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> Reply {
+        self.post_form("/token", form, basic).await
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Reply {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some((id, secret)) = basic {
+            req = req.header("authorization", basic_header(id, secret));
+        }
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, basic: Option<(&str, &str)>) -> Reply {
+        let mut req = self.http.get(self.url(path));
+        if let Some((id, secret)) = basic {
+            req = req.header("authorization", basic_header(id, secret));
+        }
+        Reply::from(req.send().await.unwrap()).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn basic_header(id: &str, secret: &str) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+pub fn run_cli(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TESSERA_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// A response: status, headers, JSON body (Null when not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    async fn from(resp: reqwest::Response) -> Self {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.unwrap();
+        Reply {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an OAuth error response with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{:?}", self.json);
+        assert_eq!(self.error(), code, "{:?}", self.json);
+        assert_eq!(self.headers["cache-control"], "no-store");
+    }
+
+    pub fn str(&self, member: &str) -> String {
+        self.json[member]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {member} in {:?}", self.json))
+            .to_owned()
+    }
+}
+
+/// Verifies an access token against the server's JWKS and returns its claims.
+pub async fn verify(server: &Server, token: &str, audience: &str) -> tessera_token::VerifiedClaims {
+    let jwks = server.get("/jwks.json", None).await;
+    let set = tessera_token::JwkSet::from_json(jwks.json.to_string().as_bytes()).unwrap();
+    let keys = tessera_token::KeySet::from_jwks(&set).unwrap();
+    let policy = tessera_token::Validation::access_token(server.base.clone(), audience);
+    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    keys.verify(token, &policy, now).unwrap()
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `tessera` binary on 127.0.0.1:0 with a temporary data
+//! directory, driven through its CLI and over HTTP. One test binary, one module per area.
+
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod cli;
+mod meta;
+mod refresh;
+mod token;

@@ -1,0 +1,322 @@
+//! Operator operations behind the `tessera` CLI (users, clients, sessions), run directly
+//! against the local store. They validate their input and name the fix when it is wrong.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tessera_token::{OpaqueToken, Scope, SecretString, TokenKind};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServerConfig;
+use crate::ids::random_id;
+use crate::password;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{
+    AuditEvent, AuditStore, ClientRecord, ClientStore, GrantRecord, GrantStore, GrantType, Revoked,
+    UserRecord, UserStore,
+};
+use crate::{Error, prepare_data_dir};
+
+/// A client to register.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    /// Unique name.
+    pub name: String,
+    /// Grant types it may use.
+    pub grant_types: Vec<GrantType>,
+    /// Allowed scope, space-separated (may be empty).
+    pub scope: String,
+    /// Audiences of its access tokens.
+    pub audience: Vec<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret).
+    pub public: bool,
+}
+
+/// Handle on the local store for operator commands.
+#[derive(Debug)]
+pub struct Admin {
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+    config: ServerConfig,
+}
+
+impl Admin {
+    /// Opens (creating if needed) the data directory and store of `config`.
+    pub async fn open(config: &ServerConfig) -> Result<Self, Error> {
+        prepare_data_dir(&config.data_dir)?;
+        let store = SqliteStore::open(&config.data_dir).await?;
+        Ok(Admin {
+            store,
+            clock: Arc::new(SystemClock),
+            config: config.clone(),
+        })
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
+    fn revoked(&self) -> Revoked {
+        let now = self.clock.now();
+        Revoked {
+            now,
+            access_exp: now.saturating_add(self.config.access_token_ttl),
+        }
+    }
+
+    async fn audit(
+        &self,
+        kind: &str,
+        client: Option<&str>,
+        user: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let event = AuditEvent {
+            at: self.clock.now(),
+            kind: kind.to_owned(),
+            client_id: client.map(str::to_owned),
+            user_id: user.map(str::to_owned),
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.store.record(&event).await {
+            tracing::warn!(error = %e, "could not record audit event");
+        }
+    }
+
+    /// Adds a user with an Argon2id hash of `password`.
+    pub async fn add_user(&self, name: &str, password: SecretString) -> Result<UserRecord, Error> {
+        check_name("user", name)?;
+        let user = UserRecord {
+            id: random_id("u_")?,
+            name: name.to_owned(),
+            password_hash: password::hash_one(password).await?,
+            disabled: false,
+            created_at: self.clock.now(),
+        };
+        self.store
+            .insert_user(&user)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict(_) => Error::Conflict(format!("user {name} already exists")),
+                other => other,
+            })?;
+        self.audit("user.add", None, Some(&user.id), json!({ "name": name }))
+            .await;
+        Ok(user)
+    }
+
+    /// All users.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, Error> {
+        Ok(self.store.users().await?)
+    }
+
+    /// Disables a user and revokes their sessions.
+    pub async fn disable_user(&self, name: &str) -> Result<(), Error> {
+        self.store
+            .disable_user(name, self.revoked())
+            .await
+            .map_err(|e| not_found(e, "user", name))?;
+        self.audit("user.disable", None, None, json!({ "name": name }))
+            .await;
+        Ok(())
+    }
+
+    /// Sets a new password.
+    pub async fn set_password(&self, name: &str, password: SecretString) -> Result<(), Error> {
+        let hash = password::hash_one(password).await?;
+        self.store
+            .set_password(name, &hash)
+            .await
+            .map_err(|e| not_found(e, "user", name))?;
+        self.audit("user.passwd", None, None, json!({ "name": name }))
+            .await;
+        Ok(())
+    }
+
+    /// Registers a client; returns it and, for a confidential client, its secret (shown
+    /// once, stored only as a hash).
+    pub async fn add_client(
+        &self,
+        new: NewClient,
+    ) -> Result<(ClientRecord, Option<OpaqueToken>), Error> {
+        check_name("client", &new.name)?;
+        if new.grant_types.is_empty() {
+            return Err(Error::Invalid(
+                "a client needs at least one grant type; add --grant-types client_credentials (or password, refresh_token)".into(),
+            ));
+        }
+        if new.public && new.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(Error::Invalid(
+                "public clients cannot use client_credentials; drop --public or the grant type"
+                    .into(),
+            ));
+        }
+        let scope = parse_scope(&new.scope)?;
+        for a in &new.audience {
+            if a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::Invalid(format!(
+                    "audience {a:?} must be one word without spaces"
+                )));
+            }
+        }
+        for u in &new.redirect_uris {
+            let ok = (u.starts_with("https://") || u.starts_with("http://"))
+                && !u.contains('#')
+                && !u.chars().any(char::is_whitespace);
+            if !ok {
+                return Err(Error::Invalid(format!(
+                    "redirect URI {u:?} must be an absolute http(s) URI without a fragment"
+                )));
+            }
+        }
+        let secret = if new.public {
+            None
+        } else {
+            Some(OpaqueToken::generate(TokenKind::ClientSecret)?)
+        };
+        let mut grant_types = new.grant_types.clone();
+        grant_types.dedup();
+        let client = ClientRecord {
+            id: random_id("")?,
+            name: new.name.clone(),
+            secret_hash: secret.as_ref().map(OpaqueToken::hash),
+            grant_types,
+            scope,
+            audience: new.audience,
+            redirect_uris: new.redirect_uris,
+            created_at: self.clock.now(),
+        };
+        self.store
+            .insert_client(&client)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict(_) => {
+                    Error::Conflict(format!("client {} already exists", new.name))
+                }
+                other => other,
+            })?;
+        self.audit(
+            "client.add",
+            Some(&client.id),
+            None,
+            json!({ "name": client.name }),
+        )
+        .await;
+        Ok((client, secret))
+    }
+
+    /// All clients.
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>, Error> {
+        Ok(self.store.clients().await?)
+    }
+
+    async fn client(&self, key: &str) -> Result<ClientRecord, Error> {
+        self.store.client_by_id_or_name(key).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no client with id or name {key}; see `tessera client list`"
+            ))
+        })
+    }
+
+    /// Replaces a confidential client's secret; the old one stops working at once.
+    pub async fn rotate_secret(&self, key: &str) -> Result<(ClientRecord, OpaqueToken), Error> {
+        let client = self.client(key).await?;
+        if client.is_public() {
+            return Err(Error::Invalid(format!(
+                "client {} is public and has no secret",
+                client.name
+            )));
+        }
+        let secret = OpaqueToken::generate(TokenKind::ClientSecret)?;
+        self.store
+            .set_client_secret(&client.id, &secret.hash())
+            .await?;
+        self.audit("client.rotate_secret", Some(&client.id), None, json!({}))
+            .await;
+        Ok((client, secret))
+    }
+
+    /// Removes a client and revokes everything issued to it.
+    pub async fn remove_client(&self, key: &str) -> Result<ClientRecord, Error> {
+        let client = self.client(key).await?;
+        self.store.remove_client(&client.id, self.revoked()).await?;
+        self.audit(
+            "client.remove",
+            Some(&client.id),
+            None,
+            json!({ "name": client.name }),
+        )
+        .await;
+        Ok(client)
+    }
+
+    async fn user(&self, name: &str) -> Result<UserRecord, Error> {
+        self.store
+            .user_by_name(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no user {name}; see `tessera user list`")))
+    }
+
+    /// Live sessions (grants) of a user.
+    pub async fn sessions(&self, name: &str) -> Result<Vec<GrantRecord>, Error> {
+        let user = self.user(name).await?;
+        Ok(self.store.user_grants(&user.id, self.clock.now()).await?)
+    }
+
+    /// Revokes every session of a user ("log out everywhere"); returns how many.
+    pub async fn revoke_sessions(&self, name: &str) -> Result<u64, Error> {
+        let user = self.user(name).await?;
+        let n = self
+            .store
+            .revoke_user_grants(&user.id, self.revoked())
+            .await?;
+        self.audit(
+            "sessions.revoke",
+            None,
+            Some(&user.id),
+            json!({ "count": n }),
+        )
+        .await;
+        Ok(n)
+    }
+}
+
+fn not_found(e: crate::store::StoreError, what: &str, name: &str) -> Error {
+    match Error::from(e) {
+        Error::NotFound(_) => {
+            Error::NotFound(format!("no {what} {name}; see `tessera {what} list`"))
+        }
+        other => other,
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{what} name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', '@'"
+        )))
+    }
+}
+
+/// Parses a scope given as space- or comma-separated words; empty is no scope.
+pub fn parse_scope(s: &str) -> Result<Scope, Error> {
+    let words: Vec<&str> = s.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        return Ok(Scope::default());
+    }
+    words.join(" ").parse().map_err(|_| {
+        Error::Invalid(format!(
+            "scope {s:?} is malformed: use words of printable ASCII without quotes or backslashes"
+        ))
+    })
+}

@@ -1,0 +1,106 @@
+//! The resource owner password credentials grant (RFC 6749 section 4.3). Unknown user,
+//! wrong password and disabled user give the same error after the same Argon2id work.
+
+use serde_json::json;
+use tessera_token::{OpaqueToken, SecretString, TokenKind};
+
+use crate::grants::{
+    AccessGrant, Params, TokenResponse, audit, mint_access_token, resolve_audience, resolve_scope,
+    scope_member,
+};
+use crate::ids::random_id;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+
+const BAD_LOGIN: &str = "invalid username or password";
+
+pub(crate) async fn exchange(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let username = params.require("username")?;
+    let password = SecretString::new(params.require("password")?);
+    let scope = resolve_scope(params.get("scope"), &client.scope)?;
+    let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+
+    let user = state.store.user_by_name(username).await?;
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let matches = state.passwords.verify(password, phc).await?;
+    let user = match user {
+        Some(u) if matches && !u.disabled => u,
+        other => {
+            let reason = match &other {
+                None => "unknown_user",
+                Some(u) if u.disabled => "disabled",
+                Some(_) => "wrong_password",
+            };
+            audit(
+                state,
+                "login.failure",
+                Some(&client.id),
+                other.as_ref().map(|u| u.id.as_str()),
+                json!({ "username": username, "reason": reason }),
+            )
+            .await;
+            return Err(OAuthError::InvalidGrant(BAD_LOGIN));
+        }
+    };
+
+    let now = state.clock.now();
+    let grant = GrantRecord {
+        id: random_id("g_")?,
+        client_id: client.id.clone(),
+        user_id: Some(user.id.clone()),
+        scope: scope.clone(),
+        audience: audience.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
+        revoked_at: None,
+    };
+    let refresh = if client.allows(GrantType::RefreshToken) {
+        Some(
+            OpaqueToken::generate(TokenKind::RefreshToken)
+                .map_err(|e| OAuthError::Server(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let first = refresh.as_ref().map(|t| NewRefreshToken {
+        hash: t.hash(),
+        grant_id: grant.id.clone(),
+        issued_at: now,
+        expires_at: now
+            .saturating_add(state.config.refresh_idle_ttl)
+            .min(grant.expires_at),
+    });
+    state.store.insert_grant(&grant, first.as_ref()).await?;
+    audit(
+        state,
+        "login.success",
+        Some(&client.id),
+        Some(&user.id),
+        json!({ "sid": grant.id, "refresh_token": refresh.is_some() }),
+    )
+    .await;
+
+    let (access_token, expires_in) = mint_access_token(
+        state,
+        &AccessGrant {
+            sub: &user.id,
+            client_id: &client.id,
+            scope: &scope,
+            audience: &audience,
+            sid: &grant.id,
+            auth_time: Some(now),
+        },
+    )?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: refresh.map(|t| t.expose().to_owned()),
+        scope: scope_member(&scope),
+    })
+}

@@ -1,0 +1,148 @@
+//! The refresh token grant (RFC 6749 section 6) with rotation on every use.
+//!
+//! A token's successor is derived, not random: HMAC(server key, parent hash). So every
+//! caller presenting the same token within the grace window, on any replica, gets the same
+//! successor without the store ever holding a plaintext token; the store's conditional
+//! update picks the one caller that rotates. A used token presented after the grace
+//! window revokes the whole family (its `sid` goes to the revocation feed).
+
+use aws_lc_rs::{digest, hmac};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind};
+
+use crate::grants::{AccessGrant, Params, TokenResponse, audit, mint_access_token, scope_member};
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::store::{ClientRecord, NewRefreshToken, RotateOutcome};
+
+const BAD_TOKEN: &str = "refresh token is invalid, expired or revoked";
+
+pub(crate) async fn exchange(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = params.require("refresh_token")?;
+    let token = OpaqueToken::parse_kind(presented, TokenKind::RefreshToken)
+        .map_err(|_| OAuthError::InvalidGrant(BAD_TOKEN))?;
+    let hash = token.hash();
+    let now = state.clock.now();
+    let Some((record, grant)) = state.store.refresh_token(&hash).await? else {
+        return Err(OAuthError::InvalidGrant(BAD_TOKEN));
+    };
+    // RFC 6749 section 6: the token must have been issued to the authenticated client.
+    if grant.client_id != client.id
+        || grant.revoked_at.is_some()
+        || record.expires_at <= now
+        || grant.expires_at <= now
+    {
+        return Err(OAuthError::InvalidGrant(BAD_TOKEN));
+    }
+    let scope = match params.get("scope") {
+        None => grant.scope.clone(),
+        Some(s) => {
+            let asked: Scope = s
+                .parse()
+                .map_err(|_| OAuthError::InvalidScope("scope is malformed"))?;
+            if !asked.is_subset(&grant.scope) {
+                return Err(OAuthError::InvalidScope(
+                    "a refresh may narrow the scope, never widen it",
+                ));
+            }
+            asked
+        }
+    };
+
+    let next = successor(&state.refresh_key, &hash)?;
+    let new = NewRefreshToken {
+        hash: next.hash(),
+        grant_id: grant.id.clone(),
+        issued_at: now,
+        expires_at: now
+            .saturating_add(state.config.refresh_idle_ttl)
+            .min(grant.expires_at),
+    };
+    match state.store.rotate_refresh_token(&hash, &new, now).await? {
+        RotateOutcome::Rotated => {}
+        RotateOutcome::AlreadyUsed { used_at } => {
+            let grace = i64::try_from(state.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
+            let within = grace > 0 && now.secs() - used_at.secs() <= grace;
+            if !within {
+                let revoked = state.revoked_now();
+                state.store.revoke_grant(&grant.id, revoked).await?;
+                tracing::warn!(sid = %grant.id, client_id = %client.id, "refresh token reuse: family revoked");
+                audit(
+                    state,
+                    "refresh.reuse",
+                    Some(&client.id),
+                    grant.user_id.as_deref(),
+                    json!({ "sid": grant.id }),
+                )
+                .await;
+                return Err(OAuthError::InvalidGrant(BAD_TOKEN));
+            }
+        }
+        RotateOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_TOKEN)),
+    }
+
+    let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
+    let (access_token, expires_in) = mint_access_token(
+        state,
+        &AccessGrant {
+            sub,
+            client_id: &client.id,
+            scope: &scope,
+            audience: &grant.audience,
+            sid: &grant.id,
+            auth_time: Some(grant.created_at),
+        },
+    )?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(next.expose().to_owned()),
+        scope: scope_member(&scope),
+    })
+}
+
+/// The successor of the refresh token hashing to `parent`: 32 bytes of
+/// HMAC-SHA256(key, parent hash) in tessera-token's opaque format (`tsr_rt_` prefix,
+/// base64url of the bytes and the first 4 bytes of SHA-256(prefix || bytes)); parsing it
+/// back checks that format.
+pub(crate) fn successor(key: &hmac::Key, parent: &TokenHash) -> Result<OpaqueToken, OAuthError> {
+    let tag = hmac::sign(key, parent.as_bytes());
+    let random = tag.as_ref();
+    let prefix = TokenKind::RefreshToken.prefix();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prefix.as_bytes());
+    ctx.update(random);
+    let sum = ctx.finish();
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(36));
+    body.extend_from_slice(random);
+    body.extend_from_slice(&sum.as_ref()[..4]);
+    let text = zeroize::Zeroizing::new(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&body[..])));
+    OpaqueToken::parse_kind(&text, TokenKind::RefreshToken)
+        .map_err(|e| OAuthError::Server(format!("derived refresh token is malformed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_is_deterministic_valid_and_keyed() {
+        let k1 = hmac::Key::new(hmac::HMAC_SHA256, &[1u8; 32]);
+        let k2 = hmac::Key::new(hmac::HMAC_SHA256, &[2u8; 32]);
+        let parent = OpaqueToken::generate(TokenKind::RefreshToken)
+            .unwrap()
+            .hash();
+        let a = successor(&k1, &parent).unwrap();
+        assert_eq!(a, successor(&k1, &parent).unwrap());
+        assert_ne!(a, successor(&k2, &parent).unwrap());
+        assert_ne!(a.hash(), parent);
+        assert!(OpaqueToken::parse_kind(a.expose(), TokenKind::RefreshToken).is_ok());
+    }
+}

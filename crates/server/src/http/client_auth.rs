@@ -1,0 +1,102 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749
+//! section 2.3.1): HTTP Basic or `client_secret_post`, or a bare `client_id` for public
+//! clients where the caller allows it. Secrets are `tsr_cs_` tokens compared by SHA-256
+//! hash in constant time: high-entropy, so no slow hash is needed.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tessera_token::{OpaqueToken, TokenKind};
+use zeroize::Zeroizing;
+
+use crate::grants::Params;
+use crate::http::form::decode_component;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::store::ClientRecord;
+
+/// How public clients are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Public {
+    /// A registered public client may identify itself with `client_id` alone.
+    Allowed,
+}
+
+/// Authenticates the client of a request.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    public: Public,
+) -> Result<ClientRecord, OAuthError> {
+    if let Some((id, secret)) = basic_credentials(headers)? {
+        if params.get("client_secret").is_some() {
+            return Err(OAuthError::invalid_request(
+                "use only one client authentication method",
+            ));
+        }
+        if params.get("client_id").is_some_and(|p| p != id) {
+            return Err(OAuthError::invalid_request(
+                "client_id does not match the Authorization header",
+            ));
+        }
+        return confidential(state, &id, &secret, true).await;
+    }
+    match (params.get("client_id"), params.get("client_secret")) {
+        (Some(id), Some(secret)) => confidential(state, id, secret, false).await,
+        (Some(id), None) => {
+            let client = state.store.client(id).await?;
+            match client {
+                Some(c) if c.is_public() && public == Public::Allowed => Ok(c),
+                _ => Err(OAuthError::InvalidClient { basic: false }),
+            }
+        }
+        (None, _) => Err(OAuthError::InvalidClient { basic: true }),
+    }
+}
+
+/// Client id and secret from `Authorization: Basic`; `None` without the header.
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, Zeroizing<String>)>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::InvalidClient { basic: true };
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = Zeroizing::new(STANDARD.decode(rest.trim()).map_err(|_| bad())?);
+    let text = std::str::from_utf8(&decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let id = decode_component(id).ok_or_else(bad)?;
+    let secret = Zeroizing::new(decode_component(secret).ok_or_else(bad)?);
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some((id, secret)))
+}
+
+async fn confidential(
+    state: &AppState,
+    id: &str,
+    secret: &str,
+    basic: bool,
+) -> Result<ClientRecord, OAuthError> {
+    let fail = OAuthError::InvalidClient { basic };
+    let Some(client) = state.store.client(id).await? else {
+        return Err(fail);
+    };
+    let Some(stored) = client.secret_hash else {
+        return Err(fail);
+    };
+    let presented =
+        OpaqueToken::parse_kind(secret, TokenKind::ClientSecret).map_err(|_| fail.clone())?;
+    if presented.hash() != stored {
+        return Err(fail);
+    }
+    tracing::Span::current().record("client_id", client.id.as_str());
+    Ok(client)
+}

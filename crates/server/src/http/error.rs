@@ -1,0 +1,70 @@
+//! The one place an [`OAuthError`] becomes an HTTP response (RFC 6749 section 5.2).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::oauth::OAuthError;
+
+/// Realm of the `WWW-Authenticate: Basic` challenge.
+pub(crate) const REALM: &str = "tessera";
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            OAuthError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::Server(detail) => {
+                tracing::error!(detail = %detail, "server error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = match self.description() {
+            Some(d) => json!({ "error": self.code(), "error_description": d }),
+            None => json!({ "error": self.code() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        no_store(headers);
+        match self {
+            OAuthError::InvalidClient { basic: true } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            OAuthError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 section 5.1).
+pub(crate) fn no_store(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_under_basic_challenges() {
+        let r = OAuthError::InvalidClient { basic: true }.into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            format!("Basic realm=\"{REALM}\"").as_str()
+        );
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        let r = OAuthError::InvalidClient { basic: false }.into_response();
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let r = OAuthError::Server("db on fire".into()).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

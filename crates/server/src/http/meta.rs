@@ -1,0 +1,60 @@
+//! Metadata endpoints: the JWK Set, discovery (RFC 8414 and OpenID Connect Discovery),
+//! liveness and readiness.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::http::{FEED_PATH, JWKS_PATH, TOKEN_PATH};
+use crate::state::AppState;
+use crate::store::GrantType;
+
+/// How long clients may cache the JWK Set (seconds).
+pub(crate) const JWKS_MAX_AGE: u64 = 300;
+
+pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    let ring = state.keys.current();
+    let mut r = Json(ring.jwks().clone()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}")) {
+        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
+    let ring = state.keys.current();
+    let algs = ring.algorithms();
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let grants: Vec<&str> = GrantType::ALL.iter().map(|g| g.as_str()).collect();
+    Json(json!({
+        "issuer": state.issuer,
+        "token_endpoint": state.url(TOKEN_PATH),
+        "jwks_uri": state.url(JWKS_PATH),
+        "grant_types_supported": grants,
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "id_token_signing_alg_values_supported": algs,
+        "tessera_access_token_signing_alg_values_supported": algs,
+        "tessera_revocation_feed_endpoint": state.url(FEED_PATH),
+    }))
+    .into_response()
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "store not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}

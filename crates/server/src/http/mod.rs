@@ -1,0 +1,54 @@
+//! HTTP: the router and one module per endpoint. Handlers are thin: extract, call the
+//! grant or store, convert.
+
+mod client_auth;
+mod error;
+mod form;
+mod meta;
+mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::routing::{get, post};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+
+/// Largest request body accepted (form posts are small).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/token";
+/// Path of the JWK Set.
+pub const JWKS_PATH: &str = "/jwks.json";
+/// Path of the revocation feed (docs/revocation-feed.md).
+pub const FEED_PATH: &str = "/revocations";
+
+/// The server's routes. `Authorization` and `Cookie` are marked sensitive before the
+/// trace layer sees them, so they never reach a log.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(TOKEN_PATH, post(token::token))
+        .route(JWKS_PATH, get(meta::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::discovery),
+        )
+        .route("/.well-known/openid-configuration", get(meta::discovery))
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,46 @@
+//! `POST /token` (RFC 6749 section 3.2): parse the form, authenticate the client, run the
+//! grant, answer with `Cache-Control: no-store`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+
+use crate::grants::{self, TokenResponse};
+use crate::http::client_auth::{self, Public};
+use crate::http::{error::no_store, form};
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+
+#[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match run(&state, &headers, &body).await {
+        Ok(ok) => {
+            let mut response = Json(ok).into_response();
+            no_store(response.headers_mut());
+            response
+        }
+        Err(e) => {
+            tracing::info!(error = e.code(), "token request refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    let params = form::parse(headers, body)?;
+    grants::grant_type(&params)?;
+    let client = client_auth::authenticate(state, headers, &params, Public::Allowed).await?;
+    grants::exchange(state, &client, &params).await
+}

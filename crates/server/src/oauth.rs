@@ -1,0 +1,97 @@
+//! The one protocol error enum of the token, revocation and introspection endpoints, in
+//! the order of RFC 6749 section 5.2. `http::error` maps it to the wire in one place.
+
+use std::fmt;
+
+/// An OAuth error as the client will see it. `description` is for the client and never
+/// holds a secret; `Server` keeps its detail for the log only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// `invalid_request`: missing, repeated or malformed parameter.
+    InvalidRequest(String),
+    /// `invalid_client`: client authentication failed (401).
+    InvalidClient {
+        /// The client tried HTTP Basic (or sent no credentials): answer with
+        /// `WWW-Authenticate: Basic`.
+        basic: bool,
+    },
+    /// `invalid_grant`: bad, expired or revoked grant or credentials.
+    InvalidGrant(&'static str),
+    /// `unauthorized_client`: this client may not use this grant type.
+    UnauthorizedClient(&'static str),
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`: unknown scope or more than allowed.
+    InvalidScope(&'static str),
+    /// `invalid_target` (RFC 8707): the `resource` is not one of the client's audiences.
+    InvalidTarget,
+    /// Too many failed attempts: 429 with `Retry-After`.
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// `server_error` (500); the detail is logged, never sent.
+    Server(String),
+}
+
+impl OAuthError {
+    /// Shorthand for an `invalid_request` with a description.
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        OAuthError::InvalidRequest(d.into())
+    }
+
+    /// The RFC 6749 `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::InvalidTarget => "invalid_target",
+            OAuthError::TooManyRequests { .. } => "temporarily_unavailable",
+            OAuthError::Server(_) => "server_error",
+        }
+    }
+
+    /// The `error_description`, safe to send.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            OAuthError::InvalidRequest(d) => Some(d),
+            OAuthError::InvalidClient { .. } => Some("client authentication failed"),
+            OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::InvalidScope(d) => Some(d),
+            OAuthError::UnsupportedGrantType => {
+                Some("grant_type must be client_credentials, password or refresh_token")
+            }
+            OAuthError::InvalidTarget => Some("resource is not an audience of this client"),
+            OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later"),
+            OAuthError::Server(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())?;
+        if let Some(d) = self.description() {
+            write!(f, ": {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OAuthError::Server(e.to_string())
+    }
+}
+
+impl From<crate::Error> for OAuthError {
+    fn from(e: crate::Error) -> Self {
+        OAuthError::Server(e.to_string())
+    }
+}

@@ -1,0 +1,65 @@
+//! The shared state every handler gets: configuration, store, keys, clock, password pool.
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+
+use crate::clock::Clock;
+use crate::config::ServerConfig;
+use crate::keys::Keys;
+use crate::password::Passwords;
+use crate::store::{Revoked, Store};
+
+/// Everything a request needs, built once at start-up and shared behind an `Arc`.
+#[derive(Debug)]
+pub struct AppState {
+    pub(crate) issuer: String,
+    pub(crate) config: ServerConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) passwords: Passwords,
+    pub(crate) refresh_key: hmac::Key,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        issuer: String,
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        keys: Arc<Keys>,
+        clock: Arc<dyn Clock>,
+        passwords: Passwords,
+        refresh_key: hmac::Key,
+    ) -> Self {
+        AppState {
+            issuer,
+            config,
+            store,
+            keys,
+            clock,
+            passwords,
+            refresh_key,
+        }
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// A revocation stamp for now: access tokens issued until now expire by `access_exp`.
+    pub(crate) fn revoked_now(&self) -> Revoked {
+        let now = self.clock.now();
+        Revoked {
+            now,
+            access_exp: now.saturating_add(self.config.access_token_ttl),
+        }
+    }
+
+    /// `issuer` + `path`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}

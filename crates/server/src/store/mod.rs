@@ -1,0 +1,159 @@
+//! Storage: one narrow trait per kind of record, keyed by ids or by a secret's hash, and
+//! backend-neutral (no SQL dialect leaks through). [`sqlite`] implements them all.
+//!
+//! Every method that changes more than one row does so in one transaction, so bad input
+//! or a crash never leaves half a change behind.
+
+mod records;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use tessera_token::{TokenHash, UnixTime};
+
+pub use records::{
+    AuditEvent, ClientRecord, GrantRecord, GrantType, KeyState, NewRefreshToken, RefreshRecord,
+    RevocationEntry, Revoked, SigningKeyRecord, UserRecord,
+};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record with this name or id already exists.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The record does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The backend failed (I/O, corruption, pool closed). Details go to the log only.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Outcome of trying to use a refresh token once (RFC 6749 section 6 with rotation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// This caller used the token first; the successor has been stored.
+    Rotated,
+    /// The token had already been used, at this time.
+    AlreadyUsed {
+        /// When it was first used.
+        used_at: UnixTime,
+    },
+    /// No such token, or its grant is revoked.
+    Unknown,
+}
+
+/// OAuth clients (RFC 6749 section 2).
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Registers a client; its name and id must be new.
+    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// The client with this `client_id`.
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// The client with this id or, failing that, this name.
+    async fn client_by_id_or_name(&self, key: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// All clients, by name.
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Replaces a confidential client's secret hash.
+    async fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
+    /// Removes a client, revokes its grants and records each grant's `sid` in the feed.
+    async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
+}
+
+/// Resource owners (RFC 6749 section 4.3).
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Adds a user; the name must be new.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// The user with this login name.
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// All users, by name.
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Sets a new password hash (PHC string).
+    async fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// Disables a user and revokes all of their grants, recording each `sid` in the feed.
+    async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
+}
+
+/// Grants (token families) and their refresh tokens, stored by hash.
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant and, when given, its first refresh token.
+    async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError>;
+    /// The grant with this id.
+    async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    /// A refresh token by its hash, with its grant.
+    async fn refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError>;
+    /// Marks `parent` used at `now` if nobody has, and stores `successor`; one winner
+    /// among any number of concurrent callers (RFC 6749 section 10.4, rotation).
+    async fn rotate_refresh_token(
+        &self,
+        parent: &TokenHash,
+        successor: &NewRefreshToken,
+        now: UnixTime,
+    ) -> Result<RotateOutcome, StoreError>;
+    /// Revokes a grant (the whole family) and records its `sid` in the feed. Idempotent.
+    async fn revoke_grant(&self, id: &str, revoked: Revoked) -> Result<bool, StoreError>;
+    /// Live (unrevoked, unexpired) grants of a user.
+    async fn user_grants(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Revokes all live grants of a user; returns how many.
+    async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError>;
+}
+
+/// The revocation feed (docs/revocation-feed.md).
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Adds a revoked access token (`jti`) to the feed.
+    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError>;
+    /// Entries after cursor `after` (0 = from the start) whose `exp` is not before `now`,
+    /// at most `limit`, in revocation order.
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+        now: UnixTime,
+    ) -> Result<Vec<RevocationEntry>, StoreError>;
+    /// The highest cursor ever handed out (0 when none).
+    async fn last_revocation_seq(&self) -> Result<i64, StoreError>;
+    /// True when `jti` or `sid` is in the feed.
+    async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
+}
+
+/// Signing keys, private halves sealed by the caller before they get here.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Stores a new key.
+    async fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// All keys, oldest first.
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+}
+
+/// The audit log. Events never carry a token, secret or password.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    async fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The latest `limit` events, newest first.
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Everything the server needs from a backend.
+#[async_trait]
+pub trait Store:
+    std::fmt::Debug + ClientStore + UserStore + GrantStore + RevocationStore + KeyStore + AuditStore
+{
+    /// Cheap liveness check of the backend (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

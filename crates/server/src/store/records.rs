@@ -1,0 +1,264 @@
+//! The records the store keeps: plain data, no secrets in the clear.
+
+use std::fmt;
+use std::str::FromStr;
+
+use tessera_token::{Scope, TokenHash, UnixTime};
+
+/// A grant type a client may use (RFC 6749 sections 4 and 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `client_credentials` (RFC 6749 section 4.4).
+    ClientCredentials,
+    /// `password` (RFC 6749 section 4.3).
+    Password,
+    /// `refresh_token` (RFC 6749 section 6).
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant type the server implements.
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+    ];
+
+    /// The `grant_type` parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        GrantType::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown grant type {s:?}; use client_credentials, password or refresh_token"
+                )
+            })
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// `client_id`.
+    pub id: String,
+    /// Human-readable unique name.
+    pub name: String,
+    /// SHA-256 of the `tsr_cs_` secret; `None` for a public client.
+    pub secret_hash: Option<TokenHash>,
+    /// Grant types it may use.
+    pub grant_types: Vec<GrantType>,
+    /// The most scope it may get.
+    pub scope: Scope,
+    /// Audiences of its access tokens; the first is the default.
+    pub audience: Vec<String>,
+    /// Registered redirect URIs (for the authorization code flow, later).
+    pub redirect_uris: Vec<String>,
+    /// Registration time.
+    pub created_at: UnixTime,
+}
+
+impl ClientRecord {
+    /// True when the client has no secret.
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// True when the client may use `grant`.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
+/// A resource owner. `password_hash` is an Argon2id PHC string, never the password.
+#[derive(Clone)]
+pub struct UserRecord {
+    /// Stable id, the `sub` of the user's tokens.
+    pub id: String,
+    /// Login name.
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A grant: one login, the family of its refresh tokens, the `sid` of its access tokens.
+#[derive(Debug, Clone)]
+pub struct GrantRecord {
+    /// The grant id, used as `sid`.
+    pub id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user, if any.
+    pub user_id: Option<String>,
+    /// The scope granted; refreshes may narrow it, never widen it.
+    pub scope: Scope,
+    /// The audiences of its access tokens.
+    pub audience: Vec<String>,
+    /// Creation (login) time.
+    pub created_at: UnixTime,
+    /// Absolute end of the family.
+    pub expires_at: UnixTime,
+    /// Set once revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// A stored refresh token (only its hash).
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// Its grant (family).
+    pub grant_id: String,
+    /// Issue time.
+    pub issued_at: UnixTime,
+    /// End of its idle lifetime.
+    pub expires_at: UnixTime,
+    /// When it was exchanged, if it was.
+    pub used_at: Option<UnixTime>,
+}
+
+/// A refresh token about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// SHA-256 of the token.
+    pub hash: TokenHash,
+    /// Its grant.
+    pub grant_id: String,
+    /// Issue time.
+    pub issued_at: UnixTime,
+    /// End of its idle lifetime.
+    pub expires_at: UnixTime,
+}
+
+/// What a revocation writes into the feed: when, and until when the named tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct Revoked {
+    /// Revocation time.
+    pub now: UnixTime,
+    /// Latest expiry of any access token issued so far (now + access-token lifetime).
+    pub access_exp: UnixTime,
+}
+
+/// One entry of the revocation feed: exactly one of `jti` and `sid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationEntry {
+    /// Cursor position.
+    pub seq: i64,
+    /// A revoked access token.
+    pub jti: Option<String>,
+    /// A revoked grant.
+    pub sid: Option<String>,
+    /// After this no token the entry names is valid.
+    pub exp: UnixTime,
+}
+
+/// Lifecycle of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyState {
+    /// In the JWKS, not yet signing.
+    Published,
+    /// Signing.
+    Active,
+    /// In the JWKS until its last token expires.
+    Retired,
+}
+
+impl KeyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Published => "published",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "published" => Some(KeyState::Published),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// A stored signing key: public JWK in the clear, private key sealed.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Public JWK (JSON).
+    pub public_jwk: String,
+    /// nonce || AES-256-GCM ciphertext of the PKCS#8 DER, AAD = kid.
+    pub sealed_private: Vec<u8>,
+    /// Creation time.
+    pub created_at: UnixTime,
+    /// Earliest time it may sign.
+    pub activate_after: UnixTime,
+    /// When it stopped signing.
+    pub retired_at: Option<UnixTime>,
+}
+
+impl fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One audit event. `detail` is JSON and never holds a secret.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// When.
+    pub at: UnixTime,
+    /// What, e.g. `login.success`, `refresh.reuse`.
+    pub kind: String,
+    /// Client involved.
+    pub client_id: Option<String>,
+    /// User involved.
+    pub user_id: Option<String>,
+    /// Extra facts (JSON object).
+    pub detail: String,
+}

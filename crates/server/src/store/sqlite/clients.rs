@@ -1,0 +1,148 @@
+//! SQLite: clients.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use tessera_token::TokenHash;
+
+use super::{
+    SqliteStore, backend, hash_from_db, join, revoke_grant_in, scope_from_db, split, time,
+};
+use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
+
+/// `SELECT` of every client column, followed by `$tail` (a literal).
+macro_rules! select_clients {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, created_at FROM clients",
+            $tail
+        )
+    };
+}
+
+fn row_to_client(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
+    let secret: Option<Vec<u8>> = row.try_get("secret_hash").map_err(backend)?;
+    let grant_types = split(&get_s("grant_types")?)
+        .iter()
+        .map(|g| g.parse::<GrantType>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StoreError::Backend)?;
+    Ok(ClientRecord {
+        id: get_s("id")?,
+        name: get_s("name")?,
+        secret_hash: secret.map(hash_from_db).transpose()?,
+        grant_types,
+        scope: scope_from_db(&get_s("scope")?)?,
+        audience: split(&get_s("audience")?),
+        redirect_uris: split(&get_s("redirect_uris")?),
+        created_at: time(row.try_get("created_at").map_err(backend)?),
+    })
+}
+
+#[async_trait]
+impl ClientStore for SqliteStore {
+    async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.secret_hash.map(|h| h.as_bytes().to_vec()))
+        .bind(join(&grants))
+        .bind(c.scope.to_string())
+        .bind(join(&c.audience))
+        .bind(join(&c.redirect_uris))
+        .bind(c.created_at.secs())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a client with this name"),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(select_clients!(" WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(row_to_client)
+            .transpose()
+    }
+
+    async fn client_by_id_or_name(&self, key: &str) -> Result<Option<ClientRecord>, StoreError> {
+        sqlx::query(select_clients!(
+            " WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(row_to_client)
+        .transpose()
+    }
+
+    async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        sqlx::query(select_clients!(" ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(row_to_client)
+            .collect()
+    }
+
+    async fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError> {
+        let n = sqlx::query(
+            "UPDATE clients SET secret_hash = ? WHERE id = ? AND secret_hash IS NOT NULL",
+        )
+        .bind(hash.as_bytes().to_vec())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("confidential client"));
+        }
+        Ok(())
+    }
+
+    async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let grants: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM grants WHERE client_id = ? AND revoked_at IS NULL")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for g in &grants {
+            revoke_grant_in(&mut tx, g, revoked).await?;
+        }
+        // Its client-credentials tokens share the sid `cc_<client_id>`.
+        sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES ('cc_' || ?, ?, ?)")
+            .bind(id)
+            .bind(revoked.access_exp.secs())
+            .bind(revoked.now.secs())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let n = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        tx.commit().await.map_err(backend)
+    }
+}

@@ -1,0 +1,164 @@
+//! SQLite: the revocation feed, signing keys and the audit log.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tessera_token::UnixTime;
+
+use super::{SqliteStore, backend, time};
+use crate::store::{
+    AuditEvent, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore, SigningKeyRecord,
+    StoreError,
+};
+
+#[async_trait]
+impl RevocationStore for SqliteStore {
+    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO revocations (jti, exp, revoked_at) VALUES (?, ?, ?)")
+            .bind(jti)
+            .bind(exp.secs())
+            .bind(now.secs())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+        now: UnixTime,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        sqlx::query(
+            "SELECT seq, jti, sid, exp FROM revocations WHERE seq > ? AND exp >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(now.secs())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(RevocationEntry {
+                seq: row.try_get("seq").map_err(backend)?,
+                jti: row.try_get("jti").map_err(backend)?,
+                sid: row.try_get("sid").map_err(backend)?,
+                exp: time(row.try_get("exp").map_err(backend)?),
+            })
+        })
+        .collect()
+    }
+
+    async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        // sqlite_sequence keeps the highest AUTOINCREMENT value even after rows are purged.
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'revocations'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM revocations WHERE (jti IS NOT NULL AND jti = ?) OR (sid IS NOT NULL AND sid = ?)",
+        )
+        .bind(jti)
+        .bind(sid)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(n > 0)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(k.state.as_str())
+        .bind(&k.public_jwk)
+        .bind(&k.sealed_private)
+        .bind(k.created_at.secs())
+        .bind(k.activate_after.secs())
+        .bind(k.retired_at.map(UnixTime::secs))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let state: String = row.try_get("state").map_err(backend)?;
+            Ok(SigningKeyRecord {
+                kid: row.try_get("kid").map_err(backend)?,
+                alg: row.try_get("alg").map_err(backend)?,
+                state: KeyState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend("unknown key state".into()))?,
+                public_jwk: row.try_get("public_jwk").map_err(backend)?,
+                sealed_private: row.try_get("sealed_private").map_err(backend)?,
+                created_at: time(row.try_get("created_at").map_err(backend)?),
+                activate_after: time(row.try_get("activate_after").map_err(backend)?),
+                retired_at: row
+                    .try_get::<Option<i64>, _>("retired_at")
+                    .map_err(backend)?
+                    .map(time),
+            })
+        })
+        .collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, client_id, user_id, detail) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(e.at.secs())
+        .bind(&e.kind)
+        .bind(&e.client_id)
+        .bind(&e.user_id)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        sqlx::query(
+            "SELECT at, kind, client_id, user_id, detail FROM audit_events ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(AuditEvent {
+                at: time(row.try_get("at").map_err(backend)?),
+                kind: row.try_get("kind").map_err(backend)?,
+                client_id: row.try_get("client_id").map_err(backend)?,
+                user_id: row.try_get("user_id").map_err(backend)?,
+                detail: row.try_get("detail").map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,175 @@
+//! The embedded SQLite backend: one database file in the data directory, WAL mode,
+//! migrations applied at open. All SQL of the SQLite backend lives under this module.
+
+mod clients;
+mod grants;
+mod misc;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use tessera_token::{Scope, TokenHash, UnixTime};
+
+use super::{Revoked, Store, StoreError};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "tessera.db";
+
+/// The SQLite store. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/tessera.db` in WAL mode and migrates it.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(backend)?
+            .foreign_keys(true);
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let memory = options.get_filename().as_os_str() == ":memory:";
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection: keep exactly one.
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`),
+    /// so concurrent writers queue on the busy timeout instead of failing on upgrade.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+}
+
+/// Maps a driver error to a store error; unique violations become conflicts.
+fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict("record");
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn join<S: AsRef<str>>(items: &[S]) -> String {
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn split(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn scope_from_db(s: &str) -> Result<Scope, StoreError> {
+    if s.is_empty() {
+        return Ok(Scope::default());
+    }
+    s.parse()
+        .map_err(|_| StoreError::Backend("stored scope is malformed".into()))
+}
+
+fn hash_from_db(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Backend("stored hash is not 32 bytes".into()))?;
+    Ok(TokenHash::from_bytes(arr))
+}
+
+fn time(secs: i64) -> UnixTime {
+    UnixTime::from_secs(secs)
+}
+
+/// Inside `tx`: revokes grant `id` if live and appends its `sid` to the feed.
+async fn revoke_grant_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    revoked: Revoked,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(revoked.now.secs())
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+        == 1;
+    if done {
+        sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES (?, ?, ?)")
+            .bind(id)
+            .bind(revoked.access_exp.secs())
+            .bind(revoked.now.secs())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests;
