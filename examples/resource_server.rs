@@ -1,2 +1,137 @@
-//! Example resource server (placeholder).
-fn main() {}
+//! A small notes API protected by tessera-guard: the FastAPI-tutorial equivalent.
+//!
+//! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
+//! needs `notes:write`; `GET /healthz` is public. Keys come from the issuer's discovery
+//! metadata and JWKS; with feed credentials, revocations reach it within seconds.
+//!
+//! ```sh
+//! cargo run -p tessera-guard --example resource_server -- \
+//!     --issuer http://127.0.0.1:8080 --audience notes-api --listen 127.0.0.1:3000
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_guard::{
+    Auth, Guard, RemoteIssuer, RevocationFeed, Scoped, SystemClock, Verifier, discover,
+};
+use tessera_token::{SecretString, Validation};
+
+#[derive(Parser, Debug)]
+#[command(about = "Notes API protected by tessera-guard")]
+struct Args {
+    /// Issuer URL (https, or http on loopback); discovery and JWKS are fetched from it.
+    #[arg(long, env = "TESSERA_ISSUER")]
+    issuer: String,
+    /// The audience this API accepts (the `aud` its tokens must name).
+    #[arg(long, env = "TESSERA_AUDIENCE")]
+    audience: String,
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Client id for the revocation feed (optional; with the secret, enables the feed).
+    #[arg(long, env = "TESSERA_FEED_CLIENT_ID")]
+    feed_client_id: Option<String>,
+    /// Client secret for the revocation feed (prefer the environment variable).
+    #[arg(long, env = "TESSERA_FEED_CLIENT_SECRET", hide_env_values = true)]
+    feed_client_secret: Option<String>,
+}
+
+tessera_guard::scope_requirement!(NotesRead = all["notes:read"]);
+tessera_guard::scope_requirement!(NotesWrite = all["notes:write"]);
+
+type Notes = Arc<Mutex<Vec<(String, String)>>>;
+
+#[derive(Deserialize)]
+struct NewNote {
+    text: String,
+}
+
+async fn me(auth: Auth) -> Json<Value> {
+    Json(json!({
+        "sub": auth.sub,
+        "scope": auth.scope.as_ref().map(ToString::to_string),
+        "client_id": auth.client_id,
+    }))
+}
+
+async fn list_notes(State(notes): State<Notes>, caller: Scoped<NotesRead>) -> Json<Value> {
+    let sub = caller.auth.sub.clone().unwrap_or_default();
+    let notes = notes.lock().unwrap_or_else(|e| e.into_inner());
+    let mine: Vec<&str> = notes
+        .iter()
+        .filter(|(owner, _)| *owner == sub)
+        .map(|(_, text)| text.as_str())
+        .collect();
+    Json(json!({ "notes": mine }))
+}
+
+async fn create_note(
+    State(notes): State<Notes>,
+    caller: Scoped<NotesWrite>,
+    Json(note): Json<NewNote>,
+) -> (StatusCode, Json<Value>) {
+    let sub = caller.auth.sub.clone().unwrap_or_default();
+    notes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((sub, note.text.clone()));
+    (StatusCode::CREATED, Json(json!({ "text": note.text })))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+
+    let mut builder = Guard::builder(
+        Verifier::remote(RemoteIssuer::new(&args.issuer))?,
+        Validation::access_token(&args.issuer, &args.audience),
+    )
+    .realm("notes");
+    if let (Some(id), Some(secret)) = (&args.feed_client_id, &args.feed_client_secret) {
+        let meta = discover(&args.issuer).await?;
+        match meta.tessera_revocation_feed_endpoint {
+            Some(endpoint) => {
+                let feed = Arc::new(RevocationFeed::new(
+                    &endpoint,
+                    id.clone(),
+                    SecretString::new(secret.clone()),
+                )?);
+                builder = builder.revocation(feed.list());
+                feed.spawn(Arc::new(SystemClock));
+                tracing::info!(%endpoint, "polling the revocation feed");
+            }
+            None => tracing::warn!("issuer publishes no revocation feed"),
+        }
+    }
+    let guard = builder.build();
+    if let Err(e) = guard.warm_up().await {
+        // Not fatal: the guard retries on the first request and answers 503 meanwhile.
+        tracing::warn!(error = %e, "could not fetch the issuer's keys yet");
+    }
+
+    let notes: Notes = Arc::default();
+    let app = Router::new()
+        .route("/me", get(me))
+        .route("/notes", get(list_notes).post(create_note))
+        .layer(guard.layer())
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(notes);
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, issuer = %args.issuer, "notes API up");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

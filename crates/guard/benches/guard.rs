@@ -1,2 +1,182 @@
-//! Guard benchmarks (placeholder).
-fn main() {}
+//! The guard's whole per-request path (token source, RFC 6750 parse, cache, verify,
+//! validation, revocation check) next to the raw aws-lc-rs signature verify, measured in
+//! the same run over the same token, so the ratios hold on a noisy machine.
+//!
+//! - `raw_verify`: `ParsedPublicKey::verify_sig` over the token's signing input: the floor.
+//! - `cold`: `Guard::authenticate` with the cache off: every request verifies.
+//! - `warm`: the same with the cache on and the token already seen: a hash and a lookup.
+//! - `router/*`: one request through an axum router, with and without the guard layer
+//!   (warm), the unauthenticated route being the floor.
+//!
+//! Results: `docs/benchmarks.md`, section "Guard".
+
+// A bench whose fixture cannot be built should fail loudly, not be skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use aws_lc_rs::signature::{self, ParsedPublicKey};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use tessera_guard::{Auth, Guard, ManualClock, RevocationList, Verifier};
+use tessera_token::{Algorithm, Audience, Claims, KeySet, SigningKey, UnixTime, Validation};
+use tower::ServiceExt;
+
+const ISSUER: &str = "https://auth.tessera.example";
+const AUDIENCE: &str = "https://notes.example/api";
+const NOW: i64 = 1_800_000_000;
+
+/// The same realistic RFC 9068 claims set as the token-core bench (about 350 bytes).
+fn claims() -> Claims {
+    Claims {
+        iss: Some(ISSUER.into()),
+        sub: Some("user_2c9f6b1e-8a7d-4b3f-9e21-5d0c7a3f8b14".into()),
+        aud: Audience::new([AUDIENCE]),
+        exp: Some(UnixTime::from_secs(NOW + 600)),
+        nbf: Some(UnixTime::from_secs(NOW)),
+        iat: Some(UnixTime::from_secs(NOW)),
+        jti: Some("8f14e45f-ceea-467a-9af0-2d1c5b3e7a61".into()),
+        client_id: Some("notes-web-3f9a2b".into()),
+        scope: Some("openid profile notes:read notes:write".parse().unwrap()),
+        sid: Some("sid_7b2e91c4d05a4f3e8c16".into()),
+        auth_time: Some(UnixTime::from_secs(NOW - 120)),
+        acr: Some("urn:tessera:acr:password+totp".into()),
+        ..Claims::default()
+    }
+}
+
+/// Polls a future that never waits (the static verifier) to completion.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the static guard path never waits"),
+    }
+}
+
+fn raw_key(key: &SigningKey) -> ParsedPublicKey {
+    let jwk = key.public_jwk().unwrap();
+    let b = |s: &Option<String>| URL_SAFE_NO_PAD.decode(s.as_deref().unwrap()).unwrap();
+    match key.algorithm() {
+        Algorithm::EdDsa => ParsedPublicKey::new(&signature::ED25519, b(&jwk.x)).unwrap(),
+        Algorithm::Es256 => {
+            let mut point = vec![4u8];
+            point.extend(b(&jwk.x));
+            point.extend(b(&jwk.y));
+            ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).unwrap()
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn guard(key: &SigningKey, cache: usize) -> Guard {
+    let keys = KeySet::new(vec![key.verifying_key().unwrap()]).unwrap();
+    Guard::builder(
+        Verifier::keys(keys),
+        Validation::access_token(ISSUER, AUDIENCE),
+    )
+    .clock(Arc::new(ManualClock::new(UnixTime::from_secs(NOW))))
+    .cache_capacity(cache)
+    // A revocation list with entries, so the warm path pays for its lookup.
+    .revocation({
+        let l = Arc::new(RevocationList::new());
+        l.revoke_jti("some-other-jti", UnixTime::from_secs(NOW + 600));
+        l
+    })
+    .build()
+}
+
+fn request_parts(token: &str) -> http::request::Parts {
+    Request::get("/notes?page=2")
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/json")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+fn bench_guard(c: &mut Criterion) {
+    for (name, alg) in [("EdDSA", Algorithm::EdDsa), ("ES256", Algorithm::Es256)] {
+        let key = SigningKey::generate(alg).unwrap().with_kid("k1");
+        let token = key.sign(&claims(), Some("at+jwt")).unwrap();
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        let raw = raw_key(&key);
+        let parts = request_parts(&token);
+        let cold = guard(&key, 0);
+        let warm = guard(&key, 10_000);
+        ready(warm.authenticate(&parts)).unwrap().unwrap();
+
+        let mut g = c.benchmark_group(format!("guard/{name}"));
+        g.bench_function("raw_verify", |b| {
+            b.iter(|| {
+                raw.verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                    .unwrap()
+            })
+        });
+        g.bench_function("cold", |b| {
+            b.iter(|| {
+                ready(cold.authenticate(black_box(&parts)))
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+        g.bench_function("warm", |b| {
+            b.iter(|| {
+                ready(warm.authenticate(black_box(&parts)))
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+        g.finish();
+    }
+}
+
+fn bench_router(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let key = SigningKey::generate(Algorithm::EdDsa)
+        .unwrap()
+        .with_kid("k1");
+    let token = key.sign(&claims(), Some("at+jwt")).unwrap();
+    let guard = guard(&key, 10_000);
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|a: Auth| async move { a.sub.clone().unwrap_or_default() }),
+        )
+        .layer(guard.layer())
+        .route("/healthz", get(|| async { "ok" }));
+    let req = |path: &str| {
+        Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut g = c.benchmark_group("guard/router");
+    g.bench_function("unauthenticated_floor", |b| {
+        b.iter(|| rt.block_on(app.clone().oneshot(req("/healthz"))).unwrap())
+    });
+    g.bench_function("guarded_warm", |b| {
+        b.iter(|| {
+            let r = rt.block_on(app.clone().oneshot(req("/me"))).unwrap();
+            assert!(r.status().is_success());
+            r
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_guard, bench_router);
+criterion_main!(benches);

@@ -115,6 +115,15 @@ where
         mark_sensitive(&mut req);
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
+            match guard.cached(&parts) {
+                Some(Ok(identity)) => {
+                    parts.extensions.insert(guard.clone());
+                    parts.extensions.insert(Authenticated(identity));
+                    return inner.call(Request::from_parts(parts, body)).await;
+                }
+                Some(Err(e)) => return Ok(guard.error_response(&e)),
+                None => {}
+            }
             let found = match source::from_parts(&parts, guard.sources()) {
                 Ok(f) => f,
                 Err(e) => return Ok(refuse(&guard, &e, None)),

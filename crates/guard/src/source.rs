@@ -193,7 +193,7 @@ fn is_safe(m: &Method) -> bool {
 }
 
 /// True when the raw query has an `access_token` parameter (name percent-decoded).
-fn query_has_access_token(q: &str) -> bool {
+pub(crate) fn query_has_access_token(q: &str) -> bool {
     q.split('&').any(|pair| {
         let key = pair.split('=').next().unwrap_or("");
         percent_decode(key.as_bytes()) == b"access_token"

@@ -6,6 +6,7 @@
 mod common;
 mod feed;
 mod introspection;
+mod observability;
 mod remote;
 mod responses;
 mod sources;

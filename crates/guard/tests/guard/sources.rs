@@ -29,6 +29,9 @@ async fn query_tokens_always_refused() {
     let k = key("k1");
     let app = app(&static_guard(&k, clock()).build());
     let t = token(&k, json!({}));
+    // Cached first, so the warm path is the one that must refuse.
+    let ok = send(&app, get_with("/me", &[("authorization", &bearer(&t))])).await;
+    assert_eq!(ok.status, StatusCode::OK);
     for uri in [
         format!("/me?access_token={t}"),
         format!("/me?x=1&access%5Ftoken={t}"),
