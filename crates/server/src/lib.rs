@@ -21,6 +21,7 @@ pub mod secrets;
 mod server;
 mod state;
 pub mod store;
+mod tokens;
 
 mod grants;
 

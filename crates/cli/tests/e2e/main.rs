@@ -8,4 +8,5 @@ mod harness;
 mod cli;
 mod meta;
 mod refresh;
+mod revocation;
 mod token;

@@ -20,6 +20,8 @@ use crate::store::ClientRecord;
 pub(crate) enum Public {
     /// A registered public client may identify itself with `client_id` alone.
     Allowed,
+    /// Only confidential clients with a valid secret.
+    Refused,
 }
 
 /// Authenticates the client of a request.
@@ -79,7 +81,7 @@ pub(crate) fn basic_credentials(
     Ok(Some((id, secret)))
 }
 
-async fn confidential(
+pub(crate) async fn confidential(
     state: &AppState,
     id: &str,
     secret: &str,

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::{FEED_PATH, JWKS_PATH, TOKEN_PATH};
+use crate::http::{FEED_PATH, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
 use crate::state::AppState;
 use crate::store::GrantType;
 
@@ -38,6 +38,10 @@ pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
         "response_types_supported": [],
         "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint": state.url(REVOKE_PATH),
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint": state.url(INTROSPECT_PATH),
+        "introspection_endpoint_auth_methods_supported": auth_methods,
         "id_token_signing_alg_values_supported": algs,
         "tessera_access_token_signing_alg_values_supported": algs,
         "tessera_revocation_feed_endpoint": state.url(FEED_PATH),

@@ -3,8 +3,11 @@
 
 mod client_auth;
 mod error;
+mod feed;
 mod form;
+mod introspect;
 mod meta;
+mod revoke;
 mod token;
 
 use std::sync::Arc;
@@ -25,6 +28,10 @@ const MAX_BODY: usize = 64 * 1024;
 pub const TOKEN_PATH: &str = "/token";
 /// Path of the JWK Set.
 pub const JWKS_PATH: &str = "/jwks.json";
+/// Path of the RFC 7009 revocation endpoint.
+pub const REVOKE_PATH: &str = "/revoke";
+/// Path of the RFC 7662 introspection endpoint.
+pub const INTROSPECT_PATH: &str = "/introspect";
 /// Path of the revocation feed (docs/revocation-feed.md).
 pub const FEED_PATH: &str = "/revocations";
 
@@ -33,6 +40,9 @@ pub const FEED_PATH: &str = "/revocations";
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(TOKEN_PATH, post(token::token))
+        .route(REVOKE_PATH, post(revoke::revoke))
+        .route(INTROSPECT_PATH, post(introspect::introspect))
+        .route(FEED_PATH, get(feed::feed))
         .route(JWKS_PATH, get(meta::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

@@ -1,0 +1,95 @@
+//! `GET /revocations`: the revocation feed, exactly as docs/revocation-feed.md specifies.
+//! HTTP Basic only; any confidential client may read it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::http::client_auth;
+use crate::http::error::no_store;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+
+/// Default and largest page size.
+const DEFAULT_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = 1000;
+
+#[tracing::instrument(name = "revocations", skip_all, fields(client_id))]
+pub(crate) async fn feed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut params = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if params.insert(k.into_owned(), v.into_owned()).is_some() {
+            return OAuthError::invalid_request("a query parameter is repeated").into_response();
+        }
+    }
+    match run(&state, &headers, &params).await {
+        Ok(v) => {
+            let mut r = Json(v).into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Value, OAuthError> {
+    let Some((id, secret)) = client_auth::basic_credentials(headers)? else {
+        return Err(OAuthError::InvalidClient { basic: true });
+    };
+    client_auth::confidential(state, &id, &secret, true).await?;
+    let last = state.store.last_revocation_seq().await?;
+    let after = match query.get("after") {
+        None => 0,
+        Some(a) => match a.parse::<i64>() {
+            Ok(n) if (0..=last).contains(&n) && a.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "after is not a cursor this server issued",
+                ));
+            }
+        },
+    };
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<u64>() {
+            Ok(n) if n >= 1 => u32::try_from(n.min(u64::from(MAX_LIMIT))).unwrap_or(MAX_LIMIT),
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "limit must be a positive integer",
+                ));
+            }
+        },
+    };
+    let mut entries = state
+        .store
+        .revocations_after(after, limit + 1, state.clock.now())
+        .await?;
+    let has_more = entries.len() > limit as usize;
+    entries.truncate(limit as usize);
+    let cursor = match entries.last() {
+        Some(e) => e.seq,
+        // Nothing live after `after`: everything up to `last` is served or expired.
+        None => after.max(last),
+    };
+    let revoked: Vec<Value> = entries
+        .iter()
+        .map(|e| match (&e.jti, &e.sid) {
+            (Some(jti), _) => json!({ "jti": jti, "exp": e.exp.secs() }),
+            (None, sid) => json!({ "sid": sid, "exp": e.exp.secs() }),
+        })
+        .collect();
+    Ok(json!({ "revoked": revoked, "cursor": cursor.to_string(), "has_more": has_more }))
+}

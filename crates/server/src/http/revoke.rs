@@ -1,0 +1,37 @@
+//! `POST /revoke` (RFC 7009): client-authenticated; 200 for any token, known or not.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::client_auth::{self, Public};
+use crate::http::{error::no_store, form};
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::tokens;
+
+#[tracing::instrument(name = "revoke", skip_all, fields(client_id))]
+pub(crate) async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match run(&state, &headers, &body).await {
+        Ok(()) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+    let params = form::parse(headers, body)?;
+    let client = client_auth::authenticate(state, headers, &params, Public::Allowed).await?;
+    let token = params.require("token")?;
+    tokens::revoke(state, &client, token).await
+}

@@ -1,0 +1,136 @@
+//! What the server knows about a token it issued: revocation (RFC 7009) and
+//! introspection (RFC 7662). Refresh tokens are looked up by hash; access tokens are
+//! verified with the server's own keys and checked against the revocation feed.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_token::{OpaqueToken, TokenKind, Validation, VerifiedClaims, decode_unverified};
+
+use crate::grants::audit;
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::store::ClientRecord;
+
+/// Verifies an access token this server issued (signature, `typ`, `iss`, `exp` with no
+/// leeway); `None` for anything else.
+pub(crate) fn verify_access(state: &AppState, token: &str) -> Option<VerifiedClaims> {
+    let unverified = decode_unverified(token).ok()?;
+    let aud = unverified.claims.aud.iter().next()?.to_owned();
+    let policy = Validation::access_token(state.issuer.clone(), aud).leeway(Duration::ZERO);
+    state
+        .keys
+        .current()
+        .verifier()
+        .verify(token, &policy, state.clock.now())
+        .ok()
+}
+
+/// RFC 7009 section 2.1: revokes `token` if `client` may. A refresh token revokes its
+/// whole grant; an access token puts its `jti` into the feed. Unknown, invalid or foreign
+/// tokens are ignored (the answer is 200 either way, section 2.2).
+pub(crate) async fn revoke(
+    state: &AppState,
+    client: &ClientRecord,
+    token: &str,
+) -> Result<(), OAuthError> {
+    if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
+        if let Some((_, grant)) = state.store.refresh_token(&rt.hash()).await?
+            && grant.client_id == client.id
+            && state
+                .store
+                .revoke_grant(&grant.id, state.revoked_now())
+                .await?
+        {
+            audit(
+                state,
+                "revoke.grant",
+                Some(&client.id),
+                grant.user_id.as_deref(),
+                json!({ "sid": grant.id }),
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    if let Some(claims) = verify_access(state, token)
+        && claims.client_id.as_deref() == Some(client.id.as_str())
+        && let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp)
+    {
+        state.store.revoke_jti(jti, exp, state.clock.now()).await?;
+        audit(
+            state,
+            "revoke.access_token",
+            Some(&client.id),
+            None,
+            json!({ "jti": jti }),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// RFC 7662 section 2.2: the token's state. Anything not active is `{"active": false}`
+/// and nothing else.
+pub(crate) async fn introspect(
+    state: &AppState,
+    client: &ClientRecord,
+    token: &str,
+) -> Result<Value, OAuthError> {
+    let inactive = json!({ "active": false });
+    let now = state.clock.now();
+    if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
+        let Some((record, grant)) = state.store.refresh_token(&rt.hash()).await? else {
+            return Ok(inactive);
+        };
+        let live = grant.client_id == client.id
+            && grant.revoked_at.is_none()
+            && record.used_at.is_none()
+            && record.expires_at > now
+            && grant.expires_at > now;
+        if !live {
+            return Ok(inactive);
+        }
+        let mut v = json!({
+            "active": true,
+            "client_id": grant.client_id,
+            "iss": state.issuer,
+            "iat": record.issued_at.secs(),
+            "exp": record.expires_at.secs(),
+            "sid": grant.id,
+        });
+        if let Some(user) = &grant.user_id {
+            v["sub"] = user.clone().into();
+        }
+        if !grant.scope.is_empty() {
+            v["scope"] = grant.scope.to_string().into();
+        }
+        return Ok(v);
+    }
+    let Some(claims) = verify_access(state, token) else {
+        return Ok(inactive);
+    };
+    if state
+        .store
+        .is_revoked(claims.jti.as_deref(), claims.sid.as_deref())
+        .await?
+    {
+        return Ok(inactive);
+    }
+    let mut v = json!({
+        "active": true,
+        "token_type": "Bearer",
+        "iss": claims.iss,
+        "sub": claims.sub,
+        "aud": claims.aud.iter().collect::<Vec<_>>(),
+        "client_id": claims.client_id,
+        "exp": claims.exp.map(|t| t.secs()),
+        "iat": claims.iat.map(|t| t.secs()),
+        "jti": claims.jti,
+        "sid": claims.sid,
+    });
+    if let Some(scope) = &claims.scope {
+        v["scope"] = scope.to_string().into();
+    }
+    Ok(v)
+}
