@@ -28,6 +28,11 @@ impl VerifiedCache {
         }
     }
 
+    /// True when caching is on.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// The identity cached for `hash`, if the entry is still valid at `now`.
     pub(crate) fn get(&self, hash: &TokenHash, now: UnixTime) -> Option<Arc<Identity>> {
         let cache = self.inner.as_ref()?;

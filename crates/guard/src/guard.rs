@@ -121,6 +121,9 @@ impl Guard {
     /// the parse is skipped; the query rule and the revocation check still apply. `None`
     /// sends the request down the full path.
     pub(crate) fn cached(&self, parts: &Parts) -> Option<Result<Arc<Identity>, GuardError>> {
+        if !self.0.cache.is_enabled() {
+            return None;
+        }
         if parts
             .uri
             .query()

@@ -45,3 +45,35 @@ impl Verifier {
             .map_err(BuildError::Keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_token::{Algorithm, Audience, Claims, SigningKey};
+
+    use super::*;
+
+    #[test]
+    fn single_key_and_jwks_document() {
+        let key = SigningKey::generate(Algorithm::Es256)
+            .unwrap()
+            .with_kid("k1");
+        let now = UnixTime::from_secs(1_800_000_000);
+        let claims = Claims {
+            iss: Some("https://as".into()),
+            aud: Audience::new(["api"]),
+            exp: Some(UnixTime::from_secs(now.secs() + 60)),
+            ..Claims::default()
+        };
+        let token = key.sign(&claims, None).unwrap();
+        let policy = Validation::new("https://as", "api");
+        let jwks = format!(r#"{{"keys":[{}]}}"#, key.public_jwk().unwrap().to_json());
+        for v in [
+            Verifier::key(key.verifying_key().unwrap()).unwrap(),
+            Verifier::jwks(jwks.as_bytes()).unwrap(),
+        ] {
+            let Inner::Static(s) = &v.inner else { panic!() };
+            assert!(s.verify(&token, &policy, now).is_ok());
+        }
+        assert!(Verifier::jwks(b"{}").is_err());
+    }
+}
