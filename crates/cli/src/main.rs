@@ -49,6 +49,9 @@ enum Command {
     /// List or revoke a user's sessions (grants and their refresh tokens).
     #[command(subcommand)]
     Sessions(cmd::sessions::SessionsCommand),
+    /// Show the audit log (logins, issuance, refresh reuse, revocations, key changes).
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::User(c) => cmd::user::run(&global, c).await,
             Command::Client(c) => cmd::client::run(&global, c).await,
             Command::Sessions(c) => cmd::sessions::run(&global, c).await,
+            Command::Audit(c) => cmd::audit::run(&global, c).await,
         }
     })
 }

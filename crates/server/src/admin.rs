@@ -266,6 +266,11 @@ impl Admin {
         Ok(self.store.user_grants(&user.id, self.clock.now()).await?)
     }
 
+    /// The latest audit events, newest first.
+    pub async fn audit_events(&self, limit: u32) -> Result<Vec<crate::store::AuditEvent>, Error> {
+        Ok(self.store.recent_events(limit).await?)
+    }
+
     /// Revokes every session of a user ("log out everywhere"); returns how many.
     pub async fn revoke_sessions(&self, name: &str) -> Result<u64, Error> {
         let user = self.user(name).await?;

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tessera_token::Algorithm;
 
 use crate::Error;
+use crate::throttle::ThrottlePolicy;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
@@ -38,6 +40,22 @@ pub struct FileConfig {
     pub refresh_reuse_grace_secs: Option<u64>,
     /// Password hashes computed at once (default: number of CPUs).
     pub password_hash_concurrency: Option<usize>,
+    /// Failed logins per account within the window before throttling (default 5).
+    pub login_failures_per_account: Option<u32>,
+    /// Failed logins per client IP within the window before throttling (default 50).
+    pub login_failures_per_ip: Option<u32>,
+    /// Window for counting failed logins, seconds (default 900).
+    pub login_failure_window_secs: Option<u64>,
+    /// Longest throttling block, seconds (default 900).
+    pub login_max_block_secs: Option<u64>,
+    /// Signing algorithm of new keys: EdDSA (default), ES256 or RS256.
+    pub signing_alg: Option<String>,
+    /// How long resource servers may cache the JWKS, seconds (default 300); a new key is
+    /// published this long before it signs.
+    pub jwks_cache_ttl_secs: Option<u64>,
+    /// How often the server reloads keys from the store and applies their lifecycle,
+    /// seconds (default 10).
+    pub key_refresh_interval_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -86,6 +104,14 @@ pub struct ServerConfig {
     pub refresh_reuse_grace: Duration,
     /// Concurrent password hashes.
     pub password_hash_concurrency: usize,
+    /// Failed-login throttling.
+    pub throttle: ThrottlePolicy,
+    /// Algorithm of new signing keys.
+    pub signing_alg: Algorithm,
+    /// JWKS cache lifetime (and publication lead time of new keys).
+    pub jwks_cache_ttl: Duration,
+    /// Key reload interval.
+    pub key_refresh_interval: Duration,
 }
 
 impl ServerConfig {
@@ -106,6 +132,17 @@ impl ServerConfig {
             .map(|i| validate_issuer(&i))
             .transpose()?;
         let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
+        let signing_alg = match file.signing_alg.as_deref() {
+            None => Algorithm::EdDsa,
+            Some(name) => match name.parse::<Algorithm>() {
+                Ok(a) if a.is_asymmetric() => a,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "signing_alg {name:?} is not supported; use EdDSA, ES256 or RS256"
+                    )));
+                }
+            },
+        };
         let cfg = ServerConfig {
             data_dir: o
                 .data_dir
@@ -120,6 +157,15 @@ impl ServerConfig {
             password_hash_concurrency: file
                 .password_hash_concurrency
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            throttle: ThrottlePolicy {
+                per_account: file.login_failures_per_account.unwrap_or(5),
+                per_ip: file.login_failures_per_ip.unwrap_or(50),
+                window: secs(file.login_failure_window_secs, 900),
+                max_block: secs(file.login_max_block_secs, 900),
+            },
+            signing_alg,
+            jwks_cache_ttl: secs(file.jwks_cache_ttl_secs, 300),
+            key_refresh_interval: secs(file.key_refresh_interval_secs, 10),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -140,6 +186,22 @@ impl ServerConfig {
         }
         if self.refresh_reuse_grace > MAX_REFRESH_GRACE {
             return bad("refresh_reuse_grace_secs must be between 0 and 60");
+        }
+        if self.throttle.per_account == 0 || self.throttle.per_ip == 0 {
+            return bad("login_failures_per_account and login_failures_per_ip must be at least 1");
+        }
+        if !(1..=86_400).contains(&self.throttle.window.as_secs())
+            || !(1..=86_400).contains(&self.throttle.max_block.as_secs())
+        {
+            return bad(
+                "login_failure_window_secs and login_max_block_secs must be between 1 and 86400",
+            );
+        }
+        if self.jwks_cache_ttl.as_secs() > 86_400 {
+            return bad("jwks_cache_ttl_secs must be between 0 and 86400");
+        }
+        if !(1..=3600).contains(&self.key_refresh_interval.as_secs()) {
+            return bad("key_refresh_interval_secs must be between 1 and 3600");
         }
         if self.password_hash_concurrency == 0 {
             return bad("password_hash_concurrency must be at least 1");

@@ -21,6 +21,7 @@ pub mod secrets;
 mod server;
 mod state;
 pub mod store;
+mod throttle;
 mod tokens;
 
 mod grants;
@@ -31,3 +32,4 @@ pub use error::Error;
 pub use oauth::OAuthError;
 pub use server::{Server, prepare_data_dir};
 pub use state::AppState;
+pub use throttle::ThrottlePolicy;

@@ -1,5 +1,6 @@
 //! The subcommands, one module each, and what they share: configuration and input.
 
+pub(crate) mod audit;
 pub(crate) mod client;
 pub(crate) mod serve;
 pub(crate) mod sessions;

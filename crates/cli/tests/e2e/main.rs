@@ -9,4 +9,5 @@ mod cli;
 mod meta;
 mod refresh;
 mod revocation;
+mod security;
 mod token;

@@ -84,11 +84,19 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
+/// Facts about the request beyond its parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestContext {
+    /// The peer's address, when known.
+    pub(crate) ip: Option<std::net::IpAddr>,
+}
+
 /// Parses `grant_type`, checks the client may use it, and runs the grant.
 pub(crate) async fn exchange(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
+    ctx: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let grant = grant_type(params)?;
     if !client.allows(grant) {
@@ -99,7 +107,7 @@ pub(crate) async fn exchange(
     tracing::Span::current().record("grant_type", grant.as_str());
     match grant {
         GrantType::ClientCredentials => client_credentials::exchange(state, client, params).await,
-        GrantType::Password => password::exchange(state, client, params).await,
+        GrantType::Password => password::exchange(state, client, params, ctx).await,
         GrantType::RefreshToken => refresh_token::exchange(state, client, params).await,
     }
 }

@@ -5,13 +5,14 @@ use serde_json::json;
 use tessera_token::{OpaqueToken, SecretString, TokenKind};
 
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, audit, mint_access_token, resolve_audience, resolve_scope,
-    scope_member,
+    AccessGrant, Params, RequestContext, TokenResponse, audit, mint_access_token, resolve_audience,
+    resolve_scope, scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+use crate::throttle;
 
 const BAD_LOGIN: &str = "invalid username or password";
 
@@ -19,12 +20,14 @@ pub(crate) async fn exchange(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
+    ctx: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let username = params.require("username")?;
     let password = SecretString::new(params.require("password")?);
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
 
+    throttle::check(state, username, ctx.ip).await?;
     let user = state.store.user_by_name(username).await?;
     let phc = user.as_ref().map(|u| u.password_hash.clone());
     let matches = state.passwords.verify(password, phc).await?;
@@ -44,9 +47,11 @@ pub(crate) async fn exchange(
                 json!({ "username": username, "reason": reason }),
             )
             .await;
+            throttle::failed(state, username, ctx.ip).await?;
             return Err(OAuthError::InvalidGrant(BAD_LOGIN));
         }
     };
+    throttle::succeeded(state, username).await?;
 
     let now = state.clock.now();
     let grant = GrantRecord {

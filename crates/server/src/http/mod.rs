@@ -7,6 +7,7 @@ mod feed;
 mod form;
 mod introspect;
 mod meta;
+mod peer;
 mod revoke;
 mod token;
 

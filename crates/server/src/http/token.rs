@@ -9,8 +9,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use crate::grants::{self, TokenResponse};
+use crate::grants::{self, RequestContext, TokenResponse};
 use crate::http::client_auth::{self, Public};
+use crate::http::peer::Peer;
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -18,10 +19,12 @@ use crate::state::AppState;
 #[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match run(&state, &headers, &body).await {
+    let ctx = RequestContext { ip: peer.0 };
+    match run(&state, &headers, &body, ctx).await {
         Ok(ok) => {
             let mut response = Json(ok).into_response();
             no_store(response.headers_mut());
@@ -38,9 +41,10 @@ async fn run(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
+    ctx: RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let params = form::parse(headers, body)?;
     grants::grant_type(&params)?;
     let client = client_auth::authenticate(state, headers, &params, Public::Allowed).await?;
-    grants::exchange(state, &client, &params).await
+    grants::exchange(state, &client, &params, ctx).await
 }

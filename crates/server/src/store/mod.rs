@@ -149,10 +149,40 @@ pub trait AuditStore: Send + Sync {
     async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
 }
 
+/// Failed-login counters for throttling, in the store so replicas share them.
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Counts one failed login for `key` and returns the count in the current window; the
+    /// count restarts once `window` has passed since the window's first failure.
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: std::time::Duration,
+    ) -> Result<u32, StoreError>;
+    /// Refuses logins for `key` until `until`.
+    async fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
+    /// Until when `key` is blocked, if it is at `now`.
+    async fn login_blocked_until(
+        &self,
+        key: &str,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError>;
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// Everything the server needs from a backend.
 #[async_trait]
 pub trait Store:
-    std::fmt::Debug + ClientStore + UserStore + GrantStore + RevocationStore + KeyStore + AuditStore
+    std::fmt::Debug
+    + ClientStore
+    + UserStore
+    + GrantStore
+    + RevocationStore
+    + KeyStore
+    + AuditStore
+    + ThrottleStore
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,6 +4,7 @@
 mod clients;
 mod grants;
 mod misc;
+mod throttle;
 mod users;
 
 use std::path::Path;
