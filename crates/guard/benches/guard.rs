@@ -8,6 +8,10 @@
 //! - `router/*`: one request through an axum router, with and without the guard layer
 //!   (warm), the unauthenticated route being the floor.
 //!
+//! Before criterion runs, `interleaved` times raw verify, cold and warm one after the
+//! other, round after round, and prints their medians and ratios: on a shared machine
+//! whose load changes from second to second, this ratio is the one to trust.
+//!
 //! Results: `docs/benchmarks.md`, section "Guard".
 
 // A bench whose fixture cannot be built should fail loudly, not be skipped.
@@ -18,6 +22,7 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{self, ParsedPublicKey};
 use axum::Router;
@@ -25,7 +30,7 @@ use axum::body::Body;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::Request;
 use tessera_guard::{Auth, Guard, ManualClock, RevocationList, Verifier};
 use tessera_token::{Algorithm, Audience, Claims, KeySet, SigningKey, UnixTime, Validation};
@@ -105,38 +110,87 @@ fn request_parts(token: &str) -> http::request::Parts {
         .0
 }
 
-fn bench_guard(c: &mut Criterion) {
-    for (name, alg) in [("EdDSA", Algorithm::EdDsa), ("ES256", Algorithm::Es256)] {
-        let key = SigningKey::generate(alg).unwrap().with_kid("k1");
-        let token = key.sign(&claims(), Some("at+jwt")).unwrap();
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
-        let raw = raw_key(&key);
-        let parts = request_parts(&token);
-        let cold = guard(&key, 0);
-        let warm = guard(&key, 10_000);
-        ready(warm.authenticate(&parts)).unwrap().unwrap();
+struct Fixture {
+    name: &'static str,
+    raw: ParsedPublicKey,
+    input: String,
+    sig: Vec<u8>,
+    parts: http::request::Parts,
+    cold: Guard,
+    warm: Guard,
+}
 
-        let mut g = c.benchmark_group(format!("guard/{name}"));
+fn fixtures() -> Vec<Fixture> {
+    [("EdDSA", Algorithm::EdDsa), ("ES256", Algorithm::Es256)]
+        .into_iter()
+        .map(|(name, alg)| {
+            let key = SigningKey::generate(alg).unwrap().with_kid("k1");
+            let token = key.sign(&claims(), Some("at+jwt")).unwrap();
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let warm = guard(&key, 10_000);
+            let parts = request_parts(&token);
+            ready(warm.authenticate(&parts)).unwrap().unwrap();
+            Fixture {
+                name,
+                raw: raw_key(&key),
+                input: input.to_owned(),
+                sig: URL_SAFE_NO_PAD.decode(sig).unwrap(),
+                parts,
+                cold: guard(&key, 0),
+                warm,
+            }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1e6
+}
+
+/// Raw, cold and warm timed in turn, round after round: the same load hits all three.
+fn interleaved() {
+    const ROUNDS: usize = 4000;
+    for f in fixtures() {
+        let (mut raw, mut cold, mut warm) = (vec![], vec![], vec![]);
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            f.raw
+                .verify_sig(black_box(f.input.as_bytes()), black_box(&f.sig))
+                .unwrap();
+            raw.push(t.elapsed());
+            let t = Instant::now();
+            black_box(ready(f.cold.authenticate(black_box(&f.parts))).unwrap());
+            cold.push(t.elapsed());
+            let t = Instant::now();
+            black_box(ready(f.warm.authenticate(black_box(&f.parts))).unwrap());
+            warm.push(t.elapsed());
+        }
+        let (r, c, w) = (median(raw), median(cold), median(warm));
+        println!(
+            "interleaved guard/{}: median raw_verify {r:.2} us, cold {c:.2} us ({:.3}x raw), warm {w:.3} us",
+            f.name,
+            c / r
+        );
+    }
+}
+
+fn bench_guard(c: &mut Criterion) {
+    for f in fixtures() {
+        let (raw, input, sig, parts) = (&f.raw, &f.input, &f.sig, &f.parts);
+        let (cold, warm) = (&f.cold, &f.warm);
+        let mut g = c.benchmark_group(format!("guard/{}", f.name));
         g.bench_function("raw_verify", |b| {
             b.iter(|| {
-                raw.verify_sig(black_box(input.as_bytes()), black_box(&sig))
+                raw.verify_sig(black_box(input.as_bytes()), black_box(sig))
                     .unwrap()
             })
         });
         g.bench_function("cold", |b| {
-            b.iter(|| {
-                ready(cold.authenticate(black_box(&parts)))
-                    .unwrap()
-                    .unwrap()
-            })
+            b.iter(|| ready(cold.authenticate(black_box(parts))).unwrap().unwrap())
         });
         g.bench_function("warm", |b| {
-            b.iter(|| {
-                ready(warm.authenticate(black_box(&parts)))
-                    .unwrap()
-                    .unwrap()
-            })
+            b.iter(|| ready(warm.authenticate(black_box(parts))).unwrap().unwrap())
         });
         g.finish();
     }
@@ -179,4 +233,9 @@ fn bench_router(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_guard, bench_router);
-criterion_main!(benches);
+
+fn main() {
+    interleaved();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -89,9 +89,15 @@ impl Guard {
             self.log(&e, None);
             return Err(e);
         }
-        let hash = TokenHash::of(raw.as_bytes());
-        if let Some(identity) = inner.cache.get(&hash, now) {
-            return self.check_revoked(identity, &hash, now, raw);
+        // With the cache off there is nothing to look up: skip the hash.
+        let hash = inner
+            .cache
+            .is_enabled()
+            .then(|| TokenHash::of(raw.as_bytes()));
+        if let Some(hash) = &hash
+            && let Some(identity) = inner.cache.get(hash, now)
+        {
+            return self.check_revoked(identity, Some(hash), now, raw);
         }
         let verified = match inner.verifier.verify(token, &inner.validation, now).await {
             Ok(v) => v,
@@ -101,7 +107,7 @@ impl Guard {
             }
         };
         let identity = Arc::new(verified.identity);
-        let identity = self.check_revoked(identity, &hash, now, raw)?;
+        let identity = self.check_revoked(identity, hash.as_ref(), now, raw)?;
         let mut until = now.saturating_add(inner.cache_ttl);
         if let Some(cap) = verified.cache_until {
             until = until.min(cap);
@@ -109,7 +115,9 @@ impl Guard {
         if let Some(exp) = identity.exp {
             until = until.min(exp);
         }
-        if until > now {
+        if let Some(hash) = hash
+            && until > now
+        {
             inner.cache.insert(hash, identity.clone(), until);
         }
         Ok(identity)
@@ -144,20 +152,22 @@ impl Guard {
         let hash = TokenHash::of(token);
         let identity = self.0.cache.get(&hash, now)?;
         let raw = std::str::from_utf8(token).unwrap_or_default();
-        Some(self.check_revoked(identity, &hash, now, raw))
+        Some(self.check_revoked(identity, Some(&hash), now, raw))
     }
 
     fn check_revoked(
         &self,
         identity: Arc<Identity>,
-        hash: &TokenHash,
+        hash: Option<&TokenHash>,
         now: UnixTime,
         raw: &str,
     ) -> Result<Arc<Identity>, GuardError> {
         if let Some(r) = &self.0.revocation
             && r.is_revoked(identity.claims(), now)
         {
-            self.0.cache.remove(hash);
+            if let Some(hash) = hash {
+                self.0.cache.remove(hash);
+            }
             self.log(&GuardError::Revoked, Some(raw));
             return Err(GuardError::Revoked);
         }
