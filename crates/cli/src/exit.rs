@@ -32,6 +32,7 @@ impl From<Error> for CliError {
             Error::Config(_) | Error::MasterKey(_) => 3,
             Error::NotFound(_) => 4,
             Error::Conflict(_) => 5,
+            Error::InvalidToken(_) => 6,
             _ => 1,
         };
         CliError {

@@ -2,7 +2,8 @@
 //! commands (users, clients, sessions), all working on one data directory.
 //!
 //! Exit codes: 0 success; 1 runtime failure (storage, I/O); 2 usage error or invalid
-//! input; 3 configuration or master-key problem; 4 not found; 5 already exists.
+//! input; 3 configuration or master-key problem; 4 not found; 5 already exists; 6 the
+//! token given to `tessera token verify` is not valid.
 
 mod cmd;
 mod exit;
@@ -34,7 +35,7 @@ struct Cli {
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input, 3 configuration or master key, \
-4 not found, 5 already exists.";
+4 not found, 5 already exists, 6 token not valid (token verify).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -49,6 +50,12 @@ enum Command {
     /// List or revoke a user's sessions (grants and their refresh tokens).
     #[command(subcommand)]
     Sessions(cmd::sessions::SessionsCommand),
+    /// Manage signing keys: list, rotate, import.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+    /// Decode, verify or mint access tokens (local store, no HTTP).
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
     /// Show the audit log (logins, issuance, refresh reuse, revocations, key changes).
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -81,6 +88,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Command::Client(c) => cmd::client::run(&global, c).await,
             Command::Sessions(c) => cmd::sessions::run(&global, c).await,
             Command::Audit(c) => cmd::audit::run(&global, c).await,
+            Command::Keys(c) => cmd::keys::run(&global, c).await,
+            Command::Token(c) => cmd::token::run(&global, c).await,
         }
     })
 }

@@ -17,6 +17,9 @@ pub enum Error {
     /// Bad operator input (names, passwords, scopes).
     #[error("{0}")]
     Invalid(String),
+    /// A token given to `tessera token verify` does not verify.
+    #[error("{0}")]
+    InvalidToken(String),
     /// The named record does not exist.
     #[error("{0}")]
     NotFound(String),

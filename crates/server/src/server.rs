@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::keys::{self, Keys};
 use crate::password::Passwords;
-use crate::secrets::MasterKey;
+use crate::secrets::{MasterKey, Sealer};
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::{Error, http};
@@ -24,6 +24,7 @@ pub struct Server {
     addr: SocketAddr,
     state: Arc<AppState>,
     store: SqliteStore,
+    sealer: Arc<Sealer>,
 }
 
 impl Server {
@@ -33,7 +34,15 @@ impl Server {
         let master = MasterKey::load(&config.data_dir)?;
         let store = SqliteStore::open(&config.data_dir).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let ring = keys::load_or_create(&store, &master.sealer()?, clock.now()).await?;
+        let sealer = Arc::new(master.sealer()?);
+        let ring = keys::load_or_create(
+            &store,
+            &sealer,
+            config.signing_alg,
+            config.access_token_ttl,
+            clock.now(),
+        )
+        .await?;
         let passwords = Passwords::new(config.password_hash_concurrency).await?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::Io(format!(
@@ -59,6 +68,7 @@ impl Server {
             addr,
             state,
             store,
+            sealer,
         })
     }
 
@@ -77,6 +87,10 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        let refresher = tokio::spawn(refresh_keys(
+            Arc::clone(&self.state),
+            Arc::clone(&self.sealer),
+        ));
         let app = http::router(Arc::clone(&self.state));
         let served = axum::serve(
             self.listener,
@@ -84,8 +98,36 @@ impl Server {
         )
         .with_graceful_shutdown(shutdown)
         .await;
+        refresher.abort();
         self.store.close().await;
         served.map_err(|e| Error::Io(format!("server failed: {e}")))
+    }
+}
+
+/// Every `key_refresh_interval`: applies the key lifecycle and picks up keys rotated or
+/// imported by the CLI. Failures are logged; the current ring stays in force.
+async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
+    let mut tick = tokio::time::interval(state.config.key_refresh_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let result = keys::refresh(
+            &*state.store,
+            &sealer,
+            &state.keys,
+            state.config.signing_alg,
+            state.config.access_token_ttl,
+            state.clock.now(),
+        )
+        .await;
+        match result {
+            Ok(true) => tracing::info!("signing keys reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload signing keys; keeping the current ones")
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use clap::Subcommand;
 use serde_json::json;
 use tessera_server::admin::NewClient;
 use tessera_server::store::{ClientRecord, GrantType};
+use tessera_token::Algorithm;
 
 use crate::cmd::Global;
 use crate::exit::CliError;
@@ -29,6 +30,9 @@ pub(crate) enum ClientCommand {
         /// A public client (no secret), e.g. a native app using the password grant.
         #[arg(long)]
         public: bool,
+        /// Algorithm of its access tokens (EdDSA, ES256, RS256); default: the server's.
+        #[arg(long, value_parser = parse_alg)]
+        signing_alg: Option<Algorithm>,
         /// Print JSON (for scripts).
         #[arg(long)]
         json: bool,
@@ -54,6 +58,13 @@ pub(crate) enum ClientCommand {
     },
 }
 
+fn parse_alg(s: &str) -> Result<Algorithm, String> {
+    match s.parse::<Algorithm>() {
+        Ok(a) if a.is_asymmetric() => Ok(a),
+        _ => Err("use EdDSA, ES256 or RS256".into()),
+    }
+}
+
 fn parse_grant(s: &str) -> Result<GrantType, String> {
     s.parse()
 }
@@ -67,6 +78,7 @@ fn describe(c: &ClientRecord) -> serde_json::Value {
         "scope": c.scope.to_string(),
         "audience": c.audience,
         "redirect_uris": c.redirect_uris,
+        "signing_alg": c.signing_alg.map(|a| a.name()),
     })
 }
 
@@ -80,6 +92,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
             audience,
             redirect_uri,
             public,
+            signing_alg,
             json,
         } => {
             let (client, secret) = admin
@@ -90,6 +103,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     audience,
                     redirect_uris: redirect_uri,
                     public,
+                    signing_alg,
                 })
                 .await?;
             if json {

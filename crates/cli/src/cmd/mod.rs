@@ -2,8 +2,10 @@
 
 pub(crate) mod audit;
 pub(crate) mod client;
+pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod sessions;
+pub(crate) mod token;
 pub(crate) mod user;
 
 use std::io::{BufRead, IsTerminal};

@@ -102,7 +102,14 @@ impl Server {
     }
 
     /// Runs `tessera --data-dir DIR ARGS...` with optional standard input.
+    /// The server's config file is passed too, when it has one.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let config = self.dir.path().join("tessera.toml");
+        if config.exists() {
+            let mut all = vec!["--config", config.to_str().unwrap()];
+            all.extend_from_slice(args);
+            return run_cli(&self.data_dir(), &all, stdin);
+        }
         run_cli(&self.data_dir(), args, stdin)
     }
 

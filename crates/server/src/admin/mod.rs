@@ -1,10 +1,16 @@
 //! Operator operations behind the `tessera` CLI (users, clients, sessions), run directly
 //! against the local store. They validate their input and name the fix when it is wrong.
 
+mod keys;
+mod tokens;
+
+pub use keys::KeyInfo;
+pub use tokens::MintRequest;
+
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_token::{OpaqueToken, Scope, SecretString, TokenKind};
+use tessera_token::{Algorithm, OpaqueToken, Scope, SecretString, TokenKind};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
@@ -32,6 +38,8 @@ pub struct NewClient {
     pub redirect_uris: Vec<String>,
     /// A public client (no secret).
     pub public: bool,
+    /// Algorithm of its access tokens; `None` for the server's default.
+    pub signing_alg: Option<Algorithm>,
 }
 
 /// Handle on the local store for operator commands.
@@ -59,7 +67,7 @@ impl Admin {
         &self.store
     }
 
-    fn revoked(&self) -> Revoked {
+    pub(crate) fn revoked(&self) -> Revoked {
         let now = self.clock.now();
         Revoked {
             now,
@@ -67,7 +75,7 @@ impl Admin {
         }
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         kind: &str,
         client: Option<&str>,
@@ -155,6 +163,11 @@ impl Admin {
             ));
         }
         let scope = parse_scope(&new.scope)?;
+        if new.signing_alg.is_some_and(|a| !a.is_asymmetric()) {
+            return Err(Error::Invalid(
+                "--signing-alg must be EdDSA, ES256 or RS256".into(),
+            ));
+        }
         for a in &new.audience {
             if a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::Invalid(format!(
@@ -187,6 +200,7 @@ impl Admin {
             scope,
             audience: new.audience,
             redirect_uris: new.redirect_uris,
+            signing_alg: new.signing_alg,
             created_at: self.clock.now(),
         };
         self.store
@@ -213,7 +227,7 @@ impl Admin {
         Ok(self.store.clients().await?)
     }
 
-    async fn client(&self, key: &str) -> Result<ClientRecord, Error> {
+    pub(crate) async fn client(&self, key: &str) -> Result<ClientRecord, Error> {
         self.store.client_by_id_or_name(key).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "no client with id or name {key}; see `tessera client list`"

@@ -35,6 +35,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &sid,
             auth_time: None,
+            alg: client.signing_alg,
         },
     )?;
     Ok(TokenResponse {

@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
-use tessera_token::{Audience, Claims, Scope, UnixTime};
+use std::time::Duration;
+
+use tessera_token::{Algorithm, Audience, Claims, Scope, UnixTime};
 use zeroize::Zeroizing;
 
 use crate::ids::random_id;
+use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{AuditEvent, ClientRecord, GrantType};
@@ -160,6 +163,8 @@ pub(crate) struct AccessGrant<'a> {
     pub(crate) audience: &'a [String],
     pub(crate) sid: &'a str,
     pub(crate) auth_time: Option<UnixTime>,
+    /// The client's signing algorithm, `None` for the server's default.
+    pub(crate) alg: Option<Algorithm>,
 }
 
 /// Signs an RFC 9068 access token (`typ: at+jwt`) with the active key; returns the token
@@ -168,10 +173,23 @@ pub(crate) fn mint_access_token(
     state: &AppState,
     g: &AccessGrant<'_>,
 ) -> Result<(String, u64), OAuthError> {
-    let now = state.clock.now();
     let ttl = state.config.access_token_ttl;
+    let ring = state.keys.current();
+    let token = sign_access_token(&ring, &state.issuer, state.clock.now(), ttl, g)
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    Ok((token, ttl.as_secs()))
+}
+
+/// Builds and signs the claims of an access token; shared by the grants and `token mint`.
+pub(crate) fn sign_access_token(
+    ring: &KeyRing,
+    issuer: &str,
+    now: UnixTime,
+    ttl: Duration,
+    g: &AccessGrant<'_>,
+) -> Result<String, crate::Error> {
     let claims = Claims {
-        iss: Some(state.issuer.clone()),
+        iss: Some(issuer.to_owned()),
         sub: Some(g.sub.to_owned()),
         aud: Audience::new(g.audience.iter().cloned()),
         exp: Some(now.saturating_add(ttl)),
@@ -183,12 +201,17 @@ pub(crate) fn mint_access_token(
         auth_time: g.auth_time,
         ..Claims::default()
     };
-    let ring = state.keys.current();
-    let token = ring
-        .active()
-        .sign(&claims, Some("at+jwt"))
-        .map_err(|e| OAuthError::Server(format!("signing failed: {e}")))?;
-    Ok((token, ttl.as_secs()))
+    let key = ring.signer(g.alg).ok_or_else(|| {
+        let alg = g.alg.map_or("the default algorithm", |a| a.name());
+        crate::Error::Key(format!(
+            "no active key for {alg}; run `tessera keys rotate --alg {alg}`"
+        ))
+    })?;
+    let token = key.sign(&claims, Some("at+jwt"))?;
+    if let Some(jti) = &claims.jti {
+        tracing::info!(client_id = g.client_id, sid = g.sid, jti = %jti, kid = key.kid().unwrap_or_default(), "access token issued");
+    }
+    Ok(token)
 }
 
 /// The response's `scope` member: present when not empty.

@@ -99,6 +99,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &grant.id,
             auth_time: Some(now),
+            alg: client.signing_alg,
         },
     )?;
     Ok(TokenResponse {

@@ -97,6 +97,7 @@ pub(crate) async fn exchange(
             audience: &grant.audience,
             sid: &grant.id,
             auth_time: Some(grant.created_at),
+            alg: client.signing_alg,
         },
     )?;
     Ok(TokenResponse {

@@ -13,13 +13,12 @@ use crate::http::{FEED_PATH, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH
 use crate::state::AppState;
 use crate::store::GrantType;
 
-/// How long clients may cache the JWK Set (seconds).
-pub(crate) const JWKS_MAX_AGE: u64 = 300;
-
 pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let ring = state.keys.current();
     let mut r = Json(ring.jwks().clone()).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE}")) {
+    // Resource servers may cache it this long; new keys are published at least this early.
+    let max_age = state.config.jwks_cache_ttl.as_secs();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
     }
     r

@@ -21,14 +21,16 @@ async fn state() -> (Arc<AppState>, tempfile::TempDir) {
     let clock = Arc::new(ManualClock::new(tessera_token::UnixTime::from_secs(
         1_800_000_000,
     )));
+    let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
     let ring = keys::load_or_create(
         &store,
         &master.sealer().unwrap(),
+        config.signing_alg,
+        config.access_token_ttl,
         crate::Clock::now(&*clock),
     )
     .await
     .unwrap();
-    let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
     let state = AppState::new(
         "http://127.0.0.1:8080".into(),
         config,

@@ -1,26 +1,39 @@
 //! Signing keys in memory: parsed once from the store at start-up (private halves opened
 //! with the [`Sealer`]), then shared behind an `Arc` for every request.
 
+mod lifecycle;
+
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tessera_token::{Algorithm, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
+
+pub use lifecycle::{KeyChange, plan};
 
 use crate::Error;
 use crate::secrets::Sealer;
 use crate::store::{KeyState, SigningKeyRecord, Store};
 
-/// The keys in force: the one that signs, and the published set.
+/// The keys in force: the active key of each algorithm, and the published set.
 #[derive(Debug)]
 pub struct KeyRing {
-    active: SigningKey,
+    signers: Vec<SigningKey>,
+    default_alg: Algorithm,
     jwks: JwkSet,
     verify: KeySet,
+    fingerprint: Vec<(String, KeyState)>,
 }
 
 impl KeyRing {
-    /// The key that signs new tokens.
-    pub fn active(&self) -> &SigningKey {
-        &self.active
+    /// The key that signs for a client asking for `alg` (`None`: the server's default).
+    pub fn signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
+        let alg = alg.unwrap_or(self.default_alg);
+        self.signers.iter().find(|k| k.algorithm() == alg)
+    }
+
+    /// The key that signs by default.
+    pub fn active(&self) -> Option<&SigningKey> {
+        self.signer(None)
     }
 
     /// Published keys (published, active and retired) as a JWK Set.
@@ -46,7 +59,7 @@ impl KeyRing {
     }
 }
 
-/// The shared, swappable key ring (swapped on rotation; readers clone the `Arc`).
+/// The shared, swappable key ring (swapped when the lifecycle moves; readers clone the `Arc`).
 #[derive(Debug)]
 pub struct Keys(RwLock<Arc<KeyRing>>);
 
@@ -74,36 +87,49 @@ impl Keys {
     }
 }
 
-/// Generates a key of `alg`, seals it and stores it in `state`. Its `kid` is the RFC 7638
-/// thumbprint of its public JWK.
-pub async fn create_key(
-    store: &dyn Store,
-    sealer: &Sealer,
-    alg: Algorithm,
-    state: KeyState,
-    now: UnixTime,
-) -> Result<SigningKeyRecord, Error> {
-    let key = SigningKey::generate(alg)?;
-    store_key(store, sealer, key, state, now).await
+/// Where a new key starts.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    /// Its `kid`; default: the RFC 7638 thumbprint of its public JWK.
+    pub kid: Option<&'a str>,
+    /// Initial state.
+    pub state: KeyState,
+    /// When a published key may start signing.
+    pub activate_after: UnixTime,
 }
 
-/// Seals and stores an existing key (generated or imported).
+/// Seals and stores a key (generated or imported); returns the stored record.
 pub async fn store_key(
     store: &dyn Store,
     sealer: &Sealer,
     key: SigningKey,
-    state: KeyState,
+    new: NewKey<'_>,
     now: UnixTime,
 ) -> Result<SigningKeyRecord, Error> {
     if !key.algorithm().is_asymmetric() {
-        return Err(Error::Key(
+        return Err(Error::Invalid(
             "only asymmetric keys (EdDSA, ES256, RS256) can sign access tokens".into(),
         ));
     }
     let public = key
         .public_jwk()
         .ok_or_else(|| Error::Key("key has no public half".into()))?;
-    let kid = public.thumbprint()?;
+    let kid = match new.kid {
+        Some(k) if !k.is_empty() && k.len() <= 128 && k.chars().all(|c| c.is_ascii_graphic()) => {
+            k.to_owned()
+        }
+        Some(k) => {
+            return Err(Error::Invalid(format!(
+                "kid {k:?} must be 1-128 printable ASCII characters"
+            )));
+        }
+        None => public.thumbprint()?,
+    };
+    if store.keys().await?.iter().any(|r| r.kid == kid) {
+        return Err(Error::Conflict(format!(
+            "a key with kid {kid} already exists"
+        )));
+    }
     let key = key.with_kid(kid.clone());
     let public = key
         .public_jwk()
@@ -112,40 +138,112 @@ pub async fn store_key(
     let record = SigningKeyRecord {
         kid: kid.clone(),
         alg: key.algorithm().name().to_owned(),
-        state,
+        state: new.state,
         public_jwk: public.to_json(),
         sealed_private: sealer.seal(&kid, &der)?,
         created_at: now,
-        activate_after: now,
+        activate_after: new.activate_after,
         retired_at: None,
     };
     store.insert_key(&record).await?;
     Ok(record)
 }
 
-/// Loads the key ring, generating an Ed25519 key on first start.
+/// The longest a token signed now stays acceptable: its lifetime plus verifier leeway.
+pub fn max_token_life(access_ttl: Duration) -> Duration {
+    access_ttl + tessera_token::DEFAULT_LEEWAY
+}
+
+/// Applies due lifecycle changes, makes sure an active key of `alg` exists (generating one
+/// on first start), and loads the ring.
 pub async fn load_or_create(
     store: &dyn Store,
     sealer: &Sealer,
+    alg: Algorithm,
+    access_ttl: Duration,
     now: UnixTime,
 ) -> Result<KeyRing, Error> {
-    let mut records = store.keys().await?;
-    if !records.iter().any(|r| r.state == KeyState::Active) {
-        create_key(store, sealer, Algorithm::EdDsa, KeyState::Active, now).await?;
+    let mut records = advance(store, now, access_ttl).await?;
+    if !records
+        .iter()
+        .any(|r| r.state == KeyState::Active && r.alg == alg.name())
+    {
+        let key = SigningKey::generate(alg)?;
+        let new = NewKey {
+            kid: None,
+            state: KeyState::Active,
+            activate_after: now,
+        };
+        store_key(store, sealer, key, new, now).await?;
         records = store.keys().await?;
     }
-    build_ring(&records, sealer)
+    build_ring(&records, sealer, alg)
 }
 
-/// Builds the ring from stored records: the newest active key signs; every key is published.
-pub fn build_ring(records: &[SigningKeyRecord], sealer: &Sealer) -> Result<KeyRing, Error> {
-    let active_rec = records
+/// Applies the lifecycle changes due at `now`; returns the keys afterwards.
+pub async fn advance(
+    store: &dyn Store,
+    now: UnixTime,
+    access_ttl: Duration,
+) -> Result<Vec<SigningKeyRecord>, Error> {
+    let records = store.keys().await?;
+    let changes = lifecycle::plan(&records, now, max_token_life(access_ttl));
+    if changes.is_empty() {
+        return Ok(records);
+    }
+    for c in &changes {
+        tracing::info!(change = ?c, "signing key lifecycle");
+    }
+    store.apply_key_changes(&changes, now).await?;
+    Ok(store.keys().await?)
+}
+
+/// Reloads the ring when the stored keys changed (another process rotated, or the
+/// lifecycle moved); returns true when it swapped.
+pub async fn refresh(
+    store: &dyn Store,
+    sealer: &Sealer,
+    keys: &Keys,
+    alg: Algorithm,
+    access_ttl: Duration,
+    now: UnixTime,
+) -> Result<bool, Error> {
+    let records = advance(store, now, access_ttl).await?;
+    if fingerprint(&records) == keys.current().fingerprint {
+        return Ok(false);
+    }
+    keys.replace(build_ring(&records, sealer, alg)?);
+    Ok(true)
+}
+
+fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
+    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
+}
+
+/// Builds the ring: the newest active key of each algorithm signs; every key is published.
+pub fn build_ring(
+    records: &[SigningKeyRecord],
+    sealer: &Sealer,
+    default_alg: Algorithm,
+) -> Result<KeyRing, Error> {
+    let mut actives: Vec<&SigningKeyRecord> = records
         .iter()
         .filter(|r| r.state == KeyState::Active)
-        .max_by_key(|r| (r.activate_after, r.created_at))
-        .ok_or_else(|| Error::Key("no active signing key; run `tessera keys rotate`".into()))?;
-    let der = sealer.open(&active_rec.kid, &active_rec.sealed_private)?;
-    let active = SigningKey::from_pkcs8_der(&der)?.with_kid(active_rec.kid.clone());
+        .collect();
+    actives.sort_by_key(|r| std::cmp::Reverse((r.activate_after, r.created_at)));
+    let mut signers: Vec<SigningKey> = Vec::new();
+    for r in actives {
+        let der = sealer.open(&r.kid, &r.sealed_private)?;
+        let key = SigningKey::from_pkcs8_der(&der)?.with_kid(r.kid.clone());
+        if !signers.iter().any(|k| k.algorithm() == key.algorithm()) {
+            signers.push(key);
+        }
+    }
+    if signers.is_empty() {
+        return Err(Error::Key(
+            "no active signing key; start `tessera serve` once or run `tessera keys rotate`".into(),
+        ));
+    }
     let mut jwks = JwkSet::default();
     let mut verifying = Vec::new();
     for r in records {
@@ -154,9 +252,11 @@ pub fn build_ring(records: &[SigningKeyRecord], sealer: &Sealer) -> Result<KeyRi
         jwks.keys.push(jwk);
     }
     Ok(KeyRing {
-        active,
+        signers,
+        default_alg,
         jwks,
         verify: KeySet::new(verifying)?,
+        fingerprint: fingerprint(records),
     })
 }
 
@@ -175,14 +275,19 @@ mod tests {
             .sealer()
             .unwrap();
         let now = UnixTime::from_secs(1_800_000_000);
-        let ring = load_or_create(&store, &sealer, now).await.unwrap();
-        assert_eq!(ring.active().algorithm(), Algorithm::EdDsa);
+        let ttl = Duration::from_secs(600);
+        let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
+            .await
+            .unwrap();
+        assert_eq!(ring.active().unwrap().algorithm(), Algorithm::EdDsa);
         assert_eq!(ring.jwks().keys.len(), 1);
         assert!(!ring.jwks().to_json().contains("\"d\""));
-        let again = load_or_create(&store, &sealer, now).await.unwrap();
-        assert_eq!(again.active().kid(), ring.active().kid());
+        let again = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
+            .await
+            .unwrap();
+        assert_eq!(again.active().unwrap().kid(), ring.active().unwrap().kid());
         let recs = store.keys().await.unwrap();
-        let der = ring.active().to_pkcs8_der().unwrap();
+        let der = ring.active().unwrap().to_pkcs8_der().unwrap();
         assert!(
             !recs[0]
                 .sealed_private

@@ -138,6 +138,12 @@ pub trait KeyStore: Send + Sync {
     async fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
     /// All keys, oldest first.
     async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Applies lifecycle changes at `now`, all in one transaction.
+    async fn apply_key_changes(
+        &self,
+        changes: &[crate::keys::KeyChange],
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
 }
 
 /// The audit log. Events never carry a token, secret or password.

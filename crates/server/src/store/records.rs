@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use tessera_token::{Scope, TokenHash, UnixTime};
+use tessera_token::{Algorithm, Scope, TokenHash, UnixTime};
 
 /// A grant type a client may use (RFC 6749 sections 4 and 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +72,8 @@ pub struct ClientRecord {
     pub audience: Vec<String>,
     /// Registered redirect URIs (for the authorization code flow, later).
     pub redirect_uris: Vec<String>,
+    /// Algorithm of its access tokens; `None` for the server's default.
+    pub signing_alg: Option<Algorithm>,
     /// Registration time.
     pub created_at: UnixTime,
 }

@@ -14,7 +14,7 @@ use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
 macro_rules! select_clients {
     ($tail:literal) => {
         concat!(
-            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, created_at FROM clients",
+            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at FROM clients",
             $tail
         )
     };
@@ -36,6 +36,12 @@ fn row_to_client(row: &SqliteRow) -> Result<ClientRecord, StoreError> {
         scope: scope_from_db(&get_s("scope")?)?,
         audience: split(&get_s("audience")?),
         redirect_uris: split(&get_s("redirect_uris")?),
+        signing_alg: row
+            .try_get::<Option<String>, _>("signing_alg")
+            .map_err(backend)?
+            .map(|a| a.parse())
+            .transpose()
+            .map_err(|_| StoreError::Backend("stored signing_alg is unknown".into()))?,
         created_at: time(row.try_get("created_at").map_err(backend)?),
     })
 }
@@ -45,8 +51,8 @@ impl ClientStore for SqliteStore {
     async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
         let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -55,6 +61,7 @@ impl ClientStore for SqliteStore {
         .bind(c.scope.to_string())
         .bind(join(&c.audience))
         .bind(join(&c.redirect_uris))
+        .bind(c.signing_alg.map(|a| a.name()))
         .bind(c.created_at.secs())
         .execute(&self.pool)
         .await

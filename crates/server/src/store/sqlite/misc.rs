@@ -5,6 +5,7 @@ use sqlx::Row;
 use tessera_token::UnixTime;
 
 use super::{SqliteStore, backend, time};
+use crate::keys::KeyChange;
 use crate::store::{
     AuditEvent, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore, SigningKeyRecord,
     StoreError,
@@ -121,6 +122,38 @@ impl KeyStore for SqliteStore {
             })
         })
         .collect()
+    }
+
+    async fn apply_key_changes(
+        &self,
+        changes: &[KeyChange],
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.apply_changes(changes, now).await
+    }
+}
+
+impl SqliteStore {
+    async fn apply_changes(&self, changes: &[KeyChange], now: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for change in changes {
+            let q = match change {
+                KeyChange::Activate(kid) => sqlx::query(
+                    "UPDATE signing_keys SET state = 'active' WHERE kid = ? AND state = 'published'",
+                )
+                .bind(kid),
+                KeyChange::Retire(kid) => sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE kid = ? AND state <> 'retired'",
+                )
+                .bind(now.secs())
+                .bind(kid),
+                KeyChange::Delete(kid) => {
+                    sqlx::query("DELETE FROM signing_keys WHERE kid = ? AND state = 'retired'").bind(kid)
+                }
+            };
+            q.execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 }
 

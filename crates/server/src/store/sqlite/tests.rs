@@ -33,6 +33,7 @@ fn client(name: &str) -> ClientRecord {
         scope: "a b".parse().unwrap(),
         audience: vec!["api".into()],
         redirect_uris: vec![],
+        signing_alg: Some(tessera_token::Algorithm::Es256),
         created_at: t(0),
     }
 }
@@ -74,6 +75,7 @@ async fn clients_round_trip_and_names_are_unique() {
     assert_eq!(back.secret_hash, c.secret_hash);
     assert_eq!(back.grant_types, c.grant_types);
     assert_eq!(back.scope, c.scope);
+    assert_eq!(back.signing_alg, c.signing_alg);
     assert_eq!(
         s.client_by_id_or_name("web").await.unwrap().unwrap().id,
         "id-web"

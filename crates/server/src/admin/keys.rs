@@ -1,0 +1,124 @@
+//! Operator key management: list, rotate (publish a new key that signs after the JWKS
+//! cache lifetime), import a PEM.
+
+use serde_json::json;
+use tessera_token::{Algorithm, SigningKey, UnixTime};
+
+use super::Admin;
+use crate::Error;
+use crate::keys::{self, NewKey};
+use crate::secrets::{MasterKey, Sealer};
+use crate::store::{KeyState, KeyStore};
+
+/// A key as `tessera keys list` shows it (never private material).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// JOSE algorithm.
+    pub alg: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// Created.
+    pub created_at: UnixTime,
+    /// Signs from (published keys); `None` when it waits for an explicit activation.
+    pub activate_after: Option<UnixTime>,
+    /// Retired at.
+    pub retired_at: Option<UnixTime>,
+}
+
+/// `activate_after` of imported keys that must not sign until activated.
+const NEVER: UnixTime = UnixTime::from_secs(i64::MAX / 2);
+
+impl Admin {
+    fn sealer(&self) -> Result<Sealer, Error> {
+        MasterKey::load(&self.config.data_dir)?.sealer()
+    }
+
+    /// All keys after applying the lifecycle steps that are due.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
+        let records =
+            keys::advance(&self.store, self.clock.now(), self.config.access_token_ttl).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| KeyInfo {
+                kid: r.kid,
+                alg: r.alg,
+                state: r.state,
+                created_at: r.created_at,
+                activate_after: (r.activate_after < NEVER).then_some(r.activate_after),
+                retired_at: r.retired_at,
+            })
+            .collect())
+    }
+
+    /// Generates a key of `alg` (default: the configured one) and publishes it; it starts
+    /// signing one JWKS cache lifetime from now, and the key it replaces retires then.
+    pub async fn rotate_key(&self, alg: Option<Algorithm>) -> Result<KeyInfo, Error> {
+        let alg = alg.unwrap_or(self.config.signing_alg);
+        if !alg.is_asymmetric() {
+            return Err(Error::Invalid("--alg must be EdDSA, ES256 or RS256".into()));
+        }
+        let sealer = self.sealer()?;
+        let key = SigningKey::generate(alg)?;
+        self.publish(key, None, true, &sealer).await
+    }
+
+    /// Imports a PKCS#8 PEM private key (Ed25519, P-256, RSA of 2048 bits or more). With
+    /// `activate` it signs after the JWKS cache lifetime; otherwise it is only published.
+    pub async fn import_key(
+        &self,
+        pem: &str,
+        kid: Option<&str>,
+        activate: bool,
+    ) -> Result<KeyInfo, Error> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot import the key: {e}; use a PKCS#8 PEM Ed25519, P-256 or RSA (2048 bits or more) private key"
+            ))
+        })?;
+        let sealer = self.sealer()?;
+        self.publish(key, kid, activate, &sealer).await
+    }
+
+    async fn publish(
+        &self,
+        key: SigningKey,
+        kid: Option<&str>,
+        activate: bool,
+        sealer: &Sealer,
+    ) -> Result<KeyInfo, Error> {
+        let now = self.clock.now();
+        let activate_after = if activate {
+            now.saturating_add(self.config.jwks_cache_ttl)
+        } else {
+            NEVER
+        };
+        let new = NewKey {
+            kid,
+            state: KeyState::Published,
+            activate_after,
+        };
+        let r = keys::store_key(&self.store, sealer, key, new, now).await?;
+        self.audit(
+            "key.publish",
+            None,
+            None,
+            json!({ "kid": r.kid, "alg": r.alg, "activate": activate }),
+        )
+        .await;
+        Ok(KeyInfo {
+            kid: r.kid,
+            alg: r.alg,
+            state: r.state,
+            created_at: r.created_at,
+            activate_after: activate.then_some(activate_after),
+            retired_at: None,
+        })
+    }
+
+    /// The number of keys in the store (for tests and status output).
+    pub async fn key_count(&self) -> Result<usize, Error> {
+        Ok(self.store.keys().await?.len())
+    }
+}

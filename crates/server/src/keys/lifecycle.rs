@@ -1,0 +1,117 @@
+//! The signing-key lifecycle as a pure function of the stored keys and the time:
+//! published → active (once `activate_after` has passed: at least one JWKS cache lifetime
+//! after publication) → retired (when a newer key of its algorithm activates) → deleted
+//! (when the last token it signed has expired).
+
+use std::time::Duration;
+
+use tessera_token::UnixTime;
+
+use crate::store::{KeyState, SigningKeyRecord};
+
+/// One step of the lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Start signing with this key.
+    Activate(String),
+    /// Stop signing; keep publishing until its tokens expire.
+    Retire(String),
+    /// Remove: no unexpired token can carry its `kid`.
+    Delete(String),
+}
+
+/// The changes due at `now`. `max_token_life` is the longest a signed token stays valid
+/// (access-token lifetime plus verifier leeway).
+pub fn plan(
+    records: &[SigningKeyRecord],
+    now: UnixTime,
+    max_token_life: Duration,
+) -> Vec<KeyChange> {
+    let mut changes = Vec::new();
+    let mut algs: Vec<&str> = records.iter().map(|r| r.alg.as_str()).collect();
+    algs.sort_unstable();
+    algs.dedup();
+    for alg in algs {
+        let due = records
+            .iter()
+            .filter(|r| r.alg == alg && r.state == KeyState::Published && r.activate_after <= now)
+            .max_by_key(|r| (r.activate_after, r.created_at));
+        let Some(newest) = due else { continue };
+        changes.push(KeyChange::Activate(newest.kid.clone()));
+        for r in records
+            .iter()
+            .filter(|r| r.alg == alg && r.kid != newest.kid)
+        {
+            let older_due = r.state == KeyState::Published && r.activate_after <= now;
+            if r.state == KeyState::Active || older_due {
+                changes.push(KeyChange::Retire(r.kid.clone()));
+            }
+        }
+    }
+    for r in records.iter().filter(|r| r.state == KeyState::Retired) {
+        if let Some(at) = r.retired_at
+            && at.saturating_add(max_token_life) <= now
+        {
+            changes.push(KeyChange::Delete(r.kid.clone()));
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(
+        kid: &str,
+        alg: &str,
+        state: KeyState,
+        activate_after: i64,
+        retired_at: Option<i64>,
+    ) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.into(),
+            alg: alg.into(),
+            state,
+            public_jwk: String::new(),
+            sealed_private: Vec::new(),
+            created_at: UnixTime::from_secs(activate_after),
+            activate_after: UnixTime::from_secs(activate_after),
+            retired_at: retired_at.map(UnixTime::from_secs),
+        }
+    }
+
+    const LIFE: Duration = Duration::from_secs(630);
+
+    #[test]
+    fn published_key_activates_after_its_time_and_retires_the_old_one() {
+        let keys = [
+            key("old", "EdDSA", KeyState::Active, 0, None),
+            key("new", "EdDSA", KeyState::Published, 300, None),
+        ];
+        assert!(plan(&keys, UnixTime::from_secs(299), LIFE).is_empty());
+        assert_eq!(
+            plan(&keys, UnixTime::from_secs(300), LIFE),
+            vec![
+                KeyChange::Activate("new".into()),
+                KeyChange::Retire("old".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn other_algorithms_are_independent_and_retired_keys_expire() {
+        let keys = [
+            key("ed", "EdDSA", KeyState::Active, 0, None),
+            key("es", "ES256", KeyState::Published, 10, None),
+            key("gone", "EdDSA", KeyState::Retired, 0, Some(100)),
+        ];
+        assert_eq!(
+            plan(&keys, UnixTime::from_secs(20), LIFE),
+            vec![KeyChange::Activate("es".into())]
+        );
+        let later = plan(&keys, UnixTime::from_secs(730), LIFE);
+        assert!(later.contains(&KeyChange::Delete("gone".into())));
+        assert!(!later.contains(&KeyChange::Retire("ed".into())));
+    }
+}
