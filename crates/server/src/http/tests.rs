@@ -15,6 +15,11 @@ use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 
 async fn state() -> (Arc<AppState>, tempfile::TempDir) {
+    let (state, dir, _) = state_with_clock().await;
+    (state, dir)
+}
+
+async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::in_memory().await.unwrap();
     let master = MasterKey::load(dir.path()).unwrap();
@@ -36,11 +41,11 @@ async fn state() -> (Arc<AppState>, tempfile::TempDir) {
         config,
         Arc::new(store),
         Arc::new(Keys::new(ring)),
-        clock,
+        Arc::clone(&clock) as Arc<dyn crate::Clock>,
         Passwords::new(1).await.unwrap(),
         master.refresh_key(),
     );
-    (Arc::new(state), dir)
+    (Arc::new(state), dir, clock)
 }
 
 async fn send(
@@ -127,4 +132,139 @@ async fn bad_input_never_500s() {
             .unwrap()
             .starts_with("Basic realm=")
     );
+}
+
+/// Registers a confidential client (password + refresh_token) and a user, straight in the store.
+async fn client_and_user(state: &AppState) -> (String, String) {
+    use crate::store::{ClientRecord, GrantType, UserRecord};
+    use tessera_token::{OpaqueToken, SecretString, TokenKind};
+    let secret = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    let client = ClientRecord {
+        id: "web".into(),
+        name: "web".into(),
+        secret_hash: Some(secret.hash()),
+        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        scope: "a".parse().unwrap(),
+        audience: vec!["api".into()],
+        redirect_uris: vec![],
+        signing_alg: None,
+        created_at: state.clock.now(),
+    };
+    state.store.insert_client(&client).await.unwrap();
+    let hash = crate::password::hash_one(SecretString::new("long enough"))
+        .await
+        .unwrap();
+    let user = UserRecord {
+        id: "u_1".into(),
+        name: "alice".into(),
+        password_hash: hash,
+        disabled: false,
+        created_at: state.clock.now(),
+    };
+    state.store.insert_user(&user).await.unwrap();
+    ("web".into(), secret.expose().to_owned())
+}
+
+fn with_post_auth(body: &str, id: &str, secret: &str) -> Request<Body> {
+    form(&format!("{body}&client_id={id}&client_secret={secret}"))
+}
+
+#[tokio::test]
+async fn lifetimes_follow_the_injected_clock() {
+    let (s, _d, clock) = state_with_clock().await;
+    let (id, secret) = client_and_user(&s).await;
+    let (status, _, login) = send(
+        &s,
+        with_post_auth(
+            "grant_type=password&username=alice&password=long+enough",
+            &id,
+            &secret,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let at = login["access_token"].as_str().unwrap().to_owned();
+    let rt = login["refresh_token"].as_str().unwrap().to_owned();
+    let introspect = |token: String| {
+        Request::post("/introspect")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "token={token}&client_id={id}&client_secret={secret}"
+            )))
+            .unwrap()
+    };
+    let (_, _, v) = send(&s, introspect(at.clone())).await;
+    assert_eq!(v["active"], true);
+    // The access token expires after its 600 s lifetime: inactive, with no leeway.
+    clock.advance(600);
+    let (_, _, v) = send(&s, introspect(at)).await;
+    assert_eq!(v, serde_json::json!({ "active": false }));
+    // The refresh token still works within its idle lifetime (14 days) ...
+    let (status, _, next) = send(
+        &s,
+        with_post_auth(
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+            &id,
+            &secret,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let rt2 = next["refresh_token"].as_str().unwrap().to_owned();
+    // ... and not after it.
+    clock.advance(14 * 86_400 + 1);
+    let (status, _, err) = send(
+        &s,
+        with_post_auth(
+            &format!("grant_type=refresh_token&refresh_token={rt2}"),
+            &id,
+            &secret,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn the_absolute_lifetime_ends_a_family_however_often_it_refreshes() {
+    let (s, _d, clock) = state_with_clock().await;
+    let (id, secret) = client_and_user(&s).await;
+    let (_, _, login) = send(
+        &s,
+        with_post_auth(
+            "grant_type=password&username=alice&password=long+enough",
+            &id,
+            &secret,
+        ),
+    )
+    .await;
+    let mut rt = login["refresh_token"].as_str().unwrap().to_owned();
+    // Refresh every 10 days: each use is within the idle lifetime, but the family ends at 90 days.
+    for day in (10..=80).step_by(10) {
+        clock.advance(10 * 86_400);
+        let (status, _, next) = send(
+            &s,
+            with_post_auth(
+                &format!("grant_type=refresh_token&refresh_token={rt}"),
+                &id,
+                &secret,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "day {day}: {next}");
+        rt = next["refresh_token"].as_str().unwrap().to_owned();
+    }
+    clock.advance(10 * 86_400);
+    let (status, _, err) = send(
+        &s,
+        with_post_auth(
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+            &id,
+            &secret,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"], "invalid_grant");
 }
