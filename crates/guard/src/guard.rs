@@ -189,7 +189,8 @@ impl Guard {
         self.0.clock.now()
     }
 
-    /// Key-set fetches made by a remote verifier so far (for metrics and tests).
+    /// Key-set fetches (discovery included) a remote verifier has completed so far,
+    /// successful or not (for metrics and tests).
     pub fn key_fetches(&self) -> u64 {
         self.0.verifier.fetch_count()
     }

@@ -155,7 +155,7 @@ impl RemoteJwks {
     ) -> Result<Identity, GuardError> {
         let loaded = match self.current() {
             Some(l) => l,
-            None => self.load_blocking(None, now).await?,
+            None => self.load_blocking(now).await?,
         };
         if now >= loaded.refresh_at {
             self.spawn_refresh(now);
@@ -168,21 +168,24 @@ impl RemoteJwks {
                     .map_err(GuardError::InvalidToken);
             }
         }
-        // Unknown kid: maybe a rotation. Refetch at most once per interval.
-        let interval = secs(self.0.config.unknown_kid_interval);
-        let last = self.0.last_kid_fetch.load(Ordering::Acquire);
-        let allowed = now.secs().saturating_sub(last) >= interval
-            && self
-                .0
-                .last_kid_fetch
-                .compare_exchange(last, now.secs(), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-        let fresh = if allowed {
-            self.load_blocking(Some(loaded.generation), now).await.ok()
-        } else {
-            // A fetch for this very kid may be in flight: wait for it, never start one.
-            drop(self.0.fetch_lock.lock().await);
-            self.current().filter(|l| l.generation != loaded.generation)
+        // Unknown kid: maybe a rotation. Under the fetch lock (single flight), use a set
+        // someone fetched meanwhile, or fetch if the last unknown-kid fetch is at least
+        // an interval old. Requests with known kids never take this lock.
+        let fresh = {
+            let _g = self.0.fetch_lock.lock().await;
+            match self.current() {
+                Some(cur) if cur.generation != loaded.generation => Some(cur),
+                _ => {
+                    let last = self.0.last_kid_fetch.load(Ordering::Acquire);
+                    let interval = secs(self.0.config.unknown_kid_interval);
+                    if now.secs().saturating_sub(last) >= interval {
+                        self.0.last_kid_fetch.store(now.secs(), Ordering::Release);
+                        self.fetch_and_store(now).await.ok()
+                    } else {
+                        None
+                    }
+                }
+            }
         };
         match fresh {
             Some(l) => l
@@ -201,7 +204,7 @@ impl RemoteJwks {
     }
 
     pub(super) fn fetch_count(&self) -> u64 {
-        self.0.fetches.load(Ordering::Relaxed)
+        self.0.fetches.load(Ordering::Acquire)
     }
 
     fn current(&self) -> Option<Arc<Loaded>> {
@@ -212,30 +215,21 @@ impl RemoteJwks {
             .clone()
     }
 
-    /// Single-flight load: waits for the fetch lock; if another task loaded a newer set
-    /// meanwhile (generation differs from `seen`), uses it instead of fetching again.
-    async fn load_blocking(
-        &self,
-        seen: Option<u64>,
-        now: UnixTime,
-    ) -> Result<Arc<Loaded>, GuardError> {
+    /// First load, single flight: waits for the fetch lock and uses the set another task
+    /// loaded meanwhile; otherwise fetches, at most once per retry interval after a
+    /// failure (requests in between get 503).
+    async fn load_blocking(&self, now: UnixTime) -> Result<Arc<Loaded>, GuardError> {
         let _g = self.0.fetch_lock.lock().await;
-        let current = self.current();
-        if let Some(cur) = &current
-            && seen.is_none_or(|g| g != cur.generation)
-        {
-            return Ok(cur.clone());
+        if let Some(cur) = self.current() {
+            return Ok(cur);
         }
-        if current.is_none() {
-            let last = self.0.last_failure.load(Ordering::Acquire);
-            if now.secs().saturating_sub(last) < secs(self.0.config.retry_interval) {
-                return Err(GuardError::Unavailable("signing keys unavailable"));
-            }
+        let last = self.0.last_failure.load(Ordering::Acquire);
+        if now.secs().saturating_sub(last) < secs(self.0.config.retry_interval) {
+            return Err(GuardError::Unavailable("signing keys unavailable"));
         }
-        match self.fetch_and_store(now).await {
-            Ok(l) => Ok(l),
-            Err(_) => current.ok_or(GuardError::Unavailable("signing keys unavailable")),
-        }
+        self.fetch_and_store(now)
+            .await
+            .map_err(|_| GuardError::Unavailable("signing keys unavailable"))
     }
 
     /// Starts a background refresh unless one is running; requests keep using the
@@ -250,11 +244,9 @@ impl RemoteJwks {
         };
         let this = self.clone();
         rt.spawn(async move {
-            {
-                let _g = this.0.fetch_lock.lock().await;
-                if this.current().is_none_or(|l| now >= l.refresh_at) {
-                    let _ = this.fetch_and_store(now).await;
-                }
+            let _g = this.0.fetch_lock.lock().await;
+            if this.current().is_none_or(|l| now >= l.refresh_at) {
+                let _ = this.fetch_and_store(now).await;
             }
             this.0.refreshing.store(false, Ordering::Release);
         });
@@ -266,7 +258,7 @@ impl RemoteJwks {
         let result = self.fetch().await;
         let current = self.current();
         let mut state = self.0.state.write().unwrap_or_else(PoisonError::into_inner);
-        match result {
+        let outcome = match result {
             Ok((keys, ttl)) => {
                 let loaded = Arc::new(Loaded {
                     keys: Arc::new(keys),
@@ -293,11 +285,14 @@ impl RemoteJwks {
                 }
                 Err(e)
             }
-        }
+        };
+        drop(state);
+        // Counted once the outcome is installed: whoever sees the count sees the state.
+        self.0.fetches.fetch_add(1, Ordering::Release);
+        outcome
     }
 
     async fn fetch(&self) -> Result<(KeySet, Duration), FetchError> {
-        self.0.fetches.fetch_add(1, Ordering::Relaxed);
         let uri = self.jwks_url().await?;
         let resp = self
             .0

@@ -129,3 +129,27 @@ async fn bad_credentials_fail_without_leaking_the_secret() {
     assert_eq!(err, tessera_guard::FetchError::Status(401));
     assert!(!err.to_string().contains("nope"));
 }
+
+#[tokio::test]
+async fn spawned_feed_polls_at_its_interval() {
+    let fake = Arc::new(Fake::default());
+    let base = serve(
+        Router::new()
+            .route("/feed", get(feed))
+            .with_state(fake.clone()),
+    )
+    .await;
+    let client = Arc::new(
+        RevocationFeed::new(
+            &format!("{base}/feed"),
+            "guard",
+            SecretString::new("feed-secret"),
+        )
+        .unwrap()
+        .interval(std::time::Duration::from_millis(20)),
+    );
+    let list = client.list();
+    let handle = client.spawn(clock());
+    eventually(|| list.len() == 2 && fake.calls.load(Ordering::SeqCst) >= 3).await;
+    handle.abort();
+}

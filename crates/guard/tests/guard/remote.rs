@@ -188,7 +188,7 @@ async fn issuer_down_keys_served_from_cache() {
         status(&guard, &token(&k1, iss.clone())).await,
         StatusCode::OK
     );
-    eventually(|| fake.fetches.load(Ordering::SeqCst) >= 2).await;
+    eventually(|| guard.key_fetches() >= 2).await;
     assert_eq!(
         status(&guard, &token(&k1, iss.clone())).await,
         StatusCode::OK
@@ -265,7 +265,8 @@ async fn cache_control_within_floor_and_ceiling() {
         status(&guard, &token(&k1, iss.clone())).await,
         StatusCode::OK
     );
-    eventually(|| fake.fetches.load(Ordering::SeqCst) == 2).await;
+    eventually(|| guard.key_fetches() == 2).await;
+    assert_eq!(fake.fetches.load(Ordering::SeqCst), 2);
 
     *fake.cache_control.lock().unwrap() = "public, max-age=999999".into();
     c.advance(Duration::from_secs(61));
@@ -273,12 +274,14 @@ async fn cache_control_within_floor_and_ceiling() {
         status(&guard, &token(&k1, iss.clone())).await,
         StatusCode::OK
     );
-    eventually(|| fake.fetches.load(Ordering::SeqCst) == 3).await;
+    eventually(|| guard.key_fetches() == 3).await;
+    assert_eq!(fake.fetches.load(Ordering::SeqCst), 3);
     c.advance(Duration::from_secs(24 * 3600));
     let now = NOW + 122 + 24 * 3600;
     let fresh = json!({"iss": base, "iat": now, "exp": now + 600});
     assert_eq!(status(&guard, &token(&k1, fresh)).await, StatusCode::OK);
-    eventually(|| fake.fetches.load(Ordering::SeqCst) == 4).await;
+    eventually(|| guard.key_fetches() == 4).await;
+    assert_eq!(fake.fetches.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
@@ -302,4 +305,25 @@ async fn metadata_must_name_the_issuer_and_https_is_required() {
         Verifier::remote(RemoteIssuer::new("https://as.example").jwks_uri("http://x.example/k"))
             .unwrap_err();
     assert_eq!(err, BuildError::InsecureUrl { field: "jwks_uri" });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_new_kid_requests_makes_one_fetch() {
+    let k1 = key("k1");
+    let (fake, base) = fake_issuer(&[&k1]).await;
+    let guard = remote_guard(&base, clock());
+    guard.warm_up().await.unwrap();
+    let k2 = key("k2");
+    *fake.jwks.lock().unwrap() = jwks(&[&k1, &k2]);
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let guard = guard.clone();
+            let t = token(&k2, json!({"iss": base}));
+            tokio::spawn(async move { status(&guard, &t).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(fake.fetches.load(Ordering::SeqCst), 2, "single flight");
 }
