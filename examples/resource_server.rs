@@ -116,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => tracing::warn!("issuer publishes no revocation feed"),
         }
     }
-    let guard = builder.build();
+    let guard = builder.build()?;
     if let Err(e) = guard.warm_up().await {
         // Not fatal: the guard retries on the first request and answers 503 meanwhile.
         tracing::warn!(error = %e, "could not fetch the issuer's keys yet");

@@ -98,6 +98,7 @@ fn guard(key: &SigningKey, cache: usize) -> Guard {
         l
     })
     .build()
+    .unwrap()
 }
 
 fn request_parts(token: &str) -> http::request::Parts {

@@ -16,7 +16,7 @@ use crate::cache::VerifiedCache;
 use crate::clock::{Clock, SystemClock};
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
-use crate::{FetchError, GuardError, Identity, Verifier, challenge};
+use crate::{BuildError, FetchError, GuardError, Identity, Verifier, challenge};
 
 /// The resource-server guard: cheap to clone (an `Arc` inside), built once at start-up
 /// with [`Guard::builder`], shared by the layer and the extractors.
@@ -267,10 +267,18 @@ impl GuardBuilder {
         self
     }
 
-    /// The guard.
-    pub fn build(mut self) -> Guard {
+    /// The guard. Refuses a remote issuer the validation policy would not accept (every
+    /// token would then fail with "issuer not accepted").
+    pub fn build(mut self) -> Result<Guard, BuildError> {
+        if let Some(issuer) = self.inner.verifier.issuer()
+            && !self.inner.validation.issuers().iter().any(|i| i == issuer)
+        {
+            return Err(BuildError::Invalid(
+                "validation: the remote issuer must be one of the accepted issuers; build the Validation with the same issuer URL",
+            ));
+        }
         self.inner.cache = VerifiedCache::new(self.cache_capacity);
-        Guard(Arc::new(self.inner))
+        Ok(Guard(Arc::new(self.inner)))
     }
 }
 

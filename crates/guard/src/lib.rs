@@ -16,7 +16,7 @@
 //!     Verifier::remote(RemoteIssuer::new("https://auth.example"))?,
 //!     Validation::access_token("https://auth.example", "notes-api"),
 //! )
-//! .build();
+//! .build()?;
 //! async fn me(auth: Auth) -> String {
 //!     auth.sub.clone().unwrap_or_default()
 //! }

@@ -71,6 +71,14 @@ impl Verifier {
         }
     }
 
+    /// The issuer a remote verifier fetches keys from.
+    pub(crate) fn issuer(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Remote(r) => Some(r.issuer()),
+            _ => None,
+        }
+    }
+
     /// Key fetches made so far (remote issuer); 0 for other verifiers.
     pub(crate) fn fetch_count(&self) -> u64 {
         match &self.inner {

@@ -203,6 +203,10 @@ impl RemoteJwks {
         self.fetch_and_store(now).await.map(drop)
     }
 
+    pub(super) fn issuer(&self) -> &str {
+        &self.0.config.issuer
+    }
+
     pub(super) fn fetch_count(&self) -> u64 {
         self.0.fetches.load(Ordering::Acquire)
     }

@@ -72,7 +72,10 @@ async fn feed_revokes_tokens_and_evicts_them_from_the_cache() {
     assert!(!format!("{client:?}").contains("feed-secret"));
 
     let k = key("k1");
-    let guard = static_guard(&k, clock()).revocation(client.list()).build();
+    let guard = static_guard(&k, clock())
+        .revocation(client.list())
+        .build()
+        .unwrap();
     let app = app(&guard);
     let leaked = token(&k, json!({"jti": "leaked-jti", "sid": "sid-1"}));
     let grant = token(&k, json!({"sid": "sid-9"}));

@@ -72,7 +72,8 @@ async fn setup(secret: &str) -> (Arc<Fake>, Guard, Arc<tessera_guard::ManualCloc
     let guard = Guard::builder(Verifier::introspection(config), policy())
         .realm("notes")
         .clock(c.clone())
-        .build();
+        .build()
+        .unwrap();
     (fake, guard, c)
 }
 

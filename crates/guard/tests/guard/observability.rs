@@ -36,7 +36,7 @@ async fn refusals_name_reason_kid_and_iss_never_the_token() {
     let k = key("kid-live");
     let list = Arc::new(RevocationList::new());
     list.revoke_jti("gone", UnixTime::from_secs(NOW + 600));
-    let app = app(&static_guard(&k, clock()).revocation(list).build());
+    let app = app(&static_guard(&k, clock()).revocation(list).build().unwrap());
     let forged = token(&key("kid-forged"), json!({}));
     let bad_sig = token(&key("kid-live"), json!({}));
     let revoked = token(&k, json!({"jti": "gone"}));

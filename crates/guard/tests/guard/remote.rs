@@ -85,6 +85,7 @@ fn remote_guard(base: &str, clock: Arc<ManualClock>) -> Guard {
     )
     .clock(clock)
     .build()
+    .unwrap()
 }
 
 async fn status(guard: &Guard, t: &str) -> StatusCode {
@@ -298,6 +299,13 @@ async fn metadata_must_name_the_issuer_and_https_is_required() {
     *fake.jwks_uri_override.lock().unwrap() = Some("http://keys.example/jwks".into());
     let guard = remote_guard(&base, clock());
     assert_eq!(status(&guard, &t).await, StatusCode::SERVICE_UNAVAILABLE);
+
+    let other = Guard::builder(
+        Verifier::remote(RemoteIssuer::new(base.clone())).unwrap(),
+        Validation::access_token("https://elsewhere.test", AUD),
+    )
+    .build();
+    assert!(matches!(other, Err(BuildError::Invalid(_))));
 
     let err = Verifier::remote(RemoteIssuer::new("http://as.example")).unwrap_err();
     assert_eq!(err, BuildError::InsecureUrl { field: "issuer" });

@@ -12,7 +12,7 @@ use crate::common::*;
 #[tokio::test]
 async fn no_token_is_401_with_bare_challenge_and_no_body() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let r = send(&app, get_with("/me", &[])).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.challenge(), r#"Bearer realm="notes""#);
@@ -22,7 +22,7 @@ async fn no_token_is_401_with_bare_challenge_and_no_body() {
 #[tokio::test]
 async fn other_scheme_is_no_bearer_credentials() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let r = send(
         &app,
         get_with("/me", &[("authorization", "Basic YWxpY2U6c2VjcmV0")]),
@@ -35,7 +35,7 @@ async fn other_scheme_is_no_bearer_credentials() {
 #[tokio::test]
 async fn malformed_requests_are_400_invalid_request() {
     let k = key("k1");
-    let guard = static_guard(&k, clock()).build();
+    let guard = static_guard(&k, clock()).build().unwrap();
     let app = app(&guard);
     let t = token(&k, json!({}));
     for value in ["Bearer", "Bearer a b", "Bearer a,b", "Bearer ä"] {
@@ -65,7 +65,7 @@ async fn malformed_requests_are_400_invalid_request() {
 #[tokio::test]
 async fn valid_token_reaches_the_handler_with_typed_custom_claims() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let t = token(&k, json!({}));
     let r = send(&app, get_with("/me", &[("authorization", &bearer(&t))])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
@@ -83,7 +83,7 @@ async fn valid_token_reaches_the_handler_with_typed_custom_claims() {
 async fn bad_expired_and_foreign_tokens_are_401_invalid_token() {
     let k = key("k1");
     let c = clock();
-    let app = app(&static_guard(&k, c.clone()).build());
+    let app = app(&static_guard(&k, c.clone()).build().unwrap());
     let other = key("k1");
     let cases = [
         (token(&other, json!({})), "invalid signature"),
@@ -116,7 +116,7 @@ async fn bad_expired_and_foreign_tokens_are_401_invalid_token() {
 #[tokio::test]
 async fn missing_scope_is_403_with_scope_attribute() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let t = token(&k, json!({"scope": "profile"}));
     // Scoped extractor (all-of).
     let r = send(&app, get_with("/notes", &[("authorization", &bearer(&t))])).await;
@@ -155,7 +155,10 @@ async fn missing_scope_is_403_with_scope_attribute() {
 async fn revoked_tokens_are_refused_even_when_cached() {
     let k = key("k1");
     let list = std::sync::Arc::new(RevocationList::new());
-    let guard = static_guard(&k, clock()).revocation(list.clone()).build();
+    let guard = static_guard(&k, clock())
+        .revocation(list.clone())
+        .build()
+        .unwrap();
     let app = app(&guard);
     let t = token(&k, json!({"jti": "leaked"}));
     let req = || get_with("/me", &[("authorization", &bearer(&t))]);
@@ -178,7 +181,8 @@ async fn cache_entries_never_outlive_exp() {
         policy().leeway(Duration::ZERO),
     )
     .clock(c.clone())
-    .build();
+    .build()
+    .unwrap();
     let app = app(&guard);
     let t = token(&k, json!({"exp": NOW + 60}));
     let req = || get_with("/me", &[("authorization", &bearer(&t))]);
@@ -197,7 +201,8 @@ async fn quoted_strings_escaped_and_json_body_optional() {
     let guard = static_guard(&k, clock())
         .realm(r#"my "api" \ v2"#)
         .json_body(false)
-        .build();
+        .build()
+        .unwrap();
     let app = app(&guard);
     let r = send(&app, get_with("/me", &[])).await;
     assert_eq!(r.challenge(), r#"Bearer realm="my \"api\" \\ v2""#);
@@ -209,7 +214,7 @@ async fn quoted_strings_escaped_and_json_body_optional() {
 #[tokio::test]
 async fn public_and_optional_routes() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let r = send(&app, get_with("/healthz", &[])).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
     let r = send(&app, get_with("/optional", &[])).await;
@@ -241,7 +246,7 @@ async fn extractor_without_guard_is_500() {
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     // With Extension(guard) the extractor verifies lazily.
     let k = key("k1");
-    let guard = static_guard(&k, clock()).build();
+    let guard = static_guard(&k, clock()).build().unwrap();
     let app = app_lazy(guard);
     let t = token(&k, json!({}));
     let r = send(&app, get_with("/me", &[("authorization", &bearer(&t))])).await;

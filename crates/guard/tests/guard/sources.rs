@@ -27,7 +27,7 @@ fn post(uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
 #[tokio::test]
 async fn query_tokens_always_refused() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let t = token(&k, json!({}));
     // Cached first, so the warm path is the one that must refuse.
     let ok = send(&app, get_with("/me", &[("authorization", &bearer(&t))])).await;
@@ -50,7 +50,7 @@ async fn query_tokens_always_refused() {
 #[tokio::test]
 async fn cookie_ignored_unless_configured() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).build());
+    let app = app(&static_guard(&k, clock()).build().unwrap());
     let t = token(&k, json!({}));
     let r = send(&app, get_with("/me", &[("cookie", &format!("at={t}"))])).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -60,7 +60,10 @@ async fn cookie_ignored_unless_configured() {
 #[tokio::test]
 async fn cookie_with_double_submit_csrf() {
     let k = key("k1");
-    let app = app(&static_guard(&k, clock()).sources(double_submit()).build());
+    let app = app(&static_guard(&k, clock())
+        .sources(double_submit())
+        .build()
+        .unwrap());
     let t = token(&k, json!({"scope": "notes:read notes:write"}));
     let cookie = format!("theme=dark; at={t}; csrf=c5rf-v4lue");
     // Safe method: no CSRF check.
@@ -114,7 +117,7 @@ async fn cookie_with_fetch_metadata_csrf() {
     let k = key("k1");
     let sources =
         TokenSources::header_only().cookie(CookieSource::same_origin("at", ["https://app.test"]));
-    let app = app(&static_guard(&k, clock()).sources(sources).build());
+    let app = app(&static_guard(&k, clock()).sources(sources).build().unwrap());
     let t = token(&k, json!({"scope": "notes:write"}));
     let cookie = format!("at={t}");
     let r = send(&app, post("/notes", &[("cookie", &cookie)], "n")).await;
@@ -158,7 +161,7 @@ async fn form_body_token_refused_unless_enabled() {
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let body = format!("title=hi&access_token={t}");
 
-    let app_off = app(&static_guard(&k, clock()).build());
+    let app_off = app(&static_guard(&k, clock()).build().unwrap());
     let r = send(&app_off, post("/notes", &form, &body)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -170,7 +173,7 @@ async fn form_body_token_refused_unless_enabled() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     let sources = TokenSources::header_only().accept_form_body(true);
-    let app_on = app(&static_guard(&k, clock()).sources(sources).build());
+    let app_on = app(&static_guard(&k, clock()).sources(sources).build().unwrap());
     let r = send(&app_on, post("/notes", &form, &body)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
@@ -184,7 +187,7 @@ async fn form_body_token_refused_unless_enabled() {
 async fn sensitive_headers_are_marked() {
     use axum::routing::get;
     let k = key("k1");
-    let guard = static_guard(&k, clock()).build();
+    let guard = static_guard(&k, clock()).build().unwrap();
     let app = axum::Router::new()
         .route(
             "/h",
