@@ -301,6 +301,32 @@ mod tests {
         assert_eq!(percent_decode(b"%41+b%zz"), b"A b%zz");
     }
 
+    fn parts(query: &str, headers: &[(&str, Vec<u8>)]) -> Option<Parts> {
+        let mut b = http::Request::post(format!("/x?{query}"));
+        for (k, v) in headers {
+            b = b.header(*k, http::HeaderValue::from_bytes(v).ok()?);
+        }
+        Some(b.body(()).ok()?.into_parts().0)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_head_is_handled_and_query_tokens_always_refused(
+            query in "[a-z_=&%5F0-9]{0,40}",
+            auth in proptest::collection::vec(proptest::num::u8::ANY, 0..60),
+            cookie in "[ -~]{0,60}",
+        ) {
+            let sources = TokenSources::default().cookie(CookieSource::same_origin("at", ["https://a"]));
+            let headers = [("authorization", auth), ("cookie", cookie.into_bytes())];
+            if let Some(p) = parts(&query, &headers) {
+                let r = from_parts(&p, &sources);
+                if query_has_access_token(&query) {
+                    proptest::prop_assert!(matches!(r, Err(GuardError::InvalidRequest(_))));
+                }
+            }
+        }
+    }
+
     #[test]
     fn form_tokens_refused_unless_enabled() {
         let off = TokenSources::default();
