@@ -207,18 +207,32 @@ impl Guard {
     /// Logs a refusal with its reason and the token's `kid`/`iss` (read unverified,
     /// never the token itself).
     pub(crate) fn log(&self, err: &GuardError, raw: Option<&str>) {
+        // A refused token is routine (expired tokens, scanners): DEBUG, so a flood of bad
+        // tokens is not a flood of log writes. A verifier that cannot work is a WARN.
+        let serious = matches!(err, GuardError::Unavailable(_) | GuardError::NotConfigured);
+        let enabled = if serious {
+            tracing::enabled!(tracing::Level::WARN)
+        } else {
+            tracing::enabled!(tracing::Level::DEBUG)
+        };
+        // Decoding for kid/iss costs a parse: pay it only when the event is recorded.
+        if !enabled {
+            return;
+        }
+        if matches!(err, GuardError::MissingToken) {
+            tracing::debug!(reason = %err, "request refused");
+            return;
+        }
         let (kid, iss) = raw
             .and_then(|t| tessera_token::decode_unverified(t).ok())
             .map(|u| (u.header.kid, u.claims.iss))
             .unwrap_or_default();
         let clip = |s: Option<String>| s.map(|s| s.chars().take(80).collect::<String>());
         let (kid, iss) = (clip(kid), clip(iss));
-        match err {
-            GuardError::MissingToken => tracing::debug!(reason = %err, "request refused"),
-            GuardError::Unavailable(_) | GuardError::NotConfigured => {
-                tracing::warn!(reason = %err, kid, iss, "request refused")
-            }
-            _ => tracing::info!(reason = %err, kid, iss, "bearer token refused"),
+        if serious {
+            tracing::warn!(reason = %err, kid, iss, "request refused");
+        } else {
+            tracing::debug!(reason = %err, kid, iss, "bearer token refused");
         }
     }
 }
