@@ -92,11 +92,30 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The `b64token` characters before padding, as a byte table: one load per byte instead of
+/// a scan of `-._~+/` (the header parser's hot loop on a 600-byte JWT).
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || c == b'-'
+            || c == b'.'
+            || c == b'_'
+            || c == b'~'
+            || c == b'+'
+            || c == b'/';
+        b += 1;
+    }
+    table
+};
+
 /// `b64token`: at least one token character, then only `=` padding.
 pub(crate) fn is_b64token(v: &[u8]) -> bool {
     let body_len = v
         .iter()
-        .position(|b| !(b.is_ascii_alphanumeric() || b"-._~+/".contains(b)))
+        .position(|b| !B64TOKEN[usize::from(*b)])
         .unwrap_or(v.len());
     body_len > 0 && v[body_len..].iter().all(|b| *b == b'=')
 }

@@ -83,11 +83,11 @@ impl<'de> Visitor<'de> for StrictValue {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
+            // One lookup per member: the vacant slot is filled once the value is parsed.
+            let serde_json::map::Entry::Vacant(slot) = map.entry(key) else {
                 return Err(de::Error::custom(DUPLICATE));
-            }
-            let value = access.next_value_seed(StrictValue)?;
-            map.insert(key, value);
+            };
+            slot.insert(access.next_value_seed(StrictValue)?);
         }
         Ok(Value::Object(map))
     }
