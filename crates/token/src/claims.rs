@@ -220,27 +220,31 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Takes registered claims out of a parsed JSON object, checking their types; what
-    /// remains becomes `extra`.
-    pub(crate) fn from_object(mut map: Map<String, Value>) -> Result<Self, Error> {
-        Ok(Claims {
-            iss: take_string(&mut map, "iss")?,
-            sub: take_string(&mut map, "sub")?,
-            aud: take_audience(&mut map)?,
-            exp: take_time(&mut map, "exp")?,
-            nbf: take_time(&mut map, "nbf")?,
-            iat: take_time(&mut map, "iat")?,
-            jti: take_string(&mut map, "jti")?,
-            client_id: take_string(&mut map, "client_id")?,
-            scope: take_string(&mut map, "scope")?
-                .map(|s| s.parse())
-                .transpose()?,
-            sid: take_string(&mut map, "sid")?,
-            auth_time: take_time(&mut map, "auth_time")?,
-            acr: take_string(&mut map, "acr")?,
-            cnf: take_confirmation(&mut map)?,
-            extra: map,
-        })
+    /// Reads registered claims from a parsed JSON object in one pass, checking their
+    /// types; every other member goes to `extra`.
+    pub(crate) fn from_object(map: Map<String, Value>) -> Result<Self, Error> {
+        let mut c = Claims::default();
+        for (name, value) in map {
+            match name.as_str() {
+                "iss" => c.iss = Some(string(value, "iss")?),
+                "sub" => c.sub = Some(string(value, "sub")?),
+                "aud" => c.aud = audience(value)?,
+                "exp" => c.exp = Some(numeric_date(value, "exp")?),
+                "nbf" => c.nbf = Some(numeric_date(value, "nbf")?),
+                "iat" => c.iat = Some(numeric_date(value, "iat")?),
+                "jti" => c.jti = Some(string(value, "jti")?),
+                "client_id" => c.client_id = Some(string(value, "client_id")?),
+                "scope" => c.scope = Some(string(value, "scope")?.parse()?),
+                "sid" => c.sid = Some(string(value, "sid")?),
+                "auth_time" => c.auth_time = Some(numeric_date(value, "auth_time")?),
+                "acr" => c.acr = Some(string(value, "acr")?),
+                "cnf" => c.cnf = Some(confirmation(value)?),
+                _ => {
+                    c.extra.insert(name, value);
+                }
+            }
+        }
+        Ok(c)
     }
 
     /// Deserializes the custom claims (`extra`) into the caller's own type.
@@ -250,62 +254,54 @@ impl Claims {
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, name: &'static str) -> Result<Option<String>, Error> {
-    match map.remove(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Error::InvalidClaim(name)),
+fn string(value: Value, name: &'static str) -> Result<String, Error> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err(Error::InvalidClaim(name)),
     }
 }
 
 /// NumericDate (RFC 7519 section 2): a JSON number of seconds; fractions are truncated.
-fn take_time(map: &mut Map<String, Value>, name: &'static str) -> Result<Option<UnixTime>, Error> {
-    match map.remove(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(UnixTime(i)))
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.is_finite() && f.abs() < 1e15 => {
-                        Ok(Some(UnixTime(f.floor() as i64)))
-                    }
-                    _ => Err(Error::InvalidClaim(name)),
-                }
-            }
-        }
-        Some(_) => Err(Error::InvalidClaim(name)),
+fn numeric_date(value: Value, name: &'static str) -> Result<UnixTime, Error> {
+    let Value::Number(n) = value else {
+        return Err(Error::InvalidClaim(name));
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(UnixTime(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && f.abs() < 1e15 => Ok(UnixTime(f.floor() as i64)),
+        _ => Err(Error::InvalidClaim(name)),
     }
 }
 
-fn take_audience(map: &mut Map<String, Value>) -> Result<Audience, Error> {
-    match map.remove("aud") {
-        None => Ok(Audience::default()),
-        Some(Value::String(s)) => Ok(Audience(vec![s])),
-        Some(Value::Array(items)) => items
+fn audience(value: Value) -> Result<Audience, Error> {
+    match value {
+        Value::String(s) => Ok(Audience(vec![s])),
+        Value::Array(items) => items
             .into_iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(Error::InvalidClaim("aud")),
-            })
+            .map(|v| string(v, "aud"))
             .collect::<Result<Vec<_>, _>>()
             .map(Audience),
-        Some(_) => Err(Error::InvalidClaim("aud")),
+        _ => Err(Error::InvalidClaim("aud")),
     }
 }
 
-fn take_confirmation(map: &mut Map<String, Value>) -> Result<Option<Confirmation>, Error> {
-    let Some(value) = map.remove("cnf") else {
-        return Ok(None);
-    };
-    let Value::Object(mut cnf) = value else {
+fn confirmation(value: Value) -> Result<Confirmation, Error> {
+    let Value::Object(members) = value else {
         return Err(Error::InvalidClaim("cnf"));
     };
-    Ok(Some(Confirmation {
-        jkt: take_string(&mut cnf, "jkt").map_err(|_| Error::InvalidClaim("cnf"))?,
-        x5t_s256: take_string(&mut cnf, "x5t#S256").map_err(|_| Error::InvalidClaim("cnf"))?,
-        other: cnf,
-    }))
+    let mut cnf = Confirmation::default();
+    for (name, value) in members {
+        match name.as_str() {
+            "jkt" => cnf.jkt = Some(string(value, "cnf")?),
+            "x5t#S256" => cnf.x5t_s256 = Some(string(value, "cnf")?),
+            _ => {
+                cnf.other.insert(name, value);
+            }
+        }
+    }
+    Ok(cnf)
 }
 
 #[cfg(test)]
@@ -340,12 +336,18 @@ mod tests {
 
     #[test]
     fn numeric_dates_accept_fractions_and_refuse_strings() {
-        let mut m = Map::new();
-        m.insert("exp".into(), serde_json::json!(1700000000.9));
-        assert_eq!(take_time(&mut m, "exp"), Ok(Some(UnixTime(1700000000))));
-        m.insert("exp".into(), serde_json::json!("1700000000"));
-        assert_eq!(take_time(&mut m, "exp"), Err(Error::InvalidClaim("exp")));
-        m.insert("exp".into(), serde_json::json!(1e300));
-        assert_eq!(take_time(&mut m, "exp"), Err(Error::InvalidClaim("exp")));
+        use serde_json::json;
+        assert_eq!(
+            numeric_date(json!(1700000000.9), "exp"),
+            Ok(UnixTime(1700000000))
+        );
+        assert_eq!(
+            numeric_date(json!("1700000000"), "exp"),
+            Err(Error::InvalidClaim("exp"))
+        );
+        assert_eq!(
+            numeric_date(json!(1e300), "exp"),
+            Err(Error::InvalidClaim("exp"))
+        );
     }
 }
