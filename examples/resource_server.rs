@@ -42,6 +42,10 @@ struct Args {
     /// Client secret for the revocation feed (prefer the environment variable).
     #[arg(long, env = "TESSERA_FEED_CLIENT_SECRET", hide_env_values = true)]
     feed_client_secret: Option<String>,
+    /// Verified-token cache capacity in tokens; 0 verifies every request's signature
+    /// (what the benchmark's "verify every request" rows use).
+    #[arg(long, env = "TESSERA_CACHE_CAPACITY", default_value_t = 10_000)]
+    cache_capacity: usize,
 }
 
 tessera_guard::scope_requirement!(NotesRead = all["notes:read"]);
@@ -99,7 +103,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Verifier::remote(RemoteIssuer::new(&args.issuer))?,
         Validation::access_token(&args.issuer, &args.audience),
     )
-    .realm("notes");
+    .realm("notes")
+    .cache_capacity(args.cache_capacity);
     if let (Some(id), Some(secret)) = (&args.feed_client_id, &args.feed_client_secret) {
         let meta = discover(&args.issuer).await?;
         match meta.tessera_revocation_feed_endpoint {
