@@ -64,16 +64,24 @@ pub struct OpaqueToken {
 impl OpaqueToken {
     /// A fresh token of `kind` from the system's secure random generator.
     pub fn generate(kind: TokenKind) -> Result<Self, Error> {
-        let mut bytes = Zeroizing::new([0u8; RANDOM_LEN + CHECKSUM_LEN]);
+        let mut random = Zeroizing::new([0u8; RANDOM_LEN]);
         SystemRandom::new()
-            .fill(&mut bytes[..RANDOM_LEN])
+            .fill(&mut random[..])
             .map_err(|_| Error::Crypto)?;
-        let sum = checksum(kind, &bytes[..RANDOM_LEN]);
-        bytes[RANDOM_LEN..].copy_from_slice(&sum);
+        Ok(Self::from_secret_bytes(kind, &random))
+    }
+
+    /// The token of `kind` whose 256 secret bits are `random`. The bytes must be
+    /// unpredictable: from a secure random generator or a keyed PRF (a refresh token's
+    /// successor is HMAC(server key, parent hash), so every replica derives the same one).
+    pub fn from_secret_bytes(kind: TokenKind, random: &[u8; RANDOM_LEN]) -> Self {
+        let mut bytes = Zeroizing::new([0u8; RANDOM_LEN + CHECKSUM_LEN]);
+        bytes[..RANDOM_LEN].copy_from_slice(random);
+        bytes[RANDOM_LEN..].copy_from_slice(&checksum(kind, random));
         let mut value = Zeroizing::new(String::with_capacity(PREFIX_LEN + BODY_LEN));
         value.push_str(kind.prefix());
         b64::encode_into(&bytes[..], &mut value);
-        Ok(OpaqueToken { kind, value })
+        OpaqueToken { kind, value }
     }
 
     /// Parses a token of any kind, checking prefix, length, alphabet and checksum.

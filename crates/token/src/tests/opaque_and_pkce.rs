@@ -28,6 +28,22 @@ fn generated_tokens_parse_back_with_their_kind() {
 }
 
 #[test]
+fn tokens_from_given_bytes_are_deterministic_and_valid() {
+    let a = OpaqueToken::from_secret_bytes(TokenKind::RefreshToken, &[7u8; 32]);
+    assert_eq!(
+        a,
+        OpaqueToken::from_secret_bytes(TokenKind::RefreshToken, &[7u8; 32])
+    );
+    assert_eq!(OpaqueToken::parse(a.expose()).unwrap(), a);
+    let other_kind = OpaqueToken::from_secret_bytes(TokenKind::AccessToken, &[7u8; 32]);
+    assert_ne!(other_kind.hash(), a.hash());
+    assert_ne!(
+        OpaqueToken::from_secret_bytes(TokenKind::RefreshToken, &[8u8; 32]),
+        a
+    );
+}
+
+#[test]
 fn mistyped_truncated_or_reprefixed_tokens_are_refused() {
     let t = OpaqueToken::generate(TokenKind::RefreshToken).unwrap();
     let s = t.expose();
