@@ -91,6 +91,7 @@ impl Server {
             Arc::clone(&self.state),
             Arc::clone(&self.sealer),
         ));
+        let janitor = tokio::spawn(janitor(Arc::clone(&self.state)));
         let app = http::router(Arc::clone(&self.state));
         let served = axum::serve(
             self.listener,
@@ -99,6 +100,7 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await;
         refresher.abort();
+        janitor.abort();
         self.store.close().await;
         served.map_err(|e| Error::Io(format!("server failed: {e}")))
     }
@@ -127,6 +129,31 @@ async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
             Err(e) => {
                 tracing::error!(error = %e, "cannot reload signing keys; keeping the current ones")
             }
+        }
+    }
+}
+
+/// How often the janitor runs.
+const JANITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long revoked grants are kept (for `sessions list` and audits) before purging.
+const KEEP_REVOKED: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// Hourly: purges expired feed entries, refresh tokens, grants and throttle counters, so
+/// tables do not grow without bound.
+async fn janitor(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(JANITOR_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = state.clock.now();
+        match state
+            .store
+            .purge_expired(now, now.saturating_sub(KEEP_REVOKED))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "janitor purged expired rows"),
+            Err(e) => tracing::warn!(error = %e, "janitor failed; will retry"),
         }
     }
 }

@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod interop;
 mod keys;
 mod meta;
 mod refresh;

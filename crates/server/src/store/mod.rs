@@ -192,4 +192,12 @@ pub trait Store:
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The janitor: deletes what can no longer matter at `now` (feed entries past their
+    /// `exp`, expired refresh tokens and grants, grants revoked before `revoked_before`,
+    /// stale login-failure counters); returns how many rows went.
+    async fn purge_expired(
+        &self,
+        now: UnixTime,
+        revoked_before: UnixTime,
+    ) -> Result<u64, StoreError>;
 }

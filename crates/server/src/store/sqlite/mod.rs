@@ -100,6 +100,31 @@ impl Store for SqliteStore {
             .map(|_| ())
             .map_err(backend)
     }
+
+    async fn purge_expired(
+        &self,
+        now: UnixTime,
+        revoked_before: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM revocations WHERE exp < ?1",
+            "DELETE FROM refresh_tokens WHERE expires_at < ?1",
+            "DELETE FROM grants WHERE expires_at < ?1 OR revoked_at < ?2",
+            "DELETE FROM login_failures WHERE blocked_until < ?1 AND window_start < ?2",
+        ] {
+            n += sqlx::query(sql)
+                .bind(now.secs())
+                .bind(revoked_before.secs())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
 }
 
 /// Maps a driver error to a store error; unique violations become conflicts.

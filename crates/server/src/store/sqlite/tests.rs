@@ -173,3 +173,32 @@ async fn disabling_a_user_revokes_their_grants() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn the_janitor_purges_only_what_cannot_matter() {
+    let s = SqliteStore::in_memory().await.unwrap();
+    let (_, first) = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    s.insert_grant(&grant("g2", "u1"), None).await.unwrap();
+    s.revoke_grant("g2", revoked(10)).await.unwrap();
+    s.revoke_jti("j1", t(100), t(1)).await.unwrap();
+    let seq = s.last_revocation_seq().await.unwrap();
+    // Nothing is due yet.
+    assert_eq!(s.purge_expired(t(50), t(0)).await.unwrap(), 0);
+    // Later: j1 and g2's feed entry expired, g2 revoked long ago; g1 and its token live on.
+    let n = s.purge_expired(t(1000), t(500)).await.unwrap();
+    assert_eq!(n, 3);
+    assert!(s.grant("g1").await.unwrap().is_some());
+    assert!(s.grant("g2").await.unwrap().is_none());
+    assert!(s.refresh_token(&first.hash).await.unwrap().is_some());
+    assert_eq!(
+        s.last_revocation_seq().await.unwrap(),
+        seq,
+        "cursors never go back"
+    );
+    // After the absolute lifetime the family and its tokens go too.
+    assert_eq!(s.purge_expired(t(90_000), t(500)).await.unwrap(), 2);
+    assert!(s.refresh_token(&first.hash).await.unwrap().is_none());
+}
