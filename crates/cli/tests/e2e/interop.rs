@@ -104,3 +104,55 @@ async fn oauth2_rs_client_gets_refreshes_and_reads_errors() {
         .unwrap_err();
     assert_eq!(server_error(e), BasicErrorResponseType::InvalidClient);
 }
+
+/// PyJWT (`PyJWKClient` + `jwt.decode`) verifies our tokens from the JWKS, for EdDSA and
+/// ES256. Opt-in: set `TESSERA_TEST_PYTHON` to a Python with `pyjwt[crypto]` (see
+/// docs/server.md); without it the test says so and passes.
+#[tokio::test]
+async fn pyjwt_verifies_tokens_from_the_jwks() {
+    let Ok(python) = std::env::var("TESSERA_TEST_PYTHON") else {
+        eprintln!("skipped: set TESSERA_TEST_PYTHON to a Python with pyjwt[crypto] installed");
+        return;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_verify.py");
+    for config in ["", "signing_alg = \"ES256\"\n"] {
+        let s = Server::start_with(config, &[]);
+        let (id, secret) = s.add_client("svc", "client_credentials", "a", &["--audience", "api"]);
+        let r = s
+            .token(
+                &[("grant_type", "client_credentials")],
+                Some((&id, &secret.unwrap())),
+            )
+            .await;
+        let token = r.str("access_token");
+        let run = |aud: &str| {
+            let mut child = std::process::Command::new(&python)
+                .args([script, &s.base, aud])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(token.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let ok = run("api");
+        assert!(
+            ok.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let claims: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+        assert_eq!(claims["client_id"], id.as_str());
+        assert!(
+            !run("other-api").status.success(),
+            "PyJWT must refuse another audience"
+        );
+    }
+}
