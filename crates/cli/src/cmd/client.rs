@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 use tessera_server::admin::NewClient;
-use tessera_server::store::{ClientRecord, GrantType};
+use tessera_server::store::{ClientRecord, GrantType, KeyState};
 use tessera_token::Algorithm;
 
 use crate::cmd::Global;
@@ -106,6 +106,19 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     signing_alg,
                 })
                 .await?;
+            if let Some(alg) = client.signing_alg {
+                let keys = admin.keys().await?;
+                let signs = |k: &&tessera_server::admin::KeyInfo| {
+                    k.alg == alg.name()
+                        && k.activate_after.is_some()
+                        && k.state != KeyState::Retired
+                };
+                if !keys.iter().any(|k| signs(&k)) {
+                    eprintln!(
+                        "note: there is no {alg} signing key yet; run `tessera keys rotate --alg {alg}`"
+                    );
+                }
+            }
             if json {
                 let mut v = describe(&client);
                 if let (Some(s), Some(obj)) = (&secret, v.as_object_mut()) {

@@ -49,7 +49,10 @@ pub(crate) async fn authenticate(
         (Some(id), None) => {
             let client = state.store.client(id).await?;
             match client {
-                Some(c) if c.is_public() && public == Public::Allowed => Ok(c),
+                Some(c) if c.is_public() && public == Public::Allowed => {
+                    tracing::Span::current().record("client_id", c.id.as_str());
+                    Ok(c)
+                }
                 _ => Err(OAuthError::InvalidClient { basic: false }),
             }
         }
