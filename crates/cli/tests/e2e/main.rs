@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod guard;
 mod interop;
 mod keys;
 mod meta;
