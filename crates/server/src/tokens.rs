@@ -34,13 +34,20 @@ pub(crate) async fn revoke(
     client: &ClientRecord,
     token: &str,
 ) -> Result<(), OAuthError> {
+    // RFC 7009 section 2.1: a token issued to another client is refused, not revoked;
+    // an unknown, expired or malformed token answers 200 (section 2.2).
+    const NOT_YOURS: &str = "the token was not issued to this client";
     if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
-        if let Some((_, grant)) = state.store.refresh_token(&rt.hash()).await?
-            && grant.client_id == client.id
-            && state
-                .store
-                .revoke_grant(&grant.id, state.revoked_now())
-                .await?
+        let Some((_, grant)) = state.store.refresh_token(&rt.hash()).await? else {
+            return Ok(());
+        };
+        if grant.client_id != client.id {
+            return Err(OAuthError::UnauthorizedClient(NOT_YOURS));
+        }
+        if state
+            .store
+            .revoke_grant(&grant.id, state.revoked_now())
+            .await?
         {
             audit(
                 state,
@@ -53,10 +60,13 @@ pub(crate) async fn revoke(
         }
         return Ok(());
     }
-    if let Some(claims) = verify_access(state, token)
-        && claims.client_id.as_deref() == Some(client.id.as_str())
-        && let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp)
-    {
+    let Some(claims) = verify_access(state, token) else {
+        return Ok(());
+    };
+    if claims.client_id.as_deref() != Some(client.id.as_str()) {
+        return Err(OAuthError::UnauthorizedClient(NOT_YOURS));
+    }
+    if let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp) {
         state.store.revoke_jti(jti, exp, state.clock.now()).await?;
         audit(
             state,

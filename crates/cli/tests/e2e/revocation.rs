@@ -267,3 +267,34 @@ async fn sessions_list_and_revoke_through_the_cli() {
         Some(4)
     );
 }
+
+#[tokio::test]
+async fn revoking_another_clients_token_is_refused_and_changes_nothing() {
+    let s = Server::start();
+    let c = setup(&s);
+    let (at, rt) = login(&s, &c).await;
+    // RFC 7009 section 2.1: the resource server's client did not get these tokens.
+    for token in [&at, &rt] {
+        s.post_form("/revoke", &[("token", token)], Some((&c.rs.0, &c.rs.1)))
+            .await
+            .assert_error(400, "unauthorized_client");
+    }
+    // Both still work for their owner.
+    assert_eq!(introspect(&s, &c, &at, true).await["active"], true);
+    let r = s
+        .token(
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+            Some((&c.web.0, &c.web.1)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    // Unknown tokens still answer 200 (RFC 7009 section 2.2).
+    let r = s
+        .post_form(
+            "/revoke",
+            &[("token", "nonsense")],
+            Some((&c.rs.0, &c.rs.1)),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}

@@ -6,9 +6,7 @@
 //! update picks the one caller that rotates. A used token presented after the grace
 //! window revokes the whole family (its `sid` goes to the revocation feed).
 
-use aws_lc_rs::{digest, hmac};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use aws_lc_rs::hmac;
 use serde_json::json;
 use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind};
 
@@ -109,24 +107,18 @@ pub(crate) async fn exchange(
     })
 }
 
-/// The successor of the refresh token hashing to `parent`: 32 bytes of
-/// HMAC-SHA256(key, parent hash) in tessera-token's opaque format (`tsr_rt_` prefix,
-/// base64url of the bytes and the first 4 bytes of SHA-256(prefix || bytes)); parsing it
-/// back checks that format.
+/// The successor of the refresh token hashing to `parent`: its 256 secret bits are
+/// HMAC-SHA256(key, parent hash), in tessera-token's opaque format.
 pub(crate) fn successor(key: &hmac::Key, parent: &TokenHash) -> Result<OpaqueToken, OAuthError> {
     let tag = hmac::sign(key, parent.as_bytes());
-    let random = tag.as_ref();
-    let prefix = TokenKind::RefreshToken.prefix();
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(prefix.as_bytes());
-    ctx.update(random);
-    let sum = ctx.finish();
-    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(36));
-    body.extend_from_slice(random);
-    body.extend_from_slice(&sum.as_ref()[..4]);
-    let text = zeroize::Zeroizing::new(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&body[..])));
-    OpaqueToken::parse_kind(&text, TokenKind::RefreshToken)
-        .map_err(|e| OAuthError::Server(format!("derived refresh token is malformed: {e}")))
+    let bits: &[u8; 32] = tag
+        .as_ref()
+        .try_into()
+        .map_err(|_| OAuthError::Server("HMAC-SHA256 tag is not 32 bytes".into()))?;
+    Ok(OpaqueToken::from_secret_bytes(
+        TokenKind::RefreshToken,
+        bits,
+    ))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `POST /revoke` (RFC 7009): client-authenticated; 200 for any token, known or not.
+//! `POST /revoke` (RFC 7009): client-authenticated; 200 for unknown tokens, 400
+//! `unauthorized_client` for a token issued to another client.
 
 use std::sync::Arc;
 

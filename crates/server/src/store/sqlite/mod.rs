@@ -32,8 +32,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `DIR/tessera.db` in WAL mode and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        create_private(&path)?;
         let options = SqliteConnectOptions::new()
-            .filename(data_dir.join(DB_FILE))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -127,6 +129,25 @@ impl Store for SqliteStore {
     }
 }
 
+/// Creates the database file with mode 0600 if it does not exist: it holds password and
+/// secret hashes. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// Maps a driver error to a store error; unique violations become conflicts.
 fn backend(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
@@ -199,3 +220,30 @@ async fn revoke_grant_in(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod file_mode_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store.ping().await.unwrap();
+        let mode = std::fs::metadata(dir.path().join(DB_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        store.close().await;
+        // Reopening an existing database works and keeps the mode.
+        SqliteStore::open(dir.path())
+            .await
+            .unwrap()
+            .ping()
+            .await
+            .unwrap();
+    }
+}
