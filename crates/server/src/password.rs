@@ -1,11 +1,21 @@
 //! Password hashing: Argon2id with the argon2 crate's defaults (the OWASP parameters),
-//! always off the async runtime on `spawn_blocking` and behind a semaphore, so a login
-//! storm cannot starve other requests. Unknown users are checked against a dummy hash so
-//! they cost the same time as a wrong password.
+//! always off the async runtime on a fixed pool of dedicated threads behind a semaphore,
+//! so a login storm cannot starve other requests. Unknown users are checked against a
+//! dummy hash so they cost the same time as a wrong password.
+//!
+//! Why dedicated threads rather than `spawn_blocking`: each Argon2id run allocates 19 MiB,
+//! and the allocator keeps freed memory in the arena of the thread that used it. Tokio's
+//! blocking pool spreads jobs over many threads, so a login storm left hundreds of MiB
+//! resident; a fixed pool of `concurrency` threads reuses the same memory.
 
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use std::cell::RefCell;
+
+use argon2::{
+    ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version,
+};
 use tessera_token::SecretString;
 use tokio::sync::Semaphore;
 
@@ -16,30 +26,46 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longest password accepted (bytes); longer input is refused before hashing.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 /// The bounded Argon2id pool.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
     dummy: Arc<str>,
 }
 
 impl Passwords {
-    /// A pool running at most `concurrency` hashes at once. Computes the dummy hash
-    /// (one Argon2id run), so call it once at start-up.
+    /// A pool of `concurrency` hashing threads. Computes the dummy hash (one Argon2id
+    /// run), so call it once at start-up.
     pub async fn new(concurrency: usize) -> Result<Self, Error> {
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let dummy = run_blocking(|| hash_now("tessera dummy password for timing")).await??;
-        Ok(Passwords {
-            permits,
-            dummy: dummy.into(),
-        })
+        let concurrency = concurrency.max(1);
+        let (jobs, queue) = sync_channel::<Job>(concurrency);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || work(&queue))
+                .map_err(|e| Error::Internal(format!("cannot start password thread: {e}")))?;
+        }
+        let mut pool = Passwords {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            jobs,
+            dummy: Arc::from(""),
+        };
+        pool.dummy = pool
+            .run(|| hash_now("tessera dummy password for timing"))
+            .await??
+            .into();
+        Ok(pool)
     }
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         check_policy(password.expose())?;
-        let _permit = self.permit().await?;
-        run_blocking(move || hash_now(password.expose())).await?
+        self.run(move || hash_now(password.expose())).await?
     }
 
     /// True when `password` matches `phc`; with no hash (unknown user) checks against the
@@ -50,21 +76,42 @@ impl Passwords {
         }
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
-        let _permit = self.permit().await?;
-        let ok = run_blocking(move || {
-            Argon2::default()
-                .verify_password(password.expose().as_bytes(), phc.as_str())
-                .is_ok()
-        })
-        .await?;
+        let ok = self
+            .run(move || verify_now(password.expose().as_bytes(), &phc))
+            .await?;
         Ok(ok && known)
     }
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("password pool closed".into()))
+    /// Runs `f` on a hashing thread once one of the `concurrency` permits is free. The
+    /// permit is held until the result is back, so the queue never holds more jobs than
+    /// there are threads and `send` never blocks the runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let closed = || Error::Internal("password pool closed".into());
+        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())
+    }
+}
+
+/// A hashing thread: runs jobs until the pool is dropped.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
     }
 }
 
@@ -87,6 +134,49 @@ pub fn check_policy(password: &str) -> Result<(), Error> {
 pub async fn hash_one(password: SecretString) -> Result<String, Error> {
     check_policy(password.expose())?;
     run_blocking(move || hash_now(password.expose())).await?
+}
+
+thread_local! {
+    /// This hashing thread's Argon2 memory (19 MiB with the default parameters), kept
+    /// between verifications so it is allocated once per thread, not once per login.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Verifies `password` against an Argon2id PHC string, computing in this thread's
+/// reusable memory; the comparison is constant-time. Any malformed or non-Argon2id hash
+/// is a mismatch.
+fn verify_now(password: &[u8], phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    if hash.algorithm != ARGON2ID_IDENT {
+        return false;
+    }
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params);
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    let computed = MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon2
+            .hash_password_into_with_memory(password, salt.as_ref(), out, &mut memory[..blocks])
+            .is_ok()
+    });
+    computed && aws_lc_rs::constant_time::verify_slices_are_equal(out, expected.as_bytes()).is_ok()
 }
 
 fn hash_now(password: &str) -> Result<String, Error> {
@@ -129,5 +219,42 @@ mod tests {
                 .unwrap()
         );
         assert!(p.hash(SecretString::new("short")).await.is_err());
+    }
+
+    /// The reusable-memory verifier agrees with the argon2 crate's own verifier, including
+    /// for hashes with other parameters (the memory is grown as needed) and refuses other
+    /// algorithms and malformed strings.
+    #[test]
+    fn verify_now_agrees_with_the_library() {
+        use argon2::PasswordVerifier;
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8192, 1, 1, Some(32)).unwrap(),
+        );
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default());
+        let cases = [
+            hash_now("correct horse").unwrap(),
+            small.hash_password(b"correct horse").unwrap().to_string(),
+            hash_now("correct horse").unwrap(),
+        ];
+        for phc in &cases {
+            for pw in ["correct horse", "correct horsE", ""] {
+                let library = Argon2::default()
+                    .verify_password(pw.as_bytes(), phc.as_str())
+                    .is_ok();
+                assert_eq!(verify_now(pw.as_bytes(), phc), library, "{pw:?} {phc}");
+            }
+        }
+        let other = argon2i.hash_password(b"correct horse").unwrap().to_string();
+        assert!(!verify_now(b"correct horse", &other));
+        for bad in [
+            "",
+            "$argon2id$v=19$m=19456,t=2,p=1$",
+            "not a hash",
+            "$argon2id$v=99$m=8,t=1,p=1$c2FsdHNhbHQ$AAAA",
+        ] {
+            assert!(!verify_now(b"correct horse", bad), "{bad}");
+        }
     }
 }
