@@ -17,15 +17,27 @@ use crate::exit::CliError;
 
 /// Tessera: an OAuth 2 authorization server and its operator tools.
 ///
-/// Every command works on one data directory (default ./tessera-data): the SQLite
-/// database, and master.key unless TESSERA_MASTER_KEY is set. Operator commands talk to
-/// the store directly and can run while the server runs.
+/// Every command works on one store: the SQLite database in the data directory (default
+/// ./tessera-data), or the PostgreSQL database given with --database. The data directory
+/// also holds master.key unless TESSERA_MASTER_KEY is set (replicas sharing a PostgreSQL
+/// database must share the master key). Operator commands talk to the store directly and
+/// can run while the server runs.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
     /// Data directory (created on first use).
     #[arg(long, global = true, env = "TESSERA_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead
+    /// of SQLite in the data directory; migrated automatically.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// TOML configuration file (see docs/server.md); flags and variables override it.
     #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -79,6 +91,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::runtime(format!("cannot start the async runtime: {e}")))?;
     let global = cmd::Global {
         data_dir: cli.data_dir,
+        database: cli.database,
         config: cli.config,
     };
     runtime.block_on(async move {

@@ -2,6 +2,7 @@
 //! environment), validated once at start-up. A bad value is an error naming the field
 //! and the fix.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
 pub struct FileConfig {
     /// Data directory (database, `master.key`).
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://...`); unset for SQLite in the data directory.
+    pub database: Option<String>,
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     pub listen: Option<String>,
     /// Issuer URL (`iss`), e.g. `https://auth.example.com`.
@@ -79,6 +82,8 @@ impl FileConfig {
 pub struct Overrides {
     /// `--data-dir` / `TESSERA_DATA_DIR`.
     pub data_dir: Option<PathBuf>,
+    /// `--database` / `TESSERA_DATABASE_URL`.
+    pub database: Option<String>,
     /// `--listen` / `TESSERA_LISTEN`.
     pub listen: Option<String>,
     /// `--issuer` / `TESSERA_ISSUER`.
@@ -88,8 +93,10 @@ pub struct Overrides {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Data directory.
+    /// Data directory (`master.key`, and the SQLite database unless `database` is set).
     pub data_dir: PathBuf,
+    /// The PostgreSQL database; `None` for SQLite in the data directory.
+    pub database: Option<DatabaseUrl>,
     /// Listen address (port 0 picks a free port).
     pub listen: SocketAddr,
     /// Issuer; `None` derives `http://ADDR` from the bound address.
@@ -143,7 +150,14 @@ impl ServerConfig {
                 }
             },
         };
+        let database = o
+            .database
+            .or(file.database)
+            .filter(|u| !u.is_empty())
+            .map(DatabaseUrl::parse)
+            .transpose()?;
         let cfg = ServerConfig {
+            database,
             data_dir: o
                 .data_dir
                 .or(file.data_dir)
@@ -217,6 +231,54 @@ impl ServerConfig {
     }
 }
 
+/// A PostgreSQL URL. It may hold a password, so `Debug` and `Display` show only the
+/// host and database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts `postgres://` and `postgresql://` URLs.
+    pub fn parse(url: String) -> Result<Self, Error> {
+        if crate::store::is_postgres_url(&url) {
+            Ok(DatabaseUrl(url))
+        } else {
+            Err(Error::Config(
+                "database: the URL must start with postgres:// or postgresql://, e.g. \
+                 postgres://tessera@db.internal/tessera; leave it unset for SQLite in the data \
+                 directory"
+                    .into(),
+            ))
+        }
+    }
+
+    /// The full URL, password included: for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without user, password and query: `postgres://HOST/DATABASE`.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("postgres", &self.0));
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{rest}")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// Checks an issuer URL (RFC 8414 section 2): `https`, or `http` on a loopback host; no
 /// query or fragment. A trailing `/` is removed.
 pub fn validate_issuer(s: &str) -> Result<String, Error> {
@@ -281,5 +343,29 @@ mod tests {
         let file: FileConfig = toml::from_str("refresh_reuse_grace_secs = 61").unwrap();
         assert!(ServerConfig::resolve(file, Overrides::default()).is_err());
         assert!(toml::from_str::<FileConfig>("unknown = 1").is_err());
+        assert!(c.database.is_none());
+    }
+
+    #[test]
+    fn database_urls_are_checked_and_never_shown_with_a_password() {
+        let o = |url: &str| Overrides {
+            database: Some(url.into()),
+            ..Overrides::default()
+        };
+        let c = ServerConfig::resolve(
+            FileConfig::default(),
+            o("postgres://tessera:s3cret@db.internal:5432/auth?sslmode=disable"),
+        )
+        .unwrap();
+        let url = c.database.as_ref().unwrap();
+        assert_eq!(url.redacted(), "postgres://db.internal:5432/auth");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(url.expose().contains("s3cret"));
+        assert!(ServerConfig::resolve(FileConfig::default(), o("postgresql://h/db")).is_ok());
+        let bad = ServerConfig::resolve(FileConfig::default(), o("mysql://h/db")).unwrap_err();
+        assert!(bad.to_string().contains("postgres://"));
+        // An empty value (e.g. TESSERA_DATABASE_URL=) means SQLite.
+        let c = ServerConfig::resolve(FileConfig::default(), o("")).unwrap();
+        assert!(c.database.is_none());
     }
 }

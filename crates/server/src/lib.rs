@@ -2,11 +2,12 @@
 //!
 //! The token endpoint (RFC 6749) with the client credentials, password and refresh token
 //! grants, RFC 9068 JWT access tokens signed with keys sealed at rest, discovery and the
-//! JWK Set; storage behind narrow traits with an embedded SQLite backend; and the
+//! JWK Set; storage behind narrow traits with an embedded SQLite backend and a PostgreSQL
+//! backend for several replicas; and the
 //! operator operations the `tessera` CLI runs ([`admin`]).
 //!
 //! Layout: [`http`] (one module per endpoint) → `grants` (one file per grant) →
-//! [`store`] (traits; SQL only in `store::sqlite`). Time comes from a [`Clock`].
+//! [`store`] (traits; SQL only in `store::sqlite` and `store::postgres`). Time comes from a [`Clock`].
 
 pub mod admin;
 mod clock;
@@ -27,7 +28,7 @@ mod tokens;
 mod grants;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{FileConfig, Overrides, ServerConfig};
+pub use config::{DatabaseUrl, FileConfig, Overrides, ServerConfig};
 pub use error::Error;
 pub use oauth::OAuthError;
 pub use server::{Server, prepare_data_dir};

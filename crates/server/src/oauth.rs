@@ -33,6 +33,9 @@ pub enum OAuthError {
     },
     /// `server_error` (500); the detail is logged, never sent.
     Server(String),
+    /// `temporarily_unavailable` (503 with `Retry-After`): the store cannot be reached
+    /// (database down, pool exhausted); the detail is logged, never sent.
+    Unavailable(String),
 }
 
 impl OAuthError {
@@ -53,6 +56,7 @@ impl OAuthError {
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::TooManyRequests { .. } => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
+            OAuthError::Unavailable(_) => "temporarily_unavailable",
         }
     }
 
@@ -69,7 +73,7 @@ impl OAuthError {
             }
             OAuthError::InvalidTarget => Some("resource is not an audience of this client"),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later"),
-            OAuthError::Server(_) => None,
+            OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }
 }
@@ -86,12 +90,18 @@ impl fmt::Display for OAuthError {
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
-        OAuthError::Server(e.to_string())
+        match e {
+            crate::store::StoreError::Backend(_) => OAuthError::Unavailable(e.to_string()),
+            _ => OAuthError::Server(e.to_string()),
+        }
     }
 }
 
 impl From<crate::Error> for OAuthError {
     fn from(e: crate::Error) -> Self {
-        OAuthError::Server(e.to_string())
+        match e {
+            crate::Error::Store(_) => OAuthError::Unavailable(e.to_string()),
+            _ => OAuthError::Server(e.to_string()),
+        }
     }
 }

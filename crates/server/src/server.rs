@@ -14,7 +14,7 @@ use crate::keys::{self, Keys};
 use crate::password::Passwords;
 use crate::secrets::{MasterKey, Sealer};
 use crate::state::AppState;
-use crate::store::sqlite::SqliteStore;
+use crate::store::{self, Store};
 use crate::{Error, http};
 
 /// A bound, ready server.
@@ -23,7 +23,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
 }
 
@@ -32,11 +32,15 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
         let master = MasterKey::load(&config.data_dir)?;
-        let store = SqliteStore::open(&config.data_dir).await?;
+        let store = store::open(
+            config.database.as_ref().map(|d| d.expose()),
+            &config.data_dir,
+        )
+        .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let sealer = Arc::new(master.sealer()?);
         let ring = keys::load_or_create(
-            &store,
+            &*store,
             &sealer,
             config.signing_alg,
             config.access_token_ttl,
@@ -57,7 +61,7 @@ impl Server {
         let state = Arc::new(AppState::new(
             issuer,
             config,
-            Arc::new(store.clone()),
+            Arc::clone(&store),
             Arc::new(Keys::new(ring)),
             clock,
             passwords,

@@ -22,6 +22,7 @@ use crate::exit::CliError;
 #[derive(Debug)]
 pub(crate) struct Global {
     pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) database: Option<String>,
     pub(crate) config: Option<PathBuf>,
 }
 
@@ -33,6 +34,7 @@ impl Global {
             None => FileConfig::default(),
         };
         overrides.data_dir = self.data_dir.clone();
+        overrides.database = self.database.clone();
         Ok(ServerConfig::resolve(file, overrides)?)
     }
 

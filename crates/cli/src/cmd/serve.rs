@@ -29,14 +29,19 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         .init();
     let config = global.config(Overrides {
         data_dir: None,
+        database: None,
         listen: args.listen,
         issuer: args.issuer,
     })?;
     let data_dir = config.data_dir.clone();
+    let store = match &config.database {
+        Some(url) => format!("postgres {url}"),
+        None => "sqlite".to_owned(),
+    };
     let server = Server::bind(config).await?;
     eprintln!("listening on http://{}", server.local_addr());
     eprintln!("issuer {}", server.issuer());
-    tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), "tessera started");
+    tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
     server.run(shutdown_signal()).await?;
     tracing::info!("tessera stopped");
     Ok(())

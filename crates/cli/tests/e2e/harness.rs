@@ -21,6 +21,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
     pub http: reqwest::Client,
+    /// The PostgreSQL URL given with `--database`; `None` for SQLite in the data dir.
+    pub database: Option<String>,
 }
 
 impl Server {
@@ -30,18 +32,32 @@ impl Server {
 
     /// Starts with a TOML config (empty for none) and extra environment variables.
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(None, config, env)
+    }
+
+    /// Starts on the PostgreSQL database `url` (`tessera serve --database URL`); the
+    /// CLI helpers then pass `--database URL` too.
+    pub fn start_postgres(url: &str) -> Self {
+        Self::start_on(Some(url), "", &[])
+    }
+
+    fn start_on(database: Option<&str>, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
+            .env_remove("TESSERA_DATABASE_URL")
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_ISSUER")
             .env_remove("TESSERA_LISTEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(url) = database {
+            cmd.args(["--database", url]);
+        }
         if !config.is_empty() {
             let path = dir.path().join("tessera.toml");
             std::fs::write(&path, config).unwrap();
@@ -72,6 +88,7 @@ impl Server {
             dir,
             log,
             http: reqwest::Client::new(),
+            database: database.map(str::to_owned),
         };
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => server.base = url,
@@ -102,15 +119,18 @@ impl Server {
     }
 
     /// Runs `tessera --data-dir DIR ARGS...` with optional standard input.
-    /// The server's config file is passed too, when it has one.
+    /// The server's config file and database are passed too, when it has them.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let config = self.dir.path().join("tessera.toml");
+        let mut all = Vec::new();
         if config.exists() {
-            let mut all = vec!["--config", config.to_str().unwrap()];
-            all.extend_from_slice(args);
-            return run_cli(&self.data_dir(), &all, stdin);
+            all.extend(["--config", config.to_str().unwrap()]);
         }
-        run_cli(&self.data_dir(), args, stdin)
+        if let Some(url) = &self.database {
+            all.extend(["--database", url.as_str()]);
+        }
+        all.extend_from_slice(args);
+        run_cli(&self.data_dir(), &all, stdin)
     }
 
     /// Runs the CLI and requires success; returns stdout.
@@ -212,6 +232,7 @@ pub fn run_cli(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
+        .env_remove("TESSERA_DATABASE_URL")
         .env_remove("TESSERA_MASTER_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

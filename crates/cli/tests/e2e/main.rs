@@ -10,6 +10,7 @@ mod guard;
 mod interop;
 mod keys;
 mod meta;
+mod postgres;
 mod refresh;
 mod revocation;
 mod security;

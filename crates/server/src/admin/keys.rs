@@ -8,7 +8,7 @@ use super::Admin;
 use crate::Error;
 use crate::keys::{self, NewKey};
 use crate::secrets::{MasterKey, Sealer};
-use crate::store::{KeyState, KeyStore};
+use crate::store::KeyState;
 
 /// A key as `tessera keys list` shows it (never private material).
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl Admin {
     /// All keys after applying the lifecycle steps that are due.
     pub async fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
         let records =
-            keys::advance(&self.store, self.clock.now(), self.config.access_token_ttl).await?;
+            keys::advance(&*self.store, self.clock.now(), self.config.access_token_ttl).await?;
         Ok(records
             .into_iter()
             .map(|r| KeyInfo {
@@ -99,7 +99,7 @@ impl Admin {
             state: KeyState::Published,
             activate_after,
         };
-        let r = keys::store_key(&self.store, sealer, key, new, now).await?;
+        let r = keys::store_key(&*self.store, sealer, key, new, now).await?;
         self.audit(
             "key.publish",
             None,

@@ -16,10 +16,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::ids::random_id;
 use crate::password;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    AuditEvent, AuditStore, ClientRecord, ClientStore, GrantRecord, GrantStore, GrantType, Revoked,
-    UserRecord, UserStore,
+    self, AuditEvent, ClientRecord, GrantRecord, GrantType, Revoked, Store, UserRecord,
 };
 use crate::{Error, prepare_data_dir};
 
@@ -45,7 +43,7 @@ pub struct NewClient {
 /// Handle on the local store for operator commands.
 #[derive(Debug)]
 pub struct Admin {
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: ServerConfig,
 }
@@ -54,7 +52,11 @@ impl Admin {
     /// Opens (creating if needed) the data directory and store of `config`.
     pub async fn open(config: &ServerConfig) -> Result<Self, Error> {
         prepare_data_dir(&config.data_dir)?;
-        let store = SqliteStore::open(&config.data_dir).await?;
+        let store = store::open(
+            config.database.as_ref().map(|d| d.expose()),
+            &config.data_dir,
+        )
+        .await?;
         Ok(Admin {
             store,
             clock: Arc::new(SystemClock),
@@ -63,8 +65,8 @@ impl Admin {
     }
 
     /// The underlying store.
-    pub fn store(&self) -> &SqliteStore {
-        &self.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     pub(crate) fn revoked(&self) -> Revoked {

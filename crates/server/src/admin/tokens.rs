@@ -12,7 +12,6 @@ use crate::grants::{AccessGrant, resolve_audience, resolve_scope, sign_access_to
 use crate::ids::random_id;
 use crate::keys;
 use crate::secrets::MasterKey;
-use crate::store::KeyStore;
 
 /// What `tessera token mint` asks for.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +56,7 @@ impl Admin {
         let sealer = MasterKey::load(&self.config.data_dir)?.sealer()?;
         let now = self.clock.now();
         let ring = keys::load_or_create(
-            &self.store,
+            &*self.store,
             &sealer,
             self.config.signing_alg,
             self.config.access_token_ttl,

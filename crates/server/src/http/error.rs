@@ -19,6 +19,10 @@ impl IntoResponse for OAuthError {
                 tracing::error!(detail = %detail, "server error");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            OAuthError::Unavailable(detail) => {
+                tracing::error!(detail = %detail, "store unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let body = match self.description() {
@@ -36,6 +40,9 @@ impl IntoResponse for OAuthError {
             }
             OAuthError::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            OAuthError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -66,5 +73,19 @@ mod tests {
         assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
         let r = OAuthError::Server("db on fire".into()).into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn an_unreachable_store_is_503_with_retry_after_and_no_detail() {
+        let e: OAuthError = crate::store::StoreError::Backend("pool timed out".into()).into();
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        let e: OAuthError = crate::store::StoreError::Conflict("record").into();
+        assert_eq!(
+            e.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

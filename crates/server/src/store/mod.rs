@@ -1,11 +1,17 @@
 //! Storage: one narrow trait per kind of record, keyed by ids or by a secret's hash, and
-//! backend-neutral (no SQL dialect leaks through). [`sqlite`] implements them all.
+//! backend-neutral (no SQL dialect leaks through). [`sqlite`] (the embedded default) and
+//! [`postgres`] (for several replicas) implement them all; [`open`] picks one.
 //!
 //! Every method that changes more than one row does so in one transaction, so bad input
 //! or a crash never leaves half a change behind.
 
+mod codec;
+pub mod postgres;
 mod records;
 pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
@@ -200,4 +206,27 @@ pub trait Store:
         now: UnixTime,
         revoked_before: UnixTime,
     ) -> Result<u64, StoreError>;
+    /// Closes the connections (SQLite checkpoints its WAL); later calls fail.
+    async fn close(&self);
 }
+
+/// Opens the store `database` names: a `postgres://` or `postgresql://` URL opens
+/// PostgreSQL; `None` opens (creating if needed) SQLite in `data_dir`. Either way the
+/// schema is migrated before this returns.
+pub async fn open(database: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    match database {
+        None => Ok(Arc::new(sqlite::SqliteStore::open(data_dir).await?)),
+        Some(url) if is_postgres_url(url) => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+        Some(_) => Err(StoreError::Backend(
+            "the database URL must start with postgres:// or postgresql://; leave it unset for SQLite in the data directory".into(),
+        )),
+    }
+}
+
+/// True for the URL schemes [`open`] hands to PostgreSQL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+#[cfg(test)]
+mod tests;

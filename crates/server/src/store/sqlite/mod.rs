@@ -11,14 +11,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tessera_token::UnixTime;
+
+use super::codec::{hash_from_db, join, scope_from_db, split, time};
+use super::{Revoked, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
-use tessera_token::{Scope, TokenHash, UnixTime};
-
-use super::{Revoked, Store, StoreError};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tessera.db";
@@ -127,6 +128,10 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 }
 
 /// Creates the database file with mode 0600 if it does not exist: it holds password and
@@ -158,40 +163,6 @@ fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn join<S: AsRef<str>>(items: &[S]) -> String {
-    items
-        .iter()
-        .map(AsRef::as_ref)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn split(s: &str) -> Vec<String> {
-    s.split(' ')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn scope_from_db(s: &str) -> Result<Scope, StoreError> {
-    if s.is_empty() {
-        return Ok(Scope::default());
-    }
-    s.parse()
-        .map_err(|_| StoreError::Backend("stored scope is malformed".into()))
-}
-
-fn hash_from_db(bytes: Vec<u8>) -> Result<TokenHash, StoreError> {
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Backend("stored hash is not 32 bytes".into()))?;
-    Ok(TokenHash::from_bytes(arr))
-}
-
-fn time(secs: i64) -> UnixTime {
-    UnixTime::from_secs(secs)
-}
-
 /// Inside `tx`: revokes grant `id` if live and appends its `sid` to the feed.
 async fn revoke_grant_in(
     tx: &mut Transaction<'static, Sqlite>,
@@ -217,9 +188,6 @@ async fn revoke_grant_in(
     }
     Ok(done)
 }
-
-#[cfg(test)]
-mod tests;
 
 #[cfg(test)]
 mod file_mode_tests {

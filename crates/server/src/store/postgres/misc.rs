@@ -1,0 +1,185 @@
+//! PostgreSQL: the revocation feed, signing keys and the audit log.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tessera_token::UnixTime;
+
+use super::{PgStore, backend, feed_insert};
+use crate::keys::KeyChange;
+use crate::store::codec::time;
+use crate::store::{
+    AuditEvent, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore, SigningKeyRecord,
+    StoreError,
+};
+
+#[async_trait]
+impl RevocationStore for PgStore {
+    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        feed_insert(&mut tx, Some(jti), None, exp.secs(), now.secs()).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+        now: UnixTime,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        sqlx::query(
+            "SELECT seq, jti, sid, exp FROM revocations WHERE seq > $1 AND exp >= $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(now.secs())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(RevocationEntry {
+                seq: row.try_get("seq").map_err(backend)?,
+                jti: row.try_get("jti").map_err(backend)?,
+                sid: row.try_get("sid").map_err(backend)?,
+                exp: time(row.try_get("exp").map_err(backend)?),
+            })
+        })
+        .collect()
+    }
+
+    async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        // The committed counter: every entry up to it is visible (see the migration).
+        sqlx::query_scalar("SELECT last_seq FROM revocation_cursor")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1 OR sid = $2)")
+            .bind(jti)
+            .bind(sid)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn insert_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(k.state.as_str())
+        .bind(&k.public_jwk)
+        .bind(&k.sealed_private)
+        .bind(k.created_at.secs())
+        .bind(k.activate_after.secs())
+        .bind(k.retired_at.map(UnixTime::secs))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at \
+             FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let state: String = row.try_get("state").map_err(backend)?;
+            Ok(SigningKeyRecord {
+                kid: row.try_get("kid").map_err(backend)?,
+                alg: row.try_get("alg").map_err(backend)?,
+                state: KeyState::parse(&state)
+                    .ok_or_else(|| StoreError::Backend("unknown key state".into()))?,
+                public_jwk: row.try_get("public_jwk").map_err(backend)?,
+                sealed_private: row.try_get("sealed_private").map_err(backend)?,
+                created_at: time(row.try_get("created_at").map_err(backend)?),
+                activate_after: time(row.try_get("activate_after").map_err(backend)?),
+                retired_at: row
+                    .try_get::<Option<i64>, _>("retired_at")
+                    .map_err(backend)?
+                    .map(time),
+            })
+        })
+        .collect()
+    }
+
+    async fn apply_key_changes(
+        &self,
+        changes: &[KeyChange],
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        // Conditional updates: two replicas applying the same plan change each key once.
+        let mut tx = self.tx().await?;
+        for change in changes {
+            let q = match change {
+                KeyChange::Activate(kid) => sqlx::query(
+                    "UPDATE signing_keys SET state = 'active' WHERE kid = $1 AND state = 'published'",
+                )
+                .bind(kid),
+                KeyChange::Retire(kid) => sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $2 WHERE kid = $1 AND state <> 'retired'",
+                )
+                .bind(kid)
+                .bind(now.secs()),
+                KeyChange::Delete(kid) => sqlx::query(
+                    "DELETE FROM signing_keys WHERE kid = $1 AND state = 'retired'",
+                )
+                .bind(kid),
+            };
+            q.execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn record(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, client_id, user_id, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(e.at.secs())
+        .bind(&e.kind)
+        .bind(&e.client_id)
+        .bind(&e.user_id)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        sqlx::query(
+            "SELECT at, kind, client_id, user_id, detail FROM audit_events ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(AuditEvent {
+                at: time(row.try_get("at").map_err(backend)?),
+                kind: row.try_get("kind").map_err(backend)?,
+                client_id: row.try_get("client_id").map_err(backend)?,
+                user_id: row.try_get("user_id").map_err(backend)?,
+                detail: row.try_get("detail").map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,189 @@
+//! The PostgreSQL backend, for several server replicas on one database: a connection
+//! pool, migrations applied at open (under sqlx's advisory lock, so replicas starting
+//! together migrate once). All SQL of the PostgreSQL backend lives under this module.
+//!
+//! Concurrency rests on single conditional statements under READ COMMITTED: refresh
+//! rotation is one `UPDATE ... WHERE used_at IS NULL`, so of any number of callers on
+//! any number of replicas exactly one wins. Feed writers serialize on one counter row.
+
+mod clients;
+mod grants;
+mod misc;
+mod throttle;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use tessera_token::UnixTime;
+
+use super::{Revoked, Store, StoreError};
+
+/// Most connections one server process holds.
+pub const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a connection (or a new connection to open) before it
+/// fails with a backend error: an outage gives quick errors, not hung requests.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The PostgreSQL store. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("bad database URL: {}", redact(e))))?
+            .application_name("tessera");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .max_lifetime(Some(Duration::from_secs(1800)))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(PgStore { pool })
+    }
+
+    /// Starts a transaction (READ COMMITTED, the server's default).
+    async fn tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(backend)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn purge_expired(
+        &self,
+        now: UnixTime,
+        revoked_before: UnixTime,
+    ) -> Result<u64, StoreError> {
+        // Idempotent deletes: replicas running their janitors at once only repeat work.
+        let mut tx = self.tx().await?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM revocations WHERE exp < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM grants WHERE expires_at < $1 OR revoked_at < $2",
+            "DELETE FROM login_failures WHERE blocked_until < $1 AND window_start < $2",
+        ] {
+            n += sqlx::query(sql)
+                .bind(now.secs())
+                .bind(revoked_before.secs())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn close(&self) {
+        PgStore::close(self).await;
+    }
+}
+
+/// Maps a driver error to a store error; unique violations become conflicts.
+fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict("record");
+    }
+    StoreError::Backend(e.to_string())
+}
+
+/// A URL parse error without the URL (it may hold a password).
+fn redact(e: sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+        _ => "unreadable",
+    }
+}
+
+/// Inside `tx`: takes the feed's counter row lock. Every transaction that revokes grants
+/// and writes the feed takes it first, so they queue instead of deadlocking.
+async fn lock_feed(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT last_seq FROM revocation_cursor FOR UPDATE")
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Inside `tx`: appends one feed entry with the next cursor value.
+async fn feed_insert(
+    tx: &mut Transaction<'static, Postgres>,
+    jti: Option<&str>,
+    sid: Option<&str>,
+    exp: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH c AS (UPDATE revocation_cursor SET last_seq = last_seq + 1 RETURNING last_seq) \
+         INSERT INTO revocations (seq, jti, sid, exp, revoked_at) \
+         SELECT last_seq, $1, $2, $3, $4 FROM c",
+    )
+    .bind(jti)
+    .bind(sid)
+    .bind(exp)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Inside `tx` (which holds the feed lock): revokes grant `id` if live and appends its
+/// `sid` to the feed.
+async fn revoke_grant_in(
+    tx: &mut Transaction<'static, Postgres>,
+    id: &str,
+    revoked: Revoked,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(revoked.now.secs())
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            == 1;
+    if done {
+        feed_insert(
+            tx,
+            None,
+            Some(id),
+            revoked.access_exp.secs(),
+            revoked.now.secs(),
+        )
+        .await?;
+    }
+    Ok(done)
+}

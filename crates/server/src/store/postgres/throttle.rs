@@ -1,0 +1,75 @@
+//! PostgreSQL: failed-login counters, shared by every replica.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tessera_token::UnixTime;
+
+use super::{PgStore, backend};
+use crate::store::codec::time;
+use crate::store::{StoreError, ThrottleStore};
+
+#[async_trait]
+impl ThrottleStore for PgStore {
+    async fn record_login_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: Duration,
+    ) -> Result<u32, StoreError> {
+        let window_start = now.saturating_sub(window).secs();
+        // One statement (the upsert locks the row): a stale window restarts at 1, a live
+        // one counts up, and concurrent failures on several replicas all count.
+        let count: i64 = sqlx::query_scalar(
+            "INSERT INTO login_failures AS f (key, count, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN f.window_start <= $3 THEN 1 ELSE f.count + 1 END, \
+               window_start = CASE WHEN f.window_start <= $3 THEN $2 ELSE f.window_start END \
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(now.secs())
+        .bind(window_start)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE login_failures SET blocked_until = GREATEST(blocked_until, $1) WHERE key = $2",
+        )
+        .bind(until.secs())
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn login_blocked_until(
+        &self,
+        key: &str,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT blocked_until FROM login_failures WHERE key = $1 AND blocked_until > $2",
+        )
+        .bind(key)
+        .bind(now.secs())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(until.map(time))
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,601 @@
+//! The cases of the store suite: every operation, the transactions (a failure mid-way
+//! leaves nothing behind) and concurrency (one winner per refresh token).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fixtures::{client, client_grant, grant, key, revoked, t, token, user};
+use crate::keys::KeyChange;
+use crate::store::*;
+
+pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
+    let c = client("web");
+    s.insert_client(&c).await.unwrap();
+    assert!(matches!(
+        s.insert_client(&client("web")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut other_id = client("web");
+    other_id.id = "id-elsewhere".into();
+    assert!(matches!(
+        s.insert_client(&other_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let back = s.client("id-web").await.unwrap().unwrap();
+    assert_eq!(back.name, "web");
+    assert_eq!(back.secret_hash, c.secret_hash);
+    assert_eq!(back.grant_types, c.grant_types);
+    assert_eq!(back.scope, c.scope);
+    assert_eq!(back.audience, c.audience);
+    assert_eq!(back.redirect_uris, c.redirect_uris);
+    assert_eq!(back.signing_alg, c.signing_alg);
+    assert_eq!(back.created_at, c.created_at);
+    assert!(s.client("web").await.unwrap().is_none(), "ids only");
+    assert_eq!(
+        s.client_by_id_or_name("web").await.unwrap().unwrap().id,
+        "id-web"
+    );
+    assert_eq!(
+        s.client_by_id_or_name("id-web").await.unwrap().unwrap().id,
+        "id-web"
+    );
+    // An id wins over another client's equal name.
+    let mut tricky = client("id-web");
+    tricky.id = "id-tricky".into();
+    tricky.secret_hash = None;
+    tricky.signing_alg = None;
+    tricky.scope = tessera_token::Scope::default();
+    s.insert_client(&tricky).await.unwrap();
+    assert_eq!(
+        s.client_by_id_or_name("id-web").await.unwrap().unwrap().id,
+        "id-web"
+    );
+    let public = s.client("id-tricky").await.unwrap().unwrap();
+    assert!(public.is_public());
+    assert_eq!(public.signing_alg, None);
+    assert!(public.scope.is_empty());
+    let names: Vec<String> = s
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["id-web", "web"]);
+}
+
+pub(super) async fn client_secrets_and_removal(s: Arc<dyn Store>) {
+    s.insert_client(&client("web")).await.unwrap();
+    let new = token("x").hash;
+    s.set_client_secret("id-web", &new).await.unwrap();
+    assert_eq!(
+        s.client("id-web").await.unwrap().unwrap().secret_hash,
+        Some(new)
+    );
+    assert!(matches!(
+        s.set_client_secret("id-nobody", &new).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let mut public = client("spa");
+    public.secret_hash = None;
+    s.insert_client(&public).await.unwrap();
+    assert!(
+        matches!(
+            s.set_client_secret("id-spa", &new).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "a public client gets no secret"
+    );
+    s.insert_grant(&client_grant("g1", "id-web"), None)
+        .await
+        .unwrap();
+    s.remove_client("id-web", revoked(1)).await.unwrap();
+    assert!(s.client("id-web").await.unwrap().is_none());
+    assert!(s.is_revoked(None, Some("cc_id-web")).await.unwrap());
+    assert!(s.is_revoked(None, Some("g1")).await.unwrap());
+    assert_eq!(s.grant("g1").await.unwrap().unwrap().revoked_at, Some(t(1)));
+    assert!(s.client("id-spa").await.unwrap().is_some());
+}
+
+pub(super) async fn users_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
+    s.insert_user(&user("u2", "bob")).await.unwrap();
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    assert!(matches!(
+        s.insert_user(&user("u3", "alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let alice = s.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(alice.id, "u1");
+    assert_eq!(alice.password_hash, "$argon2id$x");
+    assert!(!alice.disabled);
+    assert_eq!(alice.created_at, t(0));
+    assert!(s.user_by_name("carol").await.unwrap().is_none());
+    s.set_password("alice", "$argon2id$y").await.unwrap();
+    assert_eq!(
+        s.user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "$argon2id$y"
+    );
+    assert!(matches!(
+        s.set_password("carol", "$argon2id$z").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let names: Vec<String> = s
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+}
+
+pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dyn Store>) {
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    let g = s.grant("g1").await.unwrap().unwrap();
+    assert_eq!(g.user_id.as_deref(), Some("u1"));
+    assert_eq!(g.scope.to_string(), "a");
+    assert_eq!(g.audience, ["api"]);
+    assert_eq!((g.created_at, g.expires_at), (t(0), t(86_400)));
+    assert_eq!(g.revoked_at, None);
+    assert!(s.grant("g-nope").await.unwrap().is_none());
+
+    let (rec, g) = s.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!((rec.hash, rec.grant_id.as_str()), (first.hash, "g1"));
+    assert_eq!(
+        (rec.issued_at, rec.expires_at, rec.used_at),
+        (t(0), t(3600), None)
+    );
+    assert_eq!(g.id, "g1");
+
+    let next = token("g1");
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &next, t(5))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+    let (rec, _) = s.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(rec.used_at, Some(t(5)));
+    let (rec, _) = s.refresh_token(&next.hash).await.unwrap().unwrap();
+    assert_eq!(rec.used_at, None);
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(6))
+            .await
+            .unwrap(),
+        RotateOutcome::AlreadyUsed { used_at: t(5) }
+    );
+    let stranger = token("g1");
+    assert_eq!(
+        s.rotate_refresh_token(&stranger.hash, &token("g1"), t(6))
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown
+    );
+    assert!(s.refresh_token(&stranger.hash).await.unwrap().is_none());
+}
+
+pub(super) async fn rotation_has_exactly_one_winner(s: Arc<dyn Store>) {
+    const CALLERS: usize = 50;
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    // Every caller brings its own successor, as concurrent requests would.
+    let successors: Vec<NewRefreshToken> = (0..CALLERS).map(|_| token("g1")).collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let mut tasks = Vec::new();
+    for next in successors.clone() {
+        let (s, parent, barrier) = (Arc::clone(&s), first.hash, Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            s.rotate_refresh_token(&parent, &next, t(5)).await.unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            RotateOutcome::Rotated => winners.push(i),
+            RotateOutcome::AlreadyUsed { used_at } => assert_eq!(used_at, t(5)),
+            RotateOutcome::Unknown => panic!("token vanished"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner");
+    // Only the winner's successor was stored.
+    for (i, next) in successors.iter().enumerate() {
+        let stored = s.refresh_token(&next.hash).await.unwrap();
+        assert_eq!(stored.is_some(), i == winners[0]);
+    }
+}
+
+pub(super) async fn a_failed_rotation_leaves_the_parent_unused(s: Arc<dyn Store>) {
+    let first = token("g1");
+    let other = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    s.insert_grant(&grant("g2", "u1"), Some(&other))
+        .await
+        .unwrap();
+    // The successor's insert fails (its hash exists): the parent must stay unused.
+    let clash = NewRefreshToken {
+        grant_id: "g1".into(),
+        ..other.clone()
+    };
+    assert!(
+        s.rotate_refresh_token(&first.hash, &clash, t(5))
+            .await
+            .is_err()
+    );
+    let (rec, _) = s.refresh_token(&first.hash).await.unwrap().unwrap();
+    assert_eq!(rec.used_at, None, "half a rotation was kept");
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(6))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+}
+
+pub(super) async fn a_failed_insert_grant_leaves_nothing_behind(s: Arc<dyn Store>) {
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    // g2's first refresh token clashes with g1's: the grant must not be kept either.
+    let clash = NewRefreshToken {
+        grant_id: "g2".into(),
+        ..first.clone()
+    };
+    assert!(matches!(
+        s.insert_grant(&grant("g2", "u1"), Some(&clash)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        s.grant("g2").await.unwrap().is_none(),
+        "half a grant was kept"
+    );
+    assert_eq!(s.user_grants("u1", t(1)).await.unwrap().len(), 1);
+    // A duplicate grant id is a conflict too.
+    assert!(matches!(
+        s.insert_grant(&grant("g1", "u1"), None).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub(super) async fn a_failed_client_removal_leaves_nothing_behind(s: Arc<dyn Store>) {
+    s.insert_grant(&client_grant("g1", "id-ghost"), None)
+        .await
+        .unwrap();
+    let before = s.last_revocation_seq().await.unwrap();
+    assert!(matches!(
+        s.remove_client("id-ghost", revoked(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.last_revocation_seq().await.unwrap(), before);
+    assert!(s.revocations_after(0, 10, t(0)).await.unwrap().is_empty());
+    assert_eq!(s.grant("g1").await.unwrap().unwrap().revoked_at, None);
+}
+
+pub(super) async fn revoking_a_family_feeds_its_sid_and_stops_rotation(s: Arc<dyn Store>) {
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    assert_eq!(s.last_revocation_seq().await.unwrap(), 0);
+    assert!(!s.is_revoked(Some("j1"), Some("g1")).await.unwrap());
+    s.revoke_jti("j1", t(100), t(1)).await.unwrap();
+    assert!(s.revoke_grant("g1", revoked(2)).await.unwrap());
+    assert!(
+        !s.revoke_grant("g1", revoked(3)).await.unwrap(),
+        "idempotent"
+    );
+    assert!(!s.revoke_grant("g-nope", revoked(3)).await.unwrap());
+    assert_eq!(s.grant("g1").await.unwrap().unwrap().revoked_at, Some(t(2)));
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(4))
+            .await
+            .unwrap(),
+        RotateOutcome::Unknown
+    );
+    assert!(s.is_revoked(Some("j1"), None).await.unwrap());
+    assert!(s.is_revoked(None, Some("g1")).await.unwrap());
+    assert!(s.is_revoked(Some("j-other"), Some("g1")).await.unwrap());
+    assert!(!s.is_revoked(Some("j2"), None).await.unwrap());
+    assert!(!s.is_revoked(None, None).await.unwrap());
+    let feed = s.revocations_after(0, 10, t(0)).await.unwrap();
+    assert_eq!(feed.len(), 2);
+    assert_eq!(feed[0].jti.as_deref(), Some("j1"));
+    assert_eq!(feed[0].sid, None);
+    assert_eq!(feed[0].exp, t(100));
+    assert_eq!(feed[1].sid.as_deref(), Some("g1"));
+    assert_eq!(feed[1].jti, None);
+    assert_eq!(feed[1].exp, t(602));
+    assert!(feed[0].seq < feed[1].seq);
+    // Expired entries are no longer served; cursors continue; limits hold.
+    assert_eq!(s.revocations_after(0, 10, t(200)).await.unwrap().len(), 1);
+    assert_eq!(
+        s.revocations_after(feed[0].seq, 10, t(0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.revocations_after(0, 1, t(0)).await.unwrap(), feed[..1]);
+    assert_eq!(s.last_revocation_seq().await.unwrap(), feed[1].seq);
+}
+
+pub(super) async fn revoking_a_users_grants(s: Arc<dyn Store>) {
+    s.insert_grant(&grant("g1", "u1"), None).await.unwrap();
+    s.insert_grant(&grant("g2", "u1"), None).await.unwrap();
+    s.insert_grant(&grant("g3", "u2"), None).await.unwrap();
+    let mut old = grant("g4", "u1");
+    old.expires_at = t(10);
+    s.insert_grant(&old, None).await.unwrap();
+    let live: Vec<String> = s
+        .user_grants("u1", t(20))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(live, ["g1", "g2"], "expired grants are not live");
+    s.revoke_grant("g2", revoked(21)).await.unwrap();
+    assert_eq!(s.revoke_user_grants("u1", revoked(22)).await.unwrap(), 1);
+    assert!(s.user_grants("u1", t(23)).await.unwrap().is_empty());
+    assert_eq!(s.user_grants("u2", t(23)).await.unwrap().len(), 1);
+    assert_eq!(s.revoke_user_grants("u1", revoked(24)).await.unwrap(), 0);
+    let sids: Vec<Option<String>> = s
+        .revocations_after(0, 10, t(0))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.sid)
+        .collect();
+    assert_eq!(sids, [Some("g2".into()), Some("g1".into())]);
+}
+
+pub(super) async fn disabling_a_user_revokes_their_grants(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    s.insert_grant(&grant("g1", "u1"), None).await.unwrap();
+    s.insert_grant(&grant("g2", "u1"), None).await.unwrap();
+    assert_eq!(s.user_grants("u1", t(1)).await.unwrap().len(), 2);
+    s.disable_user("alice", revoked(1)).await.unwrap();
+    assert!(s.user_by_name("alice").await.unwrap().unwrap().disabled);
+    assert!(s.user_grants("u1", t(1)).await.unwrap().is_empty());
+    assert!(s.is_revoked(None, Some("g1")).await.unwrap());
+    assert!(s.is_revoked(None, Some("g2")).await.unwrap());
+    let before = s.last_revocation_seq().await.unwrap();
+    assert!(matches!(
+        s.disable_user("bob", revoked(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.last_revocation_seq().await.unwrap(), before);
+}
+
+pub(super) async fn concurrent_revocations_get_distinct_ordered_cursors(s: Arc<dyn Store>) {
+    const WRITERS: usize = 20;
+    for i in 0..WRITERS {
+        s.insert_grant(&grant(&format!("g{i}"), "u1"), None)
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..WRITERS {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                s.revoke_jti(&format!("j{i}"), t(100), t(1)).await.unwrap();
+            } else {
+                s.revoke_grant(&format!("g{i}"), revoked(1)).await.unwrap();
+            }
+            // Meanwhile a whole-user revocation races with the single ones.
+            if i == 7 {
+                s.revoke_user_grants("u1", revoked(2)).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let feed = s.revocations_after(0, 100, t(0)).await.unwrap();
+    // Ten jtis and every one of the twenty grants, each once.
+    assert_eq!(feed.len(), WRITERS + WRITERS / 2);
+    assert!(feed.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        s.last_revocation_seq().await.unwrap(),
+        feed.last().unwrap().seq
+    );
+}
+
+pub(super) async fn signing_key_lifecycle(s: Arc<dyn Store>) {
+    s.insert_key(&key("k2", KeyState::Published, 10))
+        .await
+        .unwrap();
+    s.insert_key(&key("k1", KeyState::Active, 0)).await.unwrap();
+    assert!(matches!(
+        s.insert_key(&key("k1", KeyState::Active, 0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let keys = s.keys().await.unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k1", "k2"], "oldest first");
+    assert_eq!(keys[0].sealed_private, [1, 2, 3, 0, 255]);
+    assert_eq!(keys[0].public_jwk, "{\"kid\":\"k1\"}");
+    assert_eq!(keys[0].alg, "EdDSA");
+    assert_eq!(keys[1].activate_after, t(310));
+    s.apply_key_changes(
+        &[
+            KeyChange::Activate("k2".into()),
+            KeyChange::Retire("k1".into()),
+        ],
+        t(400),
+    )
+    .await
+    .unwrap();
+    let keys = s.keys().await.unwrap();
+    assert_eq!(keys[0].state, KeyState::Retired);
+    assert_eq!(keys[0].retired_at, Some(t(400)));
+    assert_eq!(keys[1].state, KeyState::Active);
+    assert_eq!(keys[1].retired_at, None);
+    // Deleting only removes retired keys; applying twice changes nothing.
+    s.apply_key_changes(
+        &[
+            KeyChange::Delete("k1".into()),
+            KeyChange::Delete("k2".into()),
+            KeyChange::Retire("k1".into()),
+        ],
+        t(500),
+    )
+    .await
+    .unwrap();
+    let keys = s.keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, "k2");
+}
+
+pub(super) async fn audit_events_newest_first(s: Arc<dyn Store>) {
+    for (i, kind) in ["login.success", "token.issued", "refresh.reuse"]
+        .into_iter()
+        .enumerate()
+    {
+        s.record(&AuditEvent {
+            at: t(i as i64),
+            kind: kind.into(),
+            client_id: Some("id-web".into()),
+            user_id: (i != 1).then(|| "u1".into()),
+            detail: format!("{{\"n\":{i}}}"),
+        })
+        .await
+        .unwrap();
+    }
+    let events = s.recent_events(2).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].kind, "refresh.reuse");
+    assert_eq!(events[0].at, t(2));
+    assert_eq!(events[0].detail, "{\"n\":2}");
+    assert_eq!(events[1].kind, "token.issued");
+    assert_eq!(events[1].user_id, None);
+    assert_eq!(events[1].client_id.as_deref(), Some("id-web"));
+    assert_eq!(s.recent_events(10).await.unwrap().len(), 3);
+}
+
+pub(super) async fn login_failures_count_block_and_clear(s: Arc<dyn Store>) {
+    let window = Duration::from_secs(100);
+    assert_eq!(
+        s.record_login_failure("user:a", t(0), window)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.record_login_failure("user:a", t(10), window)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.record_login_failure("ip:1", t(10), window).await.unwrap(),
+        1
+    );
+    // After the window the count restarts.
+    assert_eq!(
+        s.record_login_failure("user:a", t(150), window)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.record_login_failure("user:a", t(160), window)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.login_blocked_until("user:a", t(160)).await.unwrap(), None);
+    s.block_login("user:a", t(300)).await.unwrap();
+    s.block_login("user:a", t(200)).await.unwrap();
+    assert_eq!(
+        s.login_blocked_until("user:a", t(160)).await.unwrap(),
+        Some(t(300)),
+        "a shorter block never shortens a longer one"
+    );
+    assert_eq!(s.login_blocked_until("user:a", t(300)).await.unwrap(), None);
+    assert_eq!(s.login_blocked_until("ip:1", t(160)).await.unwrap(), None);
+    s.clear_login_failures("user:a").await.unwrap();
+    assert_eq!(s.login_blocked_until("user:a", t(160)).await.unwrap(), None);
+    assert_eq!(
+        s.record_login_failure("user:a", t(170), window)
+            .await
+            .unwrap(),
+        1
+    );
+    // Concurrent failures all count.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.record_login_failure("ip:2", t(200), window)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=10).collect::<Vec<u32>>());
+}
+
+pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>) {
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    s.insert_grant(&grant("g2", "u1"), None).await.unwrap();
+    s.revoke_grant("g2", revoked(10)).await.unwrap();
+    s.revoke_jti("j1", t(100), t(1)).await.unwrap();
+    let seq = s.last_revocation_seq().await.unwrap();
+    // Nothing is due yet.
+    assert_eq!(s.purge_expired(t(50), t(0)).await.unwrap(), 0);
+    // Later: j1 and g2's feed entry expired, g2 revoked long ago; g1 and its token live on.
+    let n = s.purge_expired(t(1000), t(500)).await.unwrap();
+    assert_eq!(n, 3);
+    assert!(s.grant("g1").await.unwrap().is_some());
+    assert!(s.grant("g2").await.unwrap().is_none());
+    assert!(s.refresh_token(&first.hash).await.unwrap().is_some());
+    assert_eq!(
+        s.last_revocation_seq().await.unwrap(),
+        seq,
+        "cursors never go back"
+    );
+    s.revoke_jti("j2", t(5000), t(1000)).await.unwrap();
+    assert!(s.last_revocation_seq().await.unwrap() > seq);
+    // After the absolute lifetime the family and its tokens go too.
+    assert_eq!(s.purge_expired(t(90_000), t(500)).await.unwrap(), 3);
+    assert!(s.refresh_token(&first.hash).await.unwrap().is_none());
+    // Stale throttle counters go; a running block stays.
+    let window = Duration::from_secs(100);
+    s.record_login_failure("user:a", t(0), window)
+        .await
+        .unwrap();
+    s.record_login_failure("user:b", t(0), window)
+        .await
+        .unwrap();
+    s.block_login("user:b", t(200_000)).await.unwrap();
+    assert_eq!(s.purge_expired(t(100_000), t(99_000)).await.unwrap(), 1);
+    assert_eq!(
+        s.login_blocked_until("user:b", t(100_000)).await.unwrap(),
+        Some(t(200_000))
+    );
+}
+
+pub(super) async fn ping_answers(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
+}

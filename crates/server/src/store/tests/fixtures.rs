@@ -1,0 +1,96 @@
+//! Records for the store suite, at fixed times.
+
+use tessera_token::{OpaqueToken, Scope, TokenKind, UnixTime};
+
+use crate::store::*;
+
+const T0: i64 = 1_800_000_000;
+
+pub(super) fn t(s: i64) -> UnixTime {
+    UnixTime::from_secs(T0 + s)
+}
+
+pub(super) fn revoked(at: i64) -> Revoked {
+    Revoked {
+        now: t(at),
+        access_exp: t(at + 600),
+    }
+}
+
+pub(super) fn client(name: &str) -> ClientRecord {
+    ClientRecord {
+        id: format!("id-{name}"),
+        name: name.into(),
+        secret_hash: Some(
+            OpaqueToken::generate(TokenKind::ClientSecret)
+                .unwrap()
+                .hash(),
+        ),
+        grant_types: vec![GrantType::Password, GrantType::RefreshToken],
+        scope: "a b".parse().unwrap(),
+        audience: vec!["api".into(), "other".into()],
+        redirect_uris: vec!["https://app.example/cb".into()],
+        signing_alg: Some(tessera_token::Algorithm::Es256),
+        created_at: t(0),
+    }
+}
+
+pub(super) fn user(id: &str, name: &str) -> UserRecord {
+    UserRecord {
+        id: id.into(),
+        name: name.into(),
+        password_hash: "$argon2id$x".into(),
+        disabled: false,
+        created_at: t(0),
+    }
+}
+
+pub(super) fn grant(id: &str, user: &str) -> GrantRecord {
+    GrantRecord {
+        id: id.into(),
+        client_id: "id-web".into(),
+        user_id: Some(user.into()),
+        scope: "a".parse().unwrap(),
+        audience: vec!["api".into()],
+        created_at: t(0),
+        expires_at: t(86_400),
+        revoked_at: None,
+    }
+}
+
+pub(super) fn client_grant(id: &str, client_id: &str) -> GrantRecord {
+    GrantRecord {
+        id: id.into(),
+        client_id: client_id.into(),
+        user_id: None,
+        scope: Scope::default(),
+        audience: vec!["api".into()],
+        created_at: t(0),
+        expires_at: t(86_400),
+        revoked_at: None,
+    }
+}
+
+pub(super) fn token(grant: &str) -> NewRefreshToken {
+    NewRefreshToken {
+        hash: OpaqueToken::generate(TokenKind::RefreshToken)
+            .unwrap()
+            .hash(),
+        grant_id: grant.into(),
+        issued_at: t(0),
+        expires_at: t(3600),
+    }
+}
+
+pub(super) fn key(kid: &str, state: KeyState, created: i64) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        state,
+        public_jwk: format!("{{\"kid\":\"{kid}\"}}"),
+        sealed_private: vec![1, 2, 3, 0, 255],
+        created_at: t(created),
+        activate_after: t(created + 300),
+        retired_at: None,
+    }
+}

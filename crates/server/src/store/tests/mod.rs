@@ -1,0 +1,84 @@
+//! The store test suite, one set of cases run against every backend: each case in
+//! [`cases`] takes an `Arc<dyn Store>`, and [`suite!`] gives it one `#[tokio::test]` on a
+//! fresh SQLite file and one on a fresh PostgreSQL database (a cluster shared by the
+//! whole test binary, started by `tessera-testkit`; skipped with a reason when no
+//! PostgreSQL is installed, a failure under `CI=true`).
+
+mod cases;
+mod fixtures;
+
+use std::sync::{Arc, OnceLock};
+
+use tessera_testkit::Postgres;
+
+use super::Store;
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+
+/// A fresh SQLite store in a temporary directory (a file, so the pool has several
+/// connections, as in production).
+async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+/// One PostgreSQL server for the whole test binary; its watchdog removes it at exit.
+fn cluster() -> Option<&'static Postgres> {
+    static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
+    CLUSTER.get_or_init(tessera_testkit::postgres).as_ref()
+}
+
+/// A PostgreSQL store on a fresh database, or `None` (skip) when there is no server.
+async fn pg_store() -> Option<Arc<dyn Store>> {
+    let pg = tokio::task::spawn_blocking(cluster).await.unwrap()?;
+    let url = tokio::task::spawn_blocking(|| pg.fresh_database("store"))
+        .await
+        .unwrap()
+        .unwrap();
+    Some(Arc::new(PgStore::connect(&url).await.unwrap()))
+}
+
+/// One test per backend for each named case in [`cases`].
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    super::cases::$case(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(store) = super::pg_store().await else { return };
+                    super::cases::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    clients_round_trip_and_names_are_unique,
+    client_secrets_and_removal,
+    users_round_trip_and_names_are_unique,
+    rotation_marks_the_parent_and_stores_the_successor,
+    rotation_has_exactly_one_winner,
+    a_failed_rotation_leaves_the_parent_unused,
+    a_failed_insert_grant_leaves_nothing_behind,
+    a_failed_client_removal_leaves_nothing_behind,
+    revoking_a_family_feeds_its_sid_and_stops_rotation,
+    revoking_a_users_grants,
+    disabling_a_user_revokes_their_grants,
+    concurrent_revocations_get_distinct_ordered_cursors,
+    signing_key_lifecycle,
+    audit_events_newest_first,
+    login_failures_count_block_and_clear,
+    the_janitor_purges_only_what_cannot_matter,
+    ping_answers,
+);
