@@ -6,6 +6,7 @@
 
 mod cases;
 mod fixtures;
+mod throughput;
 
 use std::sync::{Arc, OnceLock};
 
