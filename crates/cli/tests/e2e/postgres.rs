@@ -120,3 +120,40 @@ async fn a_bad_database_url_is_a_configuration_error_without_the_password() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_database_outage_answers_503_and_the_server_recovers() {
+    // A cluster of its own: stopping the shared one would break the other tests.
+    let Some(pg) = tessera_testkit::postgres() else {
+        return;
+    };
+    let Postgres::Started(cluster) = &pg else {
+        eprintln!("SKIPPED: an external TESSERA_TEST_DATABASE_URL cannot be stopped");
+        return;
+    };
+    let url = pg.fresh_database("outage").unwrap();
+    let s = Server::start_postgres(&url);
+    let (svc, secret) = s.add_client("svc", "client_credentials", "a", &[]);
+    let secret = secret.unwrap();
+    let auth = Some((svc.as_str(), secret.as_str()));
+    let form = [("grant_type", "client_credentials")];
+    assert_eq!(s.token(&form, auth).await.status, 200);
+
+    cluster.stop().unwrap();
+    let r = s.token(&form, auth).await;
+    r.assert_error(503, "temporarily_unavailable");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(r.json.get("error_description").is_none(), "no internals");
+    assert_eq!(s.get("/readyz", None).await.status, 503);
+    // Verifying keys are served from memory meanwhile.
+    assert_eq!(s.get("/jwks.json", None).await.status, 200);
+
+    cluster.start_server().unwrap();
+    assert_eq!(s.get("/readyz", None).await.status, 200);
+    let r = s.token(&form, auth).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert!(
+        !s.log().contains(&secret) && !s.log().contains(&url),
+        "a secret or the database URL reached the log"
+    );
+}
