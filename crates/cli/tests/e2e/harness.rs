@@ -41,7 +41,9 @@ impl Server {
         Self::start_on(Some(url), "", &[])
     }
 
-    fn start_on(database: Option<&str>, config: &str, env: &[(&str, &str)]) -> Self {
+    /// Starts on `database` (PostgreSQL URL, or `None` for SQLite) with a TOML config
+    /// (empty for none) and extra environment variables.
+    pub fn start_on(database: Option<&str>, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
