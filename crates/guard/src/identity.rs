@@ -39,7 +39,7 @@ impl Identity {
             alg: v.algorithm(),
         };
         Identity {
-            claims: v.claims().clone(),
+            claims: v.into_claims(),
             origin,
         }
     }

@@ -239,6 +239,11 @@ impl VerifiedClaims {
         &self.claims
     }
 
+    /// The claims, moved out (the verification facts, `kid` and algorithm, are dropped).
+    pub fn into_claims(self) -> Claims {
+        self.claims
+    }
+
     /// The `kid` of the key that verified the token.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
