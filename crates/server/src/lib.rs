@@ -17,6 +17,7 @@ pub mod http;
 mod ids;
 pub mod keys;
 mod oauth;
+mod oidc;
 pub mod password;
 pub mod secrets;
 mod server;

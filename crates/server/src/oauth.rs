@@ -68,9 +68,9 @@ impl OAuthError {
             OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::InvalidScope(d) => Some(d),
-            OAuthError::UnsupportedGrantType => {
-                Some("grant_type must be client_credentials, password or refresh_token")
-            }
+            OAuthError::UnsupportedGrantType => Some(
+                "grant_type must be client_credentials, password, refresh_token or authorization_code",
+            ),
             OAuthError::InvalidTarget => Some("resource is not an audience of this client"),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later"),
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,

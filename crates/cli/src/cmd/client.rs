@@ -15,7 +15,8 @@ pub(crate) enum ClientCommand {
     Add {
         /// Unique name.
         name: String,
-        /// Grant types it may use: client_credentials, password, refresh_token.
+        /// Grant types it may use: client_credentials, password, refresh_token,
+        /// authorization_code.
         #[arg(long, value_delimiter = ',', num_args = 1.., required = true, value_parser = parse_grant)]
         grant_types: Vec<GrantType>,
         /// Scope it may request, space- or comma-separated, e.g. "notes:read notes:write".
@@ -24,10 +25,17 @@ pub(crate) enum ClientCommand {
         /// Audience of its access tokens (repeatable); default: the issuer.
         #[arg(long, value_delimiter = ',')]
         audience: Vec<String>,
-        /// Redirect URI (repeatable; for browser flows).
+        /// Redirect URI of the authorization code flow (repeatable; matched exactly).
         #[arg(long)]
         redirect_uri: Vec<String>,
-        /// A public client (no secret), e.g. a native app using the password grant.
+        /// OpenID Connect post-logout redirect URI (repeatable; matched exactly).
+        #[arg(long)]
+        post_logout_redirect_uri: Vec<String>,
+        /// A first-party client: users signing in to it see no consent page.
+        #[arg(long)]
+        first_party: bool,
+        /// A public client (no secret), e.g. a single-page app using authorization_code
+        /// with PKCE.
         #[arg(long)]
         public: bool,
         /// Algorithm of its access tokens (EdDSA, ES256, RS256); default: the server's.
@@ -78,6 +86,8 @@ fn describe(c: &ClientRecord) -> serde_json::Value {
         "scope": c.scope.to_string(),
         "audience": c.audience,
         "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "first_party": c.first_party,
         "signing_alg": c.signing_alg.map(|a| a.name()),
     })
 }
@@ -91,6 +101,8 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
             scope,
             audience,
             redirect_uri,
+            post_logout_redirect_uri,
+            first_party,
             public,
             signing_alg,
             json,
@@ -102,6 +114,8 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     scope,
                     audience,
                     redirect_uris: redirect_uri,
+                    post_logout_redirect_uris: post_logout_redirect_uri,
+                    first_party,
                     public,
                     signing_alg,
                 })

@@ -32,8 +32,12 @@ pub struct NewClient {
     pub scope: String,
     /// Audiences of its access tokens.
     pub audience: Vec<String>,
-    /// Redirect URIs.
+    /// Redirect URIs of the authorization code flow (matched exactly).
     pub redirect_uris: Vec<String>,
+    /// OpenID Connect `post_logout_redirect_uri`s.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party client: no consent page.
+    pub first_party: bool,
     /// A public client (no secret).
     pub public: bool,
     /// Algorithm of its access tokens; `None` for the server's default.
@@ -177,15 +181,24 @@ impl Admin {
                 )));
             }
         }
-        for u in &new.redirect_uris {
+        for u in new
+            .redirect_uris
+            .iter()
+            .chain(&new.post_logout_redirect_uris)
+        {
             let ok = (u.starts_with("https://") || u.starts_with("http://"))
                 && !u.contains('#')
-                && !u.chars().any(char::is_whitespace);
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control());
             if !ok {
                 return Err(Error::Invalid(format!(
                     "redirect URI {u:?} must be an absolute http(s) URI without a fragment"
                 )));
             }
+        }
+        if new.grant_types.contains(&GrantType::AuthorizationCode) && new.redirect_uris.is_empty() {
+            return Err(Error::Invalid(
+                "authorization_code needs at least one --redirect-uri".into(),
+            ));
         }
         let secret = if new.public {
             None
@@ -202,6 +215,8 @@ impl Admin {
             scope,
             audience: new.audience,
             redirect_uris: new.redirect_uris,
+            post_logout_redirect_uris: new.post_logout_redirect_uris,
+            first_party: new.first_party,
             signing_alg: new.signing_alg,
             created_at: self.clock.now(),
         };

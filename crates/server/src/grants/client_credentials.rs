@@ -44,5 +44,6 @@ pub(crate) async fn exchange(
         expires_in,
         refresh_token: None,
         scope: scope_member(&scope),
+        id_token: None,
     })
 }

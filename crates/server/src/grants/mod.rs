@@ -2,6 +2,7 @@
 //! dispatch function; plus what they share: parameters, scope and audience rules, and
 //! minting the RFC 9068 access token.
 
+mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
@@ -76,6 +77,9 @@ pub(crate) struct TokenResponse {
     pub(crate) refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) scope: Option<String>,
+    /// OpenID Connect ID token (authorization code grant with scope `openid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
 }
 
 impl fmt::Debug for TokenResponse {
@@ -112,6 +116,7 @@ pub(crate) async fn exchange(
         GrantType::ClientCredentials => client_credentials::exchange(state, client, params).await,
         GrantType::Password => password::exchange(state, client, params, ctx).await,
         GrantType::RefreshToken => refresh_token::exchange(state, client, params).await,
+        GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
     }
 }
 

@@ -108,5 +108,6 @@ pub(crate) async fn exchange(
         expires_in,
         refresh_token: refresh.map(|t| t.expose().to_owned()),
         scope: scope_member(&scope),
+        id_token: None,
     })
 }

@@ -104,6 +104,7 @@ pub(crate) async fn exchange(
         expires_in,
         refresh_token: Some(next.expose().to_owned()),
         scope: scope_member(&scope),
+        id_token: None,
     })
 }
 

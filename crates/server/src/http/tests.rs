@@ -147,6 +147,8 @@ async fn client_and_user(state: &AppState) -> (String, String) {
         scope: "a".parse().unwrap(),
         audience: vec!["api".into()],
         redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        first_party: false,
         signing_alg: None,
         created_at: state.clock.now(),
     };

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, ClientRecord, GrantRecord, GrantType, KeyState, NewRefreshToken, RefreshRecord,
-    RevocationEntry, Revoked, SigningKeyRecord, UserRecord,
+    AuditEvent, AuthCodeRecord, ClientRecord, GrantRecord, GrantType, KeyState, NewRefreshToken,
+    RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, UserRecord,
 };
 
 /// Why a store operation failed.
@@ -78,7 +78,8 @@ pub trait UserStore: Send + Sync {
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Sets a new password hash (PHC string).
     async fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
-    /// Disables a user and revokes all of their grants, recording each `sid` in the feed.
+    /// Disables a user, revokes all of their grants (recording each `sid` in the feed) and
+    /// ends their browser sessions.
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
 }
 
@@ -114,8 +115,57 @@ pub trait GrantStore: Send + Sync {
         user_id: &str,
         now: UnixTime,
     ) -> Result<Vec<GrantRecord>, StoreError>;
-    /// Revokes all live grants of a user; returns how many.
+    /// Revokes all live grants of a user and ends their browser sessions, in one
+    /// transaction; returns how many grants.
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError>;
+}
+
+/// Outcome of redeeming an authorization code once (RFC 6749 section 4.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// This caller redeemed it first; the grant and its refresh token are stored.
+    Redeemed,
+    /// It had been redeemed before; `grant_id` is the grant issued then (to revoke).
+    AlreadyUsed {
+        /// The grant issued from the first redemption.
+        grant_id: Option<String>,
+    },
+    /// No such code, or it has expired.
+    Unknown,
+}
+
+/// Authorization codes, stored by hash, single-use.
+#[async_trait]
+pub trait AuthCodeStore: Send + Sync {
+    /// Stores a new code.
+    async fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    /// The code with this hash, used or not, expired or not.
+    async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError>;
+    /// In one transaction: marks the code used at `now` (if nobody has and it has not
+    /// expired), records `grant` as issued from it and stores `grant` with its first
+    /// refresh token. One winner among any number of concurrent callers.
+    async fn redeem_auth_code(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+        grant: &GrantRecord,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<RedeemOutcome, StoreError>;
+}
+
+/// Browser sessions at the authorization server, stored by the hash of the cookie.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The session with this hash, if it is live (unrevoked, unexpired) at `now`.
+    async fn live_session(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    /// Ends one session (logout); true if it was live.
+    async fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
 }
 
 /// The revocation feed (docs/revocation-feed.md).
@@ -195,12 +245,15 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + ThrottleStore
+    + AuthCodeStore
+    + SessionStore
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The janitor: deletes what can no longer matter at `now` (feed entries past their
     /// `exp`, expired refresh tokens and grants, grants revoked before `revoked_before`,
-    /// stale login-failure counters); returns how many rows went.
+    /// stale login-failure counters, authorization codes and browser sessions expired or
+    /// ended before `revoked_before`); returns how many rows went.
     async fn purge_expired(
         &self,
         now: UnixTime,

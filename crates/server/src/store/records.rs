@@ -15,14 +15,17 @@ pub enum GrantType {
     Password,
     /// `refresh_token` (RFC 6749 section 6).
     RefreshToken,
+    /// `authorization_code` (RFC 6749 section 4.1, with RFC 7636 PKCE).
+    AuthorizationCode,
 }
 
 impl GrantType {
     /// Every grant type the server implements.
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
         GrantType::ClientCredentials,
         GrantType::Password,
         GrantType::RefreshToken,
+        GrantType::AuthorizationCode,
     ];
 
     /// The `grant_type` parameter value.
@@ -31,6 +34,7 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }
@@ -49,7 +53,7 @@ impl FromStr for GrantType {
             .find(|g| g.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown grant type {s:?}; use client_credentials, password or refresh_token"
+                    "unknown grant type {s:?}; use client_credentials, password, refresh_token or authorization_code"
                 )
             })
     }
@@ -70,8 +74,12 @@ pub struct ClientRecord {
     pub scope: Scope,
     /// Audiences of its access tokens; the first is the default.
     pub audience: Vec<String>,
-    /// Registered redirect URIs (for the authorization code flow, later).
+    /// Registered redirect URIs of the authorization code flow, matched exactly.
     pub redirect_uris: Vec<String>,
+    /// Registered `post_logout_redirect_uri`s of OpenID Connect RP-initiated logout.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A first-party client: its users are not asked for consent.
+    pub first_party: bool,
     /// Algorithm of its access tokens; `None` for the server's default.
     pub signing_alg: Option<Algorithm>,
     /// Registration time.
@@ -263,4 +271,49 @@ pub struct AuditEvent {
     pub user_id: Option<String>,
     /// Extra facts (JSON object).
     pub detail: String,
+}
+
+/// An authorization code (RFC 6749 section 4.1.2), stored by hash and bound to what it
+/// was issued for: client, redirect URI, PKCE challenge, user, scope and OpenID nonce.
+#[derive(Debug, Clone)]
+pub struct AuthCodeRecord {
+    /// SHA-256 of the `tsr_ac_` code.
+    pub hash: TokenHash,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user who signed in.
+    pub user_id: String,
+    /// The `redirect_uri` of the authorization request (RFC 6749 section 4.1.3).
+    pub redirect_uri: String,
+    /// The S256 `code_challenge` (RFC 7636 section 4.2).
+    pub code_challenge: String,
+    /// The scope granted.
+    pub scope: Scope,
+    /// The OpenID Connect `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// When the user authenticated (the session's sign-in).
+    pub auth_time: UnixTime,
+    /// Issue time.
+    pub created_at: UnixTime,
+    /// End of its (short) lifetime.
+    pub expires_at: UnixTime,
+    /// When it was redeemed, if it was.
+    pub used_at: Option<UnixTime>,
+    /// The grant issued from it, once redeemed.
+    pub grant_id: Option<String>,
+}
+
+/// A browser session at the authorization server (the sign-in cookie), stored by hash.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// SHA-256 of the cookie value.
+    pub hash: TokenHash,
+    /// The user signed in.
+    pub user_id: String,
+    /// Sign-in time (`auth_time`).
+    pub created_at: UnixTime,
+    /// End of the session.
+    pub expires_at: UnixTime,
+    /// Set once ended (logout, `sessions revoke`, user disabled).
+    pub revoked_at: Option<UnixTime>,
 }

@@ -13,7 +13,7 @@ use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
 macro_rules! select_clients {
     ($tail:literal) => {
         concat!(
-            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at FROM clients",
+            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party FROM clients",
             $tail
         )
     };
@@ -42,6 +42,8 @@ fn row_to_client(row: &PgRow) -> Result<ClientRecord, StoreError> {
             .transpose()
             .map_err(|_| StoreError::Backend("stored signing_alg is unknown".into()))?,
         created_at: time(row.try_get("created_at").map_err(backend)?),
+        post_logout_redirect_uris: split(&get_s("post_logout_redirect_uris")?),
+        first_party: row.try_get("first_party").map_err(backend)?,
     })
 }
 
@@ -50,8 +52,8 @@ impl ClientStore for PgStore {
     async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
         let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -62,6 +64,8 @@ impl ClientStore for PgStore {
         .bind(join(&c.redirect_uris))
         .bind(c.signing_alg.map(|a| a.name()))
         .bind(c.created_at.secs())
+        .bind(join(&c.post_logout_redirect_uris))
+        .bind(c.first_party)
         .execute(&self.pool)
         .await
         .map_err(|e| match backend(e) {

@@ -37,6 +37,42 @@ fn row_to_grant(row: &PgRow) -> Result<GrantRecord, StoreError> {
     })
 }
 
+/// Inside `tx`: stores a grant and, when given, its first refresh token.
+pub(super) async fn insert_grant_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    g: &GrantRecord,
+    first: Option<&NewRefreshToken>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&g.id)
+    .bind(&g.client_id)
+    .bind(&g.user_id)
+    .bind(g.scope.to_string())
+    .bind(join(&g.audience))
+    .bind(g.created_at.secs())
+    .bind(g.expires_at.secs())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if let Some(t) = first {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (hash, grant_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(t.hash.as_bytes().as_slice())
+        .bind(&t.grant_id)
+        .bind(t.issued_at.secs())
+        .bind(t.expires_at.secs())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl GrantStore for PgStore {
     async fn insert_grant(
@@ -45,33 +81,7 @@ impl GrantStore for PgStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<(), StoreError> {
         let mut tx = self.tx().await?;
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.user_id)
-        .bind(g.scope.to_string())
-        .bind(join(&g.audience))
-        .bind(g.created_at.secs())
-        .bind(g.expires_at.secs())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if let Some(t) = first {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, grant_id, issued_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(t.hash.as_bytes().as_slice())
-            .bind(&t.grant_id)
-            .bind(t.issued_at.secs())
-            .bind(t.expires_at.secs())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        insert_grant_in(&mut tx, g, first).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -204,6 +214,7 @@ impl GrantStore for PgStore {
                 n += 1;
             }
         }
+        super::browser::end_user_sessions(&mut tx, user_id, revoked.now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }

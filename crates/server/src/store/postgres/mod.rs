@@ -6,6 +6,7 @@
 //! rotation is one `UPDATE ... WHERE used_at IS NULL`, so of any number of callers on
 //! any number of replicas exactly one wins. Feed writers serialize on one counter row.
 
+mod browser;
 mod clients;
 mod grants;
 mod misc;
@@ -90,6 +91,8 @@ impl Store for PgStore {
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
             "DELETE FROM grants WHERE expires_at < $1 OR revoked_at < $2",
             "DELETE FROM login_failures WHERE blocked_until < $1 AND window_start < $2",
+            "DELETE FROM auth_codes WHERE expires_at < $2",
+            "DELETE FROM browser_sessions WHERE expires_at < $1 OR revoked_at < $2",
         ] {
             n += sqlx::query(sql)
                 .bind(now.secs())

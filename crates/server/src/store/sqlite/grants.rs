@@ -45,6 +45,32 @@ where
     Ok(())
 }
 
+/// Inside `tx`: stores a grant and, when given, its first refresh token.
+pub(super) async fn insert_grant_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    g: &GrantRecord,
+    first: Option<&NewRefreshToken>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&g.id)
+    .bind(&g.client_id)
+    .bind(&g.user_id)
+    .bind(g.scope.to_string())
+    .bind(join(&g.audience))
+    .bind(g.created_at.secs())
+    .bind(g.expires_at.secs())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if let Some(t) = first {
+        insert_refresh(&mut **tx, t).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl GrantStore for SqliteStore {
     async fn insert_grant(
@@ -53,23 +79,7 @@ impl GrantStore for SqliteStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.user_id)
-        .bind(g.scope.to_string())
-        .bind(join(&g.audience))
-        .bind(g.created_at.secs())
-        .bind(g.expires_at.secs())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if let Some(t) = first {
-            insert_refresh(&mut *tx, t).await?;
-        }
+        insert_grant_in(&mut tx, g, first).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -195,6 +205,7 @@ impl GrantStore for SqliteStore {
                 n += 1;
             }
         }
+        super::browser::end_user_sessions(&mut tx, user_id, revoked.now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }

@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one database file in the data directory, WAL mode,
 //! migrations applied at open. All SQL of the SQLite backend lives under this module.
 
+mod browser;
 mod clients;
 mod grants;
 mod misc;
@@ -116,6 +117,8 @@ impl Store for SqliteStore {
             "DELETE FROM refresh_tokens WHERE expires_at < ?1",
             "DELETE FROM grants WHERE expires_at < ?1 OR revoked_at < ?2",
             "DELETE FROM login_failures WHERE blocked_until < ?1 AND window_start < ?2",
+            "DELETE FROM auth_codes WHERE expires_at < ?2",
+            "DELETE FROM browser_sessions WHERE expires_at < ?1 OR revoked_at < ?2",
         ] {
             n += sqlx::query(sql)
                 .bind(now.secs())

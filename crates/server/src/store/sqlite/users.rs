@@ -96,6 +96,7 @@ impl UserStore for SqliteStore {
         for g in &grants {
             revoke_grant_in(&mut tx, g, revoked).await?;
         }
+        super::browser::end_user_sessions(&mut tx, &id, revoked.now).await?;
         tx.commit().await.map_err(backend)
     }
 }

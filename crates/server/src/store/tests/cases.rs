@@ -8,6 +8,8 @@ use super::fixtures::{client, client_grant, grant, key, revoked, t, token, user}
 use crate::keys::KeyChange;
 use crate::store::*;
 
+pub(super) use super::browser_cases::*;
+
 pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     let c = client("web");
     s.insert_client(&c).await.unwrap();

@@ -30,6 +30,8 @@ pub(super) fn client(name: &str) -> ClientRecord {
         scope: "a b".parse().unwrap(),
         audience: vec!["api".into(), "other".into()],
         redirect_uris: vec!["https://app.example/cb".into()],
+        post_logout_redirect_uris: vec!["https://app.example/bye".into()],
+        first_party: true,
         signing_alg: Some(tessera_token::Algorithm::Es256),
         created_at: t(0),
     }

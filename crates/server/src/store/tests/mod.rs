@@ -4,6 +4,7 @@
 //! whole test binary, started by `tessera-testkit`; skipped with a reason when no
 //! PostgreSQL is installed, a failure under `CI=true`).
 
+mod browser_cases;
 mod cases;
 mod fixtures;
 mod throughput;
@@ -82,4 +83,9 @@ suite!(
     login_failures_count_block_and_clear,
     the_janitor_purges_only_what_cannot_matter,
     ping_answers,
+    auth_codes_round_trip_and_redeem_once,
+    an_auth_code_has_exactly_one_winner,
+    a_failed_redemption_leaves_the_code_unused,
+    browser_sessions_live_end_and_follow_the_user,
+    the_janitor_purges_old_codes_and_sessions,
 );

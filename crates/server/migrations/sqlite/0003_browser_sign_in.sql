@@ -1,0 +1,29 @@
+-- Browser sign-in (authorization code flow with PKCE, OpenID Connect): per-client
+-- logout redirects and consent, authorization codes and browser sessions by hash.
+
+ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '';  -- space-separated
+ALTER TABLE clients ADD COLUMN first_party INTEGER NOT NULL DEFAULT 0;              -- 1: no consent page
+
+CREATE TABLE auth_codes (
+    hash            BLOB PRIMARY KEY NOT NULL,   -- SHA-256 of the code
+    client_id       TEXT NOT NULL,
+    user_id         TEXT NOT NULL,
+    redirect_uri    TEXT NOT NULL,
+    code_challenge  TEXT NOT NULL,      -- S256
+    scope           TEXT NOT NULL,
+    nonce           TEXT,
+    auth_time       INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    used_at         INTEGER,
+    grant_id        TEXT                -- the grant issued from it (revoked on reuse)
+);
+
+CREATE TABLE browser_sessions (
+    hash            BLOB PRIMARY KEY NOT NULL,   -- SHA-256 of the cookie value
+    user_id         TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    revoked_at      INTEGER
+);
+CREATE INDEX browser_sessions_user ON browser_sessions (user_id);

@@ -1,0 +1,168 @@
+//! The authorization code grant (RFC 6749 section 4.1.3) with PKCE (RFC 7636 section
+//! 4.6). A code is bound to its client, redirect URI and S256 challenge; it is redeemed
+//! once, in the same transaction that stores the grant. A second redemption revokes the
+//! grant the first one issued (section 4.1.2: "SHOULD revoke ... tokens previously
+//! issued based on that authorization code").
+
+use serde_json::json;
+use tessera_token::pkce::{self, ChallengeMethod};
+use tessera_token::{OpaqueToken, TokenKind};
+
+use crate::grants::{
+    AccessGrant, Params, TokenResponse, audit, mint_access_token, resolve_audience, scope_member,
+};
+use crate::ids::random_id;
+use crate::oauth::OAuthError;
+use crate::oidc;
+use crate::state::AppState;
+use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken, RedeemOutcome};
+
+const BAD_CODE: &str = "authorization code is invalid, expired or already used";
+
+pub(crate) async fn exchange(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = params.require("code")?;
+    let redirect_uri = params.require("redirect_uri")?;
+    let verifier = params.require("code_verifier")?;
+    let code = OpaqueToken::parse_kind(presented, TokenKind::AuthorizationCode)
+        .map_err(|_| OAuthError::InvalidGrant(BAD_CODE))?;
+    let hash = code.hash();
+    let now = state.clock.now();
+    let Some(record) = state.store.auth_code(&hash).await? else {
+        return Err(OAuthError::InvalidGrant(BAD_CODE));
+    };
+    if record.client_id != client.id {
+        return Err(OAuthError::InvalidGrant(BAD_CODE));
+    }
+    if record.used_at.is_some() {
+        revoke_reused(state, client, record.grant_id.as_deref(), &record.user_id).await?;
+        return Err(OAuthError::InvalidGrant(BAD_CODE));
+    }
+    if record.expires_at <= now {
+        return Err(OAuthError::InvalidGrant(BAD_CODE));
+    }
+    if record.redirect_uri != redirect_uri {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    pkce::check_verifier(verifier).map_err(|_| {
+        OAuthError::invalid_request("code_verifier must be 43-128 unreserved characters")
+    })?;
+    pkce::verify(
+        ChallengeMethod::S256,
+        &record.code_challenge,
+        verifier,
+        false,
+    )
+    .map_err(|_| OAuthError::InvalidGrant("code_verifier does not match the code_challenge"))?;
+    let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+
+    let grant = GrantRecord {
+        id: random_id("g_")?,
+        client_id: client.id.clone(),
+        user_id: Some(record.user_id.clone()),
+        scope: record.scope.clone(),
+        audience: audience.clone(),
+        created_at: record.auth_time,
+        expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
+        revoked_at: None,
+    };
+    let refresh = if client.allows(GrantType::RefreshToken) {
+        Some(
+            OpaqueToken::generate(TokenKind::RefreshToken)
+                .map_err(|e| OAuthError::Server(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let first = refresh.as_ref().map(|t| NewRefreshToken {
+        hash: t.hash(),
+        grant_id: grant.id.clone(),
+        issued_at: now,
+        expires_at: now
+            .saturating_add(state.config.refresh_idle_ttl)
+            .min(grant.expires_at),
+    });
+    match state
+        .store
+        .redeem_auth_code(&hash, now, &grant, first.as_ref())
+        .await?
+    {
+        RedeemOutcome::Redeemed => {}
+        RedeemOutcome::AlreadyUsed { grant_id } => {
+            revoke_reused(state, client, grant_id.as_deref(), &record.user_id).await?;
+            return Err(OAuthError::InvalidGrant(BAD_CODE));
+        }
+        RedeemOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_CODE)),
+    }
+    audit(
+        state,
+        "login.success",
+        Some(&client.id),
+        Some(&record.user_id),
+        json!({ "sid": grant.id, "grant_type": "authorization_code", "refresh_token": refresh.is_some() }),
+    )
+    .await;
+
+    let (access_token, expires_in) = mint_access_token(
+        state,
+        &AccessGrant {
+            sub: &record.user_id,
+            client_id: &client.id,
+            scope: &record.scope,
+            audience: &audience,
+            sid: &grant.id,
+            auth_time: Some(record.auth_time),
+            alg: client.signing_alg,
+        },
+    )?;
+    let id_token = if record.scope.contains("openid") {
+        Some(oidc::mint_id_token(
+            state,
+            &oidc::IdTokenFor {
+                sub: &record.user_id,
+                client,
+                auth_time: record.auth_time,
+                nonce: record.nonce.as_deref(),
+                sid: &grant.id,
+                access_token: &access_token,
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: refresh.map(|t| t.expose().to_owned()),
+        scope: scope_member(&record.scope),
+        id_token,
+    })
+}
+
+/// A code presented again: revokes the grant issued from its first redemption.
+async fn revoke_reused(
+    state: &AppState,
+    client: &ClientRecord,
+    grant_id: Option<&str>,
+    user_id: &str,
+) -> Result<(), OAuthError> {
+    if let Some(id) = grant_id {
+        state.store.revoke_grant(id, state.revoked_now()).await?;
+    }
+    tracing::warn!(client_id = %client.id, sid = grant_id.unwrap_or_default(), "authorization code reuse: grant revoked");
+    audit(
+        state,
+        "code.reuse",
+        Some(&client.id),
+        Some(user_id),
+        json!({ "sid": grant_id }),
+    )
+    .await;
+    Ok(())
+}
