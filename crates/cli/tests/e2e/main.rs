@@ -12,6 +12,7 @@ mod keys;
 mod meta;
 mod postgres;
 mod refresh;
+mod replicas;
 mod revocation;
 mod security;
 mod token;

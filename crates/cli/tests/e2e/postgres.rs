@@ -2,16 +2,14 @@
 //! database of a throwaway cluster (tessera-testkit; skipped with the reason when no
 //! PostgreSQL is installed, a failure under `CI=true`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use base64::Engine;
 use tessera_testkit::Postgres;
 
-use crate::harness::{PASSWORD, Reply, Server, run_cli, verify};
+use crate::harness::{PASSWORD, Server, run_cli, verify};
 
 /// One cluster for the whole e2e binary; its watchdog removes it at exit.
-fn cluster() -> Option<&'static Postgres> {
+pub(crate) fn cluster() -> Option<&'static Postgres> {
     static CLUSTER: OnceLock<Option<Postgres>> = OnceLock::new();
     CLUSTER.get_or_init(tessera_testkit::postgres).as_ref()
 }
@@ -157,114 +155,5 @@ async fn a_database_outage_answers_503_and_the_server_recovers() {
     assert!(
         !s.log().contains(&secret) && !s.log().contains(&url),
         "a secret or the database URL reached the log"
-    );
-}
-
-const ISSUER: &str = "http://localhost:8080";
-
-/// Two replicas on one database with one master key, and a client registered on it.
-async fn two_replicas(config: &str) -> Option<(Arc<Server>, Arc<Server>, (String, String))> {
-    let pg = cluster()?;
-    // Behind one load balancer, replicas share one issuer.
-    let config = format!("issuer = \"{ISSUER}\"\n{config}");
-    let url = pg.fresh_database("replicas").unwrap();
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
-    let env = [("TESSERA_MASTER_KEY", key.as_str())];
-    let a = Server::start_on(Some(&url), &config, &env);
-    let b = Server::start_on(Some(&url), &config, &env);
-    let (id, secret) = a.add_client("web", "password,refresh_token", "a", &[]);
-    let out = a.cli(
-        &["user", "add", "alice", "--password-stdin"],
-        Some(&format!("{PASSWORD}\n")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((Arc::new(a), Arc::new(b), (id, secret.unwrap())))
-}
-
-/// `n` refreshes of `rt` at once, alternating between the replicas.
-async fn race(
-    a: &Arc<Server>,
-    b: &Arc<Server>,
-    c: &(String, String),
-    rt: &str,
-    n: usize,
-) -> Vec<Reply> {
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let s = Arc::clone(if i % 2 == 0 { a } else { b });
-        let (c, rt) = (c.clone(), rt.to_owned());
-        tasks.push(tokio::spawn(async move {
-            s.token(
-                &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-                Some((&c.0, &c.1)),
-            )
-            .await
-        }));
-    }
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(t.await.unwrap());
-    }
-    out
-}
-
-async fn login(s: &Server, c: &(String, String)) -> Reply {
-    let r = s
-        .token(
-            &[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ],
-            Some((&c.0, &c.1)),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.json);
-    r
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_share_keys_and_race_to_one_refresh_winner() {
-    let Some((a, b, c)) = two_replicas("").await else {
-        return;
-    };
-    // A token signed by one replica verifies with the other's JWKS: one key set.
-    let first = login(&b, &c).await;
-    let jwks = a.get("/jwks.json", None).await;
-    let set = tessera_token::JwkSet::from_json(jwks.json.to_string().as_bytes()).unwrap();
-    let keys = tessera_token::KeySet::from_jwks(&set).unwrap();
-    let policy = tessera_token::Validation::access_token(ISSUER.to_owned(), ISSUER);
-    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
-    keys.verify(&first.str("access_token"), &policy, now)
-        .unwrap();
-    let replies = race(&a, &b, &c, &first.str("refresh_token"), 40).await;
-    let ok = replies.iter().filter(|r| r.status == 200).count();
-    assert_eq!(ok, 1, "exactly one refresh wins across replicas");
-    for r in replies.iter().filter(|r| r.status != 200) {
-        r.assert_error(400, "invalid_grant");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_within_grace_hand_out_one_successor() {
-    let Some((a, b, c)) = two_replicas("refresh_reuse_grace_secs = 30\n").await else {
-        return;
-    };
-    let rt = login(&a, &c).await.str("refresh_token");
-    let replies = race(&a, &b, &c, &rt, 20).await;
-    assert!(
-        replies.iter().all(|r| r.status == 200),
-        "{:?}",
-        replies.iter().map(|r| &r.json).collect::<Vec<_>>()
-    );
-    let successors: HashSet<String> = replies.iter().map(|r| r.str("refresh_token")).collect();
-    assert_eq!(
-        successors.len(),
-        1,
-        "no fork: the shared master key derives one successor"
     );
 }

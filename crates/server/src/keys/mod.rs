@@ -106,6 +106,24 @@ pub async fn store_key(
     new: NewKey<'_>,
     now: UnixTime,
 ) -> Result<SigningKeyRecord, Error> {
+    let record = seal_key(sealer, key, new, now)?;
+    if store.keys().await?.iter().any(|r| r.kid == record.kid) {
+        return Err(Error::Conflict(format!(
+            "a key with kid {} already exists",
+            record.kid
+        )));
+    }
+    store.insert_key(&record).await?;
+    Ok(record)
+}
+
+/// The record of a new key: its kid chosen and checked, its private half sealed.
+fn seal_key(
+    sealer: &Sealer,
+    key: SigningKey,
+    new: NewKey<'_>,
+    now: UnixTime,
+) -> Result<SigningKeyRecord, Error> {
     if !key.algorithm().is_asymmetric() {
         return Err(Error::Invalid(
             "only asymmetric keys (EdDSA, ES256, RS256) can sign access tokens".into(),
@@ -125,11 +143,6 @@ pub async fn store_key(
         }
         None => public.thumbprint()?,
     };
-    if store.keys().await?.iter().any(|r| r.kid == kid) {
-        return Err(Error::Conflict(format!(
-            "a key with kid {kid} already exists"
-        )));
-    }
     let key = key.with_kid(kid.clone());
     let public = key
         .public_jwk()
@@ -145,7 +158,6 @@ pub async fn store_key(
         activate_after: new.activate_after,
         retired_at: None,
     };
-    store.insert_key(&record).await?;
     Ok(record)
 }
 
@@ -155,7 +167,8 @@ pub fn max_token_life(access_ttl: Duration) -> Duration {
 }
 
 /// Applies due lifecycle changes, makes sure an active key of `alg` exists (generating one
-/// on first start), and loads the ring.
+/// on first start), and loads the ring. Of several processes starting at once on an empty
+/// store, one creates the key; the others load it.
 pub async fn load_or_create(
     store: &dyn Store,
     sealer: &Sealer,
@@ -174,7 +187,10 @@ pub async fn load_or_create(
             state: KeyState::Active,
             activate_after: now,
         };
-        store_key(store, sealer, key, new, now).await?;
+        let record = seal_key(sealer, key, new, now)?;
+        if !store.insert_first_key(&record).await? {
+            tracing::info!("another process created the first signing key");
+        }
         records = store.keys().await?;
     }
     build_ring(&records, sealer, alg)

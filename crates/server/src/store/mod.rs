@@ -192,6 +192,10 @@ pub trait RevocationStore: Send + Sync {
 pub trait KeyStore: Send + Sync {
     /// Stores a new key.
     async fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Stores `key` only if no key of its algorithm is active yet; false when one is
+    /// (nothing stored). Atomic across processes, so replicas starting together on an
+    /// empty database create one first key between them.
+    async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
     /// All keys, oldest first.
     async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Applies lifecycle changes at `now`, all in one transaction.

@@ -1,7 +1,7 @@
 //! PostgreSQL: the revocation feed, signing keys and the audit log.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use tessera_token::UnixTime;
 
 use super::{PgStore, backend, feed_insert};
@@ -69,22 +69,33 @@ impl RevocationStore for PgStore {
 #[async_trait]
 impl KeyStore for PgStore {
     async fn insert_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        let mut tx = self.tx().await?;
+        insert_key_in(&mut tx, k).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn insert_first_key(&self, k: &SigningKeyRecord) -> Result<bool, StoreError> {
+        // This lock mode conflicts with itself and with every write to the table, so the
+        // check and the insert of two starting replicas cannot interleave; it is released
+        // at the end of the transaction.
+        let mut tx = self.tx().await?;
+        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM signing_keys WHERE alg = $1 AND state = 'active')",
         )
-        .bind(&k.kid)
         .bind(&k.alg)
-        .bind(k.state.as_str())
-        .bind(&k.public_jwk)
-        .bind(&k.sealed_private)
-        .bind(k.created_at.secs())
-        .bind(k.activate_after.secs())
-        .bind(k.retired_at.map(UnixTime::secs))
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        if exists {
+            return Ok(false);
+        }
+        insert_key_in(&mut tx, k).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -182,4 +193,27 @@ impl AuditStore for PgStore {
         })
         .collect()
     }
+}
+
+/// Inside `tx`: inserts one key.
+async fn insert_key_in(
+    tx: &mut Transaction<'static, Postgres>,
+    k: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&k.kid)
+    .bind(&k.alg)
+    .bind(k.state.as_str())
+    .bind(&k.public_jwk)
+    .bind(&k.sealed_private)
+    .bind(k.created_at.secs())
+    .bind(k.activate_after.secs())
+    .bind(k.retired_at.map(UnixTime::secs))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }

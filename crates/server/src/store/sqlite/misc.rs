@@ -1,7 +1,7 @@
 //! SQLite: the revocation feed, signing keys and the audit log.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use tessera_token::UnixTime;
 
 use super::{SqliteStore, backend, time};
@@ -77,22 +77,27 @@ impl RevocationStore for SqliteStore {
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn insert_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        let mut tx = self.write_tx().await?;
+        insert_key_in(&mut tx, k).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn insert_first_key(&self, k: &SigningKeyRecord) -> Result<bool, StoreError> {
+        // BEGIN IMMEDIATE: the write lock is held from the check to the commit.
+        let mut tx = self.write_tx().await?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM signing_keys WHERE alg = ? AND state = 'active'",
         )
-        .bind(&k.kid)
         .bind(&k.alg)
-        .bind(k.state.as_str())
-        .bind(&k.public_jwk)
-        .bind(&k.sealed_private)
-        .bind(k.created_at.secs())
-        .bind(k.activate_after.secs())
-        .bind(k.retired_at.map(UnixTime::secs))
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        if active > 0 {
+            return Ok(false);
+        }
+        insert_key_in(&mut tx, k).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -194,4 +199,27 @@ impl AuditStore for SqliteStore {
         })
         .collect()
     }
+}
+
+/// Inside `tx`: inserts one key.
+async fn insert_key_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    k: &SigningKeyRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private, created_at, activate_after, retired_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.kid)
+    .bind(&k.alg)
+    .bind(k.state.as_str())
+    .bind(&k.public_jwk)
+    .bind(&k.sealed_private)
+    .bind(k.created_at.secs())
+    .bind(k.activate_after.secs())
+    .bind(k.retired_at.map(UnixTime::secs))
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }

@@ -601,3 +601,42 @@ pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>
 pub(super) async fn ping_answers(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
+
+pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Arc::new(
+        crate::secrets::MasterKey::load(dir.path())
+            .unwrap()
+            .sealer()
+            .unwrap(),
+    );
+    let alg = tessera_token::Algorithm::EdDsa;
+    let ttl = Duration::from_secs(600);
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, sealer) = (Arc::clone(&s), Arc::clone(&sealer));
+            tokio::spawn(async move {
+                let ring = crate::keys::load_or_create(&*s, &sealer, alg, ttl, t(0))
+                    .await
+                    .unwrap();
+                ring.active().unwrap().kid().map(str::to_owned)
+            })
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for start in starts {
+        kids.push(start.await.unwrap());
+    }
+    let keys = s.keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "one first key, not one per start");
+    assert!(
+        kids.iter()
+            .all(|k| k.as_deref() == Some(keys[0].kid.as_str()))
+    );
+    // Once a key is active, another first key is refused.
+    let mut other = key("k-other", KeyState::Active, 0);
+    other.alg = alg.name().into();
+    assert!(!s.insert_first_key(&other).await.unwrap());
+    other.alg = "ES256".into();
+    assert!(s.insert_first_key(&other).await.unwrap());
+}

@@ -82,6 +82,7 @@ suite!(
     audit_events_newest_first,
     login_failures_count_block_and_clear,
     the_janitor_purges_only_what_cannot_matter,
+    simultaneous_starts_create_one_first_key,
     ping_answers,
     auth_codes_round_trip_and_redeem_once,
     an_auth_code_has_exactly_one_winner,
