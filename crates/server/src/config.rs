@@ -59,6 +59,8 @@ pub struct FileConfig {
     /// How often the server reloads keys from the store and applies their lifecycle,
     /// seconds (default 10).
     pub key_refresh_interval_secs: Option<u64>,
+    /// How long audit events are kept before the janitor deletes them, days (default 90).
+    pub audit_retention_days: Option<u64>,
 }
 
 impl FileConfig {
@@ -119,6 +121,8 @@ pub struct ServerConfig {
     pub jwks_cache_ttl: Duration,
     /// Key reload interval.
     pub key_refresh_interval: Duration,
+    /// Age at which the janitor deletes audit events.
+    pub audit_retention: Duration,
 }
 
 impl ServerConfig {
@@ -180,6 +184,10 @@ impl ServerConfig {
             signing_alg,
             jwks_cache_ttl: secs(file.jwks_cache_ttl_secs, 300),
             key_refresh_interval: secs(file.key_refresh_interval_secs, 10),
+            audit_retention: secs(
+                file.audit_retention_days.map(|d| d.saturating_mul(86_400)),
+                90 * 86_400,
+            ),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -216,6 +224,9 @@ impl ServerConfig {
         }
         if !(1..=3600).contains(&self.key_refresh_interval.as_secs()) {
             return bad("key_refresh_interval_secs must be between 1 and 3600");
+        }
+        if !(1..=36_500).contains(&(self.audit_retention.as_secs() / 86_400)) {
+            return bad("audit_retention_days must be between 1 and 36500");
         }
         if self.password_hash_concurrency == 0 {
             return bad("password_hash_concurrency must be at least 1");
@@ -343,6 +354,9 @@ mod tests {
         let file: FileConfig = toml::from_str("refresh_reuse_grace_secs = 61").unwrap();
         assert!(ServerConfig::resolve(file, Overrides::default()).is_err());
         assert!(toml::from_str::<FileConfig>("unknown = 1").is_err());
+        assert_eq!(c.audit_retention.as_secs(), 90 * 86_400);
+        let file: FileConfig = toml::from_str("audit_retention_days = 0").unwrap();
+        assert!(ServerConfig::resolve(file, Overrides::default()).is_err());
         assert!(c.database.is_none());
     }
 

@@ -142,19 +142,22 @@ const JANITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(360
 /// How long revoked grants are kept (for `sessions list` and audits) before purging.
 const KEEP_REVOKED: std::time::Duration = std::time::Duration::from_secs(86_400);
 
-/// Hourly: purges expired feed entries, refresh tokens, grants and throttle counters, so
-/// tables do not grow without bound.
+/// Hourly (and once at start): purges expired feed entries, refresh tokens, grants, codes,
+/// sessions and throttle counters, and audit events past `audit_retention_days`, so tables
+/// do not grow without bound. The deletes go in batches of [`store::PURGE_BATCH`] rows.
 async fn janitor(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(JANITOR_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = state.clock.now();
-        match state
-            .store
-            .purge_expired(now, now.saturating_sub(KEEP_REVOKED))
-            .await
-        {
+        let purge = store::Purge {
+            now,
+            revoked_before: now.saturating_sub(KEEP_REVOKED),
+            audit_before: now.saturating_sub(state.config.audit_retention),
+            batch: store::PURGE_BATCH,
+        };
+        match state.store.purge_expired(&purge).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "janitor purged expired rows"),
             Err(e) => tracing::warn!(error = %e, "janitor failed; will retry"),

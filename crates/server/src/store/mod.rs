@@ -36,6 +36,22 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// What [`Store::purge_expired`] deletes, and how much per statement.
+#[derive(Debug, Clone, Copy)]
+pub struct Purge {
+    /// Anything whose lifetime ended before this goes.
+    pub now: UnixTime,
+    /// Grants, sessions and codes revoked or ended before this go.
+    pub revoked_before: UnixTime,
+    /// Audit events recorded before this go.
+    pub audit_before: UnixTime,
+    /// Most rows one statement deletes; the janitor repeats it until less than this is due.
+    pub batch: u32,
+}
+
+/// The janitor's batch size: small enough that each delete is brief.
+pub const PURGE_BATCH: u32 = 1000;
+
 /// Outcome of trying to use a refresh token once (RFC 6749 section 6 with rotation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -254,15 +270,13 @@ pub trait Store:
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
-    /// The janitor: deletes what can no longer matter at `now` (feed entries past their
-    /// `exp`, expired refresh tokens and grants, grants revoked before `revoked_before`,
-    /// stale login-failure counters, authorization codes and browser sessions expired or
-    /// ended before `revoked_before`); returns how many rows went.
-    async fn purge_expired(
-        &self,
-        now: UnixTime,
-        revoked_before: UnixTime,
-    ) -> Result<u64, StoreError>;
+    /// The janitor: deletes what can no longer matter (feed entries past their `exp`,
+    /// expired refresh tokens and grants, grants revoked before `revoked_before`, stale
+    /// login-failure counters, authorization codes and browser sessions expired or ended
+    /// before `revoked_before`, audit events older than `audit_before`); returns how many
+    /// rows went. Each statement deletes at most `batch` rows and commits on its own, so
+    /// no lock is held for long however much is due.
+    async fn purge_expired(&self, purge: &Purge) -> Result<u64, StoreError>;
     /// Closes the connections (SQLite checkpoints its WAL); later calls fail.
     async fn close(&self);
 }

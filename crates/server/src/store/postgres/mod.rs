@@ -19,9 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
-use tessera_token::UnixTime;
 
-use super::{Revoked, Store, StoreError};
+use super::{Purge, Revoked, Store, StoreError};
 
 /// Most connections one server process holds.
 pub const MAX_CONNECTIONS: u32 = 16;
@@ -78,36 +77,61 @@ impl Store for PgStore {
             .map_err(backend)
     }
 
-    async fn purge_expired(
-        &self,
-        now: UnixTime,
-        revoked_before: UnixTime,
-    ) -> Result<u64, StoreError> {
-        // Idempotent deletes: replicas running their janitors at once only repeat work.
-        let mut tx = self.tx().await?;
+    async fn purge_expired(&self, purge: &Purge) -> Result<u64, StoreError> {
         let mut n = 0;
-        for sql in [
-            "DELETE FROM revocations WHERE exp < $1",
-            "DELETE FROM refresh_tokens WHERE expires_at < $1",
-            "DELETE FROM grants WHERE expires_at < $1 OR revoked_at < $2",
-            "DELETE FROM login_failures WHERE blocked_until < $1 AND window_start < $2",
-            "DELETE FROM auth_codes WHERE expires_at < $2",
-            "DELETE FROM browser_sessions WHERE expires_at < $1 OR revoked_at < $2",
-        ] {
-            n += sqlx::query(sql)
-                .bind(now.secs())
-                .bind(revoked_before.secs())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+        for sql in PURGE {
+            n += self.delete_batched(sql, purge).await?;
         }
-        tx.commit().await.map_err(backend)?;
         Ok(n)
     }
 
     async fn close(&self) {
         PgStore::close(self).await;
+    }
+}
+
+/// The janitor's deletes, one per table, each of at most `$4` rows: `$1` is `now`, `$2`
+/// `revoked_before`, `$3` `audit_before` (see [`Purge`]). SKIP LOCKED: janitors of several
+/// replicas take different rows instead of waiting for each other. Refresh tokens go before
+/// grants (whose delete cascades to what is left of their tokens).
+const PURGE: [&str; 7] = [
+    "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
+     WHERE exp < $1 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens \
+     WHERE expires_at < $1 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM grants WHERE id IN (SELECT id FROM grants \
+     WHERE expires_at < $1 OR revoked_at < $2 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM login_failures WHERE key IN (SELECT key FROM login_failures \
+     WHERE blocked_until < $1 AND window_start < $2 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes \
+     WHERE expires_at < $2 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM browser_sessions WHERE hash IN (SELECT hash FROM browser_sessions \
+     WHERE expires_at < $1 OR revoked_at < $2 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+     WHERE at < $3 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)",
+];
+
+impl PgStore {
+    /// Runs one of [`PURGE`] until it deletes fewer than a batch, each run its own short
+    /// transaction, yielding in between; returns the rows deleted.
+    async fn delete_batched(&self, sql: &'static str, p: &Purge) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(sql)
+                .bind(p.now.secs())
+                .bind(p.revoked_before.secs())
+                .bind(p.audit_before.secs())
+                .bind(i64::from(p.batch))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            total += n;
+            if n < u64::from(p.batch) {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 

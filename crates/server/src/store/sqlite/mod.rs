@@ -12,10 +12,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tessera_token::UnixTime;
-
 use super::codec::{hash_from_db, join, scope_from_db, split, time};
-use super::{Revoked, Store, StoreError};
+use super::{Purge, Revoked, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -105,35 +103,61 @@ impl Store for SqliteStore {
             .map_err(backend)
     }
 
-    async fn purge_expired(
-        &self,
-        now: UnixTime,
-        revoked_before: UnixTime,
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.write_tx().await?;
+    async fn purge_expired(&self, purge: &Purge) -> Result<u64, StoreError> {
         let mut n = 0;
-        for sql in [
-            "DELETE FROM revocations WHERE exp < ?1",
-            "DELETE FROM refresh_tokens WHERE expires_at < ?1",
-            "DELETE FROM grants WHERE expires_at < ?1 OR revoked_at < ?2",
-            "DELETE FROM login_failures WHERE blocked_until < ?1 AND window_start < ?2",
-            "DELETE FROM auth_codes WHERE expires_at < ?2",
-            "DELETE FROM browser_sessions WHERE expires_at < ?1 OR revoked_at < ?2",
-        ] {
-            n += sqlx::query(sql)
-                .bind(now.secs())
-                .bind(revoked_before.secs())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+        for sql in PURGE {
+            n += self.delete_batched(sql, purge).await?;
         }
-        tx.commit().await.map_err(backend)?;
         Ok(n)
     }
 
     async fn close(&self) {
         SqliteStore::close(self).await;
+    }
+}
+
+/// The janitor's deletes, one per table, each of at most `?4` rows: `?1` is `now`, `?2`
+/// `revoked_before`, `?3` `audit_before` (see [`Purge`]). Each is one statement, so it holds
+/// the write lock only while it deletes its batch. Refresh tokens go before grants (whose
+/// delete cascades to what is left of their tokens).
+const PURGE: [&str; 7] = [
+    "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
+     WHERE exp < ?1 ORDER BY seq LIMIT ?4)",
+    "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens \
+     WHERE expires_at < ?1 LIMIT ?4)",
+    "DELETE FROM grants WHERE rowid IN (SELECT rowid FROM grants \
+     WHERE expires_at < ?1 OR revoked_at < ?2 LIMIT ?4)",
+    "DELETE FROM login_failures WHERE rowid IN (SELECT rowid FROM login_failures \
+     WHERE blocked_until < ?1 AND window_start < ?2 LIMIT ?4)",
+    "DELETE FROM auth_codes WHERE rowid IN (SELECT rowid FROM auth_codes \
+     WHERE expires_at < ?2 LIMIT ?4)",
+    "DELETE FROM browser_sessions WHERE rowid IN (SELECT rowid FROM browser_sessions \
+     WHERE expires_at < ?1 OR revoked_at < ?2 LIMIT ?4)",
+    "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
+     WHERE at < ?3 ORDER BY id LIMIT ?4)",
+];
+
+impl SqliteStore {
+    /// Runs one of [`PURGE`] until it deletes fewer than a batch, yielding in between so
+    /// other writers get the lock; returns the rows deleted.
+    async fn delete_batched(&self, sql: &'static str, p: &Purge) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(sql)
+                .bind(p.now.secs())
+                .bind(p.revoked_before.secs())
+                .bind(p.audit_before.secs())
+                .bind(i64::from(p.batch))
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            total += n;
+            if n < u64::from(p.batch) {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fixtures::{client, client_grant, grant, key, revoked, t, token, user};
+use super::fixtures::{client, client_grant, grant, key, purge, revoked, t, token, user};
 use crate::keys::KeyChange;
 use crate::store::*;
 
@@ -565,9 +565,9 @@ pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>
     s.revoke_jti("j1", t(100), t(1)).await.unwrap();
     let seq = s.last_revocation_seq().await.unwrap();
     // Nothing is due yet.
-    assert_eq!(s.purge_expired(t(50), t(0)).await.unwrap(), 0);
+    assert_eq!(purge(&*s, t(50), t(0)).await, 0);
     // Later: j1 and g2's feed entry expired, g2 revoked long ago; g1 and its token live on.
-    let n = s.purge_expired(t(1000), t(500)).await.unwrap();
+    let n = purge(&*s, t(1000), t(500)).await;
     assert_eq!(n, 3);
     assert!(s.grant("g1").await.unwrap().is_some());
     assert!(s.grant("g2").await.unwrap().is_none());
@@ -580,7 +580,7 @@ pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>
     s.revoke_jti("j2", t(5000), t(1000)).await.unwrap();
     assert!(s.last_revocation_seq().await.unwrap() > seq);
     // After the absolute lifetime the family and its tokens go too.
-    assert_eq!(s.purge_expired(t(90_000), t(500)).await.unwrap(), 3);
+    assert_eq!(purge(&*s, t(90_000), t(500)).await, 3);
     assert!(s.refresh_token(&first.hash).await.unwrap().is_none());
     // Stale throttle counters go; a running block stays.
     let window = Duration::from_secs(100);
@@ -591,7 +591,7 @@ pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>
         .await
         .unwrap();
     s.block_login("user:b", t(200_000)).await.unwrap();
-    assert_eq!(s.purge_expired(t(100_000), t(99_000)).await.unwrap(), 1);
+    assert_eq!(purge(&*s, t(100_000), t(99_000)).await, 1);
     assert_eq!(
         s.login_blocked_until("user:b", t(100_000)).await.unwrap(),
         Some(t(200_000))
@@ -639,4 +639,60 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
     assert!(!s.insert_first_key(&other).await.unwrap());
     other.alg = "ES256".into();
     assert!(s.insert_first_key(&other).await.unwrap());
+}
+
+pub(super) async fn the_janitor_deletes_in_batches_and_keeps_live_rows(s: Arc<dyn Store>) {
+    // Ten of each due, three per statement: every table takes several batches.
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        let id = format!("old{i}");
+        let mut g = grant(&id, "u1");
+        g.expires_at = t(100);
+        let mut rt = token(&id);
+        rt.expires_at = t(100);
+        s.insert_grant(&g, Some(&rt)).await.unwrap();
+        tokens.push(rt.hash);
+        s.revoke_jti(&format!("old-jti{i}"), t(100), t(1))
+            .await
+            .unwrap();
+        let event = |at: i64| AuditEvent {
+            at: t(at),
+            kind: "login.success".into(),
+            client_id: None,
+            user_id: Some("u1".into()),
+            detail: "{}".into(),
+        };
+        s.record(&event(i)).await.unwrap();
+        if i < 2 {
+            s.record(&event(800 + i)).await.unwrap();
+        }
+    }
+    let live = token("live");
+    s.insert_grant(&grant("live", "u1"), Some(&live))
+        .await
+        .unwrap();
+    s.revoke_jti("live-jti", t(5000), t(2)).await.unwrap();
+
+    let p = Purge {
+        now: t(1000),
+        revoked_before: t(500),
+        audit_before: t(500),
+        batch: 3,
+    };
+    // 10 refresh tokens, 10 grants, 10 feed entries, 10 audit events.
+    assert_eq!(s.purge_expired(&p).await.unwrap(), 40);
+    for hash in &tokens {
+        assert!(s.refresh_token(hash).await.unwrap().is_none());
+    }
+    assert!(s.grant("old0").await.unwrap().is_none());
+    assert!(s.refresh_token(&live.hash).await.unwrap().is_some());
+    let feed = s.revocations_after(0, 100, t(0)).await.unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].jti.as_deref(), Some("live-jti"));
+    let events = s.recent_events(100).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.at).collect::<Vec<_>>(),
+        vec![t(801), t(800)]
+    );
+    assert_eq!(s.purge_expired(&p).await.unwrap(), 0, "nothing left to do");
 }

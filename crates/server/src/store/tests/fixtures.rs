@@ -96,3 +96,15 @@ pub(super) fn key(kid: &str, state: KeyState, created: i64) -> SigningKeyRecord 
         retired_at: None,
     }
 }
+
+/// The janitor at `now`, keeping grants, codes and sessions that ended after
+/// `revoked_before` and every audit event, in batches of [`PURGE_BATCH`].
+pub(super) async fn purge(s: &dyn Store, now: UnixTime, revoked_before: UnixTime) -> u64 {
+    let p = Purge {
+        now,
+        revoked_before,
+        audit_before: UnixTime::from_secs(0),
+        batch: PURGE_BATCH,
+    };
+    s.purge_expired(&p).await.unwrap()
+}

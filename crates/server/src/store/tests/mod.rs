@@ -82,6 +82,7 @@ suite!(
     audit_events_newest_first,
     login_failures_count_block_and_clear,
     the_janitor_purges_only_what_cannot_matter,
+    the_janitor_deletes_in_batches_and_keeps_live_rows,
     simultaneous_starts_create_one_first_key,
     ping_answers,
     auth_codes_round_trip_and_redeem_once,
