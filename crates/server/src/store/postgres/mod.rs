@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, Postgres, Transaction};
 
 use super::{Purge, Revoked, Store, StoreError};
 
@@ -27,6 +27,15 @@ pub const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a connection (or a new connection to open) before it
 /// fails with a backend error: an outage gives quick errors, not hung requests.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Longest one statement may run, enforced by the server (`statement_timeout`): a query
+/// stuck behind a lock held by a hung session, or a runaway plan, fails the request
+/// (503) instead of hanging it. Migrations run without it.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A session that stays idle inside a transaction this long is ended by the server
+/// (`idle_in_transaction_session_timeout`), releasing its locks: a replica that stalls
+/// mid-transaction cannot block the others.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The PostgreSQL store. Cheap to clone (a connection pool).
 #[derive(Debug, Clone)]
@@ -39,7 +48,14 @@ impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Backend(format!("bad database URL: {}", redact(e))))?
-            .application_name("tessera");
+            .application_name("tessera")
+            .options([
+                ("statement_timeout", millis(STATEMENT_TIMEOUT)),
+                (
+                    "idle_in_transaction_session_timeout",
+                    millis(IDLE_IN_TRANSACTION_TIMEOUT),
+                ),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(0)
@@ -49,10 +65,7 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        migrate(&pool).await?;
         Ok(PgStore { pool })
     }
 
@@ -133,6 +146,27 @@ impl PgStore {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// Applies the embedded migrations on a connection of its own, without the statement
+/// timeout (an upgrade may rewrite a large table), then closes that connection.
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await.map_err(backend)?.detach();
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await
+        .map_err(backend)?;
+    let migrated = sqlx::migrate!("migrations/postgres")
+        .run(&mut conn)
+        .await
+        .map_err(|e| StoreError::Backend(format!("migration failed: {e}")));
+    let _ = conn.close().await;
+    migrated
+}
+
+/// A duration as PostgreSQL milliseconds.
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
 }
 
 /// Maps a driver error to a store error; unique violations become conflicts.

@@ -13,9 +13,9 @@ use std::sync::{Arc, OnceLock};
 
 use tessera_testkit::Postgres;
 
-use super::Store;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
+use super::{GrantStore, Store};
 
 /// A fresh SQLite store in a temporary directory (a file, so the pool has several
 /// connections, as in production).
@@ -33,12 +33,42 @@ fn cluster() -> Option<&'static Postgres> {
 
 /// A PostgreSQL store on a fresh database, or `None` (skip) when there is no server.
 async fn pg_store() -> Option<Arc<dyn Store>> {
+    let url = pg_url().await?;
+    Some(Arc::new(PgStore::connect(&url).await.unwrap()))
+}
+
+/// The URL of a fresh PostgreSQL database, or `None` (skip) when there is no server.
+async fn pg_url() -> Option<String> {
     let pg = tokio::task::spawn_blocking(cluster).await.unwrap()?;
     let url = tokio::task::spawn_blocking(|| pg.fresh_database("store"))
         .await
         .unwrap()
         .unwrap();
-    Some(Arc::new(PgStore::connect(&url).await.unwrap()))
+    Some(url)
+}
+
+/// PostgreSQL only: a statement stuck behind a lock held by another session fails after
+/// the statement timeout (a 503 for the request) instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_statement_stuck_behind_a_lock_fails_instead_of_hanging() {
+    use sqlx::Connection;
+    let Some(url) = pg_url().await else { return };
+    let store = PgStore::connect(&url).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("LOCK TABLE grants IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let stuck = tokio::time::timeout(std::time::Duration::from_secs(120), store.grant("g1"))
+        .await
+        .expect("the statement hung");
+    assert!(
+        matches!(stuck, Err(super::StoreError::Backend(_))),
+        "{stuck:?}"
+    );
+    other.close().await.unwrap();
+    assert!(store.grant("g1").await.unwrap().is_none(), "works again");
 }
 
 /// One test per backend for each named case in [`cases`].
