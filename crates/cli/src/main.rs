@@ -41,6 +41,10 @@ struct Cli {
     /// TOML configuration file (see docs/server.md); flags and variables override it.
     #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Set any configuration key, over the file and TESSERA_* variables (repeatable);
+    /// `tessera config example` lists the keys.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +57,12 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input, 3 configuration o
 enum Command {
     /// Run the authorization server.
     Serve(cmd::serve::ServeArgs),
+    /// Print a documented example configuration, or check one.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
+    /// Check a configuration, its data directory and a running deployment against
+    /// docs/security.md; exits 1 when a check fails.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Manage users (resource owners for the password grant).
     #[command(subcommand)]
     User(cmd::user::UserCommand),
@@ -93,10 +103,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         data_dir: cli.data_dir,
         database: cli.database,
         config: cli.config,
+        sets: cli.sets,
     };
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(&global, args).await,
+            Command::Config(c) => cmd::config::run(&global, c),
+            Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::User(c) => cmd::user::run(&global, c).await,
             Command::Client(c) => cmd::client::run(&global, c).await,
             Command::Sessions(c) => cmd::sessions::run(&global, c).await,

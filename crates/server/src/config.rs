@@ -1,14 +1,23 @@
-//! Server configuration: typed, layered once (defaults < TOML file < command line and
-//! environment), validated once at start-up. A bad value is an error naming the field
-//! and the fix.
+//! Server configuration: typed, layered once (defaults < TOML file < `TESSERA_*`
+//! environment variables < command-line flags), validated once at start-up. A bad value is
+//! one line naming the key, the rule and where to set it.
+//!
+//! Adding an option: a field in [`FileConfig`] (it is then settable from the file, the
+//! environment and `--set`), its documented line in `config/example.toml` (a test checks
+//! every field is there), and its checked value in [`ServerConfig`].
+
+mod layers;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use tessera_token::Algorithm;
+
+pub use layers::{env_var, fields, layer};
 
 use crate::Error;
 use crate::throttle::ThrottlePolicy;
@@ -19,20 +28,42 @@ pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Longest allowed refresh-token reuse grace window.
 pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+/// `tessera config example`: every key, commented, with its default.
+pub const EXAMPLE: &str = include_str!("config/example.toml");
 
 /// The optional TOML file (`--config FILE`). Every field is optional; unknown fields are
-/// refused so a typo does not silently fall back to a default.
+/// refused so a typo does not silently fall back to a default. Each field is also the
+/// environment variable `TESSERA_<FIELD>` and `--set field=VALUE`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    // --- storage ---
     /// Data directory (database, `master.key`).
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL (`postgres://...`); unset for SQLite in the data directory.
     pub database: Option<String>,
+
+    // --- network: listening, TLS, proxies, browsers ---
     /// Address to listen on, e.g. `127.0.0.1:8080`.
     pub listen: Option<String>,
     /// Issuer URL (`iss`), e.g. `https://auth.example.com`.
     pub issuer: Option<String>,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
+    pub dangerous_allow_http: Option<bool>,
+    /// `Strict-Transport-Security` max-age, seconds (default one year; 0 sends none).
+    pub hsts_max_age_secs: Option<u64>,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` names the client (default none).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Browser origins allowed to call /token, /revoke, the JWKS and discovery (default none).
+    pub cors_allowed_origins: Option<Vec<String>>,
+    /// How long in-flight requests may run after SIGTERM, seconds (default 30).
+    pub shutdown_timeout_secs: Option<u64>,
+
+    // --- tokens ---
     /// Access-token lifetime in seconds (default 600).
     pub access_token_ttl_secs: Option<u64>,
     /// Refresh-token idle lifetime in seconds (default 14 days).
@@ -41,6 +72,21 @@ pub struct FileConfig {
     pub refresh_token_absolute_ttl_secs: Option<u64>,
     /// Grace window for concurrent reuse of one refresh token, 0..=60 s (default 0).
     pub refresh_reuse_grace_secs: Option<u64>,
+
+    // --- signing keys ---
+    /// Signing algorithm of new keys: EdDSA (default), ES256 or RS256.
+    pub signing_alg: Option<String>,
+    /// Publish a new signing key when the newest is this old, seconds (default 90 days;
+    /// 0: only `tessera keys rotate`).
+    pub key_rotation_period_secs: Option<u64>,
+    /// How long resource servers may cache the JWKS, seconds (default 300); a new key is
+    /// published this long before it signs.
+    pub jwks_cache_ttl_secs: Option<u64>,
+    /// How often the server reloads keys from the store and applies their lifecycle,
+    /// seconds (default 10).
+    pub key_refresh_interval_secs: Option<u64>,
+
+    // --- passwords and throttling ---
     /// Password hashes computed at once (default: number of CPUs).
     pub password_hash_concurrency: Option<usize>,
     /// Failed logins per account within the window before throttling (default 5).
@@ -51,35 +97,26 @@ pub struct FileConfig {
     pub login_failure_window_secs: Option<u64>,
     /// Longest throttling block, seconds (default 900).
     pub login_max_block_secs: Option<u64>,
-    /// Signing algorithm of new keys: EdDSA (default), ES256 or RS256.
-    pub signing_alg: Option<String>,
-    /// How long resource servers may cache the JWKS, seconds (default 300); a new key is
-    /// published this long before it signs.
-    pub jwks_cache_ttl_secs: Option<u64>,
-    /// How often the server reloads keys from the store and applies their lifecycle,
-    /// seconds (default 10).
-    pub key_refresh_interval_secs: Option<u64>,
+
+    // --- housekeeping ---
     /// How long audit events are kept before the janitor deletes them, days (default 90).
     pub audit_retention_days: Option<u64>,
 }
 
 impl FileConfig {
-    /// Reads and parses a TOML config file.
+    /// Reads and checks a TOML config file (no environment, no flags).
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!("cannot read config file {}: {e}", path.display()))
-        })?;
-        toml::from_str(&text).map_err(|e| {
-            Error::Config(format!(
-                "config file {} is invalid: {}",
-                path.display(),
-                e.message()
-            ))
-        })
+        layer(Some(path), &|_| None, &[])
+    }
+
+    /// The file (if any), then `TESSERA_*` variables of the process, then `--set`
+    /// assignments.
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self, Error> {
+        layer(path, &|var| std::env::var(var).ok(), sets)
     }
 }
 
-/// Values from the command line or environment; they win over the file.
+/// Dedicated command-line flags; they win over everything else.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     /// `--data-dir` / `TESSERA_DATA_DIR`.
@@ -90,6 +127,21 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--issuer` / `TESSERA_ISSUER`.
     pub issuer: Option<String>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--dangerous-allow-http`.
+    pub dangerous_allow_http: bool,
+}
+
+/// The certificate and key files of the HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 /// The validated configuration.
@@ -101,8 +153,20 @@ pub struct ServerConfig {
     pub database: Option<DatabaseUrl>,
     /// Listen address (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Issuer; `None` derives `http://ADDR` from the bound address.
+    /// Issuer; `None` derives `http(s)://ADDR` from the bound address.
     pub issuer: Option<String>,
+    /// HTTPS certificate and key; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP allowed on a non-loopback address.
+    pub dangerous_allow_http: bool,
+    /// `Strict-Transport-Security` max-age (zero: no header).
+    pub hsts_max_age: Duration,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins allowed by CORS on the browser-facing endpoints.
+    pub cors_allowed_origins: Vec<String>,
+    /// Longest drain of in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
     /// Access-token lifetime.
     pub access_token_ttl: Duration,
     /// Refresh-token idle lifetime.
@@ -117,6 +181,8 @@ pub struct ServerConfig {
     pub throttle: ThrottlePolicy,
     /// Algorithm of new signing keys.
     pub signing_alg: Algorithm,
+    /// Automatic key rotation period; `None`: manual only.
+    pub key_rotation_period: Option<Duration>,
     /// JWKS cache lifetime (and publication lead time of new keys).
     pub jwks_cache_ttl: Duration,
     /// Key reload interval.
@@ -125,32 +191,64 @@ pub struct ServerConfig {
     pub audit_retention: Duration,
 }
 
+/// A configuration error for `key`: its value, the rule it breaks, and where to set it.
+pub(crate) fn invalid(key: &str, value: impl fmt::Display, rule: &str) -> Error {
+    Error::Config(format!(
+        "config: {key} = {value} is invalid: {rule}; {}",
+        layers::where_to_set(key)
+    ))
+}
+
+/// Checks `v` (seconds) is within `lo..=hi`.
+fn secs_in(key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> Result<Duration, Error> {
+    let v = v.unwrap_or(default);
+    if (lo..=hi).contains(&v) {
+        Ok(Duration::from_secs(v))
+    } else {
+        Err(invalid(key, v, &format!("must be between {lo} and {hi}")))
+    }
+}
+
+/// Checks `v` (days) is within `lo..=hi`.
+fn days_in(key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> Result<Duration, Error> {
+    let v = v.unwrap_or(default);
+    if (lo..=hi).contains(&v) {
+        Ok(Duration::from_secs(v * 86_400))
+    } else {
+        Err(invalid(key, v, &format!("must be between {lo} and {hi}")))
+    }
+}
+
 impl ServerConfig {
     /// Layers defaults, the file and the overrides, and validates the result.
     pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, Error> {
+        const DAY: u64 = 86_400;
         let listen_s = o
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_s.parse().map_err(|_| {
-            Error::Config(format!(
-                "listen: {listen_s:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8080"
-            ))
+            invalid(
+                "listen",
+                format!("{listen_s:?}"),
+                "not an address; use IP:PORT, e.g. 127.0.0.1:8080 or [::]:8443",
+            )
         })?;
         let issuer = o
             .issuer
             .or(file.issuer)
             .map(|i| validate_issuer(&i))
             .transpose()?;
-        let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d));
         let signing_alg = match file.signing_alg.as_deref() {
             None => Algorithm::EdDsa,
             Some(name) => match name.parse::<Algorithm>() {
                 Ok(a) if a.is_asymmetric() => a,
                 _ => {
-                    return Err(Error::Config(format!(
-                        "signing_alg {name:?} is not supported; use EdDSA, ES256 or RS256"
-                    )));
+                    return Err(invalid(
+                        "signing_alg",
+                        format!("{name:?}"),
+                        "not supported; use EdDSA, ES256 or RS256",
+                    ));
                 }
             },
         };
@@ -160,7 +258,102 @@ impl ServerConfig {
             .filter(|u| !u.is_empty())
             .map(DatabaseUrl::parse)
             .transpose()?;
-        let cfg = ServerConfig {
+        let tls = match (o.tls_cert.or(file.tls_cert), o.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls_key",
+                    "(unset)",
+                    "tls_cert is set, so tls_key must name the private key file too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "(unset)",
+                    "tls_key is set, so tls_cert must name the certificate file too",
+                ));
+            }
+        };
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|p| parse_net(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cors_allowed_origins = file
+            .cors_allowed_origins
+            .unwrap_or_default()
+            .iter()
+            .map(|o| validate_origin(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let access_token_ttl = secs_in(
+            "access_token_ttl_secs",
+            file.access_token_ttl_secs,
+            600,
+            60,
+            DAY,
+        )?;
+        let refresh_idle_ttl = secs_in(
+            "refresh_token_idle_ttl_secs",
+            file.refresh_token_idle_ttl_secs,
+            14 * DAY,
+            60,
+            3650 * DAY,
+        )?;
+        let refresh_absolute_ttl = secs_in(
+            "refresh_token_absolute_ttl_secs",
+            file.refresh_token_absolute_ttl_secs,
+            90 * DAY,
+            60,
+            3650 * DAY,
+        )?;
+        if refresh_absolute_ttl < refresh_idle_ttl {
+            return Err(invalid(
+                "refresh_token_absolute_ttl_secs",
+                refresh_absolute_ttl.as_secs(),
+                &format!(
+                    "must be at least refresh_token_idle_ttl_secs ({})",
+                    refresh_idle_ttl.as_secs()
+                ),
+            ));
+        }
+        let jwks_cache_ttl = secs_in("jwks_cache_ttl_secs", file.jwks_cache_ttl_secs, 300, 0, DAY)?;
+        let rotation = file.key_rotation_period_secs.unwrap_or(90 * DAY);
+        let min_rotation = (jwks_cache_ttl + crate::keys::max_token_life(access_token_ttl))
+            .as_secs()
+            .max(3600);
+        let key_rotation_period = match rotation {
+            0 => None,
+            s if (min_rotation..=3650 * DAY).contains(&s) => Some(Duration::from_secs(s)),
+            s => {
+                return Err(invalid(
+                    "key_rotation_period_secs",
+                    s,
+                    &format!(
+                        "must be 0 (manual rotation only) or between {min_rotation} (an hour, and at least the JWKS cache lifetime plus the token lifetime) and {}",
+                        3650 * DAY
+                    ),
+                ));
+            }
+        };
+        let password_hash_concurrency = match file.password_hash_concurrency {
+            Some(0) => {
+                return Err(invalid(
+                    "password_hash_concurrency",
+                    0,
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
+            0 => Err(invalid(key, 0, "must be at least 1")),
+            n => Ok(n),
+        };
+        Ok(ServerConfig {
             database,
             data_dir: o
                 .data_dir
@@ -168,78 +361,152 @@ impl ServerConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
             issuer,
-            access_token_ttl: secs(file.access_token_ttl_secs, 600),
-            refresh_idle_ttl: secs(file.refresh_token_idle_ttl_secs, 14 * 86_400),
-            refresh_absolute_ttl: secs(file.refresh_token_absolute_ttl_secs, 90 * 86_400),
-            refresh_reuse_grace: secs(file.refresh_reuse_grace_secs, 0),
-            password_hash_concurrency: file
-                .password_hash_concurrency
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            tls,
+            dangerous_allow_http: o.dangerous_allow_http
+                || file.dangerous_allow_http.unwrap_or(false),
+            hsts_max_age: secs_in(
+                "hsts_max_age_secs",
+                file.hsts_max_age_secs,
+                365 * DAY,
+                0,
+                2 * 365 * DAY,
+            )?,
+            trusted_proxies,
+            cors_allowed_origins,
+            shutdown_timeout: secs_in(
+                "shutdown_timeout_secs",
+                file.shutdown_timeout_secs,
+                30,
+                1,
+                3600,
+            )?,
+            access_token_ttl,
+            refresh_idle_ttl,
+            refresh_absolute_ttl,
+            refresh_reuse_grace: secs_in(
+                "refresh_reuse_grace_secs",
+                file.refresh_reuse_grace_secs,
+                0,
+                0,
+                MAX_REFRESH_GRACE.as_secs(),
+            )?,
+            password_hash_concurrency,
             throttle: ThrottlePolicy {
-                per_account: file.login_failures_per_account.unwrap_or(5),
-                per_ip: file.login_failures_per_ip.unwrap_or(50),
-                window: secs(file.login_failure_window_secs, 900),
-                max_block: secs(file.login_max_block_secs, 900),
+                per_account: at_least_one(
+                    "login_failures_per_account",
+                    file.login_failures_per_account,
+                    5,
+                )?,
+                per_ip: at_least_one("login_failures_per_ip", file.login_failures_per_ip, 50)?,
+                window: secs_in(
+                    "login_failure_window_secs",
+                    file.login_failure_window_secs,
+                    900,
+                    1,
+                    DAY,
+                )?,
+                max_block: secs_in(
+                    "login_max_block_secs",
+                    file.login_max_block_secs,
+                    900,
+                    1,
+                    DAY,
+                )?,
             },
             signing_alg,
-            jwks_cache_ttl: secs(file.jwks_cache_ttl_secs, 300),
-            key_refresh_interval: secs(file.key_refresh_interval_secs, 10),
-            audit_retention: secs(
-                file.audit_retention_days.map(|d| d.saturating_mul(86_400)),
-                90 * 86_400,
-            ),
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    fn validate(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::Config(m.to_owned()));
-        if !(60..=86_400).contains(&self.access_token_ttl.as_secs()) {
-            return bad("access_token_ttl_secs must be between 60 and 86400");
-        }
-        if self.refresh_idle_ttl.as_secs() < 60 {
-            return bad("refresh_token_idle_ttl_secs must be at least 60");
-        }
-        if self.refresh_absolute_ttl < self.refresh_idle_ttl {
-            return bad(
-                "refresh_token_absolute_ttl_secs must be at least refresh_token_idle_ttl_secs",
-            );
-        }
-        if self.refresh_reuse_grace > MAX_REFRESH_GRACE {
-            return bad("refresh_reuse_grace_secs must be between 0 and 60");
-        }
-        if self.throttle.per_account == 0 || self.throttle.per_ip == 0 {
-            return bad("login_failures_per_account and login_failures_per_ip must be at least 1");
-        }
-        if !(1..=86_400).contains(&self.throttle.window.as_secs())
-            || !(1..=86_400).contains(&self.throttle.max_block.as_secs())
-        {
-            return bad(
-                "login_failure_window_secs and login_max_block_secs must be between 1 and 86400",
-            );
-        }
-        if self.jwks_cache_ttl.as_secs() > 86_400 {
-            return bad("jwks_cache_ttl_secs must be between 0 and 86400");
-        }
-        if !(1..=3600).contains(&self.key_refresh_interval.as_secs()) {
-            return bad("key_refresh_interval_secs must be between 1 and 3600");
-        }
-        if !(1..=36_500).contains(&(self.audit_retention.as_secs() / 86_400)) {
-            return bad("audit_retention_days must be between 1 and 36500");
-        }
-        if self.password_hash_concurrency == 0 {
-            return bad("password_hash_concurrency must be at least 1");
-        }
-        Ok(())
+            key_rotation_period,
+            jwks_cache_ttl,
+            key_refresh_interval: secs_in(
+                "key_refresh_interval_secs",
+                file.key_refresh_interval_secs,
+                10,
+                1,
+                3600,
+            )?,
+            audit_retention: days_in(
+                "audit_retention_days",
+                file.audit_retention_days,
+                90,
+                1,
+                36_500,
+            )?,
+        })
     }
 
     /// The issuer for a server bound to `addr`.
     pub fn issuer_for(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{addr}"))
     }
+
+    /// Refuses plain HTTP on a non-loopback address unless `dangerous_allow_http`; returns
+    /// whether the server runs in that dangerous mode (the caller logs a warning).
+    pub fn check_transport(&self) -> Result<bool, Error> {
+        if self.tls.is_some() || self.listen.ip().is_loopback() {
+            return Ok(false);
+        }
+        if self.dangerous_allow_http {
+            return Ok(true);
+        }
+        Err(Error::Config(format!(
+            "config: listen = \"{}\" is not a loopback address and TLS is off, so passwords and tokens would cross the network in clear; set tls_cert and tls_key (or --tls-cert/--tls-key), or, only behind a TLS-terminating proxy, pass --dangerous-allow-http",
+            self.listen
+        )))
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// An IP or CIDR of `trusted_proxies`.
+fn parse_net(s: &str) -> Result<IpNet, Error> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            invalid(
+                "trusted_proxies",
+                format!("{s:?}"),
+                "each entry must be an IP or CIDR, e.g. \"10.0.0.0/8\" or \"192.0.2.7\"",
+            )
+        })
+}
+
+/// A CORS origin: `scheme://host[:port]`, https unless the host is loopback, no path.
+fn validate_origin(s: &str) -> Result<String, Error> {
+    let rule = "each entry must be an origin like \"https://app.example.com\" (scheme, host, optional port; no path; http only on loopback)";
+    let Some((scheme, authority)) = s.split_once("://") else {
+        return Err(invalid("cors_allowed_origins", format!("{s:?}"), rule));
+    };
+    let host_ok = !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@', '*'])
+        && !authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control());
+    let loopback = is_loopback_host(authority);
+    let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
+    if host_ok && scheme_ok {
+        Ok(s.to_owned())
+    } else {
+        Err(invalid("cors_allowed_origins", format!("{s:?}"), rule))
+    }
+}
+
+/// Whether the host of `authority` (`host[:port]`) is loopback.
+pub fn is_loopback_host(authority: &str) -> bool {
+    let host = if authority.starts_with('[') {
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default().to_owned()
+    };
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
 /// A PostgreSQL URL. It may hold a password, so `Debug` and `Display` show only the
@@ -253,11 +520,12 @@ impl DatabaseUrl {
         if crate::store::is_postgres_url(&url) {
             Ok(DatabaseUrl(url))
         } else {
-            Err(Error::Config(
-                "database: the URL must start with postgres:// or postgresql://, e.g. \
+            Err(invalid(
+                "database",
+                "(not shown)",
+                "the URL must start with postgres:// or postgresql://, e.g. \
                  postgres://tessera@db.internal/tessera; leave it unset for SQLite in the data \
-                 directory"
-                    .into(),
+                 directory",
             ))
         }
     }
@@ -293,37 +561,27 @@ impl fmt::Display for DatabaseUrl {
 /// Checks an issuer URL (RFC 8414 section 2): `https`, or `http` on a loopback host; no
 /// query or fragment. A trailing `/` is removed.
 pub fn validate_issuer(s: &str) -> Result<String, Error> {
-    let fix = "; use e.g. https://auth.example.com (http only on localhost/127.0.0.1/[::1])";
-    let (scheme, rest) = s
-        .split_once("://")
-        .ok_or_else(|| Error::Config(format!("issuer {s:?} is not a URL{fix}")))?;
+    let bad = |rule: &str| {
+        invalid(
+            "issuer",
+            format!("{s:?}"),
+            &format!(
+                "{rule}; use e.g. https://auth.example.com (http only on localhost, 127.0.0.1 or [::1])"
+            ),
+        )
+    };
+    let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("not a URL"))?;
     if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Config(format!(
-            "issuer {s:?} must not contain a query, fragment or spaces{fix}"
-        )));
+        return Err(bad("must not contain a query, fragment or spaces"));
     }
     let authority = rest.split('/').next().unwrap_or_default();
-    let host = if authority.starts_with('[') {
-        authority
-            .split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default().to_owned()
-    };
-    if host.is_empty() {
-        return Err(Error::Config(format!("issuer {s:?} has no host{fix}")));
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err(bad("has no host"));
     }
-    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
     match scheme {
         "https" => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(Error::Config(format!(
-                "issuer {s:?} must use https unless the host is loopback{fix}"
-            )));
-        }
+        "http" if is_loopback_host(authority) => {}
+        _ => return Err(bad("must use https unless the host is loopback")),
     }
     Ok(s.trim_end_matches('/').to_owned())
 }
@@ -381,5 +639,190 @@ mod tests {
         // An empty value (e.g. TESSERA_DATABASE_URL=) means SQLite.
         let c = ServerConfig::resolve(FileConfig::default(), o("")).unwrap();
         assert!(c.database.is_none());
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn resolve_text(
+        text: &str,
+        vars: &'static [(&'static str, &'static str)],
+        sets: &[&str],
+    ) -> Result<ServerConfig, Error> {
+        let (_dir, path) = file(text);
+        let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+        let f = layer(Some(&path), &env_of(vars), &sets)?;
+        ServerConfig::resolve(f, Overrides::default())
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_in_one_line_naming_it() {
+        let e = resolve_text("acces_token_ttl_secs = 900\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `acces_token_ttl_secs`"), "{e}");
+        assert!(e.contains("did you mean `access_token_ttl_secs`"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = resolve_text("", &[], &["no_such_key=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown key `no_such_key` in --set"), "{e}");
+        assert!(toml::from_str::<FileConfig>("unknown = 1").is_err());
+    }
+
+    #[test]
+    fn environment_beats_the_file_and_flags_beat_the_environment() {
+        const ENV: &[(&str, &str)] = &[
+            ("TESSERA_ACCESS_TOKEN_TTL_SECS", "900"),
+            ("TESSERA_LOGIN_FAILURES_PER_IP", "7"),
+            (
+                "TESSERA_CORS_ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+        ];
+        let text = "access_token_ttl_secs = 300\nlogin_failures_per_ip = 9\nlogin_failures_per_account = 3\n";
+        let c = resolve_text(text, ENV, &["login_failures_per_ip=11"]).unwrap();
+        assert_eq!(c.access_token_ttl.as_secs(), 900, "env beats file");
+        assert_eq!(c.throttle.per_ip, 11, "--set beats env");
+        assert_eq!(c.throttle.per_account, 3, "file beats default");
+        assert_eq!(
+            c.cors_allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        // A dedicated flag (Overrides) beats the environment too.
+        const LISTEN: &[(&str, &str)] = &[("TESSERA_LISTEN", "127.0.0.1:9000")];
+        let f = layer(None, &env_of(LISTEN), &[]).unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(ServerConfig::resolve(f, o).unwrap().listen.port(), 9001);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_the_rule_and_where_to_set_it() {
+        let e = resolve_text("access_token_ttl_secs = 0\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config: access_token_ttl_secs = 0 is invalid: must be between 60 and 86400; set it in \
+             the config file, TESSERA_ACCESS_TOKEN_TTL_SECS or --set access_token_ttl_secs=VALUE \
+             (`tessera config example` documents every key)"
+        );
+        const ENV: &[(&str, &str)] = &[("TESSERA_LOGIN_MAX_BLOCK_SECS", "soon")];
+        let e = resolve_text("", ENV, &[]).unwrap_err().to_string();
+        assert!(e.starts_with("config: login_max_block_secs = \"soon\" (from TESSERA_LOGIN_MAX_BLOCK_SECS) is invalid"), "{e}");
+        for (text, key) in [
+            ("refresh_reuse_grace_secs = 61", "refresh_reuse_grace_secs"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]", "trusted_proxies"),
+            (
+                "cors_allowed_origins = [\"http://app.example\"]",
+                "cors_allowed_origins",
+            ),
+            (
+                "cors_allowed_origins = [\"https://app.example/path\"]",
+                "cors_allowed_origins",
+            ),
+            ("key_rotation_period_secs = 60", "key_rotation_period_secs"),
+            ("signing_alg = \"HS256\"", "signing_alg"),
+            ("tls_cert = \"/c.pem\"", "tls_key"),
+            ("issuer = \"http://auth.example.com\"", "issuer"),
+            ("listen = \"everywhere\"", "listen"),
+            ("shutdown_timeout_secs = 0", "shutdown_timeout_secs"),
+            ("access_token_ttl_secs = \"ten\"", "access_token_ttl_secs"),
+        ] {
+            let e = resolve_text(text, &[], &[]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("config: {key} = ")), "{text}: {e}");
+            assert!(e.contains(&env_var(key)), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let from_example = resolve_text(EXAMPLE, &[], &[]).unwrap();
+        let defaults = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(format!("{from_example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_example_and_its_commented_values_are_valid() {
+        for key in fields() {
+            let set = EXAMPLE.lines().any(|l| l.starts_with(&format!("{key} = ")));
+            let shown = EXAMPLE
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = ")));
+            assert!(set || shown, "`{key}` is missing from config/example.toml");
+        }
+        // Uncommenting every commented assignment gives a valid file too (last one wins).
+        let mut table = toml::Table::new();
+        for line in EXAMPLE.lines() {
+            let line = line.strip_prefix("# ").unwrap_or(line);
+            if let Some((key, _)) = line.split_once(" = ")
+                && fields().contains(&key)
+            {
+                let t: toml::Table = toml::from_str(line).unwrap();
+                table.extend(t);
+            }
+        }
+        let text: String = table
+            .iter()
+            .map(|(k, v)| format!("{k} = {}\n", layers::show(v)))
+            .collect();
+        let c = resolve_text(&text, &[], &[]).unwrap();
+        assert!(c.tls.is_some() && c.database.is_some() && !c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn plain_http_off_loopback_needs_the_dangerous_flag() {
+        let c = |listen: &str, dangerous: bool| {
+            ServerConfig::resolve(
+                FileConfig::default(),
+                Overrides {
+                    listen: Some(listen.into()),
+                    dangerous_allow_http: dangerous,
+                    ..Overrides::default()
+                },
+            )
+            .unwrap()
+        };
+        assert!(!c("127.0.0.1:0", false).check_transport().unwrap());
+        assert!(!c("[::1]:0", false).check_transport().unwrap());
+        let e = c("0.0.0.0:8080", false)
+            .check_transport()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--dangerous-allow-http") && e.contains("tls_cert"),
+            "{e}"
+        );
+        assert!(c("0.0.0.0:8080", true).check_transport().unwrap());
+    }
+
+    #[test]
+    fn trusted_proxies_match_addresses_and_networks() {
+        let c = resolve_text(
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(c.is_trusted_proxy("192.0.2.7".parse().unwrap()));
+        assert!(c.is_trusted_proxy("::1".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("192.0.2.8".parse().unwrap()));
     }
 }

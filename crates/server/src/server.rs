@@ -30,6 +30,12 @@ pub struct Server {
 impl Server {
     /// Prepares everything and binds the socket (so the address is known before serving).
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
+        if config.check_transport()? {
+            tracing::warn!(
+                listen = %config.listen,
+                "DANGEROUS: serving plain HTTP on a non-loopback address (--dangerous-allow-http); passwords and tokens cross the network in clear unless a TLS-terminating proxy is in front"
+            );
+        }
         prepare_data_dir(&config.data_dir)?;
         let master = MasterKey::load(&config.data_dir)?;
         let store = store::open(
@@ -118,6 +124,26 @@ async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        if let Some(period) = state.config.key_rotation_period {
+            let rotated = keys::rotate_if_due(
+                &*state.store,
+                &sealer,
+                state.config.signing_alg,
+                period,
+                state.config.jwks_cache_ttl,
+                state.clock.now(),
+            )
+            .await;
+            match rotated {
+                Ok(Some(kid)) => {
+                    tracing::info!(kid = %kid, "signing key rotation period reached; published a new key")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot publish the next signing key; will retry")
+                }
+            }
+        }
         let result = keys::refresh(
             &*state.store,
             &sealer,

@@ -2,6 +2,8 @@
 
 pub(crate) mod audit;
 pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod doctor;
 pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod sessions;
@@ -24,15 +26,14 @@ pub(crate) struct Global {
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) database: Option<String>,
     pub(crate) config: Option<PathBuf>,
+    /// `--set KEY=VALUE` assignments, in order.
+    pub(crate) sets: Vec<String>,
 }
 
 impl Global {
     /// The validated configuration from the file (if any) and `overrides`.
     pub(crate) fn config(&self, mut overrides: Overrides) -> Result<ServerConfig, CliError> {
-        let file = match &self.config {
-            Some(path) => FileConfig::read(path)?,
-            None => FileConfig::default(),
-        };
+        let file = FileConfig::load(self.config.as_deref(), &self.sets)?;
         overrides.data_dir = self.data_dir.clone();
         overrides.database = self.database.clone();
         Ok(ServerConfig::resolve(file, overrides)?)

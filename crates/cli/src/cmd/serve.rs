@@ -17,6 +17,16 @@ pub(crate) struct ServeArgs {
     /// unless the host is loopback.
     #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
     issuer: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// DANGEROUS: serve plain HTTP on a non-loopback address (only behind a
+    /// TLS-terminating proxy on a trusted network).
+    #[arg(long)]
+    dangerous_allow_http: bool,
 }
 
 pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError> {
@@ -32,6 +42,9 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         database: None,
         listen: args.listen,
         issuer: args.issuer,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        dangerous_allow_http: args.dangerous_allow_http,
     })?;
     let data_dir = config.data_dir.clone();
     let store = match &config.database {

@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod config;
 mod guard;
 mod interop;
 mod keys;

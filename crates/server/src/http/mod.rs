@@ -2,6 +2,7 @@
 //! grant or store, convert.
 
 mod client_auth;
+mod cors;
 mod error;
 mod feed;
 mod form;
@@ -40,16 +41,9 @@ pub const FEED_PATH: &str = "/revocations";
 /// trace layer sees them, so they never reach a log.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route(TOKEN_PATH, post(token::token))
-        .route(REVOKE_PATH, post(revoke::revoke))
+        .merge(browser_facing(&state))
         .route(INTROSPECT_PATH, post(introspect::introspect))
         .route(FEED_PATH, get(feed::feed))
-        .route(JWKS_PATH, get(meta::jwks))
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(meta::discovery),
-        )
-        .route("/.well-known/openid-configuration", get(meta::discovery))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -59,6 +53,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::COOKIE,
         ]))
         .with_state(state)
+}
+
+/// The endpoints a browser application calls cross-origin (token, revocation, keys,
+/// discovery), with CORS for the configured origins (none: no CORS headers).
+fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
+    let routes = Router::new()
+        .route(TOKEN_PATH, post(token::token))
+        .route(REVOKE_PATH, post(revoke::revoke))
+        .route(JWKS_PATH, get(meta::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(meta::discovery),
+        )
+        .route("/.well-known/openid-configuration", get(meta::discovery));
+    match cors::layer(&state.config) {
+        Some(layer) => routes.layer(layer),
+        None => routes,
+    }
 }
 
 #[cfg(test)]

@@ -214,6 +214,39 @@ pub async fn advance(
     Ok(store.keys().await?)
 }
 
+/// Publishes a new key of `alg` when the newest key of `alg` (active or published) was
+/// created at least `period` ago; it starts signing `lead` (the JWKS cache lifetime)
+/// later. Returns the new key's `kid`. Replicas racing here may publish two keys; the
+/// lifecycle activates the newest and retires the other, so that is harmless.
+pub async fn rotate_if_due(
+    store: &dyn Store,
+    sealer: &Sealer,
+    alg: Algorithm,
+    period: Duration,
+    lead: Duration,
+    now: UnixTime,
+) -> Result<Option<String>, Error> {
+    let records = store.keys().await?;
+    let newest = records
+        .iter()
+        .filter(|r| {
+            r.alg == alg.name() && matches!(r.state, KeyState::Active | KeyState::Published)
+        })
+        .map(|r| r.created_at)
+        .max();
+    let due = newest.is_none_or(|created| created.saturating_add(period) <= now);
+    if !due {
+        return Ok(None);
+    }
+    let new = NewKey {
+        kid: None,
+        state: KeyState::Published,
+        activate_after: now.saturating_add(lead),
+    };
+    let record = store_key(store, sealer, SigningKey::generate(alg)?, new, now).await?;
+    Ok(Some(record.kid))
+}
+
 /// Reloads the ring when the stored keys changed (another process rotated, or the
 /// lifecycle moved); returns true when it swapped.
 pub async fn refresh(
@@ -281,6 +314,42 @@ mod tests {
     use super::*;
     use crate::store::KeyStore;
     use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn keys_rotate_when_the_newest_reaches_the_rotation_period() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = crate::secrets::MasterKey::load(dir.path())
+            .unwrap()
+            .sealer()
+            .unwrap();
+        let t0 = UnixTime::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(600);
+        let period = Duration::from_secs(86_400);
+        let lead = Duration::from_secs(300);
+        let first = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
+            .await
+            .unwrap();
+        let first = first.active().unwrap().kid().unwrap().to_owned();
+        let early = t0.saturating_add(period - Duration::from_secs(1));
+        let none = rotate_if_due(&store, &sealer, Algorithm::EdDsa, period, lead, early);
+        assert_eq!(none.await.unwrap(), None);
+        let due = t0.saturating_add(period);
+        let new = rotate_if_due(&store, &sealer, Algorithm::EdDsa, period, lead, due)
+            .await
+            .unwrap()
+            .unwrap();
+        // The pending key counts as the newest: no second key while it waits.
+        let again = rotate_if_due(&store, &sealer, Algorithm::EdDsa, period, lead, due);
+        assert_eq!(again.await.unwrap(), None);
+        // It signs after the lead time; the first key retires.
+        let records = advance(&store, due.saturating_add(lead), ttl)
+            .await
+            .unwrap();
+        let state = |kid: &str| records.iter().find(|r| r.kid == kid).unwrap().state;
+        assert_eq!(state(&new), KeyState::Active);
+        assert_eq!(state(&first), KeyState::Retired);
+    }
 
     #[tokio::test]
     async fn first_start_creates_one_sealed_ed25519_key() {

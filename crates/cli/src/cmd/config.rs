@@ -1,0 +1,33 @@
+//! `tessera config`: print the documented example file, or check a configuration.
+
+use clap::Subcommand;
+use tessera_server::Overrides;
+use tessera_server::config::EXAMPLE;
+
+use crate::cmd::Global;
+use crate::exit::CliError;
+
+/// `tessera config ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print a commented TOML file with every key and its default.
+    Example,
+    /// Load the configuration (file, TESSERA_* variables, --set) as `serve` would and
+    /// report the first problem, or `config ok`.
+    Check,
+}
+
+pub(crate) fn run(global: &Global, cmd: ConfigCommand) -> Result<(), CliError> {
+    match cmd {
+        ConfigCommand::Example => {
+            print!("{EXAMPLE}");
+            Ok(())
+        }
+        ConfigCommand::Check => {
+            let config = global.config(Overrides::default())?;
+            config.check_transport()?;
+            println!("config ok");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Layering the optional TOML file, `TESSERA_*` environment variables and `--set KEY=VALUE`
+//! flags into one [`FileConfig`], naming the key (and where it came from) in every error.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::{Table, Value};
+
+use super::FileConfig;
+use crate::Error;
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    File(String),
+    Env(String),
+    Flag,
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::File(path) => format!("in {path}"),
+            Source::Env(var) => format!("from {var}"),
+            Source::Flag => "from --set".to_owned(),
+        }
+    }
+}
+
+/// Every key [`FileConfig`] accepts, in declaration order (read from its `Deserialize`
+/// implementation, so a new field is never forgotten here).
+pub fn fields() -> &'static [&'static str] {
+    let mut names: &'static [&'static str] = &[];
+    let _ = FileConfig::deserialize(FieldProbe(&mut names));
+    names
+}
+
+/// The environment variable of a key: `TESSERA_` + the key in upper case. `database` is
+/// `TESSERA_DATABASE_URL`, the name libpq users expect.
+pub fn env_var(key: &str) -> String {
+    match key {
+        "database" => "TESSERA_DATABASE_URL".to_owned(),
+        _ => format!("TESSERA_{}", key.to_ascii_uppercase()),
+    }
+}
+
+/// The one-line hint every configuration error ends with.
+pub(crate) fn where_to_set(key: &str) -> String {
+    format!(
+        "set it in the config file, {} or --set {key}=VALUE (`tessera config example` documents every key)",
+        env_var(key)
+    )
+}
+
+/// Reads the file (if any), then applies environment variables (looked up with `env`),
+/// then `--set KEY=VALUE` assignments; later layers win. Unknown keys and values of the
+/// wrong type are errors naming the key.
+pub fn layer(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    sets: &[String],
+) -> Result<FileConfig, Error> {
+    let mut table = Table::new();
+    let mut sources: Vec<(String, Source)> = Vec::new();
+    if let Some(path) = path {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("config: cannot read {shown}: {e}")))?;
+        let file: Table = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "config: {shown} is not valid TOML: {}",
+                one_line(e.message())
+            ))
+        })?;
+        for (key, value) in file {
+            known(&key, &format!("in {shown}"))?;
+            sources.push((key.clone(), Source::File(shown.clone())));
+            table.insert(key, value);
+        }
+    }
+    for key in fields() {
+        let var = env_var(key);
+        if let Some(raw) = env(&var) {
+            table.insert((*key).to_owned(), typed_value(key, &raw));
+            sources.push(((*key).to_owned(), Source::Env(var)));
+        }
+    }
+    for set in sets {
+        let (key, raw) = set.split_once('=').ok_or_else(|| {
+            Error::Config(format!(
+                "config: --set {set:?} is not KEY=VALUE; e.g. --set access_token_ttl_secs=900"
+            ))
+        })?;
+        let key = key.trim();
+        known(key, "in --set")?;
+        table.insert(key.to_owned(), typed_value(key, raw.trim()));
+        sources.push((key.to_owned(), Source::Flag));
+    }
+    for (key, value) in &table {
+        if let Err(e) = single(key, value.clone()) {
+            let source = sources
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, s)| s.describe())
+                .unwrap_or_default();
+            return Err(Error::Config(format!(
+                "config: {key} = {} ({source}) is invalid: {}; {}",
+                show(value),
+                one_line(&e.to_string()),
+                where_to_set(key)
+            )));
+        }
+    }
+    Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Config(format!("config: {}", one_line(e.message()))))
+}
+
+/// Refuses a key [`FileConfig`] does not have, suggesting the closest one.
+fn known(key: &str, place: &str) -> Result<(), Error> {
+    if fields().contains(&key) {
+        return Ok(());
+    }
+    let closest = fields()
+        .iter()
+        .map(|f| (edit_distance(key, f), *f))
+        .min()
+        .filter(|(d, _)| *d <= 3)
+        .map(|(_, f)| format!("did you mean `{f}`? "))
+        .unwrap_or_default();
+    Err(Error::Config(format!(
+        "config: unknown key `{key}` {place}; {closest}`tessera config example` lists every key"
+    )))
+}
+
+/// Deserializes a table holding only `key`, to check that one value.
+fn single(key: &str, value: Value) -> Result<FileConfig, toml::de::Error> {
+    let mut t = Table::new();
+    t.insert(key.to_owned(), value);
+    Value::Table(t).try_into()
+}
+
+/// A value given as text (environment, `--set`): a TOML literal when it is one of the
+/// right type (`600`, `true`, `["a", "b"]`), else the text as a string, else a
+/// comma-separated list of strings.
+fn typed_value(key: &str, raw: &str) -> Value {
+    let literal = toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    let candidates = [
+        literal,
+        Some(Value::String(raw.to_owned())),
+        Some(Value::Array(
+            raw.split(',')
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
+    ];
+    let mut first = None;
+    for v in candidates.into_iter().flatten() {
+        if single(key, v.clone()).is_ok() {
+            return v;
+        }
+        first.get_or_insert(v);
+    }
+    first.unwrap_or_else(|| Value::String(raw.to_owned()))
+}
+
+/// A value as it would be written in TOML, for messages.
+pub(super) fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::Datetime(d) => d.to_string(),
+        Value::Table(_) => "{...}".to_owned(),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A deserializer that only records the field names a struct asks for.
+struct FieldProbe<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldProbe<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(de::Error::custom("probe only"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_come_from_the_struct() {
+        assert!(fields().contains(&"access_token_ttl_secs"));
+        assert!(fields().contains(&"trusted_proxies"));
+        assert_eq!(env_var("listen"), "TESSERA_LISTEN");
+        assert_eq!(env_var("database"), "TESSERA_DATABASE_URL");
+    }
+
+    #[test]
+    fn text_values_take_the_field_type() {
+        assert_eq!(
+            typed_value("access_token_ttl_secs", "900"),
+            Value::Integer(900)
+        );
+        assert_eq!(
+            typed_value("issuer", "https://a.example"),
+            Value::String("https://a.example".into())
+        );
+        assert_eq!(
+            typed_value("signing_alg", "ES256"),
+            Value::String("ES256".into())
+        );
+        assert_eq!(
+            typed_value(
+                "cors_allowed_origins",
+                "https://a.example, https://b.example"
+            ),
+            Value::Array(vec![
+                Value::String("https://a.example".into()),
+                Value::String("https://b.example".into())
+            ])
+        );
+        assert_eq!(
+            typed_value("dangerous_allow_http", "true"),
+            Value::Boolean(true)
+        );
+    }
+
+    #[test]
+    fn edit_distance_suggests() {
+        assert_eq!(
+            edit_distance("acess_token_ttl_secs", "access_token_ttl_secs"),
+            1
+        );
+        let e = known("acess_token_ttl_secs", "in t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `access_token_ttl_secs`"), "{e}");
+    }
+}
