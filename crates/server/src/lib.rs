@@ -24,6 +24,7 @@ mod server;
 mod state;
 pub mod store;
 mod throttle;
+pub mod tls;
 mod tokens;
 
 mod grants;

@@ -6,7 +6,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use axum::serve::{Listener, ListenerExt};
 use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
@@ -15,6 +21,7 @@ use crate::password::Passwords;
 use crate::secrets::{MasterKey, Sealer};
 use crate::state::AppState;
 use crate::store::{self, Store};
+use crate::tls::{TlsCert, TlsListener};
 use crate::{Error, http};
 
 /// A bound, ready server.
@@ -25,6 +32,7 @@ pub struct Server {
     state: Arc<AppState>,
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    tls: Option<Arc<TlsCert>>,
 }
 
 impl Server {
@@ -36,6 +44,7 @@ impl Server {
                 "DANGEROUS: serving plain HTTP on a non-loopback address (--dangerous-allow-http); passwords and tokens cross the network in clear unless a TLS-terminating proxy is in front"
             );
         }
+        let tls = config.tls.clone().map(TlsCert::load).transpose()?;
         prepare_data_dir(&config.data_dir)?;
         let master = MasterKey::load(&config.data_dir)?;
         let store = store::open(
@@ -79,7 +88,13 @@ impl Server {
             state,
             store,
             sealer,
+            tls,
         })
+    }
+
+    /// The TLS certificate, when serving HTTPS (to reload it on SIGHUP).
+    pub fn tls(&self) -> Option<Arc<TlsCert>> {
+        self.tls.clone()
     }
 
     /// The bound address (the real port when `--listen` used port 0).
@@ -102,18 +117,93 @@ impl Server {
             Arc::clone(&self.sealer),
         ));
         let janitor = tokio::spawn(janitor(Arc::clone(&self.state)));
-        let app = http::router(Arc::clone(&self.state));
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let watcher = self
+            .tls
+            .as_ref()
+            .map(|t| tokio::spawn(Arc::clone(t).watch()));
+        let mut app = http::router(Arc::clone(&self.state));
+        if let Some(value) = hsts(&self.state) {
+            app = app.layer(SetResponseHeaderLayer::if_not_present(
+                header::STRICT_TRANSPORT_SECURITY,
+                value,
+            ));
+        }
+        let drain = self.state.config.shutdown_timeout;
+        let served = match &self.tls {
+            None => serve(self.listener, app, shutdown, drain).await,
+            Some(cert) => {
+                let listener = TlsListener::new(self.listener, cert.server_config()?)
+                    .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
+                serve(listener, app, shutdown, drain).await
+            }
+        };
         refresher.abort();
         janitor.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         self.store.close().await;
+        tracing::info!("store closed");
         served.map_err(|e| Error::Io(format!("server failed: {e}")))
     }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets
+/// requests in flight finish (idle keep-alive connections close at once) and returns when
+/// the last connection closed, or after `drain` with the stragglers dropped.
+async fn serve<L>(
+    listener: L,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> Result<(), Error>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutting down: not accepting connections; finishing requests in flight"
+        );
+        let _ = stopping.send(());
+    };
+    let server = axum::serve(
+        listener.tap_io(|_| {}),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal);
+    let deadline = async move {
+        if stopped.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => {
+            served.map_err(|e| Error::Io(format!("server failed: {e}")))
+        }
+        () = deadline => {
+            tracing::warn!(
+                drain_secs = drain.as_secs(),
+                "requests still running after shutdown_timeout_secs; closing their connections"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The `Strict-Transport-Security` value, when the server is reached over HTTPS (its own
+/// TLS, or an https issuer behind a TLS-terminating proxy) and `hsts_max_age_secs` > 0.
+fn hsts(state: &AppState) -> Option<HeaderValue> {
+    let https = state.config.tls.is_some() || state.issuer().starts_with("https://");
+    let age = state.config.hsts_max_age.as_secs();
+    if !https || age == 0 {
+        return None;
+    }
+    HeaderValue::from_str(&format!("max-age={age}")).ok()
 }
 
 /// Every `key_refresh_interval`: applies the key lifecycle and picks up keys rotated or

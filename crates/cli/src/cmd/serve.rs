@@ -1,4 +1,5 @@
-//! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM.
+//! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM (graceful:
+//! requests in flight finish); SIGHUP reloads the TLS certificate.
 
 use clap::Args;
 use tessera_server::{Overrides, Server};
@@ -18,10 +19,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
     issuer: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     tls_cert: Option<std::path::PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     tls_key: Option<std::path::PathBuf>,
     /// DANGEROUS: serve plain HTTP on a non-loopback address (only behind a
     /// TLS-terminating proxy on a trusted network).
@@ -51,13 +52,40 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         Some(url) => format!("postgres {url}"),
         None => "sqlite".to_owned(),
     };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::bind(config).await?;
-    eprintln!("listening on http://{}", server.local_addr());
+    eprintln!("listening on {scheme}://{}", server.local_addr());
     eprintln!("issuer {}", server.issuer());
     tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
+    let reloader = tokio::spawn(reload_on_hangup(server.tls()));
     server.run(shutdown_signal()).await?;
+    reloader.abort();
     tracing::info!("tessera stopped");
     Ok(())
+}
+
+/// SIGHUP re-reads the TLS certificate and key (and otherwise only logs, instead of the
+/// default action of terminating the process).
+async fn reload_on_hangup(tls: Option<std::sync::Arc<tessera_server::tls::TlsCert>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match &tls {
+                Some(cert) => cert.reload_logged("SIGHUP"),
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tls);
 }
 
 async fn shutdown_signal() {

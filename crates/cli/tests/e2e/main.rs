@@ -16,4 +16,6 @@ mod refresh;
 mod replicas;
 mod revocation;
 mod security;
+mod shutdown;
+mod tls;
 mod token;

@@ -87,8 +87,14 @@ impl SqliteStore {
             .map_err(backend)
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Checkpoints the write-ahead log into the database file, then closes the pool.
     pub async fn close(&self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint at close failed");
+        }
         self.pool.close().await;
     }
 }
