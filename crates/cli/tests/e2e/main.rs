@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod config;
+mod doctor;
 mod guard;
 mod interop;
 mod keys;

@@ -8,7 +8,7 @@ use crate::harness::{BIN, Server};
 
 /// A fresh self-signed certificate for 127.0.0.1 written to `dir/NAME.crt` and
 /// `dir/NAME.key`; returns the certificate PEM.
-fn self_signed(dir: &Path, name: &str) -> String {
+pub fn self_signed(dir: &Path, name: &str) -> String {
     let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let pem = ck.cert.pem();
     std::fs::write(dir.join(format!("{name}.crt")), &pem).unwrap();
@@ -43,7 +43,7 @@ async fn served_within(url: &str, pem: &str, within: Duration) -> bool {
 
 /// Replaces `live.crt`/`live.key` with `name`'s files (renames, as certbot and
 /// Kubernetes do, so the server never reads a half-written file).
-fn install(dir: &Path, name: &str) {
+pub fn install(dir: &Path, name: &str) {
     for ext in ["key", "crt"] {
         let tmp = dir.join(format!("tmp.{ext}"));
         std::fs::copy(dir.join(format!("{name}.{ext}")), &tmp).unwrap();
@@ -51,7 +51,7 @@ fn install(dir: &Path, name: &str) {
     }
 }
 
-fn live(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn live(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("live.crt"), dir.join("live.key"))
 }
 
