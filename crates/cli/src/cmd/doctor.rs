@@ -5,6 +5,7 @@ mod local;
 mod remote;
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use tessera_server::Overrides;
@@ -92,6 +93,44 @@ impl Finding {
         if let Some(fix) = &self.fix {
             println!("       fix: {fix} (docs/security.md#{})", self.section);
         }
+    }
+}
+
+/// Clock skew that is only worth a warning, and the skew that fails the check.
+const SKEW_WARN: Duration = Duration::from_secs(5);
+const SKEW_FAIL: Duration = Duration::from_secs(60);
+
+/// The finding for `whose` clock reading `theirs` against ours, allowing `resolution`.
+pub(crate) fn skew_finding(
+    whose: &str,
+    theirs: SystemTime,
+    ours: SystemTime,
+    resolution: Duration,
+) -> Finding {
+    let skew = match ours.duration_since(theirs) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    }
+    .saturating_sub(resolution);
+    let secs = skew.as_secs();
+    let fix = "run NTP (chrony, systemd-timesyncd) on every host";
+    if skew <= SKEW_WARN {
+        Finding::ok(
+            format!("{whose} clock within {}s of this host", SKEW_WARN.as_secs()),
+            "clock-skew",
+        )
+    } else if skew <= SKEW_FAIL {
+        Finding::warn(
+            format!("{whose} clock {secs} s off this host"),
+            fix,
+            "clock-skew",
+        )
+    } else {
+        Finding::fail(
+            format!("{whose} clock {secs} s off this host: tokens look expired or not yet valid"),
+            fix,
+            "clock-skew",
+        )
     }
 }
 

@@ -144,3 +144,33 @@ async fn doctor_fails_a_bad_setup_and_names_each_fix() {
         stdout(&out)
     );
 }
+
+#[tokio::test]
+async fn doctor_compares_the_clock_of_a_postgresql_database() {
+    let Some(pg) = crate::postgres::cluster() else {
+        return;
+    };
+    let url = pg.fresh_database("doctor").unwrap();
+    let s = Server::start_postgres(&url);
+    let out = s.cli(&["doctor", "--offline"], None);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("[ok  ] database clock within 5s of this host"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ok  ] newest signing key is 0 days old"),
+        "{text}"
+    );
+    assert!(!text.contains(pg_password(&url)), "{text}");
+}
+
+/// The password part of a PostgreSQL URL (or a string that never occurs).
+fn pg_password(url: &str) -> &str {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .and_then(|u| u.split_once(':'))
+        .map_or("\u{0}never", |(_, p)| p)
+}

@@ -270,6 +270,11 @@ pub trait Store:
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The database server's clock, for `tessera doctor`'s skew check; `None` when the
+    /// database runs in this process (SQLite), so there is no other clock.
+    async fn database_time(&self) -> Result<Option<std::time::SystemTime>, StoreError> {
+        Ok(None)
+    }
     /// The janitor: deletes what can no longer matter (feed entries past their `exp`,
     /// expired refresh tokens and grants, grants revoked before `revoked_before`, stale
     /// login-failure counters, authorization codes and browser sessions expired or ended

@@ -20,7 +20,35 @@ pub(super) async fn check(c: &ServerConfig) -> Vec<Finding> {
     out.push(rotation_setting(c));
     out.extend(master_key(&c.data_dir));
     out.extend(key_age(c).await);
+    out.push(database_clock(c).await);
     out
+}
+
+/// Skew between this host and the database server (PostgreSQL `clock_timestamp()`).
+async fn database_clock(c: &ServerConfig) -> Finding {
+    if c.database.is_none() {
+        return Finding::ok(
+            "SQLite: the database shares this host's clock",
+            "clock-skew",
+        );
+    }
+    let time = match Admin::open(c).await {
+        Ok(admin) => admin
+            .store()
+            .database_time()
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match time {
+        Ok(Some(db)) => super::skew_finding("database", db, SystemTime::now(), Duration::ZERO),
+        Ok(None) => Finding::ok("the database shares this host's clock", "clock-skew"),
+        Err(e) => Finding::fail(
+            format!("cannot read the database clock: {e}"),
+            "check the database URL and that PostgreSQL is reachable",
+            "clock-skew",
+        ),
+    }
 }
 
 fn transport(c: &ServerConfig) -> Finding {

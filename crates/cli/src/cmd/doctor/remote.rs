@@ -8,9 +8,6 @@ use serde_json::Value;
 
 use super::Finding;
 
-/// Clock skew that is only worth a warning, and the skew that fails the check.
-const SKEW_WARN: Duration = Duration::from_secs(5);
-const SKEW_FAIL: Duration = Duration::from_secs(60);
 /// HSTS max-age below this is a warning (180 days).
 const HSTS_MIN: u64 = 15_552_000;
 
@@ -179,30 +176,7 @@ fn clock(headers: &reqwest::header::HeaderMap, local: SystemTime) -> Finding {
         );
     };
     // Date has one-second resolution: allow it.
-    let skew = match local.duration_since(date) {
-        Ok(d) => d,
-        Err(e) => e.duration(),
-    }
-    .saturating_sub(Duration::from_secs(1));
-    let secs = skew.as_secs();
-    if skew <= SKEW_WARN {
-        Finding::ok(
-            format!("server clock within {}s of this host", SKEW_WARN.as_secs()),
-            "clock-skew",
-        )
-    } else if skew <= SKEW_FAIL {
-        Finding::warn(
-            format!("server clock {secs} s off this host"),
-            "run NTP (chrony, systemd-timesyncd) on every host",
-            "clock-skew",
-        )
-    } else {
-        Finding::fail(
-            format!("server clock {secs} s off this host: tokens look expired or not yet valid"),
-            "run NTP (chrony, systemd-timesyncd) on every host",
-            "clock-skew",
-        )
-    }
+    super::skew_finding("server", date, local, Duration::from_secs(1))
 }
 
 async fn jwks(client: &reqwest::Client, uri: &str) -> Finding {

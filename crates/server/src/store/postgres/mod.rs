@@ -90,6 +90,16 @@ impl Store for PgStore {
             .map_err(backend)
     }
 
+    async fn database_time(&self) -> Result<Option<std::time::SystemTime>, StoreError> {
+        let micros: i64 =
+            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let since_epoch = std::time::Duration::from_micros(micros.max(0).unsigned_abs());
+        Ok(Some(std::time::UNIX_EPOCH + since_epoch))
+    }
+
     async fn purge_expired(&self, purge: &Purge) -> Result<u64, StoreError> {
         let mut n = 0;
         for sql in PURGE {
