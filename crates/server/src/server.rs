@@ -122,7 +122,7 @@ impl Server {
             .as_ref()
             .map(|t| tokio::spawn(Arc::clone(t).watch()));
         let mut app = http::router(Arc::clone(&self.state));
-        if let Some(value) = hsts(&self.state) {
+        if let Some(value) = hsts(&self.state.config, self.state.issuer()) {
             app = app.layer(SetResponseHeaderLayer::if_not_present(
                 header::STRICT_TRANSPORT_SECURITY,
                 value,
@@ -197,9 +197,9 @@ where
 
 /// The `Strict-Transport-Security` value, when the server is reached over HTTPS (its own
 /// TLS, or an https issuer behind a TLS-terminating proxy) and `hsts_max_age_secs` > 0.
-fn hsts(state: &AppState) -> Option<HeaderValue> {
-    let https = state.config.tls.is_some() || state.issuer().starts_with("https://");
-    let age = state.config.hsts_max_age.as_secs();
+fn hsts(config: &ServerConfig, issuer: &str) -> Option<HeaderValue> {
+    let https = config.tls.is_some() || issuer.starts_with("https://");
+    let age = config.hsts_max_age.as_secs();
     if !https || age == 0 {
         return None;
     }
@@ -296,4 +296,31 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
             dir.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+
+    fn config(text: &str) -> ServerConfig {
+        ServerConfig::resolve(
+            toml::from_str::<FileConfig>(text).unwrap(),
+            Overrides::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hsts_only_when_clients_reach_the_server_over_https() {
+        let plain = config("");
+        assert_eq!(hsts(&plain, "http://127.0.0.1:8080"), None);
+        // TLS terminated by a proxy in front: the https issuer says browsers use https.
+        let sent = hsts(&plain, "https://auth.example.com").unwrap();
+        assert_eq!(sent, "max-age=31536000");
+        let tls = config("tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nhsts_max_age_secs = 600");
+        assert_eq!(hsts(&tls, "https://127.0.0.1:8443").unwrap(), "max-age=600");
+        let off = config("hsts_max_age_secs = 0");
+        assert_eq!(hsts(&off, "https://auth.example.com"), None);
+    }
 }

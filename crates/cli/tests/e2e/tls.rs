@@ -118,6 +118,12 @@ async fn https_with_hsts_and_certificate_reload_on_sighup_and_file_change() {
             .status(),
         200
     );
+
+    // SIGTERM ends the TLS accept loop too: a clean exit.
+    let mut s = s;
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(60)).expect("still running");
+    assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
 }
 
 #[test]
