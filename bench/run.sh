@@ -2,12 +2,15 @@
 # Tessera's HTTP load benchmark. Builds release binaries, starts the authorization server and
 # the example resource server on random loopback ports, loads each scenario with wrk for a
 # bounded time, and prints one table with ratios to an unauthenticated route of the same
-# server measured in the same run. Stops everything it started.
+# server measured in the same run, and a verdict against the performance budget (issue 7).
+# Also runs refresh rotation against a throwaway PostgreSQL cluster it creates (initdb) and
+# removes. Stops everything it started, by PID.
 #
 #   bench/run.sh [--duration SECONDS] [--connections N] [--pinned]
 #
 # --pinned  runs the servers on CPU 0 and wrk on CPU 1 (taskset), for steadier ratios.
-# Environment: BENCH_KEEP=1 keeps the work directory (logs) for inspection.
+# Environment: BENCH_KEEP=1 keeps the work directory (logs) for inspection; BENCH_NO_PG=1
+# skips the PostgreSQL row; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +22,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --pinned) pinned=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,16 +34,27 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "building release binaries..." >&2
-(cd "$root" && cargo build --release -q -p tessera && cargo build --release -q -p tessera-guard --example resource_server)
-tessera="$root/target/release/tessera"
-resource_server="$root/target/release/examples/resource_server"
+(cd "$root" && cargo build --release -q -p tessera \
+  && cargo build --release -q -p tessera-guard --example resource_server --example raw_verify)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+tessera="$target_dir/release/tessera"
+resource_server="$target_dir/release/examples/resource_server"
+raw_verify="$target_dir/release/examples/raw_verify"
 
 work=$(mktemp -d)
+chmod 755 "$work"
 pids=()
+pg_pid=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$pg_pid" ]; then
+    # SIGINT is PostgreSQL's "fast shutdown"; wait for the postmaster to go.
+    kill -INT "$pg_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -64,50 +78,40 @@ wait_ready() {
   echo "pid $pid did not become ready on port $port" >&2; return 1
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks used by PID and its children (PostgreSQL's backends), living or reaped.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 rss_kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 ticks_per_sec=$(getconf CLK_TCK)
+results="$work/results.tsv"
+: >"$results"
 
-rows=()
-declare -A floor_rps floor_cpu_per_req
-
-# measure LABEL PID FLOOR_KEY URL SCRIPT [CONNECTIONS] [THREADS]: one wrk run, one table row.
+# measure KEY LABEL PIDS FLOOR_KEY URL SCRIPT [CONNECTIONS] [THREADS]: one wrk run, one
+# table row. PIDS: the server process(es) whose CPU time the row charges, comma-separated.
 measure() {
-  local label=$1 pid=$2 floor=$3 url=$4 script=$5 conns=${6:-$connections} threads=${7:-2}
-  local before after out
-  before=$(cpu_ticks "$pid")
+  local key=$1 label=$2 pids_csv=$3 floor=$4 url=$5 script=$6 conns=${7:-$connections} threads=${8:-2}
+  local before=0 after=0 out pid
+  for pid in ${pids_csv//,/ }; do before=$((before + $(cpu_ticks "$pid"))); done
   out=$("${load_cpu[@]}" wrk -t"$threads" -c"$conns" -d"${duration}s" -s "$BENCH_LUA/$script" "$url" 2>&1 | grep '^RESULT' || true)
-  after=$(cpu_ticks "$pid")
-  if [ -z "$out" ]; then rows+=("| $label | failed | | | | | |"); return; fi
-  local requests dur p50 p99 non2xx
-  requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
-  dur=$(sed -E 's/.*duration_us=([0-9]+).*/\1/' <<<"$out")
-  p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$out")
-  p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$out")
-  non2xx=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$out")
-  local row
-  row=$(python3 - "$label" "$requests" "$dur" "$p50" "$p99" "$non2xx" "$((after - before))" "$ticks_per_sec" \
-        "${floor_rps[$floor]:-}" "${floor_cpu_per_req[$floor]:-}" <<'PY'
-import sys
-label, req, dur, p50, p99, non2xx, ticks, hz, floor_rps, floor_cpu = sys.argv[1:]
-req, dur, ticks, hz = int(req), int(dur), int(ticks), int(hz)
-rps = req / (dur / 1e6)
-cpu_s = ticks / hz
-per_cpu = req / cpu_s if cpu_s > 0 else float("nan")
-cpu_us = cpu_s * 1e6 / req if req else float("nan")
-ratio = f"{rps / float(floor_rps):.2f}x" if floor_rps else "1.00x (floor)"
-print(f"{rps:.0f} {cpu_us:.1f}")
-print(f"| {label} | {rps:,.0f} | {int(p50)/1000:.2f} ms | {int(p99)/1000:.2f} ms | {ratio} | {per_cpu:,.0f} | {cpu_us:.1f} us |"
-      + (f" {non2xx} refused |" if int(non2xx) else " |"))
-PY
-)
-  if [ -z "${floor_rps[$floor]:-}" ]; then
-    floor_rps[$floor]=$(head -1 <<<"$row" | cut -d' ' -f1)
-    floor_cpu_per_req[$floor]=$(head -1 <<<"$row" | cut -d' ' -f2)
+  for pid in ${pids_csv//,/ }; do after=$((after + $(cpu_ticks "$pid"))); done
+  if [ -z "$out" ]; then
+    printf '%s\t%s\tfailed\n' "$key" "$label" >>"$results"; return
   fi
-  rows+=("$(tail -1 <<<"$row")")
+  field() { sed -E "s/.*$1=([0-9]+).*/\1/" <<<"$out"; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$(field requests)" "$(field duration_us)" \
+    "$(field p50_us)" "$(field p99_us)" "$(field non2xx)" "$((after - before))" "$ticks_per_sec" "$floor" >>"$results"
   echo "  measured: $label" >&2
 }
+
+# --- the raw signature-verify floor, on the servers' CPU ----------------------------------
+raw=$("${server_cpu[@]}" "$raw_verify" 2)
+raw_eddsa=$(sed -nE 's/^RAW alg=EdDSA cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
+raw_es256=$(sed -nE 's/^RAW alg=ES256 cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
 
 # --- the authorization server -----------------------------------------------------------
 as_port=$(free_port)
@@ -171,14 +175,14 @@ PY
 )
 
 echo "loading for ${duration}s per row..." >&2
-measure "floor: resource server GET /healthz" "$rs_pid" rs "http://127.0.0.1:$rs_port/healthz" report.lua
-measure "floor: authorization server GET /healthz" "$as_pid" as "$issuer/healthz" report.lua
-TOKEN=$access_token measure "protected GET /me, warm cache (EdDSA)" "$rs_pid" rs "http://127.0.0.1:$rs_port/me" get_bearer.lua
-TOKEN=$access_token measure "protected GET /me, verify every request (EdDSA)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
-TOKEN=$es_token measure "protected GET /me, verify every request (ES256)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
-TOKEN=$bad_token measure "protected GET /me, invalid signature (401)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+measure floor_rs "floor: resource server GET /healthz" "$rs_pid" rs "http://127.0.0.1:$rs_port/healthz" report.lua
+measure floor_as "floor: authorization server GET /healthz" "$as_pid" as "$issuer/healthz" report.lua
+TOKEN=$access_token measure warm "protected GET /me, warm cache (EdDSA)" "$rs_pid" rs "http://127.0.0.1:$rs_port/me" get_bearer.lua
+TOKEN=$access_token measure cold_eddsa "protected GET /me, verify every request (EdDSA)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+TOKEN=$es_token measure cold_es256 "protected GET /me, verify every request (ES256)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+TOKEN=$bad_token measure invalid "protected GET /me, invalid signature (401)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
-  measure "client-credentials issuance (JWT, EdDSA)" "$as_pid" as "$issuer/token" post_form.lua
+  measure cc "client-credentials issuance (JWT, EdDSA)" "$as_pid" as "$issuer/token" post_form.lua
 
 # Refresh rotation: one family per wrk thread, followed one request at a time.
 refresh_tokens=""
@@ -187,35 +191,67 @@ for _ in 1 2 3 4; do
   refresh_tokens="$refresh_tokens $rt"
 done
 REFRESH_TOKENS=$refresh_tokens BASIC=$basic \
-  measure "refresh rotation (SQLite)" "$as_pid" as "$issuer/token" refresh_chain.lua 4 4
+  measure refresh_sqlite "refresh rotation (SQLite)" "$as_pid" as "$issuer/token" refresh_chain.lua 4 4
 
 rt=$(token_request "grant_type=password&username=alice&password=correct%20horse%20battery%20staple" | json_field refresh_token)
 BODY="token=$rt&token_type_hint=refresh_token" BASIC=$basic \
-  measure "introspection of an opaque token" "$as_pid" as "$issuer/introspect" post_form.lua
+  measure introspect "introspection of an opaque token" "$as_pid" as "$issuer/introspect" post_form.lua
 
 BODY="grant_type=password&username=alice&password=correct%20horse%20battery%20staple" BASIC=$basic \
-  measure "password grant (Argon2id)" "$as_pid" as "$issuer/token" post_form.lua 8
+  measure password "password grant (Argon2id)" "$as_pid" as "$issuer/token" post_form.lua 8
 
 # Login storm: saturate the password hasher, and meanwhile measure the cheap paths.
 BODY="grant_type=password&username=alice&password=correct%20horse%20battery%20staple" BASIC=$basic \
   "${load_cpu[@]}" wrk -t1 -c16 -d"$((duration * 2 + 2))s" -s "$BENCH_LUA/post_form.lua" "$issuer/token" >/dev/null 2>&1 &
 storm=$!
 sleep 1
-TOKEN=$access_token measure "during login storm: protected GET /me (cache off)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+TOKEN=$access_token measure storm_rs "during login storm: protected GET /me (cache off)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
-  measure "during login storm: client-credentials issuance" "$as_pid" as "$issuer/token" post_form.lua
+  measure storm_cc "during login storm: client-credentials issuance" "$as_pid" as "$issuer/token" post_form.lua
 wait "$storm" || true
+
+# --- refresh rotation on PostgreSQL: a throwaway cluster and a second server --------------
+pg_bin=$(dirname "$(command -v initdb 2>/dev/null || echo /usr/lib/postgresql/15/bin/initdb)")
+if [ "${BENCH_NO_PG:-0}" = 1 ]; then
+  printf 'refresh_pg\trefresh rotation (PostgreSQL)\tskipped (BENCH_NO_PG=1)\n' >>"$results"
+elif [ ! -x "$pg_bin/initdb" ]; then
+  printf 'refresh_pg\trefresh rotation (PostgreSQL)\tskipped (no initdb)\n' >>"$results"
+else
+  pg_dir="$work/pg"; mkdir -p "$pg_dir"
+  pg_port=$(free_port)
+  as_pg() { if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$pg_dir"; runuser -u postgres -- "$@"; else "$@"; fi; }
+  as_pg "$pg_bin/initdb" -A trust -U postgres -E UTF8 -D "$pg_dir/data" >"$work/initdb.log" 2>&1
+  # Default durability (fsync and synchronous_commit on), as a deployment would run it.
+  as_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=50" start >/dev/null
+  pg_pid=$(head -1 "$pg_dir/data/postmaster.pid")
+  [ -n "${server_cpu[*]}" ] && taskset -a -p -c 0 "$pg_pid" >/dev/null
+  pg_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
+  pg_data="$work/data-pg"
+  pg_as_port=$(free_port)
+  pg_issuer="http://127.0.0.1:$pg_as_port"
+  "${server_cpu[@]}" "$tessera" serve --data-dir "$pg_data" --database "$pg_url" --listen "127.0.0.1:$pg_as_port" \
+    --issuer "$pg_issuer" --config "$work/tessera.toml" >"$work/tessera-pg.log" 2>&1 &
+  pg_as_pid=$!; pids+=("$pg_as_pid")
+  wait_ready "$pg_as_pid" "$pg_as_port"
+  pcli() { "$tessera" "$@" --data-dir "$pg_data" --database "$pg_url" --config "$work/tessera.toml"; }
+  pg_client=$(pcli client add bench --grant-types password,refresh_token --scope notes:read --audience notes-api --json)
+  pg_basic=$(printf '%s:%s' "$(json_field client_id <<<"$pg_client")" "$(json_field client_secret <<<"$pg_client")" | base64 -w0)
+  printf 'correct horse battery staple\n' | pcli user add alice --password-stdin >/dev/null
+  pg_tokens=""
+  for _ in 1 2 3 4; do
+    rt=$(curl -fsS -H "Authorization: Basic $pg_basic" \
+      -d "grant_type=password&username=alice&password=correct%20horse%20battery%20staple" "$pg_issuer/token" | json_field refresh_token)
+    pg_tokens="$pg_tokens $rt"
+  done
+  REFRESH_TOKENS=$pg_tokens BASIC=$pg_basic \
+    measure refresh_pg "refresh rotation (PostgreSQL)" "$pg_as_pid,$pg_pid" as "$pg_issuer/token" refresh_chain.lua 4 4
+fi
 
 commit=$(cd "$root" && git rev-parse --short HEAD)$( cd "$root" && git diff --quiet || echo "+dirty")
 echo
-echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1')"
+echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1'), load average before: $load_before"
+echo "Raw signature verify on the servers' CPU (aws-lc-rs, key parsed once): EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us"
 echo
-echo "| operation | req/s | p50 | p99 | ratio to floor | req per server CPU-s | server CPU per req | |"
-echo "|---|---|---|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
-echo
-echo "| server | idle RSS | peak RSS |"
-echo "|---|---|---|"
-echo "| authorization server | $((as_idle_rss / 1024)) MB | $(( $(rss_kb "$as_pid" VmHWM) / 1024 )) MB |"
-echo "| resource server (cache on) | $((rs_idle_rss / 1024)) MB | $(( $(rss_kb "$rs_pid" VmHWM) / 1024 )) MB |"
-echo "| resource server (cache off) | | $(( $(rss_kb "$rs_cold_pid" VmHWM) / 1024 )) MB |"
+python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" \
+  "$as_idle_rss" "$(rss_kb "$as_pid" VmHWM)" "$rs_idle_rss" "$(rss_kb "$rs_pid" VmHWM)" "$(rss_kb "$rs_cold_pid" VmHWM)"

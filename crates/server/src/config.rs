@@ -85,6 +85,10 @@ pub struct FileConfig {
     /// How often the server reloads keys from the store and applies their lifecycle,
     /// seconds (default 10).
     pub key_refresh_interval_secs: Option<u64>,
+    /// How long a server keeps a client record it read, seconds (default 5, at most 300;
+    /// 0 reads the store on every request): a removed client or a rotated-away secret
+    /// stops working within this bound.
+    pub client_cache_ttl_secs: Option<u64>,
 
     // --- passwords and throttling ---
     /// Password hashes computed at once (default: number of CPUs).
@@ -189,6 +193,8 @@ pub struct ServerConfig {
     pub key_refresh_interval: Duration,
     /// Age at which the janitor deletes audit events.
     pub audit_retention: Duration,
+    /// Lifetime of cached client records (zero: no cache).
+    pub client_cache_ttl: Duration,
 }
 
 /// A configuration error for `key`: its value, the rule it breaks, and where to set it.
@@ -429,6 +435,13 @@ impl ServerConfig {
                 90,
                 1,
                 36_500,
+            )?,
+            client_cache_ttl: secs_in(
+                "client_cache_ttl_secs",
+                file.client_cache_ttl_secs,
+                crate::client_cache::DEFAULT_CLIENT_CACHE_TTL_SECS,
+                0,
+                300,
             )?,
         })
     }

@@ -10,6 +10,7 @@
 //! [`store`] (traits; SQL only in `store::sqlite` and `store::postgres`). Time comes from a [`Clock`].
 
 pub mod admin;
+mod client_cache;
 mod clock;
 pub mod config;
 mod error;

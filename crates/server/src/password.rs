@@ -101,8 +101,25 @@ impl Passwords {
     }
 }
 
+/// The nice value of the hashing threads (Linux): 10 gives them about a tenth of a core
+/// that the runtime's threads also want, and all of an idle one.
+pub const HASHER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`HASHER_NICE`]; a failure is only logged.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux, setpriority(PRIO_PROCESS, tid) applies to that one thread.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), HASHER_NICE) {
+            tracing::warn!(error = %e, "cannot lower the password hashing thread's priority");
+        }
+    }
+}
+
 /// A hashing thread: runs jobs until the pool is dropped.
 fn work(queue: &Mutex<Receiver<Job>>) {
+    lower_priority();
     loop {
         let job = match queue.lock() {
             Ok(q) => q.recv(),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aws_lc_rs::hmac;
 
+use crate::client_cache::ClientCache;
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::keys::Keys;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) passwords: Passwords,
     pub(crate) refresh_key: hmac::Key,
+    /// Client records read recently (`client_cache_ttl_secs`).
+    pub(crate) clients: ClientCache,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
     ) -> Self {
         AppState {
             issuer,
+            clients: ClientCache::new(config.client_cache_ttl),
             config,
             store,
             keys,

@@ -75,7 +75,9 @@ async fn cli_errors_are_one_line_with_exit_codes() {
 
 #[tokio::test]
 async fn client_lifecycle_through_the_cli() {
-    let s = Server::start();
+    // The server caches client records for client_cache_ttl_secs: a rotated-away secret or
+    // a removed client stops working within that bound (1 s here).
+    let s = Server::start_with("client_cache_ttl_secs = 1\n", &[]);
     let (id, secret) = s.add_client("svc", "client_credentials", "a", &[]);
     let secret = secret.unwrap();
     let list = s.cli_ok(&["client", "list", "--json"], None);
@@ -95,12 +97,7 @@ async fn client_lifecycle_through_the_cli() {
         serde_json::from_str(&s.cli_ok(&["client", "rotate-secret", "svc", "--json"], None))
             .unwrap();
     let new_secret = rotated["client_secret"].as_str().unwrap();
-    s.token(
-        &[("grant_type", "client_credentials")],
-        Some((&id, &secret)),
-    )
-    .await
-    .assert_error(401, "invalid_client");
+    refused_within_the_cache_ttl(&s, &id, &secret).await;
     assert_eq!(
         s.token(
             &[("grant_type", "client_credentials")],
@@ -112,12 +109,7 @@ async fn client_lifecycle_through_the_cli() {
     );
 
     s.cli_ok(&["client", "remove", &id], None);
-    s.token(
-        &[("grant_type", "client_credentials")],
-        Some((&id, new_secret)),
-    )
-    .await
-    .assert_error(401, "invalid_client");
+    refused_within_the_cache_ttl(&s, &id, new_secret).await;
 
     let users = s.cli_ok(&["user", "list"], None);
     assert!(users.contains("NAME"));
@@ -149,4 +141,25 @@ async fn client_lifecycle_through_the_cli() {
         )
         .await;
     assert_eq!(r.status, 200);
+}
+
+/// Client credentials with `secret` stop working within the server's 1 s client-cache TTL
+/// (polled for up to 5 s, so a slow machine does not fail the test), and stay refused.
+async fn refused_within_the_cache_ttl(s: &Server, id: &str, secret: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = s
+            .token(&[("grant_type", "client_credentials")], Some((id, secret)))
+            .await;
+        if r.status == 401 {
+            r.assert_error(401, "invalid_client");
+            break;
+        }
+        assert_eq!(r.status, 200, "only 200 (still cached) or 401");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted 5 s after the change (TTL 1 s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

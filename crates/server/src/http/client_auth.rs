@@ -1,7 +1,10 @@
 //! Client authentication at the token, revocation and introspection endpoints (RFC 6749
 //! section 2.3.1): HTTP Basic or `client_secret_post`, or a bare `client_id` for public
 //! clients where the caller allows it. Secrets are `tsr_cs_` tokens compared by SHA-256
-//! hash in constant time: high-entropy, so no slow hash is needed.
+//! hash: high-entropy, so no slow hash is needed. Client records come from the
+//! [`crate::client_cache`] when read recently, so a busy client costs no store read.
+
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -30,7 +33,7 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     params: &Params,
     public: Public,
-) -> Result<ClientRecord, OAuthError> {
+) -> Result<Arc<ClientRecord>, OAuthError> {
     if let Some((id, secret)) = basic_credentials(headers)? {
         if params.get("client_secret").is_some() {
             return Err(OAuthError::invalid_request(
@@ -47,7 +50,7 @@ pub(crate) async fn authenticate(
     match (params.get("client_id"), params.get("client_secret")) {
         (Some(id), Some(secret)) => confidential(state, id, secret, false).await,
         (Some(id), None) => {
-            let client = state.store.client(id).await?;
+            let client = lookup(state, id, Read::Cached).await?;
             match client {
                 Some(c) if c.is_public() && public == Public::Allowed => {
                     tracing::Span::current().record("client_id", c.id.as_str());
@@ -84,24 +87,64 @@ pub(crate) fn basic_credentials(
     Ok(Some((id, secret)))
 }
 
+/// Authenticates a confidential client by id and secret; `basic` says which method the
+/// caller used (it shapes the 401).
 pub(crate) async fn confidential(
     state: &AppState,
     id: &str,
     secret: &str,
     basic: bool,
-) -> Result<ClientRecord, OAuthError> {
+) -> Result<Arc<ClientRecord>, OAuthError> {
     let fail = OAuthError::InvalidClient { basic };
-    let Some(client) = state.store.client(id).await? else {
-        return Err(fail);
-    };
-    let Some(stored) = client.secret_hash else {
-        return Err(fail);
-    };
     let presented =
         OpaqueToken::parse_kind(secret, TokenKind::ClientSecret).map_err(|_| fail.clone())?;
-    if presented.hash() != stored {
-        return Err(fail);
+    let presented = presented.hash();
+    let mut client = lookup(state, id, Read::Cached).await?;
+    if client
+        .as_ref()
+        .is_some_and(|c| c.secret_hash != Some(presented))
+    {
+        // Perhaps the secret was rotated since the record was cached: read it again.
+        client = lookup(state, id, Read::Fresh).await?;
     }
-    tracing::Span::current().record("client_id", client.id.as_str());
-    Ok(client)
+    match client {
+        Some(c) if c.secret_hash == Some(presented) => {
+            tracing::Span::current().record("client_id", c.id.as_str());
+            Ok(c)
+        }
+        _ => Err(fail),
+    }
+}
+
+/// Whether a cached record will do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Cached,
+    Fresh,
+}
+
+/// The client `id`: from the cache if read within the TTL, else from the store (and then
+/// cached). Unknown ids are not cached.
+async fn lookup(
+    state: &AppState,
+    id: &str,
+    read: Read,
+) -> Result<Option<Arc<ClientRecord>>, OAuthError> {
+    let now = state.clock.now();
+    if read == Read::Cached
+        && let Some(c) = state.clients.get(id, now)
+    {
+        return Ok(Some(c));
+    }
+    match state.store.client(id).await? {
+        Some(c) => {
+            let c = Arc::new(c);
+            state.clients.put(Arc::clone(&c), now);
+            Ok(Some(c))
+        }
+        None => {
+            state.clients.forget(id);
+            Ok(None)
+        }
+    }
 }

@@ -270,3 +270,71 @@ async fn the_absolute_lifetime_ends_a_family_however_often_it_refreshes() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["error"], "invalid_grant");
 }
+
+/// The client cache (docs/server.md, `client_cache_ttl_secs`): a rotated-away secret and a
+/// removed client keep working for at most the TTL, measured on the injected clock; a new
+/// secret works at once; a wrong secret never does.
+#[tokio::test]
+async fn cached_clients_follow_secret_rotation_and_removal_within_the_ttl() {
+    use tessera_token::{OpaqueToken, TokenKind};
+    let (s, _d, clock) = state_with_clock().await;
+    let ttl = i64::try_from(s.config.client_cache_ttl.as_secs()).unwrap();
+    assert!(ttl > 0, "the cache is on by default");
+    let (id, old) = client_and_user(&s).await;
+    let introspect = |secret: &str| {
+        Request::post("/introspect")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "token=tsr_rt_nothing&client_id={id}&client_secret={secret}"
+            )))
+            .unwrap()
+    };
+    let status = |r: (StatusCode, _, _)| r.0;
+    // Authenticating once caches the record.
+    assert_eq!(status(send(&s, introspect(&old)).await), StatusCode::OK);
+    let wrong = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    assert_eq!(
+        status(send(&s, introspect(wrong.expose())).await),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Rotation behind the server's back (the CLI writes the store directly).
+    let new = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    s.store.set_client_secret(&id, &new.hash()).await.unwrap();
+    // The new secret works at once: a mismatch re-reads the store ...
+    assert_eq!(
+        status(send(&s, introspect(new.expose())).await),
+        StatusCode::OK
+    );
+    // ... which also refreshed the cached record, so the old secret is refused now.
+    assert_eq!(
+        status(send(&s, introspect(&old)).await),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Another rotation, with the old record cached and nobody presenting the new secret:
+    // the old one works until the entry is `ttl` seconds old, and not after.
+    let newer = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    s.store.set_client_secret(&id, &newer.hash()).await.unwrap();
+    assert_eq!(
+        status(send(&s, introspect(new.expose())).await),
+        StatusCode::OK
+    );
+    clock.advance(ttl);
+    assert_eq!(
+        status(send(&s, introspect(new.expose())).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(send(&s, introspect(newer.expose())).await),
+        StatusCode::OK
+    );
+
+    // Removal: refused once the cached record has aged out.
+    s.store.remove_client(&id, s.revoked_now()).await.unwrap();
+    clock.advance(ttl);
+    assert_eq!(
+        status(send(&s, introspect(newer.expose())).await),
+        StatusCode::UNAUTHORIZED
+    );
+}

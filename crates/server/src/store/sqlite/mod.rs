@@ -23,10 +23,16 @@ use sqlx::{Sqlite, Transaction};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tessera.db";
 
-/// The SQLite store. Cheap to clone (a connection pool).
+/// The SQLite store. Cheap to clone (connection pools).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection for write transactions. SQLite has one writer at a time; queueing
+    /// writers here, in order, instead of letting several connections race for the lock
+    /// avoids SQLite's busy handler, which sleeps (1 ms, 2 ms, 5 ms, ... 100 ms) between
+    /// retries and so capped refresh rotation at a fraction of what one writer does.
+    /// Other processes (the CLI) still meet the busy timeout.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -54,6 +60,7 @@ impl SqliteStore {
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let memory = options.get_filename().as_os_str() == ":memory:";
+        let writer_options = options.clone();
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 8 })
@@ -75,20 +82,33 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(SqliteStore { pool })
+        let writer = if memory {
+            // An in-memory database lives in its one connection: write there too.
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(Some(Duration::from_secs(600)))
+                .max_lifetime(Some(Duration::from_secs(3600)))
+                .connect_lazy_with(writer_options)
+        };
+        Ok(SqliteStore { pool, writer })
     }
 
     /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`),
     /// so concurrent writers queue on the busy timeout instead of failing on upgrade.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)
     }
 
-    /// Checkpoints the write-ahead log into the database file, then closes the pool.
+    /// Closes the writer, checkpoints the write-ahead log into the database file, then
+    /// closes the pool.
     pub async fn close(&self) {
+        self.writer.close().await;
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.pool)
             .await

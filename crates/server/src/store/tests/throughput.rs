@@ -67,3 +67,43 @@ async fn rotation_throughput_postgres() {
     };
     rotations_per_second("postgres (testkit cluster, loopback, fsync=off)", s).await;
 }
+
+/// CPU time this process has used so far (user + system), seconds, from `/proc`.
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0 // CLK_TCK is 100 on Linux
+}
+
+/// One refresh-token lookup (the store read behind introspection and refresh) after
+/// another: wall and CPU time per read, the floor under any endpoint that reads the store.
+async fn lookups(name: &str, s: Arc<dyn Store>) {
+    let first = token("lookup");
+    s.insert_grant(&grant("lookup", "u1"), Some(&first))
+        .await
+        .unwrap();
+    const N: u32 = 20_000;
+    for _ in 0..1_000 {
+        s.refresh_token(&first.hash).await.unwrap().unwrap();
+    }
+    let (start, cpu) = (Instant::now(), process_cpu_secs());
+    for _ in 0..N {
+        s.refresh_token(&first.hash).await.unwrap().unwrap();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs() - cpu;
+    println!(
+        "{name}: refresh_token lookup {:.1} us wall, {:.1} us CPU (all threads) per read",
+        wall * 1e6 / f64::from(N),
+        cpu * 1e6 / f64::from(N)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "measurement, prints a figure"]
+async fn lookup_cost_sqlite() {
+    let (s, _dir) = super::sqlite_store().await;
+    lookups("sqlite (file, WAL)", s).await;
+}

@@ -1,0 +1,102 @@
+"""Renders bench/run.sh's results as Markdown tables with a verdict per budget (issue 7).
+
+Arguments: RESULTS_TSV RAW_EDDSA_US RAW_ES256_US AS_IDLE_KB AS_PEAK_KB RS_IDLE_KB RS_PEAK_KB
+RS_COLD_PEAK_KB. Each results line: key, label, then either one status word or requests,
+duration_us, p50_us, p99_us, non2xx, cpu_ticks, ticks_per_second, floor_key.
+
+Ratios to a floor are given two ways: req/s over the floor's req/s, and requests per
+server CPU-second over the floor's (the throughput one core would give, which other
+processes on the machine disturb far less). Ratio budgets are judged on the second.
+"""
+
+import sys
+
+
+def load(path):
+    rows = []
+    for line in open(path):
+        f = line.rstrip("\n").split("\t")
+        row = {"key": f[0], "label": f[1]}
+        if len(f) < 10:
+            row["status"] = f[2]
+        else:
+            req, dur, p50, p99, non2xx, ticks, hz = (int(x) for x in f[2:9])
+            cpu_s = ticks / hz
+            row.update(
+                rps=req / (dur / 1e6),
+                p50=p50 / 1000,
+                p99=p99 / 1000,
+                non2xx=non2xx,
+                per_cpu=req / cpu_s if cpu_s > 0 else float("nan"),
+                cpu_us=cpu_s * 1e6 / req if req else float("nan"),
+                floor=f[9],
+            )
+        rows.append(row)
+    return rows
+
+
+def main():
+    path, raw_ed, raw_es = sys.argv[1], sys.argv[2], sys.argv[3]
+    as_idle, as_peak, rs_idle, rs_peak, rs_cold_peak = (int(x or 0) for x in sys.argv[4:9])
+    raw = {"cold_eddsa": float(raw_ed or "nan"), "cold_es256": float(raw_es or "nan")}
+    rows = load(path)
+    by = {r["key"]: r for r in rows if "rps" in r}
+    floors = {"rs": by.get("floor_rs"), "as": by.get("floor_as")}
+
+    def ok(cond):
+        return "**met**" if cond else "**missed**"
+
+    def verdict(r):
+        k = r["key"]
+        floor = floors.get(r["floor"])
+        cpu_ratio = floor["cpu_us"] / r["cpu_us"] if floor else None
+        if k.startswith("floor"):
+            return "floor"
+        if k == "warm":
+            return f"{ok(cpu_ratio >= 0.9)} (>= 0.9x)"
+        if k in raw:
+            budget = floors["rs"]["cpu_us"] + 1.2 * raw[k]
+            return f"{ok(r['cpu_us'] <= budget)} (<= {budget:.1f} us: floor + 1.2 x raw {raw[k]:.1f} us)"
+        if k == "invalid" and "cold_eddsa" in by:
+            valid = by["cold_eddsa"]["cpu_us"]
+            return f"{ok(r['cpu_us'] <= valid)} (<= valid EdDSA {valid:.1f} us)"
+        if k == "cc":
+            return f"{ok(cpu_ratio >= 0.45)} (>= 0.45x)"
+        if k == "introspect":
+            return f"{ok(cpu_ratio >= 0.5)} (>= 0.5x)"
+        if k == "refresh_sqlite":
+            return f"{ok(r['rps'] >= 3000)} (>= 3,000/s; {r['per_cpu']:,.0f} per CPU-s)"
+        if k == "refresh_pg":
+            return f"no budget ({r['per_cpu']:,.0f} per CPU-s of tessera + PostgreSQL)"
+        if k == "password":
+            return "bounded by design (Argon2id)"
+        idle = {"storm_rs": "cold_eddsa", "storm_cc": "cc"}.get(k)
+        if idle in by:
+            base = by[idle]["p99"]
+            return f"{ok(r['p99'] <= 2 * base)} (p99 {r['p99'] / base:.1f}x idle {base:.2f} ms; <= 2x)"
+        return ""
+
+    print("| operation | req/s | p50 | p99 | req/s to floor | req per server CPU-s | CPU-s to floor | server CPU per req | budget |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "status" in r:
+            print(f"| {r['label']} | {r['status']} | | | | | | | |")
+            continue
+        floor = floors.get(r["floor"])
+        rps_ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor else ""
+        cpu_ratio = f"{floor['cpu_us'] / r['cpu_us']:.2f}x" if floor else ""
+        refused = f", {r['non2xx']} refused" if r["non2xx"] else ""
+        print(
+            f"| {r['label']} | {r['rps']:,.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {rps_ratio} | "
+            f"{r['per_cpu']:,.0f} | {cpu_ratio} | {r['cpu_us']:.1f} us | {verdict(r)}{refused} |"
+        )
+    mb = lambda kb: kb // 1024
+    print()
+    print("| server | idle RSS | peak RSS | budget (idle < 30 MB, under load < 100 MB) |")
+    print("|---|---|---|---|")
+    print(f"| authorization server (SQLite) | {mb(as_idle)} MB | {mb(as_peak)} MB | {ok(mb(as_idle) < 30 and mb(as_peak) < 100)} |")
+    print(f"| resource server (cache on) | {mb(rs_idle)} MB | {mb(rs_peak)} MB | {ok(mb(rs_idle) < 30 and mb(rs_peak) < 100)} |")
+    print(f"| resource server (cache off) | | {mb(rs_cold_peak)} MB | {ok(mb(rs_cold_peak) < 100)} |")
+
+
+main()
