@@ -25,18 +25,12 @@ use crate::exit::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
-    /// Data directory (created on first use).
-    #[arg(long, global = true, env = "TESSERA_DATA_DIR", value_name = "DIR")]
+    /// Data directory (created on first use) [env: TESSERA_DATA_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// PostgreSQL database URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead
-    /// of SQLite in the data directory; migrated automatically.
-    #[arg(
-        long,
-        global = true,
-        env = "TESSERA_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    /// of SQLite in the data directory; migrated automatically [env: TESSERA_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
     /// TOML configuration file (see docs/server.md); flags and variables override it.
     #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "FILE")]

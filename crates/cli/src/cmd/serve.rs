@@ -11,12 +11,13 @@ use crate::exit::CliError;
 /// Options of `tessera serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    /// Address to listen on; port 0 picks a free port (the bound address is printed)
+    /// [env: TESSERA_LISTEN].
+    #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// Issuer URL (`iss` of every token); default http://LISTEN-ADDRESS. Must be https
-    /// unless the host is loopback.
-    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    /// unless the host is loopback [env: TESSERA_ISSUER].
+    #[arg(long, value_name = "URL")]
     issuer: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key the server speaks HTTPS.
     #[arg(long, value_name = "FILE")]

@@ -175,6 +175,44 @@ fn plain_http_off_loopback_is_refused_unless_dangerous() {
     );
 }
 
+#[test]
+fn flags_beat_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    // TESSERA_LISTEN alone is loopback and fine; --set moves it off loopback, so the
+    // check fails: the flag won.
+    let env = [("TESSERA_LISTEN", "127.0.0.1:8080")];
+    let ok = tessera(&["--data-dir", d, "config", "check"], &env);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let out = tessera(
+        &[
+            "--data-dir",
+            d,
+            "--set",
+            "listen=0.0.0.0:8080",
+            "config",
+            "check",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("listen = \"0.0.0.0:8080\""),
+        "{}",
+        stderr(&out)
+    );
+    // The environment is read for every key, data_dir and the database URL included.
+    let env = [("TESSERA_DATABASE_URL", "mysql://h/db")];
+    let out = tessera(&["--data-dir", d, "config", "check"], &env);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("database = (not shown) is invalid"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn the_environment_overrides_the_file() {
     let s = Server::start_with(
