@@ -522,3 +522,64 @@ async fn a_database_restart_under_load_loses_no_refresh_token_and_reuses_none() 
         }
     }
 }
+
+/// `CHAINS` clients, each refreshing its own chain as fast as it can for `SECONDS`,
+/// spread over `servers`; returns rotations per second. Every reply must be a 200.
+async fn rotation_rate(servers: &[Arc<Server>], web: &(String, String)) -> f64 {
+    const CHAINS: usize = 16;
+    const SECONDS: u64 = 10;
+    let basic = Some((web.0.as_str(), web.1.as_str()));
+    let mut firsts = Vec::new();
+    for i in 0..CHAINS {
+        let s = &servers[i % servers.len()];
+        firsts.push(login(s, basic).await.str("refresh_token"));
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(SECONDS);
+    let tasks: Vec<_> = firsts
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut rt)| {
+            let (s, web) = (Arc::clone(&servers[i % servers.len()]), web.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let reply = refresh(&s, Some((&web.0, &web.1)), &rt).await;
+                    assert_eq!(reply.status, 200, "{:?}", reply.json);
+                    rt = reply.str("refresh_token");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A measurement, not a test (docs/operations.md): refresh rotations per second over HTTP
+/// with 16 concurrent clients for 10 s, on SQLite, on PostgreSQL, and on two PostgreSQL
+/// replicas. Run it in release mode:
+/// `cargo test --release -p tessera --test e2e refresh_rotations_per_second -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement; run explicitly in release mode"]
+async fn refresh_rotations_per_second() {
+    let sqlite = Arc::new(Server::start());
+    let (id, secret) = sqlite.add_client("web", "password,refresh_token", "a", &[]);
+    sqlite.add_user("alice", PASSWORD);
+    let web = (id, secret.unwrap());
+    let rate = rotation_rate(&[Arc::clone(&sqlite)], &web).await;
+    eprintln!("SQLite, 1 server: {rate:.0} rotations/s");
+    drop(sqlite);
+    let Some(pg) = crate::postgres::cluster() else {
+        return;
+    };
+    let r = Replicas::start(pg, "");
+    let rate = rotation_rate(&[Arc::clone(&r.a)], &r.web).await;
+    eprintln!("PostgreSQL, 1 server: {rate:.0} rotations/s");
+    let rate = rotation_rate(&[Arc::clone(&r.a), Arc::clone(&r.b)], &r.web).await;
+    eprintln!("PostgreSQL, 2 replicas: {rate:.0} rotations/s");
+}
