@@ -7,6 +7,7 @@
 
 mod cmd;
 mod exit;
+mod logging;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

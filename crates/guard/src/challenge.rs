@@ -64,6 +64,7 @@ pub(crate) fn status(err: &GuardError) -> StatusCode {
 /// carrying exactly what the challenge carries (503 uses `temporarily_unavailable`);
 /// a 401 without error code and a 500 have an empty body.
 pub(crate) fn response(realm: &str, json: bool, err: &GuardError) -> Response {
+    metrics::counter!(crate::REFUSALS_METRIC, "reason" => err.reason()).increment(1);
     let mut builder = Response::builder()
         .status(status(err))
         .header(header::CACHE_CONTROL, "no-store");

@@ -53,6 +53,28 @@ impl GuardError {
         }
     }
 
+    /// A short, fixed name for the refusal: the `reason` label of
+    /// [`crate::REFUSALS_METRIC`]. `invalid_token` is split by the rule that failed.
+    pub fn reason(&self) -> &'static str {
+        use tessera_token::Error as E;
+        match self {
+            GuardError::MissingToken => "missing_token",
+            GuardError::InvalidRequest(_) => "invalid_request",
+            GuardError::InvalidToken(E::Expired) => "expired",
+            GuardError::InvalidToken(E::BadSignature | E::AlgMismatch) => "bad_signature",
+            GuardError::InvalidToken(E::UnknownKid | E::AmbiguousKey) => "unknown_key",
+            GuardError::InvalidToken(E::WrongIssuer | E::WrongAudience | E::WrongType) => {
+                "claims_not_accepted"
+            }
+            GuardError::InvalidToken(_) => "invalid_token",
+            GuardError::Inactive => "inactive",
+            GuardError::Revoked => "revoked",
+            GuardError::InsufficientScope { .. } => "insufficient_scope",
+            GuardError::Unavailable(_) => "unavailable",
+            GuardError::NotConfigured => "not_configured",
+        }
+    }
+
     /// The short `error_description` shown to the client. It names the rule, never the
     /// token, a key or internal state.
     pub fn description(&self) -> Option<Cow<'static, str>> {

@@ -53,4 +53,9 @@ pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
 pub use source::{CookieSource, Csrf, TokenSources};
+/// The guard's refusal counter, recorded through the [`metrics`] facade with a `reason`
+/// label ([`GuardError::reason`]). It costs nothing until the application installs a
+/// recorder (e.g. `metrics-exporter-prometheus`), which then exports it with its own.
+pub const REFUSALS_METRIC: &str = "tessera_guard_refusals_total";
+
 pub use verifier::{AuthorizationServerMetadata, Introspection, RemoteIssuer, Verifier, discover};

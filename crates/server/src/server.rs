@@ -117,6 +117,7 @@ impl Server {
             Arc::clone(&self.sealer),
         ));
         let janitor = tokio::spawn(janitor(Arc::clone(&self.state)));
+        let upkeep = tokio::spawn(crate::metrics::upkeep());
         let watcher = self
             .tls
             .as_ref()
@@ -139,6 +140,7 @@ impl Server {
         };
         refresher.abort();
         janitor.abort();
+        upkeep.abort();
         if let Some(w) = watcher {
             w.abort();
         }

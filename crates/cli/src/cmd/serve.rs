@@ -3,10 +3,10 @@
 
 use clap::Args;
 use tessera_server::{Overrides, Server};
-use tracing_subscriber::EnvFilter;
 
 use crate::cmd::Global;
 use crate::exit::CliError;
+use crate::logging::{self, LogFormat};
 
 /// Options of `tessera serve`.
 #[derive(Debug, Args)]
@@ -29,16 +29,14 @@ pub(crate) struct ServeArgs {
     /// TLS-terminating proxy on a trusted network).
     #[arg(long)]
     dangerous_allow_http: bool,
+    /// Log line format on stderr: text, or json (one object per line). The level comes
+    /// from TESSERA_LOG (e.g. info, debug, trace).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError> {
-    let filter = EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    logging::init(args.log_format);
     let config = global.config(Overrides {
         data_dir: None,
         database: None,

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,6 +13,53 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 pub const PASSWORD: &str = "correct horse battery";
+
+/// Every secret the suite has seen: passwords, client secrets, tokens, Basic credentials,
+/// master keys, cookies. Every server runs at trace level (unless a test sets
+/// `TESSERA_LOG`) and, when dropped, its whole log is checked against this list: a secret
+/// in any server log fails the test that owned the server (docs/operations.md, Logs).
+static SECRETS: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+/// Adds a secret to the registry (values shorter than 8 characters are ignored: they
+/// would match by chance and no real secret is that short).
+pub fn register_secret(secret: &str) {
+    if secret.len() < 8 {
+        return;
+    }
+    let mut all = SECRETS.get_or_init(Default::default).lock().unwrap();
+    if !all.iter().any(|s| s == secret) {
+        all.push(secret.to_owned());
+    }
+}
+
+/// Registers the secret members of a JSON response or CLI output (tokens, client secrets).
+pub fn register_secrets_in(v: &Value) {
+    for member in [
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "code",
+        "token",
+    ] {
+        if let Some(s) = v.get(member).and_then(Value::as_str) {
+            register_secret(s);
+            // A JWT's signature alone is as telling as the whole token.
+            if let Some(sig) = s.rsplit('.').next().filter(|_| s.contains('.')) {
+                register_secret(sig);
+            }
+        }
+    }
+}
+
+/// The registered secrets found in `log`.
+pub fn secrets_in(log: &str) -> Vec<String> {
+    let all = SECRETS.get_or_init(Default::default).lock().unwrap();
+    all.iter()
+        .filter(|s| log.contains(s.as_str()))
+        .cloned()
+        .collect()
+}
 
 /// A running `tessera serve`; killed (by its PID, through `Child`) on drop.
 pub struct Server {
@@ -45,8 +92,10 @@ impl Server {
     /// (empty for none) and extra environment variables.
     pub fn start_on(database: Option<&str>, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        register_secret(PASSWORD);
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
+        cmd.env("TESSERA_LOG", "trace")
+            .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", "127.0.0.1:0"])
@@ -66,6 +115,9 @@ impl Server {
             cmd.arg("--config").arg(path);
         }
         for (k, v) in env {
+            if k.contains("KEY") || k.contains("SECRET") || k.contains("PASSWORD") {
+                register_secret(v);
+            }
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start tessera serve");
@@ -195,6 +247,7 @@ impl Server {
         ];
         args.extend_from_slice(extra);
         let v: Value = serde_json::from_str(&self.cli_ok(&args, None)).unwrap();
+        register_secrets_in(&v);
         (
             v["client_id"].as_str().unwrap().to_owned(),
             v["client_secret"].as_str().map(str::to_owned),
@@ -202,6 +255,7 @@ impl Server {
     }
 
     pub fn add_user(&self, name: &str, password: &str) {
+        register_secret(password);
         self.cli_ok(
             &["user", "add", name, "--password-stdin"],
             Some(&format!("{password}\n")),
@@ -246,16 +300,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(key) = std::fs::read_to_string(self.data_dir().join("master.key")) {
+            register_secret(key.trim());
+        }
+        let leaked = secrets_in(&self.log());
+        if !leaked.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} secret(s) reached the server log (first: {:.12}...); log:\n{}",
+                leaked.len(),
+                leaked[0],
+                self.log()
+            );
+        }
     }
 }
 
 pub fn basic_header(id: &str, secret: &str) -> String {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
+    let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+    register_secret(secret);
+    register_secret(&encoded);
+    format!("Basic {encoded}")
 }
 
 pub fn run_cli(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -290,11 +356,22 @@ impl Reply {
     async fn from(resp: reqwest::Response) -> Self {
         let status = resp.status();
         let headers = resp.headers().clone();
+        for cookie in headers.get_all("set-cookie") {
+            let pair = cookie
+                .to_str()
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("");
+            register_secret(pair.split_once('=').map_or("", |(_, v)| v));
+        }
         let bytes = resp.bytes().await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        register_secrets_in(&json);
         Reply {
             status,
             headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            json,
         }
     }
 

@@ -12,6 +12,7 @@ mod guard;
 mod interop;
 mod keys;
 mod meta;
+mod observe;
 mod postgres;
 mod refresh;
 mod replicas;

@@ -67,3 +67,53 @@ async fn refusals_name_reason_kid_and_iss_never_the_token() {
         assert!(!logs.contains(signature), "a token reached the log: {logs}");
     }
 }
+
+#[tokio::test]
+async fn refusals_are_counted_by_reason_in_the_metrics_facade() {
+    // `#[tokio::test]` runs on this thread only, so a thread-local recorder sees it all.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _g = metrics::set_default_local_recorder(&recorder);
+
+    let k = key("kid-live");
+    let list = Arc::new(RevocationList::new());
+    list.revoke_jti("gone", UnixTime::from_secs(NOW + 600));
+    let app = app(&static_guard(&k, clock()).revocation(list).build().unwrap());
+    let revoked = token(&k, json!({"jti": "gone"}));
+    let good = token(&k, json!({}));
+    send(&app, get_with("/me", &[])).await;
+    send(&app, get_with("/me", &[])).await;
+    send(
+        &app,
+        get_with("/me", &[("authorization", &bearer(&revoked))]),
+    )
+    .await;
+    let forged = token(&key("kid-forged"), json!({}));
+    send(
+        &app,
+        get_with("/me", &[("authorization", &bearer(&forged))]),
+    )
+    .await;
+    send(&app, get_with("/me", &[("authorization", &bearer(&good))])).await;
+
+    let text = handle.render();
+    let sample = |reason: &str| {
+        let prefix = format!("{}{{reason=\"{reason}\"}} ", tessera_guard::REFUSALS_METRIC);
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    assert_eq!(sample("missing_token"), Some(2), "{text}");
+    assert_eq!(sample("revoked"), Some(1), "{text}");
+    assert_eq!(
+        sample("unknown_key").or(sample("bad_signature")),
+        Some(1),
+        "{text}"
+    );
+    let total: u64 = text
+        .lines()
+        .filter(|l| l.starts_with(tessera_guard::REFUSALS_METRIC))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 4, "the accepted request is not a refusal: {text}");
+}

@@ -112,12 +112,14 @@ pub(crate) async fn exchange(
         ));
     }
     tracing::Span::current().record("grant_type", grant.as_str());
-    match grant {
+    let issued = match grant {
         GrantType::ClientCredentials => client_credentials::exchange(state, client, params).await,
         GrantType::Password => password::exchange(state, client, params, ctx).await,
         GrantType::RefreshToken => refresh_token::exchange(state, client, params).await,
         GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
-    }
+    }?;
+    metrics::counter!(crate::metrics::TOKENS_ISSUED, "grant" => grant.as_str()).increment(1);
+    Ok(issued)
 }
 
 /// `grant_type`: missing is `invalid_request`, unknown is `unsupported_grant_type`.

@@ -39,6 +39,7 @@ pub(crate) async fn exchange(
                 Some(u) if u.disabled => "disabled",
                 Some(_) => "wrong_password",
             };
+            metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => reason).increment(1);
             audit(
                 state,
                 "login.failure",

@@ -70,6 +70,7 @@ pub(crate) async fn exchange(
             if !within {
                 let revoked = state.revoked_now();
                 state.store.revoke_grant(&grant.id, revoked).await?;
+                metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
                 tracing::warn!(sid = %grant.id, client_id = %client.id, "refresh token reuse: family revoked");
                 audit(
                     state,

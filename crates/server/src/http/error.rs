@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::metrics as metrics_names;
 use crate::oauth::OAuthError;
 
 /// Realm of the `WWW-Authenticate: Basic` challenge.
@@ -12,14 +13,19 @@ pub(crate) const REALM: &str = "tessera";
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        metrics::counter!(metrics_names::OAUTH_ERRORS, "error" => self.code()).increment(1);
         let status = match &self {
             OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
-            OAuthError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::TooManyRequests { .. } => {
+                metrics::counter!(metrics_names::THROTTLED).increment(1);
+                StatusCode::TOO_MANY_REQUESTS
+            }
             OAuthError::Server(detail) => {
                 tracing::error!(detail = %detail, "server error");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             OAuthError::Unavailable(detail) => {
+                metrics::counter!(metrics_names::STORE_ERRORS).increment(1);
                 tracing::error!(detail = %detail, "store unavailable");
                 StatusCode::SERVICE_UNAVAILABLE
             }

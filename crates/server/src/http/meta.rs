@@ -56,6 +56,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
+            metrics::counter!(crate::metrics::STORE_ERRORS).increment(1);
             tracing::warn!(error = %e, "store not ready");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
         }

@@ -8,6 +8,7 @@ mod feed;
 mod form;
 mod introspect;
 mod meta;
+mod observe;
 mod peer;
 mod revoke;
 mod token;
@@ -19,7 +20,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
@@ -36,18 +36,23 @@ pub const REVOKE_PATH: &str = "/revoke";
 pub const INTROSPECT_PATH: &str = "/introspect";
 /// Path of the revocation feed (docs/revocation-feed.md).
 pub const FEED_PATH: &str = "/revocations";
+/// Path of the Prometheus metrics (docs/operations.md).
+pub const METRICS_PATH: &str = "/metrics";
 
-/// The server's routes. `Authorization` and `Cookie` are marked sensitive before the
-/// trace layer sees them, so they never reach a log.
+/// The server's routes. Every request gets an id, a log line and metrics
+/// ([`observe`]); `Authorization` and `Cookie` are marked sensitive as well, so no
+/// layer can log them.
 pub fn router(state: Arc<AppState>) -> Router {
+    crate::metrics::install();
     Router::new()
         .merge(browser_facing(&state))
         .route(INTROSPECT_PATH, post(introspect::introspect))
         .route(FEED_PATH, get(feed::feed))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route(METRICS_PATH, get(crate::metrics::scrape))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe::observe))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

@@ -1,0 +1,86 @@
+//! Per-request observation: a request id (`x-request-id`, propagated when well-formed,
+//! otherwise generated, and echoed on the response), a span carrying it, one log line per
+//! request (method, matched route, status, latency) and the request metrics. Headers,
+//! query strings and bodies are never logged: they may hold credentials.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::ids::random_id;
+use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
+
+/// The request id header.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// Route label of requests no route matched (bounded, unlike the raw path).
+const UNMATCHED: &str = "unmatched";
+
+/// The middleware (`axum::middleware::from_fn`).
+pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = request_id(req.headers().get(REQUEST_ID));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID, v);
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
+        .record(elapsed.as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+/// The caller's id when it is 1 to 64 characters of `[A-Za-z0-9._-]` (safe to log and
+/// echo), otherwise a fresh random one.
+fn request_id(given: Option<&HeaderValue>) -> String {
+    let ok = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    match given.and_then(|v| v.to_str().ok()) {
+        Some(s) if ok(s) => s.to_owned(),
+        _ => random_id("r_").unwrap_or_else(|_| "r_unavailable".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_propagated_only_when_well_formed() {
+        let v = HeaderValue::from_static("abc-123_x.y");
+        assert_eq!(request_id(Some(&v)), "abc-123_x.y");
+        for bad in ["", "has space", "quote\"", &"x".repeat(65)] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            let id = request_id(Some(&v));
+            assert!(id.starts_with("r_") && id.len() == 24, "{bad:?} -> {id}");
+        }
+        assert_ne!(request_id(None), request_id(None));
+    }
+}

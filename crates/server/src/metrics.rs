@@ -1,0 +1,151 @@
+//! Metrics: names, the process-wide Prometheus recorder, and `GET /metrics`.
+//!
+//! Code records through the `metrics` facade (as `tessera-guard` does), and this module
+//! installs `metrics-exporter-prometheus` as the recorder once per process and renders
+//! its text format (version 0.0.4) at scrape time, adding gauges computed then (key ages).
+//! Labels are bounded: matched route templates, never raw paths; OAuth error codes and
+//! grant names from fixed lists; never a user, client or token.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+/// Requests by `route` (matched template or `unmatched`), `method` and `status`.
+pub const HTTP_REQUESTS: &str = "tessera_http_requests_total";
+/// Request latency in seconds by `route` and `method` (histogram).
+pub const HTTP_DURATION: &str = "tessera_http_request_duration_seconds";
+/// Access tokens issued by `grant` (grant type).
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+/// OAuth error responses by `error` code (the server's refusals by reason).
+pub const OAUTH_ERRORS: &str = "tessera_oauth_errors_total";
+/// Refresh tokens presented again after rotation (the family is revoked).
+pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
+/// Failed password logins by `reason` (`unknown_user`, `wrong_password`, `disabled`).
+pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
+/// Requests refused with 429 because the account or address is throttled.
+pub const THROTTLED: &str = "tessera_throttled_requests_total";
+/// Storage backend failures seen by requests (answered 503) or readiness checks.
+pub const STORE_ERRORS: &str = "tessera_store_errors_total";
+/// Age in seconds of each signing key by `kid`, `alg` and `state` (computed at scrape).
+pub const KEY_AGE: &str = "tessera_signing_key_age_seconds";
+
+/// Latency buckets, seconds: sub-millisecond reads up to slow password hashing.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder (once; later
+/// calls return the same handle). `None` when another recorder was installed first, in
+/// which case `/metrics` shows only the gauges computed at scrape time.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let built = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder);
+            match built {
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed; /metrics is partial");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by route, method and status.");
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route and method."
+    );
+    describe_counter!(TOKENS_ISSUED, "Access tokens issued by grant type.");
+    describe_counter!(OAUTH_ERRORS, "OAuth error responses by error code.");
+    describe_counter!(REFRESH_REUSE, "Refresh token reuse detections.");
+    describe_counter!(LOGIN_FAILURES, "Failed password logins by reason.");
+    describe_counter!(THROTTLED, "Requests refused because of login throttling.");
+    describe_counter!(STORE_ERRORS, "Storage backend failures.");
+}
+
+/// Periodic upkeep of the recorder (drains histogram samples between scrapes).
+pub(crate) async fn upkeep() {
+    let Some(handle) = install() else { return };
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
+pub(crate) async fn scrape(State(state): State<Arc<AppState>>) -> Response {
+    let mut body = install().map(PrometheusHandle::render).unwrap_or_default();
+    key_ages(&state, &mut body).await;
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Appends one gauge sample per signing key in the store, read now (so deleted keys
+/// disappear), or nothing when the store is down (counted as a store error).
+async fn key_ages(state: &AppState, out: &mut String) {
+    let keys = match state.store.keys().await {
+        Ok(keys) => keys,
+        Err(e) => {
+            metrics::counter!(STORE_ERRORS).increment(1);
+            tracing::warn!(error = %e, "cannot read signing keys for metrics");
+            return;
+        }
+    };
+    let now = state.clock.now().secs();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "# HELP {KEY_AGE} Age of each signing key in seconds.\n# TYPE {KEY_AGE} gauge\n"
+    ));
+    for k in keys {
+        let age = (now - k.created_at.secs()).max(0);
+        out.push_str(&format!(
+            "{KEY_AGE}{{kid=\"{}\",alg=\"{}\",state=\"{}\"}} {age}\n",
+            label(&k.kid),
+            label(&k.alg),
+            k.state.as_str()
+        ));
+    }
+}
+
+/// Escapes a label value (text format: backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label("kid-1"), "kid-1");
+    }
+}
