@@ -74,8 +74,7 @@ enum Command {
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
     /// Show the audit log (logins, issuance, refresh reuse, revocations, key changes).
-    #[command(subcommand)]
-    Audit(cmd::audit::AuditCommand),
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {

@@ -89,6 +89,31 @@ pub(crate) async fn failed(
     Ok(())
 }
 
+/// Distinct accounts failing from one address within the window that make it look like
+/// password spraying (one guess against many accounts, under the per-account threshold).
+pub(crate) const SPRAY_ACCOUNTS: u32 = 5;
+
+/// Counts the failed account per address; when one address reaches [`SPRAY_ACCOUNTS`]
+/// distinct accounts within the window, returns that count (once per window).
+pub(crate) async fn spray_suspected(
+    state: &AppState,
+    username: &str,
+    ip: Option<IpAddr>,
+) -> Result<Option<u32>, OAuthError> {
+    let Some(ip) = ip else { return Ok(None) };
+    let window = state.config.throttle.window;
+    let now = state.clock.now();
+    let pair = format!("ipuser:{ip}|{username}");
+    if state.store.record_login_failure(&pair, now, window).await? != 1 {
+        return Ok(None);
+    }
+    let accounts = state
+        .store
+        .record_login_failure(&format!("ipaccounts:{ip}"), now, window)
+        .await?;
+    Ok((accounts == SPRAY_ACCOUNTS).then_some(accounts))
+}
+
 /// Forgets the account's failures after a successful login (the IP's stay).
 pub(crate) async fn succeeded(state: &AppState, username: &str) -> Result<(), OAuthError> {
     Ok(state

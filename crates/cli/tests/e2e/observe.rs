@@ -391,3 +391,102 @@ async fn a_full_flow_at_trace_level_logs_no_secret() {
     }
     assert!(secrets_in(&log).is_empty());
 }
+
+fn audit(s: &Server, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str::<Value>(&s.cli_ok(&all, None))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["kind"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn audit_filters_by_user_and_time_and_flags_password_spraying() {
+    let s = Server::start();
+    let (id, secret) = s.add_client("web", "password", "a", &[]);
+    let secret = secret.unwrap();
+    let basic = Some((id.as_str(), secret.as_str()));
+    s.add_user("alice", PASSWORD);
+    s.add_user("bob", PASSWORD);
+    let login = |user: &'static str, password: &'static str| {
+        [
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", password),
+        ]
+    };
+    assert_eq!(s.token(&login("alice", PASSWORD), basic).await.status, 200);
+    assert_eq!(s.token(&login("bob", PASSWORD), basic).await.status, 200);
+
+    // One guess each against four accounts from one address: not yet a pattern.
+    for user in ["alice", "bob", "carol", "dave"] {
+        s.token(&login(user, "Summer2026!"), basic)
+            .await
+            .assert_error(400, "invalid_grant");
+    }
+    // The same account again does not count twice.
+    s.token(&login("alice", "Winter2026!"), basic)
+        .await
+        .assert_error(400, "invalid_grant");
+    assert!(!kinds(&audit(&s, &[])).contains(&"login.spray_suspected"));
+    // The fifth distinct account does.
+    s.token(&login("erin", "Summer2026!"), basic)
+        .await
+        .assert_error(400, "invalid_grant");
+    s.token(&login("frank", "Summer2026!"), basic)
+        .await
+        .assert_error(400, "invalid_grant");
+    let all = audit(&s, &[]);
+    let spray: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "login.spray_suspected")
+        .collect();
+    assert_eq!(spray.len(), 1, "flagged once per window: {all:?}");
+    assert_eq!(spray[0]["detail"]["ip"], "127.0.0.1");
+    assert_eq!(spray[0]["detail"]["accounts"], 5);
+    let failure = all.iter().find(|e| e["kind"] == "login.failure").unwrap();
+    assert_eq!(failure["detail"]["ip"], "127.0.0.1");
+
+    // --user: only that user's events (their logins and failures), newest first.
+    let alice = audit(&s, &["--user", "alice"]);
+    assert_eq!(
+        kinds(&alice),
+        [
+            "login.failure",
+            "login.failure",
+            "login.success",
+            "user.add"
+        ],
+        "{alice:?}"
+    );
+    let user_id = alice[0]["user_id"].as_str().unwrap();
+    assert!(alice.iter().all(|e| e["user_id"] == user_id));
+    assert!(!kinds(&audit(&s, &["--user", "bob"])).is_empty());
+    // --since: ages and absolute times; --limit keeps the newest.
+    assert_eq!(audit(&s, &["--since", "1h"]).len(), all.len());
+    assert!(audit(&s, &["--since", "2999-01-01T00:00:00Z"]).is_empty());
+    assert_eq!(audit(&s, &["--user", "alice", "--since", "1h"]).len(), 4);
+    let newest = audit(&s, &["--limit", "2"]);
+    assert_eq!(newest, all[..2].to_vec());
+    // The old spelling still works.
+    assert_eq!(
+        s.cli_ok(&["audit", "list", "--json", "--limit", "2"], None)
+            .trim(),
+        Value::from(newest).to_string()
+    );
+    // Errors: unknown user (4), malformed time (2).
+    assert_eq!(
+        s.cli(&["audit", "--user", "nobody"], None).status.code(),
+        Some(4)
+    );
+    assert_eq!(
+        s.cli(&["audit", "--since", "soon"], None).status.code(),
+        Some(2)
+    );
+}

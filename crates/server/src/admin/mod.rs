@@ -10,7 +10,7 @@ pub use tokens::MintRequest;
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_token::{Algorithm, OpaqueToken, Scope, SecretString, TokenKind};
+use tessera_token::{Algorithm, OpaqueToken, Scope, SecretString, TokenKind, UnixTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
@@ -133,8 +133,20 @@ impl Admin {
             .disable_user(name, self.revoked())
             .await
             .map_err(|e| not_found(e, "user", name))?;
-        self.audit("user.disable", None, None, json!({ "name": name }))
-            .await;
+        let user_id = self
+            .store
+            .user_by_name(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.id);
+        self.audit(
+            "user.disable",
+            None,
+            user_id.as_deref(),
+            json!({ "name": name }),
+        )
+        .await;
         Ok(())
     }
 
@@ -145,8 +157,20 @@ impl Admin {
             .set_password(name, &hash)
             .await
             .map_err(|e| not_found(e, "user", name))?;
-        self.audit("user.passwd", None, None, json!({ "name": name }))
-            .await;
+        let user_id = self
+            .store
+            .user_by_name(name)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.id);
+        self.audit(
+            "user.passwd",
+            None,
+            user_id.as_deref(),
+            json!({ "name": name }),
+        )
+        .await;
         Ok(())
     }
 
@@ -300,6 +324,26 @@ impl Admin {
     /// The latest audit events, newest first.
     pub async fn audit_events(&self, limit: u32) -> Result<Vec<crate::store::AuditEvent>, Error> {
         Ok(self.store.recent_events(limit).await?)
+    }
+
+    /// The latest `limit` audit events of the user named `user` (all users when `None`;
+    /// an unknown name is `NotFound`) at or after `since`, newest first.
+    pub async fn audit_query(
+        &self,
+        user: Option<&str>,
+        since: Option<UnixTime>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::AuditEvent>, Error> {
+        let user_id = match user {
+            Some(name) => Some(self.user(name).await?.id),
+            None => None,
+        };
+        let query = crate::store::AuditQuery {
+            user_id,
+            since,
+            limit,
+        };
+        Ok(self.store.query_events(&query).await?)
     }
 
     /// Revokes every session of a user ("log out everywhere"); returns how many.

@@ -45,10 +45,26 @@ pub(crate) async fn exchange(
                 "login.failure",
                 Some(&client.id),
                 other.as_ref().map(|u| u.id.as_str()),
-                json!({ "username": username, "reason": reason }),
+                json!({ "username": username, "reason": reason, "ip": ctx.ip.map(|ip| ip.to_string()) }),
             )
             .await;
             throttle::failed(state, username, ctx.ip).await?;
+            if let Some(accounts) = throttle::spray_suspected(state, username, ctx.ip).await? {
+                let ip = ctx.ip.map(|ip| ip.to_string());
+                tracing::warn!(
+                    ip = ip.as_deref().unwrap_or("-"),
+                    accounts,
+                    "password spraying suspected"
+                );
+                audit(
+                    state,
+                    "login.spray_suspected",
+                    Some(&client.id),
+                    None,
+                    json!({ "ip": ip, "accounts": accounts, "window_secs": state.config.throttle.window.as_secs() }),
+                )
+                .await;
+            }
             return Err(OAuthError::InvalidGrant(BAD_LOGIN));
         }
     };

@@ -229,6 +229,19 @@ pub trait AuditStore: Send + Sync {
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The latest `limit` events, newest first.
     async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The latest events matching `query`, newest first.
+    async fn query_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// A filter over the audit log (`tessera audit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only events of this user id.
+    pub user_id: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<UnixTime>,
+    /// At most this many (the newest).
+    pub limit: u32,
 }
 
 /// Failed-login counters for throttling, in the store so replicas share them.

@@ -8,8 +8,8 @@ use super::{PgStore, backend, feed_insert};
 use crate::keys::KeyChange;
 use crate::store::codec::time;
 use crate::store::{
-    AuditEvent, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore, SigningKeyRecord,
-    StoreError,
+    AuditEvent, AuditQuery, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore,
+    SigningKeyRecord, StoreError,
 };
 
 #[async_trait]
@@ -178,6 +178,29 @@ impl AuditStore for PgStore {
             "SELECT at, kind, client_id, user_id, detail FROM audit_events ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            Ok(AuditEvent {
+                at: time(row.try_get("at").map_err(backend)?),
+                kind: row.try_get("kind").map_err(backend)?,
+                client_id: row.try_get("client_id").map_err(backend)?,
+                user_id: row.try_get("user_id").map_err(backend)?,
+                detail: row.try_get("detail").map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn query_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        sqlx::query(
+            "SELECT at, kind, client_id, user_id, detail FROM audit_events WHERE ($1::text IS NULL OR user_id = $1) AND at >= $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(q.user_id.as_deref())
+        .bind(q.since.map_or(i64::MIN, |t| t.secs()))
+        .bind(i64::from(q.limit))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?

@@ -488,6 +488,57 @@ pub(super) async fn audit_events_newest_first(s: Arc<dyn Store>) {
     assert_eq!(s.recent_events(10).await.unwrap().len(), 3);
 }
 
+pub(super) async fn audit_events_filter_by_user_and_time(s: Arc<dyn Store>) {
+    for (i, user) in [Some("u1"), None, Some("u2"), Some("u1"), Some("u1")]
+        .into_iter()
+        .enumerate()
+    {
+        s.record(&AuditEvent {
+            at: t(i as i64 * 10),
+            kind: format!("k{i}"),
+            client_id: None,
+            user_id: user.map(Into::into),
+            detail: "{}".into(),
+        })
+        .await
+        .unwrap();
+    }
+    let q = |user: Option<&str>, since: Option<i64>, limit| crate::store::AuditQuery {
+        user_id: user.map(Into::into),
+        since: since.map(t),
+        limit,
+    };
+    let kinds = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(s.query_events(&q(None, None, 100)).await.unwrap()),
+        ["k4", "k3", "k2", "k1", "k0"]
+    );
+    assert_eq!(
+        kinds(s.query_events(&q(Some("u1"), None, 100)).await.unwrap()),
+        ["k4", "k3", "k0"]
+    );
+    assert_eq!(
+        kinds(s.query_events(&q(Some("u1"), Some(30), 100)).await.unwrap()),
+        ["k4", "k3"]
+    );
+    assert_eq!(
+        kinds(s.query_events(&q(None, Some(15), 2)).await.unwrap()),
+        ["k4", "k3"]
+    );
+    assert!(
+        s.query_events(&q(Some("nobody"), None, 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.query_events(&q(None, Some(41), 100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub(super) async fn login_failures_count_block_and_clear(s: Arc<dyn Store>) {
     let window = Duration::from_secs(100);
     assert_eq!(

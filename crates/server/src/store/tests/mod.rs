@@ -110,6 +110,7 @@ suite!(
     concurrent_revocations_get_distinct_ordered_cursors,
     signing_key_lifecycle,
     audit_events_newest_first,
+    audit_events_filter_by_user_and_time,
     login_failures_count_block_and_clear,
     the_janitor_purges_only_what_cannot_matter,
     the_janitor_deletes_in_batches_and_keeps_live_rows,
