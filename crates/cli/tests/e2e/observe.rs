@@ -490,3 +490,57 @@ async fn audit_filters_by_user_and_time_and_flags_password_spraying() {
         Some(2)
     );
 }
+
+#[tokio::test]
+async fn a_refresh_from_a_new_user_agent_is_audited() {
+    let s = Server::start();
+    let (id, secret) = s.add_client("web", "password,refresh_token", "a", &[]);
+    let secret = secret.unwrap();
+    s.add_user("alice", PASSWORD);
+    let post = |agent: &'static str, form: Vec<(&'static str, String)>| {
+        let req = s
+            .http
+            .post(s.url("/token"))
+            .header("user-agent", agent)
+            .header("authorization", crate::harness::basic_header(&id, &secret))
+            .form(&form);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            crate::harness::register_secrets_in(&v);
+            v["refresh_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let login = vec![
+        ("grant_type", "password".to_owned()),
+        ("username", "alice".to_owned()),
+        ("password", PASSWORD.to_owned()),
+    ];
+    let refresh = |rt: String| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt),
+        ]
+    };
+    let rt = post("notes-app/1.0", login).await;
+    let rt = post("notes-app/1.0", refresh(rt)).await;
+    let new_context = |s: &Server| {
+        audit(s, &[])
+            .into_iter()
+            .filter(|e| e["kind"] == "refresh.new_context")
+            .collect::<Vec<_>>()
+    };
+    assert!(new_context(&s).is_empty(), "same agent, same network");
+    let rt = post("curl/8.0", refresh(rt)).await;
+    let events = new_context(&s);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let d = &events[0]["detail"];
+    assert_eq!(d["previous_user_agent"], "notes-app/1.0");
+    assert_eq!(d["user_agent"], "curl/8.0");
+    assert_eq!(d["net"], "127.0.0.0/24");
+    assert!(d["sid"].as_str().unwrap().starts_with("g_"));
+    // The new context is now the family's: the next refresh from it is quiet.
+    post("curl/8.0", refresh(rt)).await;
+    assert_eq!(new_context(&s).len(), 1);
+}

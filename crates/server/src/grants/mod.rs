@@ -92,10 +92,40 @@ impl fmt::Debug for TokenResponse {
 }
 
 /// Facts about the request beyond its parameters.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RequestContext {
     /// The peer's address, when known.
     pub(crate) ip: Option<std::net::IpAddr>,
+    /// The `User-Agent` header, when sent (at most 200 characters).
+    pub(crate) user_agent: Option<String>,
+}
+
+impl RequestContext {
+    /// The grant context to store: the peer's /24 (IPv4) or /48 (IPv6), and the agent.
+    pub(crate) fn grant_context(&self) -> crate::store::GrantContext {
+        crate::store::GrantContext {
+            net: self.ip.map(network),
+            agent: self.user_agent.clone(),
+        }
+    }
+}
+
+/// The /24 (IPv4) or /48 (IPv6) network of an address, as `ADDR/LEN`.
+pub(crate) fn network(ip: std::net::IpAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{}/24", Ipv4Addr::new(a, b, c, 0))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                format!("{}/48", Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// Parses `grant_type`, checks the client may use it, and runs the grant.
@@ -115,7 +145,7 @@ pub(crate) async fn exchange(
     let issued = match grant {
         GrantType::ClientCredentials => client_credentials::exchange(state, client, params).await,
         GrantType::Password => password::exchange(state, client, params, ctx).await,
-        GrantType::RefreshToken => refresh_token::exchange(state, client, params).await,
+        GrantType::RefreshToken => refresh_token::exchange(state, client, params, &ctx).await,
         GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
     }?;
     metrics::counter!(crate::metrics::TOKENS_ISSUED, "grant" => grant.as_str()).increment(1);
@@ -259,6 +289,15 @@ mod tests {
         assert!(Params::from_pairs([("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
         let secret = Params::from_pairs([("password".into(), "hunter2".into())]).unwrap();
         assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn networks_are_slash_24_and_slash_48() {
+        let n = |s: &str| network(s.parse().unwrap());
+        assert_eq!(n("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(n("::ffff:192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(n("2001:db8:1:2:3::9"), "2001:db8:1::/48");
+        assert_ne!(n("192.0.2.1"), n("192.0.3.1"));
     }
 
     #[test]

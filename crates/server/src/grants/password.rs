@@ -98,6 +98,10 @@ pub(crate) async fn exchange(
             .min(grant.expires_at),
     });
     state.store.insert_grant(&grant, first.as_ref()).await?;
+    state
+        .store
+        .swap_grant_context(&grant.id, &ctx.grant_context())
+        .await?;
     audit(
         state,
         "login.success",

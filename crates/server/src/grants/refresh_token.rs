@@ -10,7 +10,9 @@ use aws_lc_rs::hmac;
 use serde_json::json;
 use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind};
 
-use crate::grants::{AccessGrant, Params, TokenResponse, audit, mint_access_token, scope_member};
+use crate::grants::{
+    AccessGrant, Params, RequestContext, TokenResponse, audit, mint_access_token, scope_member,
+};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{ClientRecord, NewRefreshToken, RotateOutcome};
@@ -21,6 +23,7 @@ pub(crate) async fn exchange(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
+    ctx: &RequestContext,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.require("refresh_token")?;
     let token = OpaqueToken::parse_kind(presented, TokenKind::RefreshToken)
@@ -63,7 +66,7 @@ pub(crate) async fn exchange(
             .min(grant.expires_at),
     };
     match state.store.rotate_refresh_token(&hash, &new, now).await? {
-        RotateOutcome::Rotated => {}
+        RotateOutcome::Rotated => new_context(state, client, &grant, ctx).await?,
         RotateOutcome::AlreadyUsed { used_at } => {
             let grace = i64::try_from(state.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
             let within = grace > 0 && now.secs() - used_at.secs() <= grace;
@@ -107,6 +110,40 @@ pub(crate) async fn exchange(
         scope: scope_member(&scope),
         id_token: None,
     })
+}
+
+/// Records the context of this refresh and, when the family's previous request came from
+/// another network or user agent, the audit event `refresh.new_context`.
+async fn new_context(
+    state: &AppState,
+    client: &ClientRecord,
+    grant: &crate::store::GrantRecord,
+    ctx: &RequestContext,
+) -> Result<(), OAuthError> {
+    let now = ctx.grant_context();
+    let Some(before) = state.store.swap_grant_context(&grant.id, &now).await? else {
+        return Ok(());
+    };
+    let net_changed = before.net.is_some() && now.net.is_some() && before.net != now.net;
+    let agent_changed = before.agent.is_some() && before.agent != now.agent;
+    if net_changed || agent_changed {
+        tracing::warn!(sid = %grant.id, net_changed, agent_changed, "refresh from a new context");
+        audit(
+            state,
+            "refresh.new_context",
+            Some(&client.id),
+            grant.user_id.as_deref(),
+            json!({
+                "sid": grant.id,
+                "previous_net": before.net,
+                "net": now.net,
+                "previous_user_agent": before.agent,
+                "user_agent": now.agent,
+            }),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// The successor of the refresh token hashing to `parent`: its 256 secret bits are

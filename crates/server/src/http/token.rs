@@ -23,7 +23,14 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = RequestContext { ip: peer.0 };
+    let user_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect());
+    let ctx = RequestContext {
+        ip: peer.0,
+        user_agent,
+    };
     match run(&state, &headers, &body, ctx).await {
         Ok(ok) => {
             let mut response = Json(ok).into_response();

@@ -131,6 +131,13 @@ pub trait GrantStore: Send + Sync {
         user_id: &str,
         now: UnixTime,
     ) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Sets the network and user agent of the grant's latest token request and returns
+    /// the previous ones (`None` when the grant does not exist).
+    async fn swap_grant_context(
+        &self,
+        id: &str,
+        context: &GrantContext,
+    ) -> Result<Option<GrantContext>, StoreError>;
     /// Revokes all live grants of a user and ends their browser sessions, in one
     /// transaction; returns how many grants.
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError>;
@@ -231,6 +238,16 @@ pub trait AuditStore: Send + Sync {
     async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
     /// The latest events matching `query`, newest first.
     async fn query_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Where a grant's latest token request came from: the peer's network (/24 for IPv4,
+/// /48 for IPv6) and its `User-Agent` (truncated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantContext {
+    /// The network, e.g. `192.0.2.0/24`.
+    pub net: Option<String>,
+    /// The user agent.
+    pub agent: Option<String>,
 }
 
 /// A filter over the audit log (`tessera audit`).

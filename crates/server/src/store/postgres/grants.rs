@@ -8,7 +8,8 @@ use tessera_token::{TokenHash, UnixTime};
 use super::{PgStore, backend, lock_feed, revoke_grant_in};
 use crate::store::codec::{hash_from_db, join, scope_from_db, split, time};
 use crate::store::{
-    GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked, RotateOutcome, StoreError,
+    GrantContext, GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked, RotateOutcome,
+    StoreError,
 };
 
 /// `SELECT` of every grant column, followed by `$tail` (a literal).
@@ -217,5 +218,32 @@ impl GrantStore for PgStore {
         super::browser::end_user_sessions(&mut tx, user_id, revoked.now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
+    }
+
+    async fn swap_grant_context(
+        &self,
+        id: &str,
+        context: &GrantContext,
+    ) -> Result<Option<GrantContext>, StoreError> {
+        let mut tx = self.tx().await?;
+        let row = sqlx::query("SELECT last_net, last_agent FROM grants WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let previous = GrantContext {
+            net: row.try_get("last_net").map_err(backend)?,
+            agent: row.try_get("last_agent").map_err(backend)?,
+        };
+        sqlx::query("UPDATE grants SET last_net = $1, last_agent = $2 WHERE id = $3")
+            .bind(context.net.as_deref())
+            .bind(context.agent.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(previous))
     }
 }

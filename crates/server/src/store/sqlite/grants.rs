@@ -9,7 +9,8 @@ use super::{
     SqliteStore, backend, hash_from_db, join, revoke_grant_in, scope_from_db, split, time,
 };
 use crate::store::{
-    GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked, RotateOutcome, StoreError,
+    GrantContext, GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked, RotateOutcome,
+    StoreError,
 };
 
 fn row_to_grant(row: &SqliteRow) -> Result<GrantRecord, StoreError> {
@@ -208,5 +209,32 @@ impl GrantStore for SqliteStore {
         super::browser::end_user_sessions(&mut tx, user_id, revoked.now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
+    }
+
+    async fn swap_grant_context(
+        &self,
+        id: &str,
+        context: &GrantContext,
+    ) -> Result<Option<GrantContext>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query("SELECT last_net, last_agent FROM grants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let previous = GrantContext {
+            net: row.try_get("last_net").map_err(backend)?,
+            agent: row.try_get("last_agent").map_err(backend)?,
+        };
+        sqlx::query("UPDATE grants SET last_net = ?, last_agent = ? WHERE id = ?")
+            .bind(context.net.as_deref())
+            .bind(context.agent.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(previous))
     }
 }

@@ -747,3 +747,30 @@ pub(super) async fn the_janitor_deletes_in_batches_and_keeps_live_rows(s: Arc<dy
     );
     assert_eq!(s.purge_expired(&p).await.unwrap(), 0, "nothing left to do");
 }
+
+pub(super) async fn grant_context_is_swapped(s: Arc<dyn Store>) {
+    use crate::store::GrantContext;
+    let g = grant("g-ctx", "u1");
+    s.insert_grant(&g, None).await.unwrap();
+    let a = GrantContext {
+        net: Some("192.0.2.0/24".into()),
+        agent: Some("app/1".into()),
+    };
+    let b = GrantContext {
+        net: Some("198.51.100.0/24".into()),
+        agent: None,
+    };
+    assert_eq!(
+        s.swap_grant_context("g-ctx", &a).await.unwrap(),
+        Some(GrantContext::default())
+    );
+    assert_eq!(s.swap_grant_context("g-ctx", &b).await.unwrap(), Some(a));
+    assert_eq!(
+        s.swap_grant_context("g-ctx", &b).await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(
+        s.swap_grant_context("no-such-grant", &b).await.unwrap(),
+        None
+    );
+}

@@ -111,6 +111,7 @@ suite!(
     signing_key_lifecycle,
     audit_events_newest_first,
     audit_events_filter_by_user_and_time,
+    grant_context_is_swapped,
     login_failures_count_block_and_clear,
     the_janitor_purges_only_what_cannot_matter,
     the_janitor_deletes_in_batches_and_keeps_live_rows,
