@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{PASSWORD, Server, basic_header};
 
-/// Lines the server logged for requests it has started (tower-http's trace layer at
+/// Lines the server logged for requests it has started (the request middleware, at
 /// debug level).
 fn started(s: &Server) -> usize {
-    s.log().matches("started processing request").count()
+    s.log().matches("request started").count()
 }
 
 /// Waits until the server has started `n` requests.
@@ -32,7 +32,7 @@ async fn wait_until(s: &Server, n: usize) {
 async fn sigterm_under_load_finishes_started_requests_and_exits_0() {
     let mut s = Server::start_with(
         "password_hash_concurrency = 1\nshutdown_timeout_secs = 120\n",
-        &[("TESSERA_LOG", "info,tower_http=debug")],
+        &[("TESSERA_LOG", "info,tessera_server=debug")],
     );
     let (id, secret) = s.add_client("web", "password,client_credentials", "", &[]);
     let secret = secret.unwrap();

@@ -34,6 +34,7 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         .to_owned();
     let method = req.method().as_str().to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    span.in_scope(|| tracing::debug!("request started"));
     let mut response = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
