@@ -137,10 +137,15 @@ async fn a_database_outage_answers_503_and_the_server_recovers() {
     let secret = secret.unwrap();
     let auth = Some((svc.as_str(), secret.as_str()));
     let form = [("grant_type", "client_credentials")];
-    assert_eq!(s.token(&form, auth).await.status, 200);
+    let issued = s.token(&form, auth).await;
+    assert_eq!(issued.status, 200);
+    let at = issued.str("access_token");
+    // Introspection reads the revocation feed, so it needs the database (a
+    // client-credentials token may not: the client record is cached for a few seconds).
+    let introspect = [("token", at.as_str())];
 
     cluster.stop().unwrap();
-    let r = s.token(&form, auth).await;
+    let r = s.post_form("/introspect", &introspect, auth).await;
     r.assert_error(503, "temporarily_unavailable");
     assert_eq!(r.headers["retry-after"], "1");
     assert!(r.json.get("error_description").is_none(), "no internals");
@@ -150,6 +155,9 @@ async fn a_database_outage_answers_503_and_the_server_recovers() {
 
     cluster.start_server().unwrap();
     assert_eq!(s.get("/readyz", None).await.status, 200);
+    let r = s.post_form("/introspect", &introspect, auth).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.json["active"], true);
     let r = s.token(&form, auth).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
     assert!(

@@ -164,8 +164,8 @@ const PURGE: [&str; 7] = [
 ];
 
 impl SqliteStore {
-    /// Runs one of [`PURGE`] until it deletes fewer than a batch, yielding in between so
-    /// other writers get the lock; returns the rows deleted.
+    /// Runs one of [`PURGE`] on the writer connection until it deletes fewer than a batch,
+    /// yielding in between so queued writers go first; returns the rows deleted.
     async fn delete_batched(&self, sql: &'static str, p: &Purge) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
@@ -174,7 +174,7 @@ impl SqliteStore {
                 .bind(p.revoked_before.secs())
                 .bind(p.audit_before.secs())
                 .bind(i64::from(p.batch))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(backend)?
                 .rows_affected();
