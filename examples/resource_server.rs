@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
@@ -46,7 +47,17 @@ struct Args {
     /// (what the benchmark's "verify every request" rows use).
     #[arg(long, env = "TESSERA_CACHE_CAPACITY", default_value_t = 10_000)]
     cache_capacity: usize,
+    /// Also serve the single-page app of `examples/spa/` at `/spa/`, signing in as this
+    /// public client (registered with redirect URI `http://LISTEN/spa/`).
+    #[arg(long, env = "TESSERA_SPA_CLIENT_ID")]
+    spa_client_id: Option<String>,
+    /// Scope the single-page app asks for.
+    #[arg(long, default_value = "openid profile notes:read")]
+    spa_scope: String,
 }
+
+/// The single-page app (static HTML and a few lines of JavaScript).
+const SPA_PAGE: &str = include_str!("spa/index.html");
 
 tessera_guard::scope_requirement!(NotesRead = all["notes:read"]);
 tessera_guard::scope_requirement!(NotesWrite = all["notes:write"]);
@@ -128,15 +139,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let notes: Notes = Arc::default();
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/me", get(me))
         .route("/notes", get(list_notes).post(create_note))
         .layer(guard.layer())
         .route("/healthz", get(|| async { "ok" }))
         .with_state(notes);
+    if let Some(client_id) = &args.spa_client_id {
+        let config = json!({
+            "issuer": args.issuer,
+            "client_id": client_id,
+            "scope": args.spa_scope,
+        });
+        app = app
+            .route("/spa/", get(|| async { Html(SPA_PAGE) }))
+            .route("/spa/config.json", get(move || async move { Json(config) }));
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(listen = %listener.local_addr()?, issuer = %args.issuer, "notes API up");
+    let addr = listener.local_addr()?;
+    tracing::info!(listen = %addr, issuer = %args.issuer, "notes API up");
+    eprintln!("listening on http://{addr}");
     axum::serve(listener, app).await?;
     Ok(())
 }

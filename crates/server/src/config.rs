@@ -102,6 +102,12 @@ pub struct FileConfig {
     /// Longest throttling block, seconds (default 900).
     pub login_max_block_secs: Option<u64>,
 
+    // --- browser sign-in ---
+    /// Authorization-code lifetime, seconds (default 60, 1 to 600).
+    pub authorization_code_ttl_secs: Option<u64>,
+    /// Browser sign-in session lifetime, seconds (default 8 hours).
+    pub session_ttl_secs: Option<u64>,
+
     // --- housekeeping ---
     /// How long audit events are kept before the janitor deletes them, days (default 90).
     pub audit_retention_days: Option<u64>,
@@ -195,6 +201,10 @@ pub struct ServerConfig {
     pub audit_retention: Duration,
     /// Lifetime of cached client records (zero: no cache).
     pub client_cache_ttl: Duration,
+    /// Authorization-code lifetime.
+    pub authorization_code_ttl: Duration,
+    /// Browser sign-in session lifetime.
+    pub session_ttl: Duration,
 }
 
 /// A configuration error for `key`: its value, the rule it breaks, and where to set it.
@@ -442,6 +452,20 @@ impl ServerConfig {
                 crate::client_cache::DEFAULT_CLIENT_CACHE_TTL_SECS,
                 0,
                 300,
+            )?,
+            authorization_code_ttl: secs_in(
+                "authorization_code_ttl_secs",
+                file.authorization_code_ttl_secs,
+                60,
+                1,
+                600,
+            )?,
+            session_ttl: secs_in(
+                "session_ttl_secs",
+                file.session_ttl_secs,
+                8 * 3600,
+                60,
+                30 * DAY,
             )?,
         })
     }

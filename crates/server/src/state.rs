@@ -23,6 +23,11 @@ pub struct AppState {
     pub(crate) refresh_key: hmac::Key,
     /// Client records read recently (`client_cache_ttl_secs`).
     pub(crate) clients: ClientCache,
+    /// Signs the CSRF tokens of the sign-in forms; derived from `refresh_key` with its
+    /// own label, so the two uses never share a key.
+    pub(crate) csrf_key: hmac::Key,
+    /// The guard of the userinfo endpoint.
+    pub(crate) userinfo_guard: crate::http::UserinfoGuard,
 }
 
 impl AppState {
@@ -36,7 +41,11 @@ impl AppState {
         passwords: Passwords,
         refresh_key: hmac::Key,
     ) -> Self {
+        let derived = hmac::sign(&refresh_key, b"tessera/v1/browser-csrf");
+        let csrf_key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
         AppState {
+            csrf_key,
+            userinfo_guard: crate::http::UserinfoGuard::default(),
             issuer,
             clients: ClientCache::new(config.client_cache_ttl),
             config,

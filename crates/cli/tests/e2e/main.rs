@@ -5,6 +5,8 @@
 
 mod harness;
 
+mod authorize;
+mod browser;
 mod cli;
 mod config;
 mod doctor;

@@ -23,7 +23,8 @@ async fn discovery_jwks_and_health() {
             .as_array()
             .unwrap();
         assert!(methods.iter().any(|m| m == "client_secret_basic"));
-        assert!(!d.json.to_string().to_lowercase().contains("\"none\""));
+        let algs = d.json["id_token_signing_alg_values_supported"].to_string();
+        assert!(!algs.to_lowercase().contains("\"none\""), "{algs}");
     }
     let jwks = s.get("/jwks.json", None).await;
     let keys = jwks.json["keys"].as_array().unwrap();

@@ -255,9 +255,20 @@ async fn rfc6749_error_rows() {
     .await
     .assert_error(400, "unauthorized_client");
 
-    // unsupported_grant_type.
+    // A grant the server has but this client is not registered for.
     s.token(
         &[("grant_type", "authorization_code"), ("code", "x")],
+        basic,
+    )
+    .await
+    .assert_error(400, "unauthorized_client");
+
+    // unsupported_grant_type.
+    s.token(
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", "x"),
+        ],
         basic,
     )
     .await

@@ -59,7 +59,11 @@ pub(crate) async fn exchange(
         false,
     )
     .map_err(|_| OAuthError::InvalidGrant("code_verifier does not match the code_challenge"))?;
-    let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+    let mut audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+    // With `openid`, the token is also for the userinfo endpoint at the issuer.
+    if record.scope.contains("openid") && !audience.contains(&state.issuer) {
+        audience.push(state.issuer.clone());
+    }
 
     let grant = GrantRecord {
         id: random_id("g_")?,

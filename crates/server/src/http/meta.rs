@@ -9,7 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::{FEED_PATH, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
+use crate::http::{
+    AUTHORIZE_PATH, FEED_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
+    USERINFO_PATH,
+};
 use crate::state::AppState;
 use crate::store::GrantType;
 
@@ -31,12 +34,24 @@ pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
     let grants: Vec<&str> = GrantType::ALL.iter().map(|g| g.as_str()).collect();
     Json(json!({
         "issuer": state.issuer,
+        "authorization_endpoint": state.url(AUTHORIZE_PATH),
         "token_endpoint": state.url(TOKEN_PATH),
         "jwks_uri": state.url(JWKS_PATH),
+        "userinfo_endpoint": state.url(USERINFO_PATH),
+        "end_session_endpoint": state.url(LOGOUT_PATH),
         "grant_types_supported": grants,
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none"],
+        "scopes_supported": ["openid", "profile"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+            "preferred_username",
+        ],
         "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint": state.url(REVOKE_PATH),
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint": state.url(INTROSPECT_PATH),

@@ -1,17 +1,24 @@
 //! HTTP: the router and one module per endpoint. Handlers are thin: extract, call the
 //! grant or store, convert.
 
+mod authorize;
+mod browser;
 mod client_auth;
 mod cors;
 mod error;
 mod feed;
 mod form;
 mod introspect;
+mod logout;
 mod meta;
 mod observe;
+mod pages;
 mod peer;
 mod revoke;
 mod token;
+mod userinfo;
+
+pub(crate) use userinfo::UserinfoGuard;
 
 use std::sync::Arc;
 
@@ -38,6 +45,12 @@ pub const INTROSPECT_PATH: &str = "/introspect";
 pub const FEED_PATH: &str = "/revocations";
 /// Path of the Prometheus metrics (docs/operations.md).
 pub const METRICS_PATH: &str = "/metrics";
+/// Path of the authorization endpoint (login and consent pages).
+pub const AUTHORIZE_PATH: &str = "/authorize";
+/// Path of the OpenID Connect userinfo endpoint.
+pub const USERINFO_PATH: &str = "/userinfo";
+/// Path of the OpenID Connect end-session (RP-initiated logout) endpoint.
+pub const LOGOUT_PATH: &str = "/logout";
 
 /// The server's routes. Every request gets an id, a log line and metrics
 /// ([`observe`]); `Authorization` and `Cookie` are marked sensitive as well, so no
@@ -46,6 +59,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     crate::metrics::install();
     Router::new()
         .merge(browser_facing(&state))
+        .route(AUTHORIZE_PATH, get(authorize::get).post(authorize::post))
+        .route(LOGOUT_PATH, get(logout::get).post(logout::post))
         .route(INTROSPECT_PATH, post(introspect::introspect))
         .route(FEED_PATH, get(feed::feed))
         .route("/healthz", get(meta::healthz))
@@ -60,12 +75,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The endpoints a browser application calls cross-origin (token, revocation, keys,
-/// discovery), with CORS for the configured origins (none: no CORS headers).
+/// The endpoints a browser application calls cross-origin (token, revocation, userinfo,
+/// keys, discovery), with CORS for the configured origins (none: no CORS headers).
 fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
     let routes = Router::new()
         .route(TOKEN_PATH, post(token::token))
         .route(REVOKE_PATH, post(revoke::revoke))
+        .route(
+            USERINFO_PATH,
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
         .route(JWKS_PATH, get(meta::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

@@ -86,7 +86,17 @@ async fn discovery_names_the_endpoints_and_never_none() {
         doc["tessera_revocation_feed_endpoint"],
         "http://127.0.0.1:8080/revocations"
     );
-    assert!(!doc.to_string().contains("\"none\""));
+    // No `none` algorithm anywhere; `none` appears only as the token endpoint auth method
+    // of public clients (PKCE) and as `prompt=none`.
+    for key in [
+        "id_token_signing_alg_values_supported",
+        "tessera_access_token_signing_alg_values_supported",
+    ] {
+        assert!(
+            !doc[key].to_string().to_lowercase().contains("none"),
+            "{key}"
+        );
+    }
     let (status, _, jwks) = send(&s, Request::get("/jwks.json").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(jwks["keys"][0]["alg"], "EdDSA");

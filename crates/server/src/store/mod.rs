@@ -90,6 +90,8 @@ pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
     /// The user with this login name.
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// The user with this id (`sub`).
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// All users, by name.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     /// Sets a new password hash (PHC string).

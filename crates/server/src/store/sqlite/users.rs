@@ -50,6 +50,17 @@ impl UserStore for SqliteStore {
         .transpose()
     }
 
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(row_to_user)
+            .transpose()
+    }
+
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
         sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users ORDER BY name")
             .fetch_all(&self.pool)

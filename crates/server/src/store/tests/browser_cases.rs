@@ -166,6 +166,8 @@ pub(crate) async fn browser_sessions_live_end_and_follow_the_user(s: Arc<dyn Sto
     for x in [&a, &b, &c] {
         s.insert_session(x).await.unwrap();
     }
+    assert_eq!(s.user_by_id("u2").await.unwrap().unwrap().name, "bob");
+    assert!(s.user_by_id("bob").await.unwrap().is_none(), "ids only");
     let live = s.live_session(&a.hash, t(1)).await.unwrap().unwrap();
     assert_eq!(live.user_id, "u1");
     assert_eq!(live.created_at, t(0));

@@ -1,0 +1,203 @@
+// Browser sign-in in headless Chromium (Debian's /usr/bin/chromium driven by
+// playwright-core): the example single-page app signs in with code + PKCE through the
+// login and consent pages, calls the example resource server, refreshes, signs out; and
+// the refusals: wrong password, tampered state, wrong PKCE verifier, reused code, a form
+// post without its CSRF token. Run by crates/cli/tests/e2e/browser.rs, which starts
+// `tessera serve` and the example resource server and passes:
+//   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path).
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const SPA = env("SPA_URL");
+const ISSUER = env("ISSUER");
+const USER = env("USERNAME");
+const PASSWORD = env("PASSWORD");
+const SHOTS = env("SCREENSHOT_DIR");
+
+// launch() gives Chromium a fresh temporary --user-data-dir; every scenario gets its
+// own context (its own cookies and storage).
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+  timeout: 60_000,
+});
+
+let failed = false;
+async function scenario(name, fn) {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  try {
+    await fn(page);
+    console.log(`ok - ${name}`);
+  } catch (e) {
+    failed = true;
+    console.log(`not ok - ${name}\n${e.stack}`);
+    await page.screenshot({ path: join(SHOTS, `failure-${name.replace(/\W+/g, "-")}.png`) }).catch(() => {});
+  } finally {
+    await context.close();
+  }
+}
+
+const status = (page) => page.locator("#status");
+
+/// From the SPA, up to the login page.
+async function toLogin(page) {
+  await page.goto(SPA);
+  await assert.doesNotReject(status(page).filter({ hasText: /Not signed in|Signed out/ }).waitFor());
+  await page.click("#signin");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+}
+
+/// Fills the login form with the keyboard only: username has focus (autofocus).
+async function typeCredentials(page, user, password) {
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "username");
+  await page.keyboard.type(user);
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "password");
+  await page.keyboard.type(password);
+  await page.keyboard.press("Enter");
+}
+
+/// The full sign-in; returns the code seen on the redirect back to the SPA.
+async function signIn(page, { screenshots = false } = {}) {
+  let code = null;
+  const spy = (frame) => {
+    const u = new URL(frame.url());
+    if (frame === page.mainFrame() && u.searchParams.get("code")) code = u.searchParams.get("code");
+  };
+  page.on("framenavigated", spy);
+  await toLogin(page);
+  if (screenshots) await page.screenshot({ path: join(SHOTS, "login.png"), fullPage: true });
+  await typeCredentials(page, USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  if (screenshots) await page.screenshot({ path: join(SHOTS, "consent.png"), fullPage: true });
+  // Keyboard again: "Allow" has focus.
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Allow");
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /Signed in|refused|failed/ }).waitFor();
+  page.off("framenavigated", spy);
+  return code;
+}
+
+await scenario("sign in, consent, code exchange, API call, refresh, logout", async (page) => {
+  const code = await signIn(page, { screenshots: true });
+  assert.ok(code?.startsWith("tsr_ac_"), "a code came back");
+  assert.match(await status(page).textContent(), /^Signed in as u_/);
+  assert.equal(new URL(page.url()).search, "", "the code is gone from the address bar");
+  // The session cookie is HttpOnly: the page's script cannot see it.
+  assert.ok(!(await page.evaluate(() => document.cookie)).includes("tessera_session"));
+
+  await page.click("#call");
+  await status(page).filter({ hasText: "API answered 200." }).waitFor();
+  const me = JSON.parse(await page.locator("#out").textContent());
+  assert.match(me.sub, /^u_/);
+  assert.equal(me.scope, "openid profile notes:read");
+
+  await page.click("#refresh");
+  await status(page).filter({ hasText: "Tokens refreshed." }).waitFor();
+  await page.click("#call");
+  await status(page).filter({ hasText: "API answered 200." }).waitFor();
+
+  // Sign out: the refresh token is revoked, the session ended after a confirmation.
+  await page.click("#signout");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/logout"));
+  await page.locator("h1", { hasText: "Sign out?" }).waitFor();
+  await page.click("button[type=submit]");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: "Signed out." }).waitFor();
+  // Signed out at the server too: the next sign-in asks for the password again.
+  await toLogin(page);
+});
+
+await scenario("a wrong password shows one generic, announced message", async (page) => {
+  await toLogin(page);
+  await typeCredentials(page, USER, "not the password");
+  const alert = page.locator("[role=alert]");
+  await alert.filter({ hasText: "Wrong username or password." }).waitFor();
+  assert.equal(await page.locator("#username").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#username").inputValue(), USER);
+  assert.equal(await page.locator("#password").inputValue(), "", "the password is not echoed");
+  await page.locator("#username").fill("nobody-by-that-name");
+  await page.locator("#password").fill(PASSWORD);
+  await page.locator("#password").press("Enter");
+  await alert.filter({ hasText: "Wrong username or password." }).waitFor();
+});
+
+await scenario("a form post without its CSRF token is refused", async (page) => {
+  await toLogin(page);
+  await page.evaluate(() => document.querySelector("input[name=csrf]").remove());
+  await page.locator("#username").fill(USER);
+  await page.locator("#password").fill(PASSWORD);
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url() === ISSUER + "/authorize" && r.request().method() === "POST"),
+    page.locator("#password").press("Enter"),
+  ]);
+  assert.equal(response.status(), 403);
+  await page.locator("[role=alert]", { hasText: "sent from another site" }).waitFor();
+});
+
+await scenario("a tampered state is refused by the app, no code exchanged", async (page) => {
+  let exchanged = false;
+  page.on("request", (r) => { if (r.url() === ISSUER + "/token") exchanged = true; });
+  // Coming back to the SPA, the state it saved is no longer the one in the URL.
+  await page.addInitScript((spa) => {
+    if (location.href.startsWith(spa) && location.search.includes("code=")) {
+      const saved = JSON.parse(sessionStorage.getItem("pkce"));
+      sessionStorage.setItem("pkce", JSON.stringify({ ...saved, state: "tampered" }));
+    }
+  }, SPA);
+  await signIn(page);
+  assert.match(await status(page).textContent(), /state does not match/);
+  assert.equal(exchanged, false);
+});
+
+await scenario("a wrong PKCE verifier is refused by the token endpoint", async (page) => {
+  await page.addInitScript((spa) => {
+    if (location.href.startsWith(spa) && location.search.includes("code=")) {
+      const saved = JSON.parse(sessionStorage.getItem("pkce"));
+      sessionStorage.setItem("pkce", JSON.stringify({ ...saved, verifier: "x".repeat(43) }));
+    }
+  }, SPA);
+  await signIn(page);
+  assert.match(await status(page).textContent(), /Code exchange failed: invalid_grant/);
+});
+
+await scenario("a reused code is refused and revokes the tokens issued from it", async (page) => {
+  const code = await signIn(page);
+  assert.match(await status(page).textContent(), /^Signed in as/);
+  // An attacker replays the code from the address bar history (any verifier).
+  const replay = await page.evaluate(async ({ issuer, code }) => {
+    const cfg = await (await fetch("config.json")).json();
+    const r = await fetch(issuer + "/token", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", client_id: cfg.client_id, code,
+        redirect_uri: location.origin + location.pathname, code_verifier: "y".repeat(43),
+      }),
+    });
+    return { status: r.status, body: await r.json() };
+  }, { issuer: ISSUER, code });
+  assert.equal(replay.status, 400);
+  assert.equal(replay.body.error, "invalid_grant");
+  // The app's tokens from that code are revoked: its refresh fails.
+  await page.click("#refresh");
+  await status(page).filter({ hasText: "Refresh failed: invalid_grant" }).waitFor();
+});
+
+await browser.close();
+console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")}`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,216 @@
+//! What the browser-facing pages share: cookies (the sign-in session and the CSRF
+//! cookie), CSRF tokens, sessions looked up in the store, and the security headers of
+//! every HTML page.
+//!
+//! Cookies are `HttpOnly; SameSite=Lax; Path=/`. With an `https` issuer they are also
+//! `Secure` and named with the `__Host-` prefix (so no subdomain can set them); on a
+//! loopback `http` issuer (development) neither is possible and both are left out.
+//!
+//! CSRF: signed double submit. The CSRF cookie holds 256 random bits; every form carries
+//! HMAC-SHA256(server key, cookie value). A cross-site page can neither read the cookie
+//! nor compute the MAC of one it planted, so a post without the matching pair is refused.
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tessera_token::{OpaqueToken, TokenHash, TokenKind};
+
+use crate::oauth::OAuthError;
+use crate::state::AppState;
+use crate::store::SessionRecord;
+
+/// Name of the session cookie (without prefix).
+const SESSION: &str = "tessera_session";
+/// Name of the CSRF cookie (without prefix).
+const CSRF: &str = "tessera_csrf";
+
+/// True when cookies can be `Secure` (an `https` issuer).
+fn secure(state: &AppState) -> bool {
+    state.issuer.starts_with("https://")
+}
+
+/// A cookie's full name: `__Host-` prefixed when `Secure` is possible.
+fn cookie_name(state: &AppState, base: &str) -> String {
+    if secure(state) {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// The value of cookie `name` in the request, if sent once.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v.to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// A `Set-Cookie` value with the attributes above; `max_age` 0 deletes it.
+fn set_cookie(state: &AppState, base: &str, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let secure = if secure(state) { "; Secure" } else { "" };
+    let name = cookie_name(state, base);
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}
+
+fn random_value() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| OAuthError::Server("system random generator failed".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The CSRF token for the request's CSRF cookie, creating the cookie (added to `out`)
+/// when the request has none.
+pub(crate) fn csrf_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    out: &mut HeaderMap,
+) -> Result<String, OAuthError> {
+    let value = match cookie(headers, &cookie_name(state, CSRF)).filter(|v| v.len() == 43) {
+        Some(v) => v,
+        None => {
+            let v = random_value()?;
+            if let Some(c) = set_cookie(state, CSRF, &v, state.config.session_ttl.as_secs()) {
+                out.append(header::SET_COOKIE, c);
+            }
+            v
+        }
+    };
+    Ok(URL_SAFE_NO_PAD.encode(hmac::sign(&state.csrf_key, value.as_bytes())))
+}
+
+/// True when the form's `csrf` field is the MAC of the request's CSRF cookie.
+pub(crate) fn csrf_ok(state: &AppState, headers: &HeaderMap, field: Option<&str>) -> bool {
+    let (Some(value), Some(field)) = (cookie(headers, &cookie_name(state, CSRF)), field) else {
+        return false;
+    };
+    let Ok(tag) = URL_SAFE_NO_PAD.decode(field) else {
+        return false;
+    };
+    hmac::verify(&state.csrf_key, value.as_bytes(), &tag).is_ok()
+}
+
+/// The hash of the request's session cookie, if it carries one of the right shape.
+fn session_hash(state: &AppState, headers: &HeaderMap) -> Option<TokenHash> {
+    let value = cookie(headers, &cookie_name(state, SESSION))?;
+    OpaqueToken::parse_kind(&value, TokenKind::AccessToken)
+        .ok()
+        .map(|t| t.hash())
+}
+
+/// The request's live session, if any.
+pub(crate) async fn session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionRecord>, OAuthError> {
+    let Some(hash) = session_hash(state, headers) else {
+        return Ok(None);
+    };
+    Ok(state.store.live_session(&hash, state.clock.now()).await?)
+}
+
+/// Starts a session for `user_id`: stores its hash and adds the cookie to `out`.
+pub(crate) async fn start_session(
+    state: &AppState,
+    user_id: &str,
+    out: &mut HeaderMap,
+) -> Result<SessionRecord, OAuthError> {
+    // The opaque-token format gives 256 random bits and a checksum; the `tsr_at_` kind
+    // is only a container here, the value is never accepted as an access token (those
+    // are JWTs, and opaque ones are looked up nowhere).
+    let token = OpaqueToken::generate(TokenKind::AccessToken)
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    let now = state.clock.now();
+    let ttl = state.config.session_ttl;
+    let record = SessionRecord {
+        hash: token.hash(),
+        user_id: user_id.to_owned(),
+        created_at: now,
+        expires_at: now.saturating_add(ttl),
+        revoked_at: None,
+    };
+    state.store.insert_session(&record).await?;
+    if let Some(c) = set_cookie(state, SESSION, token.expose(), ttl.as_secs()) {
+        out.append(header::SET_COOKIE, c);
+    }
+    Ok(record)
+}
+
+/// Ends the request's session (if any) and deletes the cookie.
+pub(crate) async fn end_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    out: &mut HeaderMap,
+) -> Result<(), OAuthError> {
+    if let Some(hash) = session_hash(state, headers) {
+        state.store.end_session(&hash, state.clock.now()).await?;
+    }
+    if let Some(c) = set_cookie(state, SESSION, "", 0) {
+        out.append(header::SET_COOKIE, c);
+    }
+    Ok(())
+}
+
+/// Headers of every HTML page: never cached, never framed, no scripts, no referrer.
+pub(crate) fn page_headers(out: &mut HeaderMap) {
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    out.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_once_and_exactly() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tessera_csrf=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, "tessera_csrf").as_deref(), Some("xyz"));
+        assert_eq!(cookie(&h, "tessera"), None);
+        h.append(header::COOKIE, HeaderValue::from_static("tessera_csrf=abc"));
+        assert_eq!(
+            cookie(&h, "tessera_csrf"),
+            None,
+            "two values: neither is trusted"
+        );
+    }
+}

@@ -1,0 +1,77 @@
+//! The server-rendered pages of browser sign-in (askama templates in `templates/`,
+//! compiled into the binary, HTML-escaped by default): login, consent, logout and a
+//! message page for errors that must not redirect.
+
+use askama::Template;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::browser::page_headers;
+
+/// Hidden form fields carrying the authorization request across a post.
+pub(crate) type Hidden = Vec<(&'static str, String)>;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub(crate) struct Login<'a> {
+    pub(crate) client_name: &'a str,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+    pub(crate) username: &'a str,
+    pub(crate) error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub(crate) struct Consent<'a> {
+    pub(crate) client_name: &'a str,
+    pub(crate) username: &'a str,
+    pub(crate) scopes: Vec<&'a str>,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub(crate) struct Logout<'a> {
+    pub(crate) signed_in: bool,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub(crate) struct Message<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) message: &'a str,
+}
+
+/// Renders `page` with `status`, the page headers and the extra headers in `extra`
+/// (cookies). A template error is a plain 500.
+pub(crate) fn render(status: StatusCode, page: &impl Template, extra: HeaderMap) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, html).into_response();
+            let headers = response.headers_mut();
+            headers.extend(extra);
+            page_headers(headers);
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// An error page (no redirect: the redirect URI is unknown or not trusted).
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
+    render(
+        status,
+        &Message {
+            title: "Sign-in request refused",
+            message,
+        },
+        HeaderMap::new(),
+    )
+}

@@ -1,0 +1,93 @@
+//! The OpenID Connect userinfo endpoint (Core section 5.3), protected by tessera-guard
+//! in-process: the same bearer-token rules (RFC 6750) and challenges as any resource
+//! server, verified with the server's own key ring. The token must carry scope `openid`
+//! and name the issuer as an audience (the authorization code grant adds it for
+//! `openid`); revoked grants and disabled users get `invalid_token`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tessera_guard::{Guard, GuardError, Verifier};
+use tessera_token::Validation;
+
+use crate::http::error::no_store;
+use crate::keys::KeyRing;
+use crate::state::AppState;
+
+/// The userinfo guard, rebuilt when the key ring changes (rotation, reload).
+#[derive(Default)]
+pub(crate) struct UserinfoGuard(Mutex<Option<(Arc<KeyRing>, Guard)>>);
+
+impl std::fmt::Debug for UserinfoGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserinfoGuard")
+    }
+}
+
+impl UserinfoGuard {
+    fn get(&self, state: &AppState) -> Option<Guard> {
+        let ring = state.keys.current();
+        let mut slot = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((r, g)) = slot.as_ref()
+            && Arc::ptr_eq(r, &ring)
+        {
+            return Some(g.clone());
+        }
+        let validation = Validation::access_token(state.issuer.clone(), state.issuer.clone());
+        let guard = Guard::builder(Verifier::keys(ring.verifier().clone()), validation)
+            .realm("tessera")
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "cannot build the userinfo guard"))
+            .ok()?;
+        *slot = Some((ring, guard.clone()));
+        Some(guard)
+    }
+}
+
+/// `GET` or `POST /userinfo`.
+pub(crate) async fn userinfo(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let Some(guard) = state.userinfo_guard.get(&state) else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let (parts, _) = request.into_parts();
+    let identity = match guard.authenticate(&parts).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return guard.error_response(&GuardError::MissingToken),
+        Err(e) => return guard.error_response(&e),
+    };
+    if !identity.has_scope("openid") {
+        return guard.error_response(&GuardError::InsufficientScope {
+            scope: "openid".into(),
+        });
+    }
+    match state
+        .store
+        .is_revoked(identity.jti.as_deref(), identity.sid.as_deref())
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => return guard.error_response(&GuardError::Revoked),
+        Err(_) => return guard.error_response(&GuardError::Unavailable("store unavailable")),
+    }
+    let Some(sub) = identity.sub.as_deref() else {
+        return guard.error_response(&GuardError::Revoked);
+    };
+    let user = match state.store.user_by_id(sub).await {
+        Ok(Some(u)) if !u.disabled => u,
+        Ok(_) => return guard.error_response(&GuardError::Revoked),
+        Err(_) => return guard.error_response(&GuardError::Unavailable("store unavailable")),
+    };
+    let mut body = json!({ "sub": user.id });
+    if identity.has_scope("profile") {
+        body["preferred_username"] = user.name.into();
+    }
+    let mut response = Json(body).into_response();
+    no_store(response.headers_mut());
+    response
+}
