@@ -451,7 +451,17 @@ pub(crate) async fn post(
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
     match raw.get("action") {
-        Some("login") => login(&state, &headers, &raw, &req, RequestContext { ip: peer.0 }).await,
+        Some("login") => {
+            let user_agent = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(200).collect());
+            let ctx = RequestContext {
+                ip: peer.0,
+                user_agent,
+            };
+            login(&state, &headers, &raw, &req, ctx).await
+        }
         Some(action @ ("approve" | "deny")) => match session(&state, &headers).await {
             Ok(None) => login_page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
             Ok(Some(_)) if action == "deny" => target_of(&req).redirect(
