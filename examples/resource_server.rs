@@ -3,6 +3,9 @@
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
 //! needs `notes:write`; `GET /healthz` is public. Keys come from the issuer's discovery
 //! metadata and JWKS; with feed credentials, revocations reach it within seconds.
+//! `--spa-client-id` serves the example SPA at `/spa/` (tokens in the page's memory);
+//! `--spa-cookie-client-id` serves cookie mode at `/spa-cookie/` (token in an HttpOnly
+//! cookie, CSRF-checked; see `resource_server/cookie_mode.rs`).
 //!
 //! ```sh
 //! cargo run -p tessera-guard --example resource_server -- \
@@ -24,6 +27,9 @@ use tessera_guard::{
     Auth, Guard, RemoteIssuer, RevocationFeed, Scoped, SystemClock, Verifier, discover,
 };
 use tessera_token::{SecretString, Validation};
+
+#[path = "resource_server/cookie_mode.rs"]
+mod cookie_mode;
 
 #[derive(Parser, Debug)]
 #[command(about = "Notes API protected by tessera-guard")]
@@ -51,6 +57,14 @@ struct Args {
     /// public client (registered with redirect URI `http://LISTEN/spa/`).
     #[arg(long, env = "TESSERA_SPA_CLIENT_ID")]
     spa_client_id: Option<String>,
+    /// Also serve the cookie-mode page at `/spa-cookie/`, signing in as this public client
+    /// (registered with redirect URI `http://LISTEN/spa-cookie/callback`): the token
+    /// stays in an HttpOnly cookie and the API accepts it with a double-submit CSRF header.
+    #[arg(long, env = "TESSERA_SPA_COOKIE_CLIENT_ID")]
+    spa_cookie_client_id: Option<String>,
+    /// Scope the cookie-mode page asks for.
+    #[arg(long, default_value = "openid notes:read notes:write")]
+    spa_cookie_scope: String,
     /// Scope the single-page app asks for.
     #[arg(long, default_value = "openid profile notes:read")]
     spa_scope: String,
@@ -116,6 +130,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .realm("notes")
     .cache_capacity(args.cache_capacity);
+    if args.spa_cookie_client_id.is_some() {
+        builder = builder.sources(cookie_mode::token_sources());
+    }
     if let (Some(id), Some(secret)) = (&args.feed_client_id, &args.feed_client_secret) {
         let meta = discover(&args.issuer).await?;
         match meta.tessera_revocation_feed_endpoint {
@@ -158,6 +175,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
+    if let Some(client_id) = &args.spa_cookie_client_id {
+        let base = format!("http://{addr}");
+        let mode = cookie_mode::CookieMode::discover(
+            &args.issuer,
+            client_id,
+            &args.spa_cookie_scope,
+            &base,
+        )
+        .await?;
+        app = app.merge(cookie_mode::routes(mode));
+    }
     tracing::info!(listen = %addr, issuer = %args.issuer, "notes API up");
     eprintln!("listening on http://{addr}");
     axum::serve(listener, app).await?;

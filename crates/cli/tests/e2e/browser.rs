@@ -24,7 +24,7 @@ fn browser_dir() -> PathBuf {
 }
 
 /// The example resource server binary next to the `tessera` binary.
-fn resource_server_bin() -> PathBuf {
+pub fn resource_server_bin() -> PathBuf {
     Path::new(BIN)
         .parent()
         .unwrap()
@@ -56,7 +56,7 @@ fn missing() -> Option<String> {
 }
 
 /// A child process killed (by its PID, through `Child`) on drop.
-struct Running(Child);
+pub struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -67,7 +67,7 @@ impl Drop for Running {
 
 /// A free loopback port (the resource server's address must be known before the
 /// client's redirect URI is registered).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -75,11 +75,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_resource_server(issuer: &str, port: u16, client_id: &str) -> Running {
+/// Starts the example resource server on `port` with `extra` arguments.
+pub fn start_resource_server(issuer: &str, port: u16, extra: &[&str]) -> Running {
     let mut child = Command::new(resource_server_bin())
         .args(["--issuer", issuer, "--audience", "notes-api"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--spa-client-id", client_id])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -135,7 +136,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
             &spa_url,
         ],
     );
-    let _api = start_resource_server(&s.base, port, &client_id);
+    let _api = start_resource_server(&s.base, port, &["--spa-client-id", &client_id]);
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();

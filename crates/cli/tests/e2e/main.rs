@@ -9,6 +9,7 @@ mod authorize;
 mod browser;
 mod cli;
 mod config;
+mod cookie_mode;
 mod doctor;
 mod guard;
 mod interop;
