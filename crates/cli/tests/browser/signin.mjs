@@ -4,7 +4,8 @@
 // the refusals: wrong password, tampered state, wrong PKCE verifier, reused code, a form
 // post without its CSRF token. Run by crates/cli/tests/e2e/browser.rs, which starts
 // `tessera serve` and the example resource server and passes:
-//   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path).
+//   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path), and
+//   COOKIE_URL (the cookie-mode page, whose script never sees the access token).
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -196,6 +197,40 @@ await scenario("a reused code is refused and revokes the tokens issued from it",
   // The app's tokens from that code are revoked: its refresh fails.
   await page.click("#refresh");
   await status(page).filter({ hasText: "Refresh failed: invalid_grant" }).waitFor();
+});
+
+await scenario("cookie mode: the token stays in an HttpOnly cookie, POST needs the CSRF header", async (page) => {
+  const COOKIE = env("COOKIE_URL");
+  await page.goto(COOKIE);
+  await status(page).filter({ hasText: "Signed out." }).waitFor();
+  await page.click("#signin");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  await typeCredentials(page, USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL(COOKIE);
+  await status(page).filter({ hasText: "Signed in." }).waitFor();
+  const jar = await page.context().cookies();
+  const at = jar.find((c) => c.name === "notes_at");
+  assert.ok(at && at.httpOnly && at.sameSite === "Strict", "an HttpOnly, Strict token cookie");
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(visible.includes("notes_csrf="), "the CSRF cookie is readable");
+  assert.ok(!visible.includes(at.value) && !visible.includes("notes_at"), "the token is not");
+  assert.ok(!(await page.content()).includes(at.value), "nor in the page");
+  // The page's own POST carries X-CSRF-Token and succeeds.
+  await page.fill("#text", "from the cookie page");
+  await page.click("button[type=submit]");
+  await page.locator("#out", { hasText: "POST /notes -> 201" }).waitFor();
+  // The same POST without the header (what a forged request would look like) is refused.
+  const forged = await page.evaluate(async () => {
+    const r = await fetch("/notes", {
+      method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text: "forged" }),
+    });
+    return r.status;
+  });
+  assert.equal(forged, 400);
 });
 
 await browser.close();

@@ -136,7 +136,29 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
             &spa_url,
         ],
     );
-    let _api = start_resource_server(&s.base, port, &["--spa-client-id", &client_id]);
+    let cookie_url = format!("http://127.0.0.1:{port}/spa-cookie/");
+    let (cookie_client_id, _) = s.add_client(
+        "notes-cookie",
+        "authorization_code",
+        "openid notes:read notes:write",
+        &[
+            "--public",
+            "--audience",
+            "notes-api",
+            "--redirect-uri",
+            &format!("{cookie_url}callback"),
+        ],
+    );
+    let _api = start_resource_server(
+        &s.base,
+        port,
+        &[
+            "--spa-client-id",
+            &client_id,
+            "--spa-cookie-client-id",
+            &cookie_client_id,
+        ],
+    );
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -147,6 +169,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     node.arg(browser_dir().join("signin.mjs"))
         .current_dir(browser_dir())
         .env("SPA_URL", &spa_url)
+        .env("COOKIE_URL", &cookie_url)
         .env("ISSUER", &s.base)
         .env("USERNAME", "alice")
         .env("PASSWORD", PASSWORD)
@@ -171,7 +194,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         assert!(path.exists(), "no screenshot {}", path.display());
         println!("screenshot: {}", path.display());
     }
-    assert!(stdout.matches("\nok - ").count() + usize::from(stdout.starts_with("ok - ")) >= 6);
+    assert!(stdout.matches("\nok - ").count() + usize::from(stdout.starts_with("ok - ")) >= 7);
     // Neither passwords nor codes nor cookies reach the server's log.
     let log = s.log();
     assert!(!log.contains(PASSWORD));
