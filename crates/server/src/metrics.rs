@@ -91,6 +91,12 @@ pub(crate) async fn upkeep() {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"))
+)]
 /// `GET /metrics`: the Prometheus text exposition format, version 0.0.4.
 pub(crate) async fn scrape(State(state): State<Arc<AppState>>) -> Response {
     let mut body = install().map(PrometheusHandle::render).unwrap_or_default();

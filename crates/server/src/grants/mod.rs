@@ -68,7 +68,7 @@ impl fmt::Debug for Params {
 }
 
 /// A successful token response (RFC 6749 section 5.1). `Debug` hides the tokens.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
     pub(crate) token_type: &'static str,

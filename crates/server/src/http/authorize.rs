@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::grants::{RequestContext, audit, resolve_scope};
 use crate::http::browser::{csrf_ok, csrf_token, session, start_session};
+use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
 use crate::http::pages::{Consent, Hidden, Login, error_page, render};
 use crate::http::peer::Peer;
 use crate::oauth::OAuthError;
@@ -278,6 +279,18 @@ fn unavailable(e: &OAuthError) -> Response {
 }
 
 /// `GET /authorize`.
+#[utoipa::path(
+    get,
+    path = "/authorize",
+    tag = "browser",
+    params(AuthorizeParams),
+    responses(
+        (status = 200, description = "Login or consent page", content_type = "text/html", body = String),
+        (status = 303, description = "Back to the client's redirect URI with `code` or `error`", headers(("Location" = String))),
+        (status = 400, description = "Error page (unknown client or unregistered redirect URI)", content_type = "text/html", body = String),
+        (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
+    )
+)]
 #[tracing::instrument(name = "authorize", skip_all, fields(client_id))]
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
@@ -430,6 +443,19 @@ async fn issue_code(
 
 /// `POST /authorize`: the login form (`action=login`) and the consent form
 /// (`action=approve` or `deny`). Every post must carry the CSRF token.
+#[utoipa::path(
+    post,
+    path = "/authorize",
+    tag = "browser",
+    request_body(content = AuthorizeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Login or consent page (again)", content_type = "text/html", body = String),
+        (status = 303, description = "Back to the client's redirect URI with `code` or `error`", headers(("Location" = String))),
+        (status = 400, description = "Error page", content_type = "text/html", body = String),
+        (status = 403, description = "Missing or wrong CSRF token", content_type = "text/html", body = String),
+        (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
+    )
+)]
 #[tracing::instrument(name = "authorize_post", skip_all, fields(client_id))]
 pub(crate) async fn post(
     State(state): State<Arc<AppState>>,

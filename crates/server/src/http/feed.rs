@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::http::client_auth;
 use crate::http::error::no_store;
+use crate::http::openapi::{ClientErrors, RevocationFeed};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 
@@ -19,6 +20,17 @@ use crate::state::AppState;
 const DEFAULT_LIMIT: u32 = 500;
 const MAX_LIMIT: u32 = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/revocations",
+    tag = "oauth",
+    params(
+        ("after" = Option<String>, Query, description = "Cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 500)"),
+    ),
+    responses((status = 200, description = "One page of the feed", body = RevocationFeed), ClientErrors),
+    security(("client_basic" = []))
+)]
 #[tracing::instrument(name = "revocations", skip_all, fields(client_id))]
 pub(crate) async fn feed(
     State(state): State<Arc<AppState>>,

@@ -10,11 +10,20 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::http::client_auth::{self, Public};
+use crate::http::openapi::{ClientErrors, IntrospectionResponse, TokenOperationRequest};
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::tokens;
 
+#[utoipa::path(
+    post,
+    path = "/introspect",
+    tag = "oauth",
+    request_body(content = TokenOperationRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "The token's state", body = IntrospectionResponse), ClientErrors),
+    security((), ("client_basic" = []))
+)]
 #[tracing::instrument(name = "introspect", skip_all, fields(client_id))]
 pub(crate) async fn introspect(
     State(state): State<Arc<AppState>>,

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tessera_token::decode_unverified;
 
 use crate::http::browser::{csrf_ok, csrf_token, end_session, session};
+use crate::http::openapi::{LogoutForm, LogoutParams};
 use crate::http::pages::{Hidden, Logout, Message, error_page, render};
 use crate::state::AppState;
 
@@ -97,6 +98,16 @@ impl LogoutRequest {
 }
 
 /// `GET /logout`: the confirmation page.
+#[utoipa::path(
+    get,
+    path = "/logout",
+    tag = "browser",
+    params(LogoutParams),
+    responses(
+        (status = 200, description = "Confirmation page", content_type = "text/html", body = String),
+        (status = 400, description = "Unknown client or unregistered post-logout URI", content_type = "text/html", body = String),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -125,6 +136,18 @@ pub(crate) async fn get(
 }
 
 /// `POST /logout`: ends the session, then redirects or shows the signed-out page.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "browser",
+    request_body(content = LogoutForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed-out page", content_type = "text/html", body = String),
+        (status = 303, description = "To the registered post-logout redirect URI", headers(("Location" = String))),
+        (status = 400, description = "Unknown client or unregistered post-logout URI", content_type = "text/html", body = String),
+        (status = 403, description = "Missing or wrong CSRF token", content_type = "text/html", body = String),
+    )
+)]
 pub(crate) async fn post(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

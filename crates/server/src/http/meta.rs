@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::http::openapi::{JwkSet, ServerMetadata};
 use crate::http::{
     AUTHORIZE_PATH, FEED_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
     USERINFO_PATH,
@@ -16,6 +17,12 @@ use crate::http::{
 use crate::state::AppState;
 use crate::store::GrantType;
 
+#[utoipa::path(
+    get,
+    path = "/jwks.json",
+    tag = "meta",
+    responses((status = 200, description = "Public signing keys (RFC 7517)", body = JwkSet))
+)]
 pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let ring = state.keys.current();
     let mut r = Json(ring.jwks().clone()).into_response();
@@ -27,6 +34,12 @@ pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     r
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "meta",
+    responses((status = 200, description = "RFC 8414 metadata", body = ServerMetadata))
+)]
 pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
     let ring = state.keys.current();
     let algs = ring.algorithms();
@@ -63,10 +76,36 @@ pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
+/// OpenID Connect Discovery: the same document as [`discovery`].
+#[utoipa::path(
+    get,
+    path = "/.well-known/openid-configuration",
+    tag = "meta",
+    responses((status = 200, description = "OpenID Connect Discovery metadata", body = ServerMetadata))
+)]
+pub(crate) async fn openid_configuration(state: State<Arc<AppState>>) -> Response {
+    discovery(state).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain"))
+)]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store does not answer", body = String, content_type = "text/plain"),
+    )
+)]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),

@@ -12,6 +12,7 @@ mod introspect;
 mod logout;
 mod meta;
 mod observe;
+mod openapi;
 mod pages;
 mod peer;
 mod revoke;
@@ -51,6 +52,7 @@ pub const AUTHORIZE_PATH: &str = "/authorize";
 pub const USERINFO_PATH: &str = "/userinfo";
 /// Path of the OpenID Connect end-session (RP-initiated logout) endpoint.
 pub const LOGOUT_PATH: &str = "/logout";
+pub use openapi::OPENAPI_PATH;
 
 /// The server's routes. Every request gets an id, a log line and metrics
 /// ([`observe`]); `Authorization` and `Cookie` are marked sensitive as well, so no
@@ -66,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route(METRICS_PATH, get(crate::metrics::scrape))
+        .route(OPENAPI_PATH, get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -90,7 +93,10 @@ fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
             "/.well-known/oauth-authorization-server",
             get(meta::discovery),
         )
-        .route("/.well-known/openid-configuration", get(meta::discovery));
+        .route(
+            "/.well-known/openid-configuration",
+            get(meta::openid_configuration),
+        );
     match cors::layer(&state.config) {
         Some(layer) => routes.layer(layer),
         None => routes,

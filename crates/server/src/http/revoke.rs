@@ -9,11 +9,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::client_auth::{self, Public};
+use crate::http::openapi::{ClientErrors, TokenOperationRequest};
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::tokens;
 
+#[utoipa::path(
+    post,
+    path = "/revoke",
+    tag = "oauth",
+    request_body(content = TokenOperationRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or the token was unknown"), ClientErrors),
+    security((), ("client_basic" = []))
+)]
 #[tracing::instrument(name = "revoke", skip_all, fields(client_id))]
 pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,

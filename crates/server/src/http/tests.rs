@@ -14,7 +14,7 @@ use crate::secrets::MasterKey;
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 
-async fn state() -> (Arc<AppState>, tempfile::TempDir) {
+pub(super) async fn state() -> (Arc<AppState>, tempfile::TempDir) {
     let (state, dir, _) = state_with_clock().await;
     (state, dir)
 }

@@ -11,11 +11,20 @@ use axum::response::{IntoResponse, Response};
 
 use crate::grants::{self, RequestContext, TokenResponse};
 use crate::http::client_auth::{self, Public};
+use crate::http::openapi::{ClientErrors, TokenRequest};
 use crate::http::peer::Peer;
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "oauth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Tokens issued", body = TokenResponse), ClientErrors),
+    security((), ("client_basic" = []))
+)]
 #[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,

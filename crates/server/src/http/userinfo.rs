@@ -14,6 +14,7 @@ use tessera_guard::{Guard, GuardError, Verifier};
 use tessera_token::Validation;
 
 use crate::http::error::no_store;
+use crate::http::openapi::UserinfoResponse;
 use crate::keys::KeyRing;
 use crate::state::AppState;
 
@@ -51,6 +52,18 @@ impl UserinfoGuard {
 }
 
 /// `GET` or `POST /userinfo`.
+#[utoipa::path(
+    method(get, post),
+    path = "/userinfo",
+    tag = "browser",
+    responses(
+        (status = 200, description = "Claims about the signed-in user", body = UserinfoResponse),
+        (status = 401, description = "RFC 6750 `invalid_token`", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "RFC 6750 `insufficient_scope` (needs `openid`)", headers(("WWW-Authenticate" = String))),
+        (status = 503, description = "The store is unreachable", headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn userinfo(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let Some(guard) = state.userinfo_guard.get(&state) else {
         return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
