@@ -74,10 +74,10 @@ pub(crate) async fn failed(
             .record_login_failure(&key, now, policy.window)
             .await?;
         if let Some(block) = policy.block_for(count, threshold) {
-            state
-                .store
-                .block_login(&key, now.saturating_add(block))
-                .await?;
+            // The clock has whole seconds: one more makes the block last at least
+            // `block` however late in its second the failure came.
+            let until = now.saturating_add(block + Duration::from_secs(1));
+            state.store.block_login(&key, until).await?;
             tracing::warn!(
                 kind = key.split(':').next().unwrap_or_default(),
                 count,

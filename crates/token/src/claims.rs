@@ -249,8 +249,7 @@ impl Claims {
 
     /// Deserializes the custom claims (`extra`) into the caller's own type.
     pub fn extra_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        T::deserialize(Value::Object(self.extra.clone()))
-            .map_err(|_| Error::InvalidClaim("custom claims"))
+        T::deserialize(&self.extra).map_err(|_| Error::InvalidClaim("custom claims"))
     }
 }
 
