@@ -46,6 +46,7 @@ pub(crate) const BEARER: &str = "bearer";
         logout::post,
         userinfo::userinfo,
     ),
+    components(schemas(OAuthErrorBody)),
     modifiers(&SecuritySchemes)
 )]
 pub(crate) struct ApiDoc;
@@ -414,6 +415,7 @@ mod tests {
             assert!(token["responses"][status].is_object(), "{status}");
         }
         assert!(token["responses"]["503"]["headers"]["Retry-After"].is_object());
+        assert!(doc["components"]["schemas"]["OAuthErrorBody"].is_object());
         assert_eq!(
             doc["components"]["securitySchemes"][CLIENT_BASIC]["scheme"],
             "basic"
