@@ -33,6 +33,15 @@ pub enum OAuthError {
     },
     /// `server_error` (500); the detail is logged, never sent.
     Server(String),
+    /// `temporarily_unavailable` (503 with `Retry-After`): no signing key of the client's
+    /// algorithm is active (a rotated key not yet published, or none imported); the
+    /// detail is logged, never sent.
+    NoSigningKey {
+        /// What is missing, for the log.
+        detail: String,
+        /// Seconds until the next key refresh may have picked one up.
+        retry_after: u64,
+    },
     /// `temporarily_unavailable` (503 with `Retry-After`): the store cannot be reached
     /// (database down, pool exhausted); the detail is logged, never sent.
     Unavailable(String),
@@ -56,7 +65,9 @@ impl OAuthError {
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::TooManyRequests { .. } => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
-            OAuthError::Unavailable(_) => "temporarily_unavailable",
+            OAuthError::Unavailable(_) | OAuthError::NoSigningKey { .. } => {
+                "temporarily_unavailable"
+            }
         }
     }
 
@@ -73,6 +84,9 @@ impl OAuthError {
             ),
             OAuthError::InvalidTarget => Some("resource is not an audience of this client"),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later"),
+            OAuthError::NoSigningKey { .. } => {
+                Some("no signing key is active for this client's algorithm yet; retry later")
+            }
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }
@@ -85,6 +99,16 @@ impl fmt::Display for OAuthError {
             write!(f, ": {d}")?;
         }
         Ok(())
+    }
+}
+
+impl OAuthError {
+    /// [`OAuthError::NoSigningKey`] for `alg`, retried after the next key refresh.
+    pub(crate) fn no_signing_key(state: &crate::state::AppState, alg: &str) -> Self {
+        OAuthError::NoSigningKey {
+            detail: format!("no active key for {alg}; run `tessera keys rotate --alg {alg}`"),
+            retry_after: state.config.key_refresh_interval.as_secs().max(1),
+        }
     }
 }
 

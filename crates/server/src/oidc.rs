@@ -28,7 +28,11 @@ pub(crate) struct IdTokenFor<'a> {
 pub(crate) fn mint_id_token(state: &AppState, t: &IdTokenFor<'_>) -> Result<String, OAuthError> {
     let ring = state.keys.current();
     let key = ring.signer(t.client.signing_alg).ok_or_else(|| {
-        OAuthError::Server("no active signing key for the client's algorithm".into())
+        let alg = t
+            .client
+            .signing_alg
+            .map_or("the default algorithm", |a| a.name());
+        OAuthError::no_signing_key(state, alg)
     })?;
     let now = state.clock.now();
     let mut claims = Claims {

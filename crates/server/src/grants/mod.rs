@@ -212,6 +212,10 @@ pub(crate) fn mint_access_token(
 ) -> Result<(String, u64), OAuthError> {
     let ttl = state.config.access_token_ttl;
     let ring = state.keys.current();
+    if ring.signer(g.alg).is_none() {
+        let alg = g.alg.map_or("the default algorithm", |a| a.name());
+        return Err(OAuthError::no_signing_key(state, alg));
+    }
     let token = sign_access_token(&ring, &state.issuer, state.clock.now(), ttl, g)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
     Ok((token, ttl.as_secs()))

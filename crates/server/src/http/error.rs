@@ -29,6 +29,10 @@ impl IntoResponse for OAuthError {
                 tracing::error!(detail = %detail, "store unavailable");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            OAuthError::NoSigningKey { detail, .. } => {
+                tracing::warn!(detail = %detail, "cannot sign");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let body = match self.description() {
@@ -44,7 +48,8 @@ impl IntoResponse for OAuthError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            OAuthError::TooManyRequests { retry_after } => {
+            OAuthError::TooManyRequests { retry_after }
+            | OAuthError::NoSigningKey { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             OAuthError::Unavailable(_) => {

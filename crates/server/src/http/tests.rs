@@ -348,3 +348,43 @@ async fn cached_clients_follow_secret_rotation_and_removal_within_the_ttl() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn a_client_whose_algorithm_has_no_active_key_gets_503_not_500() {
+    use crate::store::{ClientRecord, GrantType};
+    use tessera_token::{Algorithm, OpaqueToken, TokenKind};
+    let (s, _d) = state().await;
+    let secret = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    // Only the default EdDSA key exists; this client asks for ES256 tokens.
+    let client = ClientRecord {
+        id: "svc".into(),
+        name: "svc".into(),
+        secret_hash: Some(secret.hash()),
+        grant_types: vec![GrantType::ClientCredentials],
+        scope: "a".parse().unwrap(),
+        audience: vec!["api".into()],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        first_party: false,
+        signing_alg: Some(Algorithm::Es256),
+        created_at: s.clock.now(),
+    };
+    s.store.insert_client(&client).await.unwrap();
+    let (status, headers, body) = send(
+        &s,
+        with_post_auth("grant_type=client_credentials", "svc", secret.expose()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert!(
+        !body.to_string().contains("keys rotate"),
+        "detail is logged, not sent"
+    );
+}
