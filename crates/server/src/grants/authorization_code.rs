@@ -9,13 +9,14 @@ use tessera_token::pkce::{self, ChallengeMethod};
 use tessera_token::{OpaqueToken, TokenKind};
 
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, audit, mint_access_token, resolve_audience, scope_member,
+    AccessGrant, Params, TokenResponse, audit, first_refresh_token, mint_access_token,
+    resolve_audience, scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
 use crate::oidc;
 use crate::state::AppState;
-use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken, RedeemOutcome};
+use crate::store::{ClientRecord, GrantRecord, RedeemOutcome};
 
 const BAD_CODE: &str = "authorization code is invalid, expired or already used";
 
@@ -75,22 +76,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
         revoked_at: None,
     };
-    let refresh = if client.allows(GrantType::RefreshToken) {
-        Some(
-            OpaqueToken::generate(TokenKind::RefreshToken)
-                .map_err(|e| OAuthError::Server(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let first = refresh.as_ref().map(|t| NewRefreshToken {
-        hash: t.hash(),
-        grant_id: grant.id.clone(),
-        issued_at: now,
-        expires_at: now
-            .saturating_add(state.config.refresh_idle_ttl)
-            .min(grant.expires_at),
-    });
+    let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
     match state
         .store
         .redeem_auth_code(&hash, now, &grant, first.as_ref())

@@ -13,14 +13,14 @@ use std::fmt;
 use serde::Serialize;
 use std::time::Duration;
 
-use tessera_token::{Algorithm, Audience, Claims, Scope, UnixTime};
+use tessera_token::{Algorithm, Audience, Claims, OpaqueToken, Scope, TokenKind, UnixTime};
 use zeroize::Zeroizing;
 
 use crate::ids::random_id;
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::store::{AuditEvent, ClientRecord, GrantType};
+use crate::store::{AuditEvent, ClientRecord, GrantRecord, GrantType, NewRefreshToken};
 
 /// Request parameters of a form-encoded body: each name at most once (RFC 6749 section
 /// 3.2: "parameters MUST NOT be included more than once"); empty values count as absent
@@ -278,6 +278,30 @@ pub(crate) async fn audit(
     if let Err(e) = state.store.record(&event).await {
         tracing::warn!(error = %e, kind, "could not record audit event");
     }
+}
+
+/// The first refresh token of a new grant when the client may refresh: the token for the
+/// response and its record for the store (idle lifetime, capped by the grant's).
+pub(crate) fn first_refresh_token(
+    state: &AppState,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    now: UnixTime,
+) -> Result<(Option<OpaqueToken>, Option<NewRefreshToken>), OAuthError> {
+    if !client.allows(GrantType::RefreshToken) {
+        return Ok((None, None));
+    }
+    let token = OpaqueToken::generate(TokenKind::RefreshToken)
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    let record = NewRefreshToken {
+        hash: token.hash(),
+        grant_id: grant.id.clone(),
+        issued_at: now,
+        expires_at: now
+            .saturating_add(state.config.refresh_idle_ttl)
+            .min(grant.expires_at),
+    };
+    Ok((Some(token), Some(record)))
 }
 
 #[cfg(test)]

@@ -2,16 +2,16 @@
 //! wrong password and disabled user give the same error after the same Argon2id work.
 
 use serde_json::json;
-use tessera_token::{OpaqueToken, SecretString, TokenKind};
+use tessera_token::SecretString;
 
 use crate::grants::{
-    AccessGrant, Params, RequestContext, TokenResponse, audit, mint_access_token, resolve_audience,
-    resolve_scope, scope_member,
+    AccessGrant, Params, RequestContext, TokenResponse, audit, first_refresh_token,
+    mint_access_token, resolve_audience, resolve_scope, scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+use crate::store::{ClientRecord, GrantRecord};
 use crate::throttle;
 
 const BAD_LOGIN: &str = "invalid username or password";
@@ -81,22 +81,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
         revoked_at: None,
     };
-    let refresh = if client.allows(GrantType::RefreshToken) {
-        Some(
-            OpaqueToken::generate(TokenKind::RefreshToken)
-                .map_err(|e| OAuthError::Server(e.to_string()))?,
-        )
-    } else {
-        None
-    };
-    let first = refresh.as_ref().map(|t| NewRefreshToken {
-        hash: t.hash(),
-        grant_id: grant.id.clone(),
-        issued_at: now,
-        expires_at: now
-            .saturating_add(state.config.refresh_idle_ttl)
-            .min(grant.expires_at),
-    });
+    let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
     state.store.insert_grant(&grant, first.as_ref()).await?;
     state
         .store
