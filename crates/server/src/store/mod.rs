@@ -237,7 +237,13 @@ pub trait AuditStore: Send + Sync {
     /// Appends one event.
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;
     /// The latest `limit` events, newest first.
-    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        self.query_events(&AuditQuery {
+            limit,
+            ..AuditQuery::default()
+        })
+        .await
+    }
     /// The latest events matching `query`, newest first.
     async fn query_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 }

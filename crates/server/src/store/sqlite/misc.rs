@@ -179,27 +179,6 @@ impl AuditStore for SqliteStore {
         Ok(())
     }
 
-    async fn recent_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        sqlx::query(
-            "SELECT at, kind, client_id, user_id, detail FROM audit_events ORDER BY id DESC LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| {
-            Ok(AuditEvent {
-                at: time(row.try_get("at").map_err(backend)?),
-                kind: row.try_get("kind").map_err(backend)?,
-                client_id: row.try_get("client_id").map_err(backend)?,
-                user_id: row.try_get("user_id").map_err(backend)?,
-                detail: row.try_get("detail").map_err(backend)?,
-            })
-        })
-        .collect()
-    }
-
     async fn query_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         sqlx::query(
             "SELECT at, kind, client_id, user_id, detail FROM audit_events WHERE (?1 IS NULL OR user_id = ?1) AND at >= ?2 ORDER BY id DESC LIMIT ?3",
