@@ -28,6 +28,8 @@ pub struct AppState {
     pub(crate) csrf_key: hmac::Key,
     /// The guard of the userinfo endpoint.
     pub(crate) userinfo_guard: crate::http::UserinfoGuard,
+    /// Refresh tokens whose rotation this server could not confirm (hashes only).
+    pub(crate) unconfirmed: crate::grants::UnconfirmedRotations,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
         AppState {
             csrf_key,
             userinfo_guard: crate::http::UserinfoGuard::default(),
+            unconfirmed: crate::grants::UnconfirmedRotations::default(),
             issuer,
             clients: ClientCache::new(config.client_cache_ttl),
             config,

@@ -6,6 +6,7 @@ mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
+mod unconfirmed;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,12 @@ use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{AuditEvent, ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+
+#[cfg(test)]
+pub(crate) use refresh_token::successor;
+#[cfg(test)]
+pub(crate) use unconfirmed::REMEMBER_SECS;
+pub(crate) use unconfirmed::UnconfirmedRotations;
 
 /// Request parameters of a form-encoded body: each name at most once (RFC 6749 section
 /// 3.2: "parameters MUST NOT be included more than once"); empty values count as absent

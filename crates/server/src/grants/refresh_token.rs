@@ -4,18 +4,21 @@
 //! caller presenting the same token within the grace window, on any replica, gets the same
 //! successor without the store ever holding a plaintext token; the store's conditional
 //! update picks the one caller that rotates. A used token presented after the grace
-//! window revokes the whole family (its `sid` goes to the revocation feed).
+//! window revokes the whole family (its `sid` goes to the revocation feed), except once:
+//! the retry, on this server, of a rotation it could not confirm ([`super::unconfirmed`]).
+//! What follows a committed rotation is best effort; should the answer itself fail (no
+//! signing key), the rotation counts as unconfirmed too, so the retry gets the successor.
 
 use aws_lc_rs::hmac;
 use serde_json::json;
-use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind};
+use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind, UnixTime};
 
 use crate::grants::{
     AccessGrant, Params, RequestContext, TokenResponse, audit, mint_access_token, scope_member,
 };
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::store::{ClientRecord, NewRefreshToken, RotateOutcome};
+use crate::store::{ClientRecord, GrantRecord, NewRefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "refresh token is invalid, expired or revoked";
 
@@ -65,37 +68,58 @@ pub(crate) async fn exchange(
             .saturating_add(state.config.refresh_idle_ttl)
             .min(grant.expires_at),
     };
-    match state.store.rotate_refresh_token(&hash, &new, now).await? {
-        RotateOutcome::Rotated => new_context(state, client, &grant, ctx).await?,
+    let outcome = match state.store.rotate_refresh_token(&hash, &new, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Committed or not, this server cannot tell (a lost acknowledgement looks
+            // like any other failure): remember the token, so that if the rotation did
+            // happen, the client's retry here gets the successor instead of counting
+            // as reuse.
+            state.unconfirmed.remember(&hash, now);
+            return Err(e.into());
+        }
+    };
+    match outcome {
+        RotateOutcome::Rotated => {
+            // A retry whose earlier attempt had not committed after all: nothing to keep.
+            state.unconfirmed.take(&hash, now);
+            // The rotation stands: nothing after it may turn the answer into a refusal.
+            record_context(state, client, &grant, ctx).await;
+        }
         RotateOutcome::AlreadyUsed { used_at } => {
-            let grace = i64::try_from(state.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
-            let within = grace > 0 && now.secs() - used_at.secs() <= grace;
-            if !within {
-                let revoked = state.revoked_now();
-                state.store.revoke_grant(&grant.id, revoked).await?;
-                metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
-                tracing::warn!(sid = %grant.id, client_id = %client.id, "refresh token reuse: family revoked");
-                audit(
-                    state,
-                    "refresh.reuse",
-                    Some(&client.id),
-                    grant.user_id.as_deref(),
-                    json!({ "sid": grant.id }),
-                )
-                .await;
+            if retry_of_unconfirmed(state, &hash, &new, now).await? {
+                tracing::info!(sid = %grant.id, client_id = %client.id, "refresh retried after an unconfirmed rotation: answered with its successor");
+            } else if !within_grace(state, used_at, now) {
+                revoke_family(state, client, &grant).await?;
                 return Err(OAuthError::InvalidGrant(BAD_TOKEN));
             }
         }
         RotateOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_TOKEN)),
     }
 
+    let answer = answer(state, client, &grant, &scope, &next);
+    if answer.is_err() {
+        // The rotation stands but its successor was not handed out: let a retry have it.
+        state.unconfirmed.remember(&hash, now);
+    }
+    answer
+}
+
+/// The response to a refresh whose rotation stands: a fresh access token and `next`.
+fn answer(
+    state: &AppState,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    scope: &Scope,
+    next: &OpaqueToken,
+) -> Result<TokenResponse, OAuthError> {
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = mint_access_token(
         state,
         &AccessGrant {
             sub,
             client_id: &client.id,
-            scope: &scope,
+            scope,
             audience: &grant.audience,
             sid: &grant.id,
             auth_time: Some(grant.created_at),
@@ -107,22 +131,86 @@ pub(crate) async fn exchange(
         token_type: "Bearer",
         expires_in,
         refresh_token: Some(next.expose().to_owned()),
-        scope: scope_member(&scope),
+        scope: scope_member(scope),
         id_token: None,
     })
 }
 
-/// Records the context of this refresh and, when the family's previous request came from
-/// another network or user agent, the audit event `refresh.new_context`.
-async fn new_context(
+/// True when the rotation of `parent` was unconfirmed on this server and its successor
+/// `next` is in the store, unused, in a live family: the rotation had committed and this
+/// is the client's retry. The memory is forgotten then (and when the successor is not
+/// there), so a second retry is ordinary reuse.
+async fn retry_of_unconfirmed(
+    state: &AppState,
+    parent: &TokenHash,
+    next: &NewRefreshToken,
+    now: UnixTime,
+) -> Result<bool, OAuthError> {
+    if !state.unconfirmed.contains(parent, now) {
+        return Ok(false);
+    }
+    // A store failure here answers 503 and keeps the memory for the next retry.
+    let pending = match state.store.refresh_token(&next.hash).await? {
+        Some((record, family)) => {
+            record.used_at.is_none()
+                && record.expires_at > now
+                && family.id == next.grant_id
+                && family.revoked_at.is_none()
+        }
+        None => false,
+    };
+    // Of concurrent retries, one takes the memory; the others are reuse.
+    Ok(state.unconfirmed.take(parent, now) && pending)
+}
+
+/// True when a token first used at `used_at` may still be retried at `now`
+/// (`refresh_reuse_grace_secs`; never when it is 0).
+fn within_grace(state: &AppState, used_at: UnixTime, now: UnixTime) -> bool {
+    let grace = i64::try_from(state.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
+    grace > 0 && now.secs() - used_at.secs() <= grace
+}
+
+/// Reuse detected: revokes the whole family, counts and audits it.
+async fn revoke_family(
     state: &AppState,
     client: &ClientRecord,
-    grant: &crate::store::GrantRecord,
-    ctx: &RequestContext,
+    grant: &GrantRecord,
 ) -> Result<(), OAuthError> {
+    state
+        .store
+        .revoke_grant(&grant.id, state.revoked_now())
+        .await?;
+    metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
+    tracing::warn!(sid = %grant.id, client_id = %client.id, "refresh token reuse: family revoked");
+    audit(
+        state,
+        "refresh.reuse",
+        Some(&client.id),
+        grant.user_id.as_deref(),
+        json!({ "sid": grant.id }),
+    )
+    .await;
+    Ok(())
+}
+
+/// Records the context of this refresh and, when the family's previous request came from
+/// another network or user agent, the audit event `refresh.new_context`. Best effort: it
+/// runs after the rotation committed, so a failure is logged and counted, never answered.
+async fn record_context(
+    state: &AppState,
+    client: &ClientRecord,
+    grant: &GrantRecord,
+    ctx: &RequestContext,
+) {
     let now = ctx.grant_context();
-    let Some(before) = state.store.swap_grant_context(&grant.id, &now).await? else {
-        return Ok(());
+    let before = match state.store.swap_grant_context(&grant.id, &now).await {
+        Ok(Some(before)) => before,
+        Ok(None) => return,
+        Err(e) => {
+            metrics::counter!(crate::metrics::STORE_ERRORS).increment(1);
+            tracing::warn!(sid = %grant.id, error = %e, "could not record the refresh context; the rotation stands");
+            return;
+        }
     };
     let net_changed = before.net.is_some() && now.net.is_some() && before.net != now.net;
     let agent_changed = before.agent.is_some() && before.agent != now.agent;
@@ -143,7 +231,6 @@ async fn new_context(
         )
         .await;
     }
-    Ok(())
 }
 
 /// The successor of the refresh token hashing to `parent`: its 256 secret bits are

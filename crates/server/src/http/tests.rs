@@ -14,21 +14,29 @@ use crate::secrets::MasterKey;
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 
+mod refresh_retry;
+
 pub(super) async fn state() -> (Arc<AppState>, tempfile::TempDir) {
     let (state, dir, _) = state_with_clock().await;
     (state, dir)
 }
 
 async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
+    state_over(Arc::new(SqliteStore::in_memory().await.unwrap())).await
+}
+
+/// The state over `store`, with a manual clock and the default configuration.
+async fn state_over(
+    store: Arc<dyn crate::store::Store>,
+) -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::in_memory().await.unwrap();
     let master = MasterKey::load(dir.path()).unwrap();
     let clock = Arc::new(ManualClock::new(tessera_token::UnixTime::from_secs(
         1_800_000_000,
     )));
     let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
     let ring = keys::load_or_create(
-        &store,
+        &*store,
         &master.sealer().unwrap(),
         config.signing_alg,
         config.access_token_ttl,
@@ -39,7 +47,7 @@ async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualCloc
     let state = AppState::new(
         "http://127.0.0.1:8080".into(),
         config,
-        Arc::new(store),
+        store,
         Arc::new(Keys::new(ring)),
         Arc::clone(&clock) as Arc<dyn crate::Clock>,
         Passwords::new(1).await.unwrap(),

@@ -6,6 +6,8 @@
 //! or a crash never leaves half a change behind.
 
 mod codec;
+#[cfg(test)]
+pub(crate) mod faulty;
 pub mod postgres;
 mod records;
 pub mod sqlite;

@@ -1,0 +1,204 @@
+//! Test only: a store decorator that injects the failures a network or database outage
+//! causes into an otherwise real store (every call goes to the inner store).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use tessera_token::{TokenHash, UnixTime};
+
+use super::*;
+
+/// Wraps a real store; each fault is off until a test turns it on.
+#[derive(Debug)]
+pub(crate) struct FaultyStore {
+    inner: Arc<dyn Store>,
+    /// Once: the next rotation runs (and commits) in the inner store, then reports a
+    /// backend error, as when the connection dies before COMMIT's acknowledgement.
+    pub(crate) lose_next_rotation_ack: AtomicBool,
+    /// Once: the next rotation fails before reaching the inner store (nothing committed).
+    pub(crate) fail_next_rotation: AtomicBool,
+    /// While on: recording a grant's context fails.
+    pub(crate) fail_context_swaps: AtomicBool,
+}
+
+impl FaultyStore {
+    /// `inner`, with no fault on.
+    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+        FaultyStore {
+            inner,
+            lose_next_rotation_ack: AtomicBool::new(false),
+            fail_next_rotation: AtomicBool::new(false),
+            fail_context_swaps: AtomicBool::new(false),
+        }
+    }
+}
+
+fn injected(what: &str) -> StoreError {
+    StoreError::Backend(format!("injected fault: {what}"))
+}
+
+#[async_trait]
+impl GrantStore for FaultyStore {
+    async fn rotate_refresh_token(
+        &self,
+        parent: &TokenHash,
+        successor: &NewRefreshToken,
+        now: UnixTime,
+    ) -> Result<RotateOutcome, StoreError> {
+        if self.fail_next_rotation.swap(false, Ordering::SeqCst) {
+            return Err(injected("connection refused"));
+        }
+        let outcome = self
+            .inner
+            .rotate_refresh_token(parent, successor, now)
+            .await?;
+        if self.lose_next_rotation_ack.swap(false, Ordering::SeqCst) {
+            return Err(injected("connection closed after COMMIT"));
+        }
+        Ok(outcome)
+    }
+    async fn swap_grant_context(
+        &self,
+        id: &str,
+        context: &GrantContext,
+    ) -> Result<Option<GrantContext>, StoreError> {
+        if self.fail_context_swaps.load(Ordering::SeqCst) {
+            return Err(injected("connection refused"));
+        }
+        self.inner.swap_grant_context(id, context).await
+    }
+    async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError> {
+        self.inner.insert_grant(grant, first).await
+    }
+    async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
+        self.inner.grant(id).await
+    }
+    async fn refresh_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
+        self.inner.refresh_token(hash).await
+    }
+    async fn revoke_grant(&self, id: &str, revoked: Revoked) -> Result<bool, StoreError> {
+        self.inner.revoke_grant(id, revoked).await
+    }
+    async fn user_grants(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        self.inner.user_grants(user_id, now).await
+    }
+    async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError> {
+        self.inner.revoke_user_grants(user_id, revoked).await
+    }
+}
+
+/// Implements `$trait` for [`FaultyStore`] by handing every call to the inner store.
+macro_rules! forward {
+    ($trait:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* }) => {
+        #[async_trait]
+        impl $trait for FaultyStore {
+            $(async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.inner.$name($($arg),*).await
+            })*
+        }
+    };
+}
+
+forward!(ClientStore {
+    fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    fn client(&self, id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    fn client_by_id_or_name(&self, key: &str) -> Result<Option<ClientRecord>, StoreError>;
+    fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
+    fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
+});
+
+forward!(UserStore {
+    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
+});
+
+forward!(AuthCodeStore {
+    fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError>;
+    fn redeem_auth_code(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+        grant: &GrantRecord,
+        first: Option<&NewRefreshToken>
+    ) -> Result<RedeemOutcome, StoreError>;
+});
+
+forward!(SessionStore {
+    fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    fn live_session(&self, hash: &TokenHash, now: UnixTime) -> Result<Option<SessionRecord>, StoreError>;
+    fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
+});
+
+forward!(RevocationStore {
+    fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError>;
+    fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+        now: UnixTime
+    ) -> Result<Vec<RevocationEntry>, StoreError>;
+    fn last_revocation_seq(&self) -> Result<i64, StoreError>;
+    fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
+});
+
+forward!(KeyStore {
+    fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
+    fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    fn apply_key_changes(
+        &self,
+        changes: &[crate::keys::KeyChange],
+        now: UnixTime
+    ) -> Result<(), StoreError>;
+});
+
+forward!(AuditStore {
+    fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    fn query_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+});
+
+forward!(ThrottleStore {
+    fn record_login_failure(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: std::time::Duration
+    ) -> Result<u32, StoreError>;
+    fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
+    fn login_blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>, StoreError>;
+    fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+});
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn database_time(&self) -> Result<Option<std::time::SystemTime>, StoreError> {
+        self.inner.database_time().await
+    }
+    async fn purge_expired(&self, purge: &Purge) -> Result<u64, StoreError> {
+        self.inner.purge_expired(purge).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}
