@@ -55,12 +55,20 @@ impl Setup {
     }
 
     async fn refresh(&self, rt: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
+        self.refresh_as(&self.client, rt).await
+    }
+
+    async fn refresh_as(
+        &self,
+        (id, secret): &(String, String),
+        rt: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         send(
             &self.state,
             with_post_auth(
                 &format!("grant_type=refresh_token&refresh_token={rt}"),
-                &self.client.0,
-                &self.client.1,
+                id,
+                secret,
             ),
         )
         .await
@@ -227,4 +235,87 @@ async fn a_failure_after_the_rotation_committed_still_answers_200() {
     let rt3 = t.refreshed(&rt2).await;
     t.faults.fail_context_swaps.store(false, Ordering::SeqCst);
     t.refreshed(&rt3).await;
+}
+
+/// The answer itself can fail after the rotation committed (here: the client's tokens are
+/// ES256 and no ES256 key is active yet). That rotation counts as unconfirmed too, so once
+/// a key is there, the retry gets the successor instead of revoking the family.
+#[tokio::test]
+async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
+    use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+    use tessera_token::Algorithm;
+    let t = setup().await;
+    let now = t.state.clock.now();
+    let secret = OpaqueToken::generate(TokenKind::ClientSecret).unwrap();
+    let client = ClientRecord {
+        id: "es".into(),
+        name: "es".into(),
+        secret_hash: Some(secret.hash()),
+        grant_types: vec![GrantType::RefreshToken],
+        scope: "a".parse().unwrap(),
+        audience: vec!["api".into()],
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        first_party: false,
+        signing_alg: Some(Algorithm::Es256),
+        created_at: now,
+    };
+    t.state.store.insert_client(&client).await.unwrap();
+    let grant = GrantRecord {
+        id: "g_es".into(),
+        client_id: "es".into(),
+        user_id: None,
+        scope: "a".parse().unwrap(),
+        audience: vec!["api".into()],
+        created_at: now,
+        expires_at: now.saturating_add(std::time::Duration::from_secs(86_400)),
+        revoked_at: None,
+    };
+    let rt1 = OpaqueToken::generate(TokenKind::RefreshToken).unwrap();
+    let first = NewRefreshToken {
+        hash: rt1.hash(),
+        grant_id: grant.id.clone(),
+        issued_at: now,
+        expires_at: grant.expires_at,
+    };
+    t.state
+        .store
+        .insert_grant(&grant, Some(&first))
+        .await
+        .unwrap();
+    let es = ("es".to_owned(), secret.expose().to_owned());
+
+    let (status, headers, json) = t.refresh_as(&es, rt1.expose()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert_eq!(json["error"], "temporarily_unavailable");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        t.stored(rt1.expose()).await.0.used_at.is_some(),
+        "the rotation committed"
+    );
+
+    // An ES256 key appears (as `tessera keys rotate --alg ES256` would make one).
+    let sealer = crate::secrets::MasterKey::load(t._dir.path())
+        .unwrap()
+        .sealer()
+        .unwrap();
+    let ttl = t.state.config.access_token_ttl;
+    crate::keys::load_or_create(&*t.state.store, &sealer, Algorithm::Es256, ttl, now)
+        .await
+        .unwrap();
+    let alg = t.state.config.signing_alg;
+    crate::keys::refresh(&*t.state.store, &sealer, &t.state.keys, alg, ttl, now)
+        .await
+        .unwrap();
+
+    let (status, _, json) = t.refresh_as(&es, rt1.expose()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let successor = crate::grants::successor(&t.state.refresh_key, &rt1.hash()).unwrap();
+    assert_eq!(json["refresh_token"], successor.expose());
+    let (status, _, json) = t.refresh_as(&es, rt1.expose()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(
+        t.stored(successor.expose()).await.1,
+        "the family is revoked"
+    );
 }
