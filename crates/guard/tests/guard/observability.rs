@@ -22,8 +22,22 @@ impl Write for Buf {
     }
 }
 
+/// Makes a thread-local capture see every event, whichever test thread reaches a callsite
+/// first. tracing caches each callsite's interest process-wide; with at most one
+/// dispatcher registered, a callsite first reached by a thread without a subscriber is
+/// cached as "never" for every thread, and the capture below came back empty about one
+/// run in six. A global no-op `Registry` (interested in everything) means there is always
+/// a second dispatcher, so interest is the union of all of them.
+fn global_subscriber_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
+}
+
 #[tokio::test]
 async fn refusals_name_reason_kid_and_iss_never_the_token() {
+    global_subscriber_once();
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -32,6 +46,9 @@ async fn refusals_name_reason_kid_and_iss_never_the_token() {
         .with_writer(move || writer.clone())
         .finish();
     let _g = tracing::subscriber::set_default(subscriber);
+    // Callsites registered by other threads before this dispatcher existed are
+    // re-evaluated against it.
+    tracing::callsite::rebuild_interest_cache();
 
     let k = key("kid-live");
     let list = Arc::new(RevocationList::new());
