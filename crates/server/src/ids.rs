@@ -6,12 +6,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::Error;
 
-/// `prefix` followed by base64url of 16 random bytes (128 bits).
-pub(crate) fn random_id(prefix: &str) -> Result<String, Error> {
-    let mut bytes = [0u8; 16];
+/// `N` bytes from the system's secure random generator.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut bytes = [0u8; N];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Error::Internal("system random generator failed".into()))?;
+    Ok(bytes)
+}
+
+/// `prefix` followed by base64url of 16 random bytes (128 bits).
+pub(crate) fn random_id(prefix: &str) -> Result<String, Error> {
+    let bytes = random_bytes::<16>()?;
     let mut out = String::with_capacity(prefix.len() + 22);
     out.push_str(prefix);
     URL_SAFE_NO_PAD.encode_string(bytes, &mut out);

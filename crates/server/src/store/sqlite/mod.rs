@@ -64,6 +64,10 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 8 })
+            // A SQLite connection is a file handle in this process: nothing outside can
+            // break it while it idles, so the ping sqlx sends before every acquire (a
+            // round trip to the connection's worker thread) buys nothing here.
+            .test_before_acquire(false)
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory {
                 None
@@ -88,6 +92,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .min_connections(0)
                 .idle_timeout(Some(Duration::from_secs(600)))
                 .max_lifetime(Some(Duration::from_secs(3600)))
