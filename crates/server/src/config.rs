@@ -20,6 +20,7 @@ use tessera_token::Algorithm;
 pub use layers::{env_var, fields, layer};
 
 use crate::Error;
+use crate::password::HashPriority;
 use crate::throttle::ThrottlePolicy;
 
 /// Default data directory.
@@ -93,6 +94,10 @@ pub struct FileConfig {
     // --- passwords and throttling ---
     /// Password hashes computed at once (default: number of CPUs).
     pub password_hash_concurrency: Option<usize>,
+    /// Scheduling of the hashing threads: "idle" (default; Linux `SCHED_IDLE`, a login
+    /// storm never delays other requests, logins wait while the CPU is saturated) or
+    /// "nice" (nice 10: logins keep about a tenth of a contended core).
+    pub password_hash_priority: Option<String>,
     /// Failed logins per account within the window before throttling (default 5).
     pub login_failures_per_account: Option<u32>,
     /// Failed logins per client IP within the window before throttling (default 50).
@@ -187,6 +192,8 @@ pub struct ServerConfig {
     pub refresh_reuse_grace: Duration,
     /// Concurrent password hashes.
     pub password_hash_concurrency: usize,
+    /// Scheduling of the password hashing threads.
+    pub password_hash_priority: HashPriority,
     /// Failed-login throttling.
     pub throttle: ThrottlePolicy,
     /// Algorithm of new signing keys.
@@ -365,6 +372,16 @@ impl ServerConfig {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let password_hash_priority = match file.password_hash_priority.as_deref() {
+            None => HashPriority::default(),
+            Some(name) => name.parse().map_err(|()| {
+                invalid(
+                    "password_hash_priority",
+                    format!("{name:?}"),
+                    "must be \"idle\" or \"nice\"",
+                )
+            })?,
+        };
         let at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
             0 => Err(invalid(key, 0, "must be at least 1")),
             n => Ok(n),
@@ -407,6 +424,7 @@ impl ServerConfig {
                 MAX_REFRESH_GRACE.as_secs(),
             )?,
             password_hash_concurrency,
+            password_hash_priority,
             throttle: ThrottlePolicy {
                 per_account: at_least_one(
                     "login_failures_per_account",
@@ -775,6 +793,7 @@ mod tests {
             ),
             ("key_rotation_period_secs = 60", "key_rotation_period_secs"),
             ("signing_alg = \"HS256\"", "signing_alg"),
+            ("password_hash_priority = \"low\"", "password_hash_priority"),
             ("tls_cert = \"/c.pem\"", "tls_key"),
             ("issuer = \"http://auth.example.com\"", "issuer"),
             ("listen = \"everywhere\"", "listen"),

@@ -7,6 +7,10 @@
 //! and the allocator keeps freed memory in the arena of the thread that used it. Tokio's
 //! blocking pool spreads jobs over many threads, so a login storm left hundreds of MiB
 //! resident; a fixed pool of `concurrency` threads reuses the same memory.
+//!
+//! The hashing threads run at the lowest scheduling priority ([`HashPriority`]): a hash
+//! takes 15 to 30 ms of one core, and a request thread that wakes while one runs must not
+//! wait for the scheduler to end the hash's time slice.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -37,9 +41,9 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// A pool of `concurrency` hashing threads. Computes the dummy hash (one Argon2id
-    /// run), so call it once at start-up.
-    pub async fn new(concurrency: usize) -> Result<Self, Error> {
+    /// A pool of `concurrency` hashing threads scheduled as `priority`. Computes the
+    /// dummy hash (one Argon2id run), so call it once at start-up.
+    pub async fn new(concurrency: usize, priority: HashPriority) -> Result<Self, Error> {
         let concurrency = concurrency.max(1);
         let (jobs, queue) = sync_channel::<Job>(concurrency);
         let queue = Arc::new(Mutex::new(queue));
@@ -47,7 +51,7 @@ impl Passwords {
             let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || work(&queue))
+                .spawn(move || work(&queue, priority))
                 .map_err(|e| Error::Internal(format!("cannot start password thread: {e}")))?;
         }
         let mut pool = Passwords {
@@ -101,25 +105,68 @@ impl Passwords {
     }
 }
 
-/// The nice value of the hashing threads (Linux): 10 gives them about a tenth of a core
-/// that the runtime's threads also want, and all of an idle one.
+/// How the hashing threads are scheduled against the threads that answer requests
+/// (`password_hash_priority`; Linux, elsewhere the system default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashPriority {
+    /// `SCHED_IDLE`: a hash runs on CPU time no other thread wants, and a request thread
+    /// that wakes takes the core from it at once, so a login storm adds nothing to the
+    /// latency of token checks and issuance. While the CPU is saturated by other work,
+    /// logins wait.
+    #[default]
+    Idle,
+    /// Nice 10: hashes keep about a tenth of a contended core, and a request that arrives
+    /// while one runs may wait up to a scheduler time slice (a few milliseconds).
+    Nice,
+}
+
+impl std::str::FromStr for HashPriority {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "idle" => Ok(HashPriority::Idle),
+            "nice" => Ok(HashPriority::Nice),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The nice value of the hashing threads under [`HashPriority::Nice`] (and where
+/// `SCHED_IDLE` is refused): about a tenth of a core the runtime's threads also want.
 pub const HASHER_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority to [`HASHER_NICE`]; a failure is only logged.
-fn lower_priority() {
+/// Gives the calling thread `priority`; a failure is logged and leaves what could be set.
+fn lower_priority(priority: HashPriority) {
     #[cfg(target_os = "linux")]
     {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        if priority == HashPriority::Idle {
+            let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+            match set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    error = ?e,
+                    "cannot schedule the password hashing thread as SCHED_IDLE; using nice {HASHER_NICE}"
+                ),
+            }
+        }
         // On Linux, setpriority(PRIO_PROCESS, tid) applies to that one thread.
         let tid = rustix::thread::gettid();
         if let Err(e) = rustix::process::setpriority_process(Some(tid), HASHER_NICE) {
             tracing::warn!(error = %e, "cannot lower the password hashing thread's priority");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = priority;
 }
 
 /// A hashing thread: runs jobs until the pool is dropped.
-fn work(queue: &Mutex<Receiver<Job>>) {
-    lower_priority();
+fn work(queue: &Mutex<Receiver<Job>>, priority: HashPriority) {
+    lower_priority(priority);
     loop {
         let job = match queue.lock() {
             Ok(q) => q.recv(),
@@ -217,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_verify_and_dummy() {
-        let p = Passwords::new(2).await.unwrap();
+        let p = Passwords::new(2, HashPriority::Idle).await.unwrap();
         let h = p.hash(SecretString::new("correct horse")).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(
@@ -236,6 +283,34 @@ mod tests {
                 .unwrap()
         );
         assert!(p.hash(SecretString::new("short")).await.is_err());
+    }
+
+    /// The hashing threads run under the policy asked for (Linux: field 41 of
+    /// `/proc/thread-self/stat`, 5 = SCHED_IDLE, 0 = SCHED_OTHER; field 19, the nice value).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_get_the_scheduling_policy_asked_for() {
+        fn policy_and_nice() -> (String, String) {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let f: Vec<String> = stat[stat.rfind(')').unwrap() + 2..]
+                .split(' ')
+                .map(str::to_owned)
+                .collect();
+            // Fields after the command name start at field 3.
+            (f[41 - 3].clone(), f[19 - 3].clone())
+        }
+        let idle = Passwords::new(1, HashPriority::Idle).await.unwrap();
+        assert_eq!(idle.run(policy_and_nice).await.unwrap().0, "5");
+        let nice = Passwords::new(1, HashPriority::Nice).await.unwrap();
+        assert_eq!(
+            nice.run(policy_and_nice).await.unwrap(),
+            ("0".to_owned(), HASHER_NICE.to_string())
+        );
+        assert_eq!(
+            policy_and_nice().0,
+            "0",
+            "the caller's thread is not changed"
+        );
     }
 
     /// The reusable-memory verifier agrees with the argon2 crate's own verifier, including

@@ -62,7 +62,11 @@ impl Server {
             clock.now(),
         )
         .await?;
-        let passwords = Passwords::new(config.password_hash_concurrency).await?;
+        let passwords = Passwords::new(
+            config.password_hash_concurrency,
+            config.password_hash_priority,
+        )
+        .await?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::Io(format!(
                 "cannot listen on {}: {e}; pick another address with --listen",

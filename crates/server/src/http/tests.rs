@@ -50,7 +50,9 @@ async fn state_over(
         store,
         Arc::new(Keys::new(ring)),
         Arc::clone(&clock) as Arc<dyn crate::Clock>,
-        Passwords::new(1).await.unwrap(),
+        Passwords::new(1, crate::password::HashPriority::Idle)
+            .await
+            .unwrap(),
         master.refresh_key(),
     );
     (Arc::new(state), dir, clock)
