@@ -1,7 +1,9 @@
-//! The raw signature-verify floor for `bench/run.sh`: times aws-lc-rs verifying one
-//! Ed25519 and one P-256 signature over a 600-byte signing input (the size of a Tessera
-//! access token's `header.payload`), with the public key parsed once, and prints one
-//! machine-readable line per algorithm with the CPU time per verify.
+//! The raw cryptographic floors for `bench/run.sh`: times aws-lc-rs verifying one Ed25519
+//! and one P-256 signature over a 600-byte signing input (the size of a Tessera access
+//! token's `header.payload`) with the public key parsed once, signing that input with
+//! Ed25519 (the least a client-credentials token costs), and SHA-256 of a 620-byte token
+//! (the verified-token cache's key), and prints one machine-readable line per figure with
+//! the CPU time per operation.
 //!
 //! CPU time, not wall time (`/proc/thread-self/stat`), so a busy machine inflates it less;
 //! the harness pins it to the servers' CPU with `--pinned`.
@@ -12,6 +14,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey};
 
@@ -36,21 +39,31 @@ fn ticks_per_second() -> f64 {
         .unwrap()
 }
 
-/// Verifies for about `for_how_long` and returns microseconds of CPU per verify.
-fn time(key: &ParsedPublicKey, input: &[u8], sig: &[u8], for_how_long: Duration) -> f64 {
+/// Runs `op` for about `for_how_long` and returns microseconds of CPU per run.
+fn time(mut op: impl FnMut(), for_how_long: Duration) -> f64 {
     for _ in 0..200 {
-        key.verify_sig(input, sig).unwrap();
+        op();
     }
     let (start, t0) = (Instant::now(), thread_ticks());
     let mut n = 0u64;
     while start.elapsed() < for_how_long {
         for _ in 0..100 {
-            black_box(key.verify_sig(black_box(input), black_box(sig))).unwrap();
+            op();
         }
         n += 100;
     }
     let cpu_s = (thread_ticks() - t0) as f64 / ticks_per_second();
     cpu_s * 1e6 / n as f64
+}
+
+/// Microseconds of CPU per verify of `sig` over `input`.
+fn verify(key: &ParsedPublicKey, input: &[u8], sig: &[u8], for_how_long: Duration) -> f64 {
+    time(
+        || {
+            black_box(key.verify_sig(black_box(input), black_box(sig))).unwrap();
+        },
+        for_how_long,
+    )
 }
 
 fn main() {
@@ -64,8 +77,23 @@ fn main() {
     let ed = Ed25519KeyPair::generate().unwrap();
     let ed_sig = ed.sign(&input);
     let ed_pub = ParsedPublicKey::new(&signature::ED25519, ed.public_key().as_ref()).unwrap();
-    let us = time(&ed_pub, &input, ed_sig.as_ref(), how_long);
+    let us = verify(&ed_pub, &input, ed_sig.as_ref(), how_long);
     println!("RAW alg=EdDSA cpu_us={us:.1}");
+    let us = time(
+        || {
+            black_box(ed.sign(black_box(&input)));
+        },
+        how_long,
+    );
+    println!("RAW sign alg=EdDSA cpu_us={us:.1}");
+    let token = vec![b't'; 620];
+    let us = time(
+        || {
+            black_box(digest::digest(&digest::SHA256, black_box(&token)));
+        },
+        how_long,
+    );
+    println!("RAW sha256 bytes={} cpu_us={us:.2}", token.len());
 
     let es_doc =
         EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
@@ -77,6 +105,6 @@ fn main() {
         es.public_key().as_ref(),
     )
     .unwrap();
-    let us = time(&es_pub, &input, es_sig.as_ref(), how_long);
+    let us = verify(&es_pub, &input, es_sig.as_ref(), how_long);
     println!("RAW alg=ES256 cpu_us={us:.1}");
 }

@@ -78,13 +78,15 @@ wait_ready() {
   echo "pid $pid did not become ready on port $port" >&2; return 1
 }
 
-# CPU ticks used by PID and its children (PostgreSQL's backends), living or reaped.
+# CPU ticks used by PID and its children (PostgreSQL's backends), living or reaped:
+# "USER SYSTEM" (utime + cutime, stime + cstime).
 cpu_ticks() {
-  local total=0 pid
+  local user=0 sys=0 pid u s
   for pid in "$1" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    read -r u s < <(awk '{print $14 + $16, $15 + $17}' "/proc/$pid/stat" 2>/dev/null || echo "0 0")
+    user=$((user + u)); sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 rss_kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 ticks_per_sec=$(getconf CLK_TCK)
@@ -95,16 +97,16 @@ results="$work/results.tsv"
 # table row. PIDS: the server process(es) whose CPU time the row charges, comma-separated.
 measure() {
   local key=$1 label=$2 pids_csv=$3 floor=$4 url=$5 script=$6 conns=${7:-$connections} threads=${8:-2}
-  local before=0 after=0 out pid
-  for pid in ${pids_csv//,/ }; do before=$((before + $(cpu_ticks "$pid"))); done
+  local user0=0 sys0=0 user1=0 sys1=0 u s out pid
+  for pid in ${pids_csv//,/ }; do read -r u s < <(cpu_ticks "$pid"); user0=$((user0 + u)); sys0=$((sys0 + s)); done
   out=$("${load_cpu[@]}" wrk -t"$threads" -c"$conns" -d"${duration}s" -s "$BENCH_LUA/$script" "$url" 2>&1 | grep '^RESULT' || true)
-  for pid in ${pids_csv//,/ }; do after=$((after + $(cpu_ticks "$pid"))); done
+  for pid in ${pids_csv//,/ }; do read -r u s < <(cpu_ticks "$pid"); user1=$((user1 + u)); sys1=$((sys1 + s)); done
   if [ -z "$out" ]; then
     printf '%s\t%s\tfailed\n' "$key" "$label" >>"$results"; return
   fi
   field() { sed -E "s/.*$1=([0-9]+).*/\1/" <<<"$out"; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$(field requests)" "$(field duration_us)" \
-    "$(field p50_us)" "$(field p99_us)" "$(field non2xx)" "$((after - before))" "$ticks_per_sec" "$floor" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$(field requests)" "$(field duration_us)" \
+    "$(field p50_us)" "$(field p99_us)" "$(field non2xx)" "$((user1 - user0))" "$((sys1 - sys0))" "$ticks_per_sec" "$floor" >>"$results"
   echo "  measured: $label" >&2
 }
 
@@ -112,6 +114,8 @@ measure() {
 raw=$("${server_cpu[@]}" "$raw_verify" 2)
 raw_eddsa=$(sed -nE 's/^RAW alg=EdDSA cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
 raw_es256=$(sed -nE 's/^RAW alg=ES256 cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
+raw_sign=$(sed -nE 's/^RAW sign alg=EdDSA cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
+raw_sha=$(sed -nE 's/^RAW sha256 bytes=[0-9]+ cpu_us=([0-9.]+)$/\1/p' <<<"$raw")
 
 # --- the authorization server -----------------------------------------------------------
 as_port=$(free_port)
@@ -177,10 +181,12 @@ PY
 echo "loading for ${duration}s per row..." >&2
 measure floor_rs "floor: resource server GET /healthz" "$rs_pid" rs "http://127.0.0.1:$rs_port/healthz" report.lua
 measure floor_as "floor: authorization server GET /healthz" "$as_pid" as "$issuer/healthz" report.lua
-TOKEN=$access_token measure warm "protected GET /me, warm cache (EdDSA)" "$rs_pid" rs "http://127.0.0.1:$rs_port/me" get_bearer.lua
-TOKEN=$access_token measure cold_eddsa "protected GET /me, verify every request (EdDSA)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
-TOKEN=$es_token measure cold_es256 "protected GET /me, verify every request (ES256)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
-TOKEN=$bad_token measure invalid "protected GET /me, invalid signature (401)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+TOKEN=$access_token measure header "floor with the bearer header (GET /healthz, token not checked)" "$rs_pid" rs "http://127.0.0.1:$rs_port/healthz" get_bearer.lua
+TOKEN=$access_token measure warm "protected GET /ping, warm cache (EdDSA)" "$rs_pid" rs "http://127.0.0.1:$rs_port/ping" get_bearer.lua
+TOKEN=$access_token measure warm_me "protected GET /me (JSON of the claims), warm cache" "$rs_pid" rs "http://127.0.0.1:$rs_port/me" get_bearer.lua
+TOKEN=$access_token measure cold_eddsa "protected GET /ping, verify every request (EdDSA)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
+TOKEN=$es_token measure cold_es256 "protected GET /ping, verify every request (ES256)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
+TOKEN=$bad_token measure invalid "protected GET /ping, invalid signature (401)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
   measure cc "client-credentials issuance (JWT, EdDSA)" "$as_pid" as "$issuer/token" post_form.lua
 
@@ -205,7 +211,7 @@ BODY="grant_type=password&username=alice&password=correct%20horse%20battery%20st
   "${load_cpu[@]}" wrk -t1 -c16 -d"$((duration * 2 + 2))s" -s "$BENCH_LUA/post_form.lua" "$issuer/token" >/dev/null 2>&1 &
 storm=$!
 sleep 1
-TOKEN=$access_token measure storm_rs "during login storm: protected GET /me (cache off)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/me" get_bearer.lua
+TOKEN=$access_token measure storm_rs "during login storm: protected GET /ping (cache off)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
   measure storm_cc "during login storm: client-credentials issuance" "$as_pid" as "$issuer/token" post_form.lua
 wait "$storm" || true
@@ -251,7 +257,7 @@ fi
 commit=$(cd "$root" && git rev-parse --short HEAD)$( cd "$root" && git diff --quiet || echo "+dirty")
 echo
 echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1'), load average before: $load_before"
-echo "Raw signature verify on the servers' CPU (aws-lc-rs, key parsed once): EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us"
+echo "Raw aws-lc-rs on the servers' CPU (keys parsed once): verify EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us; sign EdDSA ${raw_sign} us; SHA-256 of a 620-byte token ${raw_sha} us"
 echo
-python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" \
+python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" "$raw_sign" "$raw_sha" \
   "$as_idle_rss" "$(rss_kb "$as_pid" VmHWM)" "$rs_idle_rss" "$(rss_kb "$rs_pid" VmHWM)" "$(rss_kb "$rs_cold_pid" VmHWM)"

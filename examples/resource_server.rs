@@ -1,7 +1,8 @@
 //! A small notes API protected by tessera-guard: the FastAPI-tutorial equivalent.
 //!
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
-//! needs `notes:write`; `GET /healthz` is public. Keys come from the issuer's discovery
+//! needs `notes:write`; `GET /healthz` is public; `GET /ping` answers like `/healthz`
+//! but needs any valid token (the benchmark's protected twin of the public route). Keys come from the issuer's discovery
 //! metadata and JWKS; with feed credentials, revocations reach it within seconds.
 //! `--spa-client-id` serves the example SPA at `/spa/` (tokens in the page's memory);
 //! `--spa-cookie-client-id` serves cookie mode at `/spa-cookie/` (token in an HttpOnly
@@ -159,6 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut app = Router::new()
         .route("/me", get(me))
         .route("/notes", get(list_notes).post(create_note))
+        .route("/ping", get(|_: Auth| async { "ok" }))
         .layer(guard.layer())
         .route("/healthz", get(|| async { "ok" }))
         .with_state(notes);
