@@ -12,7 +12,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::Value;
 use tessera_token::pkce;
 
-use crate::harness::{PASSWORD, Server};
+use crate::harness::{PASSWORD, Server, jwt_claims};
 
 pub const REDIRECT: &str = "http://127.0.0.1:9/cb";
 pub const BYE: &str = "http://127.0.0.1:9/bye";
@@ -253,11 +253,6 @@ pub async fn exchange(
         None,
     )
     .await
-}
-
-fn jwt_claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 fn verifier() -> String {

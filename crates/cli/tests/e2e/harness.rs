@@ -197,6 +197,20 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once `done` holds for it (lines written before a response was sent may
+    /// still be on their way through the pipe when the response arrives); after 10 s,
+    /// the log as it is.
+    pub fn log_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if done(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -313,6 +327,17 @@ impl Drop for Server {
             );
         }
     }
+}
+
+/// The claims of a JWT, read without verifying it (for assertions on what was issued).
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn basic_header(id: &str, secret: &str) -> String {

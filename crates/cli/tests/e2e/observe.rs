@@ -280,6 +280,17 @@ async fn each_request_is_one_json_log_line_with_its_request_id_and_no_credential
     assert_eq!(r.headers()["x-request-id"], "e2e-req-0001");
     let token: Value = r.json().await.unwrap();
     crate::harness::register_secrets_in(&token);
+    // A refused token request: its refusal line is inside the request.
+    let r = s
+        .http
+        .post(s.url("/token"))
+        .header("x-request-id", "e2e-req-0002")
+        .header("authorization", crate::harness::basic_header(&id, &secret))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // An id the server would not echo safely is replaced by a fresh one.
     let r = s
         .http
@@ -291,7 +302,7 @@ async fn each_request_is_one_json_log_line_with_its_request_id_and_no_credential
     let fresh = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(fresh.starts_with("r_"), "{fresh}");
 
-    let log = s.log();
+    let log = s.log_until(|l| l.matches(r#""message":"request""#).count() >= 3);
     let lines: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -300,31 +311,43 @@ async fn each_request_is_one_json_log_line_with_its_request_id_and_no_credential
         .iter()
         .filter(|v| v["fields"]["message"] == "request")
         .collect();
-    assert_eq!(requests.len(), 2, "{log}");
+    assert_eq!(requests.len(), 3, "{log}");
+    // One line for the issuance: the request, its client and grant, and the token's
+    // sid and jti (the issued token's own claims).
     let token_line = requests[0];
+    let claims = crate::harness::jwt_claims(token["access_token"].as_str().unwrap());
     assert_eq!(token_line["span"]["request_id"], "e2e-req-0001", "{log}");
     assert_eq!(token_line["span"]["route"], "/token", "{log}");
     assert_eq!(token_line["span"]["method"], "POST", "{log}");
+    assert_eq!(token_line["span"]["client_id"], id.as_str(), "{log}");
+    assert_eq!(
+        token_line["span"]["grant_type"], "client_credentials",
+        "{log}"
+    );
+    assert_eq!(token_line["span"]["jti"], claims["jti"], "{log}");
+    assert_eq!(token_line["span"]["sid"], claims["sid"], "{log}");
     assert_eq!(token_line["fields"]["status"], 200, "{log}");
     assert!(
         token_line["fields"]["latency_ms"].as_f64().is_some(),
         "{log}"
     );
-    assert_eq!(requests[1]["span"]["request_id"], fresh.as_str(), "{log}");
-    assert_eq!(requests[1]["span"]["route"], "/healthz", "{log}");
-    // Events inside the request (the issuance line) carry the same request id.
-    let issued = lines
-        .iter()
-        .find(|v| v["fields"]["message"] == "access token issued")
-        .unwrap_or_else(|| panic!("{log}"));
     assert!(
-        issued["spans"]
-            .as_array()
-            .unwrap()
+        !lines
             .iter()
-            .any(|sp| sp["request_id"] == "e2e-req-0001"),
-        "{log}"
+            .any(|v| v["fields"]["message"] == "access token issued"),
+        "the issuance is the request line, not a second one at info: {log}"
     );
+    assert_eq!(requests[1]["span"]["request_id"], "e2e-req-0002", "{log}");
+    assert_eq!(requests[1]["fields"]["status"], 400, "{log}");
+    assert_eq!(requests[2]["span"]["request_id"], fresh.as_str(), "{log}");
+    assert_eq!(requests[2]["span"]["route"], "/healthz", "{log}");
+    // Events inside a request (here the refusal) carry its request id.
+    let refused = lines
+        .iter()
+        .find(|v| v["fields"]["message"] == "token request refused")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(refused["span"]["request_id"], "e2e-req-0002", "{log}");
+    assert_eq!(refused["fields"]["error"], "unauthorized_client", "{log}");
     assert!(!log.contains("cookie-value-never-logged"), "{log}");
     assert!(!log.contains(&secret), "{log}");
     assert!(!log.contains("has spaces"), "{log}");

@@ -257,7 +257,11 @@ pub(crate) fn sign_access_token(
     })?;
     let token = key.sign(&claims, Some("at+jwt"))?;
     if let Some(jti) = &claims.jti {
-        tracing::info!(client_id = g.client_id, sid = g.sid, jti = %jti, kid = key.kid().unwrap_or_default(), "access token issued");
+        // The request's one log line names the token (observe.rs); the event is for debugging.
+        let span = tracing::Span::current();
+        span.record("sid", g.sid);
+        span.record("jti", jti.as_str());
+        tracing::debug!(client_id = g.client_id, sid = g.sid, jti = %jti, kid = key.kid().unwrap_or_default(), "access token issued");
     }
     Ok(token)
 }

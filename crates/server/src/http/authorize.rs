@@ -291,7 +291,6 @@ fn unavailable(e: &OAuthError) -> Response {
         (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
     )
 )]
-#[tracing::instrument(name = "authorize", skip_all, fields(client_id))]
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -456,7 +455,6 @@ async fn issue_code(
         (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
     )
 )]
-#[tracing::instrument(name = "authorize_post", skip_all, fields(client_id))]
 pub(crate) async fn post(
     State(state): State<Arc<AppState>>,
     peer: Peer,

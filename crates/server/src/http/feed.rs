@@ -31,7 +31,6 @@ const MAX_LIMIT: u32 = 1000;
     responses((status = 200, description = "One page of the feed", body = RevocationFeed), ClientErrors),
     security(("client_basic" = []))
 )]
-#[tracing::instrument(name = "revocations", skip_all, fields(client_id))]
 pub(crate) async fn feed(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

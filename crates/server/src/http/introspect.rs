@@ -24,7 +24,6 @@ use crate::tokens;
     responses((status = 200, description = "The token's state", body = IntrospectionResponse), ClientErrors),
     security((), ("client_basic" = []))
 )]
-#[tracing::instrument(name = "introspect", skip_all, fields(client_id))]
 pub(crate) async fn introspect(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

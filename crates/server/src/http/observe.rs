@@ -1,7 +1,8 @@
 //! Per-request observation: a request id (`x-request-id`, propagated when well-formed,
 //! otherwise generated, and echoed on the response), a span carrying it, one log line per
-//! request (method, matched route, status, latency) and the request metrics. Headers,
-//! query strings and bodies are never logged: they may hold credentials.
+//! request (method, matched route, status, latency, and the client, grant, `sid` and `jti`
+//! the handler recorded) and the request metrics. Headers, query strings and bodies are
+//! never logged: they may hold credentials.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,18 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         .map_or(UNMATCHED, |p| p.as_str())
         .to_owned();
     let method = req.method().as_str().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    // Handlers record the client, the grant and the issued token's `sid` and `jti` here
+    // (`Span::current().record`), so the one `request` line at the end names them all.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        client_id = tracing::field::Empty,
+        grant_type = tracing::field::Empty,
+        sid = tracing::field::Empty,
+        jti = tracing::field::Empty,
+    );
     span.in_scope(|| tracing::debug!("request started"));
     let mut response = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();

@@ -23,7 +23,6 @@ use crate::tokens;
     responses((status = 200, description = "Revoked, or the token was unknown"), ClientErrors),
     security((), ("client_basic" = []))
 )]
-#[tracing::instrument(name = "revoke", skip_all, fields(client_id))]
 pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

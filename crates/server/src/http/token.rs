@@ -25,7 +25,6 @@ use crate::state::AppState;
     responses((status = 200, description = "Tokens issued", body = TokenResponse), ClientErrors),
     security((), ("client_basic" = []))
 )]
-#[tracing::instrument(name = "token", skip_all, fields(grant_type, client_id))]
 pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     peer: Peer,
