@@ -64,14 +64,18 @@ pub fn parse_authorization(value: &[u8]) -> Result<Option<BearerToken>, Error> {
     if rest.len() == token.len() || token.is_empty() {
         return Err(Error::MalformedAuthorization("no token after Bearer"));
     }
-    if token.iter().any(|b| *b == b' ' || *b == b',') {
-        return Err(Error::MalformedAuthorization("more than one token"));
-    }
     if !is_b64token(token) {
-        return Err(Error::MalformedAuthorization("token is not a b64token"));
+        // Space and comma are not b64token characters: say why the header is wrong.
+        let why = if token.iter().any(|b| *b == b' ' || *b == b',') {
+            "more than one token"
+        } else {
+            "token is not a b64token"
+        };
+        return Err(Error::MalformedAuthorization(why));
     }
-    // is_b64token guarantees ASCII.
-    let token = String::from_utf8_lossy(token).into_owned();
+    // One pass on the hot path: is_b64token admits ASCII only, so this never fails.
+    let token = String::from_utf8(token.to_vec())
+        .map_err(|_| Error::MalformedAuthorization("token is not a b64token"))?;
     Ok(Some(BearerToken(Zeroizing::new(token))))
 }
 
@@ -170,6 +174,14 @@ mod tests {
             assert!(parse_authorization(bad.as_bytes()).is_err(), "{bad:?}");
         }
         assert!(parse_authorization(b"Bearer \xff").is_err());
+        let why = |v: &str| match parse_authorization(v.as_bytes()) {
+            Err(Error::MalformedAuthorization(why)) => why,
+            other => panic!("{v:?}: {other:?}"),
+        };
+        assert_eq!(why("Bearer a b"), "more than one token");
+        assert_eq!(why("Bearer a,Bearer b"), "more than one token");
+        assert_eq!(why("Bearer a\"b"), "token is not a b64token");
+        assert_eq!(why("Bearer abc\u{e9}"), "token is not a b64token");
     }
 
     #[test]
