@@ -225,25 +225,25 @@ impl GrantStore for PgStore {
         id: &str,
         context: &GrantContext,
     ) -> Result<Option<GrantContext>, StoreError> {
-        let mut tx = self.tx().await?;
-        let row = sqlx::query("SELECT last_net, last_agent FROM grants WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let previous = GrantContext {
-            net: row.try_get("last_net").map_err(backend)?,
-            agent: row.try_get("last_agent").map_err(backend)?,
-        };
-        sqlx::query("UPDATE grants SET last_net = $1, last_agent = $2 WHERE id = $3")
-            .bind(context.net.as_deref())
-            .bind(context.agent.as_deref())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(previous))
+        // One statement (one round trip): the row is locked by the subquery, updated, and
+        // its values from before the update returned.
+        let row = sqlx::query(
+            "UPDATE grants g SET last_net = $1, last_agent = $2 \
+             FROM (SELECT id, last_net, last_agent FROM grants WHERE id = $3 FOR UPDATE) old \
+             WHERE g.id = old.id RETURNING old.last_net, old.last_agent",
+        )
+        .bind(context.net.as_deref())
+        .bind(context.agent.as_deref())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            Ok(GrantContext {
+                net: row.try_get("last_net").map_err(backend)?,
+                agent: row.try_get("last_agent").map_err(backend)?,
+            })
+        })
+        .transpose()
     }
 }

@@ -764,13 +764,22 @@ pub(super) async fn grant_context_is_swapped(s: Arc<dyn Store>) {
         s.swap_grant_context("g-ctx", &a).await.unwrap(),
         Some(GrantContext::default())
     );
-    assert_eq!(s.swap_grant_context("g-ctx", &b).await.unwrap(), Some(a));
+    assert_eq!(
+        s.swap_grant_context("g-ctx", &b).await.unwrap(),
+        Some(a.clone())
+    );
     assert_eq!(
         s.swap_grant_context("g-ctx", &b).await.unwrap(),
         Some(b.clone())
     );
+    // After an unchanged request, a change is still seen and stored.
+    assert_eq!(s.swap_grant_context("g-ctx", &a).await.unwrap(), Some(b));
     assert_eq!(
-        s.swap_grant_context("no-such-grant", &b).await.unwrap(),
+        s.swap_grant_context("g-ctx", &a).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.swap_grant_context("no-such-grant", &a).await.unwrap(),
         None
     );
 }
