@@ -3,7 +3,8 @@
 Arguments: RESULTS_TSV RAW_EDDSA_US RAW_ES256_US RAW_SIGN_US RAW_SHA_US AS_IDLE_KB
 AS_PEAK_KB RS_IDLE_KB RS_PEAK_KB RS_COLD_PEAK_KB. Each results line: key, label, then
 either one status word or requests, duration_us, p50_us, p99_us, non2xx, user_ticks,
-system_ticks, ticks_per_second, floor_key.
+system_ticks, ticks_per_second, ipis (inter-processor interrupts on all CPUs during the
+row), floor_key.
 
 Ratios to a floor are given two ways: req/s over the floor's req/s, and requests per
 server CPU-second over the floor's (the throughput one core would give, which other
@@ -22,10 +23,10 @@ def load(path):
     for line in open(path):
         f = line.rstrip("\n").split("\t")
         row = {"key": f[0], "label": f[1]}
-        if len(f) < 11:
+        if len(f) < 12:
             row["status"] = f[2]
         else:
-            req, dur, p50, p99, non2xx, user, system, hz = (int(x) for x in f[2:10])
+            req, dur, p50, p99, non2xx, user, system, hz, ipis = (int(x) for x in f[2:11])
             cpu_s = (user + system) / hz
             per_req = lambda ticks: ticks / hz * 1e6 / req if req else NAN
             row.update(
@@ -37,7 +38,8 @@ def load(path):
                 cpu_us=per_req(user + system),
                 user_us=per_req(user),
                 sys_us=per_req(system),
-                floor=f[10],
+                ipis=ipis / req if req else NAN,
+                floor=f[11],
             )
         rows.append(row)
     return rows
@@ -101,11 +103,11 @@ def main():
             return f"{ok(r['p99'] <= 2 * base)} (p99 {r['p99'] / base:.1f}x idle {base:.2f} ms; <= 2x)"
         return ""
 
-    print("| operation | req/s | p50 | p99 | req/s to floor | req per server CPU-s | CPU-s to floor | server CPU per req (user + kernel) | budget |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| operation | req/s | p50 | p99 | req/s to floor | req per server CPU-s | CPU-s to floor | server CPU per req (user + kernel) | IPIs per req | budget |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "status" in r:
-            print(f"| {r['label']} | {r['status']} | | | | | | | |")
+            print(f"| {r['label']} | {r['status']} | | | | | | | | |")
             continue
         floor = floors.get(r["floor"])
         rps_ratio = f"{r['rps'] / floor['rps']:.2f}x" if floor else ""
@@ -113,7 +115,7 @@ def main():
         refused = f", {r['non2xx']} refused" if r["non2xx"] else ""
         print(
             f"| {r['label']} | {r['rps']:,.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {rps_ratio} | "
-            f"{r['per_cpu']:,.0f} | {cpu_ratio} | {r['cpu_us']:.1f} us ({r['user_us']:.1f} + {r['sys_us']:.1f}) | "
+            f"{r['per_cpu']:,.0f} | {cpu_ratio} | {r['cpu_us']:.1f} us ({r['user_us']:.1f} + {r['sys_us']:.1f}) | {r['ipis']:.2f} | "
             f"{verdict(r)}{refused} |"
         )
     mb = lambda kb: kb // 1024

@@ -6,9 +6,12 @@
 # Also runs refresh rotation against a throwaway PostgreSQL cluster it creates (initdb) and
 # removes. Stops everything it started, by PID.
 #
-#   bench/run.sh [--duration SECONDS] [--connections N] [--pinned]
+#   bench/run.sh [--duration SECONDS] [--connections N] [--pinned | --colocated]
 #
-# --pinned  runs the servers on CPU 0 and wrk on CPU 1 (taskset), for steadier ratios.
+# --pinned     runs the servers on CPU 0 and wrk on CPU 1 (taskset), for steadier ratios.
+# --colocated  runs the servers and wrk on CPU 0: no request or response crosses CPUs, so
+#              no inter-processor interrupt wakes the other side (on a virtual machine
+#              each costs the sender several microseconds; see docs/benchmarks.md).
 # Environment: BENCH_KEEP=1 keeps the work directory (logs) for inspection; BENCH_NO_PG=1
 # skips the PostgreSQL row; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -22,12 +25,14 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --pinned) pinned=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --colocated) pinned=2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 server_cpu=(); load_cpu=()
 if [ "$pinned" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
+if [ "$pinned" = 2 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 0); fi
 
 if ! command -v wrk >/dev/null; then
   echo "wrk is not installed; installing it from Debian's packages" >&2
@@ -88,6 +93,9 @@ cpu_ticks() {
   done
   echo "$user $sys"
 }
+# Inter-processor interrupts so far, all CPUs: function-call (a wake-up of a thread on an
+# idle CPU) and rescheduling interrupts.
+ipis() { awk '$1 == "CAL:" || $1 == "RES:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts; }
 rss_kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 ticks_per_sec=$(getconf CLK_TCK)
 results="$work/results.tsv"
@@ -97,16 +105,18 @@ results="$work/results.tsv"
 # table row. PIDS: the server process(es) whose CPU time the row charges, comma-separated.
 measure() {
   local key=$1 label=$2 pids_csv=$3 floor=$4 url=$5 script=$6 conns=${7:-$connections} threads=${8:-2}
-  local user0=0 sys0=0 user1=0 sys1=0 u s out pid
+  local user0=0 sys0=0 user1=0 sys1=0 u s out pid ipi0 ipi1
+  ipi0=$(ipis)
   for pid in ${pids_csv//,/ }; do read -r u s < <(cpu_ticks "$pid"); user0=$((user0 + u)); sys0=$((sys0 + s)); done
   out=$("${load_cpu[@]}" wrk -t"$threads" -c"$conns" -d"${duration}s" -s "$BENCH_LUA/$script" "$url" 2>&1 | grep '^RESULT' || true)
   for pid in ${pids_csv//,/ }; do read -r u s < <(cpu_ticks "$pid"); user1=$((user1 + u)); sys1=$((sys1 + s)); done
+  ipi1=$(ipis)
   if [ -z "$out" ]; then
     printf '%s\t%s\tfailed\n' "$key" "$label" >>"$results"; return
   fi
   field() { sed -E "s/.*$1=([0-9]+).*/\1/" <<<"$out"; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$(field requests)" "$(field duration_us)" \
-    "$(field p50_us)" "$(field p99_us)" "$(field non2xx)" "$((user1 - user0))" "$((sys1 - sys0))" "$ticks_per_sec" "$floor" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$key" "$label" "$(field requests)" "$(field duration_us)" \
+    "$(field p50_us)" "$(field p99_us)" "$(field non2xx)" "$((user1 - user0))" "$((sys1 - sys0))" "$ticks_per_sec" "$((ipi1 - ipi0))" "$floor" >>"$results"
   echo "  measured: $label" >&2
 }
 
@@ -256,7 +266,7 @@ fi
 
 commit=$(cd "$root" && git rev-parse --short HEAD)$( cd "$root" && git diff --quiet || echo "+dirty")
 echo
-echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1'), load average before: $load_before"
+echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1')$( [ "$pinned" = 2 ] && echo ', colocated: servers and wrk on CPU 0'), load average before: $load_before"
 echo "Raw aws-lc-rs on the servers' CPU (keys parsed once): verify EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us; sign EdDSA ${raw_sign} us; SHA-256 of a 620-byte token ${raw_sha} us"
 echo
 python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" "$raw_sign" "$raw_sha" \
