@@ -66,13 +66,27 @@ impl Drop for Running {
 }
 
 /// A free loopback port (the resource server's address must be known before the
-/// client's redirect URI is registered).
+/// client's redirect URI is registered). It is picked below the kernel's ephemeral range:
+/// a port the kernel handed out for `bind(0)` could be taken again, by the outgoing
+/// connection of another test, between this probe and the server's own bind (which made
+/// the example server exit at start, one run in a few dozen).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_100));
+    for _ in 0..200 {
+        // A random draw (std's per-process hash seeds) so parallel tests spread out.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range {ephemeral_start}");
 }
 
 /// Starts the example resource server on `port` with `extra` arguments.
