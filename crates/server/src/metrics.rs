@@ -6,12 +6,14 @@
 //! Labels are bounded: matched route templates, never raw paths; OAuth error codes and
 //! grant names from fixed lists; never a user, client or token.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
@@ -81,6 +83,68 @@ fn describe() {
     describe_counter!(STORE_ERRORS, "Storage backend failures.");
 }
 
+/// The handles of one (route, method, status): the request counter and the latency
+/// histogram (the histogram's labels leave the status out).
+#[derive(Clone)]
+struct RequestHandles {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Handles by route, then (method, status). Building the labelled key and looking it up
+/// in the recorder's registry on every request cost a sixth of an unauthenticated
+/// request (0.5 us of 3.2 us in `cargo bench -p tessera-server --bench endpoints`); the
+/// set is bounded by the router's routes, [`method_label`] and the status codes.
+static REQUEST_HANDLES: LazyLock<RwLock<HashMap<Box<str>, ByMethodAndStatus>>> =
+    LazyLock::new(RwLock::default);
+
+/// A route's handles by (method label, status code).
+type ByMethodAndStatus = HashMap<(&'static str, u16), RequestHandles>;
+
+/// Counts one answered request of `route` (a matched template or `unmatched`) and
+/// records its latency.
+pub(crate) fn record_request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+    let key = (method_label(method), status.as_u16());
+    let cached = REQUEST_HANDLES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(route)
+        .and_then(|by| by.get(&key))
+        .cloned();
+    let handles = cached.unwrap_or_else(|| {
+        let handles = RequestHandles {
+            requests: metrics::counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => key.0, "status" => key.1.to_string()),
+            duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned(), "method" => key.0),
+        };
+        REQUEST_HANDLES
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.into())
+            .or_default()
+            .insert(key, handles.clone());
+        handles
+    });
+    handles.requests.increment(1);
+    handles.duration.record(elapsed.as_secs_f64());
+}
+
+/// The `method` label: the standard methods by name, any other as `other` (a client can
+/// send any token as a method, and each would otherwise be a new series).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Periodic upkeep of the recorder (drains histogram samples between scrapes).
 pub(crate) async fn upkeep() {
     let Some(handle) = install() else { return };
@@ -148,6 +212,62 @@ fn label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FOO123").unwrap()),
+            "other"
+        );
+    }
+
+    /// Requests are counted through the cached handles: the same series grows, and a new
+    /// status or route gets its own.
+    #[test]
+    fn requests_are_counted_per_route_method_and_status() {
+        let handle = install().expect("the recorder of this test process");
+        let ms = Duration::from_millis(3);
+        for _ in 0..3 {
+            record_request("/test-counted", &Method::GET, StatusCode::OK, ms);
+        }
+        record_request("/test-counted", &Method::GET, StatusCode::NOT_FOUND, ms);
+        record_request(
+            "/test-counted",
+            &Method::from_bytes(b"BREW").unwrap(),
+            StatusCode::OK,
+            ms,
+        );
+        let text = handle.render();
+        let count = |labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{HTTP_REQUESTS}{{{labels}}}")))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            count(r#"route="/test-counted",method="GET",status="200""#).as_deref(),
+            Some("3"),
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"route="/test-counted",method="GET",status="404""#).as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"route="/test-counted",method="other",status="200""#).as_deref(),
+            Some("1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"{HTTP_DURATION}_count{{route="/test-counted",method="GET"}} 4"#
+            )),
+            "{text}"
+        );
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -18,7 +18,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::ids::random_bytes;
-use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
 
 /// The request id header.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -38,7 +37,7 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or(UNMATCHED, |p| p.as_str())
         .to_owned();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     // Handlers record the client, the grant and the issued token's `sid` and `jti` here
     // (`Span::current().record`), so the one `request` line at the end names them all.
     let span = tracing::info_span!(
@@ -62,10 +61,7 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
             "request"
         );
     });
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
-        .record(elapsed.as_secs_f64());
+    crate::metrics::record_request(&route, &method, response.status(), elapsed);
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }
