@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --connections) connections=$2; shift 2 ;;
     --pinned) pinned=1; shift ;;
     --colocated) pinned=2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed -E 's/^# ?//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
