@@ -117,7 +117,7 @@ impl Store for PgStore {
 /// `revoked_before`, `$3` `audit_before` (see [`Purge`]). SKIP LOCKED: janitors of several
 /// replicas take different rows instead of waiting for each other. Refresh tokens go before
 /// grants (whose delete cascades to what is left of their tokens).
-const PURGE: [&str; 7] = [
+pub(super) const PURGE: [&str; 7] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
      WHERE exp < $1 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens \

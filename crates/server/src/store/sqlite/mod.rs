@@ -151,7 +151,7 @@ impl Store for SqliteStore {
 /// `revoked_before`, `?3` `audit_before` (see [`Purge`]). Each is one statement, so it holds
 /// the write lock only while it deletes its batch. Refresh tokens go before grants (whose
 /// delete cascades to what is left of their tokens).
-const PURGE: [&str; 7] = [
+pub(super) const PURGE: [&str; 7] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
      WHERE exp < ?1 ORDER BY seq LIMIT ?4)",
     "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens \

@@ -71,6 +71,90 @@ async fn postgres_a_statement_stuck_behind_a_lock_fails_instead_of_hanging() {
     assert!(store.grant("g1").await.unwrap().is_none(), "works again");
 }
 
+/// The janitor's purges on the tables that grow with use find their rows through an
+/// index, not a scan of the whole table (held under the write lock on SQLite).
+const PURGED_BY_INDEX: [&str; 4] = ["refresh_tokens", "grants", "auth_codes", "browser_sessions"];
+
+/// The purge statements, with their plans, that touch `table`.
+fn purges_of<'a>(purges: &'a [&'a str], table: &str) -> Vec<&'a str> {
+    let from = format!("DELETE FROM {table} ");
+    purges
+        .iter()
+        .copied()
+        .filter(|sql| sql.starts_with(&from))
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_purges_use_the_expiry_indexes() {
+    use sqlx::{Connection, Row};
+    let (_store, dir) = sqlite_store().await;
+    let path = dir.path().join(super::sqlite::DB_FILE);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for table in PURGED_BY_INDEX {
+        for sql in purges_of(&super::sqlite::PURGE, table) {
+            let plan: Vec<String> = // The statement is one of the store's own constants.
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind(1_i64)
+                .bind(1_i64)
+                .bind(1_i64)
+                .bind(1000_i64)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                !plan.iter().any(|d| d == &format!("SCAN {table}")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter().any(|d| d.contains(&format!("INDEX {table}_"))),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+}
+
+/// PostgreSQL prefers a sequential scan on small tables whatever indexes exist; with
+/// sequential scans discouraged, a plan without one shows that an index serves the purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_purges_use_the_expiry_indexes() {
+    use sqlx::{Connection, Row};
+    let Some(url) = pg_url().await else { return };
+    PgStore::connect(&url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for table in PURGED_BY_INDEX {
+        for sql in purges_of(&super::postgres::PURGE, table) {
+            let plan: Vec<String> = // The statement is one of the store's own constants.
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .bind(1_i64)
+                .bind(1_i64)
+                .bind(1_i64)
+                .bind(1000_i64)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            assert!(
+                !plan
+                    .iter()
+                    .any(|l| l.contains(&format!("Seq Scan on {table}"))),
+                "{sql}: {plan:#?}"
+            );
+        }
+    }
+}
+
 /// One test per backend for each named case in [`cases`].
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
