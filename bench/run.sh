@@ -19,20 +19,22 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=10
 connections=32
-pinned=0
+placement=shared
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
-    --pinned) pinned=1; shift ;;
-    --colocated) pinned=2; shift ;;
+    --pinned) placement=pinned; shift ;;
+    --colocated) placement=colocated; shift ;;
     -h|--help) sed -n '2,16p' "$0" | sed -E 's/^# ?//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 server_cpu=(); load_cpu=()
-if [ "$pinned" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
-if [ "$pinned" = 2 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 0); fi
+case "$placement" in
+  pinned) server_cpu=(taskset -c 0); load_cpu=(taskset -c 1) ;;
+  colocated) server_cpu=(taskset -c 0); load_cpu=(taskset -c 0) ;;
+esac
 
 if ! command -v wrk >/dev/null; then
   echo "wrk is not installed; installing it from Debian's packages" >&2
@@ -266,7 +268,7 @@ fi
 
 commit=$(cd "$root" && git rev-parse --short HEAD)$( cd "$root" && git diff --quiet || echo "+dirty")
 echo
-echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$( [ "$pinned" = 1 ] && echo ', pinned: servers on CPU 0, wrk on CPU 1')$( [ "$pinned" = 2 ] && echo ', colocated: servers and wrk on CPU 0'), load average before: $load_before"
+echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$(case "$placement" in pinned) echo ', pinned: servers on CPU 0, wrk on CPU 1' ;; colocated) echo ', colocated: servers and wrk on CPU 0' ;; esac), load average before: $load_before"
 echo "Raw aws-lc-rs on the servers' CPU (keys parsed once): verify EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us; sign EdDSA ${raw_sign} us; SHA-256 of a 620-byte token ${raw_sha} us"
 echo
 python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" "$raw_sign" "$raw_sha" \
