@@ -79,10 +79,22 @@ def main():
         if k in raw:
             total = floor["cpu_us"] + 1.2 * raw[k]
             user = floor["user_us"] + 1.2 * raw[k]
-            return (
+            verdict = (
                 f"total {ok(r['cpu_us'] <= total)} (<= {total:.1f} us: floor + 1.2 x raw {raw[k]:.1f} us); "
                 f"user {ok(r['user_us'] <= user)} (<= {user:.1f} us)"
             )
+            control = by.get(k.replace("cold", "control"))
+            if control:
+                # The same server verifying the same kind of signature in a bare handler:
+                # the floor plus one raw verification under the same HTTP conditions.
+                extra = r["cpu_us"] - control["cpu_us"]
+                verdict += (
+                    f"; against the control {ok(extra <= 0.2 * raw[k])} "
+                    f"(+{extra:.1f} us <= 0.2 x raw = {0.2 * raw[k]:.1f} us)"
+                )
+            return verdict
+        if k.startswith("control"):
+            return "control: floor + one raw verification over HTTP, no guard"
         if k == "invalid" and "cold_eddsa" in by:
             valid = by["cold_eddsa"]["cpu_us"]
             return f"{ok(r['cpu_us'] <= valid)} (<= valid EdDSA {valid:.1f} us)"

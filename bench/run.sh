@@ -178,7 +178,7 @@ rs_idle_rss=$(rss_kb "$rs_pid" VmRSS)
 
 rs_cold_port=$(free_port)
 "${server_cpu[@]}" "$resource_server" --issuer "$issuer" --audience notes-api --listen "127.0.0.1:$rs_cold_port" \
-  --cache-capacity 0 >"$work/rs-cold.log" 2>&1 &
+  --cache-capacity 0 --bench-control >"$work/rs-cold.log" 2>&1 &
 rs_cold_pid=$!; pids+=("$rs_cold_pid")
 wait_ready "$rs_cold_pid" "$rs_cold_port"
 
@@ -199,6 +199,8 @@ TOKEN=$access_token measure warm_me "protected GET /me (JSON of the claims), war
 TOKEN=$access_token measure cold_eddsa "protected GET /ping, verify every request (EdDSA)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
 TOKEN=$es_token measure cold_es256 "protected GET /ping, verify every request (ES256)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
 TOKEN=$bad_token measure invalid "protected GET /ping, invalid signature (401)" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/ping" get_bearer.lua
+measure control_eddsa "control: raw EdDSA verify in an unguarded handler" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/bench/raw-eddsa" report.lua
+measure control_es256 "control: raw ES256 verify in an unguarded handler" "$rs_cold_pid" rs "http://127.0.0.1:$rs_cold_port/bench/raw-es256" report.lua
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
   measure cc "client-credentials issuance (JWT, EdDSA)" "$as_pid" as "$issuer/token" post_form.lua
 

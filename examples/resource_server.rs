@@ -29,6 +29,8 @@ use tessera_guard::{
 };
 use tessera_token::{SecretString, Validation};
 
+#[path = "resource_server/bench_control.rs"]
+mod bench_control;
 #[path = "resource_server/cookie_mode.rs"]
 mod cookie_mode;
 
@@ -69,6 +71,10 @@ struct Args {
     /// Scope the single-page app asks for.
     #[arg(long, default_value = "openid profile notes:read")]
     spa_scope: String,
+    /// Benchmark controls for bench/run.sh (never in a deployment: unauthenticated
+    /// routes that each verify a signature).
+    #[arg(long, hide = true)]
+    bench_control: bool,
 }
 
 /// The single-page app (static HTML and a few lines of JavaScript).
@@ -164,6 +170,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(guard.layer())
         .route("/healthz", get(|| async { "ok" }))
         .with_state(notes);
+    if args.bench_control {
+        app = app.merge(bench_control::routes()?);
+    }
     if let Some(client_id) = &args.spa_client_id {
         let config = json!({
             "issuer": args.issuer,
