@@ -128,6 +128,28 @@ pub(crate) fn record_request(route: &str, method: &Method, status: StatusCode, e
     handles.duration.record(elapsed.as_secs_f64());
 }
 
+/// Counts one access token issued by the grant type `grant`, through a handle created
+/// once per grant type (the labelled registry lookup cost about 0.3 us per token in the
+/// endpoints bench).
+pub(crate) fn token_issued(grant: &'static str) {
+    static HANDLES: LazyLock<RwLock<HashMap<&'static str, Counter>>> =
+        LazyLock::new(RwLock::default);
+    let cached = HANDLES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(grant)
+        .cloned();
+    let counter = cached.unwrap_or_else(|| {
+        let counter = metrics::counter!(TOKENS_ISSUED, "grant" => grant);
+        HANDLES
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(grant, counter.clone());
+        counter
+    });
+    counter.increment(1);
+}
+
 /// The `method` label: the standard methods by name, any other as `other` (a client can
 /// send any token as a method, and each would otherwise be a new series).
 fn method_label(method: &Method) -> &'static str {

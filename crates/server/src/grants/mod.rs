@@ -155,7 +155,7 @@ pub(crate) async fn exchange(
         GrantType::RefreshToken => refresh_token::exchange(state, client, params, &ctx).await,
         GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
     }?;
-    metrics::counter!(crate::metrics::TOKENS_ISSUED, "grant" => grant.as_str()).increment(1);
+    crate::metrics::token_issued(grant.as_str());
     Ok(issued)
 }
 
