@@ -155,7 +155,7 @@ pub(crate) async fn exchange(
         GrantType::RefreshToken => refresh_token::exchange(state, client, params, &ctx).await,
         GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
     }?;
-    crate::metrics::token_issued(grant.as_str());
+    crate::metrics::token_issued(grant);
     Ok(issued)
 }
 
