@@ -113,3 +113,45 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// A client_id is base64url and starts with `-` once in 64: it is still a value
+    /// (`client remove -OYZc...` was refused as an unknown flag), and flags after it
+    /// still parse.
+    #[test]
+    fn client_ids_starting_with_a_hyphen_are_values() {
+        for args in [
+            &["tessera", "client", "remove", "-OYZc8OJzj2YfPtHj3cuWw"][..],
+            &[
+                "tessera",
+                "client",
+                "rotate-secret",
+                "-OYZc8OJzj2YfPtHj3cuWw",
+                "--json",
+            ],
+            &[
+                "tessera",
+                "token",
+                "mint",
+                "--client",
+                "-OYZc8OJzj2YfPtHj3cuWw",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let shown = format!("{:?}", cli.command);
+            assert!(shown.contains("-OYZc8OJzj2YfPtHj3cuWw"), "{shown}");
+            if args.contains(&"--json") {
+                assert!(shown.contains("json: true"), "{shown}");
+            }
+            assert!(matches!(
+                cli.command,
+                Command::Client(_) | Command::Token(_)
+            ));
+        }
+    }
+}

@@ -53,7 +53,8 @@ pub(crate) enum ClientCommand {
     },
     /// Issue a new secret; the old one stops working at once.
     RotateSecret {
-        /// client_id or name.
+        /// client_id or name (a client_id may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         client: String,
         /// Print JSON.
         #[arg(long)]
@@ -61,7 +62,8 @@ pub(crate) enum ClientCommand {
     },
     /// Remove a client and revoke everything issued to it.
     Remove {
-        /// client_id or name.
+        /// client_id or name (a client_id may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         client: String,
     },
 }

@@ -34,8 +34,8 @@ pub(crate) enum TokenCommand {
     },
     /// Mint an access token for a client from the local store (for tests and operations).
     Mint {
-        /// client_id or name.
-        #[arg(long)]
+        /// client_id or name (a client_id may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         client: String,
         /// Subject; default: the client id.
         #[arg(long)]
