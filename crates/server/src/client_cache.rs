@@ -102,6 +102,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             first_party: false,
             signing_alg: None,
+            id_token_alg: None,
             created_at: UnixTime::from_secs(0),
         })
     }

@@ -22,17 +22,15 @@ pub(crate) struct IdTokenFor<'a> {
     pub(crate) access_token: &'a str,
 }
 
-/// Signs an ID token (`typ: JWT`) for the client, with its signing algorithm: `iss`,
-/// `sub`, `aud` = client_id, `exp`, `iat`, `auth_time`, `nonce` (when the request had
-/// one), `sid` and `at_hash`.
+/// Signs an ID token (`typ: JWT`) for the client with its `id_token_signed_response_alg`
+/// (RS256 unless it registered another; its access tokens keep their own algorithm):
+/// `iss`, `sub`, `aud` = client_id, `exp`, `iat`, `auth_time`, `nonce` (when the request
+/// had one), `sid` and `at_hash`.
 pub(crate) fn mint_id_token(state: &AppState, t: &IdTokenFor<'_>) -> Result<String, OAuthError> {
     let ring = state.keys.current();
-    let key = ring.signer(t.client.signing_alg).ok_or_else(|| {
-        let alg = t
-            .client
-            .signing_alg
-            .map_or("the default algorithm", |a| a.name());
-        OAuthError::no_signing_key(state, alg)
+    let key = ring.id_token_signer(t.client.id_token_alg).ok_or_else(|| {
+        let alg = t.client.id_token_alg.unwrap_or(crate::keys::ID_TOKEN_ALG);
+        OAuthError::no_signing_key(state, alg.name())
     })?;
     let now = state.clock.now();
     let mut claims = Claims {

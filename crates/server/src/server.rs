@@ -221,22 +221,25 @@ async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
     loop {
         tick.tick().await;
         if let Some(period) = state.config.key_rotation_period {
-            let rotated = keys::rotate_if_due(
-                &*state.store,
-                &sealer,
-                state.config.signing_alg,
-                period,
-                state.config.jwks_cache_ttl,
-                state.clock.now(),
-            )
-            .await;
-            match rotated {
-                Ok(Some(kid)) => {
-                    tracing::info!(kid = %kid, "signing key rotation period reached; published a new key")
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot publish the next signing key; will retry")
+            // The access-token key and the ID-token (RS256) key rotate alike.
+            for alg in keys::required_algs(state.config.signing_alg) {
+                let rotated = keys::rotate_if_due(
+                    &*state.store,
+                    &sealer,
+                    alg,
+                    period,
+                    state.config.jwks_cache_ttl,
+                    state.clock.now(),
+                )
+                .await;
+                match rotated {
+                    Ok(Some(kid)) => {
+                        tracing::info!(kid = %kid, alg = alg.name(), "signing key rotation period reached; published a new key")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, alg = alg.name(), "cannot publish the next signing key; will retry")
+                    }
                 }
             }
         }

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use serde_json::json;
 use tessera_server::admin::NewClient;
+use tessera_server::keys::ID_TOKEN_ALG;
 use tessera_server::store::{ClientRecord, GrantType, KeyState};
 use tessera_token::Algorithm;
 
@@ -41,6 +42,10 @@ pub(crate) enum ClientCommand {
         /// Algorithm of its access tokens (EdDSA, ES256, RS256); default: the server's.
         #[arg(long, value_parser = parse_alg)]
         signing_alg: Option<Algorithm>,
+        /// Algorithm of its ID tokens (`id_token_signed_response_alg`: RS256, ES256,
+        /// EdDSA); default: RS256, what relying parties expect unless configured otherwise.
+        #[arg(long, value_parser = parse_alg)]
+        id_token_alg: Option<Algorithm>,
         /// Print JSON (for scripts).
         #[arg(long)]
         json: bool,
@@ -91,6 +96,7 @@ fn describe(c: &ClientRecord) -> serde_json::Value {
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "first_party": c.first_party,
         "signing_alg": c.signing_alg.map(|a| a.name()),
+        "id_token_alg": c.id_token_alg.unwrap_or(ID_TOKEN_ALG).name(),
     })
 }
 
@@ -107,6 +113,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
             first_party,
             public,
             signing_alg,
+            id_token_alg,
             json,
         } => {
             let (client, secret) = admin
@@ -120,19 +127,29 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     first_party,
                     public,
                     signing_alg,
+                    id_token_alg,
                 })
                 .await?;
-            if let Some(alg) = client.signing_alg {
+            let chosen: Vec<Algorithm> = client
+                .signing_alg
+                .into_iter()
+                .chain(client.id_token_alg)
+                .collect();
+            if !chosen.is_empty() {
                 let keys = admin.keys().await?;
-                let signs = |k: &&tessera_server::admin::KeyInfo| {
-                    k.alg == alg.name()
-                        && k.activate_after.is_some()
-                        && k.state != KeyState::Retired
-                };
-                if !keys.iter().any(|k| signs(&k)) {
-                    eprintln!(
-                        "note: there is no {alg} signing key yet; run `tessera keys rotate --alg {alg}`"
-                    );
+                let mut noted = Vec::new();
+                for alg in chosen {
+                    let signs = |k: &&tessera_server::admin::KeyInfo| {
+                        k.alg == alg.name()
+                            && k.activate_after.is_some()
+                            && k.state != KeyState::Retired
+                    };
+                    if !noted.contains(&alg) && !keys.iter().any(|k| signs(&k)) {
+                        noted.push(alg);
+                        eprintln!(
+                            "note: there is no {alg} signing key yet; run `tessera keys rotate --alg {alg}`"
+                        );
+                    }
                 }
             }
             if json {
@@ -159,8 +176,8 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                 println!("{}", serde_json::Value::from(list));
             } else {
                 println!(
-                    "{:<20} {:<24} {:<12} {:<40} scope",
-                    "NAME", "CLIENT_ID", "TYPE", "GRANTS"
+                    "{:<20} {:<24} {:<12} {:<8} {:<40} scope",
+                    "NAME", "CLIENT_ID", "TYPE", "ID_TOKEN", "GRANTS"
                 );
                 for c in clients {
                     let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
@@ -170,10 +187,11 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                         "confidential"
                     };
                     println!(
-                        "{:<20} {:<24} {:<12} {:<40} {}",
+                        "{:<20} {:<24} {:<12} {:<8} {:<40} {}",
                         c.name,
                         c.id,
                         kind,
+                        c.id_token_alg.unwrap_or(ID_TOKEN_ALG).name(),
                         grants.join(","),
                         c.scope
                     );

@@ -22,7 +22,9 @@ pub(crate) enum KeysCommand {
     /// Publish a new key now; it starts signing after the JWKS cache lifetime
     /// (jwks_cache_ttl_secs) and the key it replaces retires then.
     Rotate {
-        /// Algorithm (EdDSA, ES256, RS256); default: the configured signing_alg.
+        /// Algorithm (EdDSA, ES256, RS256); default: one new key of each algorithm in use
+        /// (the configured signing_alg, RS256 for ID tokens, and any other with an active
+        /// key).
         #[arg(long, value_parser = parse_alg)]
         alg: Option<Algorithm>,
     },
@@ -87,12 +89,13 @@ pub(crate) async fn run(global: &Global, cmd: KeysCommand) -> Result<(), CliErro
             }
         }
         KeysCommand::Rotate { alg } => {
-            let k = admin.rotate_key(alg).await?;
-            let from = k.activate_after.map_or(0, |t| t.secs());
-            println!(
-                "published {} ({}); it signs from {from} (Unix time)",
-                k.kid, k.alg
-            );
+            for k in admin.rotate_key(alg).await? {
+                let from = k.activate_after.map_or(0, |t| t.secs());
+                println!(
+                    "published {} ({}); it signs from {from} (Unix time)",
+                    k.kid, k.alg
+                );
+            }
         }
         KeysCommand::Import {
             file,

@@ -429,7 +429,7 @@ async fn the_code_flow_issues_tokens_an_id_token_and_userinfo() {
     assert!(claims.auth_time.is_some());
 
     // The ID token: signed by the JWKS, aud = client_id, nonce echoed, at_hash of the
-    // access token with the signing alg's hash (EdDSA: SHA-512, left half).
+    // access token with the signing alg's hash (RS256 by default: SHA-256, left half).
     let id = r.str("id_token");
     let c = jwt_claims(&id);
     assert_eq!(c["iss"], s.base);
@@ -437,8 +437,8 @@ async fn the_code_flow_issues_tokens_an_id_token_and_userinfo() {
     assert_eq!(c["nonce"], "n-456");
     assert_eq!(c["sub"], claims.sub.clone().unwrap());
     assert!(c["auth_time"].as_i64().unwrap() <= c["iat"].as_i64().unwrap());
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA512, access.as_bytes());
-    assert_eq!(c["at_hash"], URL_SAFE_NO_PAD.encode(&digest.as_ref()[..32]));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access.as_bytes());
+    assert_eq!(c["at_hash"], URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16]));
     let jwks = s.get("/jwks.json", None).await;
     let set = tessera_token::JwkSet::from_json(jwks.json.to_string().as_bytes()).unwrap();
     let keys = tessera_token::KeySet::from_jwks(&set).unwrap();

@@ -34,11 +34,12 @@ async fn doctor_passes_a_good_https_deployment() {
         "[ok  ] login throttling on",
         "[ok  ] signing keys rotate every 90 days",
         "master.key is mode 600",
-        "[ok  ] newest signing key is 0 days old",
+        "[ok  ] newest EdDSA signing key is 0 days old",
+        "[ok  ] newest RS256 signing key (ID tokens) is 0 days old",
         "[ok  ] served over https",
         "[ok  ] HSTS max-age=31536000",
         "[ok  ] server clock within",
-        "[ok  ] JWKS publishes 1 public key(s), no private members",
+        "[ok  ] JWKS publishes 2 public key(s), no private members",
         "0 failed",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -160,7 +161,8 @@ async fn doctor_compares_the_clock_of_a_postgresql_database() {
         "{text}"
     );
     assert!(
-        text.contains("[ok  ] newest signing key is 0 days old"),
+        text.contains("[ok  ] newest EdDSA signing key is 0 days old")
+            && text.contains("[ok  ] newest RS256 signing key (ID tokens) is 0 days old"),
         "{text}"
     );
     assert!(!text.contains(pg_password(&url)), "{text}");

@@ -109,7 +109,7 @@ async fn oauth2_rs_client_gets_refreshes_and_reads_errors() {
 /// under the target directory (`python3 -m venv` + `pip install pyjwt[crypto]` from PyPI).
 /// If neither works the test fails under CI (`CI=true`) and is skipped with the reason
 /// elsewhere.
-fn pyjwt_python() -> Option<String> {
+pub(crate) fn pyjwt_python() -> Option<String> {
     if let Ok(python) = std::env::var("TESSERA_TEST_PYTHON") {
         return Some(python);
     }

@@ -35,12 +35,18 @@ async fn rotation_publishes_first_then_signs_then_retires() {
     let (id, secret) = s.add_client("svc", "client_credentials", "", &[]);
     let secret = secret.unwrap();
     let old_kid = header(&cc_token(&s, &id, &secret).await).kid.unwrap();
+    // One key per algorithm in use: EdDSA (access tokens) and RS256 (ID tokens).
     let list: serde_json::Value =
         serde_json::from_str(&s.cli_ok(&["keys", "list", "--json"], None)).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(list[0]["state"], "active");
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["state"] == "active")
+    );
 
-    let out = s.cli_ok(&["keys", "rotate"], None);
+    let out = s.cli_ok(&["keys", "rotate", "--alg", "EdDSA"], None);
     assert!(out.starts_with("published "), "{out}");
     // Published: in the JWKS before it signs.
     wait_for(async || {
@@ -48,7 +54,7 @@ async fn rotation_publishes_first_then_signs_then_retires() {
             .as_array()
             .unwrap()
             .len()
-            == 2
+            == 3
     })
     .await;
     let list: serde_json::Value =
@@ -57,7 +63,7 @@ async fn rotation_publishes_first_then_signs_then_retires() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| k["kid"] != old_kid.as_str())
+        .find(|k| k["alg"] == "EdDSA" && k["kid"] != old_kid.as_str())
         .unwrap()["kid"]
         .as_str()
         .unwrap()
@@ -159,7 +165,13 @@ async fn import_refuses_weak_or_unsupported_keys_and_per_client_algorithms_work(
 async fn server_algorithm_is_configurable() {
     let s = Server::start_with("signing_alg = \"ES256\"\n", &[]);
     let jwks = s.get("/jwks.json", None).await.json;
-    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert!(algs.contains(&"ES256"), "{algs:?}");
     let (id, secret) = s.add_client("svc", "client_credentials", "", &[]);
     assert_eq!(
         header(&cc_token(&s, &id, &secret.unwrap()).await).alg,
@@ -169,9 +181,10 @@ async fn server_algorithm_is_configurable() {
         .get("/.well-known/oauth-authorization-server", None)
         .await
         .json;
+    // ES256 by default; RS256 too (the ID-token key), for clients that choose it.
     assert_eq!(
         disc["tessera_access_token_signing_alg_values_supported"],
-        serde_json::json!(["ES256"])
+        serde_json::json!(["ES256", "RS256"])
     );
 }
 

@@ -27,11 +27,16 @@ async fn discovery_jwks_and_health() {
         assert!(!algs.to_lowercase().contains("\"none\""), "{algs}");
     }
     let jwks = s.get("/jwks.json", None).await;
+    // The EdDSA key of access tokens and the RS256 key of ID tokens, public halves only.
     let keys = jwks.json["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["kty"], "OKP");
-    assert_eq!(keys[0]["alg"], "EdDSA");
-    assert!(keys[0].get("d").is_none());
+    assert_eq!(keys.len(), 2);
+    let ed = keys.iter().find(|k| k["alg"] == "EdDSA").unwrap();
+    assert_eq!(ed["kty"], "OKP");
+    let rs = keys.iter().find(|k| k["alg"] == "RS256").unwrap();
+    assert_eq!(rs["kty"], "RSA");
+    for k in keys {
+        assert!(k.get("d").is_none() && k.get("p").is_none());
+    }
     assert_eq!(s.get("/healthz", None).await.status, 200);
     assert_eq!(s.get("/readyz", None).await.status, 200);
 

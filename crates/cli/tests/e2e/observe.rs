@@ -236,10 +236,16 @@ async fn metrics_count_requests_grants_refusals_reuse_logins_and_key_ages() {
     assert_eq!(inf.value, 10.0, "{text}");
     let counts: Vec<f64> = token_buckets.iter().map(|b| b.value).collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{text}");
-    // One active key, young.
-    let keys: Vec<&Sample> = m
+    // One active key per algorithm (EdDSA for access tokens, RS256 for ID tokens), young.
+    let all: Vec<&Sample> = m
         .iter()
         .filter(|x| x.name == "tessera_signing_key_age_seconds")
+        .collect();
+    assert_eq!(all.len(), 2, "{text}");
+    assert!(all.iter().any(|k| k.labels["alg"] == "RS256"), "{text}");
+    let keys: Vec<&Sample> = all
+        .into_iter()
+        .filter(|k| k.labels["alg"] == "EdDSA")
         .collect();
     assert_eq!(keys.len(), 1, "{text}");
     assert_eq!(keys[0].labels["state"], "active");

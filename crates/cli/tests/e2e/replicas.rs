@@ -176,13 +176,22 @@ fn bearer(token: &str) -> BearerToken {
 async fn replicas_started_at_once_on_an_empty_database_share_one_signing_key() {
     let Some(r) = replicas("") else { return };
     // Both migrated the same empty database at once; one of them created the first key.
+    // One key per algorithm (EdDSA for access tokens, RS256 for ID tokens), not one per
+    // replica.
     let (a, b) = (jwks_kids(&r.a).await, jwks_kids(&r.b).await);
-    assert_eq!(a.len(), 1, "one signing key, not one per replica: {a:?}");
+    assert_eq!(
+        a.len(),
+        2,
+        "one signing key per algorithm, not one per replica: {a:?}"
+    );
     assert_eq!(a, b);
     let list: serde_json::Value =
         serde_json::from_slice(&r.cli(&["keys", "list", "--json"]).stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(list[0]["state"], "active");
+    let list = list.as_array().unwrap();
+    let mut algs: Vec<&str> = list.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["EdDSA", "RS256"], "{list:?}");
+    assert!(list.iter().all(|k| k["state"] == "active"), "{list:?}");
     // A token signed by one replica verifies with the other's JWKS.
     let at = login(&r.b, r.web()).await.str("access_token");
     guard_on(&r.a).verify(&bearer(&at)).await.unwrap();
@@ -288,7 +297,7 @@ async fn a_key_rotated_on_the_database_is_published_by_both_and_verified_across(
         return;
     };
     let old_kid = kid(&login(&r.a, r.web()).await.str("access_token"));
-    let out = r.cli(&["keys", "rotate"]);
+    let out = r.cli(&["keys", "rotate", "--alg", "EdDSA"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("published "));
     let list: serde_json::Value =
         serde_json::from_slice(&r.cli(&["keys", "list", "--json"]).stdout).unwrap();
@@ -296,6 +305,7 @@ async fn a_key_rotated_on_the_database_is_published_by_both_and_verified_across(
         .as_array()
         .unwrap()
         .iter()
+        .filter(|k| k["alg"] == "EdDSA")
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .find(|k| *k != old_kid)
         .unwrap();

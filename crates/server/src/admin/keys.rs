@@ -52,16 +52,41 @@ impl Admin {
             .collect())
     }
 
-    /// Generates a key of `alg` (default: the configured one) and publishes it; it starts
-    /// signing one JWKS cache lifetime from now, and the key it replaces retires then.
-    pub async fn rotate_key(&self, alg: Option<Algorithm>) -> Result<KeyInfo, Error> {
-        let alg = alg.unwrap_or(self.config.signing_alg);
-        if !alg.is_asymmetric() {
-            return Err(Error::Invalid("--alg must be EdDSA, ES256 or RS256".into()));
-        }
+    /// Generates a key of `alg` and publishes it; it starts signing one JWKS cache
+    /// lifetime from now, and the key it replaces retires then. Without `alg`, one key of
+    /// each algorithm in use: the configured one, RS256 (ID tokens) and any other with an
+    /// active key.
+    pub async fn rotate_key(&self, alg: Option<Algorithm>) -> Result<Vec<KeyInfo>, Error> {
+        let algs = match alg {
+            Some(a) if !a.is_asymmetric() => {
+                return Err(Error::Invalid("--alg must be EdDSA, ES256 or RS256".into()));
+            }
+            Some(a) => vec![a],
+            None => self.algorithms_in_use().await?,
+        };
         let sealer = self.sealer()?;
-        let key = SigningKey::generate(alg)?;
-        self.publish(key, None, true, &sealer).await
+        let mut published = Vec::new();
+        for alg in algs {
+            let key = keys::generate(alg).await?;
+            published.push(self.publish(key, None, true, &sealer).await?);
+        }
+        Ok(published)
+    }
+
+    /// The required algorithms, then those of the other active keys.
+    async fn algorithms_in_use(&self) -> Result<Vec<Algorithm>, Error> {
+        let mut algs = keys::required_algs(self.config.signing_alg);
+        for r in self.store.keys().await? {
+            if r.state != KeyState::Active {
+                continue;
+            }
+            if let Ok(a) = r.alg.parse::<Algorithm>()
+                && !algs.contains(&a)
+            {
+                algs.push(a);
+            }
+        }
+        Ok(algs)
     }
 
     /// Imports a PKCS#8 PEM private key (Ed25519, P-256, RSA of 2048 bits or more). With

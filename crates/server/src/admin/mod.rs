@@ -42,6 +42,8 @@ pub struct NewClient {
     pub public: bool,
     /// Algorithm of its access tokens; `None` for the server's default.
     pub signing_alg: Option<Algorithm>,
+    /// Algorithm of its ID tokens (`id_token_signed_response_alg`); `None` for RS256.
+    pub id_token_alg: Option<Algorithm>,
 }
 
 /// Handle on the local store for operator commands.
@@ -198,6 +200,13 @@ impl Admin {
                 "--signing-alg must be EdDSA, ES256 or RS256".into(),
             ));
         }
+        // An unsigned (`none`) or shared-secret (HS256) ID token would let anyone, or the
+        // client itself, forge the user's identity.
+        if new.id_token_alg.is_some_and(|a| !a.is_asymmetric()) {
+            return Err(Error::Invalid(
+                "--id-token-alg must be RS256, ES256 or EdDSA".into(),
+            ));
+        }
         for a in &new.audience {
             if a.is_empty() || a.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::Invalid(format!(
@@ -242,6 +251,7 @@ impl Admin {
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             first_party: new.first_party,
             signing_alg: new.signing_alg,
+            id_token_alg: new.id_token_alg,
             created_at: self.clock.now(),
         };
         self.store
@@ -399,4 +409,58 @@ pub fn parse_scope(s: &str) -> Result<Scope, Error> {
             "scope {s:?} is malformed: use words of printable ASCII without quotes or backslashes"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+    use crate::store::sqlite::SqliteStore;
+
+    async fn admin() -> Admin {
+        let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        Admin {
+            store: Arc::new(SqliteStore::in_memory().await.unwrap()),
+            clock: Arc::new(SystemClock),
+            config,
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_secret_id_tokens_are_refused_at_registration_and_others_kept() {
+        let admin = admin().await;
+        let rp = NewClient {
+            name: "rp".into(),
+            grant_types: vec![GrantType::AuthorizationCode],
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            public: true,
+            ..NewClient::default()
+        };
+        // HS256 would be keyed with a secret the client holds: it could forge ID tokens.
+        let hs = NewClient {
+            id_token_alg: Some(Algorithm::Hs256),
+            ..rp.clone()
+        };
+        let refused = admin.add_client(hs).await.unwrap_err();
+        assert!(matches!(refused, Error::Invalid(ref m) if m.contains("--id-token-alg")));
+        assert!(admin.clients().await.unwrap().is_empty(), "nothing stored");
+        let (ed, _) = admin
+            .add_client(NewClient {
+                id_token_alg: Some(Algorithm::EdDsa),
+                ..rp.clone()
+            })
+            .await
+            .unwrap();
+        let back = admin.store.client(&ed.id).await.unwrap().unwrap();
+        assert_eq!(back.id_token_alg, Some(Algorithm::EdDsa));
+        let (default, _) = admin
+            .add_client(NewClient {
+                name: "rp2".into(),
+                ..rp
+            })
+            .await
+            .unwrap();
+        let back = admin.store.client(&default.id).await.unwrap().unwrap();
+        assert_eq!(back.id_token_alg, None, "None: RS256");
+    }
 }

@@ -77,6 +77,18 @@ pub(crate) async fn exchange(
         revoked_at: None,
     };
     let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
+    // The keys are checked before the code is spent, so a missing one leaves it redeemable.
+    let ring = state.keys.current();
+    if ring.signer(client.signing_alg).is_none() {
+        let alg = client
+            .signing_alg
+            .map_or("the default algorithm", |a| a.name());
+        return Err(OAuthError::no_signing_key(state, alg));
+    }
+    if record.scope.contains("openid") && ring.id_token_signer(client.id_token_alg).is_none() {
+        let alg = client.id_token_alg.unwrap_or(crate::keys::ID_TOKEN_ALG);
+        return Err(OAuthError::no_signing_key(state, alg.name()));
+    }
     match state
         .store
         .redeem_auth_code(&hash, now, &grant, first.as_ref())

@@ -69,7 +69,7 @@ pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint": state.url(INTROSPECT_PATH),
         "introspection_endpoint_auth_methods_supported": auth_methods,
-        "id_token_signing_alg_values_supported": algs,
+        "id_token_signing_alg_values_supported": ring.id_token_algorithms(),
         "tessera_access_token_signing_alg_values_supported": algs,
         "tessera_revocation_feed_endpoint": state.url(FEED_PATH),
     }))

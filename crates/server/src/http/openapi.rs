@@ -231,6 +231,9 @@ pub(crate) struct ServerMetadata {
     token_endpoint_auth_methods_supported: Vec<String>,
     revocation_endpoint: String,
     introspection_endpoint: String,
+    /// Algorithms that sign ID tokens: `RS256` (the default, OpenID Connect Discovery
+    /// section 3) first, then the others a client may register.
+    id_token_signing_alg_values_supported: Vec<String>,
 }
 
 /// `GET /authorize` query parameters (RFC 6749 4.1.1, RFC 7636, OpenID Connect Core 3.1.2.1).

@@ -107,10 +107,23 @@ async fn discovery_names_the_endpoints_and_never_none() {
             "{key}"
         );
     }
+    // RS256 first for ID tokens (OpenID Connect Discovery section 3), then the others.
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256", "EdDSA"])
+    );
     let (status, _, jwks) = send(&s, Request::get("/jwks.json").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
-    assert!(jwks["keys"][0].get("d").is_none());
+    // The EdDSA access-token key and the RS256 ID-token key, public halves only.
+    let keys = jwks["keys"].as_array().unwrap();
+    let mut algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, ["EdDSA", "RS256"]);
+    for k in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(k.get(private).is_none(), "{private}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -170,6 +183,7 @@ async fn client_and_user(state: &AppState) -> (String, String) {
         post_logout_redirect_uris: vec![],
         first_party: false,
         signing_alg: None,
+        id_token_alg: None,
         created_at: state.clock.now(),
     };
     state.store.insert_client(&client).await.unwrap();
@@ -377,6 +391,7 @@ async fn a_client_whose_algorithm_has_no_active_key_gets_503_not_500() {
         post_logout_redirect_uris: vec![],
         first_party: false,
         signing_alg: Some(Algorithm::Es256),
+        id_token_alg: None,
         created_at: s.clock.now(),
     };
     s.store.insert_client(&client).await.unwrap();

@@ -100,6 +100,41 @@ mod tests {
     }
 
     #[test]
+    fn the_id_token_key_rotates_on_its_own_schedule_and_publishes_first() {
+        // EdDSA signs access tokens, RS256 ID tokens; a new RS256 key waits its lead time.
+        let keys = [
+            key("ed", "EdDSA", KeyState::Active, 0, None),
+            key("rs-old", "RS256", KeyState::Active, 0, None),
+            key("rs-new", "RS256", KeyState::Published, 300, None),
+        ];
+        assert!(plan(&keys, UnixTime::from_secs(299), LIFE).is_empty());
+        assert_eq!(
+            plan(&keys, UnixTime::from_secs(300), LIFE),
+            vec![
+                KeyChange::Activate("rs-new".into()),
+                KeyChange::Retire("rs-old".into())
+            ]
+        );
+        // Rotating both at once moves each pair, never one algorithm's key for another's.
+        let both = [
+            key("ed", "EdDSA", KeyState::Active, 0, None),
+            key("ed-new", "EdDSA", KeyState::Published, 300, None),
+            key("rs", "RS256", KeyState::Active, 0, None),
+            key("rs-new", "RS256", KeyState::Published, 300, None),
+        ];
+        let changes = plan(&both, UnixTime::from_secs(300), LIFE);
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        for c in [
+            KeyChange::Activate("ed-new".into()),
+            KeyChange::Retire("ed".into()),
+            KeyChange::Activate("rs-new".into()),
+            KeyChange::Retire("rs".into()),
+        ] {
+            assert!(changes.contains(&c), "{changes:?}");
+        }
+    }
+
+    #[test]
     fn other_algorithms_are_independent_and_retired_keys_expire() {
         let keys = [
             key("ed", "EdDSA", KeyState::Active, 0, None),

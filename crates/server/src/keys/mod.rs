@@ -14,6 +14,29 @@ use crate::Error;
 use crate::secrets::Sealer;
 use crate::store::{KeyState, SigningKeyRecord, Store};
 
+/// The algorithm of the ID tokens of clients that registered none: RS256, which OpenID
+/// Connect Discovery section 3 requires and relying parties assume (OpenID Connect
+/// Registration section 2, `id_token_signed_response_alg`).
+pub const ID_TOKEN_ALG: Algorithm = Algorithm::Rs256;
+
+/// The algorithms the server always keeps an active key of (created at first start,
+/// rotated together): the configured access-token algorithm and [`ID_TOKEN_ALG`].
+pub fn required_algs(default_alg: Algorithm) -> Vec<Algorithm> {
+    let mut algs = vec![default_alg];
+    if default_alg != ID_TOKEN_ALG {
+        algs.push(ID_TOKEN_ALG);
+    }
+    algs
+}
+
+/// Generates a key off the async workers (RSA key generation takes a while).
+pub async fn generate(alg: Algorithm) -> Result<SigningKey, Error> {
+    tokio::task::spawn_blocking(move || SigningKey::generate(alg))
+        .await
+        .map_err(|e| Error::Key(format!("key generation did not finish: {e}")))?
+        .map_err(Error::from)
+}
+
 /// The keys in force: the active key of each algorithm, and the published set.
 #[derive(Debug)]
 pub struct KeyRing {
@@ -29,6 +52,20 @@ impl KeyRing {
     pub fn signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
         let alg = alg.unwrap_or(self.default_alg);
         self.signers.iter().find(|k| k.algorithm() == alg)
+    }
+
+    /// The key that signs the ID tokens of a client that registered `alg` (`None`:
+    /// [`ID_TOKEN_ALG`]).
+    pub fn id_token_signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
+        let alg = alg.unwrap_or(ID_TOKEN_ALG);
+        self.signers.iter().find(|k| k.algorithm() == alg)
+    }
+
+    /// The algorithms that can sign ID tokens now, [`ID_TOKEN_ALG`] first.
+    pub fn id_token_algorithms(&self) -> Vec<&'static str> {
+        let mut algs: Vec<Algorithm> = self.signers.iter().map(SigningKey::algorithm).collect();
+        algs.sort_by_key(|a| *a != ID_TOKEN_ALG);
+        algs.into_iter().map(Algorithm::name).collect()
     }
 
     /// The key that signs by default.
@@ -166,9 +203,9 @@ pub fn max_token_life(access_ttl: Duration) -> Duration {
     access_ttl + tessera_token::DEFAULT_LEEWAY
 }
 
-/// Applies due lifecycle changes, makes sure an active key of `alg` exists (generating one
-/// on first start), and loads the ring. Of several processes starting at once on an empty
-/// store, one creates the key; the others load it.
+/// Applies due lifecycle changes, makes sure an active key of each of
+/// [`required_algs`]`(alg)` exists (generating it on first start), and loads the ring. Of
+/// several processes starting at once, one creates each missing key; the others load it.
 pub async fn load_or_create(
     store: &dyn Store,
     sealer: &Sealer,
@@ -177,19 +214,26 @@ pub async fn load_or_create(
     now: UnixTime,
 ) -> Result<KeyRing, Error> {
     let mut records = advance(store, now, access_ttl).await?;
-    if !records
-        .iter()
-        .any(|r| r.state == KeyState::Active && r.alg == alg.name())
-    {
-        let key = SigningKey::generate(alg)?;
+    for required in required_algs(alg) {
+        if records
+            .iter()
+            .any(|r| r.state == KeyState::Active && r.alg == required.name())
+        {
+            continue;
+        }
         let new = NewKey {
             kid: None,
             state: KeyState::Active,
             activate_after: now,
         };
-        let record = seal_key(sealer, key, new, now)?;
-        if !store.insert_first_key(&record).await? {
-            tracing::info!("another process created the first signing key");
+        let record = seal_key(sealer, generate(required).await?, new, now)?;
+        if store.insert_first_key(&record).await? {
+            tracing::info!(kid = %record.kid, alg = required.name(), "created the first signing key of its algorithm");
+        } else {
+            tracing::info!(
+                alg = required.name(),
+                "another process created the first signing key of its algorithm"
+            );
         }
         records = store.keys().await?;
     }
@@ -243,7 +287,7 @@ pub async fn rotate_if_due(
         state: KeyState::Published,
         activate_after: now.saturating_add(lead),
     };
-    let record = store_key(store, sealer, SigningKey::generate(alg)?, new, now).await?;
+    let record = store_key(store, sealer, generate(alg).await?, new, now).await?;
     Ok(Some(record.kid))
 }
 
@@ -351,8 +395,134 @@ mod tests {
         assert_eq!(state(&first), KeyState::Retired);
     }
 
+    fn sealer() -> (Sealer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = crate::secrets::MasterKey::load(dir.path())
+            .unwrap()
+            .sealer()
+            .unwrap();
+        (sealer, dir)
+    }
+
+    fn kid_of(key: Option<&SigningKey>) -> String {
+        key.unwrap().kid().unwrap().to_owned()
+    }
+
     #[tokio::test]
-    async fn first_start_creates_one_sealed_ed25519_key() {
+    async fn id_tokens_get_an_rs256_key_beside_the_access_token_key() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let (sealer, _dir) = sealer();
+        let now = UnixTime::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(600);
+        let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
+            .await
+            .unwrap();
+        // Access tokens keep the configured algorithm; ID tokens default to RS256.
+        assert_eq!(ring.active().unwrap().algorithm(), Algorithm::EdDsa);
+        let id = ring.id_token_signer(None).unwrap();
+        assert_eq!(id.algorithm(), Algorithm::Rs256);
+        assert_eq!(ring.id_token_algorithms(), vec!["RS256", "EdDSA"]);
+        // A client that registered EdDSA ID tokens gets the EdDSA key; ES256 has none.
+        let ed = ring.id_token_signer(Some(Algorithm::EdDsa)).unwrap();
+        assert_eq!(ed.algorithm(), Algorithm::EdDsa);
+        assert!(ring.id_token_signer(Some(Algorithm::Es256)).is_none());
+        // The RS256 key is in the JWKS under the kid it signs with.
+        let kid = kid_of(Some(id));
+        assert!(
+            ring.jwks()
+                .keys
+                .iter()
+                .any(|k| k.kid.as_deref() == Some(&kid))
+        );
+        // With RS256 configured for access tokens, one key serves both.
+        let rs = SqliteStore::in_memory().await.unwrap();
+        let ring = load_or_create(&rs, &sealer, Algorithm::Rs256, ttl, now)
+            .await
+            .unwrap();
+        assert_eq!(rs.keys().await.unwrap().len(), 1);
+        assert_eq!(kid_of(ring.active()), kid_of(ring.id_token_signer(None)));
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_rs256_id_tokens_gains_the_key_at_start() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let (sealer, _dir) = sealer();
+        let now = UnixTime::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(600);
+        // Yesterday's store: one EdDSA key, nothing else.
+        let old = seal_key(
+            &sealer,
+            SigningKey::generate(Algorithm::EdDsa).unwrap(),
+            NewKey {
+                kid: Some("old-ed"),
+                state: KeyState::Active,
+                activate_after: now,
+            },
+            now,
+        )
+        .unwrap();
+        store.insert_key(&old).await.unwrap();
+        let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
+            .await
+            .unwrap();
+        assert_eq!(kid_of(ring.active()), "old-ed");
+        assert_eq!(
+            ring.id_token_signer(None).unwrap().algorithm(),
+            Algorithm::Rs256
+        );
+        assert_eq!(store.keys().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_rs256_key_is_published_before_it_signs_id_tokens() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let (sealer, _dir) = sealer();
+        let t0 = UnixTime::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(600);
+        let period = Duration::from_secs(86_400);
+        let lead = Duration::from_secs(300);
+        let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
+            .await
+            .unwrap();
+        let old = kid_of(ring.id_token_signer(None));
+        let due = t0.saturating_add(period);
+        let new = rotate_if_due(&store, &sealer, Algorithm::Rs256, period, lead, due)
+            .await
+            .unwrap()
+            .unwrap();
+        // Published: in the JWKS, still not signing, until the lead time has passed.
+        let keys = Keys::new(ring);
+        for at in [due, due.saturating_add(lead - Duration::from_secs(1))] {
+            refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, at)
+                .await
+                .unwrap();
+            let ring = keys.current();
+            assert!(
+                ring.jwks()
+                    .keys
+                    .iter()
+                    .any(|k| k.kid.as_deref() == Some(&new))
+            );
+            assert_eq!(kid_of(ring.id_token_signer(None)), old);
+        }
+        let at = due.saturating_add(lead);
+        refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, at)
+            .await
+            .unwrap();
+        let ring = keys.current();
+        assert_eq!(kid_of(ring.id_token_signer(None)), new);
+        // The old RS256 key retires but stays published; the EdDSA key is untouched.
+        assert!(
+            ring.jwks()
+                .keys
+                .iter()
+                .any(|k| k.kid.as_deref() == Some(&old))
+        );
+        assert_eq!(ring.active().unwrap().algorithm(), Algorithm::EdDsa);
+    }
+
+    #[tokio::test]
+    async fn first_start_creates_one_sealed_key_per_required_algorithm() {
         let store = SqliteStore::in_memory().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let sealer = crate::secrets::MasterKey::load(dir.path())
@@ -365,13 +535,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ring.active().unwrap().algorithm(), Algorithm::EdDsa);
-        assert_eq!(ring.jwks().keys.len(), 1);
+        // One EdDSA key for access tokens, one RS256 key for ID tokens; no private part.
+        assert_eq!(ring.jwks().keys.len(), 2);
         assert!(!ring.jwks().to_json().contains("\"d\""));
         let again = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
             .await
             .unwrap();
         assert_eq!(again.active().unwrap().kid(), ring.active().unwrap().kid());
+        assert_eq!(store.keys().await.unwrap().len(), 2, "no key twice");
         let recs = store.keys().await.unwrap();
+        let recs: Vec<_> = recs.iter().filter(|r| r.alg == "EdDSA").collect();
         let der = ring.active().unwrap().to_pkcs8_der().unwrap();
         assert!(
             !recs[0]

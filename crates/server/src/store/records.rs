@@ -82,6 +82,9 @@ pub struct ClientRecord {
     pub first_party: bool,
     /// Algorithm of its access tokens; `None` for the server's default.
     pub signing_alg: Option<Algorithm>,
+    /// Its `id_token_signed_response_alg` (OpenID Connect Registration section 2); `None`
+    /// for RS256, the default every relying party assumes.
+    pub id_token_alg: Option<Algorithm>,
     /// Registration time.
     pub created_at: UnixTime,
 }

@@ -4,9 +4,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use tessera_server::ServerConfig;
-use tessera_server::admin::Admin;
+use tessera_server::admin::{Admin, KeyInfo};
+use tessera_server::keys;
 use tessera_server::secrets::MASTER_KEY_ENV;
 use tessera_server::store::KeyState;
+use tessera_token::Algorithm;
 
 use super::Finding;
 
@@ -253,20 +255,40 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    // One finding per algorithm the server keeps a key of: access tokens and ID tokens.
+    keys::required_algs(c.signing_alg)
+        .into_iter()
+        .map(|alg| alg_key_age(c, &keys, alg, now))
+        .collect()
+}
+
+fn alg_key_age(c: &ServerConfig, keys: &[KeyInfo], alg: Algorithm, now: i64) -> Finding {
+    let name = alg.name();
+    let role = if alg == c.signing_alg {
+        ""
+    } else {
+        " (ID tokens)"
+    };
     let newest = keys
         .iter()
-        .filter(|k| {
-            matches!(k.state, KeyState::Active | KeyState::Published)
-                && k.alg == c.signing_alg.name()
-        })
+        .filter(|k| matches!(k.state, KeyState::Active | KeyState::Published) && k.alg == name)
         .map(|k| k.created_at.secs())
         .max();
     let Some(created) = newest else {
-        return vec![Finding::fail(
-            format!("no active {} signing key", c.signing_alg.name()),
-            "run `tessera keys rotate` (or start the server)",
+        let what = format!("no active {name} signing key{role}");
+        if alg == c.signing_alg {
+            return Finding::fail(
+                what,
+                "run `tessera keys rotate` (or start the server)",
+                "leaked-signing-key",
+            );
+        }
+        // A store from before ID tokens were RS256: the next server start creates it.
+        return Finding::warn(
+            what,
+            format!("start the server (it creates one) or run `tessera keys rotate --alg {name}`"),
             "leaked-signing-key",
-        )];
+        );
     };
     let age = Duration::from_secs(now.saturating_sub(created).max(0) as u64);
     let limit = c
@@ -274,19 +296,22 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
         .unwrap_or(Duration::from_secs(90 * DAY));
     // The server publishes within one key refresh interval of the period; allow a day.
     if age > limit + Duration::from_secs(DAY) {
-        vec![Finding::warn(
+        Finding::warn(
             format!(
-                "the newest signing key is {} days old (rotation period {} days)",
+                "the newest {name} signing key{role} is {} days old (rotation period {} days)",
                 age.as_secs() / DAY,
                 limit.as_secs() / DAY
             ),
             "run `tessera keys rotate`; if automatic rotation is on, check that a server is running",
             "leaked-signing-key",
-        )]
+        )
     } else {
-        vec![Finding::ok(
-            format!("newest signing key is {} days old", age.as_secs() / DAY),
+        Finding::ok(
+            format!(
+                "newest {name} signing key{role} is {} days old",
+                age.as_secs() / DAY
+            ),
             "leaked-signing-key",
-        )]
+        )
     }
 }

@@ -258,6 +258,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         post_logout_redirect_uris: vec![],
         first_party: false,
         signing_alg: Some(Algorithm::Es256),
+        id_token_alg: None,
         created_at: now,
     };
     t.state.store.insert_client(&client).await.unwrap();

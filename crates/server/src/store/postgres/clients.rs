@@ -13,7 +13,7 @@ use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
 macro_rules! select_clients {
     ($tail:literal) => {
         concat!(
-            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party FROM clients",
+            "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party, id_token_alg FROM clients",
             $tail
         )
     };
@@ -44,6 +44,12 @@ fn row_to_client(row: &PgRow) -> Result<ClientRecord, StoreError> {
         created_at: time(row.try_get("created_at").map_err(backend)?),
         post_logout_redirect_uris: split(&get_s("post_logout_redirect_uris")?),
         first_party: row.try_get("first_party").map_err(backend)?,
+        id_token_alg: row
+            .try_get::<Option<String>, _>("id_token_alg")
+            .map_err(backend)?
+            .map(|a| a.parse())
+            .transpose()
+            .map_err(|_| StoreError::Backend("stored id_token_alg is unknown".into()))?,
     })
 }
 
@@ -52,8 +58,8 @@ impl ClientStore for PgStore {
     async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
         let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
         sqlx::query(
-            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party, id_token_alg) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -66,6 +72,7 @@ impl ClientStore for PgStore {
         .bind(c.created_at.secs())
         .bind(join(&c.post_logout_redirect_uris))
         .bind(c.first_party)
+        .bind(c.id_token_alg.map(|a| a.name()))
         .execute(&self.pool)
         .await
         .map_err(|e| match backend(e) {

@@ -31,6 +31,7 @@ pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     assert_eq!(back.audience, c.audience);
     assert_eq!(back.redirect_uris, c.redirect_uris);
     assert_eq!(back.signing_alg, c.signing_alg);
+    assert_eq!(back.id_token_alg, c.id_token_alg);
     assert_eq!(back.created_at, c.created_at);
     assert!(s.client("web").await.unwrap().is_none(), "ids only");
     assert_eq!(
@@ -46,6 +47,7 @@ pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     tricky.id = "id-tricky".into();
     tricky.secret_hash = None;
     tricky.signing_alg = None;
+    tricky.id_token_alg = None;
     tricky.scope = tessera_token::Scope::default();
     s.insert_client(&tricky).await.unwrap();
     assert_eq!(
@@ -55,6 +57,7 @@ pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     let public = s.client("id-tricky").await.unwrap().unwrap();
     assert!(public.is_public());
     assert_eq!(public.signing_alg, None);
+    assert_eq!(public.id_token_alg, None);
     assert!(public.scope.is_empty());
     let names: Vec<String> = s
         .clients()
@@ -670,7 +673,8 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
                 let ring = crate::keys::load_or_create(&*s, &sealer, alg, ttl, t(0))
                     .await
                     .unwrap();
-                ring.active().unwrap().kid().map(str::to_owned)
+                let id = ring.id_token_signer(None).unwrap().kid().map(str::to_owned);
+                (ring.active().unwrap().kid().map(str::to_owned), id)
             })
         })
         .collect();
@@ -679,10 +683,22 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
         kids.push(start.await.unwrap());
     }
     let keys = s.keys().await.unwrap();
-    assert_eq!(keys.len(), 1, "one first key, not one per start");
+    // One key per required algorithm (EdDSA for access tokens, RS256 for ID tokens).
+    assert_eq!(
+        keys.len(),
+        2,
+        "one first key per algorithm, not one per start"
+    );
+    let ed: Vec<_> = keys.iter().filter(|k| k.alg == "EdDSA").collect();
+    let rs: Vec<_> = keys.iter().filter(|k| k.alg == "RS256").collect();
+    assert_eq!((ed.len(), rs.len()), (1, 1));
     assert!(
         kids.iter()
-            .all(|k| k.as_deref() == Some(keys[0].kid.as_str()))
+            .all(|(k, _)| k.as_deref() == Some(ed[0].kid.as_str()))
+    );
+    assert!(
+        kids.iter()
+            .all(|(_, k)| k.as_deref() == Some(rs[0].kid.as_str()))
     );
     // Once a key is active, another first key is refused.
     let mut other = key("k-other", KeyState::Active, 0);

@@ -33,6 +33,7 @@ pub(super) fn client(name: &str) -> ClientRecord {
         post_logout_redirect_uris: vec!["https://app.example/bye".into()],
         first_party: true,
         signing_alg: Some(tessera_token::Algorithm::Es256),
+        id_token_alg: Some(tessera_token::Algorithm::EdDsa),
         created_at: t(0),
     }
 }
