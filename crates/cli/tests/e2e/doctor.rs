@@ -40,6 +40,7 @@ async fn doctor_passes_a_good_https_deployment() {
         "[ok  ] HSTS max-age=31536000",
         "[ok  ] server clock within",
         "[ok  ] JWKS publishes 2 public key(s), no private members",
+        "[ok  ] ID tokens offered as RS256, EdDSA",
         "0 failed",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

@@ -345,3 +345,93 @@ async fn hardening_idtoken_an_rp_with_default_settings_verifies_rs256_with_pyjwt
     assert_eq!(claims["aud"], spa);
     assert_eq!(claims["nonce"], "n-456");
 }
+
+/// Kills the process when dropped (a failed assertion must not leave a server behind).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn hardening_idtoken_a_store_from_before_rs256_gets_its_key_at_the_next_start() {
+    use std::io::BufRead;
+    let s = Server::start();
+    let before = jwks(&s).await;
+    let ed_kid = before.iter().find(|k| k["alg"] == "EdDSA").unwrap()["kid"].clone();
+    let dir = s.stop();
+    let data = dir.path().join("data");
+    // Yesterday's store: no RS256 key (removed with Python's sqlite3, as a bad day would).
+    let db = data.join("tessera.db");
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.execute(\"DELETE FROM signing_keys WHERE alg = 'RS256'\")\nc.commit()\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // doctor warns (the next start fixes it); it is not the access-token key's failure.
+    let out = crate::harness::run_cli(&data, &["doctor", "--offline"], None);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("[warn] no active RS256 signing key (ID tokens)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[ok  ] newest EdDSA signing key is 0 days old"),
+        "{text}"
+    );
+
+    // The next start creates the RS256 key and keeps the EdDSA one.
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("TESSERA_DATABASE_URL")
+        .env_remove("TESSERA_MASTER_KEY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _server = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let http = reqwest::Client::new();
+    let keys: Value = http
+        .get(format!("{base}/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k["kid"] == ed_kid));
+    assert!(keys.iter().any(|k| k["alg"] == "RS256"));
+    let d: Value = http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["id_token_signing_alg_values_supported"][0], "RS256");
+}

@@ -94,6 +94,7 @@ pub(super) async fn check(url: &str, ca: Option<&Path>) -> Vec<Finding> {
             "https",
         ),
     });
+    out.push(id_token_algs(&meta));
     let Some(jwks_uri) = meta["jwks_uri"].as_str() else {
         out.push(Finding::fail(
             "discovery has no jwks_uri",
@@ -215,6 +216,33 @@ async fn jwks(client: &reqwest::Client, uri: &str) -> Finding {
                 "JWKS publishes {} public key(s), no private members",
                 keys.len()
             ),
+            "leaked-signing-key",
+        )
+    }
+}
+
+/// Relying parties expect RS256 ID tokens unless configured otherwise (OpenID Connect
+/// Discovery section 3); an unsigned one must never be offered.
+fn id_token_algs(meta: &Value) -> Finding {
+    let algs: Vec<&str> = meta["id_token_signing_alg_values_supported"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if algs.iter().any(|a| a.eq_ignore_ascii_case("none")) {
+        Finding::fail(
+            "discovery offers unsigned (none) ID tokens",
+            "upgrade or fix the server",
+            "leaked-signing-key",
+        )
+    } else if algs.contains(&"RS256") {
+        Finding::ok(
+            format!("ID tokens offered as {}", algs.join(", ")),
+            "leaked-signing-key",
+        )
+    } else {
+        Finding::fail(
+            "discovery offers no RS256 ID tokens, which relying parties expect by default",
+            "upgrade the server (it creates an RS256 key at start)",
             "leaked-signing-key",
         )
     }
