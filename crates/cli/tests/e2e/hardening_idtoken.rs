@@ -117,6 +117,15 @@ async fn hardening_idtoken_rs256_by_default_with_a_published_kid_access_tokens_k
     let ah = header(&access);
     assert_eq!(ah.alg, "EdDSA");
     assert_ne!(ah.kid.unwrap(), kid);
+    // The ID token is no bearer token (typ JWT, not at+jwt), though an RS256 key signs it.
+    let ui = s
+        .http
+        .get(s.url("/userinfo"))
+        .bearer_auth(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 401);
 
     // Discovery: RS256 first for ID tokens, the others after; never none or HS256.
     for path in [
