@@ -270,15 +270,23 @@ pub(crate) async fn a_redemption_racing_a_disable_never_leaves_a_live_grant(s: A
         let redeem = {
             let s = Arc::clone(&s);
             let (g, rt) = (grant(&gid, &id), token(&gid));
-            tokio::spawn(async move {
+            async move {
                 s.redeem_auth_code(&c.hash, t(1), &g, Some(&rt))
                     .await
                     .unwrap()
-            })
+            }
         };
         let disable = {
             let s = Arc::clone(&s);
-            tokio::spawn(async move { s.disable_user(&name, revoked(1)).await.unwrap() })
+            async move { s.disable_user(&name, revoked(1)).await.unwrap() }
+        };
+        // Either may start first.
+        let (redeem, disable) = if round % 2 == 0 {
+            let r = tokio::spawn(redeem);
+            (r, tokio::spawn(disable))
+        } else {
+            let d = tokio::spawn(disable);
+            (tokio::spawn(redeem), d)
         };
         let outcome = redeem.await.unwrap();
         disable.await.unwrap();
