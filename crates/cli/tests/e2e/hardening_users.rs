@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tessera_token::pkce;
 
-use crate::authorize::{Browser, authorize_url, exchange, setup, sign_in};
+use crate::authorize::{BYE, Browser, REDIRECT, authorize_url, exchange, setup, sign_in};
 use crate::harness::{PASSWORD, Reply, Server, jwt_claims, register_secret};
 
 fn verifier() -> String {
@@ -266,5 +266,61 @@ async fn hardening_users_a_redemption_racing_disable_never_leaves_a_live_grant()
             r.assert_error(400, "invalid_grant");
         }
         s.cli_ok(&["user", "enable", "alice"], None);
+    }
+}
+
+#[tokio::test]
+async fn hardening_users_on_postgres_a_code_from_before_disable_is_refused() {
+    let Some(pg) = crate::postgres::cluster() else {
+        return;
+    };
+    let url = pg.fresh_database("e2e").unwrap();
+    let s = Server::start_postgres(&url);
+    s.add_user("alice", PASSWORD);
+    let (first, _) = s.add_client(
+        "first",
+        "authorization_code,refresh_token",
+        "openid profile notes:read",
+        &[
+            "--public",
+            "--audience",
+            "notes-api",
+            "--redirect-uri",
+            REDIRECT,
+            "--post-logout-redirect-uri",
+            BYE,
+            "--first-party",
+        ],
+    );
+    let (access, rt) = tokens(&s, &first).await;
+    let (code, v) = pending_code(&s, &first).await;
+    s.cli_ok(&["user", "disable", "alice"], None);
+    exchange(&s, &first, &code, &v)
+        .await
+        .assert_error(400, "invalid_grant");
+    refresh(&s, &first, &rt)
+        .await
+        .assert_error(400, "invalid_grant");
+    assert_eq!(userinfo(&s, &access).await, StatusCode::UNAUTHORIZED);
+
+    // A redemption racing the disable (on the database's row locks): nothing stays live.
+    s.cli_ok(&["user", "enable", "alice"], None);
+    let (code, v) = pending_code(&s, &first).await;
+    let (data_dir, db) = (s.data_dir(), url.clone());
+    let disable = std::thread::spawn(move || {
+        crate::harness::run_cli(
+            &data_dir,
+            &["--database", &db, "user", "disable", "alice"],
+            None,
+        )
+    });
+    let r = exchange(&s, &first, &code, &v).await;
+    assert!(disable.join().unwrap().status.success());
+    if r.status == 200 {
+        refresh(&s, &first, &r.str("refresh_token"))
+            .await
+            .assert_error(400, "invalid_grant");
+    } else {
+        r.assert_error(400, "invalid_grant");
     }
 }
