@@ -95,6 +95,7 @@ pub(crate) async fn introspect(
         };
         let live = grant.client_id == client.id
             && grant.revoked_at.is_none()
+            && record.owner.allows(grant.created_at)
             && record.used_at.is_none()
             && record.expires_at > now
             && grant.expires_at > now;

@@ -1,4 +1,4 @@
-//! `tessera user`: add, list, disable users and set their passwords.
+//! `tessera user`: add, list, disable, enable and remove users and set their passwords.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -22,18 +22,33 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a user: no more logins, and all their sessions are revoked.
+    /// Disable a user: no more logins; their sessions, tokens and unredeemed codes are revoked.
     Disable {
         /// Login name.
         name: String,
     },
-    /// Set a user's password.
+    /// Enable a disabled user: they may sign in again (what was revoked stays revoked).
+    Enable {
+        /// Login name.
+        name: String,
+    },
+    /// Remove a user: revokes everything they hold, then deletes them (a new user of the
+    /// same name gets a new sub).
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password; also ends their sessions and revokes their tokens unless
+    /// --keep-sessions.
     Passwd {
         /// Login name.
         name: String,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Keep the user's sessions and tokens (by default a password change ends them).
+        #[arg(long)]
+        keep_sessions: bool,
     },
 }
 
@@ -68,13 +83,30 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
             global.admin().await?.disable_user(&name).await?;
             println!("disabled user {name} and revoked their sessions");
         }
+        UserCommand::Enable { name } => {
+            global.admin().await?.enable_user(&name).await?;
+            println!("enabled user {name}");
+        }
+        UserCommand::Remove { name } => {
+            let sub = global.admin().await?.remove_user(&name).await?;
+            println!("removed user {name} (sub {sub}) and revoked their sessions");
+        }
         UserCommand::Passwd {
             name,
             password_stdin,
+            keep_sessions,
         } => {
             let password = read_password(password_stdin)?;
-            global.admin().await?.set_password(&name, password).await?;
-            println!("password of {name} changed");
+            global
+                .admin()
+                .await?
+                .set_password(&name, password, keep_sessions)
+                .await?;
+            if keep_sessions {
+                println!("password of {name} changed; their sessions were kept");
+            } else {
+                println!("password of {name} changed and their sessions revoked");
+            }
         }
     }
     Ok(())

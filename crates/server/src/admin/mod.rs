@@ -129,7 +129,8 @@ impl Admin {
         Ok(self.store.users().await?)
     }
 
-    /// Disables a user and revokes their sessions.
+    /// Disables a user and, in one transaction, revokes everything they hold: grants
+    /// (into the feed), browser sessions and unredeemed authorization codes.
     pub async fn disable_user(&self, name: &str) -> Result<(), Error> {
         self.store
             .disable_user(name, self.revoked())
@@ -152,11 +153,45 @@ impl Admin {
         Ok(())
     }
 
-    /// Sets a new password.
-    pub async fn set_password(&self, name: &str, password: SecretString) -> Result<(), Error> {
+    /// Enables a disabled user: they may sign in again; what was revoked stays revoked.
+    pub async fn enable_user(&self, name: &str) -> Result<(), Error> {
+        let id = self
+            .store
+            .enable_user(name)
+            .await
+            .map_err(|e| not_found(e, "user", name))?;
+        self.audit("user.enable", None, Some(&id), json!({ "name": name }))
+            .await;
+        Ok(())
+    }
+
+    /// Removes a user: revokes everything they hold (as [`Admin::disable_user`] does) and
+    /// deletes them, in one transaction; returns their former id (`sub`). A new user of
+    /// the same name gets a new random id, so nothing issued to this one ever names them.
+    pub async fn remove_user(&self, name: &str) -> Result<String, Error> {
+        let id = self
+            .store
+            .remove_user(name, self.revoked())
+            .await
+            .map_err(|e| not_found(e, "user", name))?;
+        self.audit("user.remove", None, Some(&id), json!({ "name": name }))
+            .await;
+        Ok(id)
+    }
+
+    /// Sets a new password. Unless `keep_sessions`, the same transaction revokes
+    /// everything the user holds (as [`Admin::disable_user`] does, without disabling), so
+    /// a password changed after a compromise also evicts whoever had signed in with it.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: SecretString,
+        keep_sessions: bool,
+    ) -> Result<(), Error> {
         let hash = password::hash_one(password).await?;
+        let evict = (!keep_sessions).then(|| self.revoked());
         self.store
-            .set_password(name, &hash)
+            .set_password(name, &hash, evict)
             .await
             .map_err(|e| not_found(e, "user", name))?;
         let user_id = self
@@ -170,7 +205,7 @@ impl Admin {
             "user.passwd",
             None,
             user_id.as_deref(),
-            json!({ "name": name }),
+            json!({ "name": name, "sessions_revoked": !keep_sessions }),
         )
         .await;
         Ok(())

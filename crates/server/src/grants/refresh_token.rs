@@ -36,9 +36,12 @@ pub(crate) async fn exchange(
     let Some((record, grant)) = state.store.refresh_token(&hash).await? else {
         return Err(OAuthError::InvalidGrant(BAD_TOKEN));
     };
-    // RFC 6749 section 6: the token must have been issued to the authenticated client.
+    // RFC 6749 section 6: the token must have been issued to the authenticated client;
+    // and its user must still stand behind the grant (not removed, not disabled, no
+    // "revoke all" since the grant began).
     if grant.client_id != client.id
         || grant.revoked_at.is_some()
+        || !record.owner.allows(grant.created_at)
         || record.expires_at <= now
         || grant.expires_at <= now
     {
@@ -156,6 +159,7 @@ async fn retry_of_unconfirmed(
                 && record.expires_at > now
                 && family.id == next.grant_id
                 && family.revoked_at.is_none()
+                && record.owner.allows(family.created_at)
         }
         None => false,
     };

@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 
 mod refresh_retry;
+mod user_standing;
 
 pub(super) async fn state() -> (Arc<AppState>, tempfile::TempDir) {
     let (state, dir, _) = state_with_clock().await;

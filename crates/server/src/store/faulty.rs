@@ -125,8 +125,10 @@ forward!(UserStore {
     fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    fn set_password(&self, name: &str, hash: &str, evict: Option<Revoked>) -> Result<(), StoreError>;
     fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
+    fn enable_user(&self, name: &str) -> Result<String, StoreError>;
+    fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError>;
 });
 
 forward!(AuthCodeStore {

@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, AuthCodeRecord, ClientRecord, GrantRecord, GrantType, KeyState, NewRefreshToken,
-    RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, UserRecord,
+    AuditEvent, AuthCodeRecord, ClientRecord, GrantOwner, GrantRecord, GrantType, KeyState,
+    NewRefreshToken, RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord,
+    UserRecord,
 };
 
 /// Why a store operation failed.
@@ -96,11 +97,25 @@ pub trait UserStore: Send + Sync {
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     /// All users, by name.
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    /// Sets a new password hash (PHC string).
-    async fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError>;
-    /// Disables a user, revokes all of their grants (recording each `sid` in the feed) and
-    /// ends their browser sessions.
+    /// Sets a new password hash (PHC string). With `evict`, the same transaction also
+    /// revokes everything the user holds, as [`UserStore::disable_user`] does.
+    async fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        evict: Option<Revoked>,
+    ) -> Result<(), StoreError>;
+    /// Disables a user and, in the same transaction, revokes everything they hold: their
+    /// live grants (recording each `sid` in the feed), browser sessions and unredeemed
+    /// authorization codes; `revoked.now` becomes their last "revoke all", before which no
+    /// grant of theirs stands ([`GrantOwner::allows`]).
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
+    /// Enables a user again; returns their id. What was revoked stays revoked.
+    async fn enable_user(&self, name: &str) -> Result<String, StoreError>;
+    /// Revokes everything the user holds, as [`UserStore::disable_user`] does, and deletes
+    /// the user, in one transaction; returns the removed user's id (never handed out again:
+    /// ids are random).
+    async fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError>;
 }
 
 /// Grants (token families) and their refresh tokens, stored by hash.
@@ -114,7 +129,8 @@ pub trait GrantStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The grant with this id.
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
-    /// A refresh token by its hash, with its grant.
+    /// A refresh token by its hash, with its grant (and, in the record, the standing of
+    /// the grant's user, read by the same query).
     async fn refresh_token(
         &self,
         hash: &TokenHash,
@@ -142,8 +158,9 @@ pub trait GrantStore: Send + Sync {
         id: &str,
         context: &GrantContext,
     ) -> Result<Option<GrantContext>, StoreError>;
-    /// Revokes all live grants of a user and ends their browser sessions, in one
-    /// transaction; returns how many grants.
+    /// Revokes all live grants of a user, ends their browser sessions, deletes their
+    /// unredeemed authorization codes and makes `revoked.now` their last "revoke all", in
+    /// one transaction; returns how many grants.
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError>;
 }
 
@@ -157,7 +174,8 @@ pub enum RedeemOutcome {
         /// The grant issued from the first redemption.
         grant_id: Option<String>,
     },
-    /// No such code, or it has expired.
+    /// No such code, or it has expired, or its user no longer stands behind the grant
+    /// ([`GrantOwner::allows`]: removed, disabled or signed out everywhere since).
     Unknown,
 }
 
@@ -168,9 +186,11 @@ pub trait AuthCodeStore: Send + Sync {
     async fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
     /// The code with this hash, used or not, expired or not.
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError>;
-    /// In one transaction: marks the code used at `now` (if nobody has and it has not
-    /// expired), records `grant` as issued from it and stores `grant` with its first
-    /// refresh token. One winner among any number of concurrent callers.
+    /// In one transaction: checks that `grant`'s user stands behind it (holding the
+    /// user's row against a concurrent disable, remove or revoke-all), marks the code used
+    /// at `now` (if nobody has and it has not expired), records `grant` as issued from it
+    /// and stores `grant` with its first refresh token. One winner among any number of
+    /// concurrent callers.
     async fn redeem_auth_code(
         &self,
         hash: &TokenHash,

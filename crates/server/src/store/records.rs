@@ -160,6 +160,54 @@ pub struct RefreshRecord {
     pub expires_at: UnixTime,
     /// When it was exchanged, if it was.
     pub used_at: Option<UnixTime>,
+    /// The standing of its grant's user, read with it.
+    pub owner: GrantOwner,
+}
+
+/// The standing of a grant's user, as the store read it together with the grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOwner {
+    /// The grant has no user (a client's own grant).
+    Client,
+    /// The user no longer exists (`tessera user remove`).
+    Removed,
+    /// The user exists.
+    User {
+        /// `tessera user disable`.
+        disabled: bool,
+        /// The user's last "revoke all" (disable, `sessions revoke --user`, `user passwd`).
+        sessions_revoked_at: Option<UnixTime>,
+    },
+}
+
+impl GrantOwner {
+    /// Reads a grant's owner from a join with the users table: `user_id` of the grant,
+    /// and the user's row when one matched.
+    pub fn from_row(user_id: Option<&str>, user: Option<(bool, Option<UnixTime>)>) -> Self {
+        match (user_id, user) {
+            (None, _) => GrantOwner::Client,
+            (Some(_), None) => GrantOwner::Removed,
+            (Some(_), Some((disabled, sessions_revoked_at))) => GrantOwner::User {
+                disabled,
+                sessions_revoked_at,
+            },
+        }
+    }
+
+    /// The one rule: a grant created at `created_at` stands only while its user exists,
+    /// is enabled and has not had everything revoked after it was created. A grant
+    /// created in the second of a revocation stands here; the revocation itself revoked
+    /// every grant that existed then.
+    pub fn allows(self, created_at: UnixTime) -> bool {
+        match self {
+            GrantOwner::Client => true,
+            GrantOwner::Removed => false,
+            GrantOwner::User {
+                disabled,
+                sessions_revoked_at,
+            } => !disabled && sessions_revoked_at.is_none_or(|cut| created_at >= cut),
+        }
+    }
 }
 
 /// A refresh token about to be stored.
@@ -319,4 +367,36 @@ pub struct SessionRecord {
     pub expires_at: UnixTime,
     /// Set once ended (logout, `sessions revoke`, user disabled).
     pub revoked_at: Option<UnixTime>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_stands_only_while_its_user_does() {
+        let t = UnixTime::from_secs;
+        assert!(GrantOwner::Client.allows(t(0)));
+        assert!(!GrantOwner::Removed.allows(t(100)));
+        let cut = GrantOwner::User {
+            disabled: false,
+            sessions_revoked_at: Some(t(50)),
+        };
+        assert!(!cut.allows(t(49)), "older than the last revoke-all");
+        assert!(cut.allows(t(50)) && cut.allows(t(51)));
+        let disabled = GrantOwner::User {
+            disabled: true,
+            sessions_revoked_at: None,
+        };
+        assert!(!disabled.allows(t(100)));
+        assert_eq!(
+            GrantOwner::from_row(Some("u1"), Some((false, None))),
+            GrantOwner::User {
+                disabled: false,
+                sessions_revoked_at: None
+            }
+        );
+        assert_eq!(GrantOwner::from_row(Some("u1"), None), GrantOwner::Removed);
+        assert_eq!(GrantOwner::from_row(None, None), GrantOwner::Client);
+    }
 }

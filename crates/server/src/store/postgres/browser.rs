@@ -9,8 +9,8 @@ use super::grants::insert_grant_in;
 use super::{PgStore, backend};
 use crate::store::codec::{hash_from_db, scope_from_db, time};
 use crate::store::{
-    AuthCodeRecord, AuthCodeStore, GrantRecord, NewRefreshToken, RedeemOutcome, SessionRecord,
-    SessionStore, StoreError,
+    AuthCodeRecord, AuthCodeStore, GrantOwner, GrantRecord, NewRefreshToken, RedeemOutcome,
+    SessionRecord, SessionStore, StoreError,
 };
 
 fn row_to_code(row: &PgRow) -> Result<AuthCodeRecord, StoreError> {
@@ -75,6 +75,10 @@ impl AuthCodeStore for PgStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<RedeemOutcome, StoreError> {
         let mut tx = self.tx().await?;
+        if !owner_allows(&mut tx, grant).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(RedeemOutcome::Unknown);
+        }
         let won = sqlx::query(
             "UPDATE auth_codes SET used_at = $1, grant_id = $2 \
              WHERE hash = $3 AND used_at IS NULL AND expires_at > $4",
@@ -160,6 +164,28 @@ impl SessionStore for PgStore {
         .rows_affected()
             == 1)
     }
+}
+
+/// Inside `tx`: true when `grant`'s user stands behind it ([`GrantOwner::allows`]). Holds
+/// the user's row `FOR SHARE` until `tx` ends, so a concurrent disable, remove or
+/// revoke-all (which update or delete that row) either commits first and is seen here,
+/// or waits for this redemption and then revokes the grant it stored.
+async fn owner_allows(
+    tx: &mut Transaction<'static, Postgres>,
+    grant: &GrantRecord,
+) -> Result<bool, StoreError> {
+    let user: Option<(bool, Option<i64>)> = match &grant.user_id {
+        None => None,
+        Some(id) => sqlx::query_as(
+            "SELECT disabled, sessions_revoked_at FROM users WHERE id = $1 FOR SHARE",
+        )
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?,
+    };
+    let user = user.map(|(disabled, cut)| (disabled, cut.map(time)));
+    Ok(GrantOwner::from_row(grant.user_id.as_deref(), user).allows(grant.created_at))
 }
 
 /// Inside `tx`: ends every live browser session of `user_id`.

@@ -1,8 +1,8 @@
 //! PostgreSQL: users.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::{PgStore, backend, lock_feed, revoke_grant_in};
 use crate::store::codec::time;
@@ -73,18 +73,28 @@ impl UserStore for PgStore {
             .collect()
     }
 
-    async fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
-            .bind(hash)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound("user"));
+    async fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        evict: Option<Revoked>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        if evict.is_some() {
+            lock_feed(&mut tx).await?;
         }
-        Ok(())
+        let id: Option<String> =
+            sqlx::query_scalar("UPDATE users SET password_hash = $1 WHERE name = $2 RETURNING id")
+                .bind(hash)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let id = id.ok_or(StoreError::NotFound("user"))?;
+        if let Some(revoked) = evict {
+            revoke_all_in(&mut tx, &id, revoked).await?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError> {
@@ -97,17 +107,80 @@ impl UserStore for PgStore {
                 .await
                 .map_err(backend)?;
         let id = id.ok_or(StoreError::NotFound("user"))?;
-        let grants: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
-        )
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        for g in &grants {
-            revoke_grant_in(&mut tx, g, revoked).await?;
-        }
-        super::browser::end_user_sessions(&mut tx, &id, revoked.now).await?;
+        revoke_all_in(&mut tx, &id, revoked).await?;
         tx.commit().await.map_err(backend)
     }
+
+    async fn enable_user(&self, name: &str) -> Result<String, StoreError> {
+        let id: Option<String> =
+            sqlx::query_scalar("UPDATE users SET disabled = FALSE WHERE name = $1 RETURNING id")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        id.ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError> {
+        let mut tx = self.tx().await?;
+        lock_feed(&mut tx).await?;
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM users WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let id = id.ok_or(StoreError::NotFound("user"))?;
+        revoke_all_in(&mut tx, &id, revoked).await?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
+    }
+}
+
+/// Inside `tx` (which holds the feed lock): the user's "revoke all". Makes `revoked.now`
+/// their last one (never moving it back), which also locks their row, so a redemption
+/// holding it (`FOR SHARE`) finishes first and its grant is revoked here, or waits and
+/// sees this; then revokes their live grants (each `sid` into the feed), ends their
+/// browser sessions and deletes their unredeemed codes; returns how many grants.
+pub(super) async fn revoke_all_in(
+    tx: &mut Transaction<'static, Postgres>,
+    user_id: &str,
+    revoked: Revoked,
+) -> Result<u64, StoreError> {
+    sqlx::query(
+        "UPDATE users SET sessions_revoked_at = GREATEST(COALESCE(sessions_revoked_at, $1), $1) \
+         WHERE id = $2",
+    )
+    .bind(revoked.now.secs())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let grants: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+         ORDER BY id",
+    )
+    .bind(user_id)
+    .bind(revoked.now.secs())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut n = 0;
+    for g in &grants {
+        if revoke_grant_in(tx, g, revoked).await? {
+            n += 1;
+        }
+    }
+    super::browser::end_user_sessions(tx, user_id, revoked.now).await?;
+    sqlx::query("DELETE FROM auth_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(n)
 }

@@ -8,8 +8,8 @@ use tessera_token::{TokenHash, UnixTime};
 use super::grants::insert_grant_in;
 use super::{SqliteStore, backend, hash_from_db, scope_from_db, time};
 use crate::store::{
-    AuthCodeRecord, AuthCodeStore, GrantRecord, NewRefreshToken, RedeemOutcome, SessionRecord,
-    SessionStore, StoreError,
+    AuthCodeRecord, AuthCodeStore, GrantOwner, GrantRecord, NewRefreshToken, RedeemOutcome,
+    SessionRecord, SessionStore, StoreError,
 };
 
 fn row_to_code(row: &SqliteRow) -> Result<AuthCodeRecord, StoreError> {
@@ -74,6 +74,10 @@ impl AuthCodeStore for SqliteStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<RedeemOutcome, StoreError> {
         let mut tx = self.write_tx().await?;
+        if !owner_allows(&mut tx, grant).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(RedeemOutcome::Unknown);
+        }
         let won = sqlx::query(
             "UPDATE auth_codes SET used_at = ?, grant_id = ? \
              WHERE hash = ? AND used_at IS NULL AND expires_at > ?",
@@ -159,6 +163,24 @@ impl SessionStore for SqliteStore {
         .rows_affected()
             == 1)
     }
+}
+
+/// Inside `tx` (which holds the write lock, so no disable or revoke-all can slip in before
+/// it commits): true when `grant`'s user stands behind it ([`GrantOwner::allows`]).
+async fn owner_allows(
+    tx: &mut Transaction<'static, Sqlite>,
+    grant: &GrantRecord,
+) -> Result<bool, StoreError> {
+    let user: Option<(i64, Option<i64>)> = match &grant.user_id {
+        None => None,
+        Some(id) => sqlx::query_as("SELECT disabled, sessions_revoked_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?,
+    };
+    let user = user.map(|(disabled, cut)| (disabled != 0, cut.map(time)));
+    Ok(GrantOwner::from_row(grant.user_id.as_deref(), user).allows(grant.created_at))
 }
 
 /// Inside `tx`: ends every live browser session of `user_id`.

@@ -9,8 +9,8 @@ use super::{
     SqliteStore, backend, hash_from_db, join, revoke_grant_in, scope_from_db, split, time,
 };
 use crate::store::{
-    GrantContext, GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked, RotateOutcome,
-    StoreError,
+    GrantContext, GrantOwner, GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked,
+    RotateOutcome, StoreError,
 };
 
 fn row_to_grant(row: &SqliteRow) -> Result<GrantRecord, StoreError> {
@@ -27,6 +27,21 @@ fn row_to_grant(row: &SqliteRow) -> Result<GrantRecord, StoreError> {
             .map_err(backend)?
             .map(time),
     })
+}
+
+/// The standing of the grant's user, from the `u_*` columns of a `LEFT JOIN users u`.
+fn owner_from_row(row: &SqliteRow, user_id: Option<&str>) -> Result<GrantOwner, StoreError> {
+    let found: Option<String> = row.try_get("u_id").map_err(backend)?;
+    let user = match found {
+        None => None,
+        Some(_) => Some((
+            row.try_get::<i64, _>("u_disabled").map_err(backend)? != 0,
+            row.try_get::<Option<i64>, _>("u_cut")
+                .map_err(backend)?
+                .map(time),
+        )),
+    };
+    Ok(GrantOwner::from_row(user_id, user))
 }
 
 /// The network and user agent of the grant's latest token request.
@@ -123,8 +138,10 @@ impl GrantStore for SqliteStore {
     ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
         let row = sqlx::query(
             "SELECT r.hash, r.issued_at AS r_issued, r.expires_at AS r_expires, r.used_at, \
-                    g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, g.revoked_at \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id WHERE r.hash = ?",
+                    g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, g.revoked_at, \
+                    u.id AS u_id, u.disabled AS u_disabled, u.sessions_revoked_at AS u_cut \
+             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
+             LEFT JOIN users u ON u.id = g.user_id WHERE r.hash = ?",
         )
         .bind(hash.as_bytes().to_vec())
         .fetch_optional(&self.pool)
@@ -141,6 +158,7 @@ impl GrantStore for SqliteStore {
                 .try_get::<Option<i64>, _>("used_at")
                 .map_err(backend)?
                 .map(time),
+            owner: owner_from_row(&row, grant.user_id.as_deref())?,
         };
         Ok(Some((record, grant)))
     }
@@ -211,21 +229,7 @@ impl GrantStore for SqliteStore {
 
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
-        let grants: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM grants WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-        )
-        .bind(user_id)
-        .bind(revoked.now.secs())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut n = 0;
-        for g in &grants {
-            if revoke_grant_in(&mut tx, g, revoked).await? {
-                n += 1;
-            }
-        }
-        super::browser::end_user_sessions(&mut tx, user_id, revoked.now).await?;
+        let n = super::users::revoke_all_in(&mut tx, user_id, revoked).await?;
         tx.commit().await.map_err(backend)?;
         Ok(n)
     }

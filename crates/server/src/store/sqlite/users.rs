@@ -1,8 +1,8 @@
 //! SQLite: users.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
 
 use super::{SqliteStore, backend, revoke_grant_in, time};
 use crate::store::{Revoked, StoreError, UserRecord, UserStore};
@@ -71,21 +71,51 @@ impl UserStore for SqliteStore {
             .collect()
     }
 
-    async fn set_password(&self, name: &str, hash: &str) -> Result<(), StoreError> {
-        let n = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-            .bind(hash)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound("user"));
+    async fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        evict: Option<Revoked>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<String> =
+            sqlx::query_scalar("UPDATE users SET password_hash = ? WHERE name = ? RETURNING id")
+                .bind(hash)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let id = id.ok_or(StoreError::NotFound("user"))?;
+        if let Some(revoked) = evict {
+            revoke_all_in(&mut tx, &id, revoked).await?;
         }
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let id: Option<String> =
+            sqlx::query_scalar("UPDATE users SET disabled = 1 WHERE name = ? RETURNING id")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let id = id.ok_or(StoreError::NotFound("user"))?;
+        revoke_all_in(&mut tx, &id, revoked).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn enable_user(&self, name: &str) -> Result<String, StoreError> {
+        let id: Option<String> =
+            sqlx::query_scalar("UPDATE users SET disabled = 0 WHERE name = ? RETURNING id")
+                .bind(name)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(backend)?;
+        id.ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError> {
         let mut tx = self.write_tx().await?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
             .bind(name)
@@ -93,21 +123,53 @@ impl UserStore for SqliteStore {
             .await
             .map_err(backend)?;
         let id = id.ok_or(StoreError::NotFound("user"))?;
-        sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")
+        revoke_all_in(&mut tx, &id, revoked).await?;
+        sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(&id)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let grants: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM grants WHERE user_id = ? AND revoked_at IS NULL")
-                .bind(&id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        for g in &grants {
-            revoke_grant_in(&mut tx, g, revoked).await?;
-        }
-        super::browser::end_user_sessions(&mut tx, &id, revoked.now).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
     }
+}
+
+/// Inside `tx`: the user's "revoke all". Makes `revoked.now` their last one (never moving
+/// it back), revokes their live grants (each `sid` into the feed), ends their browser
+/// sessions and deletes their unredeemed codes; returns how many grants.
+pub(super) async fn revoke_all_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    user_id: &str,
+    revoked: Revoked,
+) -> Result<u64, StoreError> {
+    sqlx::query(
+        "UPDATE users SET sessions_revoked_at = max(coalesce(sessions_revoked_at, ?1), ?1) \
+         WHERE id = ?2",
+    )
+    .bind(revoked.now.secs())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let grants: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM grants WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+    )
+    .bind(user_id)
+    .bind(revoked.now.secs())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut n = 0;
+    for g in &grants {
+        if revoke_grant_in(tx, g, revoked).await? {
+            n += 1;
+        }
+    }
+    super::browser::end_user_sessions(tx, user_id, revoked.now).await?;
+    sqlx::query("DELETE FROM auth_codes WHERE user_id = ? AND used_at IS NULL")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(n)
 }

@@ -9,7 +9,7 @@ use tessera_token::{OpaqueToken, TokenKind};
 use super::fixtures::{grant, purge, revoked, t, token, user};
 use crate::store::*;
 
-fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
+pub(super) fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
     AuthCodeRecord {
         hash: OpaqueToken::generate(TokenKind::AuthorizationCode)
             .unwrap()
@@ -28,7 +28,7 @@ fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
     }
 }
 
-fn session(user_id: &str, expires: i64) -> SessionRecord {
+pub(super) fn session(user_id: &str, expires: i64) -> SessionRecord {
     SessionRecord {
         hash: OpaqueToken::generate(TokenKind::AccessToken)
             .unwrap()
@@ -41,6 +41,7 @@ fn session(user_id: &str, expires: i64) -> SessionRecord {
 }
 
 pub(crate) async fn auth_codes_round_trip_and_redeem_once(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
     let c = code("u1", 60);
     s.insert_auth_code(&c).await.unwrap();
     let back = s.auth_code(&c.hash).await.unwrap().unwrap();
@@ -105,6 +106,7 @@ pub(crate) async fn auth_codes_round_trip_and_redeem_once(s: Arc<dyn Store>) {
 }
 
 pub(crate) async fn an_auth_code_has_exactly_one_winner(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
     let c = code("u1", 60);
     s.insert_auth_code(&c).await.unwrap();
     let mut tasks = Vec::new();
@@ -138,6 +140,7 @@ pub(crate) async fn an_auth_code_has_exactly_one_winner(s: Arc<dyn Store>) {
 }
 
 pub(crate) async fn a_failed_redemption_leaves_the_code_unused(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
     let c = code("u1", 60);
     s.insert_auth_code(&c).await.unwrap();
     // A grant id that already exists makes the grant insert fail mid-transaction.

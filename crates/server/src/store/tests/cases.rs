@@ -9,6 +9,7 @@ use crate::keys::KeyChange;
 use crate::store::*;
 
 pub(super) use super::browser_cases::*;
+pub(super) use super::user_cases::*;
 
 pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     let c = client("web");
@@ -115,7 +116,7 @@ pub(super) async fn users_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     assert!(!alice.disabled);
     assert_eq!(alice.created_at, t(0));
     assert!(s.user_by_name("carol").await.unwrap().is_none());
-    s.set_password("alice", "$argon2id$y").await.unwrap();
+    s.set_password("alice", "$argon2id$y", None).await.unwrap();
     assert_eq!(
         s.user_by_name("alice")
             .await
@@ -125,7 +126,7 @@ pub(super) async fn users_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
         "$argon2id$y"
     );
     assert!(matches!(
-        s.set_password("carol", "$argon2id$z").await,
+        s.set_password("carol", "$argon2id$z", None).await,
         Err(StoreError::NotFound(_))
     ));
     let names: Vec<String> = s

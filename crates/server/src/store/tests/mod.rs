@@ -8,6 +8,7 @@ mod browser_cases;
 mod cases;
 mod fixtures;
 mod throughput;
+mod user_cases;
 
 use std::sync::{Arc, OnceLock};
 
@@ -206,4 +207,11 @@ suite!(
     a_failed_redemption_leaves_the_code_unused,
     browser_sessions_live_end_and_follow_the_user,
     the_janitor_purges_old_codes_and_sessions,
+    a_refresh_lookup_reads_the_users_standing,
+    every_revoke_all_deletes_unredeemed_codes,
+    a_redemption_refuses_a_user_who_no_longer_stands,
+    passwd_evicts_unless_asked_to_keep,
+    enable_restores_the_user_not_their_grants,
+    remove_revokes_everything_and_frees_the_name,
+    a_redemption_racing_a_disable_never_leaves_a_live_grant,
 );
