@@ -360,3 +360,66 @@ async fn hardening_nul_bytes_are_refused_at_the_edge_on_postgres() {
     let s = Server::start_postgres(&url);
     nul_bytes_are_refused_at_the_edge(&s).await;
 }
+
+/// Item 6 with the example resource server in introspection mode (its own process, as a
+/// deployment runs it): the refresh token is refused with 401 `invalid_token`, the access
+/// token of the same login is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardening_the_example_api_refuses_a_refresh_token_under_introspection() {
+    use crate::browser::{free_port, resource_server_bin, start_resource_server};
+    if !resource_server_bin().exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the example resource server is not built"
+        );
+        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+        return;
+    }
+    let s = Server::start();
+    let (web, web_secret) = s.add_client(
+        "web",
+        "password,refresh_token",
+        "notes:read",
+        &["--audience", "notes-api"],
+    );
+    let web_secret = web_secret.unwrap();
+    s.add_user("alice", PASSWORD);
+    let login = s
+        .token(
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+            Some((&web, &web_secret)),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.json);
+    let port = free_port();
+    let _api = start_resource_server(
+        &s.base,
+        port,
+        &[
+            "--introspection-client-id",
+            &web,
+            "--introspection-client-secret",
+            &web_secret,
+        ],
+    );
+    let me = |token: String| {
+        let http = s.http.clone();
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = me(login.str("access_token")).await;
+    assert_eq!(ok.status(), 200);
+    let refused = me(login.str("refresh_token")).await;
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+}
