@@ -3,7 +3,9 @@
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
 //! needs `notes:write`; `GET /healthz` is public; `GET /ping` answers like `/healthz`
 //! but needs any valid token (the benchmark's protected twin of the public route). Keys come from the issuer's discovery
-//! metadata and JWKS; with feed credentials, revocations reach it within seconds.
+//! metadata and JWKS; with feed credentials, revocations reach it within seconds. With
+//! introspection credentials it checks every token at the issuer's RFC 7662 endpoint
+//! instead (a confidential client of its own; only access tokens are accepted).
 //! `--spa-client-id` serves the example SPA at `/spa/` (tokens in the page's memory);
 //! `--spa-cookie-client-id` serves cookie mode at `/spa-cookie/` (token in an HttpOnly
 //! cookie, CSRF-checked; see `resource_server/cookie_mode.rs`).
@@ -25,7 +27,8 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_guard::{
-    Auth, Guard, RemoteIssuer, RevocationFeed, Scoped, SystemClock, Verifier, discover,
+    Auth, Guard, Introspection, RemoteIssuer, RevocationFeed, Scoped, SystemClock, Verifier,
+    discover,
 };
 use tessera_token::{SecretString, Validation};
 
@@ -71,6 +74,17 @@ struct Args {
     /// Scope the single-page app asks for.
     #[arg(long, default_value = "openid profile notes:read")]
     spa_scope: String,
+    /// Client id for RFC 7662 introspection (optional; with the secret, tokens are checked
+    /// at the issuer's introspection endpoint instead of by signature).
+    #[arg(long, env = "TESSERA_INTROSPECTION_CLIENT_ID")]
+    introspection_client_id: Option<String>,
+    /// Client secret for introspection (prefer the environment variable).
+    #[arg(
+        long,
+        env = "TESSERA_INTROSPECTION_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    introspection_client_secret: Option<String>,
     /// Benchmark controls for bench/run.sh (never in a deployment: unauthenticated
     /// routes that each verify a signature).
     #[arg(long, hide = true)]
@@ -131,8 +145,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
 
+    let verifier = match (
+        &args.introspection_client_id,
+        &args.introspection_client_secret,
+    ) {
+        (Some(id), Some(secret)) => {
+            let endpoint = discover(&args.issuer)
+                .await?
+                .introspection_endpoint
+                .ok_or("the issuer publishes no introspection endpoint")?;
+            tracing::info!(%endpoint, "checking tokens by introspection");
+            Verifier::introspection(Introspection::new(
+                &endpoint,
+                id.clone(),
+                SecretString::new(secret.clone()),
+            )?)
+        }
+        _ => Verifier::remote(RemoteIssuer::new(&args.issuer))?,
+    };
     let mut builder = Guard::builder(
-        Verifier::remote(RemoteIssuer::new(&args.issuer))?,
+        verifier,
         Validation::access_token(&args.issuer, &args.audience),
     )
     .realm("notes")

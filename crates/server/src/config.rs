@@ -10,6 +10,7 @@ mod layers;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,6 +107,9 @@ pub struct FileConfig {
     pub login_failure_window_secs: Option<u64>,
     /// Longest throttling block, seconds (default 900).
     pub login_max_block_secs: Option<u64>,
+    /// `/revoke` requests per minute per client, each node on its own (default 600, 1 to
+    /// 1000000); beyond it 429 with `Retry-After`.
+    pub revoke_requests_per_minute: Option<u32>,
 
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).
@@ -196,6 +200,8 @@ pub struct ServerConfig {
     pub password_hash_priority: HashPriority,
     /// Failed-login throttling.
     pub throttle: ThrottlePolicy,
+    /// `/revoke` requests per minute per client, per node.
+    pub revoke_requests_per_minute: NonZeroU32,
     /// Algorithm of new signing keys.
     pub signing_alg: Algorithm,
     /// Automatic key rotation period; `None`: manual only.
@@ -446,6 +452,16 @@ impl ServerConfig {
                     1,
                     DAY,
                 )?,
+            },
+            revoke_requests_per_minute: match file.revoke_requests_per_minute.unwrap_or(600) {
+                n @ 1..=1_000_000 => NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+                n => {
+                    return Err(invalid(
+                        "revoke_requests_per_minute",
+                        n,
+                        "must be between 1 and 1000000",
+                    ));
+                }
             },
             signing_alg,
             key_rotation_period,

@@ -21,6 +21,7 @@ pub mod metrics;
 mod oauth;
 mod oidc;
 pub mod password;
+mod rate_limit;
 pub mod secrets;
 mod server;
 mod state;

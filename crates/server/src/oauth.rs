@@ -10,12 +10,9 @@ use std::fmt;
 pub enum OAuthError {
     /// `invalid_request`: missing, repeated or malformed parameter.
     InvalidRequest(String),
-    /// `invalid_client`: client authentication failed (401).
-    InvalidClient {
-        /// The client tried HTTP Basic (or sent no credentials): answer with
-        /// `WWW-Authenticate: Basic`.
-        basic: bool,
-    },
+    /// `invalid_client`: client authentication failed (401, always with the
+    /// `WWW-Authenticate: Basic` challenge of RFC 9110 section 11.6.1).
+    InvalidClient,
     /// `invalid_grant`: bad, expired or revoked grant or credentials.
     InvalidGrant(&'static str),
     /// `unauthorized_client`: this client may not use this grant type.
@@ -28,6 +25,11 @@ pub enum OAuthError {
     InvalidTarget,
     /// Too many failed attempts: 429 with `Retry-After`.
     TooManyRequests {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// Too many requests from one client (`/revoke`): 429 with `Retry-After`.
+    RateLimited {
         /// Seconds to wait.
         retry_after: u64,
     },
@@ -57,13 +59,15 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient { .. } => "invalid_client",
+            OAuthError::InvalidClient => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
-            OAuthError::TooManyRequests { .. } => "temporarily_unavailable",
+            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
+                "temporarily_unavailable"
+            }
             OAuthError::Server(_) => "server_error",
             OAuthError::Unavailable(_) | OAuthError::NoSigningKey { .. } => {
                 "temporarily_unavailable"
@@ -75,7 +79,7 @@ impl OAuthError {
     pub fn description(&self) -> Option<&str> {
         match self {
             OAuthError::InvalidRequest(d) => Some(d),
-            OAuthError::InvalidClient { .. } => Some("client authentication failed"),
+            OAuthError::InvalidClient => Some("client authentication failed"),
             OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::InvalidScope(d) => Some(d),
@@ -84,6 +88,9 @@ impl OAuthError {
             ),
             OAuthError::InvalidTarget => Some("resource is not an audience of this client"),
             OAuthError::TooManyRequests { .. } => Some("too many failed attempts; retry later"),
+            OAuthError::RateLimited { .. } => {
+                Some("too many requests from this client; retry later")
+            }
             OAuthError::NoSigningKey { .. } => {
                 Some("no signing key is active for this client's algorithm yet; retry later")
             }

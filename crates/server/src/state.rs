@@ -30,6 +30,8 @@ pub struct AppState {
     pub(crate) userinfo_guard: crate::http::UserinfoGuard,
     /// Refresh tokens whose rotation this server could not confirm (hashes only).
     pub(crate) unconfirmed: crate::grants::UnconfirmedRotations,
+    /// `/revoke` requests per client (`revoke_requests_per_minute`).
+    pub(crate) revoke_limit: crate::rate_limit::ClientRateLimit,
 }
 
 impl AppState {
@@ -49,6 +51,10 @@ impl AppState {
             csrf_key,
             userinfo_guard: crate::http::UserinfoGuard::default(),
             unconfirmed: crate::grants::UnconfirmedRotations::default(),
+            revoke_limit: crate::rate_limit::ClientRateLimit::per_minute(
+                config.revoke_requests_per_minute,
+                Arc::clone(&clock),
+            ),
             issuer,
             clients: ClientCache::new(config.client_cache_ttl),
             config,

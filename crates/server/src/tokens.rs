@@ -66,8 +66,11 @@ pub(crate) async fn revoke(
     if claims.client_id.as_deref() != Some(client.id.as_str()) {
         return Err(OAuthError::UnauthorizedClient(NOT_YOURS));
     }
-    if let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp) {
-        state.store.revoke_jti(jti, exp, state.clock.now()).await?;
+    // Revoking a token already in the feed writes nothing and audits nothing (issue 14:
+    // repeated revocations must not grow the feed or the audit log).
+    if let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp)
+        && state.store.revoke_jti(jti, exp, state.clock.now()).await?
+    {
         audit(
             state,
             "revoke.access_token",
@@ -81,7 +84,8 @@ pub(crate) async fn revoke(
 }
 
 /// RFC 7662 section 2.2: the token's state. Anything not active is `{"active": false}`
-/// and nothing else.
+/// and nothing else. Active answers carry `token_use` (`access_token` or `refresh_token`,
+/// as Ory Hydra names it), `iss` and `aud`; `token_type` (`Bearer`) only for access tokens.
 pub(crate) async fn introspect(
     state: &AppState,
     client: &ClientRecord,
@@ -102,10 +106,15 @@ pub(crate) async fn introspect(
         if !live {
             return Ok(inactive);
         }
+        // No `token_type`: RFC 7662 means the access token type (the scheme, `Bearer`),
+        // and a refresh token is not presented under any scheme. `token_use` says what it
+        // is, so a resource server never takes it for an access token.
         let mut v = json!({
             "active": true,
+            "token_use": "refresh_token",
             "client_id": grant.client_id,
             "iss": state.issuer,
+            "aud": grant.audience,
             "iat": record.issued_at.secs(),
             "exp": record.expires_at.secs(),
             "sid": grant.id,
@@ -131,6 +140,7 @@ pub(crate) async fn introspect(
     let mut v = json!({
         "active": true,
         "token_type": "Bearer",
+        "token_use": "access_token",
         "iss": claims.iss,
         "sub": claims.sub,
         "aud": claims.aud.iter().collect::<Vec<_>>(),

@@ -188,7 +188,8 @@ async fn rfc6749_error_rows() {
         )
         .await;
     r.assert_error(401, "invalid_client");
-    assert!(r.headers.get("www-authenticate").is_none());
+    // Issue 14, item 7: client_secret_post failures are challenged too (RFC 9110 11.6.1).
+    assert_eq!(r.headers["www-authenticate"], "Basic realm=\"tessera\"");
     s.token(
         &[
             ("grant_type", "client_credentials"),

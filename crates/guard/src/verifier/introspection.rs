@@ -126,8 +126,23 @@ impl fmt::Debug for Introspection {
     }
 }
 
-/// Turns an RFC 7662 section 2.2 answer into claims: `active` must be `true`; `exp`
-/// must not have passed; `iss` and `aud`, when present, must pass the policy.
+/// Whether the answer is about an access token. `token_use` (Tessera, Ory Hydra) must be
+/// `access_token`; without it (other servers), `token_type` must be `Bearer`, which RFC
+/// 7662 reserves for access tokens. Anything else (a refresh token, or an answer that says
+/// neither, as Tessera before issue 14 did for refresh tokens) is refused.
+fn is_access_token(extra: &Map<String, Value>) -> bool {
+    match extra.get("token_use") {
+        Some(use_) => use_.as_str() == Some("access_token"),
+        None => extra
+            .get("token_type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("bearer")),
+    }
+}
+
+/// Turns an RFC 7662 section 2.2 answer into claims: `active` must be `true`; it must be
+/// about an access token (see [`is_access_token`]); `exp` must not have passed; `iss` and
+/// `aud` must be present and pass the policy (a missing one is refused, never skipped).
 fn claims_from_answer(
     mut m: Map<String, Value>,
     validation: &Validation,
@@ -187,19 +202,25 @@ fn claims_from_answer(
         cnf: None,
         extra: m,
     };
+    if !is_access_token(&claims.extra) {
+        return Err(bad("token_use"));
+    }
     if claims.exp.is_some_and(|exp| exp <= now) {
         return Err(GuardError::InvalidToken(TokenError::Expired));
     }
-    if let Some(iss) = &claims.iss
-        && !validation.issuers().iter().any(|i| i == iss)
-    {
+    let Some(iss) = &claims.iss else {
+        return Err(GuardError::InvalidToken(TokenError::MissingClaim("iss")));
+    };
+    if !validation.issuers().iter().any(|i| i == iss) {
         return Err(GuardError::InvalidToken(TokenError::WrongIssuer));
     }
-    if !claims.aud.is_empty()
-        && !validation
-            .audiences()
-            .iter()
-            .any(|a| claims.aud.contains(a))
+    if claims.aud.is_empty() {
+        return Err(GuardError::InvalidToken(TokenError::MissingClaim("aud")));
+    }
+    if !validation
+        .audiences()
+        .iter()
+        .any(|a| claims.aud.contains(a))
     {
         return Err(GuardError::InvalidToken(TokenError::WrongAudience));
     }
@@ -225,7 +246,8 @@ mod tests {
         let ok = claims_from_answer(
             answer(
                 json!({"active": true, "sub": "alice", "scope": "a b", "exp": 2000,
-                          "iss": "https://as", "aud": ["api"], "tenant": "t1"}),
+                          "iss": "https://as", "aud": ["api"], "tenant": "t1",
+                          "token_use": "access_token", "token_type": "Bearer"}),
             ),
             &pol,
             now,
@@ -237,17 +259,85 @@ mod tests {
         let refuse = |v: Value| claims_from_answer(answer(v), &pol, now).unwrap_err();
         assert_eq!(refuse(json!({"active": false})), GuardError::Inactive);
         assert_eq!(refuse(json!({"active": "true"})), GuardError::Inactive);
+        let at = |extra: Value| {
+            let mut v = json!({"active": true, "token_use": "access_token",
+                               "iss": "https://as", "aud": "api", "exp": 2000});
+            for (k, x) in answer(extra) {
+                if x.is_null() {
+                    v.as_object_mut().unwrap().remove(&k);
+                } else {
+                    v[k] = x;
+                }
+            }
+            v
+        };
+        assert!(claims_from_answer(answer(at(json!({}))), &pol, now).is_ok());
         assert_eq!(
-            refuse(json!({"active": true, "exp": 999})),
+            refuse(at(json!({"exp": 999}))),
             GuardError::InvalidToken(TokenError::Expired)
         );
         assert_eq!(
-            refuse(json!({"active": true, "iss": "https://evil"})),
+            refuse(at(json!({"iss": "https://evil"}))),
             GuardError::InvalidToken(TokenError::WrongIssuer)
         );
         assert_eq!(
-            refuse(json!({"active": true, "aud": "other"})),
+            refuse(at(json!({"aud": "other"}))),
             GuardError::InvalidToken(TokenError::WrongAudience)
+        );
+        // Issue 14, item 6: a missing iss or aud is refused, not skipped.
+        assert_eq!(
+            refuse(at(json!({"iss": null}))),
+            GuardError::InvalidToken(TokenError::MissingClaim("iss"))
+        );
+        assert_eq!(
+            refuse(at(json!({"aud": null}))),
+            GuardError::InvalidToken(TokenError::MissingClaim("aud"))
+        );
+        assert_eq!(
+            refuse(at(json!({"aud": []}))),
+            GuardError::InvalidToken(TokenError::MissingClaim("aud"))
+        );
+    }
+
+    #[test]
+    fn only_access_tokens_are_accepted() {
+        let pol = Validation::new("https://as", "api");
+        let now = UnixTime::from_secs(1000);
+        let check = |v: Value| claims_from_answer(answer(v), &pol, now);
+        let base = |use_: Value, typ: Value| {
+            let mut v = json!({"active": true, "iss": "https://as", "aud": ["api"], "exp": 2000});
+            if !use_.is_null() {
+                v["token_use"] = use_;
+            }
+            if !typ.is_null() {
+                v["token_type"] = typ;
+            }
+            v
+        };
+        let wrong_use = GuardError::InvalidToken(TokenError::InvalidClaim("token_use"));
+        // Tessera's own answers.
+        assert!(check(base(json!("access_token"), json!("Bearer"))).is_ok());
+        assert_eq!(
+            check(base(json!("refresh_token"), Value::Null)).unwrap_err(),
+            wrong_use
+        );
+        // token_use wins over a Bearer token_type.
+        assert_eq!(
+            check(base(json!("refresh_token"), json!("Bearer"))).unwrap_err(),
+            wrong_use
+        );
+        assert_eq!(check(base(json!(""), Value::Null)).unwrap_err(), wrong_use);
+        assert_eq!(check(base(json!(1), Value::Null)).unwrap_err(), wrong_use);
+        // Servers without token_use: Bearer (any case) only.
+        assert!(check(base(Value::Null, json!("bearer"))).is_ok());
+        assert_eq!(
+            check(base(Value::Null, json!("refresh_token"))).unwrap_err(),
+            wrong_use
+        );
+        assert_eq!(
+            check(base(Value::Null, Value::Null)).unwrap_err(),
+            wrong_use,
+            "an answer that says neither (Tessera's old refresh-token answer) is refused"
         );
     }
 }

@@ -38,14 +38,29 @@ async fn introspect(State(f): State<Arc<Fake>>, headers: HeaderMap, body: String
         .unwrap_or("")
         .to_owned();
     let answer = match token.as_str() {
+        // A server without token_use (RFC 7662's token_type only).
         "good-token" => {
             json!({"active": true, "sub": "bob", "client_id": "cli", "scope": "notes:read",
-                               "iss": ISS, "aud": AUD, "exp": NOW + 3600, "tenant": "acme"})
+                               "iss": ISS, "aud": AUD, "exp": NOW + 3600, "tenant": "acme",
+                               "token_type": "Bearer"})
         }
         "short-token" => {
-            json!({"active": true, "sub": "bob", "scope": "notes:read", "exp": NOW + 10, "tenant": "acme"})
+            json!({"active": true, "sub": "bob", "scope": "notes:read", "exp": NOW + 10,
+                   "tenant": "acme", "iss": ISS, "aud": [AUD], "token_use": "access_token"})
         }
-        "other-aud" => json!({"active": true, "sub": "bob", "aud": "billing", "exp": NOW + 3600}),
+        "other-aud" => json!({"active": true, "sub": "bob", "aud": "billing", "iss": ISS,
+                              "exp": NOW + 3600, "token_use": "access_token"}),
+        // Tessera's answer for a refresh token since issue 14 ...
+        "refresh-token" => json!({"active": true, "token_use": "refresh_token", "sub": "bob",
+                                  "client_id": "cli", "iss": ISS, "aud": [AUD],
+                                  "exp": NOW + 3600, "scope": "notes:read"}),
+        // ... and before it: no aud, no token_type, no token_use.
+        "old-refresh-token" => json!({"active": true, "sub": "bob", "client_id": "cli",
+                                      "iss": ISS, "exp": NOW + 3600, "scope": "notes:read"}),
+        "no-iss" => json!({"active": true, "sub": "bob", "aud": AUD, "exp": NOW + 3600,
+                           "token_use": "access_token"}),
+        "no-aud" => json!({"active": true, "sub": "bob", "iss": ISS, "exp": NOW + 3600,
+                           "token_use": "access_token"}),
         _ => json!({"active": false}),
     };
     Json(answer).into_response()
@@ -155,4 +170,17 @@ async fn bad_client_credentials_are_an_outage_not_a_bad_token() {
     let (_fake, guard, _c) = setup("wrong").await;
     let r = me(&guard, "good-token").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Issue 14, item 6: a refresh token introspected as active is not an access token, and an
+/// answer without `iss` or `aud` is refused instead of skipping the check.
+#[tokio::test]
+async fn refresh_tokens_and_answers_without_iss_or_aud_are_refused() {
+    let (_fake, guard, _c) = setup("s3cret/+").await;
+    for token in ["refresh-token", "old-refresh-token", "no-iss", "no-aud"] {
+        let r = me(&guard, token).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_token", "{token}");
+    }
+    assert_eq!(me(&guard, "good-token").await.status, StatusCode::OK);
 }

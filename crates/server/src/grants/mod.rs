@@ -29,6 +29,11 @@ pub(crate) use refresh_token::successor;
 pub(crate) use unconfirmed::REMEMBER_SECS;
 pub(crate) use unconfirmed::UnconfirmedRotations;
 
+/// A parameter name fit for an error description: at most 40 characters, no controls.
+pub(crate) fn printable_name(name: &str) -> String {
+    name.chars().take(40).filter(|c| !c.is_control()).collect()
+}
+
 /// Request parameters of a form-encoded body: each name at most once (RFC 6749 section
 /// 3.2: "parameters MUST NOT be included more than once"); empty values count as absent
 /// (section 3.1). Values may be secrets: `Debug` shows names only; zeroized on drop.
@@ -43,7 +48,7 @@ impl Params {
         let mut map = BTreeMap::new();
         for (k, v) in pairs {
             if map.contains_key(&k) {
-                let name: String = k.chars().take(40).filter(|c| !c.is_control()).collect();
+                let name = printable_name(&k);
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {name} is repeated"
                 )));

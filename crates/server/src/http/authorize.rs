@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::grants::{RequestContext, audit, resolve_scope};
 use crate::http::browser::{csrf_ok, csrf_token, session, start_session};
+use crate::http::form::has_nul;
 use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
 use crate::http::pages::{Consent, Hidden, Login, error_page, render};
 use crate::http::peer::Peer;
@@ -42,23 +43,29 @@ const CARRIED: [&str; 8] = [
     "nonce",
 ];
 
-/// Raw parameters: each name at most once (repeats are remembered, then refused).
+/// Raw parameters: each name at most once (repeats are remembered, then refused), no
+/// NUL byte (the name of the first such parameter is remembered, then refused).
 struct Raw {
     map: BTreeMap<String, Zeroizing<String>>,
     repeated: Option<String>,
+    nul: Option<String>,
 }
 
 impl Raw {
     fn parse(bytes: &[u8]) -> Self {
         let mut map = BTreeMap::new();
         let mut repeated = None;
+        let mut nul = None;
         for (k, v) in form_urlencoded::parse(bytes) {
             if map.contains_key(k.as_ref()) {
                 repeated.get_or_insert_with(|| k.clone().into_owned());
             }
+            if has_nul(&k) || has_nul(&v) {
+                nul.get_or_insert_with(|| k.clone().into_owned());
+            }
             map.insert(k.into_owned(), Zeroizing::new(v.into_owned()));
         }
-        Raw { map, repeated }
+        Raw { map, repeated, nul }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -114,6 +121,11 @@ async fn validate(
     if matches!(raw.repeated.as_deref(), Some("client_id" | "redirect_uri")) {
         return Err(page("The request repeats client_id or redirect_uri."));
     }
+    if matches!(raw.nul.as_deref(), Some("client_id" | "redirect_uri")) {
+        return Err(page(
+            "The request has a NUL byte in client_id or redirect_uri.",
+        ));
+    }
     let Some(client_id) = raw.get("client_id") else {
         return Err(page("The request has no client_id."));
     };
@@ -140,6 +152,12 @@ async fn validate(
     let refuse = |r| Err((r, Some(target.clone())));
     if raw.repeated.is_some() {
         return refuse(redirect_error("invalid_request", "a parameter is repeated"));
+    }
+    if raw.nul.is_some() {
+        return refuse(redirect_error(
+            "invalid_request",
+            "a parameter has a NUL byte",
+        ));
     }
     match raw.get("response_type") {
         None => {
@@ -450,7 +468,7 @@ async fn issue_code(
     responses(
         (status = 200, description = "Login or consent page (again)", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client's redirect URI with `code` or `error`", headers(("Location" = String))),
-        (status = 400, description = "Error page", content_type = "text/html", body = String),
+        (status = 400, description = "Error page, or the login page again after a failed sign-in", content_type = "text/html", body = String),
         (status = 403, description = "Missing or wrong CSRF token", content_type = "text/html", body = String),
         (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
     )
@@ -556,7 +574,9 @@ async fn login(
             if let Err(e) = throttle::failed(state, username, ctx.ip).await {
                 return unavailable(&e);
             }
-            return again(StatusCode::UNAUTHORIZED, BAD_LOGIN);
+            // 400, not 401: a form sign-in has no HTTP authentication scheme to name in
+            // the WWW-Authenticate challenge every 401 must carry (RFC 9110 11.6.1).
+            return again(StatusCode::BAD_REQUEST, BAD_LOGIN);
         }
     };
     if let Err(e) = throttle::succeeded(state, username).await {

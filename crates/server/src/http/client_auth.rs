@@ -13,7 +13,7 @@ use tessera_token::{OpaqueToken, TokenKind};
 use zeroize::Zeroizing;
 
 use crate::grants::Params;
-use crate::http::form::decode_component;
+use crate::http::form::{decode_component, has_nul};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::ClientRecord;
@@ -45,10 +45,10 @@ pub(crate) async fn authenticate(
                 "client_id does not match the Authorization header",
             ));
         }
-        return confidential(state, &id, &secret, true).await;
+        return confidential(state, &id, &secret).await;
     }
     match (params.get("client_id"), params.get("client_secret")) {
-        (Some(id), Some(secret)) => confidential(state, id, secret, false).await,
+        (Some(id), Some(secret)) => confidential(state, id, secret).await,
         (Some(id), None) => {
             let client = lookup(state, id, Read::Cached).await?;
             match client {
@@ -56,10 +56,10 @@ pub(crate) async fn authenticate(
                     tracing::Span::current().record("client_id", c.id.as_str());
                     Ok(c)
                 }
-                _ => Err(OAuthError::InvalidClient { basic: false }),
+                _ => Err(OAuthError::InvalidClient),
             }
         }
-        (None, _) => Err(OAuthError::InvalidClient { basic: true }),
+        (None, _) => Err(OAuthError::InvalidClient),
     }
 }
 
@@ -70,7 +70,7 @@ pub(crate) fn basic_credentials(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || OAuthError::InvalidClient { basic: true };
+    let bad = || OAuthError::InvalidClient;
     let value = value.to_str().map_err(|_| bad())?;
     let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -81,21 +81,19 @@ pub(crate) fn basic_credentials(
     let (id, secret) = text.split_once(':').ok_or_else(bad)?;
     let id = decode_component(id).ok_or_else(bad)?;
     let secret = Zeroizing::new(decode_component(secret).ok_or_else(bad)?);
-    if id.is_empty() {
+    if id.is_empty() || has_nul(&id) || has_nul(&secret) {
         return Err(bad());
     }
     Ok(Some((id, secret)))
 }
 
-/// Authenticates a confidential client by id and secret; `basic` says which method the
-/// caller used (it shapes the 401).
+/// Authenticates a confidential client by id and secret.
 pub(crate) async fn confidential(
     state: &AppState,
     id: &str,
     secret: &str,
-    basic: bool,
 ) -> Result<Arc<ClientRecord>, OAuthError> {
-    let fail = OAuthError::InvalidClient { basic };
+    let fail = OAuthError::InvalidClient;
     let presented =
         OpaqueToken::parse_kind(secret, TokenKind::ClientSecret).map_err(|_| fail.clone())?;
     let presented = presented.hash();

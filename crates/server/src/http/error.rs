@@ -15,8 +15,8 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         metrics::counter!(metrics_names::OAUTH_ERRORS, "error" => self.code()).increment(1);
         let status = match &self {
-            OAuthError::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
-            OAuthError::TooManyRequests { .. } => {
+            OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
                 metrics::counter!(metrics_names::THROTTLED).increment(1);
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -43,12 +43,15 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         no_store(headers);
         match self {
-            OAuthError::InvalidClient { basic: true } => {
+            // RFC 9110 section 11.6.1: every 401 carries a challenge, whichever
+            // method the client tried (client_secret_post included).
+            OAuthError::InvalidClient => {
                 if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
             OAuthError::TooManyRequests { retry_after }
+            | OAuthError::RateLimited { retry_after }
             | OAuthError::NoSigningKey { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
@@ -72,16 +75,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invalid_client_under_basic_challenges() {
-        let r = OAuthError::InvalidClient { basic: true }.into_response();
+    fn invalid_client_always_challenges() {
+        let r = OAuthError::InvalidClient.into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             r.headers()[header::WWW_AUTHENTICATE],
             format!("Basic realm=\"{REALM}\"").as_str()
         );
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
-        let r = OAuthError::InvalidClient { basic: false }.into_response();
-        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
         let r = OAuthError::Server("db on fire".into()).into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

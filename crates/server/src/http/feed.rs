@@ -58,9 +58,9 @@ async fn run(
     query: &HashMap<String, String>,
 ) -> Result<Value, OAuthError> {
     let Some((id, secret)) = client_auth::basic_credentials(headers)? else {
-        return Err(OAuthError::InvalidClient { basic: true });
+        return Err(OAuthError::InvalidClient);
     };
-    client_auth::confidential(state, &id, &secret, true).await?;
+    client_auth::confidential(state, &id, &secret).await?;
     let last = state.store.last_revocation_seq().await?;
     let after = match query.get("after") {
         None => 0,

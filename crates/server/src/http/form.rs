@@ -1,9 +1,9 @@
 //! Reading `application/x-www-form-urlencoded` bodies (RFC 6749 section 3.2) into
-//! [`Params`], refusing other content types and repeated parameters.
+//! [`Params`], refusing other content types, repeated parameters and NUL bytes.
 
 use axum::http::{HeaderMap, header};
 
-use crate::grants::Params;
+use crate::grants::{Params, printable_name};
 use crate::oauth::OAuthError;
 
 /// Parses a form body; the content type must be `application/x-www-form-urlencoded`.
@@ -21,7 +21,26 @@ pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthErr
     if std::str::from_utf8(body).is_err() {
         return Err(OAuthError::invalid_request("body is not UTF-8"));
     }
-    Params::from_pairs(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())))
+    let mut nul = None;
+    let params = Params::from_pairs(form_urlencoded::parse(body).map(|(k, v)| {
+        if nul.is_none() && (has_nul(&k) || has_nul(&v)) {
+            nul = Some(printable_name(&k));
+        }
+        (k.into_owned(), v.into_owned())
+    }))?;
+    match nul {
+        Some(name) => Err(OAuthError::invalid_request(format!(
+            "parameter {name} contains a NUL byte"
+        ))),
+        None => Ok(params),
+    }
+}
+
+/// The one edge rule for request text bound for the store: a NUL byte (`%00`) is refused
+/// where the request is read, never passed on. PostgreSQL cannot store it in `text` and
+/// would fail the query (a 503 that looks like an outage); SQLite would store it.
+pub(crate) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component (RFC 6749 section 2.3.1:
@@ -67,6 +86,21 @@ mod tests {
         assert!(parse(&HeaderMap::new(), b"a=1").is_err());
         assert!(parse(&form(), b"a=%FF").is_ok()); // lossy decoding, never a panic
         assert!(parse(&form(), &[0xff, b'=']).is_err());
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_in_names_and_values() {
+        for body in [
+            &b"grant_type=password&username=al%00ice"[..],
+            b"client_id=%00",
+            b"a%00b=1",
+            b"x=\0",
+        ] {
+            let e = parse(&form(), body).expect_err("refused");
+            assert_eq!(e.code(), "invalid_request");
+            assert!(e.description().unwrap().contains("NUL"));
+            assert!(!e.description().unwrap().contains('\0'));
+        }
     }
 
     #[test]

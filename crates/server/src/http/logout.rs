@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tessera_token::decode_unverified;
 
 use crate::http::browser::{csrf_ok, csrf_token, end_session, session};
+use crate::http::form::has_nul;
 use crate::http::openapi::{LogoutForm, LogoutParams};
 use crate::http::pages::{Hidden, Logout, Message, error_page, render};
 use crate::state::AppState;
@@ -33,7 +34,8 @@ impl LogoutRequest {
         let mut csrf = None;
         let mut hint_aud = None;
         for (k, v) in form_urlencoded::parse(bytes) {
-            let v = Some(v.into_owned()).filter(|v| !v.is_empty());
+            // A value with a NUL byte counts as absent: it never reaches the store.
+            let v = Some(v.into_owned()).filter(|v| !v.is_empty() && !has_nul(v));
             match k.as_ref() {
                 "client_id" => r.client_id = v,
                 "post_logout_redirect_uri" => r.post_logout_redirect_uri = v,

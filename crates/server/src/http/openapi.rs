@@ -115,7 +115,7 @@ pub(crate) enum ClientErrors {
     #[response(status = 400)]
     BadRequest(OAuthErrorBody),
     /// Client authentication failed (`invalid_client`).
-    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Basic realm=\"tessera\"` when HTTP Basic was used or no credentials were given")))]
+    #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Basic realm=\"tessera\"`, whichever authentication method was tried")))]
     Unauthorized(OAuthErrorBody),
     /// Too many failed attempts (`slow_down`-style throttling).
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
@@ -180,7 +180,10 @@ pub(crate) struct TokenOperationRequest {
 #[allow(dead_code)]
 pub(crate) struct IntrospectionResponse {
     active: bool,
+    /// `Bearer` for access tokens; absent for refresh tokens.
     token_type: Option<String>,
+    /// `access_token` or `refresh_token` (what was introspected).
+    token_use: Option<String>,
     scope: Option<String>,
     client_id: Option<String>,
     sub: Option<String>,

@@ -1,5 +1,5 @@
-//! `POST /revoke` (RFC 7009): client-authenticated; 200 for unknown tokens, 400
-//! `unauthorized_client` for a token issued to another client.
+//! `POST /revoke` (RFC 7009): client-authenticated and rate-limited per client; 200 for
+//! unknown tokens, 400 `unauthorized_client` for a token issued to another client.
 
 use std::sync::Arc;
 
@@ -41,6 +41,7 @@ pub(crate) async fn revoke(
 async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
     let params = form::parse(headers, body)?;
     let client = client_auth::authenticate(state, headers, &params, Public::Allowed).await?;
+    state.revoke_limit.check(&client.id)?;
     let token = params.require("token")?;
     tokens::revoke(state, &client, token).await
 }

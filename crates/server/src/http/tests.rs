@@ -136,12 +136,19 @@ async fn bad_input_never_500s() {
         "%%%",
         "grant_type=nope",
         "grant_type=password",
+        "grant_type=password&username=a%00&password=p",
+        "grant_type=client_credentials&client_id=x%00&client_secret=s",
+        "grant_type=client_credentials&client_id=nobody&client_secret=s",
     ] {
         let (status, headers, json) = send(&s, form(body)).await;
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED,
             "{body}: {status}"
         );
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 11.6.1 (issue 14, item 7): every 401 carries a challenge.
+            assert!(headers.contains_key(header::WWW_AUTHENTICATE), "{body}");
+        }
         assert_eq!(headers[header::CACHE_CONTROL], "no-store");
         assert!(json["error"].is_string());
     }

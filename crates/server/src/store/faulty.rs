@@ -150,7 +150,7 @@ forward!(SessionStore {
 });
 
 forward!(RevocationStore {
-    fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError>;
+    fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<bool, StoreError>;
     fn revocations_after(
         &self,
         after: i64,

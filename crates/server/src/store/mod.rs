@@ -218,8 +218,10 @@ pub trait SessionStore: Send + Sync {
 /// The revocation feed (docs/revocation-feed.md).
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
-    /// Adds a revoked access token (`jti`) to the feed.
-    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError>;
+    /// Adds a revoked access token (`jti`) to the feed; `false`, and nothing written (no
+    /// row, no cursor step), when it is in the feed already.
+    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime)
+    -> Result<bool, StoreError>;
     /// Entries after cursor `after` (0 = from the start) whose `exp` is not before `now`,
     /// at most `limit`, in revocation order.
     async fn revocations_after(

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Row, Transaction};
 use tessera_token::UnixTime;
 
-use super::{PgStore, backend, feed_insert};
+use super::{PgStore, backend, feed_insert, lock_feed};
 use crate::keys::KeyChange;
 use crate::store::codec::time;
 use crate::store::{
@@ -12,12 +12,35 @@ use crate::store::{
     SigningKeyRecord, StoreError,
 };
 
+/// Whether `$1` (jti) or `$2` (sid) is in the feed: two lookups in the unique indexes
+/// (a NULL matches nothing).
+const IS_REVOKED: &str = "SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1) \
+     OR EXISTS (SELECT 1 FROM revocations WHERE sid = $2)";
+
 #[async_trait]
 impl RevocationStore for PgStore {
-    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError> {
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        exp: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // Under the feed lock, so two revocations of one token cannot both see it absent;
+        // a known jti rolls back untouched (no row, no cursor step).
         let mut tx = self.tx().await?;
+        lock_feed(&mut tx).await?;
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1)")
+                .bind(jti)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if known {
+            return Ok(false);
+        }
         feed_insert(&mut tx, Some(jti), None, exp.secs(), now.secs()).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn revocations_after(
@@ -57,7 +80,7 @@ impl RevocationStore for PgStore {
     }
 
     async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1 OR sid = $2)")
+        sqlx::query_scalar(IS_REVOKED)
             .bind(jti)
             .bind(sid)
             .fetch_one(&self.pool)

@@ -207,7 +207,10 @@ async fn lock_feed(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreE
     Ok(())
 }
 
-/// Inside `tx`: appends one feed entry with the next cursor value.
+/// Inside `tx`: appends one feed entry with the next cursor value. A sid is in the feed at
+/// most once (unique index): an older entry for it (a client id registered again after a
+/// removal) is replaced, so readers past its cursor see the new `exp` too. A jti is
+/// checked by the caller ([`RevocationStore::revoke_jti`](crate::store::RevocationStore)).
 async fn feed_insert(
     tx: &mut Transaction<'static, Postgres>,
     jti: Option<&str>,
@@ -215,6 +218,13 @@ async fn feed_insert(
     exp: i64,
     now: i64,
 ) -> Result<(), StoreError> {
+    if let Some(sid) = sid {
+        sqlx::query("DELETE FROM revocations WHERE sid = $1")
+            .bind(sid)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
     sqlx::query(
         "WITH c AS (UPDATE revocation_cursor SET last_seq = last_seq + 1 RETURNING last_seq) \
          INSERT INTO revocations (seq, jti, sid, exp, revoked_at) \

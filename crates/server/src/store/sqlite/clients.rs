@@ -6,7 +6,8 @@ use sqlx::sqlite::SqliteRow;
 use tessera_token::TokenHash;
 
 use super::{
-    SqliteStore, backend, hash_from_db, join, revoke_grant_in, scope_from_db, split, time,
+    SqliteStore, backend, feed_sid_in, hash_from_db, join, revoke_grant_in, scope_from_db, split,
+    time,
 };
 use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
 
@@ -145,13 +146,7 @@ impl ClientStore for SqliteStore {
             revoke_grant_in(&mut tx, g, revoked).await?;
         }
         // Its client-credentials tokens share the sid `cc_<client_id>`.
-        sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES ('cc_' || ?, ?, ?)")
-            .bind(id)
-            .bind(revoked.access_exp.secs())
-            .bind(revoked.now.secs())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        feed_sid_in(&mut tx, &format!("cc_{id}"), revoked).await?;
         let n = sqlx::query("DELETE FROM clients WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

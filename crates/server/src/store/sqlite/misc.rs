@@ -11,17 +11,34 @@ use crate::store::{
     SigningKeyRecord, StoreError,
 };
 
+/// Whether `?1` (jti) or `?2` (sid) is in the feed: two lookups in the unique indexes
+/// (a NULL matches nothing).
+pub(in crate::store) const IS_REVOKED: &str = "SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = ?1) \
+     OR EXISTS (SELECT 1 FROM revocations WHERE sid = ?2)";
+
 #[async_trait]
 impl RevocationStore for SqliteStore {
-    async fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO revocations (jti, exp, revoked_at) VALUES (?, ?, ?)")
-            .bind(jti)
-            .bind(exp.secs())
-            .bind(now.secs())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        exp: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        // One statement under SQLite's single writer. Not `ON CONFLICT DO NOTHING`: an
+        // ignored upsert still takes an AUTOINCREMENT value (a cursor step with no entry);
+        // a SELECT that yields no row takes none. The unique index stays the backstop.
+        let n = sqlx::query(
+            "INSERT INTO revocations (jti, exp, revoked_at) SELECT ?1, ?2, ?3 \
+             WHERE NOT EXISTS (SELECT 1 FROM revocations WHERE jti = ?1)",
+        )
+        .bind(jti)
+        .bind(exp.secs())
+        .bind(now.secs())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn revocations_after(
@@ -62,15 +79,12 @@ impl RevocationStore for SqliteStore {
     }
 
     async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM revocations WHERE (jti IS NOT NULL AND jti = ?) OR (sid IS NOT NULL AND sid = ?)",
-        )
-        .bind(jti)
-        .bind(sid)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(n > 0)
+        sqlx::query_scalar(IS_REVOKED)
+            .bind(jti)
+            .bind(sid)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
     }
 }
 

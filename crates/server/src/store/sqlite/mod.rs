@@ -5,6 +5,8 @@ mod browser;
 mod clients;
 mod grants;
 mod misc;
+#[cfg(test)]
+pub(super) use misc::IS_REVOKED;
 mod throttle;
 mod users;
 
@@ -236,15 +238,32 @@ async fn revoke_grant_in(
         .rows_affected()
         == 1;
     if done {
-        sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(revoked.access_exp.secs())
-            .bind(revoked.now.secs())
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
+        feed_sid_in(tx, id, revoked).await?;
     }
     Ok(done)
+}
+
+/// Inside `tx`: puts `sid` into the feed as its newest entry. A sid is in the feed at most
+/// once (unique index): an older entry for it (a client id registered again after a
+/// removal) is replaced, so readers past its cursor see the new `exp` too.
+async fn feed_sid_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    sid: &str,
+    revoked: Revoked,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM revocations WHERE sid = ?")
+        .bind(sid)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES (?, ?, ?)")
+        .bind(sid)
+        .bind(revoked.access_exp.secs())
+        .bind(revoked.now.secs())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 #[cfg(test)]

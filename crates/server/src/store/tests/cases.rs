@@ -800,3 +800,51 @@ pub(super) async fn grant_context_is_swapped(s: Arc<dyn Store>) {
         None
     );
 }
+
+/// Issue 14, item 4: a jti is in the feed at most once. Revoking it again, one by one or
+/// all at once, writes nothing: no row and no cursor step (so nothing to audit either).
+pub(super) async fn revoking_a_jti_again_writes_nothing(s: Arc<dyn Store>) {
+    assert!(s.revoke_jti("j1", t(100), t(1)).await.unwrap());
+    let seq = s.last_revocation_seq().await.unwrap();
+    for i in 0..5 {
+        assert!(!s.revoke_jti("j1", t(100), t(2 + i)).await.unwrap());
+    }
+    assert_eq!(
+        s.last_revocation_seq().await.unwrap(),
+        seq,
+        "no cursor step"
+    );
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.revoke_jti("j2", t(100), t(3)).await.unwrap() })
+        })
+        .collect();
+    let mut added = 0;
+    for task in tasks {
+        added += usize::from(task.await.unwrap());
+    }
+    assert_eq!(added, 1, "concurrent revocations of one token: one winner");
+    let feed = s.revocations_after(0, 100, t(0)).await.unwrap();
+    let jtis: Vec<_> = feed.iter().filter_map(|e| e.jti.as_deref()).collect();
+    assert_eq!(jtis, ["j1", "j2"]);
+    assert_eq!(s.last_revocation_seq().await.unwrap(), seq + 1);
+    assert_eq!(feed.last().unwrap().seq, seq + 1, "cursors stay dense");
+
+    // A sid is in the feed once too: a client id removed, registered again and removed
+    // again has one entry, the newest (a new cursor, the later exp).
+    s.insert_client(&client("web")).await.unwrap();
+    s.remove_client("id-web", revoked(10)).await.unwrap();
+    s.insert_client(&client("web")).await.unwrap();
+    s.remove_client("id-web", revoked(20)).await.unwrap();
+    let feed = s.revocations_after(0, 100, t(0)).await.unwrap();
+    let cc: Vec<_> = feed
+        .iter()
+        .filter(|e| e.sid.as_deref() == Some("cc_id-web"))
+        .collect();
+    assert_eq!(cc.len(), 1, "{feed:?}");
+    assert_eq!(cc[0].seq, s.last_revocation_seq().await.unwrap());
+    assert_eq!(cc[0].exp, revoked(20).access_exp);
+    assert!(s.is_revoked(None, Some("cc_id-web")).await.unwrap());
+    assert!(s.is_revoked(Some("j2"), None).await.unwrap());
+}

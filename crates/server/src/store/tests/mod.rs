@@ -156,6 +156,139 @@ async fn postgres_purges_use_the_expiry_indexes() {
     }
 }
 
+/// Issue 14, item 4: `is_revoked` (every introspection and userinfo request) finds its
+/// answer through the jti and sid indexes, not a scan of the feed (SQLite had no index).
+#[tokio::test]
+async fn sqlite_is_revoked_uses_the_indexes() {
+    use sqlx::{Connection, Row};
+    let (_store, dir) = sqlite_store().await;
+    let path = dir.path().join(super::sqlite::DB_FILE);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let plan: Vec<String> = // The statement is one of the store's own constants.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::sqlite::IS_REVOKED
+        )))
+        .bind("j")
+        .bind("s")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+    assert!(
+        !plan.iter().any(|d| d.starts_with("SCAN revocations")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter().any(|d| d.contains("INDEX revocations_jti")),
+        "{plan:?}"
+    );
+    assert!(
+        plan.iter().any(|d| d.contains("INDEX revocations_sid")),
+        "{plan:?}"
+    );
+}
+
+/// Rows an older version left in the feed: the same jti twice, the same sid twice with
+/// different `exp`, and one single entry. `(jti, sid, exp)`.
+const OLD_FEED: [(Option<&str>, Option<&str>, i64); 5] = [
+    (Some("j1"), None, 5000),
+    (Some("j1"), None, 5000),
+    (None, Some("g1"), 5000),
+    (None, Some("g1"), 6000),
+    (Some("j2"), None, 5000),
+];
+
+/// What the migration must leave of [`OLD_FEED`]: one entry per jti and sid, the newest
+/// cursor with the latest `exp`; revoking j1 again then writes nothing.
+async fn check_deduplicated(store: &dyn Store) {
+    let now = tessera_token::UnixTime::from_secs(1000);
+    let feed = store.revocations_after(0, 100, now).await.unwrap();
+    let got: Vec<_> = feed
+        .iter()
+        .map(|e| (e.seq, e.jti.as_deref(), e.sid.as_deref(), e.exp.secs()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, Some("j1"), None, 5000),
+            (4, None, Some("g1"), 6000),
+            (5, Some("j2"), None, 5000),
+        ]
+    );
+    assert!(!store.revoke_jti("j1", now, now).await.unwrap());
+    assert!(store.revoke_jti("j3", now, now).await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_migration_keeps_one_feed_entry_per_jti_and_sid() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(super::sqlite::DB_FILE);
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut old = sqlx::migrate!("migrations/sqlite");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&mut conn).await.unwrap();
+    for (jti, sid, exp) in OLD_FEED {
+        sqlx::query("INSERT INTO revocations (jti, sid, exp, revoked_at) VALUES (?, ?, ?, 1)")
+            .bind(jti)
+            .bind(sid)
+            .bind(exp)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    check_deduplicated(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migration_keeps_one_feed_entry_per_jti_and_sid() {
+    use sqlx::Connection;
+    let Some(url) = pg_url().await else { return };
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut old = sqlx::migrate!("migrations/postgres");
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 6)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&mut conn).await.unwrap();
+    for (i, (jti, sid, exp)) in (1_i64..).zip(OLD_FEED) {
+        sqlx::query(
+            "INSERT INTO revocations (seq, jti, sid, exp, revoked_at) VALUES ($1, $2, $3, $4, 1)",
+        )
+        .bind(i)
+        .bind(jti)
+        .bind(sid)
+        .bind(exp)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE revocation_cursor SET last_seq = 5")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let store = PgStore::connect(&url).await.unwrap();
+    check_deduplicated(&store).await;
+}
+
 /// One test per backend for each named case in [`cases`].
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
@@ -206,6 +339,7 @@ suite!(
     an_auth_code_has_exactly_one_winner,
     a_failed_redemption_leaves_the_code_unused,
     browser_sessions_live_end_and_follow_the_user,
+    revoking_a_jti_again_writes_nothing,
     the_janitor_purges_old_codes_and_sessions,
     a_refresh_lookup_reads_the_users_standing,
     every_revoke_all_deletes_unredeemed_codes,
