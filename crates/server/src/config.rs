@@ -29,6 +29,8 @@ pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Longest allowed refresh-token reuse grace window.
 pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+/// Largest `password_hash_queue`.
+const MAX_HASH_QUEUE: usize = 10_000;
 /// `tessera config example`: every key, commented, with its default.
 pub const EXAMPLE: &str = include_str!("config/example.toml");
 
@@ -106,6 +108,9 @@ pub struct FileConfig {
     pub login_failure_window_secs: Option<u64>,
     /// Longest throttling block, seconds (default 900).
     pub login_max_block_secs: Option<u64>,
+    /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
+    /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
+    pub password_hash_queue: Option<usize>,
 
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).
@@ -196,6 +201,8 @@ pub struct ServerConfig {
     pub password_hash_priority: HashPriority,
     /// Failed-login throttling.
     pub throttle: ThrottlePolicy,
+    /// Password checks that may wait for a hashing thread before logins are refused.
+    pub password_hash_queue: usize,
     /// Algorithm of new signing keys.
     pub signing_alg: Algorithm,
     /// Automatic key rotation period; `None`: manual only.
@@ -382,6 +389,19 @@ impl ServerConfig {
                 )
             })?,
         };
+        let password_hash_queue = match file
+            .password_hash_queue
+            .unwrap_or(crate::password::DEFAULT_HASH_QUEUE)
+        {
+            n @ 0..=MAX_HASH_QUEUE => n,
+            n => {
+                return Err(invalid(
+                    "password_hash_queue",
+                    n,
+                    &format!("must be between 0 and {MAX_HASH_QUEUE}"),
+                ));
+            }
+        };
         let at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
             0 => Err(invalid(key, 0, "must be at least 1")),
             n => Ok(n),
@@ -447,6 +467,7 @@ impl ServerConfig {
                     DAY,
                 )?,
             },
+            password_hash_queue,
             signing_alg,
             key_rotation_period,
             jwks_cache_ttl,

@@ -21,7 +21,7 @@ use argon2::{
     ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version,
 };
 use tessera_token::SecretString;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Error;
 
@@ -32,13 +32,27 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Verifications that may wait for a hashing thread by default (`password_hash_queue`).
+pub const DEFAULT_HASH_QUEUE: usize = 32;
+
 /// The bounded Argon2id pool.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    concurrency: usize,
+    /// Verifications running or waiting: `concurrency` + the queue bound. A login that
+    /// finds none free is refused at once rather than queued ([`Passwords::admit`]).
+    admitted: Arc<Semaphore>,
     jobs: SyncSender<Job>,
     dummy: Arc<str>,
 }
+
+/// A place among the running and waiting verifications, held until the check ends.
+#[derive(Debug)]
+pub struct Admission(
+    // Held, never read: dropping it frees the place.
+    #[allow(dead_code)] OwnedSemaphorePermit,
+);
 
 impl Passwords {
     /// A pool of `concurrency` hashing threads scheduled as `priority`. Computes the
@@ -56,6 +70,8 @@ impl Passwords {
         }
         let mut pool = Passwords {
             permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            admitted: Arc::new(Semaphore::new(concurrency + DEFAULT_HASH_QUEUE)),
             jobs,
             dummy: Arc::from(""),
         };
@@ -66,6 +82,23 @@ impl Passwords {
         Ok(pool)
     }
 
+    /// Lets at most `queue` verifications wait for a hashing thread (beyond those
+    /// running); past that, [`Passwords::admit`] refuses.
+    #[must_use]
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.admitted = Arc::new(Semaphore::new(self.concurrency + queue));
+        self
+    }
+
+    /// A place to verify a password now or after the few already waiting, or `None` when
+    /// the queue is full (answer "busy, retry later" instead of waiting).
+    pub fn admit(&self) -> Option<Admission> {
+        Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .ok()
+            .map(Admission)
+    }
+
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         check_policy(password.expose())?;
@@ -73,8 +106,15 @@ impl Passwords {
     }
 
     /// True when `password` matches `phc`; with no hash (unknown user) checks against the
-    /// dummy and returns false, taking the same time.
-    pub async fn verify(&self, password: SecretString, phc: Option<String>) -> Result<bool, Error> {
+    /// dummy and returns false, taking the same time. The admission is given back when the
+    /// check ends (or the caller stops waiting).
+    pub async fn verify(
+        &self,
+        admission: Admission,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> Result<bool, Error> {
+        let _admission = admission;
         if password.expose().len() > MAX_PASSWORD_LEN {
             return Ok(false);
         }
@@ -268,21 +308,54 @@ mod tests {
         let h = p.hash(SecretString::new("correct horse")).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(
-            p.verify(SecretString::new("correct horse"), Some(h.clone()))
-                .await
-                .unwrap()
+            p.verify(
+                p.admit().unwrap(),
+                SecretString::new("correct horse"),
+                Some(h.clone())
+            )
+            .await
+            .unwrap()
         );
         assert!(
-            !p.verify(SecretString::new("wrong horse!"), Some(h))
-                .await
-                .unwrap()
+            !p.verify(
+                p.admit().unwrap(),
+                SecretString::new("wrong horse!"),
+                Some(h)
+            )
+            .await
+            .unwrap()
         );
         assert!(
-            !p.verify(SecretString::new("tessera dummy password for timing"), None)
-                .await
-                .unwrap()
+            !p.verify(
+                p.admit().unwrap(),
+                SecretString::new("tessera dummy password for timing"),
+                None
+            )
+            .await
+            .unwrap()
         );
         assert!(p.hash(SecretString::new("short")).await.is_err());
+    }
+
+    /// Past `concurrency` + `queue` admissions the pool refuses at once; a place comes
+    /// back when its holder is done.
+    #[tokio::test]
+    async fn admissions_are_bounded_by_threads_plus_queue() {
+        let p = Passwords::new(1, HashPriority::Idle)
+            .await
+            .unwrap()
+            .with_queue(2);
+        let held: Vec<Admission> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert!(p.admit().is_none(), "one running and two waiting: full");
+        drop(held);
+        let again = p.admit().unwrap();
+        assert!(
+            !p.verify(again, SecretString::new("whatever1"), None)
+                .await
+                .unwrap()
+        );
+        let all: Vec<Admission> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert_eq!(all.len(), 3, "the verification gave its place back");
     }
 
     /// The hashing threads run under the policy asked for (Linux: field 41 of

@@ -398,3 +398,28 @@ async fn a_client_whose_algorithm_has_no_active_key_gets_503_not_500() {
         "detail is logged, not sent"
     );
 }
+
+/// A full password queue answers 503 `temporarily_unavailable` with `Retry-After` at once,
+/// and the refused attempts give their throttle reservations back: more of them than the
+/// per-account limit leave the right password working, not blocked (no half-written
+/// state). Without the bound the requests would wait for a hashing thread instead.
+#[tokio::test]
+async fn a_full_password_queue_answers_503_and_counts_nothing() {
+    let (s, _d) = state().await;
+    let (id, secret) = client_and_user(&s).await;
+    let held: Vec<_> = std::iter::from_fn(|| s.passwords.admit())
+        .take(1000)
+        .collect();
+    assert!(!held.is_empty() && held.len() < 1000);
+    let right = "grant_type=password&username=alice&password=long%20enough";
+    for _ in 0..(s.config.throttle.per_account + 3) {
+        let (status, headers, json) = send(&s, with_post_auth(right, &id, &secret)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+        assert_eq!(json["error"], "temporarily_unavailable");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+    drop(held);
+    let (status, _, json) = send(&s, with_post_auth(right, &id, &secret)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+}

@@ -185,6 +185,16 @@ forward!(ThrottleStore {
     fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
     fn login_blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>, StoreError>;
     fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: std::time::Duration,
+        threshold: u32,
+        block_until: UnixTime
+    ) -> Result<Option<u32>, StoreError>;
+    fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
+    fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
 });
 
 #[async_trait]
