@@ -112,7 +112,7 @@ fn loopback(last: u8) -> IpAddr {
 async fn hardening_login_concurrent_guesses_evaluate_at_most_the_limit() {
     const LIMIT: usize = 5;
     let (s, id, secret) = password_setup(&format!(
-        "login_failures_per_account = {LIMIT}\nlogin_failures_per_ip = 10000\nlogin_max_block_secs = 60\npassword_hash_queue = 1000\n"
+        "login_failures_per_account = {LIMIT}\nlogin_failures_per_ip = 10000\nlogin_max_block_secs = 60\n"
     ));
     let basic = basic_header(&id, &secret);
     let users = vec!["alice".to_owned(); 120];
