@@ -100,9 +100,11 @@ pub struct FileConfig {
     /// storm never delays other requests, logins wait while the CPU is saturated) or
     /// "nice" (nice 10: logins keep about a tenth of a contended core).
     pub password_hash_priority: Option<String>,
-    /// Failed logins per account within the window before throttling (default 5).
+    /// Failed logins of one account from one source network within the window before
+    /// that network is throttled for that account (default 5).
     pub login_failures_per_account: Option<u32>,
-    /// Failed logins per client IP within the window before throttling (default 50).
+    /// Failed logins from one source network (an IPv4 address, an IPv6 /64) within the
+    /// window before throttling (default 50).
     pub login_failures_per_ip: Option<u32>,
     /// Window for counting failed logins, seconds (default 900).
     pub login_failure_window_secs: Option<u64>,

@@ -458,8 +458,10 @@ async fn issue_code(
         (status = 200, description = "Login or consent page (again)", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client's redirect URI with `code` or `error`", headers(("Location" = String))),
         (status = 400, description = "Error page", content_type = "text/html", body = String),
+        (status = 401, description = "Login page again: wrong username or password (one message for every cause)", content_type = "text/html", body = String),
         (status = 403, description = "Missing or wrong CSRF token", content_type = "text/html", body = String),
-        (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
+        (status = 429, description = "Login page again: too many failed attempts from this network", content_type = "text/html", body = String, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Error page: the store is unreachable; or the login page again: too many password checks waiting (`password_hash_queue`, with `Retry-After`)", content_type = "text/html", body = String),
     )
 )]
 pub(crate) async fn post(
