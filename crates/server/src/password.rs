@@ -114,31 +114,43 @@ impl Passwords {
         password: SecretString,
         phc: Option<String>,
     ) -> Result<bool, Error> {
-        let _admission = admission;
         if password.expose().len() > MAX_PASSWORD_LEN {
             return Ok(false);
         }
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        // The admission goes with the job: a check its caller abandoned keeps its place
+        // until its thread is done with it.
         let ok = self
-            .run(move || verify_now(password.expose().as_bytes(), &phc))
+            .run(move || {
+                let _admission = admission;
+                verify_now(password.expose().as_bytes(), &phc)
+            })
             .await?;
         Ok(ok && known)
     }
 
     /// Runs `f` on a hashing thread once one of the `concurrency` permits is free. The
-    /// permit is held until the result is back, so the queue never holds more jobs than
-    /// there are threads and `send` never blocks the runtime.
+    /// permit travels with the job and is freed when the job ends, even if the caller
+    /// stopped waiting (a client gone mid-login), so the queue never holds more jobs than
+    /// there are threads and `send` never blocks the runtime; a job nobody waits for any
+    /// more is skipped.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
         let closed = || Error::Internal("password pool closed".into());
-        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .try_send(Box::new(move || {
-                let _ = tx.send(f());
+                let _permit = permit;
+                if !tx.is_closed() {
+                    let _ = tx.send(f());
+                }
             }))
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
@@ -356,6 +368,33 @@ mod tests {
         );
         let all: Vec<Admission> = (0..3).map(|_| p.admit().unwrap()).collect();
         assert_eq!(all.len(), 3, "the verification gave its place back");
+    }
+
+    /// A caller that stops waiting (a client gone mid-login) neither frees its thread's
+    /// place while the hash still runs nor makes a later check fail: the permit and the
+    /// admission live in the job until it ends, and an abandoned job is skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_checks_keep_their_place_and_break_nothing() {
+        let p = Passwords::new(1, HashPriority::Idle)
+            .await
+            .unwrap()
+            .with_queue(100);
+        for round in 0..20 {
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let (p2, a) = (p.clone(), p.admit().unwrap());
+                tasks.push(tokio::spawn(async move {
+                    p2.verify(a, SecretString::new("whatever1"), None).await
+                }));
+            }
+            tokio::task::yield_now().await;
+            for t in &tasks {
+                t.abort();
+            }
+            let a = p.admit().unwrap();
+            let r = p.verify(a, SecretString::new("whatever1"), None).await;
+            assert!(matches!(r, Ok(false)), "round {round}: {r:?}");
+        }
     }
 
     /// The hashing threads run under the policy asked for (Linux: field 41 of
