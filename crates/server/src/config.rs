@@ -30,6 +30,8 @@ pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Longest allowed refresh-token reuse grace window.
 pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+/// Largest `password_hash_queue`.
+const MAX_HASH_QUEUE: usize = 10_000;
 /// `tessera config example`: every key, commented, with its default.
 pub const EXAMPLE: &str = include_str!("config/example.toml");
 
@@ -99,9 +101,11 @@ pub struct FileConfig {
     /// storm never delays other requests, logins wait while the CPU is saturated) or
     /// "nice" (nice 10: logins keep about a tenth of a contended core).
     pub password_hash_priority: Option<String>,
-    /// Failed logins per account within the window before throttling (default 5).
+    /// Failed logins of one account from one source network within the window before
+    /// that network is throttled for that account (default 5).
     pub login_failures_per_account: Option<u32>,
-    /// Failed logins per client IP within the window before throttling (default 50).
+    /// Failed logins from one source network (an IPv4 address, an IPv6 /64) within the
+    /// window before throttling (default 50).
     pub login_failures_per_ip: Option<u32>,
     /// Window for counting failed logins, seconds (default 900).
     pub login_failure_window_secs: Option<u64>,
@@ -110,6 +114,9 @@ pub struct FileConfig {
     /// `/revoke` requests per minute per client, each node on its own (default 600, 1 to
     /// 1000000); beyond it 429 with `Retry-After`.
     pub revoke_requests_per_minute: Option<u32>,
+    /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
+    /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
+    pub password_hash_queue: Option<usize>,
 
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).
@@ -202,6 +209,8 @@ pub struct ServerConfig {
     pub throttle: ThrottlePolicy,
     /// `/revoke` requests per minute per client, per node.
     pub revoke_requests_per_minute: NonZeroU32,
+    /// Password checks that may wait for a hashing thread before logins are refused.
+    pub password_hash_queue: usize,
     /// Algorithm of new signing keys.
     pub signing_alg: Algorithm,
     /// Automatic key rotation period; `None`: manual only.
@@ -388,6 +397,19 @@ impl ServerConfig {
                 )
             })?,
         };
+        let password_hash_queue = match file
+            .password_hash_queue
+            .unwrap_or(crate::password::DEFAULT_HASH_QUEUE)
+        {
+            n @ 0..=MAX_HASH_QUEUE => n,
+            n => {
+                return Err(invalid(
+                    "password_hash_queue",
+                    n,
+                    &format!("must be between 0 and {MAX_HASH_QUEUE}"),
+                ));
+            }
+        };
         let at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
             0 => Err(invalid(key, 0, "must be at least 1")),
             n => Ok(n),
@@ -463,6 +485,7 @@ impl ServerConfig {
                     ));
                 }
             },
+            password_hash_queue,
             signing_alg,
             key_rotation_period,
             jwks_cache_ttl,

@@ -6,7 +6,8 @@
 //! backend for several replicas; and the
 //! operator operations the `tessera` CLI runs ([`admin`]).
 //!
-//! Layout: [`http`] (one module per endpoint) → `grants` (one file per grant) →
+//! Layout: [`http`] (one module per endpoint) → `grants` (one file per grant) and `login`
+//! (the one password check) →
 //! [`store`] (traits; SQL only in `store::sqlite` and `store::postgres`). Time comes from a [`Clock`].
 
 pub mod admin;
@@ -17,6 +18,7 @@ mod error;
 pub mod http;
 mod ids;
 pub mod keys;
+mod login;
 pub mod metrics;
 mod oauth;
 mod oidc;

@@ -29,9 +29,13 @@ pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const OAUTH_ERRORS: &str = "tessera_oauth_errors_total";
 /// Refresh tokens presented again after rotation (the family is revoked).
 pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
-/// Failed password logins by `reason` (`unknown_user`, `wrong_password`, `disabled`).
+/// Failed password logins (password grant and sign-in form), all with `reason` =
+/// `bad_credentials`: unknown user, wrong password and disabled user look the same here
+/// (a separate count per reason would tell which names exist); the audit log keeps the
+/// distinction.
 pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
-/// Requests refused with 429 because the account or address is throttled.
+/// Logins refused with 429 because the account (from that network) or the network is
+/// throttled (password grant and sign-in form).
 pub const THROTTLED: &str = "tessera_throttled_requests_total";
 /// Storage backend failures seen by requests (answered 503) or readiness checks.
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
@@ -79,8 +83,11 @@ fn describe() {
     describe_counter!(TOKENS_ISSUED, "Access tokens issued by grant type.");
     describe_counter!(OAUTH_ERRORS, "OAuth error responses by error code.");
     describe_counter!(REFRESH_REUSE, "Refresh token reuse detections.");
-    describe_counter!(LOGIN_FAILURES, "Failed password logins by reason.");
-    describe_counter!(THROTTLED, "Requests refused because of login throttling.");
+    describe_counter!(
+        LOGIN_FAILURES,
+        "Failed password logins (one reason for every cause)."
+    );
+    describe_counter!(THROTTLED, "Logins refused because of login throttling.");
     describe_counter!(STORE_ERRORS, "Storage backend failures.");
 }
 

@@ -47,6 +47,12 @@ pub enum OAuthError {
     /// `temporarily_unavailable` (503 with `Retry-After`): the store cannot be reached
     /// (database down, pool exhausted); the detail is logged, never sent.
     Unavailable(String),
+    /// `temporarily_unavailable` (503 with `Retry-After`): more password checks are
+    /// waiting than `password_hash_queue` allows; refused at once instead of queued.
+    Busy {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
 }
 
 impl OAuthError {
@@ -69,9 +75,9 @@ impl OAuthError {
                 "temporarily_unavailable"
             }
             OAuthError::Server(_) => "server_error",
-            OAuthError::Unavailable(_) | OAuthError::NoSigningKey { .. } => {
-                "temporarily_unavailable"
-            }
+            OAuthError::Unavailable(_)
+            | OAuthError::NoSigningKey { .. }
+            | OAuthError::Busy { .. } => "temporarily_unavailable",
         }
     }
 
@@ -94,6 +100,7 @@ impl OAuthError {
             OAuthError::NoSigningKey { .. } => {
                 Some("no signing key is active for this client's algorithm yet; retry later")
             }
+            OAuthError::Busy { .. } => Some("too many sign-ins in progress; retry later"),
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }

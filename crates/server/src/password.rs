@@ -21,7 +21,7 @@ use argon2::{
     ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version,
 };
 use tessera_token::SecretString;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Error;
 
@@ -32,13 +32,27 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Verifications that may wait for a hashing thread by default (`password_hash_queue`).
+pub const DEFAULT_HASH_QUEUE: usize = 32;
+
 /// The bounded Argon2id pool.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    concurrency: usize,
+    /// Verifications running or waiting: `concurrency` + the queue bound. A login that
+    /// finds none free is refused at once rather than queued ([`Passwords::admit`]).
+    admitted: Arc<Semaphore>,
     jobs: SyncSender<Job>,
     dummy: Arc<str>,
 }
+
+/// A place among the running and waiting verifications, held until the check ends.
+#[derive(Debug)]
+pub struct Admission(
+    // Held, never read: dropping it frees the place.
+    #[allow(dead_code)] OwnedSemaphorePermit,
+);
 
 impl Passwords {
     /// A pool of `concurrency` hashing threads scheduled as `priority`. Computes the
@@ -56,6 +70,8 @@ impl Passwords {
         }
         let mut pool = Passwords {
             permits: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            admitted: Arc::new(Semaphore::new(concurrency + DEFAULT_HASH_QUEUE)),
             jobs,
             dummy: Arc::from(""),
         };
@@ -66,6 +82,23 @@ impl Passwords {
         Ok(pool)
     }
 
+    /// Lets at most `queue` verifications wait for a hashing thread (beyond those
+    /// running); past that, [`Passwords::admit`] refuses.
+    #[must_use]
+    pub fn with_queue(mut self, queue: usize) -> Self {
+        self.admitted = Arc::new(Semaphore::new(self.concurrency + queue));
+        self
+    }
+
+    /// A place to verify a password now or after the few already waiting, or `None` when
+    /// the queue is full (answer "busy, retry later" instead of waiting).
+    pub fn admit(&self) -> Option<Admission> {
+        Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .ok()
+            .map(Admission)
+    }
+
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         check_policy(password.expose())?;
@@ -73,32 +106,51 @@ impl Passwords {
     }
 
     /// True when `password` matches `phc`; with no hash (unknown user) checks against the
-    /// dummy and returns false, taking the same time.
-    pub async fn verify(&self, password: SecretString, phc: Option<String>) -> Result<bool, Error> {
+    /// dummy and returns false, taking the same time. The admission is given back when the
+    /// check ends (or the caller stops waiting).
+    pub async fn verify(
+        &self,
+        admission: Admission,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> Result<bool, Error> {
         if password.expose().len() > MAX_PASSWORD_LEN {
             return Ok(false);
         }
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        // The admission goes with the job: a check its caller abandoned keeps its place
+        // until its thread is done with it.
         let ok = self
-            .run(move || verify_now(password.expose().as_bytes(), &phc))
+            .run(move || {
+                let _admission = admission;
+                verify_now(password.expose().as_bytes(), &phc)
+            })
             .await?;
         Ok(ok && known)
     }
 
     /// Runs `f` on a hashing thread once one of the `concurrency` permits is free. The
-    /// permit is held until the result is back, so the queue never holds more jobs than
-    /// there are threads and `send` never blocks the runtime.
+    /// permit travels with the job and is freed when the job ends, even if the caller
+    /// stopped waiting (a client gone mid-login), so the queue never holds more jobs than
+    /// there are threads and `send` never blocks the runtime; a job nobody waits for any
+    /// more is skipped.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
         let closed = || Error::Internal("password pool closed".into());
-        let _permit = self.permits.acquire().await.map_err(|_| closed())?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .try_send(Box::new(move || {
-                let _ = tx.send(f());
+                let _permit = permit;
+                if !tx.is_closed() {
+                    let _ = tx.send(f());
+                }
             }))
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
@@ -268,21 +320,81 @@ mod tests {
         let h = p.hash(SecretString::new("correct horse")).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(
-            p.verify(SecretString::new("correct horse"), Some(h.clone()))
-                .await
-                .unwrap()
+            p.verify(
+                p.admit().unwrap(),
+                SecretString::new("correct horse"),
+                Some(h.clone())
+            )
+            .await
+            .unwrap()
         );
         assert!(
-            !p.verify(SecretString::new("wrong horse!"), Some(h))
-                .await
-                .unwrap()
+            !p.verify(
+                p.admit().unwrap(),
+                SecretString::new("wrong horse!"),
+                Some(h)
+            )
+            .await
+            .unwrap()
         );
         assert!(
-            !p.verify(SecretString::new("tessera dummy password for timing"), None)
-                .await
-                .unwrap()
+            !p.verify(
+                p.admit().unwrap(),
+                SecretString::new("tessera dummy password for timing"),
+                None
+            )
+            .await
+            .unwrap()
         );
         assert!(p.hash(SecretString::new("short")).await.is_err());
+    }
+
+    /// Past `concurrency` + `queue` admissions the pool refuses at once; a place comes
+    /// back when its holder is done.
+    #[tokio::test]
+    async fn admissions_are_bounded_by_threads_plus_queue() {
+        let p = Passwords::new(1, HashPriority::Idle)
+            .await
+            .unwrap()
+            .with_queue(2);
+        let held: Vec<Admission> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert!(p.admit().is_none(), "one running and two waiting: full");
+        drop(held);
+        let again = p.admit().unwrap();
+        assert!(
+            !p.verify(again, SecretString::new("whatever1"), None)
+                .await
+                .unwrap()
+        );
+        let all: Vec<Admission> = (0..3).map(|_| p.admit().unwrap()).collect();
+        assert_eq!(all.len(), 3, "the verification gave its place back");
+    }
+
+    /// A caller that stops waiting (a client gone mid-login) neither frees its thread's
+    /// place while the hash still runs nor makes a later check fail: the permit and the
+    /// admission live in the job until it ends, and an abandoned job is skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_checks_keep_their_place_and_break_nothing() {
+        let p = Passwords::new(1, HashPriority::Idle)
+            .await
+            .unwrap()
+            .with_queue(100);
+        for round in 0..20 {
+            let mut tasks = Vec::new();
+            for _ in 0..3 {
+                let (p2, a) = (p.clone(), p.admit().unwrap());
+                tasks.push(tokio::spawn(async move {
+                    p2.verify(a, SecretString::new("whatever1"), None).await
+                }));
+            }
+            tokio::task::yield_now().await;
+            for t in &tasks {
+                t.abort();
+            }
+            let a = p.admit().unwrap();
+            let r = p.verify(a, SecretString::new("whatever1"), None).await;
+            assert!(matches!(r, Ok(false)), "round {round}: {r:?}");
+        }
     }
 
     /// The hashing threads run under the policy asked for (Linux: field 41 of

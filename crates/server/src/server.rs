@@ -66,7 +66,8 @@ impl Server {
             config.password_hash_concurrency,
             config.password_hash_priority,
         )
-        .await?;
+        .await?
+        .with_queue(config.password_hash_queue);
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::Io(format!(
                 "cannot listen on {}: {e}; pick another address with --listen",

@@ -26,6 +26,10 @@ pub struct AppState {
     /// Signs the CSRF tokens of the sign-in forms; derived from `refresh_key` with its
     /// own label, so the two uses never share a key.
     pub(crate) csrf_key: hmac::Key,
+    /// Keys the hash that stands for a login name in throttle counters and in the audit
+    /// record of a failed login for no existing account; derived from `refresh_key`
+    /// with its own label.
+    pub(crate) login_name_key: hmac::Key,
     /// The guard of the userinfo endpoint.
     pub(crate) userinfo_guard: crate::http::UserinfoGuard,
     /// Refresh tokens whose rotation this server could not confirm (hashes only).
@@ -47,8 +51,11 @@ impl AppState {
     ) -> Self {
         let derived = hmac::sign(&refresh_key, b"tessera/v1/browser-csrf");
         let csrf_key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
+        let derived = hmac::sign(&refresh_key, b"tessera/v1/login-name");
+        let login_name_key = hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref());
         AppState {
             csrf_key,
+            login_name_key,
             userinfo_guard: crate::http::UserinfoGuard::default(),
             unconfirmed: crate::grants::UnconfirmedRotations::default(),
             revoke_limit: crate::rate_limit::ClientRateLimit::per_minute(

@@ -1,9 +1,19 @@
-//! Throttling of failed logins, per account and per client IP. After `threshold` failures
-//! within the window, each further failure blocks for 1, 2, 4, ... seconds, capped at
-//! `max_block`: slow for guessing, never a permanent lock-out. State lives in the store.
+//! Throttling of password logins. Each attempt is reserved in the store before its
+//! password is checked, counted per (account, source network) and per source network,
+//! and the reservation that reaches a threshold blocks the key in the same atomic step:
+//! however many guesses arrive at once, at most the threshold are checked. After the
+//! threshold, each further failure blocks for 1, 2, 4, ... seconds, capped at
+//! `max_block`: slow for guessing, never a permanent lock-out. A success releases its
+//! reservation. Failures of an account from all networks together only raise an alarm,
+//! so nobody can lock a known user out from everywhere. State lives in the store.
+//!
+//! Accounts appear here only as the keyed hash of their name (`login::name_tag`), so the
+//! counters hold no name (nor a password typed as one).
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+use tessera_token::UnixTime;
 
 use crate::oauth::OAuthError;
 use crate::state::AppState;
@@ -11,9 +21,10 @@ use crate::state::AppState;
 /// Throttling policy (from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
-    /// Failures per account within the window before blocking starts.
+    /// Failures per account from one source network within the window before blocking
+    /// starts (that network, for that account).
     pub per_account: u32,
-    /// Failures per client IP within the window before blocking starts.
+    /// Failures per source network within the window before blocking starts.
     pub per_ip: u32,
     /// The counting window.
     pub window: Duration,
@@ -28,62 +39,224 @@ impl ThrottlePolicy {
         let secs = 1u64.checked_shl(over.min(32)).unwrap_or(u64::MAX);
         Some(Duration::from_secs(secs).min(self.max_block))
     }
+
+    /// Failures of one account from all networks within the window that raise the alarm
+    /// (`login.account_targeted`): more than one network's worth.
+    fn account_alarm(&self) -> u32 {
+        self.per_account.saturating_mul(ACCOUNT_ALARM_FACTOR)
+    }
 }
 
-fn keys(username: &str, ip: Option<IpAddr>) -> [Option<String>; 2] {
-    [
-        Some(format!("user:{username}")),
-        ip.map(|ip| format!("ip:{ip}")),
-    ]
+/// How many per-network thresholds of failures against one account raise the alarm.
+const ACCOUNT_ALARM_FACTOR: u32 = 2;
+
+/// The source network attempts are counted against: an IPv4 address itself, an IPv6
+/// address's /64 (one subscriber's allocation: its 2^64 addresses are one source), an
+/// IPv4-mapped IPv6 address as its IPv4 address.
+pub(crate) fn source_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
 }
 
-/// Refuses with 429 and `Retry-After` while the account or the IP is blocked.
-pub(crate) async fn check(
+/// How long an attempt reserved at or past a threshold holds its key against every
+/// other attempt while its password is checked: until it is settled (a failure replaces
+/// the hold with the block it earns, a success or a release lifts it), or, should the
+/// process die first, this long.
+const HOLD: Duration = Duration::from_secs(60);
+
+/// One reserved key of an attempt.
+#[derive(Debug)]
+struct Held {
+    key: String,
+    /// The count in the window, this attempt included.
+    count: u32,
+    threshold: u32,
+}
+
+impl Held {
+    /// At or past its threshold this attempt holds the key (the only one in flight).
+    fn holds(&self) -> bool {
+        self.count >= self.threshold
+    }
+}
+
+/// One attempt's reservations, to settle once its password is checked. Dropped unsettled
+/// (the client went away mid-check), it is released in the background: an attempt whose
+/// answer nobody saw counts for nothing.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    /// The source network's key (when the source is known), then the (account, network)
+    /// key.
+    held: Vec<Held>,
+    /// The account's key over all networks (counted on failure only).
+    account: String,
+    settled: bool,
+}
+
+/// Reserves an attempt against `account` (a name tag) from `ip`: `Err(retry_after)` when
+/// the source network or this account from it is blocked or held, with nothing counted.
+pub(crate) async fn reserve(
     state: &AppState,
-    username: &str,
+    account: &str,
     ip: Option<IpAddr>,
-) -> Result<(), OAuthError> {
-    let now = state.clock.now();
-    let mut until = None;
-    for key in keys(username, ip).into_iter().flatten() {
-        if let Some(t) = state.store.login_blocked_until(&key, now).await? {
-            until = until.max(Some(t));
+) -> Result<Result<Reservation, u64>, OAuthError> {
+    let policy = state.config.throttle;
+    let net = ip.map(source_network);
+    let mut r = Reservation {
+        store: std::sync::Arc::clone(&state.store),
+        held: Vec::with_capacity(2),
+        account: format!("acct:{account}"),
+        settled: false,
+    };
+    let keys = [
+        net.as_ref().map(|n| (format!("ip:{n}"), policy.per_ip)),
+        Some((
+            format!("acctnet:{account}|{}", net.as_deref().unwrap_or("-")),
+            policy.per_account,
+        )),
+    ];
+    for (key, threshold) in keys.into_iter().flatten() {
+        let now = state.clock.now();
+        let taken = state
+            .store
+            .reserve_login_attempt(
+                &key,
+                now,
+                policy.window,
+                threshold,
+                now.saturating_add(HOLD),
+            )
+            .await;
+        match taken {
+            Ok(Some(count)) => r.held.push(Held {
+                key,
+                count,
+                threshold,
+            }),
+            Ok(None) => {
+                let wait = retry_after(state, &key).await;
+                r.release(state.clock.now()).await?;
+                return Ok(Err(wait));
+            }
+            Err(e) => {
+                r.release(state.clock.now()).await?;
+                return Err(e.into());
+            }
         }
     }
-    match until {
-        Some(t) => Err(OAuthError::TooManyRequests {
-            retry_after: u64::try_from(t.secs() - now.secs()).unwrap_or(1).max(1),
-        }),
-        None => Ok(()),
+    Ok(Ok(r))
+}
+
+/// Seconds until `key` is free again: at least 1, and never more than the longest block
+/// (a hold ends when its attempt is settled, well before [`HOLD`]).
+async fn retry_after(state: &AppState, key: &str) -> u64 {
+    let now = state.clock.now();
+    let longest = state.config.throttle.max_block.as_secs() + 1;
+    match state.store.login_blocked_until(key, now).await {
+        Ok(Some(t)) => u64::try_from(t.secs() - now.secs())
+            .unwrap_or(1)
+            .clamp(1, longest),
+        _ => 1,
     }
 }
 
-/// Counts a failure for the account and the IP, blocking them when over the threshold.
-pub(crate) async fn failed(
-    state: &AppState,
-    username: &str,
-    ip: Option<IpAddr>,
-) -> Result<(), OAuthError> {
-    let policy = state.config.throttle;
-    let now = state.clock.now();
-    let [user_key, ip_key] = keys(username, ip);
-    for (key, threshold) in [(user_key, policy.per_account), (ip_key, policy.per_ip)] {
-        let Some(key) = key else { continue };
-        let count = state
-            .store
-            .record_login_failure(&key, now, policy.window)
-            .await?;
-        if let Some(block) = policy.block_for(count, threshold) {
-            // The clock has whole seconds: one more makes the block last at least
-            // `block` however late in its second the failure came.
-            let until = now.saturating_add(block + Duration::from_secs(1));
-            state.store.block_login(&key, until).await?;
+/// The end of a block of `block` starting `now`. The clock has whole seconds: one more
+/// makes the block last at least `block` however late in its second it started.
+fn blocked_until(now: UnixTime, block: Duration) -> UnixTime {
+    now.saturating_add(block + Duration::from_secs(1))
+}
+
+impl Reservation {
+    /// The attempt was not evaluated (busy, or the store failed): gives its reservations
+    /// back and lifts its holds.
+    pub(crate) async fn release(mut self, now: UnixTime) -> Result<(), OAuthError> {
+        self.settled = true;
+        release_all(&*self.store, &self.held, now).await
+    }
+
+    /// The attempt succeeded: the account's failures from this network are forgotten
+    /// (with its block); the network keeps its failures, less this attempt.
+    pub(crate) async fn succeeded(mut self, now: UnixTime) -> Result<(), OAuthError> {
+        self.settled = true;
+        let (pair, net) = self.held.split_last().ok_or_else(no_keys)?;
+        self.store.clear_login_failures(&pair.key).await?;
+        release_all(&*self.store, net, now).await
+    }
+
+    /// The attempt failed: its reservations stay counted, and a hold becomes the block
+    /// its count earns. Returns the account's failures over all networks when they just
+    /// reached the alarm level (once per window).
+    pub(crate) async fn failed(mut self, state: &AppState) -> Result<Option<u32>, OAuthError> {
+        self.settled = true;
+        let policy = state.config.throttle;
+        let now = state.clock.now();
+        for h in self.held.iter().filter(|h| h.holds()) {
+            let block = policy
+                .block_for(h.count, h.threshold)
+                .unwrap_or(Duration::from_secs(1));
+            self.store
+                .replace_login_block(&h.key, blocked_until(now, block))
+                .await?;
             tracing::warn!(
-                kind = key.split(':').next().unwrap_or_default(),
-                count,
+                kind = h.key.split(':').next().unwrap_or_default(),
+                count = h.count,
                 block_secs = block.as_secs(),
                 "login throttled"
             );
+        }
+        let total = self
+            .store
+            .record_login_failure(&self.account, now, policy.window)
+            .await?;
+        Ok((total == policy.account_alarm()).then_some(total))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let store = std::sync::Arc::clone(&self.store);
+        // Only a request future dropped mid-check gets here, always inside the runtime;
+        // without one there is nothing to run on and the holds simply expire.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                // No clock here: 0 lifts a hold as well as now would (the store compares
+                // `blocked_until > now`).
+                if let Err(e) = release_all(&*store, &held, UnixTime::from_secs(0)).await {
+                    tracing::warn!(error = %e, "could not release an abandoned login attempt");
+                }
+            });
+        }
+    }
+}
+
+fn no_keys() -> OAuthError {
+    OAuthError::Server("a login reservation without keys".into())
+}
+
+/// Gives back one reservation of each key, lifting the holds among them.
+async fn release_all(
+    store: &dyn crate::store::Store,
+    held: &[Held],
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    for h in held {
+        store.release_login_attempt(&h.key).await?;
+        if h.holds() {
+            store.replace_login_block(&h.key, now).await?;
         }
     }
     Ok(())
@@ -93,33 +266,27 @@ pub(crate) async fn failed(
 /// password spraying (one guess against many accounts, under the per-account threshold).
 pub(crate) const SPRAY_ACCOUNTS: u32 = 5;
 
-/// Counts the failed account per address; when one address reaches [`SPRAY_ACCOUNTS`]
-/// distinct accounts within the window, returns that count (once per window).
+/// Counts the failed account (a name tag) per source network; when one network reaches
+/// [`SPRAY_ACCOUNTS`] distinct accounts within the window, returns that count (once per
+/// window).
 pub(crate) async fn spray_suspected(
     state: &AppState,
-    username: &str,
+    account: &str,
     ip: Option<IpAddr>,
 ) -> Result<Option<u32>, OAuthError> {
     let Some(ip) = ip else { return Ok(None) };
+    let net = source_network(ip);
     let window = state.config.throttle.window;
     let now = state.clock.now();
-    let pair = format!("ipuser:{ip}|{username}");
+    let pair = format!("ipuser:{net}|{account}");
     if state.store.record_login_failure(&pair, now, window).await? != 1 {
         return Ok(None);
     }
     let accounts = state
         .store
-        .record_login_failure(&format!("ipaccounts:{ip}"), now, window)
+        .record_login_failure(&format!("ipaccounts:{net}"), now, window)
         .await?;
     Ok((accounts == SPRAY_ACCOUNTS).then_some(accounts))
-}
-
-/// Forgets the account's failures after a successful login (the IP's stay).
-pub(crate) async fn succeeded(state: &AppState, username: &str) -> Result<(), OAuthError> {
-    Ok(state
-        .store
-        .clear_login_failures(&format!("user:{username}"))
-        .await?)
 }
 
 #[cfg(test)]
@@ -139,5 +306,20 @@ mod tests {
         assert_eq!(p.block_for(5, 3), Some(Duration::from_secs(4)));
         assert_eq!(p.block_for(40, 3), Some(Duration::from_secs(60)));
         assert_eq!(p.block_for(u32::MAX, 3), Some(Duration::from_secs(60)));
+        assert_eq!(p.account_alarm(), 6);
+    }
+
+    /// IPv6 sources are counted by /64 (a subscriber changes the low 64 bits at will),
+    /// IPv4 by address; an IPv4-mapped IPv6 address is its IPv4 address.
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_slash_64s() {
+        let n = |s: &str| source_network(s.parse().unwrap());
+        assert_eq!(n("192.0.2.77"), "192.0.2.77");
+        assert_ne!(n("192.0.2.77"), n("192.0.2.78"));
+        assert_eq!(n("::ffff:192.0.2.77"), "192.0.2.77");
+        assert_eq!(n("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(n("2001:db8:1:2:ffff:ffff:ffff:ffff"), n("2001:db8:1:2::1"));
+        assert_ne!(n("2001:db8:1:2::1"), n("2001:db8:1:3::1"));
+        assert_eq!(n("::1"), "::/64");
     }
 }

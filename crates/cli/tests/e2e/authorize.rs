@@ -69,6 +69,8 @@ pub struct Page {
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Page {
@@ -122,12 +124,17 @@ impl Browser {
                 self.cookies.insert(k.to_owned(), v.to_owned());
             }
         }
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let body = resp.text().await.unwrap();
         Page {
             status,
             location,
             set_cookies,
             body,
+            retry_after,
         }
     }
 

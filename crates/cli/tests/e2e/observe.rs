@@ -214,8 +214,11 @@ async fn metrics_count_requests_grants_refusals_reuse_logins_and_key_ages() {
         "{text}"
     );
     let failed = |r| value(&m, "tessera_login_failures_total", &[("reason", r)]);
-    assert_eq!(failed("unknown_user"), 1.0, "{text}");
-    assert_eq!(failed("wrong_password"), 2.0, "{text}");
+    // One reason for every cause (issue 14, item 5): the metric must not tell which
+    // names exist.
+    assert_eq!(failed("bad_credentials"), 3.0, "{text}");
+    assert_eq!(failed("unknown_user"), 0.0, "{text}");
+    assert_eq!(failed("wrong_password"), 0.0, "{text}");
     assert_eq!(
         value(&m, "tessera_throttled_requests_total", &[]),
         1.0,

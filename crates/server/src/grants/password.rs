@@ -1,5 +1,6 @@
-//! The resource owner password credentials grant (RFC 6749 section 4.3). Unknown user,
-//! wrong password and disabled user give the same error after the same Argon2id work.
+//! The resource owner password credentials grant (RFC 6749 section 4.3). The credentials
+//! go through the one login check ([`crate::login`]): unknown user, wrong password and
+//! disabled user give the same error after the same Argon2id work.
 
 use serde_json::json;
 use tessera_token::SecretString;
@@ -9,10 +10,10 @@ use crate::grants::{
     mint_access_token, resolve_audience, resolve_scope, scope_member,
 };
 use crate::ids::random_id;
+use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{ClientRecord, GrantRecord};
-use crate::throttle;
 
 const BAD_LOGIN: &str = "invalid username or password";
 
@@ -27,48 +28,20 @@ pub(crate) async fn exchange(
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
 
-    throttle::check(state, username, ctx.ip).await?;
-    let user = state.store.user_by_name(username).await?;
-    let phc = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = state.passwords.verify(password, phc).await?;
-    let user = match user {
-        Some(u) if matches && !u.disabled => u,
-        other => {
-            let reason = match &other {
-                None => "unknown_user",
-                Some(u) if u.disabled => "disabled",
-                Some(_) => "wrong_password",
-            };
-            metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => reason).increment(1);
-            audit(
-                state,
-                "login.failure",
-                Some(&client.id),
-                other.as_ref().map(|u| u.id.as_str()),
-                json!({ "username": username, "reason": reason, "ip": ctx.ip.map(|ip| ip.to_string()) }),
-            )
-            .await;
-            throttle::failed(state, username, ctx.ip).await?;
-            if let Some(accounts) = throttle::spray_suspected(state, username, ctx.ip).await? {
-                let ip = ctx.ip.map(|ip| ip.to_string());
-                tracing::warn!(
-                    ip = ip.as_deref().unwrap_or("-"),
-                    accounts,
-                    "password spraying suspected"
-                );
-                audit(
-                    state,
-                    "login.spray_suspected",
-                    Some(&client.id),
-                    None,
-                    json!({ "ip": ip, "accounts": accounts, "window_secs": state.config.throttle.window.as_secs() }),
-                )
-                .await;
-            }
-            return Err(OAuthError::InvalidGrant(BAD_LOGIN));
-        }
+    let attempt = Attempt {
+        client_id: &client.id,
+        ctx: &ctx,
+        via: Via::PasswordGrant,
     };
-    throttle::succeeded(state, username).await?;
+    let user = match login::authenticate(state, username, password, &attempt).await {
+        Ok(u) => u,
+        Err(LoginFailure::BadCredentials) => return Err(OAuthError::InvalidGrant(BAD_LOGIN)),
+        Err(LoginFailure::Throttled { retry_after }) => {
+            return Err(OAuthError::TooManyRequests { retry_after });
+        }
+        Err(LoginFailure::Busy { retry_after }) => return Err(OAuthError::Busy { retry_after }),
+        Err(LoginFailure::Unavailable(e)) => return Err(e),
+    };
 
     let now = state.clock.now();
     let grant = GrantRecord {

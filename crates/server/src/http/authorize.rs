@@ -24,10 +24,10 @@ use crate::http::form::has_nul;
 use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
 use crate::http::pages::{Consent, Hidden, Login, error_page, render};
 use crate::http::peer::Peer;
+use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{AuthCodeRecord, ClientRecord, GrantType, SessionRecord};
-use crate::throttle;
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
 const BAD_LOGIN: &str = "Wrong username or password.";
@@ -288,6 +288,13 @@ fn refused(state: &AppState, refusal: Refusal, target: Option<AuthTarget>) -> Re
     }
 }
 
+/// Adds `Retry-After` to a page answering 429 or 503.
+fn retry_later(mut page: Response, retry_after: u64) -> Response {
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    page
+}
+
 fn unavailable(e: &OAuthError) -> Response {
     tracing::error!(error = %e, "authorization endpoint failed");
     error_page(
@@ -468,9 +475,10 @@ async fn issue_code(
     responses(
         (status = 200, description = "Login or consent page (again)", content_type = "text/html", body = String),
         (status = 303, description = "Back to the client's redirect URI with `code` or `error`", headers(("Location" = String))),
-        (status = 400, description = "Error page, or the login page again after a failed sign-in", content_type = "text/html", body = String),
+        (status = 400, description = "Error page, or the login page again after a failed sign-in (one message for every cause)", content_type = "text/html", body = String),
         (status = 403, description = "Missing or wrong CSRF token", content_type = "text/html", body = String),
-        (status = 503, description = "Error page: the store is unreachable", content_type = "text/html", body = String),
+        (status = 429, description = "Login page again: too many failed attempts from this network", content_type = "text/html", body = String, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Error page: the store is unreachable; or the login page again: too many password checks waiting (`password_hash_queue`, with `Retry-After`)", content_type = "text/html", body = String),
     )
 )]
 pub(crate) async fn post(
@@ -521,8 +529,9 @@ pub(crate) async fn post(
     }
 }
 
-/// Checks the credentials (throttled like the password grant) and starts a session;
-/// then the consent page or the code. Every failure shows the same message.
+/// Checks the credentials through the one login check ([`crate::login`], as the password
+/// grant does) and starts a session; then the consent page or the code. Every failed
+/// check shows the same message.
 async fn login(
     state: &AppState,
     headers: &HeaderMap,
@@ -536,52 +545,36 @@ async fn login(
         return again(StatusCode::BAD_REQUEST, "Enter your username and password.");
     }
     let password = SecretString::new(raw.get("password").unwrap_or_default());
-    match throttle::check(state, username, ctx.ip).await {
-        Ok(()) => {}
-        Err(OAuthError::TooManyRequests { .. }) => {
-            return again(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed attempts. Wait a little and try again.",
+    let attempt = Attempt {
+        client_id: &req.client.id,
+        ctx: &ctx,
+        via: Via::Browser,
+    };
+    let user = match login::authenticate(state, username, password, &attempt).await {
+        Ok(u) => u,
+        // 400, not 401: a form sign-in has no HTTP authentication scheme to name in the
+        // WWW-Authenticate challenge every 401 must carry (RFC 9110 11.6.1).
+        Err(LoginFailure::BadCredentials) => return again(StatusCode::BAD_REQUEST, BAD_LOGIN),
+        Err(LoginFailure::Throttled { retry_after }) => {
+            return retry_later(
+                again(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Wait a little and try again.",
+                ),
+                retry_after,
             );
         }
-        Err(e) => return unavailable(&e),
-    }
-    let user = match state.store.user_by_name(username).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e.into()),
-    };
-    let phc = user.as_ref().map(|u| u.password_hash.clone());
-    let matches = match state.passwords.verify(password, phc).await {
-        Ok(m) => m,
-        Err(e) => return unavailable(&e.into()),
-    };
-    let user = match user {
-        Some(u) if matches && !u.disabled => u,
-        other => {
-            let reason = match &other {
-                None => "unknown_user",
-                Some(u) if u.disabled => "disabled",
-                Some(_) => "wrong_password",
-            };
-            audit(
-                state,
-                "login.failure",
-                Some(&req.client.id),
-                other.as_ref().map(|u| u.id.as_str()),
-                json!({ "username": username, "reason": reason, "via": "browser" }),
-            )
-            .await;
-            if let Err(e) = throttle::failed(state, username, ctx.ip).await {
-                return unavailable(&e);
-            }
-            // 400, not 401: a form sign-in has no HTTP authentication scheme to name in
-            // the WWW-Authenticate challenge every 401 must carry (RFC 9110 11.6.1).
-            return again(StatusCode::BAD_REQUEST, BAD_LOGIN);
+        Err(LoginFailure::Busy { retry_after }) => {
+            return retry_later(
+                again(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The sign-in service is busy. Wait a moment and try again.",
+                ),
+                retry_after,
+            );
         }
+        Err(LoginFailure::Unavailable(e)) => return unavailable(&e),
     };
-    if let Err(e) = throttle::succeeded(state, username).await {
-        return unavailable(&e);
-    }
     let mut out = HeaderMap::new();
     let session = match start_session(state, &user.id, &mut out).await {
         Ok(s) => s,

@@ -17,7 +17,6 @@ impl IntoResponse for OAuthError {
         let status = match &self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                metrics::counter!(metrics_names::THROTTLED).increment(1);
                 StatusCode::TOO_MANY_REQUESTS
             }
             OAuthError::Server(detail) => {
@@ -33,6 +32,7 @@ impl IntoResponse for OAuthError {
                 tracing::warn!(detail = %detail, "cannot sign");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            OAuthError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let body = match self.description() {
@@ -52,7 +52,8 @@ impl IntoResponse for OAuthError {
             }
             OAuthError::TooManyRequests { retry_after }
             | OAuthError::RateLimited { retry_after }
-            | OAuthError::NoSigningKey { retry_after, .. } => {
+            | OAuthError::NoSigningKey { retry_after, .. }
+            | OAuthError::Busy { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             OAuthError::Unavailable(_) => {
@@ -85,6 +86,14 @@ mod tests {
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
         let r = OAuthError::Server("db on fire".into()).into_response();
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_full_password_queue_is_503_with_retry_after_not_a_store_error() {
+        let r = OAuthError::Busy { retry_after: 1 }.into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

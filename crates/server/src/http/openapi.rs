@@ -120,7 +120,8 @@ pub(crate) enum ClientErrors {
     /// Too many failed attempts (`slow_down`-style throttling).
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
     TooManyRequests(OAuthErrorBody),
-    /// `temporarily_unavailable`: the store is unreachable or a key is not active yet.
+    /// `temporarily_unavailable`: the store is unreachable, a key is not active yet, or
+    /// too many password checks are waiting (`password_hash_queue`).
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
     Unavailable(OAuthErrorBody),
 }

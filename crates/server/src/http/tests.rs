@@ -421,3 +421,52 @@ async fn a_client_whose_algorithm_has_no_active_key_gets_503_not_500() {
         "detail is logged, not sent"
     );
 }
+
+/// A full password queue answers 503 `temporarily_unavailable` with `Retry-After` at once,
+/// and the refused attempts give their throttle reservations back: more of them than the
+/// per-account limit leave the right password working, not blocked (no half-written
+/// state). Without the bound the requests would wait for a hashing thread instead.
+#[tokio::test]
+async fn a_full_password_queue_answers_503_and_counts_nothing() {
+    let (s, _d) = state().await;
+    let (id, secret) = client_and_user(&s).await;
+    let held: Vec<_> = std::iter::from_fn(|| s.passwords.admit())
+        .take(1000)
+        .collect();
+    assert!(!held.is_empty() && held.len() < 1000);
+    let right = "grant_type=password&username=alice&password=long%20enough";
+    for _ in 0..(s.config.throttle.per_account + 3) {
+        let (status, headers, json) = send(&s, with_post_auth(right, &id, &secret)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+        assert_eq!(json["error"], "temporarily_unavailable");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+    drop(held);
+    let (status, _, json) = send(&s, with_post_auth(right, &id, &secret)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+}
+
+/// A client that goes away mid-login (its request dropped while the password is being
+/// checked) leaves no reservation behind: the attempts are released in the background,
+/// so more of them than the per-account limit do not block the account from this
+/// network (the manual clock never ends a hold, so a leaked one would show as 429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_abandoned_mid_check_counts_nothing() {
+    let (s, _d) = state().await;
+    let (id, secret) = client_and_user(&s).await;
+    let right = "grant_type=password&username=alice&password=long%20enough";
+    for _ in 0..(s.config.throttle.per_account + 2) {
+        let req = with_post_auth(right, &id, &secret);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(3), send(&s, req)).await;
+    }
+    let mut status = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..100 {
+        status = send(&s, with_post_auth(right, &id, &secret)).await.0;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+}

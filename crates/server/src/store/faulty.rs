@@ -20,6 +20,8 @@ pub(crate) struct FaultyStore {
     pub(crate) fail_next_rotation: AtomicBool,
     /// While on: recording a grant's context fails.
     pub(crate) fail_context_swaps: AtomicBool,
+    /// While on: looking a user up by name fails (the database went away mid-login).
+    pub(crate) fail_user_lookups: AtomicBool,
 }
 
 impl FaultyStore {
@@ -30,6 +32,7 @@ impl FaultyStore {
             lose_next_rotation_ack: AtomicBool::new(false),
             fail_next_rotation: AtomicBool::new(false),
             fail_context_swaps: AtomicBool::new(false),
+            fail_user_lookups: AtomicBool::new(false),
         }
     }
 }
@@ -120,16 +123,41 @@ forward!(ClientStore {
     fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 });
 
-forward!(UserStore {
-    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
-    fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
-    fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
-    fn set_password(&self, name: &str, hash: &str, evict: Option<Revoked>) -> Result<(), StoreError>;
-    fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
-    fn enable_user(&self, name: &str) -> Result<String, StoreError>;
-    fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError>;
-});
+#[async_trait]
+impl UserStore for FaultyStore {
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        if self.fail_user_lookups.load(Ordering::SeqCst) {
+            return Err(injected("connection refused"));
+        }
+        self.inner.user_by_name(name).await
+    }
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.inner.insert_user(user).await
+    }
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_id(id).await
+    }
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.users().await
+    }
+    async fn set_password(
+        &self,
+        name: &str,
+        hash: &str,
+        evict: Option<Revoked>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_password(name, hash, evict).await
+    }
+    async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError> {
+        self.inner.disable_user(name, revoked).await
+    }
+    async fn enable_user(&self, name: &str) -> Result<String, StoreError> {
+        self.inner.enable_user(name).await
+    }
+    async fn remove_user(&self, name: &str, revoked: Revoked) -> Result<String, StoreError> {
+        self.inner.remove_user(name, revoked).await
+    }
+}
 
 forward!(AuthCodeStore {
     fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
@@ -187,6 +215,16 @@ forward!(ThrottleStore {
     fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
     fn login_blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>, StoreError>;
     fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: std::time::Duration,
+        threshold: u32,
+        block_until: UnixTime
+    ) -> Result<Option<u32>, StoreError>;
+    fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
+    fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
 });
 
 #[async_trait]

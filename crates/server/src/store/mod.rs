@@ -314,6 +314,25 @@ pub trait ThrottleStore: Send + Sync {
     ) -> Result<Option<UnixTime>, StoreError>;
     /// Forgets the failures of `key` (after a successful login).
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Reserves one login attempt for `key` before its password is checked, in one atomic
+    /// step: refused (`None`, nothing counted) while `key` is blocked at `now`; otherwise
+    /// counted like [`record_login_failure`](Self::record_login_failure) and the count in
+    /// the window returned. When that count reaches `threshold` the key is also blocked
+    /// until at least `block_until`, so concurrent attempts past the threshold are refused.
+    async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: std::time::Duration,
+        threshold: u32,
+        block_until: UnixTime,
+    ) -> Result<Option<u32>, StoreError>;
+    /// Gives back one reservation of `key` (the attempt was not evaluated, or succeeded
+    /// and the failures of `key` are kept).
+    async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
+    /// Sets the block of `key` to end at `until`, shorter or longer than the one in
+    /// place (a hold becoming a block, or lifted); nothing when `key` has no row.
+    async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
 }
 
 /// Everything the server needs from a backend.

@@ -1,6 +1,7 @@
 //! Refresh rotations the server could not confirm (issue 5): a real SQLite store behind
 //! [`FaultyStore`], which loses a rotation's acknowledgement or fails the steps after it
-//! the way a database outage does. With the default 0 s grace window throughout.
+//! the way a database outage does. With the default 0 s grace window throughout. Also a
+//! login whose user lookup fails the same way (issue 14, item 3: no reservation left).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -319,4 +320,29 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         t.stored(successor.expose()).await.1,
         "the family is revoked"
     );
+}
+
+/// The database going away mid-login (after the throttle reservation, at the user
+/// lookup) answers 503 and gives the reservation back: more such failures than the
+/// per-account limit leave the right password working once the database is back, never
+/// a 429 for attempts that were not evaluated.
+#[tokio::test]
+async fn a_store_failure_mid_login_is_503_and_leaves_no_reservation() {
+    let s = setup().await;
+    s.faults.fail_user_lookups.store(true, Ordering::SeqCst);
+    for _ in 0..(s.state.config.throttle.per_account + 2) {
+        let (status, headers, json) = send(
+            &s.state,
+            with_post_auth(
+                "grant_type=password&username=alice&password=long+enough",
+                &s.client.0,
+                &s.client.1,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+    }
+    s.faults.fail_user_lookups.store(false, Ordering::SeqCst);
+    s.login().await;
 }

@@ -72,4 +72,56 @@ impl ThrottleStore for PgStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    async fn reserve_login_attempt(
+        &self,
+        key: &str,
+        now: UnixTime,
+        window: Duration,
+        threshold: u32,
+        block_until: UnixTime,
+    ) -> Result<Option<u32>, StoreError> {
+        let window_start = now.saturating_sub(window).secs();
+        // One statement (the upsert holds the row): a blocked key is left as it is and
+        // returns no row; otherwise the attempt counts, and reaching the threshold blocks.
+        let count: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO login_failures AS f (key, count, window_start, blocked_until) \
+             VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN $5 ELSE 0 END) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN f.window_start <= $3 THEN 1 ELSE f.count + 1 END, \
+               window_start = CASE WHEN f.window_start <= $3 THEN $2 ELSE f.window_start END, \
+               blocked_until = CASE WHEN (CASE WHEN f.window_start <= $3 THEN 1 ELSE f.count + 1 END) >= $4 \
+                 THEN GREATEST(f.blocked_until, $5) ELSE f.blocked_until END \
+             WHERE f.blocked_until <= $2 \
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(now.secs())
+        .bind(window_start)
+        .bind(i64::from(threshold))
+        .bind(block_until.secs())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(count.map(|c| u32::try_from(c).unwrap_or(u32::MAX)))
+    }
+
+    async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE login_failures SET blocked_until = $1 WHERE key = $2")
+            .bind(until.secs())
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
 }

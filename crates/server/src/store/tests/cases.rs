@@ -610,6 +610,82 @@ pub(super) async fn login_failures_count_block_and_clear(s: Arc<dyn Store>) {
     assert_eq!(counts, (1..=10).collect::<Vec<u32>>());
 }
 
+/// Reservations count before the password is checked: at the threshold the key blocks
+/// in the same step, so of many concurrent attempts exactly `threshold` get through; a
+/// blocked key counts nothing more, and a release gives one reservation back.
+pub(super) async fn login_attempts_are_reserved_atomically(s: Arc<dyn Store>) {
+    let window = Duration::from_secs(100);
+    let reserve = |key: &'static str, now: i64| {
+        let s = Arc::clone(&s);
+        async move {
+            s.reserve_login_attempt(key, t(now), window, 3, t(now + 2))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(reserve("pair:a", 0).await, Some(1));
+    s.release_login_attempt("pair:a").await.unwrap();
+    assert_eq!(
+        reserve("pair:a", 0).await,
+        Some(1),
+        "released, counted again"
+    );
+    assert_eq!(reserve("pair:a", 0).await, Some(2));
+    assert_eq!(s.login_blocked_until("pair:a", t(0)).await.unwrap(), None);
+    assert_eq!(reserve("pair:a", 0).await, Some(3));
+    assert_eq!(
+        s.login_blocked_until("pair:a", t(0)).await.unwrap(),
+        Some(t(2)),
+        "the threshold blocks in the same step"
+    );
+    assert_eq!(reserve("pair:a", 1).await, None, "blocked: refused");
+    assert_eq!(reserve("pair:a", 1).await, None);
+    // A longer block set after a failure is kept; once over, one more attempt counts.
+    s.block_login("pair:a", t(5)).await.unwrap();
+    assert_eq!(reserve("pair:a", 3).await, None);
+    assert_eq!(
+        reserve("pair:a", 5).await,
+        Some(4),
+        "refusals did not count"
+    );
+    assert_eq!(
+        s.login_blocked_until("pair:a", t(5)).await.unwrap(),
+        Some(t(7))
+    );
+    // A hold is replaced by the block the failure earns, shorter or longer.
+    assert_eq!(reserve("pair:d", 0).await, Some(1));
+    s.block_login("pair:d", t(50)).await.unwrap();
+    s.replace_login_block("pair:d", t(3)).await.unwrap();
+    assert_eq!(
+        s.login_blocked_until("pair:d", t(0)).await.unwrap(),
+        Some(t(3))
+    );
+    s.replace_login_block("pair:d", t(0)).await.unwrap();
+    assert_eq!(s.login_blocked_until("pair:d", t(0)).await.unwrap(), None);
+    s.replace_login_block("no:row", t(9)).await.unwrap();
+    assert_eq!(s.login_blocked_until("no:row", t(0)).await.unwrap(), None);
+    // Releasing never goes below zero; clearing forgets the block.
+    s.clear_login_failures("pair:a").await.unwrap();
+    s.release_login_attempt("pair:a").await.unwrap();
+    s.release_login_attempt("nothing:here").await.unwrap();
+    // After the window the count restarts (and with it the threshold).
+    assert_eq!(reserve("pair:b", 0).await, Some(1));
+    assert_eq!(reserve("pair:b", 150).await, Some(1));
+    // Concurrent reservations: exactly the threshold get through.
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        tasks.push(tokio::spawn(reserve("pair:c", 200)));
+    }
+    let mut granted = Vec::new();
+    for task in tasks {
+        if let Some(c) = task.await.unwrap() {
+            granted.push(c);
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, [1, 2, 3]);
+}
+
 pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>) {
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))

@@ -331,6 +331,7 @@ suite!(
     audit_events_filter_by_user_and_time,
     grant_context_is_swapped,
     login_failures_count_block_and_clear,
+    login_attempts_are_reserved_atomically,
     the_janitor_purges_only_what_cannot_matter,
     the_janitor_deletes_in_batches_and_keeps_live_rows,
     simultaneous_starts_create_one_first_key,
