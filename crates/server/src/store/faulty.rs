@@ -117,6 +117,7 @@ forward!(ClientStore {
     fn client_by_id_or_name(&self, key: &str) -> Result<Option<ClientRecord>, StoreError>;
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
+    fn set_client_id_token_alg(&self, id: &str, alg: tessera_token::Algorithm) -> Result<(), StoreError>;
     fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 });
 
