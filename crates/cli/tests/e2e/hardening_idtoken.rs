@@ -117,7 +117,21 @@ async fn hardening_idtoken_rs256_by_default_with_a_published_kid_access_tokens_k
     let ah = header(&access);
     assert_eq!(ah.alg, "EdDSA");
     assert_ne!(ah.kid.unwrap(), kid);
-    // The ID token is no bearer token (typ JWT, not at+jwt), though an RS256 key signs it.
+    // The ID token is no access token: its typ (JWT) alone makes an at+jwt policy refuse
+    // it. The policy accepts it in every other respect (issuer, audience = client_id, a
+    // published key), so only a working typ check gives WrongType here.
+    let r = s.get("/jwks.json", None).await;
+    let set = tessera_token::JwkSet::from_json(r.json.to_string().as_bytes()).unwrap();
+    let keyset = tessera_token::KeySet::from_jwks(&set).unwrap();
+    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    let policy = tessera_token::Validation::new(s.base.clone(), spa.to_owned());
+    assert!(keyset.verify(&id, &policy, now).is_ok());
+    let at_jwt = policy.require_typ("at+jwt");
+    assert!(matches!(
+        keyset.verify(&id, &at_jwt, now),
+        Err(tessera_token::Error::WrongType)
+    ));
+    // And /userinfo refuses it as a bearer token (typ, aud, client_id and jti all differ).
     let ui = s
         .http
         .get(s.url("/userinfo"))
@@ -548,4 +562,35 @@ async fn hardening_idtoken_client_update_changes_the_id_token_alg_in_place() {
         .filter(|e| e["kind"] == "client.update")
         .count();
     assert_eq!(updates, 2, "refused updates are not audited as changes");
+}
+
+#[tokio::test]
+async fn hardening_idtoken_a_key_clients_chose_is_age_checked_and_rotated_too() {
+    let s = Server::start_with(FAST_KEYS, &[]);
+    // An ES256 key for clients that chose ES256 (access or ID tokens).
+    let out = s.cli_ok(&["keys", "rotate", "--alg", "ES256"], None);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    wait_for("the ES256 key is active", async || {
+        let list: Value =
+            serde_json::from_str(&s.cli_ok(&["keys", "list", "--json"], None)).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["alg"] == "ES256" && k["state"] == "active")
+    })
+    .await;
+    // doctor checks its age like the others'.
+    let out = s.cli(&["doctor", "--offline"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[ok  ] newest ES256 signing key (chosen by clients) is 0 days old"),
+        "{text}"
+    );
+    // `keys rotate` publishes one key of each algorithm in use, one line each.
+    let out = s.cli_ok(&["keys", "rotate"], None);
+    let algs: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(['(', ')']).nth(1).unwrap())
+        .collect();
+    assert_eq!(algs, ["EdDSA", "RS256", "ES256"], "{out}");
 }

@@ -20,6 +20,8 @@ pub(crate) struct FaultyStore {
     pub(crate) fail_next_rotation: AtomicBool,
     /// While on: recording a grant's context fails.
     pub(crate) fail_context_swaps: AtomicBool,
+    /// While on: storing a signing key fails (nothing committed).
+    pub(crate) fail_key_inserts: AtomicBool,
 }
 
 impl FaultyStore {
@@ -30,6 +32,7 @@ impl FaultyStore {
             lose_next_rotation_ack: AtomicBool::new(false),
             fail_next_rotation: AtomicBool::new(false),
             fail_context_swaps: AtomicBool::new(false),
+            fail_key_inserts: AtomicBool::new(false),
         }
     }
 }
@@ -160,16 +163,28 @@ forward!(RevocationStore {
     fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
 });
 
-forward!(KeyStore {
-    fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
-    fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
-    fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
-    fn apply_key_changes(
+#[async_trait]
+impl KeyStore for FaultyStore {
+    async fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        if self.fail_key_inserts.load(Ordering::SeqCst) {
+            return Err(injected("connection refused"));
+        }
+        self.inner.insert_key(key).await
+    }
+    async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+        self.inner.insert_first_key(key).await
+    }
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.inner.keys().await
+    }
+    async fn apply_key_changes(
         &self,
         changes: &[crate::keys::KeyChange],
-        now: UnixTime
-    ) -> Result<(), StoreError>;
-});
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.apply_key_changes(changes, now).await
+    }
+}
 
 forward!(AuditStore {
     fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;
