@@ -222,25 +222,33 @@ async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
     loop {
         tick.tick().await;
         if let Some(period) = state.config.key_rotation_period {
-            // The access-token key and the ID-token (RS256) key rotate alike.
-            for alg in keys::required_algs(state.config.signing_alg) {
-                let rotated = keys::rotate_if_due(
-                    &*state.store,
-                    &sealer,
-                    alg,
-                    period,
-                    state.config.jwks_cache_ttl,
-                    state.clock.now(),
-                )
-                .await;
-                match rotated {
-                    Ok(Some(kid)) => {
-                        tracing::info!(kid = %kid, alg = alg.name(), "signing key rotation period reached; published a new key")
+            // Every algorithm with an active key rotates alike: the access-token key,
+            // the ID-token (RS256) key and those clients chose.
+            let rotated = keys::rotate_all_due(
+                &*state.store,
+                &sealer,
+                state.config.signing_alg,
+                period,
+                state.config.jwks_cache_ttl,
+                state.clock.now(),
+            )
+            .await;
+            match rotated {
+                Ok(results) => {
+                    for (alg, r) in results {
+                        match r {
+                            Ok(Some(kid)) => {
+                                tracing::info!(kid = %kid, alg = alg.name(), "signing key rotation period reached; published a new key")
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::error!(error = %e, alg = alg.name(), "cannot publish the next signing key; will retry")
+                            }
+                        }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, alg = alg.name(), "cannot publish the next signing key; will retry")
-                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the signing keys to rotate them; will retry")
                 }
             }
         }

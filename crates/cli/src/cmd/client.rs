@@ -1,8 +1,9 @@
-//! `tessera client`: register, list, rotate the secret of, and remove OAuth clients.
+//! `tessera client`: register, list, update, rotate the secret of, and remove OAuth clients.
 
 use clap::Subcommand;
 use serde_json::json;
-use tessera_server::admin::NewClient;
+use tessera_server::Overrides;
+use tessera_server::admin::{Admin, KeyInfo, NewClient};
 use tessera_server::keys::ID_TOKEN_ALG;
 use tessera_server::store::{ClientRecord, GrantType, KeyState};
 use tessera_token::Algorithm;
@@ -65,6 +66,16 @@ pub(crate) enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a client in place (same client_id, secret and sessions). Running servers
+    /// apply it within client_cache_ttl_secs.
+    Update {
+        /// client_id or name (a client_id may start with `-`).
+        #[arg(allow_hyphen_values = true)]
+        client: String,
+        /// Algorithm of its ID tokens (`id_token_signed_response_alg`: RS256, ES256, EdDSA).
+        #[arg(long, value_parser = parse_alg)]
+        id_token_alg: Algorithm,
+    },
     /// Remove a client and revoke everything issued to it.
     Remove {
         /// client_id or name (a client_id may start with `-`).
@@ -78,6 +89,27 @@ fn parse_alg(s: &str) -> Result<Algorithm, String> {
         Ok(a) if a.is_asymmetric() => Ok(a),
         _ => Err("use EdDSA, ES256 or RS256".into()),
     }
+}
+
+/// Notes each algorithm in `algs` that has no signing key yet (said once each).
+async fn note_missing_keys(admin: &Admin, algs: &[Algorithm]) -> Result<(), CliError> {
+    if algs.is_empty() {
+        return Ok(());
+    }
+    let keys = admin.keys().await?;
+    let mut noted = Vec::new();
+    for &alg in algs {
+        let signs = |k: &&KeyInfo| {
+            k.alg == alg.name() && k.activate_after.is_some() && k.state != KeyState::Retired
+        };
+        if !noted.contains(&alg) && !keys.iter().any(|k| signs(&k)) {
+            noted.push(alg);
+            eprintln!(
+                "note: there is no {alg} signing key yet; run `tessera keys rotate --alg {alg}`"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse_grant(s: &str) -> Result<GrantType, String> {
@@ -135,23 +167,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                 .into_iter()
                 .chain(client.id_token_alg)
                 .collect();
-            if !chosen.is_empty() {
-                let keys = admin.keys().await?;
-                let mut noted = Vec::new();
-                for alg in chosen {
-                    let signs = |k: &&tessera_server::admin::KeyInfo| {
-                        k.alg == alg.name()
-                            && k.activate_after.is_some()
-                            && k.state != KeyState::Retired
-                    };
-                    if !noted.contains(&alg) && !keys.iter().any(|k| signs(&k)) {
-                        noted.push(alg);
-                        eprintln!(
-                            "note: there is no {alg} signing key yet; run `tessera keys rotate --alg {alg}`"
-                        );
-                    }
-                }
-            }
+            note_missing_keys(&admin, &chosen).await?;
             if json {
                 let mut v = describe(&client);
                 if let (Some(s), Some(obj)) = (&secret, v.as_object_mut()) {
@@ -210,6 +226,21 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                 println!("client_secret: {}", secret.expose());
                 eprintln!("The secret is shown only once: store it now.");
             }
+        }
+        ClientCommand::Update {
+            client,
+            id_token_alg,
+        } => {
+            let alg = id_token_alg;
+            let c = admin.set_id_token_alg(&client, alg).await?;
+            println!("client {} ({}): ID tokens signed with {alg}", c.name, c.id);
+            note_missing_keys(&admin, &[alg]).await?;
+            let ttl = global.config(Overrides::default())?.client_cache_ttl;
+            eprintln!(
+                "Running servers apply it within client_cache_ttl_secs ({}s); \
+                 nothing issued before changes.",
+                ttl.as_secs()
+            );
         }
         ClientCommand::Remove { client } => {
             let c = admin.remove_client(&client).await?;

@@ -89,13 +89,17 @@ pub(crate) async fn run(global: &Global, cmd: KeysCommand) -> Result<(), CliErro
             }
         }
         KeysCommand::Rotate { alg } => {
-            for k in admin.rotate_key(alg).await? {
-                let from = k.activate_after.map_or(0, |t| t.secs());
-                println!(
-                    "published {} ({}); it signs from {from} (Unix time)",
-                    k.kid, k.alg
-                );
-            }
+            // One line per key as soon as it is stored: if a later one fails, the
+            // operator still learns what was published.
+            admin
+                .rotate_key(alg, |k| {
+                    let from = k.activate_after.map_or(0, |t| t.secs());
+                    println!(
+                        "published {} ({}); it signs from {from} (Unix time)",
+                        k.kid, k.alg
+                    );
+                })
+                .await?;
         }
         KeysCommand::Import {
             file,

@@ -117,7 +117,21 @@ async fn hardening_idtoken_rs256_by_default_with_a_published_kid_access_tokens_k
     let ah = header(&access);
     assert_eq!(ah.alg, "EdDSA");
     assert_ne!(ah.kid.unwrap(), kid);
-    // The ID token is no bearer token (typ JWT, not at+jwt), though an RS256 key signs it.
+    // The ID token is no access token: its typ (JWT) alone makes an at+jwt policy refuse
+    // it. The policy accepts it in every other respect (issuer, audience = client_id, a
+    // published key), so only a working typ check gives WrongType here.
+    let r = s.get("/jwks.json", None).await;
+    let set = tessera_token::JwkSet::from_json(r.json.to_string().as_bytes()).unwrap();
+    let keyset = tessera_token::KeySet::from_jwks(&set).unwrap();
+    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    let policy = tessera_token::Validation::new(s.base.clone(), spa.to_owned());
+    assert!(keyset.verify(&id, &policy, now).is_ok());
+    let at_jwt = policy.require_typ("at+jwt");
+    assert!(matches!(
+        keyset.verify(&id, &at_jwt, now),
+        Err(tessera_token::Error::WrongType)
+    ));
+    // And /userinfo refuses it as a bearer token (typ, aud, client_id and jti all differ).
     let ui = s
         .http
         .get(s.url("/userinfo"))
@@ -443,4 +457,140 @@ async fn hardening_idtoken_a_store_from_before_rs256_gets_its_key_at_the_next_st
         .await
         .unwrap();
     assert_eq!(d["id_token_signing_alg_values_supported"][0], "RS256");
+}
+
+#[tokio::test]
+async fn hardening_idtoken_client_update_changes_the_id_token_alg_in_place() {
+    let setup = setup_with("client_cache_ttl_secs = 1\n", &[]);
+    let s = &setup.s;
+    // An upgraded client: it chose nothing, so its ID tokens are now RS256.
+    let rp = add_rp(s, "legacy-rp", &[]);
+    let before = code_flow(s, &rp).await;
+    assert_eq!(header(&before.str("id_token")).alg, "RS256");
+
+    // The operator puts it back on EdDSA, by name; client_id, secret and sessions stay.
+    let out = s.cli(
+        &["client", "update", "legacy-rp", "--id-token-alg", "EdDSA"],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&rp) && said.contains("EdDSA"), "{said}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("client_cache_ttl_secs (1s)"), "{err}");
+    // Applied once the client cache entry expires (bounded wait, no timing asserted).
+    wait_for(
+        "the server signs legacy-rp's ID tokens with EdDSA",
+        async || header(&code_flow(s, &rp).await.str("id_token")).alg == "EdDSA",
+    )
+    .await;
+    let r = code_flow(s, &rp).await;
+    verify_id_token(s, &r.str("id_token"), &rp).await;
+    // The session from before the update still refreshes: nothing was invalidated.
+    let again = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &rp),
+                ("refresh_token", &before.str("refresh_token")),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(again.status, 200, "{:?}", again.json);
+    let list: Value = serde_json::from_str(&s.cli_ok(&["client", "list", "--json"], None)).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "legacy-rp")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&row["client_id"], &row["id_token_alg"]),
+        (&rp.as_str().into(), &"EdDSA".into())
+    );
+    // Audited, with both algorithms (and no secret).
+    let events: Value = serde_json::from_str(&s.cli_ok(&["audit", "--json"], None)).unwrap();
+    let ev = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "client.update")
+        .expect("a client.update audit event");
+    assert_eq!(ev["client_id"], rp.as_str());
+    assert_eq!(ev["detail"]["id_token_alg"]["from"], "RS256");
+    assert_eq!(ev["detail"]["id_token_alg"]["to"], "EdDSA");
+
+    // And back to RS256, by client_id.
+    s.cli_ok(&["client", "update", &rp, "--id-token-alg", "RS256"], None);
+    wait_for(
+        "the server signs legacy-rp's ID tokens with RS256 again",
+        async || header(&code_flow(s, &rp).await.str("id_token")).alg == "RS256",
+    )
+    .await;
+
+    // Refused: unsigned or shared-secret algorithms, no algorithm, an unknown client.
+    for alg in ["none", "HS256", "hs256", "RS384", ""] {
+        let out = s.cli(&["client", "update", &rp, "--id-token-alg", alg], None);
+        assert_eq!(out.status.code(), Some(2), "{alg:?}");
+    }
+    assert_eq!(
+        s.cli(&["client", "update", &rp], None).status.code(),
+        Some(2)
+    );
+    let out = s.cli(
+        &["client", "update", "nobody", "--id-token-alg", "RS256"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no client"));
+    let list: Value = serde_json::from_str(&s.cli_ok(&["client", "list", "--json"], None)).unwrap();
+    let rs = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "legacy-rp")
+        .unwrap()["id_token_alg"]
+        .clone();
+    assert_eq!(rs, "RS256", "a refused update changes nothing");
+    let events: Value = serde_json::from_str(&s.cli_ok(&["audit", "--json"], None)).unwrap();
+    let updates = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "client.update")
+        .count();
+    assert_eq!(updates, 2, "refused updates are not audited as changes");
+}
+
+#[tokio::test]
+async fn hardening_idtoken_a_key_clients_chose_is_age_checked_and_rotated_too() {
+    let s = Server::start_with(FAST_KEYS, &[]);
+    // An ES256 key for clients that chose ES256 (access or ID tokens).
+    let out = s.cli_ok(&["keys", "rotate", "--alg", "ES256"], None);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    wait_for("the ES256 key is active", async || {
+        let list: Value =
+            serde_json::from_str(&s.cli_ok(&["keys", "list", "--json"], None)).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["alg"] == "ES256" && k["state"] == "active")
+    })
+    .await;
+    // doctor checks its age like the others'.
+    let out = s.cli(&["doctor", "--offline"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[ok  ] newest ES256 signing key (chosen by clients) is 0 days old"),
+        "{text}"
+    );
+    // `keys rotate` publishes one key of each algorithm in use, one line each.
+    let out = s.cli_ok(&["keys", "rotate"], None);
+    let algs: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(['(', ')']).nth(1).unwrap())
+        .collect();
+    assert_eq!(algs, ["EdDSA", "RS256", "ES256"], "{out}");
 }

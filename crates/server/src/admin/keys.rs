@@ -55,8 +55,13 @@ impl Admin {
     /// Generates a key of `alg` and publishes it; it starts signing one JWKS cache
     /// lifetime from now, and the key it replaces retires then. Without `alg`, one key of
     /// each algorithm in use: the configured one, RS256 (ID tokens) and any other with an
-    /// active key.
-    pub async fn rotate_key(&self, alg: Option<Algorithm>) -> Result<Vec<KeyInfo>, Error> {
+    /// active key. `published` hears of each key as soon as it is stored, so a failure
+    /// after the first still leaves the caller able to say what was published.
+    pub async fn rotate_key(
+        &self,
+        alg: Option<Algorithm>,
+        mut published: impl FnMut(&KeyInfo) + Send,
+    ) -> Result<Vec<KeyInfo>, Error> {
         let algs = match alg {
             Some(a) if !a.is_asymmetric() => {
                 return Err(Error::Invalid("--alg must be EdDSA, ES256 or RS256".into()));
@@ -65,28 +70,23 @@ impl Admin {
             None => self.algorithms_in_use().await?,
         };
         let sealer = self.sealer()?;
-        let mut published = Vec::new();
+        let mut all = Vec::new();
         for alg in algs {
             let key = keys::generate(alg).await?;
-            published.push(self.publish(key, None, true, &sealer).await?);
+            let k = self.publish(key, None, true, &sealer).await?;
+            published(&k);
+            all.push(k);
         }
-        Ok(published)
+        Ok(all)
     }
 
-    /// The required algorithms, then those of the other active keys.
-    async fn algorithms_in_use(&self) -> Result<Vec<Algorithm>, Error> {
-        let mut algs = keys::required_algs(self.config.signing_alg);
-        for r in self.store.keys().await? {
-            if r.state != KeyState::Active {
-                continue;
-            }
-            if let Ok(a) = r.alg.parse::<Algorithm>()
-                && !algs.contains(&a)
-            {
-                algs.push(a);
-            }
-        }
-        Ok(algs)
+    /// The algorithms in use ([`keys::algs_in_use`]): rotated by `tessera keys rotate`
+    /// and by the server, age-checked by `tessera doctor`.
+    pub async fn algorithms_in_use(&self) -> Result<Vec<Algorithm>, Error> {
+        Ok(keys::algs_in_use(
+            self.config.signing_alg,
+            &self.store.keys().await?,
+        ))
     }
 
     /// Imports a PKCS#8 PEM private key (Ed25519, P-256, RSA of 2048 bits or more). With
@@ -145,5 +145,52 @@ impl Admin {
     /// The number of keys in the store (for tests and status output).
     pub async fn key_count(&self) -> Result<usize, Error> {
         Ok(self.store.keys().await?.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::{FileConfig, Overrides, ServerConfig};
+    use crate::store::faulty::FaultyStore;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_rotation_that_fails_halfway_reports_the_key_it_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        config.data_dir = dir.path().to_owned();
+        let faulty = Arc::new(FaultyStore::new(Arc::new(
+            SqliteStore::in_memory().await.unwrap(),
+        )));
+        let admin = Admin {
+            store: faulty.clone(),
+            clock: Arc::new(SystemClock),
+            config,
+        };
+        // Two algorithms in use (EdDSA, RS256); the database goes away after the first.
+        let mut heard = Vec::new();
+        let r = admin
+            .rotate_key(None, |k| {
+                heard.push(k.kid.clone());
+                faulty.fail_key_inserts.store(true, Ordering::SeqCst);
+            })
+            .await;
+        assert!(r.is_err(), "the second key could not be stored");
+        assert_eq!(heard.len(), 1, "the first key was reported as published");
+        faulty.fail_key_inserts.store(false, Ordering::SeqCst);
+        let stored: Vec<String> = admin
+            .keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(stored, heard, "and it is the one in the store");
     }
 }

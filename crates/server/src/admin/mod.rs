@@ -339,6 +339,30 @@ impl Admin {
         Ok((client, secret))
     }
 
+    /// Sets the algorithm of a client's ID tokens (`id_token_signed_response_alg`) in
+    /// place: same client_id, secret and grants. Servers apply it once their client cache
+    /// entry expires (`client_cache_ttl_secs`).
+    pub async fn set_id_token_alg(&self, key: &str, alg: Algorithm) -> Result<ClientRecord, Error> {
+        // Same rule as at registration: unsigned or shared-secret ID tokens are forgeable.
+        if !alg.is_asymmetric() {
+            return Err(Error::Invalid(
+                "--id-token-alg must be RS256, ES256 or EdDSA".into(),
+            ));
+        }
+        let mut client = self.client(key).await?;
+        let from = client.id_token_alg.unwrap_or(crate::keys::ID_TOKEN_ALG);
+        self.store.set_client_id_token_alg(&client.id, alg).await?;
+        self.audit(
+            "client.update",
+            Some(&client.id),
+            None,
+            json!({ "id_token_alg": { "from": from.name(), "to": alg.name() } }),
+        )
+        .await;
+        client.id_token_alg = Some(alg);
+        Ok(client)
+    }
+
     /// Removes a client and revokes everything issued to it.
     pub async fn remove_client(&self, key: &str) -> Result<ClientRecord, Error> {
         let client = self.client(key).await?;

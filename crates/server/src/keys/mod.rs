@@ -29,6 +29,21 @@ pub fn required_algs(default_alg: Algorithm) -> Vec<Algorithm> {
     algs
 }
 
+/// The algorithms in use: the required ones, then that of every other active key (a
+/// client's `--signing-alg` or `--id-token-alg`). Rotation and the key-age check cover
+/// them all.
+pub fn algs_in_use(default_alg: Algorithm, records: &[SigningKeyRecord]) -> Vec<Algorithm> {
+    let mut algs = required_algs(default_alg);
+    for r in records.iter().filter(|r| r.state == KeyState::Active) {
+        if let Ok(a) = r.alg.parse::<Algorithm>()
+            && !algs.contains(&a)
+        {
+            algs.push(a);
+        }
+    }
+    algs
+}
+
 /// Generates a key off the async workers (RSA key generation takes a while).
 pub async fn generate(alg: Algorithm) -> Result<SigningKey, Error> {
     tokio::task::spawn_blocking(move || SigningKey::generate(alg))
@@ -291,6 +306,25 @@ pub async fn rotate_if_due(
     Ok(Some(record.kid))
 }
 
+/// [`rotate_if_due`] for every algorithm in use ([`algs_in_use`]); one result per
+/// algorithm, so one failing does not stop the others.
+pub async fn rotate_all_due(
+    store: &dyn Store,
+    sealer: &Sealer,
+    default_alg: Algorithm,
+    period: Duration,
+    lead: Duration,
+    now: UnixTime,
+) -> Result<Vec<(Algorithm, Result<Option<String>, Error>)>, Error> {
+    let algs = algs_in_use(default_alg, &store.keys().await?);
+    let mut results = Vec::with_capacity(algs.len());
+    for alg in algs {
+        let r = rotate_if_due(store, sealer, alg, period, lead, now).await;
+        results.push((alg, r));
+    }
+    Ok(results)
+}
+
 /// Reloads the ring when the stored keys changed (another process rotated, or the
 /// lifecycle moved); returns true when it swapped.
 pub async fn refresh(
@@ -441,6 +475,57 @@ mod tests {
             .unwrap();
         assert_eq!(rs.keys().await.unwrap().len(), 1);
         assert_eq!(kid_of(ring.active()), kid_of(ring.id_token_signer(None)));
+    }
+
+    #[tokio::test]
+    async fn every_algorithm_with_an_active_key_rotates_when_due() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let (sealer, _dir) = sealer();
+        let t0 = UnixTime::from_secs(1_800_000_000);
+        let (ttl, lead) = (Duration::from_secs(600), Duration::from_secs(300));
+        let period = Duration::from_secs(86_400);
+        load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
+            .await
+            .unwrap();
+        // A client chose ES256 (access or ID tokens): the operator made it a key.
+        let es = seal_key(
+            &sealer,
+            SigningKey::generate(Algorithm::Es256).unwrap(),
+            NewKey {
+                kid: Some("es-1"),
+                state: KeyState::Active,
+                activate_after: t0,
+            },
+            t0,
+        )
+        .unwrap();
+        store.insert_key(&es).await.unwrap();
+        let used = algs_in_use(Algorithm::EdDsa, &store.keys().await.unwrap());
+        assert_eq!(used, [Algorithm::EdDsa, Algorithm::Rs256, Algorithm::Es256]);
+        // Not yet due: nothing.
+        let early = rotate_all_due(&store, &sealer, Algorithm::EdDsa, period, lead, t0)
+            .await
+            .unwrap();
+        assert!(early.iter().all(|(_, r)| matches!(r, Ok(None))));
+        // Due: one new key of each, ES256 included.
+        let due = t0.saturating_add(period);
+        let rotated = rotate_all_due(&store, &sealer, Algorithm::EdDsa, period, lead, due)
+            .await
+            .unwrap();
+        let algs: Vec<Algorithm> = rotated
+            .iter()
+            .filter(|(_, r)| matches!(r, Ok(Some(_))))
+            .map(|(a, _)| *a)
+            .collect();
+        assert_eq!(algs, [Algorithm::EdDsa, Algorithm::Rs256, Algorithm::Es256]);
+        let es_keys = store
+            .keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.alg == "ES256")
+            .count();
+        assert_eq!(es_keys, 2);
     }
 
     #[tokio::test]

@@ -22,6 +22,8 @@ pub(crate) struct FaultyStore {
     pub(crate) fail_context_swaps: AtomicBool,
     /// While on: looking a user up by name fails (the database went away mid-login).
     pub(crate) fail_user_lookups: AtomicBool,
+    /// While on: storing a signing key fails (nothing committed).
+    pub(crate) fail_key_inserts: AtomicBool,
 }
 
 impl FaultyStore {
@@ -33,6 +35,7 @@ impl FaultyStore {
             fail_next_rotation: AtomicBool::new(false),
             fail_context_swaps: AtomicBool::new(false),
             fail_user_lookups: AtomicBool::new(false),
+            fail_key_inserts: AtomicBool::new(false),
         }
     }
 }
@@ -120,6 +123,7 @@ forward!(ClientStore {
     fn client_by_id_or_name(&self, key: &str) -> Result<Option<ClientRecord>, StoreError>;
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
+    fn set_client_id_token_alg(&self, id: &str, alg: tessera_token::Algorithm) -> Result<(), StoreError>;
     fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 });
 
@@ -189,16 +193,28 @@ forward!(RevocationStore {
     fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
 });
 
-forward!(KeyStore {
-    fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
-    fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
-    fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
-    fn apply_key_changes(
+#[async_trait]
+impl KeyStore for FaultyStore {
+    async fn insert_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        if self.fail_key_inserts.load(Ordering::SeqCst) {
+            return Err(injected("connection refused"));
+        }
+        self.inner.insert_key(key).await
+    }
+    async fn insert_first_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
+        self.inner.insert_first_key(key).await
+    }
+    async fn keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.inner.keys().await
+    }
+    async fn apply_key_changes(
         &self,
         changes: &[crate::keys::KeyChange],
-        now: UnixTime
-    ) -> Result<(), StoreError>;
-});
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.apply_key_changes(changes, now).await
+    }
+}
 
 forward!(AuditStore {
     fn record(&self, event: &AuditEvent) -> Result<(), StoreError>;

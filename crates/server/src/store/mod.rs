@@ -82,6 +82,12 @@ pub trait ClientStore: Send + Sync {
     async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     /// Replaces a confidential client's secret hash.
     async fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
+    /// Sets a client's `id_token_signed_response_alg`; nothing else of it changes.
+    async fn set_client_id_token_alg(
+        &self,
+        id: &str,
+        alg: tessera_token::Algorithm,
+    ) -> Result<(), StoreError>;
     /// Removes a client, revokes its grants and records each grant's `sid` in the feed.
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 }

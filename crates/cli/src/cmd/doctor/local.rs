@@ -238,11 +238,12 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
             "leaked-signing-key",
         )];
     }
-    let keys = match Admin::open(c).await {
-        Ok(admin) => admin.keys().await,
-        Err(e) => Err(e),
+    let read = async {
+        let admin = Admin::open(c).await?;
+        let keys = admin.keys().await?;
+        Ok::<_, tessera_server::Error>((keys, admin.algorithms_in_use().await?))
     };
-    let keys = match keys {
+    let (keys, algs) = match read.await {
         Ok(k) => k,
         Err(e) => {
             return vec![Finding::fail(
@@ -255,9 +256,9 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    // One finding per algorithm the server keeps a key of: access tokens and ID tokens.
-    keys::required_algs(c.signing_alg)
-        .into_iter()
+    // One finding per algorithm in use: access tokens, ID tokens, and any other with an
+    // active key (chosen by clients), as the server rotates them all.
+    algs.into_iter()
         .map(|alg| alg_key_age(c, &keys, alg, now))
         .collect()
 }
@@ -266,8 +267,10 @@ fn alg_key_age(c: &ServerConfig, keys: &[KeyInfo], alg: Algorithm, now: i64) -> 
     let name = alg.name();
     let role = if alg == c.signing_alg {
         ""
-    } else {
+    } else if alg == keys::ID_TOKEN_ALG {
         " (ID tokens)"
+    } else {
+        " (chosen by clients)"
     };
     let newest = keys
         .iter()

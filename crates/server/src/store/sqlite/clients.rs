@@ -134,6 +134,24 @@ impl ClientStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_client_id_token_alg(
+        &self,
+        id: &str,
+        alg: tessera_token::Algorithm,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE clients SET id_token_alg = ? WHERE id = ?")
+            .bind(alg.name())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        Ok(())
+    }
+
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let grants: Vec<String> =

@@ -103,6 +103,40 @@ pub(super) async fn client_secrets_and_removal(s: Arc<dyn Store>) {
     assert!(s.client("id-spa").await.unwrap().is_some());
 }
 
+pub(super) async fn a_clients_id_token_alg_changes_in_place(s: Arc<dyn Store>) {
+    use tessera_token::Algorithm;
+    let mut c = client("rp");
+    c.id_token_alg = None;
+    s.insert_client(&c).await.unwrap();
+    s.insert_grant(&client_grant("g1", "id-rp"), None)
+        .await
+        .unwrap();
+    s.set_client_id_token_alg("id-rp", Algorithm::Es256)
+        .await
+        .unwrap();
+    let back = s.client("id-rp").await.unwrap().unwrap();
+    assert_eq!(back.id_token_alg, Some(Algorithm::Es256));
+    // Nothing else changes: same id, secret, access-token algorithm, live grants.
+    assert_eq!(back.secret_hash, c.secret_hash);
+    assert_eq!(back.signing_alg, c.signing_alg);
+    assert_eq!(back.created_at, c.created_at);
+    assert!(!s.is_revoked(None, Some("g1")).await.unwrap());
+    s.set_client_id_token_alg("id-rp", Algorithm::Rs256)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.client("id-rp").await.unwrap().unwrap().id_token_alg,
+        Some(Algorithm::Rs256)
+    );
+    assert!(
+        matches!(
+            s.set_client_id_token_alg("rp", Algorithm::Rs256).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "ids only, never names"
+    );
+}
+
 pub(super) async fn users_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
     s.insert_user(&user("u2", "bob")).await.unwrap();
     s.insert_user(&user("u1", "alice")).await.unwrap();
