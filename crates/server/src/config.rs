@@ -28,6 +28,10 @@ use crate::throttle::ThrottlePolicy;
 pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default cap on open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Largest `max_connections` accepted.
+const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 /// Longest allowed refresh-token reuse grace window.
 pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
 /// Largest `password_hash_queue`.
@@ -66,6 +70,21 @@ pub struct FileConfig {
     pub cors_allowed_origins: Option<Vec<String>>,
     /// How long in-flight requests may run after SIGTERM, seconds (default 30).
     pub shutdown_timeout_secs: Option<u64>,
+    /// Lame-duck phase on SIGTERM: `/readyz` answers 503 while the server keeps serving
+    /// this long before it stops accepting, seconds (default 5; 0: stop at once).
+    pub shutdown_delay_secs: Option<u64>,
+    /// Longest wait for a request head, seconds, also between keep-alive requests
+    /// (default 10).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Longest time to receive a request body after its head, seconds (default 30).
+    pub request_timeout_secs: Option<u64>,
+    /// Open connections served at once (default 512); a few more are admitted for
+    /// `/healthz` and `/readyz` only, the rest are closed at once.
+    pub max_connections: Option<usize>,
+    /// A separate address serving `/metrics` (then the main listener does not).
+    pub metrics_listen: Option<String>,
+    /// A file holding the bearer token `/metrics` requires (default none: open).
+    pub metrics_token_file: Option<PathBuf>,
 
     // --- tokens ---
     /// Access-token lifetime in seconds (default 600).
@@ -193,6 +212,18 @@ pub struct ServerConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Longest drain of in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// Lame-duck phase after SIGTERM (zero: none).
+    pub shutdown_delay: Duration,
+    /// Longest wait for a request head (and between keep-alive requests).
+    pub header_read_timeout: Duration,
+    /// Longest time to receive a request body.
+    pub request_timeout: Duration,
+    /// Cap on open connections (beyond it, a small reserve for health probes).
+    pub max_connections: usize,
+    /// Separate listen address of `/metrics`; `None`: served on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// File holding the bearer token `/metrics` requires; `None`: no token.
+    pub metrics_token_file: Option<PathBuf>,
     /// Access-token lifetime.
     pub access_token_ttl: Duration,
     /// Refresh-token idle lifetime.
@@ -272,6 +303,18 @@ impl ServerConfig {
                 "not an address; use IP:PORT, e.g. 127.0.0.1:8080 or [::]:8443",
             )
         })?;
+        let metrics_listen = file
+            .metrics_listen
+            .map(|m| {
+                m.parse::<SocketAddr>().map_err(|_| {
+                    invalid(
+                        "metrics_listen",
+                        format!("{m:?}"),
+                        "not an address; use IP:PORT, e.g. 127.0.0.1:9090",
+                    )
+                })
+            })
+            .transpose()?;
         let issuer = o
             .issuer
             .or(file.issuer)
@@ -441,6 +484,33 @@ impl ServerConfig {
                 1,
                 3600,
             )?,
+            shutdown_delay: secs_in("shutdown_delay_secs", file.shutdown_delay_secs, 5, 0, 600)?,
+            header_read_timeout: secs_in(
+                "header_read_timeout_secs",
+                file.header_read_timeout_secs,
+                10,
+                1,
+                300,
+            )?,
+            request_timeout: secs_in(
+                "request_timeout_secs",
+                file.request_timeout_secs,
+                30,
+                1,
+                3600,
+            )?,
+            max_connections: match file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
+                n @ 1..=MAX_MAX_CONNECTIONS => n,
+                n => {
+                    return Err(invalid(
+                        "max_connections",
+                        n,
+                        &format!("must be between 1 and {MAX_MAX_CONNECTIONS}"),
+                    ));
+                }
+            },
+            metrics_listen,
+            metrics_token_file: file.metrics_token_file,
             access_token_ttl,
             refresh_idle_ttl,
             refresh_absolute_ttl,
@@ -837,6 +907,11 @@ mod tests {
             ("issuer = \"http://auth.example.com\"", "issuer"),
             ("listen = \"everywhere\"", "listen"),
             ("shutdown_timeout_secs = 0", "shutdown_timeout_secs"),
+            ("shutdown_delay_secs = 601", "shutdown_delay_secs"),
+            ("header_read_timeout_secs = 0", "header_read_timeout_secs"),
+            ("request_timeout_secs = 0", "request_timeout_secs"),
+            ("max_connections = 0", "max_connections"),
+            ("metrics_listen = \"metrics\"", "metrics_listen"),
             ("access_token_ttl_secs = \"ten\"", "access_token_ttl_secs"),
         ] {
             let e = resolve_text(text, &[], &[]).unwrap_err().to_string();

@@ -41,6 +41,8 @@ pub const THROTTLED: &str = "tessera_throttled_requests_total";
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 /// Age in seconds of each signing key by `kid`, `alg` and `state` (computed at scrape).
 pub const KEY_AGE: &str = "tessera_signing_key_age_seconds";
+/// Connections closed at once because `max_connections` and its probe reserve were full.
+pub const CONNECTIONS_REFUSED: &str = "tessera_connections_refused_total";
 
 /// Latency buckets, seconds: sub-millisecond reads up to slow password hashing.
 const BUCKETS: [f64; 14] = [
@@ -89,6 +91,10 @@ fn describe() {
     );
     describe_counter!(THROTTLED, "Logins refused because of login throttling.");
     describe_counter!(STORE_ERRORS, "Storage backend failures.");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at once because max_connections was reached."
+    );
 }
 
 /// The handles of one (route, method, status): the request counter and the latency

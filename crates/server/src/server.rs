@@ -6,12 +6,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use std::future::IntoFuture;
-use std::time::Duration;
-
 use axum::http::{HeaderValue, header};
-use axum::serve::{Listener, ListenerExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::{Clock, SystemClock};
@@ -19,16 +17,30 @@ use crate::config::ServerConfig;
 use crate::keys::{self, Keys};
 use crate::password::Passwords;
 use crate::secrets::{MasterKey, Sealer};
+use crate::serving::{self, Endpoint, Limits};
 use crate::state::AppState;
 use crate::store::{self, Store};
-use crate::tls::{TlsCert, TlsListener};
+use crate::tls::TlsCert;
 use crate::{Error, http};
+
+/// Connections the `metrics_listen` listener serves at once.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// How a shutdown was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: the lame-duck phase (`shutdown_delay_secs`), then a graceful stop.
+    LameDuck,
+    /// Ctrl-C: a graceful stop at once.
+    Now,
+}
 
 /// A bound, ready server.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: Option<TcpListener>,
     state: Arc<AppState>,
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
@@ -68,28 +80,45 @@ impl Server {
         )
         .await?
         .with_queue(config.password_hash_queue);
+        let metrics_token = config
+            .metrics_token_file
+            .as_deref()
+            .map(http::MetricsToken::load)
+            .transpose()?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::Io(format!(
                 "cannot listen on {}: {e}; pick another address with --listen",
                 config.listen
             ))
         })?;
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(at) => Some(TcpListener::bind(at).await.map_err(|e| {
+                Error::Io(format!(
+                    "cannot listen on {at} (metrics_listen): {e}; pick another address"
+                ))
+            })?),
+        };
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Io(format!("cannot read the bound address: {e}")))?;
         let issuer = config.issuer_for(addr);
-        let state = Arc::new(AppState::new(
-            issuer,
-            config,
-            Arc::clone(&store),
-            Arc::new(Keys::new(ring)),
-            clock,
-            passwords,
-            master.refresh_key(),
-        ));
+        let state = Arc::new(
+            AppState::new(
+                issuer,
+                config,
+                Arc::clone(&store),
+                Arc::new(Keys::new(ring)),
+                clock,
+                passwords,
+                master.refresh_key(),
+            )
+            .with_metrics_token(metrics_token),
+        );
         Ok(Server {
             listener,
             addr,
+            metrics_listener,
             state,
             store,
             sealer,
@@ -107,15 +136,25 @@ impl Server {
         self.addr
     }
 
+    /// The bound address of the `metrics_listen` listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The issuer URL in use.
     pub fn issuer(&self) -> &str {
         self.state.issuer()
     }
 
-    /// Serves until `shutdown` completes, then drains connections and closes the store.
+    /// Serves until `shutdown` completes: after [`Stop::LameDuck`], `/readyz` answers 503
+    /// while the server keeps serving for `shutdown_delay_secs`; then the listeners stop
+    /// accepting, serve what the kernel already accepted, let requests in flight finish
+    /// (at most `shutdown_timeout_secs`), and the store closes.
     pub async fn run(
         self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
+        shutdown: impl Future<Output = Stop> + Send + 'static,
     ) -> Result<(), Error> {
         let refresher = tokio::spawn(refresh_keys(
             Arc::clone(&self.state),
@@ -127,22 +166,53 @@ impl Server {
             .tls
             .as_ref()
             .map(|t| tokio::spawn(Arc::clone(t).watch()));
+        let config = &self.state.config;
         let mut app = http::router(Arc::clone(&self.state));
-        if let Some(value) = hsts(&self.state.config, self.state.issuer()) {
+        if let Some(value) = hsts(config, self.state.issuer()) {
             app = app.layer(SetResponseHeaderLayer::if_not_present(
                 header::STRICT_TRANSPORT_SECURITY,
                 value,
             ));
         }
-        let drain = self.state.config.shutdown_timeout;
-        let served = match &self.tls {
-            None => serve(self.listener, app, shutdown, drain).await,
-            Some(cert) => {
-                let listener = TlsListener::new(self.listener, cert.server_config()?)
-                    .map_err(|e| Error::Io(format!("cannot listen: {e}")))?;
-                serve(listener, app, shutdown, drain).await
+        let tls = match &self.tls {
+            Some(cert) => Some(TlsAcceptor::from(cert.server_config()?)),
+            None => None,
+        };
+        let main = Endpoint {
+            listener: self.listener,
+            app,
+            tls,
+            limits: Limits {
+                header_read: config.header_read_timeout,
+                request_body: config.request_timeout,
+                max_connections: config.max_connections,
+                reserve: serving::PROBE_RESERVE,
+            },
+        };
+        let metrics = self.metrics_listener.map(|listener| Endpoint {
+            listener,
+            app: http::metrics_router(Arc::clone(&self.state)),
+            tls: None,
+            limits: Limits {
+                header_read: config.header_read_timeout,
+                request_body: config.request_timeout,
+                max_connections: METRICS_MAX_CONNECTIONS,
+                reserve: 0,
+            },
+        });
+        let drain = config.shutdown_timeout;
+        let (stopping, stop) = watch::channel(false);
+        let signal = lame_duck(Arc::clone(&self.state), shutdown, stopping);
+        let serve_metrics = async {
+            if let Some(m) = metrics {
+                serving::serve(m, stop.clone(), drain).await;
             }
         };
+        tokio::join!(
+            signal,
+            serving::serve(main, stop.clone(), drain),
+            serve_metrics
+        );
         refresher.abort();
         janitor.abort();
         upkeep.abort();
@@ -151,55 +221,32 @@ impl Server {
         }
         self.store.close().await;
         tracing::info!("store closed");
-        served.map_err(|e| Error::Io(format!("server failed: {e}")))
+        Ok(())
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets
-/// requests in flight finish (idle keep-alive connections close at once) and returns when
-/// the last connection closed, or after `drain` with the stragglers dropped.
-async fn serve<L>(
-    listener: L,
-    app: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
-) -> Result<(), Error>
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
+/// Waits for `shutdown`; on [`Stop::LameDuck`] marks the server not ready and keeps
+/// serving for `shutdown_delay_secs`; then tells the listeners to stop accepting.
+async fn lame_duck(
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = Stop>,
+    stopping: watch::Sender<bool>,
+) {
+    let how = shutdown.await;
+    state.start_draining();
+    let delay = state.config.shutdown_delay;
+    if how == Stop::LameDuck && !delay.is_zero() {
         tracing::info!(
-            drain_secs = drain.as_secs(),
-            "shutting down: not accepting connections; finishing requests in flight"
+            delay_secs = delay.as_secs(),
+            "shutting down: /readyz answers 503; still serving for shutdown_delay_secs"
         );
-        let _ = stopping.send(());
-    };
-    let server = axum::serve(
-        listener.tap_io(|_| {}),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal);
-    let deadline = async move {
-        if stopped.await.is_ok() {
-            tokio::time::sleep(drain).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = server.into_future() => {
-            served.map_err(|e| Error::Io(format!("server failed: {e}")))
-        }
-        () = deadline => {
-            tracing::warn!(
-                drain_secs = drain.as_secs(),
-                "requests still running after shutdown_timeout_secs; closing their connections"
-            );
-            Ok(())
-        }
+        tokio::time::sleep(delay).await;
     }
+    tracing::info!(
+        drain_secs = state.config.shutdown_timeout.as_secs(),
+        "shutting down: not accepting connections; finishing requests in flight"
+    );
+    let _ = stopping.send(true);
 }
 
 /// The `Strict-Transport-Security` value, when the server is reached over HTTPS (its own

@@ -36,6 +36,11 @@ pub struct AppState {
     pub(crate) unconfirmed: crate::grants::UnconfirmedRotations,
     /// `/revoke` requests per client (`revoke_requests_per_minute`).
     pub(crate) revoke_limit: crate::rate_limit::ClientRateLimit,
+    /// Set on SIGTERM: `/readyz` answers 503 (the lame-duck phase) while requests are
+    /// still served.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// The bearer token `/metrics` requires (`metrics_token_file`), if any.
+    pub(crate) metrics_token: Option<crate::http::MetricsToken>,
 }
 
 impl AppState {
@@ -62,6 +67,8 @@ impl AppState {
                 config.revoke_requests_per_minute,
                 Arc::clone(&clock),
             ),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            metrics_token: None,
             issuer,
             clients: ClientCache::new(config.client_cache_ttl),
             config,
@@ -71,6 +78,18 @@ impl AppState {
             passwords,
             refresh_key,
         }
+    }
+
+    /// Requires `token` on `/metrics`.
+    pub fn with_metrics_token(mut self, token: Option<crate::http::MetricsToken>) -> Self {
+        self.metrics_token = token;
+        self
+    }
+
+    /// Enters the lame-duck phase: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The issuer URL.

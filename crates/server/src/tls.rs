@@ -1,9 +1,9 @@
 //! HTTPS with rustls (aws-lc-rs, the workspace's one crypto provider): the certificate
 //! and key come from PEM files and can be swapped while the server runs (SIGHUP, or a
 //! change of either file), without touching the listening socket or open connections.
-//! Handshakes run in their own tasks, so a slow client never holds up `accept`.
+//! Handshakes run in each connection's task, so a slow client never holds up `accept`,
+//! and are bounded by [`HANDSHAKE_TIMEOUT`].
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -13,8 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -153,70 +152,22 @@ fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Err
     })
 }
 
-/// Accepted, handshaken TLS connections, for `axum::serve`.
-#[derive(Debug)]
-pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    addr: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `tcp` and shakes hands in the background. When this listener is
-    /// dropped (shutdown), the socket closes and new connections are refused.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
-        let addr = tcp.local_addr()?;
-        let (tx, incoming) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
-        Ok(TlsListener { incoming, addr })
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = tx.closed() => return,
-            a = tcp.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.incoming.recv().await {
-            Some(conn) => conn,
-            // The accept loop only ends when this listener is gone.
-            None => std::future::pending().await,
+/// Shakes hands on an accepted connection, within [`HANDSHAKE_TIMEOUT`]; `None` (logged
+/// at debug level) when the client fails or is too slow.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+            None
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.addr)
+        Err(_) => {
+            tracing::debug!(peer = %peer, "TLS handshake timed out");
+            None
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM (graceful:
-//! requests in flight finish); SIGHUP reloads the TLS certificate.
+//! requests in flight finish; SIGTERM first answers /readyz with 503 for
+//! `shutdown_delay_secs` while still serving); SIGHUP reloads the TLS certificate.
 
 use clap::Args;
-use tessera_server::{Overrides, Server};
+use tessera_server::{Overrides, Server, Stop};
 
 use crate::cmd::Global;
 use crate::exit::CliError;
@@ -59,6 +60,9 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
     let server = Server::bind(config).await?;
     eprintln!("listening on {scheme}://{}", server.local_addr());
     eprintln!("issuer {}", server.issuer());
+    if let Some(addr) = server.metrics_addr() {
+        eprintln!("metrics on http://{addr}/metrics");
+    }
     tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
     let reloader = tokio::spawn(reload_on_hangup(server.tls()));
     server.run(shutdown_signal()).await?;
@@ -87,7 +91,8 @@ async fn reload_on_hangup(tls: Option<std::sync::Arc<tessera_server::tls::TlsCer
     drop(tls);
 }
 
-async fn shutdown_signal() {
+/// The first of Ctrl-C (stop now) and SIGTERM (lame-duck phase first).
+async fn shutdown_signal() -> Stop {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -105,7 +110,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        () = ctrl_c => Stop::Now,
+        () = term => Stop::LameDuck,
     }
 }

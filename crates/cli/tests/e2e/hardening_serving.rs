@@ -1,1 +1,425 @@
 //! Hardening (issue 14): see docs/security.md, "What was hardened and how it is tested".
+//! HTTP serving: timeouts against slow clients, the connection cap with its probe reserve,
+//! the lame-duck phase on SIGTERM, JSON 413 on OAuth endpoints, the metrics listener and
+//! its bearer token. Raw `TcpStream`s play the attacker, so nothing is hidden by a client
+//! library's own timeouts or retries.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Server, register_secret};
+
+/// How long a test waits for the server to close a connection it should close (the
+/// configured timeouts are a few seconds; this only bounds a failing test).
+const CLOSE_BOUND: Duration = Duration::from_secs(30);
+
+fn addr(s: &Server) -> String {
+    s.base.trim_start_matches("http://").to_owned()
+}
+
+/// Sends `request` on a fresh connection (which it asks to close) and returns the whole
+/// answer; `Err` on a connection error.
+fn exchange(addr: &str, request: &str) -> std::io::Result<String> {
+    let mut c = TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(CLOSE_BOUND))?;
+    c.write_all(request.as_bytes())?;
+    let mut reply = String::new();
+    c.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
+fn get(addr: &str, path: &str) -> std::io::Result<String> {
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Reads from `c` until the server closes it (EOF or reset) and returns what came; panics
+/// if it is still open after [`CLOSE_BOUND`].
+fn read_until_closed(c: &mut TcpStream, what: &str) -> String {
+    c.set_read_timeout(Some(CLOSE_BOUND)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{what}: still open after {CLOSE_BOUND:?}")
+            }
+            Err(_) => break, // reset: closed too
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads one complete response with a `Content-Length` from a keep-alive connection.
+fn read_response(c: &mut TcpStream) -> String {
+    c.set_read_timeout(Some(CLOSE_BOUND)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        let n = c.read(&mut buf).expect("response");
+        assert!(n > 0, "closed mid-response: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn hardening_slow_heads_bodies_and_idle_keep_alive_are_closed_while_others_are_served() {
+    let s = Server::start_with(
+        "header_read_timeout_secs = 2\nrequest_timeout_secs = 3\n",
+        &[],
+    );
+    let a = addr(&s);
+    // Slowloris: request heads that never end.
+    let mut heads: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            write!(c, "GET /healthz HTTP/1.1\r\nHost: {a}\r\nX-Slow-{i}: 1").unwrap();
+            c
+        })
+        .collect();
+    // A connection that sends nothing at all.
+    let mut silent = TcpStream::connect(&a).unwrap();
+    // Slow bodies: a complete head, a body that stops early.
+    let mut bodies: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            write!(
+                c,
+                "POST /token HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 100\r\n\r\ngrant_type"
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    // An idle keep-alive connection after one good request.
+    let mut idle = TcpStream::connect(&a).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n").unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+
+    // Meanwhile everyone else is served.
+    for _ in 0..5 {
+        let r = get(&a, "/healthz").unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+
+    for (i, c) in heads.iter_mut().enumerate() {
+        let got = read_until_closed(c, &format!("partial head {i}"));
+        assert!(!got.contains("200 OK"), "{got}");
+    }
+    read_until_closed(&mut silent, "silent connection");
+    for (i, c) in bodies.iter_mut().enumerate() {
+        let got = read_until_closed(c, &format!("partial body {i}"));
+        // The token endpoint answers the unfinished body in the OAuth shape, then closes.
+        assert!(got.is_empty() || got.starts_with("HTTP/1.1 400"), "{got}");
+        assert!(
+            got.is_empty() || got.contains("\"invalid_request\""),
+            "{got}"
+        );
+    }
+    read_until_closed(&mut idle, "idle keep-alive connection");
+    let r = get(&a, "/healthz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test]
+async fn hardening_connections_beyond_the_cap_are_refused_while_probes_answer() {
+    let s = Server::start_with("max_connections = 3\nheader_read_timeout_secs = 120\n", &[]);
+    let a = addr(&s);
+    // Three keep-alive connections take every slot (each served once, so surely admitted).
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            write!(c, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n").unwrap();
+            assert!(read_response(&mut c).starts_with("HTTP/1.1 200"));
+            c
+        })
+        .collect();
+    // Beyond the cap: the health probes still answer, anything else is 503.
+    let r = get(&a, "/healthz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = get(&a, "/readyz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = get(&a, "/jwks.json").unwrap();
+    assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+    assert!(r.contains("temporarily_unavailable"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("retry-after: 1"), "{r}");
+    // A reserve connection serves one request and closes.
+    let mut probe = TcpStream::connect(&a).unwrap();
+    write!(probe, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n").unwrap();
+    let got = read_until_closed(&mut probe, "reserve connection");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // Silent connections fill the reserve too; the next one is closed unanswered.
+    let mut silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&a).unwrap()).collect();
+    let mut refused = TcpStream::connect(&a).unwrap();
+    let _ = write!(refused, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    let got = read_until_closed(&mut refused, "connection beyond the cap and reserve");
+    assert!(got.is_empty(), "{got}");
+
+    // Once the holders go, everything is served again.
+    held.clear();
+    silent.clear();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = get(&a, "/jwks.json").unwrap_or_default();
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refusing: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = s.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test]
+async fn hardening_sigterm_lame_duck_keeps_serving_with_zero_connection_errors() {
+    let mut s = Server::start_with("shutdown_delay_secs = 4\n", &[]);
+    let a = addr(&s);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (a, stop, done) = (a.clone(), Arc::clone(&stop), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let r = get(&a, "/jwks.json");
+                    outcomes.push(r.map(|t| t.lines().next().unwrap_or_default().to_owned()));
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "requests stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(30);
+    s.signal("TERM");
+    // /readyz turns 503 at once while requests keep being served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&a, "/readyz").expect("connection refused during the lame-duck phase");
+        if r.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never turned 503: {r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let healthz = get(&a, "/healthz").expect("healthz during the lame-duck phase");
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    // The balancer has seen 503; a few more requests still land, as they would.
+    let seen = done.load(Ordering::Relaxed);
+    wait_for(seen + 30);
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        for outcome in w.join().unwrap() {
+            total += 1;
+            let line = outcome.expect("a request across SIGTERM failed to connect");
+            assert_eq!(line, "HTTP/1.1 200 OK");
+        }
+    }
+    assert!(total >= 60, "{total}");
+    let status = s.wait_exit(Duration::from_secs(60)).expect("still running");
+    assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
+    assert!(s.log().contains("shutdown_delay_secs"), "{}", s.log());
+}
+
+#[tokio::test]
+async fn hardening_sigint_skips_the_shutdown_delay() {
+    let mut s = Server::start_with("shutdown_delay_secs = 600\n", &[]);
+    let r = get(&addr(&s), "/healthz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    s.signal("INT");
+    let status = s
+        .wait_exit(Duration::from_secs(60))
+        .expect("SIGINT waited for the shutdown delay");
+    assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
+}
+
+#[tokio::test]
+async fn hardening_over_long_bodies_get_the_oauth_json_413() {
+    let s = Server::start();
+    let big = format!(
+        "grant_type=client_credentials&pad={}",
+        "a".repeat(70 * 1024)
+    );
+    for path in ["/token", "/revoke", "/introspect"] {
+        let r = s
+            .http
+            .post(s.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("application/json"), "{path}: {ct}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "invalid_request", "{path}: {v}");
+        assert!(v["error_description"].as_str().unwrap().contains("65536"));
+    }
+    // Chunked, with no Content-Length to refuse up front: the same answer.
+    let a = addr(&s);
+    let chunk = "a".repeat(70 * 1024);
+    let r = exchange(
+        &a,
+        &format!(
+            "POST /token HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        ),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    assert!(r.contains("\"invalid_request\""), "{r}");
+}
+
+/// A `metrics_token_file` with `token` in a directory of its own.
+fn token_file(token: &str) -> (tempfile::TempDir, String) {
+    register_secret(token);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let shown = path.to_str().unwrap().to_owned();
+    (dir, shown)
+}
+
+async fn scrape(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn hardening_metrics_listen_moves_metrics_off_the_main_listener_behind_a_token() {
+    let token = "metrics-e2e-token-5f0c9a1b7d";
+    let (_dir, path) = token_file(token);
+    let s = Server::start_with(
+        &format!("metrics_listen = \"127.0.0.1:0\"\nmetrics_token_file = {path:?}\n"),
+        &[],
+    );
+    let log = s.log_until(|l| l.contains("metrics on "));
+    let metrics_url = log
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on "))
+        .expect("metrics address printed")
+        .to_owned();
+    // The main listener no longer serves it.
+    assert_eq!(scrape(&s.url("/metrics"), Some(token)).await.status(), 404);
+    // The metrics listener wants the token, and serves nothing else.
+    let r = scrape(&metrics_url, None).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"tessera-metrics\""
+    );
+    let r = scrape(&metrics_url, Some("metrics-e2e-token-5f0c9a1b7e")).await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let r = scrape(&metrics_url, Some(token)).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("tessera_http_requests_total")
+    );
+    let other = metrics_url.replace("/metrics", "/jwks.json");
+    assert_eq!(scrape(&other, Some(token)).await.status(), 404);
+    let log = s.log();
+    assert!(!log.contains(token), "token in the log");
+}
+
+#[tokio::test]
+async fn hardening_metrics_token_guards_metrics_on_the_main_listener() {
+    let token = "metrics-e2e-token-main-8e2d4c";
+    let (_dir, path) = token_file(token);
+    let s = Server::start_with(&format!("metrics_token_file = {path:?}\n"), &[]);
+    assert_eq!(scrape(&s.url("/metrics"), None).await.status(), 401);
+    assert_eq!(
+        scrape(&s.url("/metrics"), Some("Basic x")).await.status(),
+        401
+    );
+    let r = scrape(&s.url("/metrics"), Some(token)).await;
+    assert_eq!(r.status(), 200);
+    let r = get(&addr(&s), "/healthz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(!s.log().contains(token), "token in the log");
+}
+
+#[tokio::test]
+async fn hardening_tls_clients_that_never_finish_the_handshake_are_closed() {
+    let certs = tempfile::tempdir().unwrap();
+    let pem = crate::tls::self_signed(certs.path(), "c");
+    let (crt, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
+    let s = Server::start_with(
+        &format!("tls_cert = {crt:?}\ntls_key = {key:?}\nmax_connections = 4\n"),
+        &[],
+    );
+    let a = s.base.trim_start_matches("https://").to_owned();
+    // Silent clients and a ClientHello cut short, more than max_connections of them.
+    let mut slow: Vec<TcpStream> = (0..6)
+        .map(|i| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            if i % 2 == 0 {
+                c.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+            }
+            c
+        })
+        .collect();
+    for (i, c) in slow.iter_mut().enumerate() {
+        read_until_closed(c, &format!("stalled handshake {i}"));
+    }
+    // Their slots are free again: HTTPS is served.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.get(s.url("/jwks.json")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

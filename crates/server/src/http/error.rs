@@ -1,7 +1,9 @@
 //! The one place an [`OAuthError`] becomes an HTTP response (RFC 6749 section 5.2).
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -63,6 +65,31 @@ impl IntoResponse for OAuthError {
         }
         response
     }
+}
+
+/// Middleware of the OAuth endpoints: the framework's plain-text rejections of a request
+/// (413 for a body over the limit, 400 for a body that could not be read, e.g. one not
+/// received within `request_timeout_secs`) become the OAuth JSON error
+/// `invalid_request`, keeping their status.
+pub(crate) async fn json_rejections(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    let description = match status {
+        _ if !plain => return response,
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("request body larger than {} bytes", crate::http::MAX_BODY)
+        }
+        StatusCode::BAD_REQUEST => "request body could not be read".to_owned(),
+        _ => return response,
+    };
+    let mut json = OAuthError::invalid_request(description).into_response();
+    *json.status_mut() = status;
+    json
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 section 5.1).

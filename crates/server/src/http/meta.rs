@@ -103,10 +103,13 @@ pub(crate) async fn healthz() -> &'static str {
     tag = "meta",
     responses(
         (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
-        (status = 503, description = "The store does not answer", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store does not answer, or the server is shutting down", body = String, content_type = "text/plain"),
     )
 )]
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

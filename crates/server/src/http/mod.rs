@@ -11,6 +11,7 @@ mod form;
 mod introspect;
 mod logout;
 mod meta;
+mod metrics_access;
 mod observe;
 mod openapi;
 mod pages;
@@ -19,6 +20,8 @@ mod revoke;
 mod token;
 mod userinfo;
 
+pub(crate) use error::no_store;
+pub use metrics_access::MetricsToken;
 pub(crate) use userinfo::UserinfoGuard;
 
 use std::sync::Arc;
@@ -32,7 +35,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use crate::state::AppState;
 
 /// Largest request body accepted (form posts are small).
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Path of the token endpoint.
 pub const TOKEN_PATH: &str = "/token";
@@ -56,19 +59,48 @@ pub use openapi::OPENAPI_PATH;
 
 /// The server's routes. Every request gets an id, a log line and metrics
 /// ([`observe`]); `Authorization` and `Cookie` are marked sensitive as well, so no
-/// layer can log them.
+/// layer can log them. `/metrics` is among them unless `metrics_listen` moves it to
+/// [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {
     crate::metrics::install();
-    Router::new()
+    let mut routes = Router::new()
         .merge(browser_facing(&state))
         .route(AUTHORIZE_PATH, get(authorize::get).post(authorize::post))
         .route(LOGOUT_PATH, get(logout::get).post(logout::post))
-        .route(INTROSPECT_PATH, post(introspect::introspect))
+        .merge(
+            Router::new()
+                .route(INTROSPECT_PATH, post(introspect::introspect))
+                .layer(axum::middleware::from_fn(error::json_rejections)),
+        )
         .route(FEED_PATH, get(feed::feed))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
+        .route(OPENAPI_PATH, get(openapi::openapi_json));
+    if state.config.metrics_listen.is_none() {
+        routes = routes.merge(metrics_route(&state));
+    }
+    finish(routes, state)
+}
+
+/// The routes of the `metrics_listen` listener: `/metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    crate::metrics::install();
+    finish(metrics_route(&state), state)
+}
+
+/// `/metrics`, behind the bearer token when `metrics_token_file` is set.
+fn metrics_route(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
         .route(METRICS_PATH, get(crate::metrics::scrape))
-        .route(OPENAPI_PATH, get(openapi::openapi_json))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            metrics_access::require,
+        ))
+}
+
+/// The layers every listener has: body limit, request observation, sensitive headers.
+fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -96,7 +128,8 @@ fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
         .route(
             "/.well-known/openid-configuration",
             get(meta::openid_configuration),
-        );
+        )
+        .layer(axum::middleware::from_fn(error::json_rejections));
     match cors::layer(&state.config) {
         Some(layer) => routes.layer(layer),
         None => routes,
