@@ -17,6 +17,7 @@ mod error;
 pub mod http;
 mod ids;
 pub mod keys;
+mod lockfile;
 pub mod metrics;
 mod oauth;
 mod oidc;

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod client;
 pub(crate) mod config;
 pub(crate) mod doctor;
+pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod sessions;

@@ -1,5 +1,5 @@
 //! Operator key management: list, rotate (publish a new key that signs after the JWKS
-//! cache lifetime), import a PEM.
+//! cache lifetime), import a PEM, remove a published key that never signed.
 
 use serde_json::json;
 use tessera_token::{Algorithm, SigningKey, UnixTime};
@@ -7,7 +7,6 @@ use tessera_token::{Algorithm, SigningKey, UnixTime};
 use super::Admin;
 use crate::Error;
 use crate::keys::{self, NewKey};
-use crate::secrets::{MasterKey, Sealer};
 use crate::store::KeyState;
 
 /// A key as `tessera keys list` shows it (never private material).
@@ -31,14 +30,15 @@ pub struct KeyInfo {
 const NEVER: UnixTime = UnixTime::from_secs(i64::MAX / 2);
 
 impl Admin {
-    fn sealer(&self) -> Result<Sealer, Error> {
-        MasterKey::load(&self.config.data_dir)?.sealer()
-    }
-
     /// All keys after applying the lifecycle steps that are due.
     pub async fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
-        let records =
-            keys::advance(&*self.store, self.clock.now(), self.config.access_token_ttl).await?;
+        let records = keys::advance(
+            &*self.store,
+            self.sealer(),
+            self.clock.now(),
+            self.config.access_token_ttl,
+        )
+        .await?;
         Ok(records
             .into_iter()
             .map(|r| KeyInfo {
@@ -59,9 +59,8 @@ impl Admin {
         if !alg.is_asymmetric() {
             return Err(Error::Invalid("--alg must be EdDSA, ES256 or RS256".into()));
         }
-        let sealer = self.sealer()?;
         let key = SigningKey::generate(alg)?;
-        self.publish(key, None, true, &sealer).await
+        self.publish(key, None, true).await
     }
 
     /// Imports a PKCS#8 PEM private key (Ed25519, P-256, RSA of 2048 bits or more). With
@@ -77,8 +76,7 @@ impl Admin {
                 "cannot import the key: {e}; use a PKCS#8 PEM Ed25519, P-256 or RSA (2048 bits or more) private key"
             ))
         })?;
-        let sealer = self.sealer()?;
-        self.publish(key, kid, activate, &sealer).await
+        self.publish(key, kid, activate).await
     }
 
     async fn publish(
@@ -86,7 +84,6 @@ impl Admin {
         key: SigningKey,
         kid: Option<&str>,
         activate: bool,
-        sealer: &Sealer,
     ) -> Result<KeyInfo, Error> {
         let now = self.clock.now();
         let activate_after = if activate {
@@ -99,7 +96,7 @@ impl Admin {
             state: KeyState::Published,
             activate_after,
         };
-        let r = keys::store_key(&*self.store, sealer, key, new, now).await?;
+        let r = keys::store_key(&*self.store, self.sealer(), key, new, now).await?;
         self.audit(
             "key.publish",
             None,
@@ -115,6 +112,41 @@ impl Admin {
             activate_after: activate.then_some(activate_after),
             retired_at: None,
         })
+    }
+
+    /// Removes the key `kid` if it never signed (published, not yet active): e.g. one
+    /// imported or rotated in by mistake. An active or retired key is refused: tokens it
+    /// signed are still being verified.
+    pub async fn remove_key(&self, kid: &str) -> Result<KeyInfo, Error> {
+        let refused = |state: KeyState| {
+            Error::Invalid(format!(
+                "key {kid} is {} and has signed tokens that resource servers still verify; only a \
+                 published key that never signed can be removed (a rotation retires an active key, \
+                 and the lifecycle deletes retired keys once their tokens expired)",
+                state.as_str()
+            ))
+        };
+        let key = self
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| Error::NotFound(format!("no key {kid}; see `tessera keys list`")))?;
+        if key.state != KeyState::Published {
+            return Err(refused(key.state));
+        }
+        if !self.store.remove_published_key(kid).await? {
+            // It activated between the read and the delete.
+            return Err(refused(KeyState::Active));
+        }
+        self.audit(
+            "key.remove",
+            None,
+            None,
+            json!({ "kid": kid, "alg": key.alg }),
+        )
+        .await;
+        Ok(key)
     }
 
     /// The number of keys in the store (for tests and status output).

@@ -73,8 +73,9 @@ pub fn layer(
                 one_line(e.message())
             ))
         })?;
-        for (key, value) in file {
+        for (key, mut value) in file {
             known(&key, &format!("in {shown}"))?;
+            relative_to_file(&key, &mut value, path);
             sources.push((key.clone(), Source::File(shown.clone())));
             table.insert(key, value);
         }
@@ -116,6 +117,21 @@ pub fn layer(
     Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::Config(format!("config: {}", one_line(e.message()))))
+}
+
+/// A relative `data_dir` in a config file names a directory next to the file, wherever
+/// the command runs from (relative values from the environment and `--set` stay relative
+/// to the working directory, like any command-line path).
+fn relative_to_file(key: &str, value: &mut Value, file: &Path) {
+    if key != "data_dir" {
+        return;
+    }
+    if let Value::String(dir) = value
+        && Path::new(dir.as_str()).is_relative()
+        && let Some(base) = file.parent()
+    {
+        *dir = base.join(dir.as_str()).to_string_lossy().into_owned();
+    }
 }
 
 /// Refuses a key [`FileConfig`] does not have, suggesting the closest one.
@@ -270,6 +286,23 @@ mod tests {
             typed_value("dangerous_allow_http", "true"),
             Value::Boolean(true)
         );
+    }
+
+    /// Issue 14, item 11: `data_dir = "data"` in /etc/tessera/tessera.toml is
+    /// /etc/tessera/data from any working directory; absolute paths and the other layers
+    /// are left alone.
+    #[test]
+    fn a_relative_data_dir_in_a_file_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, "data_dir = \"data\"\n").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), dir.path().join("data"));
+        std::fs::write(&path, "data_dir = \"/srv/tessera\"\n").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), Path::new("/srv/tessera"));
+        let f = layer(Some(&path), &|_| None, &["data_dir=here".to_owned()]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), Path::new("here"));
     }
 
     #[test]

@@ -168,6 +168,9 @@ forward!(KeyStore {
         changes: &[crate::keys::KeyChange],
         now: UnixTime
     ) -> Result<(), StoreError>;
+    fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError>;
+    fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    fn init_master_key_check(&self, value: &[u8], now: UnixTime) -> Result<Vec<u8>, StoreError>;
 });
 
 forward!(AuditStore {
