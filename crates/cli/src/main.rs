@@ -88,7 +88,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tessera: {}", e.message);
+            // One line per problem (`config check` reports every one).
+            for line in e.message.lines() {
+                eprintln!("tessera: {line}");
+            }
             ExitCode::from(e.code)
         }
     }

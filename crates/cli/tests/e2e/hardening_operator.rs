@@ -369,3 +369,79 @@ async fn hardening_operator_a_second_server_on_one_directory_is_refused() {
     let again = serve_on(&dir.path().join("data"));
     drop(again);
 }
+
+/// Item 14: `tessera config check` used to stop at the first problem; now it reports
+/// every one, one line each, exit 3, and creates nothing.
+#[tokio::test]
+async fn hardening_operator_config_check_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        "access_token_ttl_secs = 0\nacces_token_ttl_secs = 900\nsigning_alg = \"HS256\"\n\
+         listen = \"everywhere\"\n",
+    )
+    .unwrap();
+    let out = tessera(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--set",
+            "refresh_reuse_grace_secs=61",
+            "config",
+            "check",
+        ],
+        &[("TESSERA_LOGIN_MAX_BLOCK_SECS", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    for problem in [
+        "access_token_ttl_secs = 0 is invalid",
+        "unknown key `acces_token_ttl_secs`",
+        "signing_alg = \"HS256\" is invalid",
+        "listen = \"everywhere\" is invalid",
+        "refresh_reuse_grace_secs = 61 is invalid",
+        "login_max_block_secs = \"soon\" (from TESSERA_LOGIN_MAX_BLOCK_SECS) is invalid",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(problem)).count(),
+            1,
+            "{problem} in:\n{err}"
+        );
+    }
+    assert_eq!(lines.len(), 6, "{err}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("tessera: config: ")),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), "");
+    assert!(!dir.path().join("tessera-data").exists());
+}
+
+/// Item 14: a misspelt TESSERA_* variable used to be ignored silently; now every command
+/// warns with the closest name (and still runs).
+#[tokio::test]
+async fn hardening_operator_unknown_tessera_variables_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tessera(
+        dir.path(),
+        &["config", "check"],
+        &[
+            ("TESSERA_ACESS_TOKEN_TTL_SECS", "900"),
+            ("TESSERA_LOG", "info"),
+            ("TESSERA_MASTER_KEY", OTHER_KEY),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "config ok\n");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown environment variable `TESSERA_ACESS_TOKEN_TTL_SECS`")
+            && err.contains("did you mean `TESSERA_ACCESS_TOKEN_TTL_SECS`"),
+        "{err}"
+    );
+    assert!(!err.contains(OTHER_KEY), "{err}");
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::{Table, Value};
 
-use super::FileConfig;
+use super::{FileConfig, Problems};
 use crate::Error;
 
 /// Where a value came from, for error messages.
@@ -45,6 +45,43 @@ pub fn env_var(key: &str) -> String {
     }
 }
 
+/// `TESSERA_*` variables the `tessera` binary reads besides the configuration keys.
+pub(super) const OTHER_ENV_VARS: [&str; 4] = [
+    "TESSERA_MASTER_KEY",
+    "TESSERA_LOG",
+    "TESSERA_LOG_FORMAT",
+    "TESSERA_CONFIG",
+];
+
+/// One warning line per `TESSERA_*` variable in `names` that no key (nor
+/// [`OTHER_ENV_VARS`]) reads, with the closest known name when there is one: a typo in an
+/// environment variable would otherwise fall back to the default without a word.
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known: Vec<String> = fields()
+        .iter()
+        .map(|f| env_var(f))
+        .chain(OTHER_ENV_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("TESSERA_") && !known.contains(n))
+        .map(|n| {
+            let closest = known
+                .iter()
+                .map(|k| (edit_distance(&n, k), k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            format!(
+                "config: unknown environment variable `{n}` (ignored); {closest}`tessera config example` lists every key"
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The one-line hint every configuration error ends with.
 pub(crate) fn where_to_set(key: &str) -> String {
     format!(
@@ -55,11 +92,25 @@ pub(crate) fn where_to_set(key: &str) -> String {
 
 /// Reads the file (if any), then applies environment variables (looked up with `env`),
 /// then `--set KEY=VALUE` assignments; later layers win. Unknown keys and values of the
-/// wrong type are errors naming the key.
+/// wrong type are errors naming the key, one line each, all of them.
 pub fn layer(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
     sets: &[String],
+) -> Result<FileConfig, Error> {
+    let mut problems = Problems::default();
+    let file = layer_into(path, env, sets, &mut problems)?;
+    problems.finish().map(|()| file)
+}
+
+/// [`layer`]'s work: a bad key or value is recorded in `problems` and left out, so the
+/// rest can still be checked. `Err` only when there is nothing to check (the file cannot
+/// be read or is not TOML).
+pub(crate) fn layer_into(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    sets: &[String],
+    problems: &mut Problems,
 ) -> Result<FileConfig, Error> {
     let mut table = Table::new();
     let mut sources: Vec<(String, Source)> = Vec::new();
@@ -74,7 +125,9 @@ pub fn layer(
             ))
         })?;
         for (key, mut value) in file {
-            known(&key, &format!("in {shown}"))?;
+            if problems.take(known(&key, &format!("in {shown}"))).is_none() {
+                continue;
+            }
             relative_to_file(&key, &mut value, path);
             sources.push((key.clone(), Source::File(shown.clone())));
             table.insert(key, value);
@@ -88,16 +141,20 @@ pub fn layer(
         }
     }
     for set in sets {
-        let (key, raw) = set.split_once('=').ok_or_else(|| {
-            Error::Config(format!(
+        let Some((key, raw)) = set.split_once('=') else {
+            problems.push(Error::Config(format!(
                 "config: --set {set:?} is not KEY=VALUE; e.g. --set access_token_ttl_secs=900"
-            ))
-        })?;
+            )));
+            continue;
+        };
         let key = key.trim();
-        known(key, "in --set")?;
+        if problems.take(known(key, "in --set")).is_none() {
+            continue;
+        }
         table.insert(key.to_owned(), typed_value(key, raw.trim()));
         sources.push((key.to_owned(), Source::Flag));
     }
+    let mut bad = Vec::new();
     for (key, value) in &table {
         if let Err(e) = single(key, value.clone()) {
             let source = sources
@@ -106,13 +163,17 @@ pub fn layer(
                 .find(|(k, _)| k == key)
                 .map(|(_, s)| s.describe())
                 .unwrap_or_default();
-            return Err(Error::Config(format!(
+            problems.push(Error::Config(format!(
                 "config: {key} = {} ({source}) is invalid: {}; {}",
                 show(value),
                 one_line(&e.to_string()),
                 where_to_set(key)
             )));
+            bad.push(key.clone());
         }
+    }
+    for key in bad {
+        table.remove(&key);
     }
     Value::Table(table)
         .try_into()
@@ -303,6 +364,30 @@ mod tests {
         assert_eq!(f.data_dir.unwrap(), Path::new("/srv/tessera"));
         let f = layer(Some(&path), &|_| None, &["data_dir=here".to_owned()]).unwrap();
         assert_eq!(f.data_dir.unwrap(), Path::new("here"));
+    }
+
+    /// Issue 14, item 14: a misspelt variable used to be ignored without a word.
+    #[test]
+    fn unknown_tessera_variables_are_named_with_a_suggestion() {
+        let names = [
+            "TESSERA_ACESS_TOKEN_TTL_SECS",
+            "TESSERA_ACCESS_TOKEN_TTL_SECS",
+            "TESSERA_MASTER_KEY",
+            "TESSERA_LOG",
+            "TESSERA_DATABASE_URL",
+            "TESSERA_WHATEVER_ELSE_ENTIRELY",
+            "PATH",
+        ]
+        .map(str::to_owned);
+        let w = unknown_env_vars(names);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`TESSERA_ACESS_TOKEN_TTL_SECS`"), "{w:?}");
+        assert!(
+            w[0].contains("did you mean `TESSERA_ACCESS_TOKEN_TTL_SECS`"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("`TESSERA_WHATEVER_ELSE_ENTIRELY`"), "{w:?}");
+        assert!(!w[1].contains("did you mean"), "{w:?}");
     }
 
     #[test]
