@@ -445,3 +445,37 @@ async fn hardening_operator_unknown_tessera_variables_are_warned_about() {
     );
     assert!(!err.contains(OTHER_KEY), "{err}");
 }
+
+/// Item 14: the example resource server used to start and answer 503 forever when the
+/// discovery metadata named another issuer; now it logs both values and exits non-zero.
+#[tokio::test]
+async fn hardening_operator_the_example_api_refuses_to_start_on_an_issuer_mismatch() {
+    let bin = crate::browser::resource_server_bin();
+    if !bin.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the example resource server is not built"
+        );
+        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+        return;
+    }
+    // The server says its issuer is another address than the one it is reached at.
+    let s = Server::start_with("issuer = \"http://127.0.0.1:1\"\n", &[]);
+    let port = crate::browser::free_port();
+    let child = Command::new(&bin)
+        .args(["--issuer", &s.base, "--audience", "notes-api"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exit_within(child);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("http://127.0.0.1:1"), "{err}");
+    assert!(err.contains(&s.base), "{err}");
+    assert!(err.contains("must be equal"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
