@@ -27,8 +27,8 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_guard::{
-    Auth, Guard, Introspection, RemoteIssuer, RevocationFeed, Scoped, SystemClock, Verifier,
-    discover,
+    Auth, FetchError, Guard, Introspection, RemoteIssuer, RevocationFeed, Scoped, SystemClock,
+    Verifier, discover,
 };
 use tessera_token::{SecretString, Validation};
 
@@ -136,6 +136,64 @@ async fn create_note(
     (StatusCode::CREATED, Json(json!({ "text": note.text })))
 }
 
+/// Fails the start when the issuer's discovery metadata names another issuer: every
+/// token would be refused (503) until someone read the log, and it will not fix itself.
+/// Both values are logged, since the difference is often one character (`localhost`
+/// against `127.0.0.1`, a trailing `/`). An unreachable issuer is only a warning: the
+/// guard retries, and the API answers 503 until it can reach it.
+async fn check_issuer(issuer: &str) -> Result<(), Box<dyn std::error::Error>> {
+    match discover(issuer).await {
+        Ok(_) => Ok(()),
+        Err(FetchError::IssuerMismatch) => {
+            let advertised = advertised_issuer(issuer)
+                .await
+                .unwrap_or_else(|| "(unreadable)".to_owned());
+            tracing::error!(
+                configured = %issuer,
+                advertised = %advertised,
+                "the issuer's discovery metadata names another issuer; tokens would never verify"
+            );
+            Err(format!(
+                "--issuer is {issuer:?} but the discovery metadata at that address names issuer \
+                 {advertised:?}; they must be equal character for character (RFC 8414 section \
+                 3.3): pass --issuer {advertised:?} if that is the server, or fix the server's \
+                 issuer setting"
+            )
+            .into())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the issuer's discovery metadata yet; will retry");
+            Ok(())
+        }
+    }
+}
+
+/// The `issuer` member of the discovery document served for `issuer` (RFC 8414, then
+/// OpenID Connect's location), for the mismatch message.
+async fn advertised_issuer(issuer: &str) -> Option<String> {
+    let base = issuer.trim_end_matches('/');
+    let url = reqwest::Url::parse(base).ok()?;
+    let path = url.path().trim_end_matches('/').to_owned();
+    let mut rfc8414 = url.clone();
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    let oidc = format!("{base}/.well-known/openid-configuration");
+    for candidate in [rfc8414.to_string(), oidc] {
+        let Ok(resp) = reqwest::get(&candidate).await else {
+            continue;
+        };
+        let Ok(body) = resp.bytes().await else {
+            continue;
+        };
+        if let Some(found) = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned))
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -144,6 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    check_issuer(&args.issuer).await?;
 
     let verifier = match (
         &args.introspection_client_id,

@@ -2,8 +2,9 @@
 //! commands (users, clients, sessions), all working on one data directory.
 //!
 //! Exit codes: 0 success; 1 runtime failure (storage, I/O); 2 usage error or invalid
-//! input; 3 configuration or master-key problem; 4 not found; 5 already exists; 6 the
-//! token given to `tessera token verify` is not valid.
+//! input; 3 configuration or master-key problem (a wrong master key, a missing data
+//! directory, a data directory another server holds); 4 not found; 5 already exists; 6
+//! the token given to `tessera token verify` is not valid.
 
 mod cmd;
 mod exit;
@@ -21,12 +22,14 @@ use crate::exit::CliError;
 /// Every command works on one store: the SQLite database in the data directory (default
 /// ./tessera-data), or the PostgreSQL database given with --database. The data directory
 /// also holds master.key unless TESSERA_MASTER_KEY is set (replicas sharing a PostgreSQL
-/// database must share the master key). Operator commands talk to the store directly and
-/// can run while the server runs.
+/// database must share the master key). Only `serve` and `init` create a data directory;
+/// the other commands refuse a missing one. Every command checks the master key against
+/// the database before it changes anything. Operator commands talk to the store directly
+/// and can run while the server runs.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
-    /// Data directory (created on first use) [env: TESSERA_DATA_DIR].
+    /// Data directory (created only by `serve` and `init`) [env: TESSERA_DATA_DIR].
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// PostgreSQL database URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead
@@ -45,13 +48,16 @@ struct Cli {
 }
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input, 3 configuration or master key, \
-4 not found, 5 already exists, 6 token not valid (token verify).";
+Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input, 3 configuration, master key \
+or data directory, 4 not found, 5 already exists, 6 token not valid (token verify).";
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the authorization server.
     Serve(cmd::serve::ServeArgs),
+    /// Create the data directory, database and master key (if they do not exist) and
+    /// print where they are.
+    Init,
     /// Print a documented example configuration, or check one.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -67,7 +73,7 @@ enum Command {
     /// List or revoke a user's sessions (grants and their refresh tokens).
     #[command(subcommand)]
     Sessions(cmd::sessions::SessionsCommand),
-    /// Manage signing keys: list, rotate, import.
+    /// Manage signing keys: list, rotate, import, remove.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
     /// Decode, verify or mint access tokens (local store, no HTTP).
@@ -82,7 +88,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tessera: {}", e.message);
+            // One line per problem (`config check` reports every one).
+            for line in e.message.lines() {
+                eprintln!("tessera: {line}");
+            }
             ExitCode::from(e.code)
         }
     }
@@ -102,6 +111,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => cmd::serve::run(&global, args).await,
+            Command::Init => cmd::init::run(&global).await,
             Command::Config(c) => cmd::config::run(&global, c),
             Command::Doctor(a) => cmd::doctor::run(&global, a).await,
             Command::User(c) => cmd::user::run(&global, c).await,

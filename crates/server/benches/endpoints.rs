@@ -59,7 +59,7 @@ fn fixture() -> Fixture {
     };
     let config = ServerConfig::resolve(file, Overrides::default()).unwrap();
     let (app, basic) = rt.block_on(async {
-        let admin = Admin::open(&config).await.unwrap();
+        let admin = Admin::init(&config).await.unwrap();
         let (client, secret) = admin
             .add_client(NewClient {
                 name: "bench".into(),

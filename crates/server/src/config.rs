@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use tessera_token::Algorithm;
 
-pub use layers::{env_var, fields, layer};
+pub use layers::{env_var, fields, layer, unknown_env_vars};
 
 use crate::Error;
 use crate::password::HashPriority;
@@ -161,6 +161,17 @@ impl FileConfig {
     }
 }
 
+impl ServerConfig {
+    /// The file (if any), `TESSERA_*` variables of the process, `--set` assignments and
+    /// `o`, layered and validated: every problem of every layer, one line each.
+    pub fn load(path: Option<&Path>, sets: &[String], o: Overrides) -> Result<ServerConfig, Error> {
+        let mut p = Problems::default();
+        let file = layers::layer_into(path, &|var| std::env::var(var).ok(), sets, &mut p)?;
+        let config = Self::resolve_into(file, o, &mut p);
+        p.finish().map(|()| config)
+    }
+}
+
 /// Dedicated command-line flags; they win over everything else.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -268,6 +279,51 @@ pub(crate) fn invalid(key: &str, value: impl fmt::Display, rule: &str) -> Error 
     ))
 }
 
+/// The problems found while resolving a configuration, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records `e` (one line per problem it holds).
+    pub(crate) fn push(&mut self, e: Error) {
+        self.0.extend(e.to_string().lines().map(str::to_owned));
+    }
+
+    /// The value of `r`, or `None` with its error recorded.
+    pub(crate) fn take<T>(&mut self, r: Result<T, Error>) -> Option<T> {
+        r.map_err(|e| self.push(e)).ok()
+    }
+
+    /// [`secs_in`], or the default with the problem recorded.
+    fn secs(&mut self, key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> Duration {
+        self.take(secs_in(key, v, default, lo, hi))
+            .unwrap_or(Duration::from_secs(default))
+    }
+
+    /// `v` (or `default`) when within `lo..=hi`, else the default with the problem recorded.
+    fn within<T>(&mut self, key: &str, v: Option<T>, default: T, lo: T, hi: T) -> T
+    where
+        T: Copy + PartialOrd + fmt::Display,
+    {
+        let v = v.unwrap_or(default);
+        if (lo..=hi).contains(&v) {
+            v
+        } else {
+            self.push(invalid(key, v, &format!("must be between {lo} and {hi}")));
+            default
+        }
+    }
+
+    /// `Ok` when nothing was recorded, else one [`Error::Config`] with a line per problem.
+    pub(crate) fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(self.0.join("\n")))
+        }
+    }
+}
+
 /// Checks `v` (seconds) is within `lo..=hi`.
 fn secs_in(key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> Result<Duration, Error> {
     let v = v.unwrap_or(default);
@@ -289,47 +345,56 @@ fn days_in(key: &str, v: Option<u64>, default: u64, lo: u64, hi: u64) -> Result<
 }
 
 impl ServerConfig {
-    /// Layers defaults, the file and the overrides, and validates the result.
+    /// Layers defaults, the file and the overrides, and validates the result. Every
+    /// problem is reported, one line each ([`Error::Config`] with one line per problem).
     pub fn resolve(file: FileConfig, o: Overrides) -> Result<Self, Error> {
+        let mut p = Problems::default();
+        let config = Self::resolve_into(file, o, &mut p);
+        p.finish().map(|()| config)
+    }
+
+    /// [`ServerConfig::resolve`]'s work: a bad value is recorded in `p` and its default
+    /// used in its place, so the later checks still run.
+    fn resolve_into(file: FileConfig, o: Overrides, p: &mut Problems) -> Self {
         const DAY: u64 = 86_400;
         let listen_s = o
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_s.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("{listen_s:?}"),
-                "not an address; use IP:PORT, e.g. 127.0.0.1:8080 or [::]:8443",
-            )
-        })?;
-        let metrics_listen = file
-            .metrics_listen
-            .map(|m| {
-                m.parse::<SocketAddr>().map_err(|_| {
-                    invalid(
-                        "metrics_listen",
-                        format!("{m:?}"),
-                        "not an address; use IP:PORT, e.g. 127.0.0.1:9090",
-                    )
-                })
-            })
-            .transpose()?;
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        let listen: SocketAddr = p
+            .take(listen_s.parse().map_err(|_| {
+                invalid(
+                    "listen",
+                    format!("{listen_s:?}"),
+                    "not an address; use IP:PORT, e.g. 127.0.0.1:8080 or [::]:8443",
+                )
+            }))
+            .unwrap_or(default_listen);
+        let metrics_listen = file.metrics_listen.and_then(|m| {
+            p.take(m.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics_listen",
+                    format!("{m:?}"),
+                    "not an address; use IP:PORT, e.g. 127.0.0.1:9090",
+                )
+            }))
+        });
         let issuer = o
             .issuer
             .or(file.issuer)
-            .map(|i| validate_issuer(&i))
-            .transpose()?;
+            .and_then(|i| p.take(validate_issuer(&i)));
         let signing_alg = match file.signing_alg.as_deref() {
             None => Algorithm::EdDsa,
             Some(name) => match name.parse::<Algorithm>() {
                 Ok(a) if a.is_asymmetric() => a,
                 _ => {
-                    return Err(invalid(
+                    p.push(invalid(
                         "signing_alg",
                         format!("{name:?}"),
                         "not supported; use EdDSA, ES256 or RS256",
                     ));
+                    Algorithm::EdDsa
                 }
             },
         };
@@ -337,61 +402,62 @@ impl ServerConfig {
             .database
             .or(file.database)
             .filter(|u| !u.is_empty())
-            .map(DatabaseUrl::parse)
-            .transpose()?;
+            .and_then(|u| p.take(DatabaseUrl::parse(u)));
         let tls = match (o.tls_cert.or(file.tls_cert), o.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(invalid(
+                p.push(invalid(
                     "tls_key",
                     "(unset)",
                     "tls_cert is set, so tls_key must name the private key file too",
                 ));
+                None
             }
             (None, Some(_)) => {
-                return Err(invalid(
+                p.push(invalid(
                     "tls_cert",
                     "(unset)",
                     "tls_key is set, so tls_cert must name the certificate file too",
                 ));
+                None
             }
         };
         let trusted_proxies = file
             .trusted_proxies
             .unwrap_or_default()
             .iter()
-            .map(|p| parse_net(p))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|n| p.take(parse_net(n)))
+            .collect();
         let cors_allowed_origins = file
             .cors_allowed_origins
             .unwrap_or_default()
             .iter()
-            .map(|o| validate_origin(o))
-            .collect::<Result<Vec<_>, _>>()?;
-        let access_token_ttl = secs_in(
+            .filter_map(|origin| p.take(validate_origin(origin)))
+            .collect();
+        let access_token_ttl = p.secs(
             "access_token_ttl_secs",
             file.access_token_ttl_secs,
             600,
             60,
             DAY,
-        )?;
-        let refresh_idle_ttl = secs_in(
+        );
+        let refresh_idle_ttl = p.secs(
             "refresh_token_idle_ttl_secs",
             file.refresh_token_idle_ttl_secs,
             14 * DAY,
             60,
             3650 * DAY,
-        )?;
-        let refresh_absolute_ttl = secs_in(
+        );
+        let refresh_absolute_ttl = p.secs(
             "refresh_token_absolute_ttl_secs",
             file.refresh_token_absolute_ttl_secs,
             90 * DAY,
             60,
             3650 * DAY,
-        )?;
+        );
         if refresh_absolute_ttl < refresh_idle_ttl {
-            return Err(invalid(
+            p.push(invalid(
                 "refresh_token_absolute_ttl_secs",
                 refresh_absolute_ttl.as_secs(),
                 &format!(
@@ -400,7 +466,7 @@ impl ServerConfig {
                 ),
             ));
         }
-        let jwks_cache_ttl = secs_in("jwks_cache_ttl_secs", file.jwks_cache_ttl_secs, 300, 0, DAY)?;
+        let jwks_cache_ttl = p.secs("jwks_cache_ttl_secs", file.jwks_cache_ttl_secs, 300, 0, DAY);
         let rotation = file.key_rotation_period_secs.unwrap_or(90 * DAY);
         let min_rotation = (jwks_cache_ttl + crate::keys::max_token_life(access_token_ttl))
             .as_secs()
@@ -409,7 +475,7 @@ impl ServerConfig {
             0 => None,
             s if (min_rotation..=3650 * DAY).contains(&s) => Some(Duration::from_secs(s)),
             s => {
-                return Err(invalid(
+                p.push(invalid(
                     "key_rotation_period_secs",
                     s,
                     &format!(
@@ -417,47 +483,55 @@ impl ServerConfig {
                         3650 * DAY
                     ),
                 ));
+                None
             }
         };
+        let available = std::thread::available_parallelism().map_or(2, |n| n.get());
         let password_hash_concurrency = match file.password_hash_concurrency {
             Some(0) => {
-                return Err(invalid(
+                p.push(invalid(
                     "password_hash_concurrency",
                     0,
                     "must be at least 1",
                 ));
+                available
             }
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            None => available,
         };
         let password_hash_priority = match file.password_hash_priority.as_deref() {
             None => HashPriority::default(),
-            Some(name) => name.parse().map_err(|()| {
-                invalid(
-                    "password_hash_priority",
-                    format!("{name:?}"),
-                    "must be \"idle\" or \"nice\"",
-                )
-            })?,
+            Some(name) => p
+                .take(name.parse().map_err(|()| {
+                    invalid(
+                        "password_hash_priority",
+                        format!("{name:?}"),
+                        "must be \"idle\" or \"nice\"",
+                    )
+                }))
+                .unwrap_or_default(),
         };
-        let password_hash_queue = match file
-            .password_hash_queue
-            .unwrap_or(crate::password::DEFAULT_HASH_QUEUE)
-        {
-            n @ 0..=MAX_HASH_QUEUE => n,
-            n => {
-                return Err(invalid(
-                    "password_hash_queue",
-                    n,
-                    &format!("must be between 0 and {MAX_HASH_QUEUE}"),
-                ));
+        let password_hash_queue = p.within(
+            "password_hash_queue",
+            file.password_hash_queue,
+            crate::password::DEFAULT_HASH_QUEUE,
+            0,
+            MAX_HASH_QUEUE,
+        );
+        let mut at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
+            0 => {
+                p.push(invalid(key, 0, "must be at least 1"));
+                d
             }
+            n => n,
         };
-        let at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
-            0 => Err(invalid(key, 0, "must be at least 1")),
-            n => Ok(n),
-        };
-        Ok(ServerConfig {
+        let per_account = at_least_one(
+            "login_failures_per_account",
+            file.login_failures_per_account,
+            5,
+        );
+        let per_ip = at_least_one("login_failures_per_ip", file.login_failures_per_ip, 50);
+        ServerConfig {
             database,
             data_dir: o
                 .data_dir
@@ -468,133 +542,126 @@ impl ServerConfig {
             tls,
             dangerous_allow_http: o.dangerous_allow_http
                 || file.dangerous_allow_http.unwrap_or(false),
-            hsts_max_age: secs_in(
+            hsts_max_age: p.secs(
                 "hsts_max_age_secs",
                 file.hsts_max_age_secs,
                 365 * DAY,
                 0,
                 2 * 365 * DAY,
-            )?,
+            ),
             trusted_proxies,
             cors_allowed_origins,
-            shutdown_timeout: secs_in(
+            shutdown_timeout: p.secs(
                 "shutdown_timeout_secs",
                 file.shutdown_timeout_secs,
                 30,
                 1,
                 3600,
-            )?,
-            shutdown_delay: secs_in("shutdown_delay_secs", file.shutdown_delay_secs, 5, 0, 600)?,
-            header_read_timeout: secs_in(
+            ),
+            shutdown_delay: p.secs("shutdown_delay_secs", file.shutdown_delay_secs, 5, 0, 600),
+            header_read_timeout: p.secs(
                 "header_read_timeout_secs",
                 file.header_read_timeout_secs,
                 10,
                 1,
                 300,
-            )?,
-            request_timeout: secs_in(
+            ),
+            request_timeout: p.secs(
                 "request_timeout_secs",
                 file.request_timeout_secs,
                 30,
                 1,
                 3600,
-            )?,
-            max_connections: match file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
-                n @ 1..=MAX_MAX_CONNECTIONS => n,
-                n => {
-                    return Err(invalid(
-                        "max_connections",
-                        n,
-                        &format!("must be between 1 and {MAX_MAX_CONNECTIONS}"),
-                    ));
-                }
-            },
+            ),
+            max_connections: p.within(
+                "max_connections",
+                file.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                1,
+                MAX_MAX_CONNECTIONS,
+            ),
             metrics_listen,
             metrics_token_file: file.metrics_token_file,
             access_token_ttl,
             refresh_idle_ttl,
             refresh_absolute_ttl,
-            refresh_reuse_grace: secs_in(
+            refresh_reuse_grace: p.secs(
                 "refresh_reuse_grace_secs",
                 file.refresh_reuse_grace_secs,
                 0,
                 0,
                 MAX_REFRESH_GRACE.as_secs(),
-            )?,
+            ),
             password_hash_concurrency,
             password_hash_priority,
             throttle: ThrottlePolicy {
-                per_account: at_least_one(
-                    "login_failures_per_account",
-                    file.login_failures_per_account,
-                    5,
-                )?,
-                per_ip: at_least_one("login_failures_per_ip", file.login_failures_per_ip, 50)?,
-                window: secs_in(
+                per_account,
+                per_ip,
+                window: p.secs(
                     "login_failure_window_secs",
                     file.login_failure_window_secs,
                     900,
                     1,
                     DAY,
-                )?,
-                max_block: secs_in(
+                ),
+                max_block: p.secs(
                     "login_max_block_secs",
                     file.login_max_block_secs,
                     900,
                     1,
                     DAY,
-                )?,
+                ),
             },
-            revoke_requests_per_minute: match file.revoke_requests_per_minute.unwrap_or(600) {
-                n @ 1..=1_000_000 => NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
-                n => {
-                    return Err(invalid(
-                        "revoke_requests_per_minute",
-                        n,
-                        "must be between 1 and 1000000",
-                    ));
-                }
-            },
+            revoke_requests_per_minute: NonZeroU32::new(p.within(
+                "revoke_requests_per_minute",
+                file.revoke_requests_per_minute,
+                600,
+                1,
+                1_000_000,
+            ))
+            .unwrap_or(NonZeroU32::MIN),
             password_hash_queue,
             signing_alg,
             key_rotation_period,
             jwks_cache_ttl,
-            key_refresh_interval: secs_in(
+            key_refresh_interval: p.secs(
                 "key_refresh_interval_secs",
                 file.key_refresh_interval_secs,
                 10,
                 1,
                 3600,
-            )?,
-            audit_retention: days_in(
-                "audit_retention_days",
-                file.audit_retention_days,
-                90,
-                1,
-                36_500,
-            )?,
-            client_cache_ttl: secs_in(
+            ),
+            audit_retention: p
+                .take(days_in(
+                    "audit_retention_days",
+                    file.audit_retention_days,
+                    90,
+                    1,
+                    36_500,
+                ))
+                .unwrap_or(Duration::from_secs(90 * DAY)),
+            client_cache_ttl: p.secs(
                 "client_cache_ttl_secs",
                 file.client_cache_ttl_secs,
                 crate::client_cache::DEFAULT_CLIENT_CACHE_TTL_SECS,
                 0,
                 300,
-            )?,
-            authorization_code_ttl: secs_in(
+            ),
+            authorization_code_ttl: p.secs(
                 "authorization_code_ttl_secs",
                 file.authorization_code_ttl_secs,
                 60,
                 1,
                 600,
-            )?,
-            session_ttl: secs_in(
+            ),
+            session_ttl: p.secs(
                 "session_ttl_secs",
                 file.session_ttl_secs,
                 8 * 3600,
                 60,
                 30 * DAY,
-            )?,
-        })
+            ),
+        }
     }
 
     /// The issuer for a server bound to `addr`.
@@ -919,6 +986,44 @@ mod tests {
             assert!(e.contains(&env_var(key)), "{text}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    /// Issue 14, item 14: `config check` stopped at the first problem.
+    #[test]
+    fn every_problem_is_reported_one_line_each() {
+        const ENV: &[(&str, &str)] = &[("TESSERA_LOGIN_MAX_BLOCK_SECS", "soon")];
+        let (_dir, path) = file(
+            "access_token_ttl_secs = 0\nacces_token_ttl_secs = 1\nsigning_alg = \"HS256\"\n\
+             trusted_proxies = [\"10.0.0.0/33\", \"nope\"]\nsession_ttl_secs = 1\n",
+        );
+        let sets = [
+            "refresh_reuse_grace_secs=61".to_owned(),
+            "no_such_key=1".to_owned(),
+        ];
+        let mut p = Problems::default();
+        let f = layers::layer_into(Some(&path), &env_of(ENV), &sets, &mut p).unwrap();
+        let _ = ServerConfig::resolve_into(f, Overrides::default(), &mut p);
+        let e = p.finish().unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        for key in [
+            "unknown key `acces_token_ttl_secs`",
+            "unknown key `no_such_key` in --set",
+            "login_max_block_secs = \"soon\"",
+            "access_token_ttl_secs = 0",
+            "signing_alg = \"HS256\"",
+            "trusted_proxies = \"10.0.0.0/33\"",
+            "trusted_proxies = \"nope\"",
+            "session_ttl_secs = 1",
+            "refresh_reuse_grace_secs = 61",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(key)).count(),
+                1,
+                "{key} in:\n{e}"
+            );
+        }
+        assert_eq!(lines.len(), 9, "{e}");
+        assert!(lines.iter().all(|l| l.starts_with("config: ")), "{e}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod error;
 pub mod http;
 mod ids;
 pub mod keys;
+mod lockfile;
 mod login;
 pub mod metrics;
 mod oauth;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hmac;
@@ -29,19 +29,83 @@ impl fmt::Debug for MasterKey {
     }
 }
 
+/// Where a master key came from, for messages (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The `TESSERA_MASTER_KEY` environment variable.
+    Env,
+    /// An existing `master.key` file.
+    File(PathBuf),
+    /// A `master.key` file created just now.
+    Created(PathBuf),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Env => write!(f, "{MASTER_KEY_ENV}"),
+            KeySource::File(p) | KeySource::Created(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The outcome of looking for the master key without creating one.
+#[derive(Debug)]
+pub enum Located {
+    /// Found, and where.
+    Found(MasterKey, KeySource),
+    /// `TESSERA_MASTER_KEY` is unset and this file does not exist.
+    Missing(PathBuf),
+}
+
 impl MasterKey {
     /// The key from `TESSERA_MASTER_KEY` if set, else from `DIR/master.key`, which is
-    /// created (mode 0600) with a random key when absent.
+    /// created (mode 0600) with a random key when absent. For tests and benches: the
+    /// server and the CLI go through [`crate::keys::unlock`], which checks the key
+    /// against the store and creates a file only for a store that has no key yet.
     pub fn load(data_dir: &Path) -> Result<Self, Error> {
+        match Self::locate(data_dir)? {
+            Located::Found(key, _) => Ok(key),
+            Located::Missing(path) => Self::create(&path),
+        }
+    }
+
+    /// The key from `TESSERA_MASTER_KEY` if set, else from `DIR/master.key` if it exists.
+    pub fn locate(data_dir: &Path) -> Result<Located, Error> {
         if let Ok(v) = std::env::var(MASTER_KEY_ENV) {
             let v = Zeroizing::new(v);
-            return Self::decode(v.trim()).map_err(|m| {
+            let key = Self::decode(v.trim()).map_err(|m| {
                 Error::MasterKey(format!(
                     "{MASTER_KEY_ENV} {m}; generate one with `head -c32 /dev/urandom | basenc --base64url`"
                 ))
-            });
+            })?;
+            return Ok(Located::Found(key, KeySource::Env));
         }
-        Self::from_file(&data_dir.join(MASTER_KEY_FILE))
+        let path = data_dir.join(MASTER_KEY_FILE);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Located::Missing(path)),
+            _ => Ok(Located::Found(
+                Self::from_file(&path)?,
+                KeySource::File(path),
+            )),
+        }
+    }
+
+    /// Creates `path` (mode 0600) holding a new random key; when another process
+    /// created it first, reads theirs.
+    pub fn create_file(path: &Path) -> Result<(Self, KeySource), Error> {
+        Ok((Self::create(path)?, KeySource::Created(path.to_owned())))
+    }
+
+    /// The key-check value stored in the database: HMAC-SHA-256 of a fixed label under
+    /// the master key. It tells whether two keys are the same and nothing about the key.
+    pub fn check_value(&self) -> Zeroizing<[u8; 32]> {
+        self.derive(b"tessera/v1/master-key-check")
+    }
+
+    /// Whether `stored` is this key's check value (compared in constant time).
+    pub fn matches_check(&self, stored: &[u8]) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&self.check_value()[..], stored).is_ok()
     }
 
     fn decode(s: &str) -> Result<Self, &'static str> {
@@ -236,5 +300,34 @@ mod tests {
         let other = MasterKey::decode(&URL_SAFE_NO_PAD.encode([8u8; 32])).unwrap();
         assert!(other.sealer().unwrap().open("k1", &sealed).is_err());
         assert!(MasterKey::decode("short").is_err());
+    }
+
+    #[test]
+    fn the_check_value_tells_keys_apart_and_is_not_the_key() {
+        let a = MasterKey::decode(&URL_SAFE_NO_PAD.encode([7u8; 32])).unwrap();
+        let a2 = MasterKey::decode(&URL_SAFE_NO_PAD.encode([7u8; 32])).unwrap();
+        let b = MasterKey::decode(&URL_SAFE_NO_PAD.encode([8u8; 32])).unwrap();
+        assert!(a.matches_check(&a2.check_value()[..]));
+        assert!(!a.matches_check(&b.check_value()[..]));
+        assert!(!a.matches_check(&a.check_value()[..31]));
+        assert_ne!(a.check_value()[..], a.0[..]);
+        // Not any other derived key either.
+        assert_ne!(
+            a.check_value()[..],
+            a.derive(b"tessera/v1/key-encryption")[..]
+        );
+    }
+
+    #[test]
+    fn locate_never_creates_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os(MASTER_KEY_ENV).is_some() {
+            return;
+        }
+        assert!(matches!(
+            MasterKey::locate(dir.path()).unwrap(),
+            Located::Missing(_)
+        ));
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
     }
 }

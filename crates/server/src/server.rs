@@ -15,8 +15,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::keys::{self, Keys};
+use crate::lockfile::DirLock;
 use crate::password::Passwords;
-use crate::secrets::{MasterKey, Sealer};
+use crate::secrets::Sealer;
 use crate::serving::{self, Endpoint, Limits};
 use crate::state::AppState;
 use crate::store::{self, Store};
@@ -45,6 +46,8 @@ pub struct Server {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
     tls: Option<Arc<TlsCert>>,
+    /// The data directory's lock (SQLite), held until the server is dropped.
+    _lock: Option<DirLock>,
 }
 
 impl Server {
@@ -58,13 +61,27 @@ impl Server {
         }
         let tls = config.tls.clone().map(TlsCert::load).transpose()?;
         prepare_data_dir(&config.data_dir)?;
-        let master = MasterKey::load(&config.data_dir)?;
+        // One server per SQLite directory; replicas share PostgreSQL.
+        let lock = match config.database {
+            None => Some(DirLock::acquire(&config.data_dir)?),
+            Some(_) => None,
+        };
         let store = store::open(
             config.database.as_ref().map(|d| d.expose()),
             &config.data_dir,
         )
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let master = match keys::unlock(&*store, &config.data_dir, clock.now()).await {
+            Ok((master, source)) => {
+                tracing::info!(source = %source, "master key matches the database's key check");
+                master
+            }
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
         let sealer = Arc::new(master.sealer()?);
         let ring = keys::load_or_create(
             &*store,
@@ -123,6 +140,7 @@ impl Server {
             store,
             sealer,
             tls,
+            _lock: lock,
         })
     }
 

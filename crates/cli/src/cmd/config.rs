@@ -13,7 +13,7 @@ pub(crate) enum ConfigCommand {
     /// Print a commented TOML file with every key and its default.
     Example,
     /// Load the configuration (file, TESSERA_* variables, --set) as `serve` would and
-    /// report the first problem, or `config ok`.
+    /// report every problem, one line each, or `config ok`.
     Check,
 }
 
@@ -24,6 +24,8 @@ pub(crate) fn run(global: &Global, cmd: ConfigCommand) -> Result<(), CliError> {
             Ok(())
         }
         ConfigCommand::Check => {
+            // The transport rule needs a loaded configuration, so it comes on top of the
+            // others only when they pass.
             let config = global.config(Overrides::default())?;
             config.check_transport()?;
             println!("config ok");

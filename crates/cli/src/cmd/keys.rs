@@ -1,4 +1,4 @@
-//! `tessera keys`: list, rotate and import signing keys.
+//! `tessera keys`: list, rotate, import and remove signing keys.
 
 use std::path::PathBuf;
 
@@ -38,6 +38,13 @@ pub(crate) enum KeysCommand {
         /// Let it sign (after the JWKS cache lifetime); without this it is only published.
         #[arg(long)]
         activate: bool,
+    },
+    /// Remove a published key that never signed (rotated or imported by mistake); an
+    /// active or retired key is refused.
+    Remove {
+        /// Key id (see `tessera keys list`).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
     },
 }
 
@@ -123,6 +130,10 @@ pub(crate) async fn run(global: &Global, cmd: KeysCommand) -> Result<(), CliErro
                     k.kid, k.alg
                 ),
             }
+        }
+        KeysCommand::Remove { kid } => {
+            let k = admin.remove_key(&kid).await?;
+            println!("removed {} ({}); it never signed", k.kid, k.alg);
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod client;
 pub(crate) mod config;
 pub(crate) mod doctor;
+pub(crate) mod init;
 pub(crate) mod keys;
 pub(crate) mod serve;
 pub(crate) mod sessions;
@@ -14,7 +15,7 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 use tessera_server::admin::Admin;
-use tessera_server::{FileConfig, Overrides, ServerConfig};
+use tessera_server::{Overrides, ServerConfig};
 use tessera_token::SecretString;
 use zeroize::Zeroizing;
 
@@ -33,10 +34,17 @@ pub(crate) struct Global {
 impl Global {
     /// The validated configuration from the file (if any) and `overrides`.
     pub(crate) fn config(&self, mut overrides: Overrides) -> Result<ServerConfig, CliError> {
-        let file = FileConfig::load(self.config.as_deref(), &self.sets)?;
         overrides.data_dir = self.data_dir.clone();
         overrides.database = self.database.clone();
-        Ok(ServerConfig::resolve(file, overrides)?)
+        let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+        for warning in tessera_server::config::unknown_env_vars(names) {
+            eprintln!("tessera: warning: {warning}");
+        }
+        Ok(ServerConfig::load(
+            self.config.as_deref(),
+            &self.sets,
+            overrides,
+        )?)
     }
 
     /// The operator handle on the local store.

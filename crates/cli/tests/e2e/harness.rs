@@ -70,6 +70,9 @@ pub struct Server {
     pub http: reqwest::Client,
     /// The PostgreSQL URL given with `--database`; `None` for SQLite in the data dir.
     pub database: Option<String>,
+    /// The `TESSERA_MASTER_KEY` the server was started with, passed to the CLI helpers too
+    /// (every command checks the master key against the database).
+    master_key: Option<String>,
 }
 
 impl Server {
@@ -143,6 +146,10 @@ impl Server {
             log,
             http: reqwest::Client::new(),
             database: database.map(str::to_owned),
+            master_key: env
+                .iter()
+                .find(|(k, _)| *k == "TESSERA_MASTER_KEY")
+                .map(|(_, v)| (*v).to_owned()),
         };
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => server.base = url,
@@ -227,7 +234,12 @@ impl Server {
             all.extend(["--database", url.as_str()]);
         }
         all.extend_from_slice(args);
-        run_cli(&self.data_dir(), &all, stdin)
+        let env: Vec<(&str, &str)> = self
+            .master_key
+            .iter()
+            .map(|k| ("TESSERA_MASTER_KEY", k.as_str()))
+            .collect();
+        run_cli_with(&self.data_dir(), &all, stdin, &env)
     }
 
     /// Runs the CLI and requires success; returns stdout.
@@ -350,12 +362,24 @@ pub fn basic_header(id: &str, secret: &str) -> String {
 }
 
 pub fn run_cli(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    run_cli_with(data_dir, args, stdin, &[])
+}
+
+/// [`run_cli`] with environment variables `env` (e.g. the deployment's
+/// `TESSERA_MASTER_KEY`).
+pub fn run_cli_with(
+    data_dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut child = Command::new(BIN)
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .env_remove("TESSERA_DATABASE_URL")
         .env_remove("TESSERA_MASTER_KEY")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -90,13 +90,23 @@ async fn every_grant_refresh_and_revocation_on_postgres() {
     assert_eq!(sessions.trim(), "[]", "the only session was revoked");
     let audit = s.cli_ok(&["audit", "list"], None);
     assert!(audit.contains("login"), "{audit}");
+    // From another host: the deployment's master key is needed (issue 14, item 10),
+    // the data directory is not.
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = run_cli(
-        elsewhere.path(),
-        &["--database", &url, "user", "list"],
-        None,
+    let key = std::fs::read_to_string(s.data_dir().join("master.key")).unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .arg("--data-dir")
+        .arg(elsewhere.path().join("absent"))
+        .args(["--database", &url, "user", "list"])
+        .env("TESSERA_MASTER_KEY", key.trim())
+        .env_remove("TESSERA_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
 
     assert!(

@@ -1,5 +1,5 @@
 //! Operator key management: list, rotate (publish a new key that signs after the JWKS
-//! cache lifetime), import a PEM.
+//! cache lifetime), import a PEM, remove a published key that never signed.
 
 use serde_json::json;
 use tessera_token::{Algorithm, SigningKey, UnixTime};
@@ -7,7 +7,6 @@ use tessera_token::{Algorithm, SigningKey, UnixTime};
 use super::Admin;
 use crate::Error;
 use crate::keys::{self, NewKey};
-use crate::secrets::{MasterKey, Sealer};
 use crate::store::KeyState;
 
 /// A key as `tessera keys list` shows it (never private material).
@@ -31,14 +30,15 @@ pub struct KeyInfo {
 const NEVER: UnixTime = UnixTime::from_secs(i64::MAX / 2);
 
 impl Admin {
-    fn sealer(&self) -> Result<Sealer, Error> {
-        MasterKey::load(&self.config.data_dir)?.sealer()
-    }
-
     /// All keys after applying the lifecycle steps that are due.
     pub async fn keys(&self) -> Result<Vec<KeyInfo>, Error> {
-        let records =
-            keys::advance(&*self.store, self.clock.now(), self.config.access_token_ttl).await?;
+        let records = keys::advance(
+            &*self.store,
+            self.sealer(),
+            self.clock.now(),
+            self.config.access_token_ttl,
+        )
+        .await?;
         Ok(records
             .into_iter()
             .map(|r| KeyInfo {
@@ -69,11 +69,10 @@ impl Admin {
             Some(a) => vec![a],
             None => self.algorithms_in_use().await?,
         };
-        let sealer = self.sealer()?;
         let mut all = Vec::new();
         for alg in algs {
             let key = keys::generate(alg).await?;
-            let k = self.publish(key, None, true, &sealer).await?;
+            let k = self.publish(key, None, true).await?;
             published(&k);
             all.push(k);
         }
@@ -102,8 +101,7 @@ impl Admin {
                 "cannot import the key: {e}; use a PKCS#8 PEM Ed25519, P-256 or RSA (2048 bits or more) private key"
             ))
         })?;
-        let sealer = self.sealer()?;
-        self.publish(key, kid, activate, &sealer).await
+        self.publish(key, kid, activate).await
     }
 
     async fn publish(
@@ -111,7 +109,6 @@ impl Admin {
         key: SigningKey,
         kid: Option<&str>,
         activate: bool,
-        sealer: &Sealer,
     ) -> Result<KeyInfo, Error> {
         let now = self.clock.now();
         let activate_after = if activate {
@@ -124,7 +121,7 @@ impl Admin {
             state: KeyState::Published,
             activate_after,
         };
-        let r = keys::store_key(&*self.store, sealer, key, new, now).await?;
+        let r = keys::store_key(&*self.store, self.sealer(), key, new, now).await?;
         self.audit(
             "key.publish",
             None,
@@ -142,6 +139,41 @@ impl Admin {
         })
     }
 
+    /// Removes the key `kid` if it never signed (published, not yet active): e.g. one
+    /// imported or rotated in by mistake. An active or retired key is refused: tokens it
+    /// signed are still being verified.
+    pub async fn remove_key(&self, kid: &str) -> Result<KeyInfo, Error> {
+        let refused = |state: KeyState| {
+            Error::Invalid(format!(
+                "key {kid} is {} and has signed tokens that resource servers still verify; only a \
+                 published key that never signed can be removed (a rotation retires an active key, \
+                 and the lifecycle deletes retired keys once their tokens expired)",
+                state.as_str()
+            ))
+        };
+        let key = self
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| Error::NotFound(format!("no key {kid}; see `tessera keys list`")))?;
+        if key.state != KeyState::Published {
+            return Err(refused(key.state));
+        }
+        if !self.store.remove_published_key(kid).await? {
+            // It activated between the read and the delete.
+            return Err(refused(KeyState::Active));
+        }
+        self.audit(
+            "key.remove",
+            None,
+            None,
+            json!({ "kid": kid, "alg": key.alg }),
+        )
+        .await;
+        Ok(key)
+    }
+
     /// The number of keys in the store (for tests and status output).
     pub async fn key_count(&self) -> Result<usize, Error> {
         Ok(self.store.keys().await?.len())
@@ -154,7 +186,6 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::clock::SystemClock;
     use crate::config::{FileConfig, Overrides, ServerConfig};
     use crate::store::faulty::FaultyStore;
     use crate::store::sqlite::SqliteStore;
@@ -168,11 +199,7 @@ mod tests {
         let faulty = Arc::new(FaultyStore::new(Arc::new(
             SqliteStore::in_memory().await.unwrap(),
         )));
-        let admin = Admin {
-            store: faulty.clone(),
-            clock: Arc::new(SystemClock),
-            config,
-        };
+        let admin = Admin::for_tests(faulty.clone(), config);
         // Two algorithms in use (EdDSA, RS256); the database goes away after the first.
         let mut heard = Vec::new();
         let r = admin

@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::ids::random_id;
 use crate::password;
+use crate::secrets::{KeySource, MASTER_KEY_ENV, Sealer};
 use crate::store::{
     self, AuditEvent, ClientRecord, GrantRecord, GrantType, Revoked, Store, UserRecord,
 };
@@ -46,28 +47,69 @@ pub struct NewClient {
     pub id_token_alg: Option<Algorithm>,
 }
 
-/// Handle on the local store for operator commands.
+/// Handle on the local store for operator commands, opened with the deployment's
+/// master key (checked against the store before anything is written).
 #[derive(Debug)]
 pub struct Admin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: ServerConfig,
+    sealer: Sealer,
+    master_source: KeySource,
 }
 
 impl Admin {
-    /// Opens (creating if needed) the data directory and store of `config`.
+    /// Opens the store of `config` and checks the master key against it. Creates
+    /// nothing: a missing data directory (or, for SQLite, a directory without a database)
+    /// is [`Error::Config`] naming the path looked for; only `serve` and
+    /// [`Admin::init`] create one.
     pub async fn open(config: &ServerConfig) -> Result<Self, Error> {
-        prepare_data_dir(&config.data_dir)?;
+        require_data_dir(config)?;
+        Self::open_existing(config).await
+    }
+
+    /// `tessera init`: creates the data directory (when the deployment needs one), the
+    /// database and the master key if they do not exist, then opens them as
+    /// [`Admin::open`] does. Running it again changes nothing.
+    pub async fn init(config: &ServerConfig) -> Result<Self, Error> {
+        if needs_data_dir(config) {
+            prepare_data_dir(&config.data_dir)?;
+        }
+        Self::open_existing(config).await
+    }
+
+    async fn open_existing(config: &ServerConfig) -> Result<Self, Error> {
         let store = store::open(
             config.database.as_ref().map(|d| d.expose()),
             &config.data_dir,
         )
         .await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let unlocked = crate::keys::unlock(&*store, &config.data_dir, clock.now()).await;
+        let (master, master_source) = match unlocked {
+            Ok(found) => found,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
         Ok(Admin {
             store,
-            clock: Arc::new(SystemClock),
+            clock,
             config: config.clone(),
+            sealer: master.sealer()?,
+            master_source,
         })
+    }
+
+    /// Where the master key came from (`TESSERA_MASTER_KEY`, or the file, and whether it
+    /// was created just now).
+    pub fn master_key_source(&self) -> &KeySource {
+        &self.master_source
+    }
+
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
     }
 
     /// The underlying store.
@@ -433,6 +475,39 @@ impl Admin {
     }
 }
 
+/// Whether `config` keeps anything in its data directory: the SQLite database, or
+/// `master.key` when `TESSERA_MASTER_KEY` is not set.
+fn needs_data_dir(config: &ServerConfig) -> bool {
+    config.database.is_none() || std::env::var_os(MASTER_KEY_ENV).is_none()
+}
+
+/// Refuses a data directory that does not exist (or, for SQLite, holds no database):
+/// an operator command run from the wrong directory must not create an empty store.
+fn require_data_dir(config: &ServerConfig) -> Result<(), Error> {
+    if !needs_data_dir(config) {
+        return Ok(());
+    }
+    let dir = &config.data_dir;
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    let hint = "pass the server's directory with --data-dir (or data_dir in the config file, \
+                or TESSERA_DATA_DIR), or create a new deployment with `tessera init`";
+    if !dir.is_dir() {
+        return Err(Error::Config(format!(
+            "data directory {} does not exist; {hint}",
+            shown.display()
+        )));
+    }
+    let db = dir.join(store::sqlite::DB_FILE);
+    if config.database.is_none() && !db.exists() {
+        return Err(Error::Config(format!(
+            "{} holds no Tessera database ({} does not exist); {hint}",
+            shown.display(),
+            shown.join(store::sqlite::DB_FILE).display()
+        )));
+    }
+    Ok(())
+}
+
 fn not_found(e: crate::store::StoreError, what: &str, name: &str) -> Error {
     match Error::from(e) {
         Error::NotFound(_) => {
@@ -471,18 +546,31 @@ pub fn parse_scope(s: &str) -> Result<Scope, Error> {
 }
 
 #[cfg(test)]
+impl Admin {
+    /// An operator handle on `store`, with a new master key in `config.data_dir`.
+    pub(crate) fn for_tests(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        let master = crate::secrets::MasterKey::load(&config.data_dir).unwrap();
+        Admin {
+            store,
+            clock: Arc::new(SystemClock),
+            sealer: master.sealer().unwrap(),
+            master_source: crate::secrets::KeySource::File(config.data_dir.join("master.key")),
+            config,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{FileConfig, Overrides};
     use crate::store::sqlite::SqliteStore;
 
     async fn admin() -> Admin {
-        let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
-        Admin {
-            store: Arc::new(SqliteStore::in_memory().await.unwrap()),
-            clock: Arc::new(SystemClock),
-            config,
-        }
+        let mut config =
+            ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        config.data_dir = tempfile::tempdir().unwrap().keep();
+        Admin::for_tests(Arc::new(SqliteStore::in_memory().await.unwrap()), config)
     }
 
     #[tokio::test]

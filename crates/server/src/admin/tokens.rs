@@ -11,7 +11,6 @@ use crate::Error;
 use crate::grants::{AccessGrant, resolve_audience, resolve_scope, sign_access_token};
 use crate::ids::random_id;
 use crate::keys;
-use crate::secrets::MasterKey;
 
 /// What `tessera token mint` asks for.
 #[derive(Debug, Clone, Default)]
@@ -53,11 +52,10 @@ impl Admin {
                 "--ttl must be between 1 and 86400 seconds".into(),
             ));
         }
-        let sealer = MasterKey::load(&self.config.data_dir)?.sealer()?;
         let now = self.clock.now();
         let ring = keys::load_or_create(
             &*self.store,
-            &sealer,
+            self.sealer(),
             self.config.signing_alg,
             self.config.access_token_ttl,
             now,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::{Table, Value};
 
-use super::FileConfig;
+use super::{FileConfig, Problems};
 use crate::Error;
 
 /// Where a value came from, for error messages.
@@ -45,6 +45,43 @@ pub fn env_var(key: &str) -> String {
     }
 }
 
+/// `TESSERA_*` variables the `tessera` binary reads besides the configuration keys.
+pub(super) const OTHER_ENV_VARS: [&str; 4] = [
+    "TESSERA_MASTER_KEY",
+    "TESSERA_LOG",
+    "TESSERA_LOG_FORMAT",
+    "TESSERA_CONFIG",
+];
+
+/// One warning line per `TESSERA_*` variable in `names` that no key (nor
+/// [`OTHER_ENV_VARS`]) reads, with the closest known name when there is one: a typo in an
+/// environment variable would otherwise fall back to the default without a word.
+pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known: Vec<String> = fields()
+        .iter()
+        .map(|f| env_var(f))
+        .chain(OTHER_ENV_VARS.iter().map(|v| (*v).to_owned()))
+        .collect();
+    let mut out: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("TESSERA_") && !known.contains(n))
+        .map(|n| {
+            let closest = known
+                .iter()
+                .map(|k| (edit_distance(&n, k), k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            format!(
+                "config: unknown environment variable `{n}` (ignored); {closest}`tessera config example` lists every key"
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The one-line hint every configuration error ends with.
 pub(crate) fn where_to_set(key: &str) -> String {
     format!(
@@ -55,11 +92,25 @@ pub(crate) fn where_to_set(key: &str) -> String {
 
 /// Reads the file (if any), then applies environment variables (looked up with `env`),
 /// then `--set KEY=VALUE` assignments; later layers win. Unknown keys and values of the
-/// wrong type are errors naming the key.
+/// wrong type are errors naming the key, one line each, all of them.
 pub fn layer(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
     sets: &[String],
+) -> Result<FileConfig, Error> {
+    let mut problems = Problems::default();
+    let file = layer_into(path, env, sets, &mut problems)?;
+    problems.finish().map(|()| file)
+}
+
+/// [`layer`]'s work: a bad key or value is recorded in `problems` and left out, so the
+/// rest can still be checked. `Err` only when there is nothing to check (the file cannot
+/// be read or is not TOML).
+pub(crate) fn layer_into(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    sets: &[String],
+    problems: &mut Problems,
 ) -> Result<FileConfig, Error> {
     let mut table = Table::new();
     let mut sources: Vec<(String, Source)> = Vec::new();
@@ -73,8 +124,11 @@ pub fn layer(
                 one_line(e.message())
             ))
         })?;
-        for (key, value) in file {
-            known(&key, &format!("in {shown}"))?;
+        for (key, mut value) in file {
+            if problems.take(known(&key, &format!("in {shown}"))).is_none() {
+                continue;
+            }
+            relative_to_file(&key, &mut value, path);
             sources.push((key.clone(), Source::File(shown.clone())));
             table.insert(key, value);
         }
@@ -87,16 +141,20 @@ pub fn layer(
         }
     }
     for set in sets {
-        let (key, raw) = set.split_once('=').ok_or_else(|| {
-            Error::Config(format!(
+        let Some((key, raw)) = set.split_once('=') else {
+            problems.push(Error::Config(format!(
                 "config: --set {set:?} is not KEY=VALUE; e.g. --set access_token_ttl_secs=900"
-            ))
-        })?;
+            )));
+            continue;
+        };
         let key = key.trim();
-        known(key, "in --set")?;
+        if problems.take(known(key, "in --set")).is_none() {
+            continue;
+        }
         table.insert(key.to_owned(), typed_value(key, raw.trim()));
         sources.push((key.to_owned(), Source::Flag));
     }
+    let mut bad = Vec::new();
     for (key, value) in &table {
         if let Err(e) = single(key, value.clone()) {
             let source = sources
@@ -105,17 +163,36 @@ pub fn layer(
                 .find(|(k, _)| k == key)
                 .map(|(_, s)| s.describe())
                 .unwrap_or_default();
-            return Err(Error::Config(format!(
+            problems.push(Error::Config(format!(
                 "config: {key} = {} ({source}) is invalid: {}; {}",
                 show(value),
                 one_line(&e.to_string()),
                 where_to_set(key)
             )));
+            bad.push(key.clone());
         }
+    }
+    for key in bad {
+        table.remove(&key);
     }
     Value::Table(table)
         .try_into()
         .map_err(|e: toml::de::Error| Error::Config(format!("config: {}", one_line(e.message()))))
+}
+
+/// A relative `data_dir` in a config file names a directory next to the file, wherever
+/// the command runs from (relative values from the environment and `--set` stay relative
+/// to the working directory, like any command-line path).
+fn relative_to_file(key: &str, value: &mut Value, file: &Path) {
+    if key != "data_dir" {
+        return;
+    }
+    if let Value::String(dir) = value
+        && Path::new(dir.as_str()).is_relative()
+        && let Some(base) = file.parent()
+    {
+        *dir = base.join(dir.as_str()).to_string_lossy().into_owned();
+    }
 }
 
 /// Refuses a key [`FileConfig`] does not have, suggesting the closest one.
@@ -270,6 +347,47 @@ mod tests {
             typed_value("dangerous_allow_http", "true"),
             Value::Boolean(true)
         );
+    }
+
+    /// Issue 14, item 11: `data_dir = "data"` in /etc/tessera/tessera.toml is
+    /// /etc/tessera/data from any working directory; absolute paths and the other layers
+    /// are left alone.
+    #[test]
+    fn a_relative_data_dir_in_a_file_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, "data_dir = \"data\"\n").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), dir.path().join("data"));
+        std::fs::write(&path, "data_dir = \"/srv/tessera\"\n").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), Path::new("/srv/tessera"));
+        let f = layer(Some(&path), &|_| None, &["data_dir=here".to_owned()]).unwrap();
+        assert_eq!(f.data_dir.unwrap(), Path::new("here"));
+    }
+
+    /// Issue 14, item 14: a misspelt variable used to be ignored without a word.
+    #[test]
+    fn unknown_tessera_variables_are_named_with_a_suggestion() {
+        let names = [
+            "TESSERA_ACESS_TOKEN_TTL_SECS",
+            "TESSERA_ACCESS_TOKEN_TTL_SECS",
+            "TESSERA_MASTER_KEY",
+            "TESSERA_LOG",
+            "TESSERA_DATABASE_URL",
+            "TESSERA_WHATEVER_ELSE_ENTIRELY",
+            "PATH",
+        ]
+        .map(str::to_owned);
+        let w = unknown_env_vars(names);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`TESSERA_ACESS_TOKEN_TTL_SECS`"), "{w:?}");
+        assert!(
+            w[0].contains("did you mean `TESSERA_ACCESS_TOKEN_TTL_SECS`"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("`TESSERA_WHATEVER_ELSE_ENTIRELY`"), "{w:?}");
+        assert!(!w[1].contains("did you mean"), "{w:?}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! with the [`Sealer`]), then shared behind an `Arc` for every request.
 
 mod lifecycle;
+mod unlock;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use tessera_token::{Algorithm, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
 
 pub use lifecycle::{KeyChange, plan};
+pub use unlock::unlock;
 
 use crate::Error;
 use crate::secrets::Sealer;
@@ -228,7 +230,7 @@ pub async fn load_or_create(
     access_ttl: Duration,
     now: UnixTime,
 ) -> Result<KeyRing, Error> {
-    let mut records = advance(store, now, access_ttl).await?;
+    let mut records = advance(store, sealer, now, access_ttl).await?;
     for required in required_algs(alg) {
         if records
             .iter()
@@ -255,14 +257,31 @@ pub async fn load_or_create(
     build_ring(&records, sealer, alg)
 }
 
-/// Applies the lifecycle changes due at `now`; returns the keys afterwards.
+/// Applies the lifecycle changes due at `now`; returns the keys afterwards. A published
+/// key that `sealer` cannot open (sealed under another master key) is never activated:
+/// it would retire the key that signs and leave none; it stays published, with a warning,
+/// until `tessera keys remove` removes it.
 pub async fn advance(
     store: &dyn Store,
+    sealer: &Sealer,
     now: UnixTime,
     access_ttl: Duration,
 ) -> Result<Vec<SigningKeyRecord>, Error> {
     let records = store.keys().await?;
-    let changes = lifecycle::plan(&records, now, max_token_life(access_ttl));
+    let (signable, sealed_elsewhere): (Vec<SigningKeyRecord>, Vec<SigningKeyRecord>) =
+        records.iter().cloned().partition(|r| {
+            r.state != KeyState::Published
+                || r.activate_after > now
+                || sealer.open(&r.kid, &r.sealed_private).is_ok()
+        });
+    for r in &sealed_elsewhere {
+        tracing::warn!(
+            kid = %r.kid,
+            "published signing key cannot be opened with this master key, so it will not sign; remove it with `tessera keys remove {}`",
+            r.kid
+        );
+    }
+    let changes = lifecycle::plan(&signable, now, max_token_life(access_ttl));
     if changes.is_empty() {
         return Ok(records);
     }
@@ -335,7 +354,7 @@ pub async fn refresh(
     access_ttl: Duration,
     now: UnixTime,
 ) -> Result<bool, Error> {
-    let records = advance(store, now, access_ttl).await?;
+    let records = advance(store, sealer, now, access_ttl).await?;
     if fingerprint(&records) == keys.current().fingerprint {
         return Ok(false);
     }
@@ -421,7 +440,7 @@ mod tests {
         let again = rotate_if_due(&store, &sealer, Algorithm::EdDsa, period, lead, due);
         assert_eq!(again.await.unwrap(), None);
         // It signs after the lead time; the first key retires.
-        let records = advance(&store, due.saturating_add(lead), ttl)
+        let records = advance(&store, &sealer, due.saturating_add(lead), ttl)
             .await
             .unwrap();
         let state = |kid: &str| records.iter().find(|r| r.kid == kid).unwrap().state;
@@ -440,6 +459,55 @@ mod tests {
 
     fn kid_of(key: Option<&SigningKey>) -> String {
         key.unwrap().kid().unwrap().to_owned()
+    }
+
+    /// Issue 14, item 10: a key published under another master key (a wrong
+    /// `TESSERA_MASTER_KEY` before the key check existed) used to activate and retire the
+    /// good key, leaving a server that could not sign or restart.
+    #[tokio::test]
+    async fn a_key_the_master_key_cannot_open_never_activates() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let master = |b: u8| {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([b; 32]);
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("master.key"), text).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let p = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(dir.path().join("master.key"), p).unwrap();
+            }
+            crate::secrets::MasterKey::load(dir.path())
+                .unwrap()
+                .sealer()
+                .unwrap()
+        };
+        let (good, other) = (master(1), master(2));
+        let t0 = UnixTime::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(600);
+        let ring = load_or_create(&store, &good, Algorithm::EdDsa, ttl, t0)
+            .await
+            .unwrap();
+        let first = ring.active().unwrap().kid().unwrap().to_owned();
+        let new = NewKey {
+            kid: Some("elsewhere"),
+            state: KeyState::Published,
+            activate_after: t0.saturating_add(Duration::from_secs(60)),
+        };
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        store_key(&store, &other, key, new, t0).await.unwrap();
+        let later = t0.saturating_add(Duration::from_secs(120));
+        let records = advance(&store, &good, later, ttl).await.unwrap();
+        let state = |kid: &str| records.iter().find(|r| r.kid == kid).unwrap().state;
+        assert_eq!(state("elsewhere"), KeyState::Published);
+        assert_eq!(state(&first), KeyState::Active);
+        // The server keeps signing with the good key after a reload.
+        let keys = Keys::new(ring);
+        refresh(&store, &good, &keys, Algorithm::EdDsa, ttl, later)
+            .await
+            .unwrap();
+        assert_eq!(keys.current().active().unwrap().kid(), Some(first.as_str()));
     }
 
     #[tokio::test]

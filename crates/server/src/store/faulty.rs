@@ -214,6 +214,19 @@ impl KeyStore for FaultyStore {
     ) -> Result<(), StoreError> {
         self.inner.apply_key_changes(changes, now).await
     }
+    async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError> {
+        self.inner.remove_published_key(kid).await
+    }
+    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.master_key_check().await
+    }
+    async fn init_master_key_check(
+        &self,
+        value: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.inner.init_master_key_check(value, now).await
+    }
 }
 
 forward!(AuditStore {

@@ -259,6 +259,18 @@ pub trait KeyStore: Send + Sync {
         changes: &[crate::keys::KeyChange],
         now: UnixTime,
     ) -> Result<(), StoreError>;
+    /// Deletes the key `kid` only if it is still published (it never signed); false when
+    /// there is no such key or it is active or retired (nothing deleted).
+    async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError>;
+    /// The master-key check value, if one was stored.
+    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` as the master-key check unless one is stored already; returns the
+    /// value stored afterwards (the earlier one wins a race).
+    async fn init_master_key_check(
+        &self,
+        value: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<u8>, StoreError>;
 }
 
 /// The audit log. Events never carry a token, secret or password.

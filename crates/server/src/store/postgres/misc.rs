@@ -177,6 +177,43 @@ impl KeyStore for PgStore {
         }
         tx.commit().await.map_err(backend)
     }
+
+    async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND state = 'published'")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT check_value FROM master_key_check WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn init_master_key_check(
+        &self,
+        value: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO master_key_check (id, check_value, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(value)
+        .bind(now.secs())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT check_value FROM master_key_check WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
 }
 
 #[async_trait]

@@ -150,6 +150,49 @@ impl KeyStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.apply_changes(changes, now).await
     }
+
+    async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let n = sqlx::query("DELETE FROM signing_keys WHERE kid = ? AND state = 'published'")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT check_value FROM master_key_check WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn init_master_key_check(
+        &self,
+        value: &[u8],
+        now: UnixTime,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO master_key_check (id, check_value, created_at) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(value)
+        .bind(now.secs())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT check_value FROM master_key_check WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(stored)
+    }
 }
 
 impl SqliteStore {

@@ -819,6 +819,48 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
     assert!(s.insert_first_key(&other).await.unwrap());
 }
 
+/// Issue 14, item 10: `tessera keys remove` deletes only a key that never signed, and
+/// the master-key check is written once (the first writer wins, concurrently too).
+pub(super) async fn only_a_published_key_is_removed_and_the_first_key_check_wins(
+    s: Arc<dyn Store>,
+) {
+    for (kid, state) in [
+        ("k-pub", KeyState::Published),
+        ("k-act", KeyState::Active),
+        ("k-ret", KeyState::Retired),
+    ] {
+        s.insert_key(&key(kid, state, 0)).await.unwrap();
+    }
+    assert!(!s.remove_published_key("k-act").await.unwrap());
+    assert!(!s.remove_published_key("k-ret").await.unwrap());
+    assert!(!s.remove_published_key("k-none").await.unwrap());
+    assert!(s.remove_published_key("k-pub").await.unwrap());
+    assert!(!s.remove_published_key("k-pub").await.unwrap());
+    let kids: Vec<String> = s.keys().await.unwrap().into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids, ["k-act", "k-ret"]);
+
+    assert_eq!(s.master_key_check().await.unwrap(), None);
+    let writers: Vec<_> = (0u8..8)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.init_master_key_check(&[i; 32], t(0)).await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for w in writers {
+        seen.push(w.await.unwrap());
+    }
+    let stored = s.master_key_check().await.unwrap().unwrap();
+    assert!(
+        seen.iter().all(|v| *v == stored),
+        "every writer sees the winner"
+    );
+    assert_eq!(
+        s.init_master_key_check(&[99; 32], t(1)).await.unwrap(),
+        stored
+    );
+}
+
 pub(super) async fn the_janitor_deletes_in_batches_and_keeps_live_rows(s: Arc<dyn Store>) {
     // Ten of each due, three per statement: every table takes several batches.
     let mut tokens = Vec::new();
