@@ -31,7 +31,10 @@ async fn wait_until(s: &Server, n: usize) {
 #[tokio::test]
 async fn sigterm_under_load_finishes_started_requests_and_exits_0() {
     let mut s = Server::start_with(
-        "password_hash_concurrency = 1\nshutdown_timeout_secs = 120\n",
+        // 24 concurrent sign-ins of one account: each holds a throttle reservation until
+        // its check ends, so the account's limit must allow that many at once.
+        "password_hash_concurrency = 1\nshutdown_timeout_secs = 120\n\
+         login_failures_per_account = 50\nlogin_failures_per_ip = 50\n",
         &[("TESSERA_LOG", "info,tessera_server=debug")],
     );
     let (id, secret) = s.add_client("web", "password,client_credentials", "", &[]);

@@ -109,6 +109,9 @@ impl KeyRing {
                 algs.push(name);
             }
         }
+        // The default algorithm first, whatever order the keys were made in.
+        let default = self.default_alg.name();
+        algs.sort_by_key(|a| *a != default);
         algs
     }
 }
