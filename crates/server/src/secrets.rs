@@ -72,7 +72,13 @@ impl MasterKey {
 
     /// The key from `TESSERA_MASTER_KEY` if set, else from `DIR/master.key` if it exists.
     pub fn locate(data_dir: &Path) -> Result<Located, Error> {
-        if let Ok(v) = std::env::var(MASTER_KEY_ENV) {
+        Self::locate_from(std::env::var(MASTER_KEY_ENV).ok(), data_dir)
+    }
+
+    /// [`MasterKey::locate`] with `env` as the value of `TESSERA_MASTER_KEY` (tests pass
+    /// `None`, whatever the environment of the test run holds).
+    pub(crate) fn locate_from(env: Option<String>, data_dir: &Path) -> Result<Located, Error> {
+        if let Some(v) = env {
             let v = Zeroizing::new(v);
             let key = Self::decode(v.trim()).map_err(|m| {
                 Error::MasterKey(format!(

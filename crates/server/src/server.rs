@@ -14,7 +14,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
-use crate::keys::{self, Keys};
+use crate::keys::{self, Check, Claim, Keys};
 use crate::lockfile::DirLock;
 use crate::password::Passwords;
 use crate::secrets::Sealer;
@@ -60,10 +60,18 @@ impl Server {
             );
         }
         let tls = config.tls.clone().map(TlsCert::load).transpose()?;
-        prepare_data_dir(&config.data_dir)?;
-        // One server per SQLite directory; replicas share PostgreSQL.
+        // One server per SQLite directory; replicas share PostgreSQL (where the directory
+        // holds only master.key, created with it when the database has no key yet).
         let lock = match config.database {
-            None => Some(DirLock::acquire(&config.data_dir)?),
+            None => {
+                if prepare_data_dir(&config.data_dir)? {
+                    tracing::warn!(
+                        data_dir = %config.data_dir.display(),
+                        "created a new, empty data directory: this is a new deployment (if one exists elsewhere, stop and pass its directory with --data-dir)"
+                    );
+                }
+                Some(DirLock::acquire(&config.data_dir)?)
+            }
             Some(_) => None,
         };
         let store = store::open(
@@ -72,10 +80,19 @@ impl Server {
         )
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let master = match keys::unlock(&*store, &config.data_dir, clock.now()).await {
-            Ok((master, source)) => {
-                tracing::info!(source = %source, "master key matches the database's key check");
-                master
+        let unlocked = keys::unlock(&*store, &config.data_dir, clock.now(), Claim::Record);
+        let master = match unlocked.await {
+            Ok(unlocked) => {
+                let source = &unlocked.source;
+                match unlocked.check {
+                    Check::Matched(at) => {
+                        tracing::info!(source = %source, recorded_at = at.secs(), "master key matches the database's key check")
+                    }
+                    Check::Recorded | Check::Unrecorded => {
+                        tracing::info!(source = %source, "no master key check in the database yet: recorded this key's")
+                    }
+                }
+                unlocked.key
             }
             Err(e) => {
                 store.close().await;
@@ -364,10 +381,10 @@ async fn janitor(state: Arc<AppState>) {
     }
 }
 
-/// Creates the data directory (mode 0700) if it does not exist.
-pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
+/// Creates the data directory (mode 0700) if it does not exist; true when it was created.
+pub fn prepare_data_dir(dir: &Path) -> Result<bool, Error> {
     if dir.is_dir() {
-        return Ok(());
+        return Ok(false);
     }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -378,7 +395,8 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), Error> {
             "cannot create data directory {}: {e}; choose another with --data-dir",
             dir.display()
         ))
-    })
+    })?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -67,7 +67,12 @@ fn describe(k: &KeyInfo) -> serde_json::Value {
 }
 
 pub(crate) async fn run(global: &Global, cmd: KeysCommand) -> Result<(), CliError> {
-    let admin = global.admin().await?;
+    // Only the commands that seal keys may record the master key's check in a store
+    // that has none; listing and removing only verify it.
+    let admin = match cmd {
+        KeysCommand::Rotate { .. } | KeysCommand::Import { .. } => global.admin_to_seal().await?,
+        KeysCommand::List { .. } | KeysCommand::Remove { .. } => global.admin().await?,
+    };
     match cmd {
         KeysCommand::List { json } => {
             let keys = admin.keys().await?;

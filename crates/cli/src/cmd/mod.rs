@@ -33,13 +33,22 @@ pub(crate) struct Global {
 
 impl Global {
     /// The validated configuration from the file (if any) and `overrides`.
-    pub(crate) fn config(&self, mut overrides: Overrides) -> Result<ServerConfig, CliError> {
-        overrides.data_dir = self.data_dir.clone();
-        overrides.database = self.database.clone();
-        let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
-        for warning in tessera_server::config::unknown_env_vars(names) {
+    /// Unknown `TESSERA_*` variables are warned about on stderr.
+    pub(crate) fn config(&self, overrides: Overrides) -> Result<ServerConfig, CliError> {
+        for warning in env_warnings() {
             eprintln!("tessera: warning: {warning}");
         }
+        self.config_unwarned(overrides)
+    }
+
+    /// [`Global::config`] leaving the warnings to the caller ([`env_warnings`]): `serve`
+    /// logs them, so they follow `--log-format`.
+    pub(crate) fn config_unwarned(
+        &self,
+        mut overrides: Overrides,
+    ) -> Result<ServerConfig, CliError> {
+        overrides.data_dir = self.data_dir.clone();
+        overrides.database = self.database.clone();
         Ok(ServerConfig::load(
             self.config.as_deref(),
             &self.sets,
@@ -52,6 +61,19 @@ impl Global {
         let config = self.config(Overrides::default())?;
         Ok(Admin::open(&config).await?)
     }
+
+    /// [`Global::admin`] for the commands that seal keys: records the master key's check
+    /// in a store that has none.
+    pub(crate) async fn admin_to_seal(&self) -> Result<Admin, CliError> {
+        let config = self.config(Overrides::default())?;
+        Ok(Admin::open_to_seal(&config).await?)
+    }
+}
+
+/// One warning per `TESSERA_*` variable in the environment that nothing reads.
+pub(crate) fn env_warnings() -> Vec<String> {
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    tessera_server::config::unknown_env_vars(names)
 }
 
 /// Reads a password: one line from standard input with `--password-stdin`, else a

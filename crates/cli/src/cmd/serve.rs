@@ -38,7 +38,10 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError> {
     logging::init(args.log_format);
-    let config = global.config(Overrides {
+    for warning in crate::cmd::env_warnings() {
+        tracing::warn!("{warning}");
+    }
+    let config = global.config_unwarned(Overrides {
         data_dir: None,
         database: None,
         listen: args.listen,

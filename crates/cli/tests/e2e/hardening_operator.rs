@@ -361,6 +361,27 @@ async fn hardening_operator_a_second_server_on_one_directory_is_refused() {
     assert!(err.contains("another tessera server (pid "), "{err}");
     assert!(err.contains(&data.display().to_string()), "{err}");
     assert!(!err.contains("listening on"), "{err}");
+    // Review of item 12: deleting the PID file does not release the lock (it used to be
+    // the locked file, so a second server then started on the same database).
+    std::fs::remove_file(data.join("tessera.lock")).unwrap();
+    let third = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("TESSERA_MASTER_KEY")
+        .env_remove("TESSERA_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = exit_within(third);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another tessera server"),
+        "{}",
+        stderr(&out)
+    );
     // The CLI runs beside the server.
     s.add_user("alice", "alice-password-1");
     assert!(s.cli_ok(&["user", "list"], None).contains("alice"));
@@ -478,4 +499,226 @@ async fn hardening_operator_the_example_api_refuses_to_start_on_an_issuer_mismat
     assert!(err.contains(&s.base), "{err}");
     assert!(err.contains("must be equal"), "{err}");
     assert!(!err.contains("listening on"), "{err}");
+}
+
+/// `tessera ARGS serve --listen 127.0.0.1:0` in `cwd` with `env`: its stderr up to and
+/// including "listening on" (then it is killed), or everything if it exits first; at most
+/// 60 s.
+fn serve_log(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("TESSERA_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .current_dir(cwd)
+        .args(args)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            log.push_str(&line);
+            log.push('\n');
+            if line.starts_with("listening on ") {
+                break;
+            }
+        }
+        let _ = tx.send(log);
+    });
+    let log = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve neither started nor exited");
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    let code = if log.contains("listening on ") {
+        None
+    } else {
+        status.code()
+    };
+    (code, log)
+}
+
+/// Review of item 11: `data_dir = "./tessera-data"` (the old example's line) in
+/// /etc/tessera/tessera.toml, started from /var/lib/tessera, used to name
+/// /etc/tessera/tessera-data after the upgrade: serve created a new master key, signing
+/// key and empty database there without a word and logged that the master key "matches".
+/// Now it refuses, naming both paths, and creates nothing; a genuinely new directory or
+/// key is a WARN, and a first start says the check was recorded.
+#[tokio::test]
+async fn hardening_operator_an_upgrade_never_starts_an_empty_deployment_silently() {
+    let etc = tempfile::tempdir().unwrap();
+    let var = tempfile::tempdir().unwrap();
+    let config = etc.path().join("tessera.toml");
+    std::fs::write(&config, "data_dir = \"./tessera-data\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    // The deployment as it was: ./tessera-data in the working directory.
+    let out = tessera(var.path(), &["--data-dir", "tessera-data", "init"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = std::fs::read_to_string(var.path().join("tessera-data/master.key")).unwrap();
+    register_secret(key.trim());
+    let (code, log) = serve_log(var.path(), &["--config", c], &[]);
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains(&etc.path().join("tessera-data").display().to_string()),
+        "{log}"
+    );
+    assert!(
+        log.contains(&var.path().join("tessera-data").display().to_string()),
+        "{log}"
+    );
+    assert!(log.contains("docs/operations.md"), "{log}");
+    assert!(!etc.path().join("tessera-data").exists(), "nothing created");
+    // A tls_cert relative to the working directory is refused the same way.
+    std::fs::write(var.path().join("cert.pem"), "x").unwrap();
+    std::fs::write(
+        etc.path().join("tls.toml"),
+        "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\ndata_dir = \"/nonexistent\"\n",
+    )
+    .unwrap();
+    let out = tessera(
+        var.path(),
+        &[
+            "--config",
+            etc.path().join("tls.toml").to_str().unwrap(),
+            "config",
+            "check",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tls_cert = \"cert.pem\""),
+        "{}",
+        stderr(&out)
+    );
+    // A new deployment: the directory and key are created with WARN lines, and the log
+    // says the check was recorded, not that it matched.
+    let fresh = tempfile::tempdir().unwrap();
+    let dir = fresh.path().join("new-data");
+    let (code, log) = serve_log(fresh.path(), &["--data-dir", dir.to_str().unwrap()], &[]);
+    assert_eq!(code, None, "{log}");
+    let key = std::fs::read_to_string(dir.join("master.key")).unwrap();
+    register_secret(key.trim());
+    assert!(
+        log.contains("WARN") && log.contains("created a new, empty data directory"),
+        "{log}"
+    );
+    assert!(log.contains("created a new master key"), "{log}");
+    assert!(log.contains("recorded this key's"), "{log}");
+    assert!(!log.contains("matches"), "{log}");
+    // Started again: it matches, and nothing is created.
+    let (code, log) = serve_log(fresh.path(), &["--data-dir", dir.to_str().unwrap()], &[]);
+    assert_eq!(code, None, "{log}");
+    assert!(log.contains("master key matches"), "{log}");
+    assert!(!log.contains("created a new"), "{log}");
+}
+
+/// Review of items 10 and 11 on PostgreSQL: `TESSERA_MASTER_KEY=<wrong> tessera user list`
+/// on an empty database used to record the wrong key, so the real server then exited 3
+/// for good; an operator host without the key was told to pass --data-dir or run init,
+/// and `init` created an empty ./tessera-data before refusing. Now only serve, init and
+/// the commands that seal keys record the check, the refusal names TESSERA_MASTER_KEY
+/// and when the check was recorded, and nothing is created before the check passes.
+#[tokio::test]
+async fn hardening_operator_postgres_a_read_only_command_cannot_claim_an_empty_database() {
+    let Some(pg) = crate::postgres::cluster() else {
+        return;
+    };
+    let url = pg.fresh_database("claim").unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let nowhere = host.path().join("nowhere");
+    let nd = nowhere.to_str().unwrap();
+    let out = tessera(
+        host.path(),
+        &["--data-dir", nd, "--database", &url, "user", "list"],
+        &[("TESSERA_MASTER_KEY", OTHER_KEY)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The deployment's server starts with its own key: nothing was claimed.
+    let s = Server::start_postgres(&url);
+    let key = master_key_of(&s);
+    s.add_user("alice", "alice-password-1");
+    // The wrong key is refused now, naming the variable and when the check was recorded.
+    let out = tessera(
+        host.path(),
+        &["--data-dir", nd, "--database", &url, "user", "list"],
+        &[("TESSERA_MASTER_KEY", OTHER_KEY)],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("TESSERA_MASTER_KEY"), "{err}");
+    assert!(
+        err.contains("recorded in the database at") && err.contains("GMT"),
+        "{err}"
+    );
+    // No key and no directory: TESSERA_MASTER_KEY is what is missing, for every command,
+    // init included, and nothing is created.
+    for args in [&["user", "list"][..], &["init"][..]] {
+        let mut all = vec!["--data-dir", nd, "--database", &url];
+        all.extend_from_slice(args);
+        let out = tessera(host.path(), &all, &[]);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("TESSERA_MASTER_KEY is not set"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("tessera init`"), "{args:?}: {err}");
+        assert!(!nowhere.exists(), "{args:?} created {nd}");
+        assert!(!host.path().join("tessera-data").exists());
+    }
+    let out = tessera(
+        host.path(),
+        &["--data-dir", nd, "--database", &url, "user", "list"],
+        &[("TESSERA_MASTER_KEY", &key)],
+    );
+    assert!(stdout(&out).contains("alice"), "{}", stderr(&out));
+}
+
+/// Review of item 14: the README's example resource server reads TESSERA_AUDIENCE and
+/// friends from the same shell, and every command warned about them; under `serve
+/// --log-format json` the warnings were plain lines in the JSON log.
+#[tokio::test]
+async fn hardening_operator_env_warnings_know_the_example_and_follow_the_log_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let example = [
+        ("TESSERA_AUDIENCE", "api"),
+        ("TESSERA_FEED_CLIENT_ID", "feed"),
+        ("TESSERA_CACHE_CAPACITY", "100"),
+        ("TESSERA_INTROSPECTION_CLIENT_ID", "intro"),
+        ("TESSERA_ACESS_TOKEN_TTL_SECS", "60"),
+    ];
+    let (code, log) = serve_log(
+        dir.path(),
+        &["--data-dir", data.to_str().unwrap()],
+        &[&example[..], &[("TESSERA_LOG_FORMAT", "json")]].concat(),
+    );
+    assert_eq!(code, None, "{log}");
+    let key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    register_secret(key.trim());
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("TESSERA_")).collect();
+    assert_eq!(warned.len(), 1, "{log}");
+    let line: Value = serde_json::from_str(warned[0]).expect("a JSON log line");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(warned[0].contains("TESSERA_ACESS_TOKEN_TTL_SECS"), "{log}");
+    let out = tessera(
+        dir.path(),
+        &["--data-dir", data.to_str().unwrap(), "user", "list"],
+        &example[..4],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("unknown environment variable"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -15,8 +15,9 @@ use tessera_token::{Algorithm, OpaqueToken, Scope, SecretString, TokenKind, Unix
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
 use crate::ids::random_id;
+use crate::keys::Claim;
 use crate::password;
-use crate::secrets::{KeySource, MASTER_KEY_ENV, Sealer};
+use crate::secrets::{KeySource, Sealer};
 use crate::store::{
     self, AuditEvent, ClientRecord, GrantRecord, GrantType, Revoked, Store, UserRecord,
 };
@@ -60,33 +61,44 @@ pub struct Admin {
 
 impl Admin {
     /// Opens the store of `config` and checks the master key against it. Creates
-    /// nothing: a missing data directory (or, for SQLite, a directory without a database)
-    /// is [`Error::Config`] naming the path looked for; only `serve` and
-    /// [`Admin::init`] create one.
+    /// nothing and records nothing: a missing data directory (or, for SQLite, a directory
+    /// without a database) is [`Error::Config`] naming the path looked for, and a store
+    /// without a key check is only checked against its signing keys ([`Claim::VerifyOnly`]);
+    /// only `serve`, [`Admin::init`] and [`Admin::open_to_seal`] record the check.
     pub async fn open(config: &ServerConfig) -> Result<Self, Error> {
         require_data_dir(config)?;
-        Self::open_existing(config).await
+        Self::open_existing(config, Claim::VerifyOnly).await
     }
 
-    /// `tessera init`: creates the data directory (when the deployment needs one), the
-    /// database and the master key if they do not exist, then opens them as
-    /// [`Admin::open`] does. Running it again changes nothing.
+    /// [`Admin::open`] for the commands that seal keys (`keys rotate`, `keys import`):
+    /// a store without a key check gets this key's recorded before anything is sealed
+    /// with it.
+    pub async fn open_to_seal(config: &ServerConfig) -> Result<Self, Error> {
+        require_data_dir(config)?;
+        Self::open_existing(config, Claim::Record).await
+    }
+
+    /// `tessera init`: creates the SQLite data directory and database and the master key
+    /// if they do not exist, then opens them as [`Admin::open_to_seal`] does. On
+    /// PostgreSQL nothing is created before the database's key check passes (the
+    /// directory, for `master.key`, only when the database has no key yet). Running it
+    /// again changes nothing.
     pub async fn init(config: &ServerConfig) -> Result<Self, Error> {
-        if needs_data_dir(config) {
+        if config.database.is_none() {
             prepare_data_dir(&config.data_dir)?;
         }
-        Self::open_existing(config).await
+        Self::open_existing(config, Claim::Record).await
     }
 
-    async fn open_existing(config: &ServerConfig) -> Result<Self, Error> {
+    async fn open_existing(config: &ServerConfig, claim: Claim) -> Result<Self, Error> {
         let store = store::open(
             config.database.as_ref().map(|d| d.expose()),
             &config.data_dir,
         )
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let unlocked = crate::keys::unlock(&*store, &config.data_dir, clock.now()).await;
-        let (master, master_source) = match unlocked {
+        let unlocked = crate::keys::unlock(&*store, &config.data_dir, clock.now(), claim).await;
+        let unlocked = match unlocked {
             Ok(found) => found,
             Err(e) => {
                 store.close().await;
@@ -97,8 +109,8 @@ impl Admin {
             store,
             clock,
             config: config.clone(),
-            sealer: master.sealer()?,
-            master_source,
+            sealer: unlocked.key.sealer()?,
+            master_source: unlocked.source,
         })
     }
 
@@ -475,20 +487,16 @@ impl Admin {
     }
 }
 
-/// Whether `config` keeps anything in its data directory: the SQLite database, or
-/// `master.key` when `TESSERA_MASTER_KEY` is not set.
-fn needs_data_dir(config: &ServerConfig) -> bool {
-    config.database.is_none() || std::env::var_os(MASTER_KEY_ENV).is_none()
-}
-
 /// Refuses a data directory that does not exist (or, for SQLite, holds no database):
 /// an operator command run from the wrong directory must not create an empty store.
 fn require_data_dir(config: &ServerConfig) -> Result<(), Error> {
-    if !needs_data_dir(config) {
-        return Ok(());
-    }
     let dir = &config.data_dir;
     let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    if config.database.is_some() {
+        // PostgreSQL: the directory would hold only master.key, so the key is what is
+        // missing; unlock names both places when neither has it.
+        return Ok(());
+    }
     let hint = "pass the server's directory with --data-dir (or data_dir in the config file, \
                 or TESSERA_DATA_DIR), or create a new deployment with `tessera init`";
     if !dir.is_dir() {
@@ -498,7 +506,7 @@ fn require_data_dir(config: &ServerConfig) -> Result<(), Error> {
         )));
     }
     let db = dir.join(store::sqlite::DB_FILE);
-    if config.database.is_none() && !db.exists() {
+    if !db.exists() {
         return Err(Error::Config(format!(
             "{} holds no Tessera database ({} does not exist); {hint}",
             shown.display(),

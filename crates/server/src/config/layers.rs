@@ -45,12 +45,24 @@ pub fn env_var(key: &str) -> String {
     }
 }
 
-/// `TESSERA_*` variables the `tessera` binary reads besides the configuration keys.
-pub(super) const OTHER_ENV_VARS: [&str; 4] = [
+/// `TESSERA_*` variables read besides the configuration keys: by the `tessera` binary,
+/// by the example resource server (examples/resource_server.rs, which the README runs in
+/// the same shell) and by the test suites.
+pub(super) const OTHER_ENV_VARS: [&str; 14] = [
     "TESSERA_MASTER_KEY",
     "TESSERA_LOG",
     "TESSERA_LOG_FORMAT",
     "TESSERA_CONFIG",
+    "TESSERA_AUDIENCE",
+    "TESSERA_CACHE_CAPACITY",
+    "TESSERA_FEED_CLIENT_ID",
+    "TESSERA_FEED_CLIENT_SECRET",
+    "TESSERA_INTROSPECTION_CLIENT_ID",
+    "TESSERA_INTROSPECTION_CLIENT_SECRET",
+    "TESSERA_SPA_CLIENT_ID",
+    "TESSERA_SPA_COOKIE_CLIENT_ID",
+    "TESSERA_TEST_DATABASE_URL",
+    "TESSERA_TEST_PYTHON",
 ];
 
 /// One warning line per `TESSERA_*` variable in `names` that no key (nor
@@ -128,7 +140,7 @@ pub(crate) fn layer_into(
             if problems.take(known(&key, &format!("in {shown}"))).is_none() {
                 continue;
             }
-            relative_to_file(&key, &mut value, path);
+            relative_to_file(&key, &mut value, path, problems);
             sources.push((key.clone(), Source::File(shown.clone())));
             table.insert(key, value);
         }
@@ -180,19 +192,58 @@ pub(crate) fn layer_into(
         .map_err(|e: toml::de::Error| Error::Config(format!("config: {}", one_line(e.message()))))
 }
 
-/// A relative `data_dir` in a config file names a directory next to the file, wherever
-/// the command runs from (relative values from the environment and `--set` stay relative
-/// to the working directory, like any command-line path).
-fn relative_to_file(key: &str, value: &mut Value, file: &Path) {
-    if key != "data_dir" {
+/// A relative path in a config file (`data_dir`, `tls_cert`, `tls_key`,
+/// `metrics_token_file`) names a path next to the file, wherever the command runs from
+/// (relative values from the environment and `--set` stay relative to the working
+/// directory, like any command-line path). Before, file paths were relative to the
+/// working directory: when the new path does not exist but the old one does (for
+/// `data_dir`: holds a database or master key), the value is ambiguous and refused with
+/// both paths, instead of silently starting a new, empty deployment.
+fn relative_to_file(key: &str, value: &mut Value, file: &Path, problems: &mut Problems) {
+    if !matches!(
+        key,
+        "data_dir" | "tls_cert" | "tls_key" | "metrics_token_file"
+    ) {
         return;
     }
-    if let Value::String(dir) = value
-        && Path::new(dir.as_str()).is_relative()
-        && let Some(base) = file.parent()
-    {
-        *dir = base.join(dir.as_str()).to_string_lossy().into_owned();
+    let Value::String(raw) = value else { return };
+    let old = Path::new(raw.as_str());
+    let Some(base) = file.parent().filter(|b| !b.as_os_str().is_empty()) else {
+        return;
+    };
+    if old.is_absolute() {
+        return;
     }
+    let new = base.join(old);
+    let old_in_use = if key == "data_dir" {
+        old.join(crate::store::sqlite::DB_FILE).exists()
+            || old.join(crate::secrets::MASTER_KEY_FILE).exists()
+    } else {
+        old.exists()
+    };
+    if old_in_use && !new.exists() {
+        let shown = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_owned())
+                .display()
+                .to_string()
+        };
+        let held = if key == "data_dir" {
+            "holds a Tessera database or master key"
+        } else {
+            "exists"
+        };
+        problems.push(Error::Config(format!(
+            "config: {key} = {raw:?} in {} is relative, so it names {} (next to the config \
+             file), which does not exist; {} (relative to the working directory, where older \
+             versions looked) {held}; set {key} to the absolute path you mean (see the \
+             upgrade note in docs/operations.md)",
+            file.display(),
+            shown(&new),
+            shown(old),
+        )));
+    }
+    *raw = new.to_string_lossy().into_owned();
 }
 
 /// Refuses a key [`FileConfig`] does not have, suggesting the closest one.
@@ -366,6 +417,32 @@ mod tests {
         assert_eq!(f.data_dir.unwrap(), Path::new("here"));
     }
 
+    /// Review of item 11: a relative tls_cert in a file used to stay relative to the
+    /// working directory; now it is next to the file, and a value that only the old rule
+    /// finds is refused naming both paths. (`Cargo.toml` exists in the working directory
+    /// of this test, the crate's directory, and not in the temporary one.)
+    #[test]
+    fn an_old_working_directory_path_is_refused_with_both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, "tls_key = \"key.pem\"\n").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.tls_key.unwrap(), dir.path().join("key.pem"));
+        assert!(Path::new("Cargo.toml").exists());
+        std::fs::write(&path, "tls_cert = \"Cargo.toml\"\n").unwrap();
+        let e = layer(Some(&path), &|_| None, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.path().join("Cargo.toml").display().to_string()),
+            "{e}"
+        );
+        let old = std::path::absolute("Cargo.toml").unwrap();
+        assert!(e.contains(&old.display().to_string()), "{e}");
+        // Both exist: the file's directory wins, without a word.
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
+        let f = layer(Some(&path), &|_| None, &[]).unwrap();
+        assert_eq!(f.tls_cert.unwrap(), dir.path().join("Cargo.toml"));
+    }
+
     /// Issue 14, item 14: a misspelt variable used to be ignored without a word.
     #[test]
     fn unknown_tessera_variables_are_named_with_a_suggestion() {
@@ -377,6 +454,16 @@ mod tests {
             "TESSERA_DATABASE_URL",
             "TESSERA_WHATEVER_ELSE_ENTIRELY",
             "PATH",
+            // The README's example resource server and the test suites read these.
+            "TESSERA_AUDIENCE",
+            "TESSERA_FEED_CLIENT_ID",
+            "TESSERA_FEED_CLIENT_SECRET",
+            "TESSERA_CACHE_CAPACITY",
+            "TESSERA_INTROSPECTION_CLIENT_ID",
+            "TESSERA_INTROSPECTION_CLIENT_SECRET",
+            "TESSERA_SPA_CLIENT_ID",
+            "TESSERA_SPA_COOKIE_CLIENT_ID",
+            "TESSERA_TEST_DATABASE_URL",
         ]
         .map(str::to_owned);
         let w = unknown_env_vars(names);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tessera_token::{Algorithm, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
 
 pub use lifecycle::{KeyChange, plan};
-pub use unlock::unlock;
+pub use unlock::{Check, Claim, Unlocked, unlock};
 
 use crate::Error;
 use crate::secrets::Sealer;

@@ -217,7 +217,7 @@ impl KeyStore for FaultyStore {
     async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError> {
         self.inner.remove_published_key(kid).await
     }
-    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn master_key_check(&self) -> Result<Option<(Vec<u8>, UnixTime)>, StoreError> {
         self.inner.master_key_check().await
     }
     async fn init_master_key_check(

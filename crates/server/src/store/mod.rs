@@ -262,8 +262,8 @@ pub trait KeyStore: Send + Sync {
     /// Deletes the key `kid` only if it is still published (it never signed); false when
     /// there is no such key or it is active or retired (nothing deleted).
     async fn remove_published_key(&self, kid: &str) -> Result<bool, StoreError>;
-    /// The master-key check value, if one was stored.
-    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The master-key check value and when it was recorded, if one was.
+    async fn master_key_check(&self) -> Result<Option<(Vec<u8>, UnixTime)>, StoreError>;
     /// Stores `value` as the master-key check unless one is stored already; returns the
     /// value stored afterwards (the earlier one wins a race).
     async fn init_master_key_check(

@@ -156,24 +156,43 @@ impl KeyStore for PgStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         // Conditional updates: two replicas applying the same plan change each key once.
+        // The retirements planned with an activation apply only if the new key is active
+        // (a key removed by `tessera keys remove` since the plan was made is not): the
+        // old key keeps signing rather than leaving the algorithm without an active key.
         let mut tx = self.tx().await?;
+        let mut activated = true;
         for change in changes {
-            let q = match change {
-                KeyChange::Activate(kid) => sqlx::query(
-                    "UPDATE signing_keys SET state = 'active' WHERE kid = $1 AND state = 'published'",
-                )
-                .bind(kid),
-                KeyChange::Retire(kid) => sqlx::query(
-                    "UPDATE signing_keys SET state = 'retired', retired_at = $2 WHERE kid = $1 AND state <> 'retired'",
-                )
-                .bind(kid)
-                .bind(now.secs()),
-                KeyChange::Delete(kid) => sqlx::query(
-                    "DELETE FROM signing_keys WHERE kid = $1 AND state = 'retired'",
-                )
-                .bind(kid),
-            };
-            q.execute(&mut *tx).await.map_err(backend)?;
+            match change {
+                KeyChange::Activate(kid) => {
+                    let n = sqlx::query(
+                        "UPDATE signing_keys SET state = 'active' WHERE kid = $1 AND state IN ('published', 'active')",
+                    )
+                    .bind(kid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected();
+                    activated = n == 1;
+                }
+                KeyChange::Retire(kid) if activated => {
+                    sqlx::query(
+                        "UPDATE signing_keys SET state = 'retired', retired_at = $2 WHERE kid = $1 AND state <> 'retired'",
+                    )
+                    .bind(kid)
+                    .bind(now.secs())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                KeyChange::Retire(_) => {}
+                KeyChange::Delete(kid) => {
+                    sqlx::query("DELETE FROM signing_keys WHERE kid = $1 AND state = 'retired'")
+                        .bind(kid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+            }
         }
         tx.commit().await.map_err(backend)
     }
@@ -188,11 +207,13 @@ impl KeyStore for PgStore {
         Ok(n == 1)
     }
 
-    async fn master_key_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar("SELECT check_value FROM master_key_check WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
+    async fn master_key_check(&self) -> Result<Option<(Vec<u8>, UnixTime)>, StoreError> {
+        let row: Option<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT check_value, created_at FROM master_key_check WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(|(value, at)| (value, time(at))))
     }
 
     async fn init_master_key_check(

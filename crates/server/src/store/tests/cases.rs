@@ -819,6 +819,28 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
     assert!(s.insert_first_key(&other).await.unwrap());
 }
 
+/// A server planned [activate k-new, retire k-old] while `tessera keys remove` deleted
+/// k-new: the activation finds nothing, so k-old is not retired (else no key would sign).
+pub(super) async fn an_activation_that_finds_no_key_retires_nothing(s: Arc<dyn Store>) {
+    s.insert_key(&key("k-old", KeyState::Active, 0))
+        .await
+        .unwrap();
+    s.insert_key(&key("k-new", KeyState::Published, 0))
+        .await
+        .unwrap();
+    let plan = [
+        KeyChange::Activate("k-new".into()),
+        KeyChange::Retire("k-old".into()),
+    ];
+    assert!(s.remove_published_key("k-new").await.unwrap());
+    s.apply_key_changes(&plan, t(400)).await.unwrap();
+    let keys = s.keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, "k-old");
+    assert_eq!(keys[0].state, KeyState::Active, "the old key still signs");
+    assert_eq!(keys[0].retired_at, None);
+}
+
 /// Issue 14, item 10: `tessera keys remove` deletes only a key that never signed, and
 /// the master-key check is written once (the first writer wins, concurrently too).
 pub(super) async fn only_a_published_key_is_removed_and_the_first_key_check_wins(
@@ -850,7 +872,12 @@ pub(super) async fn only_a_published_key_is_removed_and_the_first_key_check_wins
     for w in writers {
         seen.push(w.await.unwrap());
     }
-    let stored = s.master_key_check().await.unwrap().unwrap();
+    let (stored, recorded_at) = s.master_key_check().await.unwrap().unwrap();
+    assert_eq!(
+        recorded_at,
+        t(0),
+        "when the check was recorded, for refusals"
+    );
     assert!(
         seen.iter().all(|v| *v == stored),
         "every writer sees the winner"

@@ -337,6 +337,7 @@ suite!(
     the_janitor_deletes_in_batches_and_keeps_live_rows,
     simultaneous_starts_create_one_first_key,
     only_a_published_key_is_removed_and_the_first_key_check_wins,
+    an_activation_that_finds_no_key_retires_nothing,
     ping_answers,
     auth_codes_round_trip_and_redeem_once,
     an_auth_code_has_exactly_one_winner,
