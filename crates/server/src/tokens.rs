@@ -99,7 +99,7 @@ pub(crate) async fn introspect(
         };
         let live = grant.client_id == client.id
             && grant.revoked_at.is_none()
-            && record.owner.allows(grant.created_at)
+            && record.owner.allows(grant.generation)
             && record.used_at.is_none()
             && record.expires_at > now
             && grant.expires_at > now;
@@ -137,6 +137,9 @@ pub(crate) async fn introspect(
     {
         return Ok(inactive);
     }
+    if !owner_stands(state, &claims).await? {
+        return Ok(inactive);
+    }
     let mut v = json!({
         "active": true,
         "token_type": "Bearer",
@@ -154,4 +157,22 @@ pub(crate) async fn introspect(
         v["scope"] = scope.to_string().into();
     }
     Ok(v)
+}
+
+/// True when the user behind an access token's grant still stands behind it, by the same
+/// rule as a refresh ([`crate::store::GrantOwner::allows`]): not removed, not disabled, no
+/// "revoke all" since the sign-in. A client's own token (its `sid` names no stored grant,
+/// only the client) has no user to ask.
+async fn owner_stands(state: &AppState, claims: &VerifiedClaims) -> Result<bool, OAuthError> {
+    let Some(sid) = claims.sid.as_deref() else {
+        return Ok(true);
+    };
+    if sid.starts_with(crate::grants::CLIENT_SID_PREFIX) {
+        return Ok(true);
+    }
+    // A grant that is gone (ended and purged by the janitor) stands behind nothing.
+    Ok(match state.store.grant_owner(sid).await? {
+        Some((grant, owner)) => owner.allows(grant.generation),
+        None => false,
+    })
 }

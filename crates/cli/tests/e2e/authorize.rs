@@ -58,6 +58,7 @@ pub fn setup() -> Setup {
 }
 
 /// A cookie jar and a client that does not follow redirects.
+#[derive(Clone)]
 pub struct Browser {
     http: reqwest::Client,
     cookies: BTreeMap<String, String>,

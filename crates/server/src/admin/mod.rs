@@ -165,6 +165,7 @@ impl Admin {
             password_hash: password::hash_one(password).await?,
             disabled: false,
             created_at: self.clock.now(),
+            generation: 0,
         };
         self.store
             .insert_user(&user)

@@ -75,6 +75,7 @@ pub(crate) async fn exchange(
         created_at: record.auth_time,
         expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
         revoked_at: None,
+        generation: record.generation,
     };
     let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.

@@ -23,6 +23,7 @@ use crate::oauth::OAuthError;
 use crate::state::AppState;
 use crate::store::{AuditEvent, ClientRecord, GrantRecord, GrantType, NewRefreshToken};
 
+pub(crate) use client_credentials::CLIENT_SID_PREFIX;
 #[cfg(test)]
 pub(crate) use refresh_token::successor;
 #[cfg(test)]

@@ -53,9 +53,15 @@ pub(crate) async fn exchange(
         created_at: now,
         expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
         revoked_at: None,
+        // Read with the credentials, before the hash was checked: a revoke-all (disable,
+        // `sessions revoke --user`, `user passwd`, remove) during the check moves the user
+        // on, and the grant is refused below instead of outliving it.
+        generation: user.generation,
     };
     let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
-    state.store.insert_grant(&grant, first.as_ref()).await?;
+    if !state.store.insert_grant(&grant, first.as_ref()).await? {
+        return Err(OAuthError::InvalidGrant(BAD_LOGIN));
+    }
     state
         .store
         .swap_grant_context(&grant.id, &ctx.grant_context())

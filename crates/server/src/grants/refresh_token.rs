@@ -38,10 +38,10 @@ pub(crate) async fn exchange(
     };
     // RFC 6749 section 6: the token must have been issued to the authenticated client;
     // and its user must still stand behind the grant (not removed, not disabled, no
-    // "revoke all" since the grant began).
+    // "revoke all" since the sign-in it comes from), as read by the same query.
     if grant.client_id != client.id
         || grant.revoked_at.is_some()
-        || !record.owner.allows(grant.created_at)
+        || !record.owner.allows(grant.generation)
         || record.expires_at <= now
         || grant.expires_at <= now
     {
@@ -159,7 +159,7 @@ async fn retry_of_unconfirmed(
                 && record.expires_at > now
                 && family.id == next.grant_id
                 && family.revoked_at.is_none()
-                && record.owner.allows(family.created_at)
+                && record.owner.allows(family.generation)
         }
         None => false,
     };

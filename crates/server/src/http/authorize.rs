@@ -457,9 +457,23 @@ async fn issue_code(
         expires_at: now.saturating_add(state.config.authorization_code_ttl),
         used_at: None,
         grant_id: None,
+        generation: session.generation,
     };
-    if let Err(e) = state.store.insert_auth_code(&record).await {
-        return unavailable(&e.into());
+    match state.store.insert_auth_code(&record).await {
+        Ok(true) => {}
+        // The session was live when read, but a revoke-all (or disable, or remove) has
+        // moved its user on since: no code outlives that.
+        Ok(false) => {
+            return target_of(req).redirect(
+                state,
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "the sign-in was revoked"),
+                ],
+                out,
+            );
+        }
+        Err(e) => return unavailable(&e.into()),
     }
     tracing::info!(client_id = %req.client.id, "authorization code issued");
     target_of(req).redirect(state, &[("code", code.expose())], out)
@@ -576,7 +590,7 @@ async fn login(
         Err(LoginFailure::Unavailable(e)) => return unavailable(&e),
     };
     let mut out = HeaderMap::new();
-    let session = match start_session(state, &user.id, &mut out).await {
+    let session = match start_session(state, &user, &mut out).await {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };

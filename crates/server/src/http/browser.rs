@@ -19,7 +19,7 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).
 const SESSION: &str = "tessera_session";
@@ -127,10 +127,11 @@ pub(crate) async fn session(
     Ok(state.store.live_session(&hash, state.clock.now()).await?)
 }
 
-/// Starts a session for `user_id`: stores its hash and adds the cookie to `out`.
+/// Starts a session for `user` (stamped with the generation read with their credentials):
+/// stores its hash and adds the cookie to `out`.
 pub(crate) async fn start_session(
     state: &AppState,
-    user_id: &str,
+    user: &UserRecord,
     out: &mut HeaderMap,
 ) -> Result<SessionRecord, OAuthError> {
     // The opaque-token format gives 256 random bits and a checksum; the `tsr_at_` kind
@@ -142,10 +143,11 @@ pub(crate) async fn start_session(
     let ttl = state.config.session_ttl;
     let record = SessionRecord {
         hash: token.hash(),
-        user_id: user_id.to_owned(),
+        user_id: user.id.clone(),
         created_at: now,
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
+        generation: user.generation,
     };
     state.store.insert_session(&record).await?;
     if let Some(c) = set_cookie(state, SESSION, token.expose(), ttl.as_secs()) {

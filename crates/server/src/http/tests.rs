@@ -204,6 +204,7 @@ async fn client_and_user(state: &AppState) -> (String, String) {
         password_hash: hash,
         disabled: false,
         created_at: state.clock.now(),
+        generation: 0,
     };
     state.store.insert_user(&user).await.unwrap();
     ("web".into(), secret.expose().to_owned())

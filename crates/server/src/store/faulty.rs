@@ -78,11 +78,14 @@ impl GrantStore for FaultyStore {
         &self,
         grant: &GrantRecord,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.insert_grant(grant, first).await
     }
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
         self.inner.grant(id).await
+    }
+    async fn grant_owner(&self, id: &str) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError> {
+        self.inner.grant_owner(id).await
     }
     async fn refresh_token(
         &self,
@@ -164,7 +167,7 @@ impl UserStore for FaultyStore {
 }
 
 forward!(AuthCodeStore {
-    fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<bool, StoreError>;
     fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError>;
     fn redeem_auth_code(
         &self,

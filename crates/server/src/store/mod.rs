@@ -113,10 +113,11 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Disables a user and, in the same transaction, revokes everything they hold: their
     /// live grants (recording each `sid` in the feed), browser sessions and unredeemed
-    /// authorization codes; `revoked.now` becomes their last "revoke all", before which no
-    /// grant of theirs stands ([`GrantOwner::allows`]).
+    /// authorization codes, and moves them to their next generation, so nothing stamped
+    /// with an earlier one stands again ([`GrantOwner::allows`]).
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError>;
-    /// Enables a user again; returns their id. What was revoked stays revoked.
+    /// Enables a user again; returns their id. What was revoked stays revoked (their
+    /// generation does not go back).
     async fn enable_user(&self, name: &str) -> Result<String, StoreError>;
     /// Revokes everything the user holds, as [`UserStore::disable_user`] does, and deletes
     /// the user, in one transaction; returns the removed user's id (never handed out again:
@@ -127,14 +128,19 @@ pub trait UserStore: Send + Sync {
 /// Grants (token families) and their refresh tokens, stored by hash.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
-    /// Stores a new grant and, when given, its first refresh token.
+    /// Stores a new grant and, when given, its first refresh token, if its user stands
+    /// behind it ([`GrantOwner::allows`] with its `generation`, checked in the same
+    /// transaction against a concurrent disable, remove or revoke-all); false, and nothing
+    /// stored, when not.
     async fn insert_grant(
         &self,
         grant: &GrantRecord,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// The grant with this id.
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError>;
+    /// The grant with this id and the standing of its user, read by one query.
+    async fn grant_owner(&self, id: &str) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError>;
     /// A refresh token by its hash, with its grant (and, in the record, the standing of
     /// the grant's user, read by the same query).
     async fn refresh_token(
@@ -165,8 +171,8 @@ pub trait GrantStore: Send + Sync {
         context: &GrantContext,
     ) -> Result<Option<GrantContext>, StoreError>;
     /// Revokes all live grants of a user, ends their browser sessions, deletes their
-    /// unredeemed authorization codes and makes `revoked.now` their last "revoke all", in
-    /// one transaction; returns how many grants.
+    /// unredeemed authorization codes and moves them to their next generation, in one
+    /// transaction; returns how many grants.
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError>;
 }
 
@@ -181,15 +187,18 @@ pub enum RedeemOutcome {
         grant_id: Option<String>,
     },
     /// No such code, or it has expired, or its user no longer stands behind the grant
-    /// ([`GrantOwner::allows`]: removed, disabled or signed out everywhere since).
+    /// ([`GrantOwner::allows`]: removed, disabled or revoked everything since the sign-in
+    /// the code comes from).
     Unknown,
 }
 
 /// Authorization codes, stored by hash, single-use.
 #[async_trait]
 pub trait AuthCodeStore: Send + Sync {
-    /// Stores a new code.
-    async fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    /// Stores a new code if its user stands behind it ([`GrantOwner::allows`] with its
+    /// `generation`, checked in the same transaction against a concurrent disable, remove
+    /// or revoke-all); false, and nothing stored, when not.
+    async fn insert_auth_code(&self, code: &AuthCodeRecord) -> Result<bool, StoreError>;
     /// The code with this hash, used or not, expired or not.
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError>;
     /// In one transaction: checks that `grant`'s user stands behind it (holding the
@@ -211,7 +220,8 @@ pub trait AuthCodeStore: Send + Sync {
 pub trait SessionStore: Send + Sync {
     /// Stores a new session.
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
-    /// The session with this hash, if it is live (unrevoked, unexpired) at `now`.
+    /// The session with this hash, if it is live at `now`: unrevoked, unexpired, its user
+    /// enabled and still at the session's generation.
     async fn live_session(
         &self,
         hash: &TokenHash,

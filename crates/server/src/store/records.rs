@@ -114,6 +114,9 @@ pub struct UserRecord {
     pub disabled: bool,
     /// Creation time.
     pub created_at: UnixTime,
+    /// The user's revision: every "revoke all" adds one. Read with the user at sign-in
+    /// and stamped on what the sign-in creates, which stands only while it is current.
+    pub generation: i64,
 }
 
 impl fmt::Debug for UserRecord {
@@ -122,6 +125,7 @@ impl fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("disabled", &self.disabled)
+            .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +149,9 @@ pub struct GrantRecord {
     pub expires_at: UnixTime,
     /// Set once revoked.
     pub revoked_at: Option<UnixTime>,
+    /// The user's [`UserRecord::generation`] at the sign-in it comes from (0 without a
+    /// user); it stands only while that is the user's current one.
+    pub generation: i64,
 }
 
 /// A stored refresh token (only its hash).
@@ -175,37 +182,37 @@ pub enum GrantOwner {
     User {
         /// `tessera user disable`.
         disabled: bool,
-        /// The user's last "revoke all" (disable, `sessions revoke --user`, `user passwd`).
-        sessions_revoked_at: Option<UnixTime>,
+        /// The user's current [`UserRecord::generation`].
+        generation: i64,
     },
 }
 
 impl GrantOwner {
     /// Reads a grant's owner from a join with the users table: `user_id` of the grant,
-    /// and the user's row when one matched.
-    pub fn from_row(user_id: Option<&str>, user: Option<(bool, Option<UnixTime>)>) -> Self {
+    /// and the user's `(disabled, generation)` when a row matched.
+    pub fn from_row(user_id: Option<&str>, user: Option<(bool, i64)>) -> Self {
         match (user_id, user) {
             (None, _) => GrantOwner::Client,
             (Some(_), None) => GrantOwner::Removed,
-            (Some(_), Some((disabled, sessions_revoked_at))) => GrantOwner::User {
+            (Some(_), Some((disabled, generation))) => GrantOwner::User {
                 disabled,
-                sessions_revoked_at,
+                generation,
             },
         }
     }
 
-    /// The one rule: a grant created at `created_at` stands only while its user exists,
-    /// is enabled and has not had everything revoked after it was created. A grant
-    /// created in the second of a revocation stands here; the revocation itself revoked
-    /// every grant that existed then.
-    pub fn allows(self, created_at: UnixTime) -> bool {
+    /// The one rule: a grant, code or browser session stamped with `generation` stands
+    /// only while its user exists, is enabled and has had no "revoke all" since the
+    /// sign-in it comes from (the stamp is still the user's current generation). No clock
+    /// is involved: whatever a sign-in read before a revoke-all is dead after it.
+    pub fn allows(self, generation: i64) -> bool {
         match self {
             GrantOwner::Client => true,
             GrantOwner::Removed => false,
             GrantOwner::User {
                 disabled,
-                sessions_revoked_at,
-            } => !disabled && sessions_revoked_at.is_none_or(|cut| created_at >= cut),
+                generation: current,
+            } => !disabled && generation == current,
         }
     }
 }
@@ -352,6 +359,8 @@ pub struct AuthCodeRecord {
     pub used_at: Option<UnixTime>,
     /// The grant issued from it, once redeemed.
     pub grant_id: Option<String>,
+    /// The session's [`SessionRecord::generation`], handed on to the grant.
+    pub generation: i64,
 }
 
 /// A browser session at the authorization server (the sign-in cookie), stored by hash.
@@ -367,6 +376,8 @@ pub struct SessionRecord {
     pub expires_at: UnixTime,
     /// Set once ended (logout, `sessions revoke`, user disabled).
     pub revoked_at: Option<UnixTime>,
+    /// The user's [`UserRecord::generation`] read with the credentials at sign-in.
+    pub generation: i64,
 }
 
 #[cfg(test)]
@@ -375,25 +386,25 @@ mod tests {
 
     #[test]
     fn a_grant_stands_only_while_its_user_does() {
-        let t = UnixTime::from_secs;
-        assert!(GrantOwner::Client.allows(t(0)));
-        assert!(!GrantOwner::Removed.allows(t(100)));
-        let cut = GrantOwner::User {
+        assert!(GrantOwner::Client.allows(0));
+        assert!(!GrantOwner::Removed.allows(0));
+        let user = GrantOwner::User {
             disabled: false,
-            sessions_revoked_at: Some(t(50)),
+            generation: 2,
         };
-        assert!(!cut.allows(t(49)), "older than the last revoke-all");
-        assert!(cut.allows(t(50)) && cut.allows(t(51)));
+        assert!(user.allows(2));
+        assert!(!user.allows(1), "signed in before the last revoke-all");
+        assert!(!user.allows(3), "never handed out; refused all the same");
         let disabled = GrantOwner::User {
             disabled: true,
-            sessions_revoked_at: None,
+            generation: 0,
         };
-        assert!(!disabled.allows(t(100)));
+        assert!(!disabled.allows(0));
         assert_eq!(
-            GrantOwner::from_row(Some("u1"), Some((false, None))),
+            GrantOwner::from_row(Some("u1"), Some((false, 4))),
             GrantOwner::User {
                 disabled: false,
-                sessions_revoked_at: None
+                generation: 4
             }
         );
         assert_eq!(GrantOwner::from_row(Some("u1"), None), GrantOwner::Removed);

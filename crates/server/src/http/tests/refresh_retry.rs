@@ -272,6 +272,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         created_at: now,
         expires_at: now.saturating_add(std::time::Duration::from_secs(86_400)),
         revoked_at: None,
+        generation: 0,
     };
     let rt1 = OpaqueToken::generate(TokenKind::RefreshToken).unwrap();
     let first = NewRefreshToken {

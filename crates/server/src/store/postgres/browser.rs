@@ -30,15 +30,21 @@ fn row_to_code(row: &PgRow) -> Result<AuthCodeRecord, StoreError> {
             .map_err(backend)?
             .map(time),
         grant_id: row.try_get("grant_id").map_err(backend)?,
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
 #[async_trait]
 impl AuthCodeStore for PgStore {
-    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
+    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        if !owner_stands(&mut tx, Some(&c.user_id), c.generation).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, scope, \
-             nonce, auth_time, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             nonce, auth_time, created_at, expires_at, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(c.hash.as_bytes().to_vec())
         .bind(&c.client_id)
@@ -50,10 +56,12 @@ impl AuthCodeStore for PgStore {
         .bind(c.auth_time.secs())
         .bind(c.created_at.secs())
         .bind(c.expires_at.secs())
-        .execute(&self.pool)
+        .bind(c.generation)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError> {
@@ -75,7 +83,7 @@ impl AuthCodeStore for PgStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<RedeemOutcome, StoreError> {
         let mut tx = self.tx().await?;
-        if !owner_allows(&mut tx, grant).await? {
+        if !owner_stands(&mut tx, grant.user_id.as_deref(), grant.generation).await? {
             tx.rollback().await.map_err(backend)?;
             return Ok(RedeemOutcome::Unknown);
         }
@@ -115,12 +123,13 @@ impl AuthCodeStore for PgStore {
 impl SessionStore for PgStore {
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at, generation) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(s.hash.as_bytes().to_vec())
         .bind(&s.user_id)
         .bind(s.created_at.secs())
         .bind(s.expires_at.secs())
+        .bind(s.generation)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -133,9 +142,10 @@ impl SessionStore for PgStore {
         now: UnixTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.user_id, s.created_at, s.expires_at FROM browser_sessions s \
+            "SELECT s.user_id, s.created_at, s.expires_at, s.generation FROM browser_sessions s \
              JOIN users u ON u.id = s.user_id \
-             WHERE s.hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT u.disabled",
+             WHERE s.hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT u.disabled \
+             AND s.generation = u.generation",
         )
         .bind(hash.as_bytes().to_vec())
         .bind(now.secs())
@@ -149,6 +159,7 @@ impl SessionStore for PgStore {
             created_at: time(row.try_get("created_at").map_err(backend)?),
             expires_at: time(row.try_get("expires_at").map_err(backend)?),
             revoked_at: None,
+            generation: row.try_get("generation").map_err(backend)?,
         }))
     }
 
@@ -166,26 +177,27 @@ impl SessionStore for PgStore {
     }
 }
 
-/// Inside `tx`: true when `grant`'s user stands behind it ([`GrantOwner::allows`]). Holds
-/// the user's row `FOR SHARE` until `tx` ends, so a concurrent disable, remove or
-/// revoke-all (which update or delete that row) either commits first and is seen here,
-/// or waits for this redemption and then revokes the grant it stored.
-async fn owner_allows(
+/// Inside `tx`: true when the user `user_id` (none: a client's own grant) stands behind
+/// something stamped with `generation` ([`GrantOwner::allows`]). Holds the user's row
+/// `FOR SHARE` until `tx` ends, so a concurrent disable, remove or revoke-all (which update
+/// or delete that row) either commits first and is seen here, or waits for this
+/// transaction and then revokes or deletes what it stored.
+pub(super) async fn owner_stands(
     tx: &mut Transaction<'static, Postgres>,
-    grant: &GrantRecord,
+    user_id: Option<&str>,
+    generation: i64,
 ) -> Result<bool, StoreError> {
-    let user: Option<(bool, Option<i64>)> = match &grant.user_id {
+    let user: Option<(bool, i64)> = match user_id {
         None => None,
-        Some(id) => sqlx::query_as(
-            "SELECT disabled, sessions_revoked_at FROM users WHERE id = $1 FOR SHARE",
-        )
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?,
+        Some(id) => {
+            sqlx::query_as("SELECT disabled, generation FROM users WHERE id = $1 FOR SHARE")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend)?
+        }
     };
-    let user = user.map(|(disabled, cut)| (disabled, cut.map(time)));
-    Ok(GrantOwner::from_row(grant.user_id.as_deref(), user).allows(grant.created_at))
+    Ok(GrantOwner::from_row(user_id, user).allows(generation))
 }
 
 /// Inside `tx`: ends every live browser session of `user_id`.

@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use tessera_token::{TokenHash, UnixTime};
 
+use super::browser::owner_stands;
 use super::{PgStore, backend, lock_feed, revoke_grant_in};
 use crate::store::codec::{hash_from_db, join, scope_from_db, split, time};
 use crate::store::{
@@ -16,7 +17,8 @@ use crate::store::{
 macro_rules! select_grants {
     ($tail:literal) => {
         concat!(
-            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at FROM grants",
+            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at, generation \
+             FROM grants",
             $tail
         )
     };
@@ -35,6 +37,7 @@ fn row_to_grant(row: &PgRow) -> Result<GrantRecord, StoreError> {
             .try_get::<Option<i64>, _>("revoked_at")
             .map_err(backend)?
             .map(time),
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
@@ -45,9 +48,7 @@ fn owner_from_row(row: &PgRow, user_id: Option<&str>) -> Result<GrantOwner, Stor
         None => None,
         Some(_) => Some((
             row.try_get::<bool, _>("u_disabled").map_err(backend)?,
-            row.try_get::<Option<i64>, _>("u_cut")
-                .map_err(backend)?
-                .map(time),
+            row.try_get::<i64, _>("u_generation").map_err(backend)?,
         )),
     };
     Ok(GrantOwner::from_row(user_id, user))
@@ -60,8 +61,9 @@ pub(super) async fn insert_grant_in(
     first: Option<&NewRefreshToken>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at, \
+         generation) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&g.id)
     .bind(&g.client_id)
@@ -70,6 +72,7 @@ pub(super) async fn insert_grant_in(
     .bind(join(&g.audience))
     .bind(g.created_at.secs())
     .bind(g.expires_at.secs())
+    .bind(g.generation)
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
@@ -95,10 +98,32 @@ impl GrantStore for PgStore {
         &self,
         g: &GrantRecord,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.tx().await?;
+        if !owner_stands(&mut tx, g.user_id.as_deref(), g.generation).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
         insert_grant_in(&mut tx, g, first).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn grant_owner(&self, id: &str) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, \
+                    g.revoked_at, g.generation, u.id AS u_id, u.disabled AS u_disabled, \
+                    u.generation AS u_generation \
+             FROM grants g LEFT JOIN users u ON u.id = g.user_id WHERE g.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let grant = row_to_grant(&row)?;
+        let owner = owner_from_row(&row, grant.user_id.as_deref())?;
+        Ok(Some((grant, owner)))
     }
 
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
@@ -119,7 +144,8 @@ impl GrantStore for PgStore {
         let row = sqlx::query(
             "SELECT r.hash, r.issued_at AS r_issued, r.expires_at AS r_expires, r.used_at, \
                     g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, g.revoked_at, \
-                    u.id AS u_id, u.disabled AS u_disabled, u.sessions_revoked_at AS u_cut \
+                    g.generation, u.id AS u_id, u.disabled AS u_disabled, \
+                    u.generation AS u_generation \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              LEFT JOIN users u ON u.id = g.user_id WHERE r.hash = $1",
         )

@@ -15,6 +15,7 @@ fn row_to_user(row: &PgRow) -> Result<UserRecord, StoreError> {
         password_hash: row.try_get("password_hash").map_err(backend)?,
         disabled: row.try_get("disabled").map_err(backend)?,
         created_at: time(row.try_get("created_at").map_err(backend)?),
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
@@ -22,14 +23,15 @@ fn row_to_user(row: &PgRow) -> Result<UserRecord, StoreError> {
 impl UserStore for PgStore {
     async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, name, password_hash, disabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO users (id, name, password_hash, disabled, created_at, generation) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&u.id)
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(u.disabled)
         .bind(u.created_at.secs())
+        .bind(u.generation)
         .execute(&self.pool)
         .await
         .map_err(|e| match backend(e) {
@@ -41,7 +43,7 @@ impl UserStore for PgStore {
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         sqlx::query(
-            "SELECT id, name, password_hash, disabled, created_at FROM users WHERE name = $1",
+            "SELECT id, name, password_hash, disabled, created_at, generation FROM users WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -53,7 +55,7 @@ impl UserStore for PgStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users WHERE id = $1")
+        sqlx::query("SELECT id, name, password_hash, disabled, created_at, generation FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -64,7 +66,7 @@ impl UserStore for PgStore {
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users ORDER BY name")
+        sqlx::query("SELECT id, name, password_hash, disabled, created_at, generation FROM users ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?
@@ -142,25 +144,22 @@ impl UserStore for PgStore {
     }
 }
 
-/// Inside `tx` (which holds the feed lock): the user's "revoke all". Makes `revoked.now`
-/// their last one (never moving it back), which also locks their row, so a redemption
-/// holding it (`FOR SHARE`) finishes first and its grant is revoked here, or waits and
-/// sees this; then revokes their live grants (each `sid` into the feed), ends their
+/// Inside `tx` (which holds the feed lock): the user's "revoke all". Moves them to their
+/// next generation ([`crate::store::GrantOwner::allows`]), which also locks their row, so
+/// an insert of a code or grant or a redemption holding it (`FOR SHARE`) finishes first
+/// and what it stored is revoked or deleted here, or waits and sees the new generation;
+/// then revokes their live grants (each `sid` into the feed), ends their
 /// browser sessions and deletes their unredeemed codes; returns how many grants.
 pub(super) async fn revoke_all_in(
     tx: &mut Transaction<'static, Postgres>,
     user_id: &str,
     revoked: Revoked,
 ) -> Result<u64, StoreError> {
-    sqlx::query(
-        "UPDATE users SET sessions_revoked_at = GREATEST(COALESCE(sessions_revoked_at, $1), $1) \
-         WHERE id = $2",
-    )
-    .bind(revoked.now.secs())
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
+    sqlx::query("UPDATE users SET generation = generation + 1 WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     let grants: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
          ORDER BY id",

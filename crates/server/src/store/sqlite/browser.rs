@@ -29,15 +29,21 @@ fn row_to_code(row: &SqliteRow) -> Result<AuthCodeRecord, StoreError> {
             .map_err(backend)?
             .map(time),
         grant_id: row.try_get("grant_id").map_err(backend)?,
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
 #[async_trait]
 impl AuthCodeStore for SqliteStore {
-    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
+    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if !owner_stands(&mut tx, Some(&c.user_id), c.generation).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, scope, \
-             nonce, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             nonce, auth_time, created_at, expires_at, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(c.hash.as_bytes().to_vec())
         .bind(&c.client_id)
@@ -49,10 +55,12 @@ impl AuthCodeStore for SqliteStore {
         .bind(c.auth_time.secs())
         .bind(c.created_at.secs())
         .bind(c.expires_at.secs())
-        .execute(&self.pool)
+        .bind(c.generation)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError> {
@@ -74,7 +82,7 @@ impl AuthCodeStore for SqliteStore {
         first: Option<&NewRefreshToken>,
     ) -> Result<RedeemOutcome, StoreError> {
         let mut tx = self.write_tx().await?;
-        if !owner_allows(&mut tx, grant).await? {
+        if !owner_stands(&mut tx, grant.user_id.as_deref(), grant.generation).await? {
             tx.rollback().await.map_err(backend)?;
             return Ok(RedeemOutcome::Unknown);
         }
@@ -114,12 +122,13 @@ impl AuthCodeStore for SqliteStore {
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at, generation) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(s.hash.as_bytes().to_vec())
         .bind(&s.user_id)
         .bind(s.created_at.secs())
         .bind(s.expires_at.secs())
+        .bind(s.generation)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -132,9 +141,10 @@ impl SessionStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.user_id, s.created_at, s.expires_at FROM browser_sessions s \
+            "SELECT s.user_id, s.created_at, s.expires_at, s.generation FROM browser_sessions s \
              JOIN users u ON u.id = s.user_id \
-             WHERE s.hash = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = 0",
+             WHERE s.hash = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = 0 \
+             AND s.generation = u.generation",
         )
         .bind(hash.as_bytes().to_vec())
         .bind(now.secs())
@@ -148,6 +158,7 @@ impl SessionStore for SqliteStore {
             created_at: time(row.try_get("created_at").map_err(backend)?),
             expires_at: time(row.try_get("expires_at").map_err(backend)?),
             revoked_at: None,
+            generation: row.try_get("generation").map_err(backend)?,
         }))
     }
 
@@ -166,21 +177,23 @@ impl SessionStore for SqliteStore {
 }
 
 /// Inside `tx` (which holds the write lock, so no disable or revoke-all can slip in before
-/// it commits): true when `grant`'s user stands behind it ([`GrantOwner::allows`]).
-async fn owner_allows(
+/// it commits): true when the user `user_id` (none: a client's own grant) stands behind
+/// something stamped with `generation` ([`GrantOwner::allows`]).
+pub(super) async fn owner_stands(
     tx: &mut Transaction<'static, Sqlite>,
-    grant: &GrantRecord,
+    user_id: Option<&str>,
+    generation: i64,
 ) -> Result<bool, StoreError> {
-    let user: Option<(i64, Option<i64>)> = match &grant.user_id {
+    let user: Option<(i64, i64)> = match user_id {
         None => None,
-        Some(id) => sqlx::query_as("SELECT disabled, sessions_revoked_at FROM users WHERE id = ?")
+        Some(id) => sqlx::query_as("SELECT disabled, generation FROM users WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut **tx)
             .await
             .map_err(backend)?,
     };
-    let user = user.map(|(disabled, cut)| (disabled != 0, cut.map(time)));
-    Ok(GrantOwner::from_row(grant.user_id.as_deref(), user).allows(grant.created_at))
+    let user = user.map(|(disabled, current)| (disabled != 0, current));
+    Ok(GrantOwner::from_row(user_id, user).allows(generation))
 }
 
 /// Inside `tx`: ends every live browser session of `user_id`.

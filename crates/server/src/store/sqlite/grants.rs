@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use tessera_token::{TokenHash, UnixTime};
 
+use super::browser::owner_stands;
 use super::{
     SqliteStore, backend, hash_from_db, join, revoke_grant_in, scope_from_db, split, time,
 };
@@ -26,6 +27,7 @@ fn row_to_grant(row: &SqliteRow) -> Result<GrantRecord, StoreError> {
             .try_get::<Option<i64>, _>("revoked_at")
             .map_err(backend)?
             .map(time),
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
@@ -36,9 +38,7 @@ fn owner_from_row(row: &SqliteRow, user_id: Option<&str>) -> Result<GrantOwner, 
         None => None,
         Some(_) => Some((
             row.try_get::<i64, _>("u_disabled").map_err(backend)? != 0,
-            row.try_get::<Option<i64>, _>("u_cut")
-                .map_err(backend)?
-                .map(time),
+            row.try_get::<i64, _>("u_generation").map_err(backend)?,
         )),
     };
     Ok(GrantOwner::from_row(user_id, user))
@@ -87,8 +87,9 @@ pub(super) async fn insert_grant_in(
     first: Option<&NewRefreshToken>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at, \
+         generation) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&g.id)
     .bind(&g.client_id)
@@ -97,6 +98,7 @@ pub(super) async fn insert_grant_in(
     .bind(join(&g.audience))
     .bind(g.created_at.secs())
     .bind(g.expires_at.secs())
+    .bind(g.generation)
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
@@ -112,16 +114,38 @@ impl GrantStore for SqliteStore {
         &self,
         g: &GrantRecord,
         first: Option<&NewRefreshToken>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
+        if !owner_stands(&mut tx, g.user_id.as_deref(), g.generation).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
         insert_grant_in(&mut tx, g, first).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn grant_owner(&self, id: &str) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, \
+                    g.revoked_at, g.generation, u.id AS u_id, u.disabled AS u_disabled, \
+                    u.generation AS u_generation \
+             FROM grants g LEFT JOIN users u ON u.id = g.user_id WHERE g.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let grant = row_to_grant(&row)?;
+        let owner = owner_from_row(&row, grant.user_id.as_deref())?;
+        Ok(Some((grant, owner)))
     }
 
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
         sqlx::query(
-            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at \
-             FROM grants WHERE id = ?",
+            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at, \
+             generation FROM grants WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -139,7 +163,8 @@ impl GrantStore for SqliteStore {
         let row = sqlx::query(
             "SELECT r.hash, r.issued_at AS r_issued, r.expires_at AS r_expires, r.used_at, \
                     g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, g.revoked_at, \
-                    u.id AS u_id, u.disabled AS u_disabled, u.sessions_revoked_at AS u_cut \
+                    g.generation, u.id AS u_id, u.disabled AS u_disabled, \
+                    u.generation AS u_generation \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              LEFT JOIN users u ON u.id = g.user_id WHERE r.hash = ?",
         )
@@ -214,8 +239,8 @@ impl GrantStore for SqliteStore {
         now: UnixTime,
     ) -> Result<Vec<GrantRecord>, StoreError> {
         sqlx::query(
-            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at \
-             FROM grants WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
+            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at, \
+             generation FROM grants WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at",
         )
         .bind(user_id)
         .bind(now.secs())
@@ -259,5 +284,21 @@ impl GrantStore for SqliteStore {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(previous))
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Tests only: stores a grant without asking whether its user stands behind it, as a
+    /// grant that escaped a revoke-all would be stored (the rule at refresh and
+    /// introspection must refuse it on its own).
+    pub(crate) async fn insert_grant_unchecked(
+        &self,
+        g: &GrantRecord,
+        first: Option<&NewRefreshToken>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        insert_grant_in(&mut tx, g, first).await?;
+        tx.commit().await.map_err(backend)
     }
 }

@@ -14,6 +14,7 @@ fn row_to_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         password_hash: row.try_get("password_hash").map_err(backend)?,
         disabled: row.try_get::<i64, _>("disabled").map_err(backend)? != 0,
         created_at: time(row.try_get("created_at").map_err(backend)?),
+        generation: row.try_get("generation").map_err(backend)?,
     })
 }
 
@@ -21,13 +22,15 @@ fn row_to_user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
 impl UserStore for SqliteStore {
     async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, name, password_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, name, password_hash, disabled, created_at, generation) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&u.id)
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(i64::from(u.disabled))
         .bind(u.created_at.secs())
+        .bind(u.generation)
         .execute(&self.pool)
         .await
         .map_err(|e| match backend(e) {
@@ -39,7 +42,7 @@ impl UserStore for SqliteStore {
 
     async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         sqlx::query(
-            "SELECT id, name, password_hash, disabled, created_at FROM users WHERE name = ?",
+            "SELECT id, name, password_hash, disabled, created_at, generation FROM users WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -51,7 +54,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users WHERE id = ?")
+        sqlx::query("SELECT id, name, password_hash, disabled, created_at, generation FROM users WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -62,7 +65,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query("SELECT id, name, password_hash, disabled, created_at FROM users ORDER BY name")
+        sqlx::query("SELECT id, name, password_hash, disabled, created_at, generation FROM users ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?
@@ -134,23 +137,21 @@ impl UserStore for SqliteStore {
     }
 }
 
-/// Inside `tx`: the user's "revoke all". Makes `revoked.now` their last one (never moving
-/// it back), revokes their live grants (each `sid` into the feed), ends their browser
-/// sessions and deletes their unredeemed codes; returns how many grants.
+/// Inside `tx` (which holds the write lock): the user's "revoke all". Moves them to their
+/// next generation, so nothing stamped with an earlier one stands again
+/// ([`crate::store::GrantOwner::allows`]), revokes their live grants (each `sid` into the
+/// feed), ends their browser sessions and deletes their unredeemed codes; returns how
+/// many grants.
 pub(super) async fn revoke_all_in(
     tx: &mut Transaction<'static, Sqlite>,
     user_id: &str,
     revoked: Revoked,
 ) -> Result<u64, StoreError> {
-    sqlx::query(
-        "UPDATE users SET sessions_revoked_at = max(coalesce(sessions_revoked_at, ?1), ?1) \
-         WHERE id = ?2",
-    )
-    .bind(revoked.now.secs())
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
+    sqlx::query("UPDATE users SET generation = generation + 1 WHERE id = ?")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     let grants: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM grants WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
     )

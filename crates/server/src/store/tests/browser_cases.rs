@@ -25,6 +25,7 @@ pub(super) fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
         expires_at: t(expires),
         used_at: None,
         grant_id: None,
+        generation: 0,
     }
 }
 
@@ -37,6 +38,7 @@ pub(super) fn session(user_id: &str, expires: i64) -> SessionRecord {
         created_at: t(0),
         expires_at: t(expires),
         revoked_at: None,
+        generation: 0,
     }
 }
 

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fixtures::{client, client_grant, grant, key, purge, revoked, t, token, user};
+use super::fixtures::{
+    alice_and_bob, client, client_grant, grant, key, purge, revoked, t, token, user,
+};
 use crate::keys::KeyChange;
 use crate::store::*;
 
@@ -174,6 +176,7 @@ pub(super) async fn users_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
 }
 
 pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
         .await
@@ -222,6 +225,7 @@ pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dy
 }
 
 pub(super) async fn rotation_has_exactly_one_winner(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     const CALLERS: usize = 50;
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
@@ -255,6 +259,7 @@ pub(super) async fn rotation_has_exactly_one_winner(s: Arc<dyn Store>) {
 }
 
 pub(super) async fn a_failed_rotation_leaves_the_parent_unused(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("g1");
     let other = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
@@ -284,6 +289,7 @@ pub(super) async fn a_failed_rotation_leaves_the_parent_unused(s: Arc<dyn Store>
 }
 
 pub(super) async fn a_failed_insert_grant_leaves_nothing_behind(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
         .await
@@ -324,6 +330,7 @@ pub(super) async fn a_failed_client_removal_leaves_nothing_behind(s: Arc<dyn Sto
 }
 
 pub(super) async fn revoking_a_family_feeds_its_sid_and_stops_rotation(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
         .await
@@ -372,6 +379,7 @@ pub(super) async fn revoking_a_family_feeds_its_sid_and_stops_rotation(s: Arc<dy
 }
 
 pub(super) async fn revoking_a_users_grants(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     s.insert_grant(&grant("g1", "u1"), None).await.unwrap();
     s.insert_grant(&grant("g2", "u1"), None).await.unwrap();
     s.insert_grant(&grant("g3", "u2"), None).await.unwrap();
@@ -420,6 +428,7 @@ pub(super) async fn disabling_a_user_revokes_their_grants(s: Arc<dyn Store>) {
 }
 
 pub(super) async fn concurrent_revocations_get_distinct_ordered_cursors(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     const WRITERS: usize = 20;
     for i in 0..WRITERS {
         s.insert_grant(&grant(&format!("g{i}"), "u1"), None)
@@ -721,6 +730,7 @@ pub(super) async fn login_attempts_are_reserved_atomically(s: Arc<dyn Store>) {
 }
 
 pub(super) async fn the_janitor_purges_only_what_cannot_matter(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("g1");
     s.insert_grant(&grant("g1", "u1"), Some(&first))
         .await
@@ -889,6 +899,7 @@ pub(super) async fn only_a_published_key_is_removed_and_the_first_key_check_wins
 }
 
 pub(super) async fn the_janitor_deletes_in_batches_and_keeps_live_rows(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     // Ten of each due, three per statement: every table takes several batches.
     let mut tokens = Vec::new();
     for i in 0..10 {
@@ -945,6 +956,7 @@ pub(super) async fn the_janitor_deletes_in_batches_and_keeps_live_rows(s: Arc<dy
 }
 
 pub(super) async fn grant_context_is_swapped(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     use crate::store::GrantContext;
     let g = grant("g-ctx", "u1");
     s.insert_grant(&g, None).await.unwrap();

@@ -45,6 +45,7 @@ pub(super) fn user(id: &str, name: &str) -> UserRecord {
         password_hash: "$argon2id$x".into(),
         disabled: false,
         created_at: t(0),
+        generation: 0,
     }
 }
 
@@ -58,6 +59,7 @@ pub(super) fn grant(id: &str, user: &str) -> GrantRecord {
         created_at: t(0),
         expires_at: t(86_400),
         revoked_at: None,
+        generation: 0,
     }
 }
 
@@ -71,6 +73,7 @@ pub(super) fn client_grant(id: &str, client_id: &str) -> GrantRecord {
         created_at: t(0),
         expires_at: t(86_400),
         revoked_at: None,
+        generation: 0,
     }
 }
 
@@ -108,4 +111,11 @@ pub(super) async fn purge(s: &dyn Store, now: UnixTime, revoked_before: UnixTime
         batch: PURGE_BATCH,
     };
     s.purge_expired(&p).await.unwrap()
+}
+
+/// Users `u1` (alice) and `u2` (bob): a user's grant is stored only while its user
+/// stands behind it.
+pub(super) async fn alice_and_bob(s: &dyn crate::store::Store) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    s.insert_user(&user("u2", "bob")).await.unwrap();
 }

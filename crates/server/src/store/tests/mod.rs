@@ -352,4 +352,6 @@ suite!(
     enable_restores_the_user_not_their_grants,
     remove_revokes_everything_and_frees_the_name,
     a_redemption_racing_a_disable_never_leaves_a_live_grant,
+    what_a_sign_in_read_before_a_revoke_all_is_refused,
+    a_sign_in_racing_a_revoke_all_never_leaves_a_live_grant,
 );

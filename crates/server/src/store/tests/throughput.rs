@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::fixtures::{grant, t, token};
+use super::fixtures::{alice_and_bob, grant, t, token};
 use crate::store::{RotateOutcome, Store};
 
 /// Chains rotated at once (one per simulated client), and rotations per chain.
@@ -13,6 +13,7 @@ const CHAINS: usize = 16;
 const PER_CHAIN: usize = 200;
 
 async fn rotations_per_second(name: &str, s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     for (label, chains) in [("1 caller", 1), ("16 callers", CHAINS)] {
         let mut firsts = Vec::new();
         for c in 0..chains {
@@ -80,6 +81,7 @@ fn process_cpu_secs() -> f64 {
 /// One refresh-token lookup (the store read behind introspection and refresh) after
 /// another: wall and CPU time per read, the floor under any endpoint that reads the store.
 async fn lookups(name: &str, s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
     let first = token("lookup");
     s.insert_grant(&grant("lookup", "u1"), Some(&first))
         .await

@@ -1,7 +1,8 @@
 //! Store-suite cases for a user's "revoke all" (disable, `sessions revoke --user`,
-//! `user passwd`, `user remove`): unredeemed codes go in the same transaction, the user's
-//! standing is read with each refresh token and checked by each redemption, and a
-//! redemption racing a disable never leaves a live grant behind.
+//! `user passwd`, `user remove`): it moves the user to their next generation and deletes
+//! unredeemed codes in the same transaction; the user's standing is read with each refresh
+//! token and checked by each insert of a code or grant and each redemption, and none of
+//! them racing a revoke-all ever leaves a live grant behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,47 +16,131 @@ async fn owner(s: &dyn Store, rt: &NewRefreshToken) -> GrantOwner {
     s.refresh_token(&rt.hash).await.unwrap().unwrap().0.owner
 }
 
+/// The user's current generation.
+async fn generation(s: &dyn Store, name: &str) -> i64 {
+    s.user_by_name(name).await.unwrap().unwrap().generation
+}
+
 pub(crate) async fn a_refresh_lookup_reads_the_users_standing(s: Arc<dyn Store>) {
     s.insert_user(&user("u1", "alice")).await.unwrap();
     let (rt, crt) = (token("g1"), token("c1"));
-    s.insert_grant(&grant("g1", "u1"), Some(&rt)).await.unwrap();
-    s.insert_grant(&client_grant("c1", "id-web"), Some(&crt))
-        .await
-        .unwrap();
+    assert!(s.insert_grant(&grant("g1", "u1"), Some(&rt)).await.unwrap());
+    assert!(
+        s.insert_grant(&client_grant("c1", "id-web"), Some(&crt))
+            .await
+            .unwrap()
+    );
     assert_eq!(owner(&*s, &crt).await, GrantOwner::Client);
     assert_eq!(
         owner(&*s, &rt).await,
         GrantOwner::User {
             disabled: false,
-            sessions_revoked_at: None
+            generation: 0
         }
     );
+    assert_eq!(
+        s.refresh_token(&rt.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .generation,
+        0
+    );
+    // Every revoke-all moves the user on by one, whatever time it names (no clock).
     s.revoke_user_grants("u1", revoked(30)).await.unwrap();
+    s.revoke_user_grants("u1", revoked(20)).await.unwrap();
     let o = owner(&*s, &rt).await;
     assert_eq!(
         o,
         GrantOwner::User {
             disabled: false,
-            sessions_revoked_at: Some(t(30))
+            generation: 2
         }
     );
-    assert!(!o.allows(t(29)) && o.allows(t(30)) && o.allows(t(31)));
-    // A later revoke-all moves the cut forward; an earlier one (a host with a slow
-    // clock) never moves it back.
-    s.revoke_user_grants("u1", revoked(20)).await.unwrap();
-    assert!(!owner(&*s, &rt).await.allows(t(29)));
+    assert!(!o.allows(0) && !o.allows(1) && o.allows(2));
     s.disable_user("alice", revoked(40)).await.unwrap();
     assert_eq!(
         owner(&*s, &rt).await,
         GrantOwner::User {
             disabled: true,
-            sessions_revoked_at: Some(t(40))
+            generation: 3
         }
     );
-    assert!(!owner(&*s, &rt).await.allows(t(50)), "disabled");
+    assert!(!owner(&*s, &rt).await.allows(3), "disabled");
     s.remove_user("alice", revoked(50)).await.unwrap();
     assert_eq!(owner(&*s, &rt).await, GrantOwner::Removed);
     assert_eq!(owner(&*s, &crt).await, GrantOwner::Client);
+}
+
+pub(crate) async fn what_a_sign_in_read_before_a_revoke_all_is_refused(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    // Sign-ins that read generation 0, then a revoke-all in the same second (no clock:
+    // the second does not matter).
+    let stale = generation(&*s, "alice").await;
+    let sess = session("u1", 3600);
+    s.insert_session(&sess).await.unwrap();
+    assert!(s.live_session(&sess.hash, t(1)).await.unwrap().is_some());
+    s.revoke_user_grants("u1", revoked(0)).await.unwrap();
+    assert!(
+        s.live_session(&sess.hash, t(1)).await.unwrap().is_none(),
+        "session"
+    );
+    let mut c = code("u1", 3600);
+    c.generation = stale;
+    assert!(!s.insert_auth_code(&c).await.unwrap(), "code");
+    assert!(s.auth_code(&c.hash).await.unwrap().is_none());
+    let rt = token("g1");
+    let mut g = grant("g1", "u1");
+    g.generation = stale;
+    assert!(!s.insert_grant(&g, Some(&rt)).await.unwrap(), "grant");
+    assert!(s.grant("g1").await.unwrap().is_none());
+    assert!(s.refresh_token(&rt.hash).await.unwrap().is_none());
+    // Stamped with the current generation: stored and live.
+    let now = generation(&*s, "alice").await;
+    assert_eq!(now, stale + 1);
+    let mut fresh = session("u1", 3600);
+    fresh.generation = now;
+    s.insert_session(&fresh).await.unwrap();
+    let back = s.live_session(&fresh.hash, t(1)).await.unwrap().unwrap();
+    assert_eq!(back.generation, now);
+    c.generation = now;
+    assert!(s.insert_auth_code(&c).await.unwrap());
+    assert_eq!(s.auth_code(&c.hash).await.unwrap().unwrap().generation, now);
+    g.generation = now;
+    assert!(s.insert_grant(&g, Some(&rt)).await.unwrap());
+    let (back, owner) = s.grant_owner("g1").await.unwrap().unwrap();
+    assert_eq!(back.generation, now);
+    assert!(owner.allows(back.generation));
+    // Disabled, then enabled again: the generation stays where the disable put it.
+    s.disable_user("alice", revoked(2)).await.unwrap();
+    let mut d = code("u1", 3600);
+    d.generation = now + 1;
+    assert!(!s.insert_auth_code(&d).await.unwrap(), "disabled");
+    s.enable_user("alice").await.unwrap();
+    assert_eq!(generation(&*s, "alice").await, now + 1);
+    let (_, owner) = s.grant_owner("g1").await.unwrap().unwrap();
+    assert!(!owner.allows(now), "enable revives nothing");
+    assert!(s.insert_auth_code(&d).await.unwrap());
+    // Removed: nothing more for them; a client's own grant needs no user.
+    s.remove_user("alice", revoked(3)).await.unwrap();
+    let mut r = grant("g2", "u1");
+    r.generation = now + 1;
+    assert!(!s.insert_grant(&r, None).await.unwrap(), "removed");
+    assert_eq!(
+        s.grant_owner("g1").await.unwrap().unwrap().1,
+        GrantOwner::Removed
+    );
+    assert!(
+        s.insert_grant(&client_grant("c1", "id-web"), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.grant_owner("c1").await.unwrap().unwrap().1,
+        GrantOwner::Client
+    );
+    assert!(s.grant_owner("nope").await.unwrap().is_none());
 }
 
 pub(crate) async fn every_revoke_all_deletes_unredeemed_codes(s: Arc<dyn Store>) {
@@ -69,14 +154,15 @@ pub(crate) async fn every_revoke_all_deletes_unredeemed_codes(s: Arc<dyn Store>)
     ];
     for (op, at) in ops {
         s.enable_user("alice").await.unwrap();
-        let mine = code("u1", 3600);
-        let used = code("u1", 3600);
+        let current = generation(&*s, "alice").await;
+        let (mut mine, mut used) = (code("u1", 3600), code("u1", 3600));
+        (mine.generation, used.generation) = (current, current);
         let bobs = code("u2", 3600);
         for c in [&mine, &used, &bobs] {
-            s.insert_auth_code(c).await.unwrap();
+            assert!(s.insert_auth_code(c).await.unwrap(), "{op}");
         }
         let mut g = grant(&format!("g-{op}"), "u1");
-        g.created_at = t(at - 1);
+        g.generation = current;
         assert_eq!(
             s.redeem_auth_code(&used.hash, t(at - 1), &g, None)
                 .await
@@ -104,7 +190,7 @@ pub(crate) async fn every_revoke_all_deletes_unredeemed_codes(s: Arc<dyn Store>)
         assert!(s.is_revoked(None, Some(&g.id)).await.unwrap(), "{op}");
         assert!(s.auth_code(&bobs.hash).await.unwrap().is_some(), "{op}");
         let mut late = grant(&format!("late-{op}"), "u1");
-        late.created_at = t(at - 5);
+        late.generation = current;
         assert_eq!(
             s.redeem_auth_code(&mine.hash, t(at + 1), &late, None)
                 .await
@@ -118,13 +204,14 @@ pub(crate) async fn every_revoke_all_deletes_unredeemed_codes(s: Arc<dyn Store>)
 
 pub(crate) async fn a_redemption_refuses_a_user_who_no_longer_stands(s: Arc<dyn Store>) {
     s.insert_user(&user("u1", "alice")).await.unwrap();
-    // A code inserted after the revoke-all (as by a request that raced it) whose sign-in
-    // was before it: refused, left unused, nothing stored.
+    // A grant stamped with the generation before a revoke-all (as by a sign-in that read
+    // the user before it): refused, the code left unused, nothing stored.
     s.revoke_user_grants("u1", revoked(100)).await.unwrap();
-    let c = code("u1", 3600);
-    s.insert_auth_code(&c).await.unwrap();
+    let mut c = code("u1", 3600);
+    c.generation = 1;
+    assert!(s.insert_auth_code(&c).await.unwrap());
     let mut g = grant("g1", "u1");
-    g.created_at = t(99);
+    g.generation = 0;
     let rt = token("g1");
     assert_eq!(
         s.redeem_auth_code(&c.hash, t(101), &g, Some(&rt))
@@ -142,8 +229,8 @@ pub(crate) async fn a_redemption_refuses_a_user_who_no_longer_stands(s: Arc<dyn 
             .used_at
             .is_none()
     );
-    // Signed in at (or after) the revoke-all: redeemed.
-    g.created_at = t(100);
+    // Stamped with the current one: redeemed.
+    g.generation = 1;
     assert_eq!(
         s.redeem_auth_code(&c.hash, t(101), &g, Some(&rt))
             .await
@@ -151,13 +238,12 @@ pub(crate) async fn a_redemption_refuses_a_user_who_no_longer_stands(s: Arc<dyn 
         RedeemOutcome::Redeemed
     );
     // Disabled, or removed: refused.
-    s.disable_user("alice", revoked(200)).await.unwrap();
-    s.enable_user("alice").await.unwrap();
-    s.disable_user("alice", revoked(201)).await.unwrap();
-    let c2 = code("u1", 3600);
-    s.insert_auth_code(&c2).await.unwrap();
+    let mut c2 = code("u1", 3600);
+    c2.generation = 1;
+    assert!(s.insert_auth_code(&c2).await.unwrap());
     let mut g2 = grant("g2", "u1");
-    g2.created_at = t(300);
+    g2.generation = 1;
+    s.disable_user("alice", revoked(200)).await.unwrap();
     assert_eq!(
         s.redeem_auth_code(&c2.hash, t(301), &g2, None)
             .await
@@ -165,8 +251,11 @@ pub(crate) async fn a_redemption_refuses_a_user_who_no_longer_stands(s: Arc<dyn 
         RedeemOutcome::Unknown,
         "disabled"
     );
+    s.enable_user("alice").await.unwrap();
+    g2.generation = 2;
+    c2.generation = 2;
+    assert!(s.insert_auth_code(&c2).await.unwrap());
     s.remove_user("alice", revoked(302)).await.unwrap();
-    s.insert_auth_code(&c2).await.unwrap();
     assert_eq!(
         s.redeem_auth_code(&c2.hash, t(303), &g2, None)
             .await
@@ -183,6 +272,7 @@ pub(crate) async fn passwd_evicts_unless_asked_to_keep(s: Arc<dyn Store>) {
     s.insert_session(&kept).await.unwrap();
     s.insert_grant(&grant("g1", "u1"), None).await.unwrap();
     s.set_password("alice", "$argon2id$y", None).await.unwrap();
+    assert_eq!(generation(&*s, "alice").await, 0, "--keep-sessions");
     assert!(s.live_session(&kept.hash, t(2)).await.unwrap().is_some());
     assert!(!s.is_revoked(None, Some("g1")).await.unwrap());
     assert_eq!(
@@ -201,6 +291,7 @@ pub(crate) async fn passwd_evicts_unless_asked_to_keep(s: Arc<dyn Store>) {
     let alice = s.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(alice.password_hash, "$argon2id$z");
     assert!(!alice.disabled);
+    assert_eq!(alice.generation, 1);
     // An unknown name changes nothing, feeds nothing.
     let before = s.last_revocation_seq().await.unwrap();
     assert!(matches!(
@@ -220,8 +311,13 @@ pub(crate) async fn enable_restores_the_user_not_their_grants(s: Arc<dyn Store>)
     assert!(!s.user_by_name("alice").await.unwrap().unwrap().disabled);
     let (_, g) = s.refresh_token(&rt.hash).await.unwrap().unwrap();
     assert!(g.revoked_at.is_some());
-    assert!(!owner(&*s, &rt).await.allows(g.created_at));
-    assert!(owner(&*s, &rt).await.allows(t(10)), "a new sign-in stands");
+    assert!(!owner(&*s, &rt).await.allows(g.generation));
+    let current = generation(&*s, "alice").await;
+    assert_eq!(current, 1);
+    assert!(
+        owner(&*s, &rt).await.allows(current),
+        "a new sign-in stands"
+    );
     assert!(matches!(
         s.enable_user("carol").await,
         Err(StoreError::NotFound(_))
@@ -308,4 +404,64 @@ pub(crate) async fn a_redemption_racing_a_disable_never_leaves_a_live_grant(s: A
         assert!(s.user_grants(&id, t(2)).await.unwrap().is_empty());
     }
     assert_eq!(redeemed + refused, ROUNDS);
+}
+
+pub(crate) async fn a_sign_in_racing_a_revoke_all_never_leaves_a_live_grant(s: Arc<dyn Store>) {
+    const ROUNDS: usize = 20;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut stored, mut refused) = (0, 0);
+    for round in 0..ROUNDS {
+        assert!(Instant::now() < deadline, "round {round} ran out of time");
+        let (id, name) = (format!("u{round}"), format!("user{round}"));
+        s.insert_user(&user(&id, &name)).await.unwrap();
+        // What a sign-in read with the credentials, before the revoke-all ran.
+        let seen = generation(&*s, &name).await;
+        let mut c = code(&id, 3600);
+        c.generation = seen;
+        let gid = format!("g{round}");
+        let mut g = grant(&gid, &id);
+        g.generation = seen;
+        let sign_in = {
+            let (s, c) = (Arc::clone(&s), c.clone());
+            async move {
+                let code = s.insert_auth_code(&c).await.unwrap();
+                let grant = s.insert_grant(&g, Some(&token(&g.id))).await.unwrap();
+                (code, grant)
+            }
+        };
+        let revoke_all = {
+            let (s, id) = (Arc::clone(&s), id.clone());
+            async move { s.revoke_user_grants(&id, revoked(1)).await.unwrap() }
+        };
+        let (sign_in, revoke_all) = if round % 2 == 0 {
+            let a = tokio::spawn(sign_in);
+            (a, tokio::spawn(revoke_all))
+        } else {
+            let b = tokio::spawn(revoke_all);
+            (tokio::spawn(sign_in), b)
+        };
+        let (_, grant_stored) = sign_in.await.unwrap();
+        revoke_all.await.unwrap();
+        // Once the revoke-all has returned: no code of the sign-in is left, and its grant
+        // was refused or revoked (and in the feed).
+        assert!(
+            s.auth_code(&c.hash).await.unwrap().is_none(),
+            "round {round}"
+        );
+        if grant_stored {
+            stored += 1;
+            assert!(
+                s.is_revoked(None, Some(&gid)).await.unwrap(),
+                "round {round}"
+            );
+        } else {
+            refused += 1;
+            assert!(s.grant(&gid).await.unwrap().is_none(), "round {round}");
+        }
+        assert!(
+            s.user_grants(&id, t(2)).await.unwrap().is_empty(),
+            "round {round}"
+        );
+    }
+    assert_eq!(stored + refused, ROUNDS);
 }
