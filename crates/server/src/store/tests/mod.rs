@@ -203,8 +203,14 @@ const OLD_FEED: [(Option<&str>, Option<&str>, i64); 5] = [
     (Some("j2"), None, 5000),
 ];
 
-/// What the migration must leave of [`OLD_FEED`]: one entry per jti and sid, the newest
-/// cursor with the latest `exp`; revoking j1 again then writes nothing.
+/// After [`OLD_FEED`], this many revocations of one more token ("dup"), cursors 6 onwards,
+/// `exp` 5000 + i % 1000: enough that a migration quadratic in a group's size takes
+/// minutes (the first version did), while a set-based one takes a fraction of a second.
+const DUPLICATES: i64 = 50_000;
+
+/// What the migration must leave of [`OLD_FEED`] and the [`DUPLICATES`]: one entry per
+/// jti and sid, the newest cursor with the latest `exp`; revoking j1 again then writes
+/// nothing.
 async fn check_deduplicated(store: &dyn Store) {
     let now = tessera_token::UnixTime::from_secs(1000);
     let feed = store.revocations_after(0, 100, now).await.unwrap();
@@ -218,6 +224,7 @@ async fn check_deduplicated(store: &dyn Store) {
             (2, Some("j1"), None, 5000),
             (4, None, Some("g1"), 6000),
             (5, Some("j2"), None, 5000),
+            (5 + DUPLICATES, Some("dup"), None, 5999),
         ]
     );
     assert!(!store.revoke_jti("j1", now, now).await.unwrap());
@@ -249,6 +256,14 @@ async fn sqlite_migration_keeps_one_feed_entry_per_jti_and_sid() {
             .await
             .unwrap();
     }
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+         INSERT INTO revocations (jti, exp, revoked_at) SELECT 'dup', 5000 + i % 1000, 1 FROM n",
+    )
+    .bind(DUPLICATES)
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     check_deduplicated(&store).await;
@@ -280,7 +295,16 @@ async fn postgres_migration_keeps_one_feed_entry_per_jti_and_sid() {
         .await
         .unwrap();
     }
-    sqlx::query("UPDATE revocation_cursor SET last_seq = 5")
+    sqlx::query(
+        "INSERT INTO revocations (seq, jti, exp, revoked_at) \
+         SELECT 5 + i, 'dup', 5000 + i % 1000, 1 FROM generate_series(1, $1) i",
+    )
+    .bind(DUPLICATES)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE revocation_cursor SET last_seq = $1")
+        .bind(5 + DUPLICATES)
         .execute(&mut conn)
         .await
         .unwrap();
