@@ -66,9 +66,10 @@ async fn hardening_revoking_a_token_again_writes_nothing() {
     assert_eq!(i.json["active"], false);
 }
 
-/// Item 4: `/revoke` is limited per client (`revoke_requests_per_minute`): beyond it, 429
-/// `temporarily_unavailable` with `Retry-After`, and nothing is revoked; other clients are
-/// not slowed down.
+/// Item 4: revocations that write are limited per client (`revoke_requests_per_minute`):
+/// beyond it, 429 `temporarily_unavailable` with `Retry-After`, and nothing is revoked;
+/// other clients are not slowed down. Garbage, foreign and already-revoked tokens write
+/// nothing and spend nothing.
 #[tokio::test]
 async fn hardening_revoke_is_rate_limited_per_client() {
     let s = Server::start_with("revoke_requests_per_minute = 3\n", &[]);
@@ -77,33 +78,104 @@ async fn hardening_revoke_is_rate_limited_per_client() {
     let (b, b_secret) = s.add_client("b", "client_credentials", "x", &[]);
     let b_secret = b_secret.unwrap();
     let a_auth = Some((a.as_str(), a_secret.as_str()));
-    let at = s
-        .token(&[("grant_type", "client_credentials")], a_auth)
-        .await
-        .str("access_token");
-    for _ in 0..3 {
+    let b_auth = Some((b.as_str(), b_secret.as_str()));
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let at = s
+            .token(&[("grant_type", "client_credentials")], a_auth)
+            .await
+            .str("access_token");
+        tokens.push(at);
+    }
+    for _ in 0..5 {
         let r = s
             .post_form("/revoke", &[("token", "not-a-token")], a_auth)
             .await;
         assert_eq!(r.status, 200, "{:?}", r.json);
+        let r = s
+            .post_form("/revoke", &[("token", &tokens[3])], b_auth)
+            .await;
+        r.assert_error(400, "unauthorized_client");
     }
-    let r = s.post_form("/revoke", &[("token", &at)], a_auth).await;
+    for at in &tokens[..3] {
+        let r = s.post_form("/revoke", &[("token", at)], a_auth).await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        let r = s.post_form("/revoke", &[("token", at)], a_auth).await;
+        assert_eq!(r.status, 200, "already revoked: costs nothing");
+    }
+    let r = s
+        .post_form("/revoke", &[("token", &tokens[3])], a_auth)
+        .await;
     r.assert_error(429, "temporarily_unavailable");
     let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=20).contains(&wait), "Retry-After {wait}");
-    let i = s.post_form("/introspect", &[("token", &at)], a_auth).await;
+    let i = s
+        .post_form("/introspect", &[("token", &tokens[3])], a_auth)
+        .await;
     assert_eq!(
         i.json["active"], true,
         "the limited request revoked nothing"
     );
     let r = s
-        .post_form(
-            "/revoke",
-            &[("token", "not-a-token")],
-            Some((&b, &b_secret)),
+        .post_form("/revoke", &[("token", "not-a-token")], a_auth)
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "a request that writes nothing is never limited"
+    );
+    let bt = s
+        .token(&[("grant_type", "client_credentials")], b_auth)
+        .await
+        .str("access_token");
+    let r = s.post_form("/revoke", &[("token", &bt)], b_auth).await;
+    assert_eq!(r.status, 200, "another client has its own budget");
+}
+
+/// Review of item 4: someone who knows only a public client's id sends it garbage (and
+/// already-revoked tokens) to `/revoke` far past its budget; a user of that client can
+/// still sign out (on the first version every such request spent the budget, and the
+/// user's revocation was answered 429 and revoked nothing).
+#[tokio::test]
+async fn hardening_garbage_revocations_do_not_block_a_real_one() {
+    use crate::authorize::{Browser, Setup, exchange, setup_with, sign_in};
+    let Setup { s, spa, .. } = setup_with("revoke_requests_per_minute = 2\n", &[]);
+    let v = tessera_token::pkce::generate_verifier().unwrap();
+    let code = sign_in(&s, &mut Browser::new(), &spa, &v).await;
+    let t = exchange(&s, &spa, &code, &v).await;
+    assert_eq!(t.status, 200, "{:?}", t.json);
+    let (at, rt) = (t.str("access_token"), t.str("refresh_token"));
+    let r = s
+        .post_form("/revoke", &[("client_id", &spa), ("token", &at)], None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    for i in 0..20 {
+        let junk = format!("garbage-{i}");
+        for token in [junk.as_str(), at.as_str()] {
+            let r = s
+                .post_form("/revoke", &[("client_id", &spa), ("token", token)], None)
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+        }
+    }
+    let r = s
+        .post_form("/revoke", &[("client_id", &spa), ("token", &rt)], None)
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "the user's sign-out is not held up: {:?}",
+        r.json
+    );
+    let r = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &spa),
+                ("refresh_token", &rt),
+            ],
+            None,
         )
         .await;
-    assert_eq!(r.status, 200, "another client has its own budget");
+    r.assert_error(400, "invalid_grant");
 }
 
 /// Item 6: a refresh token presented as a bearer token to an API that checks tokens by
