@@ -16,7 +16,7 @@ use tessera_testkit::Postgres;
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{GrantStore, Store};
+use super::{GrantStore, RevocationStore, Store};
 
 /// A fresh SQLite store in a temporary directory (a file, so the pool has several
 /// connections, as in production).
@@ -70,6 +70,43 @@ async fn postgres_a_statement_stuck_behind_a_lock_fails_instead_of_hanging() {
     );
     other.close().await.unwrap();
     assert!(store.grant("g1").await.unwrap().is_none(), "works again");
+}
+
+/// Review of issue 14 item 4: revoking a token already in the feed does not take the
+/// feed lock (on the first version it did, so with the lock held elsewhere it waited for
+/// the statement timeout and failed); a new one still waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_repeat_revocation_does_not_wait_for_the_feed_lock() {
+    use sqlx::Connection;
+    use tessera_token::UnixTime;
+    let Some(url) = pg_url().await else { return };
+    let store = PgStore::connect(&url).await.unwrap();
+    let (exp, now) = (UnixTime::from_secs(5000), UnixTime::from_secs(1000));
+    assert!(store.revoke_jti("j1", exp, now).await.unwrap());
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT last_seq FROM revocation_cursor FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        store.revoke_jti("j1", exp, now),
+    )
+    .await
+    .expect("the statement hung");
+    assert!(!again.unwrap(), "known: nothing written, no lock needed");
+    let new = tokio::spawn({
+        let store = store.clone();
+        async move { store.revoke_jti("j2", exp, now).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    assert!(
+        new.await.unwrap().unwrap(),
+        "a new one is written once the lock is free"
+    );
+    other.close().await.unwrap();
 }
 
 /// The janitor's purges on the tables that grow with use find their rows through an
