@@ -65,7 +65,6 @@ impl AppState {
             unconfirmed: crate::grants::UnconfirmedRotations::default(),
             revoke_limit: crate::rate_limit::ClientRateLimit::per_minute(
                 config.revoke_requests_per_minute,
-                Arc::clone(&clock),
             ),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics_token: None,
