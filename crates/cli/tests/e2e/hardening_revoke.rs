@@ -495,3 +495,66 @@ async fn hardening_the_example_api_refuses_a_refresh_token_under_introspection()
     let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
 }
+
+/// Review of item 6: the example API given an introspection client id without its secret
+/// (or the secret without the id) refuses to start and names the missing one; it used to
+/// fall back silently to checking signatures. Same for the feed client.
+#[test]
+fn hardening_the_example_api_refuses_half_its_credentials() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let bin = crate::browser::resource_server_bin();
+    if !bin.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the example resource server is not built"
+        );
+        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+        return;
+    }
+    let cases = [
+        (
+            "TESSERA_INTROSPECTION_CLIENT_ID",
+            "TESSERA_INTROSPECTION_CLIENT_SECRET",
+        ),
+        (
+            "TESSERA_INTROSPECTION_CLIENT_SECRET",
+            "TESSERA_INTROSPECTION_CLIENT_ID",
+        ),
+        ("TESSERA_FEED_CLIENT_ID", "TESSERA_FEED_CLIENT_SECRET"),
+    ];
+    for (given, missing) in cases {
+        let port = crate::browser::free_port();
+        let mut child = Command::new(&bin)
+            // Nothing listens there: the check comes before any request.
+            .args(["--issuer", "http://127.0.0.1:9", "--audience", "notes-api"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env(given, "x")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "{given} alone: still running after 30 s: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{given} alone: {err}");
+        assert!(
+            err.contains(&format!("{missing} (--")),
+            "{given} alone: {err}"
+        );
+        assert!(!err.contains("listening on"), "{err}");
+    }
+}
