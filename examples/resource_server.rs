@@ -136,6 +136,27 @@ async fn create_note(
     (StatusCode::CREATED, Json(json!({ "text": note.text })))
 }
 
+/// A client id and secret given together, or neither; one without the other fails the
+/// start naming the missing one (it used to be ignored silently, and the API then checked
+/// tokens another way than the operator meant).
+fn credentials<'a>(
+    id: &'a Option<String>,
+    secret: &'a Option<String>,
+    id_var: &str,
+    secret_var: &str,
+) -> Result<Option<(&'a String, &'a String)>, String> {
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(format!(
+            "{id_var} is set but {secret_var} is not: set both, or neither"
+        )),
+        (None, Some(_)) => Err(format!(
+            "{secret_var} is set but {id_var} is not: set both, or neither"
+        )),
+    }
+}
+
 /// Fails the start when the issuer's discovery metadata names another issuer: every
 /// token would be refused (503) until someone read the log, and it will not fix itself.
 /// Both values are logged, since the difference is often one character (`localhost`
@@ -202,13 +223,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    check_issuer(&args.issuer).await?;
-
-    let verifier = match (
+    let introspection = credentials(
         &args.introspection_client_id,
         &args.introspection_client_secret,
-    ) {
-        (Some(id), Some(secret)) => {
+        "TESSERA_INTROSPECTION_CLIENT_ID (--introspection-client-id)",
+        "TESSERA_INTROSPECTION_CLIENT_SECRET (--introspection-client-secret)",
+    )?;
+    let feed_client = credentials(
+        &args.feed_client_id,
+        &args.feed_client_secret,
+        "TESSERA_FEED_CLIENT_ID (--feed-client-id)",
+        "TESSERA_FEED_CLIENT_SECRET (--feed-client-secret)",
+    )?;
+    check_issuer(&args.issuer).await?;
+
+    let verifier = match introspection {
+        Some((id, secret)) => {
             let endpoint = discover(&args.issuer)
                 .await?
                 .introspection_endpoint
@@ -220,7 +250,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 SecretString::new(secret.clone()),
             )?)
         }
-        _ => Verifier::remote(RemoteIssuer::new(&args.issuer))?,
+        None => Verifier::remote(RemoteIssuer::new(&args.issuer))?,
     };
     let mut builder = Guard::builder(
         verifier,
@@ -231,7 +261,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.spa_cookie_client_id.is_some() {
         builder = builder.sources(cookie_mode::token_sources());
     }
-    if let (Some(id), Some(secret)) = (&args.feed_client_id, &args.feed_client_secret) {
+    if let Some((id, secret)) = feed_client {
         let meta = discover(&args.issuer).await?;
         match meta.tessera_revocation_feed_endpoint {
             Some(endpoint) => {

@@ -130,8 +130,9 @@ pub struct FileConfig {
     pub login_failure_window_secs: Option<u64>,
     /// Longest throttling block, seconds (default 900).
     pub login_max_block_secs: Option<u64>,
-    /// `/revoke` requests per minute per client, each node on its own (default 600, 1 to
-    /// 1000000); beyond it 429 with `Retry-After`.
+    /// `/revoke` requests that write (the client's own token, not yet revoked) per minute
+    /// per client, each node on its own (default 600, 1 to 1000000); beyond it 429 with
+    /// `Retry-After`.
     pub revoke_requests_per_minute: Option<u32>,
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
@@ -249,7 +250,7 @@ pub struct ServerConfig {
     pub password_hash_priority: HashPriority,
     /// Failed-login throttling.
     pub throttle: ThrottlePolicy,
-    /// `/revoke` requests per minute per client, per node.
+    /// `/revoke` requests that write, per minute per client, per node.
     pub revoke_requests_per_minute: NonZeroU32,
     /// Password checks that may wait for a hashing thread before logins are refused.
     pub password_hash_queue: usize,

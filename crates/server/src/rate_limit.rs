@@ -1,42 +1,35 @@
 //! Per-client request rates, in memory on each node (governor's GCRA keyed by client id),
-//! timed by the server's [`Clock`]: `/revoke` answers 429 with `Retry-After` beyond the
-//! configured rate, so one client cannot turn revocation into a write amplifier.
+//! timed by a monotonic clock: `/revoke` answers 429 with `Retry-After` beyond the
+//! configured rate, so one client cannot turn revocation into a write amplifier. Not the
+//! server's wall [`Clock`](crate::Clock): a step back of the system time would refuse every
+//! recently seen client for the size of the step.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
 
-use governor::clock::Clock as GovernorClock;
+use governor::clock::{Clock as GovernorClock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::clock::Clock;
 use crate::oauth::OAuthError;
 
-/// The server's clock as governor's: the time since the Unix epoch (whole seconds; the
-/// rate evens out over a second, which is all a per-minute quota needs).
-#[derive(Debug, Clone)]
-struct AppClock(Arc<dyn Clock>);
-
-impl GovernorClock for AppClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        Duration::from_secs(u64::try_from(self.0.now().secs()).unwrap_or(0))
-    }
-}
-
-/// Requests per minute per client, with a burst of the same size.
-pub(crate) struct ClientRateLimit {
-    limiter: RateLimiter<String, HashMapStateStore<String>, AppClock, NoOpMiddleware<Duration>>,
-    clock: AppClock,
+/// Requests per minute per client, with a burst of the same size; timed by `C`
+/// (monotonic in production, a manual clock in tests).
+pub(crate) struct ClientRateLimit<C: GovernorClock = MonotonicClock> {
+    limiter: RateLimiter<String, HashMapStateStore<String>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
 }
 
 impl ClientRateLimit {
     /// `per_minute` requests a minute per client (bursts up to that many).
-    pub(crate) fn per_minute(per_minute: NonZeroU32, clock: Arc<dyn Clock>) -> Self {
-        let clock = AppClock(clock);
+    pub(crate) fn per_minute(per_minute: NonZeroU32) -> Self {
+        Self::with_clock(per_minute, MonotonicClock)
+    }
+}
+
+impl<C: GovernorClock + Clone> ClientRateLimit<C> {
+    /// As [`ClientRateLimit::per_minute`], timed by `clock`.
+    fn with_clock(per_minute: NonZeroU32, clock: C) -> Self {
         ClientRateLimit {
             limiter: RateLimiter::hashmap_with_clock(Quota::per_minute(per_minute), clock.clone()),
             clock,
@@ -59,7 +52,7 @@ impl ClientRateLimit {
     }
 }
 
-impl std::fmt::Debug for ClientRateLimit {
+impl<C: GovernorClock> std::fmt::Debug for ClientRateLimit<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientRateLimit")
             .field("clients", &self.limiter.len())
@@ -69,14 +62,16 @@ impl std::fmt::Debug for ClientRateLimit {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
-    use crate::clock::ManualClock;
-    use tessera_token::UnixTime;
 
     #[test]
     fn each_client_has_its_own_budget_and_it_refills() {
-        let clock = Arc::new(ManualClock::new(UnixTime::from_secs(1_000_000)));
-        let limit = ClientRateLimit::per_minute(NonZeroU32::new(3).unwrap(), clock.clone());
+        let clock = FakeRelativeClock::default();
+        let limit = ClientRateLimit::with_clock(NonZeroU32::new(3).unwrap(), clock.clone());
         for _ in 0..3 {
             limit.check("a").unwrap();
         }
@@ -87,10 +82,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         limit.check("b").expect("another client is not slowed down");
-        clock.advance(20);
+        clock.advance(Duration::from_secs(20));
         limit.check("a").expect("one request back every 20 s");
         assert!(limit.check("a").is_err());
-        clock.advance(60);
+        clock.advance(Duration::from_secs(60));
         for _ in 0..3 {
             limit.check("a").unwrap();
         }

@@ -34,7 +34,7 @@ pub struct AppState {
     pub(crate) userinfo_guard: crate::http::UserinfoGuard,
     /// Refresh tokens whose rotation this server could not confirm (hashes only).
     pub(crate) unconfirmed: crate::grants::UnconfirmedRotations,
-    /// `/revoke` requests per client (`revoke_requests_per_minute`).
+    /// Revocations that write, per client (`revoke_requests_per_minute`).
     pub(crate) revoke_limit: crate::rate_limit::ClientRateLimit,
     /// Set on SIGTERM: `/readyz` answers 503 (the lame-duck phase) while requests are
     /// still served.
@@ -65,7 +65,6 @@ impl AppState {
             unconfirmed: crate::grants::UnconfirmedRotations::default(),
             revoke_limit: crate::rate_limit::ClientRateLimit::per_minute(
                 config.revoke_requests_per_minute,
-                Arc::clone(&clock),
             ),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics_token: None,

@@ -29,6 +29,11 @@ pub(crate) fn verify_access(state: &AppState, token: &str) -> Option<VerifiedCla
 /// RFC 7009 section 2.1: revokes `token` if `client` may. A refresh token revokes its
 /// whole grant; an access token puts its `jti` into the feed. Unknown, invalid or foreign
 /// tokens are ignored (the answer is 200 either way, section 2.2).
+///
+/// Only a revocation that will write spends the client's `/revoke` budget
+/// ([`AppState::revoke_limit`]): the client's own token, not yet revoked. Garbage, foreign
+/// and already-revoked tokens write nothing, so anyone who knows a public client's id
+/// cannot spend its budget and hold up its users' revocations.
 pub(crate) async fn revoke(
     state: &AppState,
     client: &ClientRecord,
@@ -44,6 +49,10 @@ pub(crate) async fn revoke(
         if grant.client_id != client.id {
             return Err(OAuthError::UnauthorizedClient(NOT_YOURS));
         }
+        if grant.revoked_at.is_some() {
+            return Ok(());
+        }
+        state.revoke_limit.check(&client.id)?;
         if state
             .store
             .revoke_grant(&grant.id, state.revoked_now())
@@ -66,11 +75,16 @@ pub(crate) async fn revoke(
     if claims.client_id.as_deref() != Some(client.id.as_str()) {
         return Err(OAuthError::UnauthorizedClient(NOT_YOURS));
     }
+    let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp) else {
+        return Ok(());
+    };
     // Revoking a token already in the feed writes nothing and audits nothing (issue 14:
-    // repeated revocations must not grow the feed or the audit log).
-    if let (Some(jti), Some(exp)) = (claims.jti.as_deref(), claims.exp)
-        && state.store.revoke_jti(jti, exp, state.clock.now()).await?
-    {
+    // repeated revocations must not grow the feed or the audit log), and costs nothing.
+    if state.store.is_revoked(Some(jti), None).await? {
+        return Ok(());
+    }
+    state.revoke_limit.check(&client.id)?;
+    if state.store.revoke_jti(jti, exp, state.clock.now()).await? {
         audit(
             state,
             "revoke.access_token",

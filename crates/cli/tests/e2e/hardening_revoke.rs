@@ -66,9 +66,10 @@ async fn hardening_revoking_a_token_again_writes_nothing() {
     assert_eq!(i.json["active"], false);
 }
 
-/// Item 4: `/revoke` is limited per client (`revoke_requests_per_minute`): beyond it, 429
-/// `temporarily_unavailable` with `Retry-After`, and nothing is revoked; other clients are
-/// not slowed down.
+/// Item 4: revocations that write are limited per client (`revoke_requests_per_minute`):
+/// beyond it, 429 `temporarily_unavailable` with `Retry-After`, and nothing is revoked;
+/// other clients are not slowed down. Garbage, foreign and already-revoked tokens write
+/// nothing and spend nothing.
 #[tokio::test]
 async fn hardening_revoke_is_rate_limited_per_client() {
     let s = Server::start_with("revoke_requests_per_minute = 3\n", &[]);
@@ -77,33 +78,104 @@ async fn hardening_revoke_is_rate_limited_per_client() {
     let (b, b_secret) = s.add_client("b", "client_credentials", "x", &[]);
     let b_secret = b_secret.unwrap();
     let a_auth = Some((a.as_str(), a_secret.as_str()));
-    let at = s
-        .token(&[("grant_type", "client_credentials")], a_auth)
-        .await
-        .str("access_token");
-    for _ in 0..3 {
+    let b_auth = Some((b.as_str(), b_secret.as_str()));
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        let at = s
+            .token(&[("grant_type", "client_credentials")], a_auth)
+            .await
+            .str("access_token");
+        tokens.push(at);
+    }
+    for _ in 0..5 {
         let r = s
             .post_form("/revoke", &[("token", "not-a-token")], a_auth)
             .await;
         assert_eq!(r.status, 200, "{:?}", r.json);
+        let r = s
+            .post_form("/revoke", &[("token", &tokens[3])], b_auth)
+            .await;
+        r.assert_error(400, "unauthorized_client");
     }
-    let r = s.post_form("/revoke", &[("token", &at)], a_auth).await;
+    for at in &tokens[..3] {
+        let r = s.post_form("/revoke", &[("token", at)], a_auth).await;
+        assert_eq!(r.status, 200, "{:?}", r.json);
+        let r = s.post_form("/revoke", &[("token", at)], a_auth).await;
+        assert_eq!(r.status, 200, "already revoked: costs nothing");
+    }
+    let r = s
+        .post_form("/revoke", &[("token", &tokens[3])], a_auth)
+        .await;
     r.assert_error(429, "temporarily_unavailable");
     let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=20).contains(&wait), "Retry-After {wait}");
-    let i = s.post_form("/introspect", &[("token", &at)], a_auth).await;
+    let i = s
+        .post_form("/introspect", &[("token", &tokens[3])], a_auth)
+        .await;
     assert_eq!(
         i.json["active"], true,
         "the limited request revoked nothing"
     );
     let r = s
-        .post_form(
-            "/revoke",
-            &[("token", "not-a-token")],
-            Some((&b, &b_secret)),
+        .post_form("/revoke", &[("token", "not-a-token")], a_auth)
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "a request that writes nothing is never limited"
+    );
+    let bt = s
+        .token(&[("grant_type", "client_credentials")], b_auth)
+        .await
+        .str("access_token");
+    let r = s.post_form("/revoke", &[("token", &bt)], b_auth).await;
+    assert_eq!(r.status, 200, "another client has its own budget");
+}
+
+/// Review of item 4: someone who knows only a public client's id sends it garbage (and
+/// already-revoked tokens) to `/revoke` far past its budget; a user of that client can
+/// still sign out (on the first version every such request spent the budget, and the
+/// user's revocation was answered 429 and revoked nothing).
+#[tokio::test]
+async fn hardening_garbage_revocations_do_not_block_a_real_one() {
+    use crate::authorize::{Browser, Setup, exchange, setup_with, sign_in};
+    let Setup { s, spa, .. } = setup_with("revoke_requests_per_minute = 2\n", &[]);
+    let v = tessera_token::pkce::generate_verifier().unwrap();
+    let code = sign_in(&s, &mut Browser::new(), &spa, &v).await;
+    let t = exchange(&s, &spa, &code, &v).await;
+    assert_eq!(t.status, 200, "{:?}", t.json);
+    let (at, rt) = (t.str("access_token"), t.str("refresh_token"));
+    let r = s
+        .post_form("/revoke", &[("client_id", &spa), ("token", &at)], None)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    for i in 0..20 {
+        let junk = format!("garbage-{i}");
+        for token in [junk.as_str(), at.as_str()] {
+            let r = s
+                .post_form("/revoke", &[("client_id", &spa), ("token", token)], None)
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.json);
+        }
+    }
+    let r = s
+        .post_form("/revoke", &[("client_id", &spa), ("token", &rt)], None)
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "the user's sign-out is not held up: {:?}",
+        r.json
+    );
+    let r = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &spa),
+                ("refresh_token", &rt),
+            ],
+            None,
         )
         .await;
-    assert_eq!(r.status, 200, "another client has its own budget");
+    r.assert_error(400, "invalid_grant");
 }
 
 /// Item 6: a refresh token presented as a bearer token to an API that checks tokens by
@@ -422,4 +494,67 @@ async fn hardening_the_example_api_refuses_a_refresh_token_under_introspection()
     assert_eq!(refused.status(), 401);
     let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+}
+
+/// Review of item 6: the example API given an introspection client id without its secret
+/// (or the secret without the id) refuses to start and names the missing one; it used to
+/// fall back silently to checking signatures. Same for the feed client.
+#[test]
+fn hardening_the_example_api_refuses_half_its_credentials() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let bin = crate::browser::resource_server_bin();
+    if !bin.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the example resource server is not built"
+        );
+        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+        return;
+    }
+    let cases = [
+        (
+            "TESSERA_INTROSPECTION_CLIENT_ID",
+            "TESSERA_INTROSPECTION_CLIENT_SECRET",
+        ),
+        (
+            "TESSERA_INTROSPECTION_CLIENT_SECRET",
+            "TESSERA_INTROSPECTION_CLIENT_ID",
+        ),
+        ("TESSERA_FEED_CLIENT_ID", "TESSERA_FEED_CLIENT_SECRET"),
+    ];
+    for (given, missing) in cases {
+        let port = crate::browser::free_port();
+        let mut child = Command::new(&bin)
+            // Nothing listens there: the check comes before any request.
+            .args(["--issuer", "http://127.0.0.1:9", "--audience", "notes-api"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env(given, "x")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "{given} alone: still running after 30 s: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{given} alone: {err}");
+        assert!(
+            err.contains(&format!("{missing} (--")),
+            "{given} alone: {err}"
+        );
+        assert!(!err.contains("listening on"), "{err}");
+    }
 }

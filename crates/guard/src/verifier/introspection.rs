@@ -2,6 +2,8 @@
 //! client authentication; positive answers cached no longer than `exp` and a maximum.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -23,6 +25,8 @@ pub struct Introspection {
     secret: SecretString,
     max_ttl: Duration,
     client: reqwest::Client,
+    /// The [`REQUIRED`] members already reported missing at WARN (one bit each).
+    warned: Arc<AtomicU8>,
 }
 
 impl Introspection {
@@ -39,6 +43,7 @@ impl Introspection {
             secret,
             max_ttl: Duration::from_secs(60),
             client: default_client()?,
+            warned: Arc::default(),
         })
     }
 
@@ -97,12 +102,78 @@ impl Introspection {
             tracing::warn!(endpoint = %self.endpoint, error = %e, "introspection failed");
             GuardError::Unavailable("introspection unavailable")
         })?;
+        self.report_missing(missing_members(&answer));
         let claims = claims_from_answer(answer, validation, now)?;
         let cap = now.saturating_add(self.max_ttl);
         Ok(Verified {
             identity: Identity::from_introspection(claims),
             cache_until: Some(cap),
         })
+    }
+}
+
+/// The members of an active answer that RFC 7662 makes optional and this guard requires
+/// (issue 14, item 6): without them every token is refused.
+const REQUIRED: [&str; 3] = ["token_use (or token_type Bearer)", "iss", "aud"];
+
+/// Which of [`REQUIRED`] an active answer lacks (absent, `null`, or an empty `aud`), as
+/// one bit each; 0 for an inactive answer or a complete one.
+fn missing_members(m: &Map<String, Value>) -> u8 {
+    if m.get("active") != Some(&Value::Bool(true)) {
+        return 0;
+    }
+    let absent = |name: &str| matches!(m.get(name), None | Some(Value::Null));
+    let mut bits = 0;
+    if absent("token_use") && absent("token_type") {
+        bits |= 1;
+    }
+    if absent("iss") {
+        bits |= 2;
+    }
+    if absent("aud")
+        || m.get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    {
+        bits |= 4;
+    }
+    bits
+}
+
+impl Introspection {
+    /// Logs the [`REQUIRED`] members an active answer lacked, so the operator of an
+    /// authorization server that omits them sees why every token is refused: at WARN the
+    /// first time each member is missed (per verifier), at DEBUG afterwards (a flood of
+    /// tokens is not a flood of warnings). Never the token.
+    fn report_missing(&self, missing: u8) {
+        if missing == 0 {
+            return;
+        }
+        let names = |bits: u8| {
+            REQUIRED
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let new = missing & !self.warned.fetch_or(missing, Ordering::Relaxed);
+        if new != 0 {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                missing = %names(new),
+                "the introspection answer lacks members this guard requires (RFC 7662 makes \
+                 them optional); every such token is refused: have the authorization server \
+                 return them"
+            );
+        } else {
+            tracing::debug!(
+                endpoint = %self.endpoint,
+                missing = %names(missing),
+                "introspection answer lacks required members; token refused"
+            );
+        }
     }
 }
 
@@ -237,6 +308,70 @@ mod tests {
             Value::Object(m) => m,
             _ => unreachable!(),
         }
+    }
+
+    /// An in-memory log writer for the capture below.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Review of issue 14, item 6: an answer without a member the guard requires is
+    /// refused and the log names the member (at WARN once per member, DEBUG after), so the
+    /// operator of another authorization server can see why; a complete answer, an
+    /// inactive one and a refresh token's log nothing of the kind.
+    #[test]
+    fn a_missing_required_member_is_named_in_the_log_once() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let config = Introspection::new(
+            "http://127.0.0.1:1/introspect",
+            "rs",
+            SecretString::new("s"),
+        )
+        .unwrap();
+        let complete = json!({"active": true, "token_use": "access_token", "iss": "https://as",
+                              "aud": ["api"], "exp": 2000});
+        let mut no_iss = complete.clone();
+        no_iss["iss"] = Value::Null;
+        let mut bare = complete.clone();
+        for name in ["token_use", "iss", "aud"] {
+            bare.as_object_mut().unwrap().remove(name);
+        }
+        let mut refresh = complete.clone();
+        refresh["token_use"] = "refresh_token".into();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            for v in [&complete, &json!({"active": false}), &refresh] {
+                config.report_missing(missing_members(&answer(v.clone())));
+            }
+            assert!(buf.0.lock().unwrap().is_empty());
+            for v in [&no_iss, &no_iss, &bare, &bare] {
+                config.report_missing(missing_members(&answer(v.clone())));
+            }
+        });
+        let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<_> = logs.lines().collect();
+        assert_eq!(lines.len(), 2, "{logs}");
+        assert!(lines[0].ends_with("missing=iss"), "{logs}");
+        assert!(
+            lines[1].ends_with("missing=token_use (or token_type Bearer), aud"),
+            "{logs}"
+        );
+        assert!(lines.iter().all(|l| l.contains("WARN")), "{logs}");
     }
 
     #[test]

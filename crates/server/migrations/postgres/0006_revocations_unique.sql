@@ -3,19 +3,20 @@
 -- and per sid, the newest (highest seq, so no feed reader can miss it: one that read past
 -- it saw it, one that did not will), carrying the latest exp of its group. The lock keeps
 -- replicas still running the old version from adding a duplicate meanwhile.
+-- Set-based (one GROUP BY joined back): correlated subqueries per row took minutes for
+-- tens of thousands of duplicates of one token.
 LOCK TABLE revocations IN SHARE ROW EXCLUSIVE MODE;
-UPDATE revocations
-   SET exp = (SELECT MAX(r.exp) FROM revocations r WHERE r.jti = revocations.jti)
- WHERE jti IS NOT NULL;
-UPDATE revocations
-   SET exp = (SELECT MAX(r.exp) FROM revocations r WHERE r.sid = revocations.sid)
- WHERE sid IS NOT NULL;
-DELETE FROM revocations
- WHERE jti IS NOT NULL
-   AND seq NOT IN (SELECT MAX(seq) FROM revocations WHERE jti IS NOT NULL GROUP BY jti);
-DELETE FROM revocations
- WHERE sid IS NOT NULL
-   AND seq NOT IN (SELECT MAX(seq) FROM revocations WHERE sid IS NOT NULL GROUP BY sid);
+CREATE TEMP TABLE revocations_keep ON COMMIT DROP AS
+SELECT MAX(seq) AS seq, MAX(exp) AS exp FROM revocations WHERE jti IS NOT NULL GROUP BY jti
+UNION ALL
+SELECT MAX(seq), MAX(exp) FROM revocations WHERE sid IS NOT NULL GROUP BY sid;
+DELETE FROM revocations r
+ WHERE NOT EXISTS (SELECT 1 FROM revocations_keep k WHERE k.seq = r.seq);
+UPDATE revocations r
+   SET exp = k.exp
+  FROM revocations_keep k
+ WHERE k.seq = r.seq AND r.exp <> k.exp;
+DROP TABLE revocations_keep;
 -- NULLs are distinct in a unique index: the sid rows (jti NULL) do not collide, and back.
 DROP INDEX revocations_jti;
 DROP INDEX revocations_sid;

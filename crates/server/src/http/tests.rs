@@ -471,3 +471,33 @@ async fn a_login_abandoned_mid_check_counts_nothing() {
     }
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Review of issue 14 item 4: `/revoke`'s rate is timed by a monotonic clock. On the first
+/// version it followed the wall clock, and a step back of the system time refused every
+/// recently seen client for the size of the step (here: after two hours up, a step back
+/// of one hour answered 429 for an hour).
+#[tokio::test]
+async fn a_wall_clock_step_back_does_not_stop_revocations() {
+    let (s, _d, clock) = state_with_clock().await;
+    let (id, secret) = client_and_user(&s).await;
+    let login = || {
+        with_post_auth(
+            "grant_type=password&username=alice&password=long+enough",
+            &id,
+            &secret,
+        )
+    };
+    let revoke = |token: &str| {
+        let mut req = with_post_auth(&format!("token={token}"), &id, &secret);
+        *req.uri_mut() = "/revoke".parse().unwrap();
+        req
+    };
+    for step in [7200, -3600] {
+        clock.advance(step);
+        let (status, _, tokens) = send(&s, login()).await;
+        assert_eq!(status, StatusCode::OK, "{tokens}");
+        let rt = tokens["refresh_token"].as_str().unwrap();
+        let (status, _, err) = send(&s, revoke(rt)).await;
+        assert_eq!(status, StatusCode::OK, "after a step of {step} s: {err}");
+    }
+}

@@ -17,6 +17,15 @@ use crate::store::{
 const IS_REVOKED: &str = "SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1) \
      OR EXISTS (SELECT 1 FROM revocations WHERE sid = $2)";
 
+/// Whether `jti` is in the feed (its unique index).
+async fn jti_known<'c>(conn: impl sqlx::PgExecutor<'c>, jti: &str) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1)")
+        .bind(jti)
+        .fetch_one(conn)
+        .await
+        .map_err(backend)
+}
+
 #[async_trait]
 impl RevocationStore for PgStore {
     async fn revoke_jti(
@@ -25,17 +34,16 @@ impl RevocationStore for PgStore {
         exp: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        // Under the feed lock, so two revocations of one token cannot both see it absent;
-        // a known jti rolls back untouched (no row, no cursor step).
+        // A known jti is answered without the feed lock, so repeated revocations do not
+        // queue behind (or hold up) the writers. An absent one is checked again under the
+        // lock, so two revocations of one token cannot both see it absent; a jti known by
+        // then rolls back untouched (no row, no cursor step).
+        if jti_known(&self.pool, jti).await? {
+            return Ok(false);
+        }
         let mut tx = self.tx().await?;
         lock_feed(&mut tx).await?;
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM revocations WHERE jti = $1)")
-                .bind(jti)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if known {
+        if jti_known(&mut *tx, jti).await? {
             return Ok(false);
         }
         feed_insert(&mut tx, Some(jti), None, exp.secs(), now.secs()).await?;

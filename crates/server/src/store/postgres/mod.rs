@@ -209,8 +209,9 @@ async fn lock_feed(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreE
 
 /// Inside `tx`: appends one feed entry with the next cursor value. A sid is in the feed at
 /// most once (unique index): an older entry for it (a client id registered again after a
-/// removal) is replaced, so readers past its cursor see the new `exp` too. A jti is
-/// checked by the caller ([`RevocationStore::revoke_jti`](crate::store::RevocationStore)).
+/// removal) is replaced, so readers past its cursor see the new entry too; its `exp` is
+/// the later of the two (a revocation never ends earlier because it was repeated). A jti
+/// is checked by the caller ([`RevocationStore::revoke_jti`](crate::store::RevocationStore)).
 async fn feed_insert(
     tx: &mut Transaction<'static, Postgres>,
     jti: Option<&str>,
@@ -218,12 +219,15 @@ async fn feed_insert(
     exp: i64,
     now: i64,
 ) -> Result<(), StoreError> {
+    let mut exp = exp;
     if let Some(sid) = sid {
-        sqlx::query("DELETE FROM revocations WHERE sid = $1")
-            .bind(sid)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
+        let old: Option<i64> =
+            sqlx::query_scalar("DELETE FROM revocations WHERE sid = $1 RETURNING exp")
+                .bind(sid)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend)?;
+        exp = old.map_or(exp, |old| old.max(exp));
     }
     sqlx::query(
         "WITH c AS (UPDATE revocation_cursor SET last_seq = last_seq + 1 RETURNING last_seq) \

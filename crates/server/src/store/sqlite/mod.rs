@@ -245,20 +245,25 @@ async fn revoke_grant_in(
 
 /// Inside `tx`: puts `sid` into the feed as its newest entry. A sid is in the feed at most
 /// once (unique index): an older entry for it (a client id registered again after a
-/// removal) is replaced, so readers past its cursor see the new `exp` too.
+/// removal) is replaced, so readers past its cursor see the new entry too. Its `exp` is
+/// the later of the two: a revocation never ends earlier because it was repeated.
 async fn feed_sid_in(
     tx: &mut Transaction<'static, Sqlite>,
     sid: &str,
     revoked: Revoked,
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM revocations WHERE sid = ?")
-        .bind(sid)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+    let old: Option<i64> =
+        sqlx::query_scalar("DELETE FROM revocations WHERE sid = ? RETURNING exp")
+            .bind(sid)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    let exp = old.map_or(revoked.access_exp.secs(), |old| {
+        old.max(revoked.access_exp.secs())
+    });
     sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES (?, ?, ?)")
         .bind(sid)
-        .bind(revoked.access_exp.secs())
+        .bind(exp)
         .bind(revoked.now.secs())
         .execute(&mut **tx)
         .await

@@ -1036,6 +1036,22 @@ pub(super) async fn revoking_a_jti_again_writes_nothing(s: Arc<dyn Store>) {
     assert_eq!(cc.len(), 1, "{feed:?}");
     assert_eq!(cc[0].seq, s.last_revocation_seq().await.unwrap());
     assert_eq!(cc[0].exp, revoked(20).access_exp);
+    // Revoked again later with an earlier exp (say, a shorter access-token lifetime since):
+    // a new entry, but the revocation lasts as long as the longest one asked for.
+    s.insert_client(&client("web")).await.unwrap();
+    let shorter = Revoked {
+        now: t(30),
+        access_exp: t(40),
+    };
+    s.remove_client("id-web", shorter).await.unwrap();
+    let feed = s.revocations_after(0, 100, t(0)).await.unwrap();
+    let cc: Vec<_> = feed
+        .iter()
+        .filter(|e| e.sid.as_deref() == Some("cc_id-web"))
+        .collect();
+    assert_eq!(cc.len(), 1, "{feed:?}");
+    assert_eq!(cc[0].seq, s.last_revocation_seq().await.unwrap());
+    assert_eq!(cc[0].exp, revoked(20).access_exp, "exp never shrinks");
     assert!(s.is_revoked(None, Some("cc_id-web")).await.unwrap());
     assert!(s.is_revoked(Some("j2"), None).await.unwrap());
 }

@@ -16,7 +16,7 @@ use tessera_testkit::Postgres;
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{GrantStore, Store};
+use super::{GrantStore, RevocationStore, Store};
 
 /// A fresh SQLite store in a temporary directory (a file, so the pool has several
 /// connections, as in production).
@@ -70,6 +70,43 @@ async fn postgres_a_statement_stuck_behind_a_lock_fails_instead_of_hanging() {
     );
     other.close().await.unwrap();
     assert!(store.grant("g1").await.unwrap().is_none(), "works again");
+}
+
+/// Review of issue 14 item 4: revoking a token already in the feed does not take the
+/// feed lock (on the first version it did, so with the lock held elsewhere it waited for
+/// the statement timeout and failed); a new one still waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_repeat_revocation_does_not_wait_for_the_feed_lock() {
+    use sqlx::Connection;
+    use tessera_token::UnixTime;
+    let Some(url) = pg_url().await else { return };
+    let store = PgStore::connect(&url).await.unwrap();
+    let (exp, now) = (UnixTime::from_secs(5000), UnixTime::from_secs(1000));
+    assert!(store.revoke_jti("j1", exp, now).await.unwrap());
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT last_seq FROM revocation_cursor FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        store.revoke_jti("j1", exp, now),
+    )
+    .await
+    .expect("the statement hung");
+    assert!(!again.unwrap(), "known: nothing written, no lock needed");
+    let new = tokio::spawn({
+        let store = store.clone();
+        async move { store.revoke_jti("j2", exp, now).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    assert!(
+        new.await.unwrap().unwrap(),
+        "a new one is written once the lock is free"
+    );
+    other.close().await.unwrap();
 }
 
 /// The janitor's purges on the tables that grow with use find their rows through an
@@ -203,8 +240,14 @@ const OLD_FEED: [(Option<&str>, Option<&str>, i64); 5] = [
     (Some("j2"), None, 5000),
 ];
 
-/// What the migration must leave of [`OLD_FEED`]: one entry per jti and sid, the newest
-/// cursor with the latest `exp`; revoking j1 again then writes nothing.
+/// After [`OLD_FEED`], this many revocations of one more token ("dup"), cursors 6 onwards,
+/// `exp` 5000 + i % 1000: enough that a migration quadratic in a group's size takes
+/// minutes (the first version did), while a set-based one takes a fraction of a second.
+const DUPLICATES: i64 = 50_000;
+
+/// What the migration must leave of [`OLD_FEED`] and the [`DUPLICATES`]: one entry per
+/// jti and sid, the newest cursor with the latest `exp`; revoking j1 again then writes
+/// nothing.
 async fn check_deduplicated(store: &dyn Store) {
     let now = tessera_token::UnixTime::from_secs(1000);
     let feed = store.revocations_after(0, 100, now).await.unwrap();
@@ -218,6 +261,7 @@ async fn check_deduplicated(store: &dyn Store) {
             (2, Some("j1"), None, 5000),
             (4, None, Some("g1"), 6000),
             (5, Some("j2"), None, 5000),
+            (5 + DUPLICATES, Some("dup"), None, 5999),
         ]
     );
     assert!(!store.revoke_jti("j1", now, now).await.unwrap());
@@ -249,6 +293,14 @@ async fn sqlite_migration_keeps_one_feed_entry_per_jti_and_sid() {
             .await
             .unwrap();
     }
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+         INSERT INTO revocations (jti, exp, revoked_at) SELECT 'dup', 5000 + i % 1000, 1 FROM n",
+    )
+    .bind(DUPLICATES)
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     check_deduplicated(&store).await;
@@ -280,7 +332,16 @@ async fn postgres_migration_keeps_one_feed_entry_per_jti_and_sid() {
         .await
         .unwrap();
     }
-    sqlx::query("UPDATE revocation_cursor SET last_seq = 5")
+    sqlx::query(
+        "INSERT INTO revocations (seq, jti, exp, revoked_at) \
+         SELECT 5 + i, 'dup', 5000 + i % 1000, 1 FROM generate_series(1, $1) i",
+    )
+    .bind(DUPLICATES)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE revocation_cursor SET last_seq = $1")
+        .bind(5 + DUPLICATES)
         .execute(&mut conn)
         .await
         .unwrap();
