@@ -130,3 +130,29 @@ async fn logins_cancelled_at_any_moment_leave_nothing_behind() {
     }
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Review item 6: while another attempt of the same key is being checked (a hold, not a
+/// block) a login is refused with `Retry-After: 1`, not the hold's full length (60 s
+/// before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_refused_by_a_hold_is_told_one_second() {
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let faults = Arc::new(FaultyStore::new(sqlite));
+    let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
+    let client = client_and_user(&s).await;
+    for _ in 1..s.config.throttle.per_account {
+        let (status, _, _) = send(&s, with_post_auth(WRONG, &client.0, &client.1)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+    // The attempt at the limit holds the key while its success is settled (stalled).
+    faults.stall_failure_clears.store(true, Ordering::SeqCst);
+    let holder = start(&s, RIGHT, &client);
+    until("the holder is settling", || {
+        faults.failure_clears_stalled.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    let (status, headers, json) = send(&s, with_post_auth(RIGHT, &client.0, &client.1)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
+    assert_eq!(headers[axum::http::header::RETRY_AFTER], "1");
+    assert_eq!(holder.await.unwrap(), StatusCode::OK);
+}
