@@ -1,6 +1,7 @@
 //! Logins whose client goes away (issue 14 review, items 2 and 3): the check runs in a
 //! task of its own, so a guess whose hash ran is counted however early its client left,
-//! and an attempt cancelled at any moment leaves no count or hold behind.
+//! and an attempt cancelled at any moment leaves no count or hold behind. Also a hold's
+//! Retry-After (item 6) and the one-at-a-time checks of a targeted account (item 4).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -155,4 +156,51 @@ async fn a_login_refused_by_a_hold_is_told_one_second() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
     assert_eq!(headers[axum::http::header::RETRY_AFTER], "1");
     assert_eq!(holder.await.unwrap(), StatusCode::OK);
+}
+
+/// Review item 4: once one account's failures over all networks reach the alarm level,
+/// its logins are checked one at a time: of 8 right-password logins at once from 8 other
+/// networks, each settling for 300 ms, some get in and the ones that cannot get their
+/// turn within 2 s get 429 with `Retry-After: 1` (never a block: the others succeed).
+/// Without the slow-down all 8 are checked at once and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_targeted_account_is_checked_one_at_a_time() {
+    use crate::grants::RequestContext;
+    use crate::login::{Attempt, LoginFailure, Via, authenticate};
+    use tessera_token::SecretString;
+
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let faults = Arc::new(FaultyStore::new(sqlite));
+    let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
+    client_and_user(&s).await;
+    let login = |s: Arc<AppState>, last: u8, password: &'static str| async move {
+        let ctx = RequestContext {
+            ip: Some(std::net::IpAddr::from([192, 0, 2, last])),
+            user_agent: None,
+        };
+        let attempt = Attempt {
+            client_id: "web",
+            ctx: &ctx,
+            via: Via::PasswordGrant,
+        };
+        authenticate(&s, "alice", SecretString::new(password), &attempt).await
+    };
+    let alarm = s.config.throttle.per_account * 2;
+    for i in 0..alarm {
+        let r = login(Arc::clone(&s), i as u8 + 1, "wrong guess").await;
+        assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
+    }
+    faults.stall_failure_clears.store(true, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| tokio::spawn(login(Arc::clone(&s), 100 + i, "long enough")))
+        .collect();
+    let (mut ok, mut waited) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(LoginFailure::Throttled { retry_after: 1 }) => waited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ok >= 1 && waited >= 1, "{ok} in, {waited} told to wait");
 }
