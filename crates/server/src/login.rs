@@ -4,6 +4,7 @@
 //! wrong password and a disabled user.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Weak};
 
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -13,9 +14,14 @@ use tessera_token::SecretString;
 
 use crate::grants::{RequestContext, audit};
 use crate::oauth::OAuthError;
+use crate::password::{Admission, Source};
 use crate::state::AppState;
 use crate::store::UserRecord;
 use crate::throttle;
+
+mod limits;
+
+pub(crate) use limits::Limits;
 
 /// Seconds a login refused for a full hash queue is told to wait.
 const BUSY_RETRY_AFTER: u64 = 1;
@@ -74,78 +80,178 @@ impl From<OAuthError> for LoginFailure {
     }
 }
 
-/// Checks `username` and `password`, throttled: reserves the attempt (refusing at once
-/// when blocked), waits for a hashing thread only if the queue has room, and records a
-/// failure in the metric, the audit log, the throttle and spray detection.
+/// Checks `username` and `password`, throttled. In memory first, before the store is
+/// touched: a place in the hash queue this source may take (else 503 at once) and, for an
+/// account under attack, its turn (else 429). Then, in a task of its own that a client
+/// going away cannot cancel: reserves the attempt (refusing at once when blocked), checks
+/// the password, and settles: a failure is recorded in the metric, the audit log, the
+/// throttle and spray detection. An attempt whose hash never started (its client left
+/// while it waited) is given back; every attempt whose hash ran counts.
 pub(crate) async fn authenticate(
-    state: &AppState,
+    state: &Arc<AppState>,
     username: &str,
     password: SecretString,
     attempt: &Attempt<'_>,
 ) -> Result<UserRecord, LoginFailure> {
-    let ip = attempt.ctx.ip;
     let tag = name_tag(state, username);
-    let reservation = match throttle::reserve(state, &tag, ip).await? {
-        Ok(r) => r,
+    let now = state.clock.now();
+    let source = attempt.ctx.ip.map(|ip| {
+        let network = throttle::source_network(ip);
+        Source {
+            prefix: Some(throttle::source_prefix(ip)),
+            pair: Some(format!("{tag}|{network}")),
+            network: Some(network),
+        }
+    });
+    let turn = match state.login_limits.turn(&tag, now).await {
+        Ok(turn) => turn,
         Err(retry_after) => {
             metrics::counter!(crate::metrics::THROTTLED).increment(1);
             return Err(LoginFailure::Throttled { retry_after });
         }
     };
-    let Some(admission) = state.passwords.admit() else {
-        give_back(state, reservation).await;
-        tracing::warn!("password check refused: the hash queue is full");
-        return Err(LoginFailure::Busy {
-            retry_after: BUSY_RETRY_AFTER,
-        });
+    let Some(admission) = state
+        .passwords
+        .admit_from(&source.clone().unwrap_or_default(), now)
+    else {
+        return Err(busy(state));
     };
-    let checked = async {
-        let user = state.store.user_by_name(username).await?;
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = state.passwords.verify(admission, password, phc).await?;
-        Ok::<_, OAuthError>((user, matches))
+    // Alive while the caller waits: the check skips its hash once it is gone.
+    let caller = Arc::new(());
+    let check = Check {
+        state: Arc::clone(state),
+        username: username.to_owned(),
+        tag,
+        client_id: attempt.client_id.to_owned(),
+        ctx: attempt.ctx.clone(),
+        via: attempt.via,
+        pair: source.and_then(|s| s.pair),
+        caller: Arc::downgrade(&caller),
+    };
+    let task = tokio::spawn(async move {
+        let _turn = turn;
+        check.run(admission, password).await
+    });
+    let out = task.await.map_err(|e| {
+        LoginFailure::Unavailable(OAuthError::Server(format!("login check failed: {e}")))
+    });
+    drop(caller);
+    out?
+}
+
+/// A login refused for want of a place: counted, and warned about at most every few
+/// seconds (a flood of them must not flood the log).
+fn busy(state: &AppState) -> LoginFailure {
+    metrics::counter!(crate::metrics::LOGIN_BUSY).increment(1);
+    if let Some(refused) = state.login_limits.busy(state.clock.now()) {
+        tracing::warn!(
+            refused,
+            "password checks refused: the hash queue had no place for their source"
+        );
     }
-    .await;
-    let (user, matches) = match checked {
-        Ok(c) => c,
-        Err(e) => {
-            give_back(state, reservation).await;
-            return Err(e.into());
+    LoginFailure::Busy {
+        retry_after: BUSY_RETRY_AFTER,
+    }
+}
+
+/// One login's check, owned by its own task.
+struct Check {
+    state: Arc<AppState>,
+    username: String,
+    tag: String,
+    client_id: String,
+    ctx: RequestContext,
+    via: Via,
+    /// The (account, network) pair, remembered on success.
+    pair: Option<String>,
+    caller: Weak<()>,
+}
+
+impl Check {
+    async fn run(
+        self,
+        admission: Admission,
+        password: SecretString,
+    ) -> Result<UserRecord, LoginFailure> {
+        let state = &*self.state;
+        let (ip, tag) = (self.ctx.ip, self.tag.as_str());
+        if self.caller.strong_count() == 0 {
+            // Nobody waits for the answer and nothing was reserved yet.
+            return Err(LoginFailure::BadCredentials);
         }
-    };
-    match user {
-        Some(u) if matches && !u.disabled => {
-            reservation.succeeded(state.clock.now()).await?;
-            Ok(u)
-        }
-        other => {
-            let reason = match &other {
-                None => "unknown_user",
-                Some(u) if u.disabled => "disabled",
-                Some(_) => "wrong_password",
-            };
-            // One public reason: the metric must not tell which names exist.
-            metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
-                .increment(1);
-            let user_id = other.as_ref().map(|u| u.id.as_str());
-            let who = who(username, &tag, other.is_some());
-            let mut detail = who.clone();
-            detail["reason"] = json!(reason);
-            detail["ip"] = json!(ip.map(|ip| ip.to_string()));
-            detail["via"] = json!(attempt.via.as_str());
-            audit(
-                state,
-                "login.failure",
-                Some(attempt.client_id),
-                user_id,
-                detail,
-            )
-            .await;
-            if let Some(failures) = reservation.failed(state).await? {
-                account_targeted(state, attempt, user_id, who, failures).await;
+        let reservation = match throttle::reserve(state, tag, ip).await? {
+            Ok(r) => r,
+            Err(retry_after) => {
+                metrics::counter!(crate::metrics::THROTTLED).increment(1);
+                return Err(LoginFailure::Throttled { retry_after });
             }
-            spray(state, &tag, ip, attempt).await?;
-            Err(LoginFailure::BadCredentials)
+        };
+        let checked = async {
+            let user = state.store.user_by_name(&self.username).await?;
+            let phc = user.as_ref().map(|u| u.password_hash.clone());
+            let caller = self.caller.clone();
+            let wanted = move || caller.strong_count() > 0;
+            let matches = state
+                .passwords
+                .verify_if(admission, password, phc, wanted)
+                .await?;
+            Ok::<_, OAuthError>((user, matches))
+        }
+        .await;
+        let (user, matches) = match checked {
+            Ok((user, Some(matches))) => (user, matches),
+            Ok((_, None)) => {
+                // The client left before the hash started: the attempt was not evaluated.
+                give_back(state, reservation).await;
+                return Err(LoginFailure::BadCredentials);
+            }
+            Err(e) => {
+                give_back(state, reservation).await;
+                return Err(e.into());
+            }
+        };
+        let attempt = Attempt {
+            client_id: &self.client_id,
+            ctx: &self.ctx,
+            via: self.via,
+        };
+        match user {
+            Some(u) if matches && !u.disabled => {
+                let now = state.clock.now();
+                reservation.succeeded(now).await?;
+                if let Some(pair) = self.pair {
+                    state.passwords.remember(pair, now);
+                }
+                Ok(u)
+            }
+            other => {
+                let reason = match &other {
+                    None => "unknown_user",
+                    Some(u) if u.disabled => "disabled",
+                    Some(_) => "wrong_password",
+                };
+                // One public reason: the metric must not tell which names exist.
+                metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => "bad_credentials")
+                    .increment(1);
+                let user_id = other.as_ref().map(|u| u.id.as_str());
+                let who = who(&self.username, tag, other.is_some());
+                let mut detail = who.clone();
+                detail["reason"] = json!(reason);
+                detail["ip"] = json!(ip.map(|ip| ip.to_string()));
+                detail["via"] = json!(self.via.as_str());
+                audit(
+                    state,
+                    "login.failure",
+                    Some(&self.client_id),
+                    user_id,
+                    detail,
+                )
+                .await;
+                let failures = reservation.failed(state).await?;
+                account_failures(state, &attempt, tag, user_id, who, failures).await;
+                spray(state, tag, ip, &attempt).await?;
+                Err(LoginFailure::BadCredentials)
+            }
         }
     }
 }
@@ -179,14 +285,28 @@ async fn give_back(state: &AppState, reservation: throttle::Reservation) {
     }
 }
 
-/// Many failures against one account from several networks: an alarm, never a block.
-async fn account_targeted(
+/// Many failures against one account from several networks: never a block, but from the
+/// alarm level on, this server checks that account's logins one at a time until the
+/// window ends (others wait briefly or get 429), and on reaching it, an alarm.
+async fn account_failures(
     state: &AppState,
     attempt: &Attempt<'_>,
+    tag: &str,
     user_id: Option<&str>,
     who: serde_json::Value,
     failures: u32,
 ) {
+    let policy = state.config.throttle;
+    if failures < policy.account_alarm() {
+        return;
+    }
+    let now = state.clock.now();
+    state
+        .login_limits
+        .target(tag, now.saturating_add(policy.window), now);
+    if failures != policy.account_alarm() {
+        return;
+    }
     tracing::warn!(failures, "many failed logins against one account");
     let mut detail = who;
     detail["failures"] = json!(failures);

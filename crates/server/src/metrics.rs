@@ -37,6 +37,9 @@ pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
 /// Logins refused with 429 because the account (from that network) or the network is
 /// throttled (password grant and sign-in form).
 pub const THROTTLED: &str = "tessera_throttled_requests_total";
+/// Logins answered 503 at once because the password-check queue had no place their
+/// source may take (the queue is shared out per network and prefix).
+pub const LOGIN_BUSY: &str = "tessera_login_busy_total";
 /// Storage backend failures seen by requests (answered 503) or readiness checks.
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 /// Age in seconds of each signing key by `kid`, `alg` and `state` (computed at scrape).
@@ -90,6 +93,10 @@ fn describe() {
         "Failed password logins (one reason for every cause)."
     );
     describe_counter!(THROTTLED, "Logins refused because of login throttling.");
+    describe_counter!(
+        LOGIN_BUSY,
+        "Logins refused at once because the password-check queue had no place for their source."
+    );
     describe_counter!(STORE_ERRORS, "Storage backend failures.");
     describe_counter!(
         CONNECTIONS_REFUSED,

@@ -12,6 +12,7 @@
 //! takes 15 to 30 ms of one core, and a request thread that wakes while one runs must not
 //! wait for the scheduler to end the hash's time slice.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
@@ -21,9 +22,15 @@ use argon2::{
     ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version,
 };
 use tessera_token::SecretString;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tessera_token::UnixTime;
+use tokio::sync::Semaphore;
 
 use crate::Error;
+
+mod places;
+
+use places::Places;
+pub use places::{Admission, Source};
 
 /// Shortest password accepted by `tessera user add` / `user passwd`.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -40,19 +47,15 @@ pub const DEFAULT_HASH_QUEUE: usize = 32;
 pub struct Passwords {
     permits: Arc<Semaphore>,
     concurrency: usize,
-    /// Verifications running or waiting: `concurrency` + the queue bound. A login that
-    /// finds none free is refused at once rather than queued ([`Passwords::admit`]).
-    admitted: Arc<Semaphore>,
+    /// Verifications running or waiting: `concurrency` + the queue bound, shared out
+    /// between sources, plus a reserve for known ones. A login that finds no place is
+    /// refused at once rather than queued ([`Passwords::admit_from`]).
+    places: Arc<Places>,
     jobs: SyncSender<Job>,
     dummy: Arc<str>,
+    /// Verifications whose hash started (for tests and diagnostics).
+    started: Arc<AtomicU64>,
 }
-
-/// A place among the running and waiting verifications, held until the check ends.
-#[derive(Debug)]
-pub struct Admission(
-    // Held, never read: dropping it frees the place.
-    #[allow(dead_code)] OwnedSemaphorePermit,
-);
 
 impl Passwords {
     /// A pool of `concurrency` hashing threads scheduled as `priority`. Computes the
@@ -71,9 +74,10 @@ impl Passwords {
         let mut pool = Passwords {
             permits: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            admitted: Arc::new(Semaphore::new(concurrency + DEFAULT_HASH_QUEUE)),
+            places: Places::new(concurrency + DEFAULT_HASH_QUEUE),
             jobs,
             dummy: Arc::from(""),
+            started: Arc::new(AtomicU64::new(0)),
         };
         pool.dummy = pool
             .run(|| hash_now("tessera dummy password for timing"))
@@ -86,17 +90,32 @@ impl Passwords {
     /// running); past that, [`Passwords::admit`] refuses.
     #[must_use]
     pub fn with_queue(mut self, queue: usize) -> Self {
-        self.admitted = Arc::new(Semaphore::new(self.concurrency + queue));
+        self.places = Places::new(self.concurrency + queue);
         self
     }
 
-    /// A place to verify a password now or after the few already waiting, or `None` when
-    /// the queue is full (answer "busy, retry later" instead of waiting).
+    /// A place to verify a password now or after the few already waiting, for a check of
+    /// no known source, or `None` when the queue is full.
     pub fn admit(&self) -> Option<Admission> {
-        Arc::clone(&self.admitted)
-            .try_acquire_owned()
-            .ok()
-            .map(Admission)
+        self.admit_from(&Source::default(), UnixTime::from_secs(0))
+    }
+
+    /// A place to verify a password from `source` now or after the few already waiting,
+    /// or `None` when the queue has no place this source may take (answer "busy, retry
+    /// later" instead of waiting): see [`places`](self::places).
+    pub fn admit_from(&self, source: &Source, now: UnixTime) -> Option<Admission> {
+        self.places.admit(source, now)
+    }
+
+    /// Remembers that an (account, network) pair signed in successfully at `now`: for a
+    /// while it may take a place from the reserve.
+    pub fn remember(&self, pair: String, now: UnixTime) {
+        self.places.remember(pair, now);
+    }
+
+    /// How many verifications have started hashing so far.
+    pub fn checks_started(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
     }
 
     /// Hashes a new password into a PHC string.
@@ -114,20 +133,39 @@ impl Passwords {
         password: SecretString,
         phc: Option<String>,
     ) -> Result<bool, Error> {
+        let checked = self.verify_if(admission, password, phc, || true).await?;
+        Ok(checked == Some(true))
+    }
+
+    /// As [`verify`](Self::verify), but when its hashing thread takes the job up and
+    /// `wanted()` is false (the client went away while it waited) the hash is skipped
+    /// and the answer is `None`: the check never ran.
+    pub async fn verify_if(
+        &self,
+        admission: Admission,
+        password: SecretString,
+        phc: Option<String>,
+        wanted: impl FnOnce() -> bool + Send + 'static,
+    ) -> Result<Option<bool>, Error> {
         if password.expose().len() > MAX_PASSWORD_LEN {
-            return Ok(false);
+            return Ok(Some(false));
         }
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let started = Arc::clone(&self.started);
         // The admission goes with the job: a check its caller abandoned keeps its place
         // until its thread is done with it.
         let ok = self
             .run(move || {
                 let _admission = admission;
-                verify_now(password.expose().as_bytes(), &phc)
+                if !wanted() {
+                    return None;
+                }
+                started.fetch_add(1, Ordering::SeqCst);
+                Some(verify_now(password.expose().as_bytes(), &phc))
             })
             .await?;
-        Ok(ok && known)
+        Ok(ok.map(|ok| ok && known))
     }
 
     /// Runs `f` on a hashing thread once one of the `concurrency` permits is free. The

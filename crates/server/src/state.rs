@@ -41,6 +41,8 @@ pub struct AppState {
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// The bearer token `/metrics` requires (`metrics_token_file`), if any.
     pub(crate) metrics_token: Option<crate::http::MetricsToken>,
+    /// This server's in-memory login limits (targeted accounts, the busy warning).
+    pub(crate) login_limits: crate::login::Limits,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             ),
             draining: std::sync::atomic::AtomicBool::new(false),
             metrics_token: None,
+            login_limits: crate::login::Limits::default(),
             issuer,
             clients: ClientCache::new(config.client_cache_ttl),
             config,

@@ -42,7 +42,7 @@ impl ThrottlePolicy {
 
     /// Failures of one account from all networks within the window that raise the alarm
     /// (`login.account_targeted`): more than one network's worth.
-    fn account_alarm(&self) -> u32 {
+    pub(crate) fn account_alarm(&self) -> u32 {
         self.per_account.saturating_mul(ACCOUNT_ALARM_FACTOR)
     }
 }
@@ -50,28 +50,66 @@ impl ThrottlePolicy {
 /// How many per-network thresholds of failures against one account raise the alarm.
 const ACCOUNT_ALARM_FACTOR: u32 = 2;
 
+/// The address an attempt comes from, IPv4 addresses carried in IPv6 unwrapped: an
+/// IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, RFC 6052) or
+/// IPv4-compatible (`::a.b.c.d`, but not `::` or `::1`) address is its IPv4 address, so
+/// one IPv4 source cannot pose as many IPv6 networks.
+fn unwrapped(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let low = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    let compatible = s[..6] == [0; 6] && u32::from(low) > 1;
+    if nat64 || compatible {
+        IpAddr::V4(low)
+    } else {
+        ip
+    }
+}
+
+/// The first `bits` of an IPv6 address, as `addr/bits`.
+fn v6_prefix(v6: std::net::Ipv6Addr, bits: u32) -> String {
+    let net = u128::from(v6) & (u128::MAX << (128 - bits));
+    format!("{}/{bits}", std::net::Ipv6Addr::from(net))
+}
+
 /// The source network attempts are counted against: an IPv4 address itself, an IPv6
 /// address's /64 (one subscriber's allocation: its 2^64 addresses are one source), an
-/// IPv4-mapped IPv6 address as its IPv4 address.
+/// IPv4 address carried in IPv6 as that IPv4 address ([`unwrapped`]). Behind a reverse
+/// proxy this is only the client's network when `trusted_proxies` names the proxy.
 pub(crate) fn source_network(ip: IpAddr) -> String {
-    match ip {
+    match unwrapped(ip) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{net}/64")
-            }
-        },
+        IpAddr::V6(v6) => v6_prefix(v6, 64),
+    }
+}
+
+/// The wider prefix around a source network (an IPv4 /24, an IPv6 /48): the unit that
+/// may hold only a share of the password-check queue.
+pub(crate) fn source_prefix(ip: IpAddr) -> String {
+    match unwrapped(ip) {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => v6_prefix(v6, 48),
     }
 }
 
 /// How long an attempt reserved at or past a threshold holds its key against every
 /// other attempt while its password is checked: until it is settled (a failure replaces
 /// the hold with the block it earns, a success or a release lifts it), or, should the
-/// process die first, this long.
-const HOLD: Duration = Duration::from_secs(60);
+/// process die first, this long past the longest block. Being longer than any block, a
+/// hold is told apart from a block by what is left of it ([`retry_after`]).
+const HOLD_BEYOND_BLOCKS: Duration = Duration::from_secs(60);
+
+/// The end of a hold taken at `now`.
+fn hold_until(policy: &ThrottlePolicy, now: UnixTime) -> UnixTime {
+    blocked_until(now, policy.max_block).saturating_add(HOLD_BEYOND_BLOCKS)
+}
 
 /// One reserved key of an attempt.
 #[derive(Debug)]
@@ -89,9 +127,10 @@ impl Held {
     }
 }
 
-/// One attempt's reservations, to settle once its password is checked. Dropped unsettled
-/// (the client went away mid-check), it is released in the background: an attempt whose
-/// answer nobody saw counts for nothing.
+/// One attempt's reservations, to settle once its password is checked. The check runs in
+/// a task of its own (`login::authenticate`), so a client going away does not drop it;
+/// dropped unsettled all the same (a panic, the runtime shutting down), it is released
+/// in the background.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     store: std::sync::Arc<dyn crate::store::Store>,
@@ -134,7 +173,7 @@ pub(crate) async fn reserve(
                 now,
                 policy.window,
                 threshold,
-                now.saturating_add(HOLD),
+                hold_until(&policy, now),
             )
             .await;
         match taken {
@@ -157,17 +196,23 @@ pub(crate) async fn reserve(
     Ok(Ok(r))
 }
 
-/// Seconds until `key` is free again: at least 1, and never more than the longest block
-/// (a hold ends when its attempt is settled, well before [`HOLD`]).
+/// Seconds until `key` is free again: what is left of its block, at least 1; 1 while it
+/// is only held (an attempt being checked, settled within a hash's time: more is left
+/// of it than any block can last).
 async fn retry_after(state: &AppState, key: &str) -> u64 {
     let now = state.clock.now();
-    let longest = state.config.throttle.max_block.as_secs() + 1;
     match state.store.login_blocked_until(key, now).await {
-        Ok(Some(t)) => u64::try_from(t.secs() - now.secs())
-            .unwrap_or(1)
-            .clamp(1, longest),
+        Ok(Some(t)) => wait_for(&state.config.throttle, now, t),
         _ => 1,
     }
+}
+
+/// [`retry_after`] for a key blocked or held until `until`.
+fn wait_for(policy: &ThrottlePolicy, now: UnixTime, until: UnixTime) -> u64 {
+    if until > blocked_until(now, policy.max_block) {
+        return 1;
+    }
+    u64::try_from(until.secs() - now.secs()).unwrap_or(1).max(1)
 }
 
 /// The end of a block of `block` starting `now`. The clock has whole seconds: one more
@@ -194,9 +239,8 @@ impl Reservation {
     }
 
     /// The attempt failed: its reservations stay counted, and a hold becomes the block
-    /// its count earns. Returns the account's failures over all networks when they just
-    /// reached the alarm level (once per window).
-    pub(crate) async fn failed(mut self, state: &AppState) -> Result<Option<u32>, OAuthError> {
+    /// its count earns. Returns the account's failures over all networks in the window.
+    pub(crate) async fn failed(mut self, state: &AppState) -> Result<u32, OAuthError> {
         self.settled = true;
         let policy = state.config.throttle;
         let now = state.clock.now();
@@ -214,11 +258,10 @@ impl Reservation {
                 "login throttled"
             );
         }
-        let total = self
+        Ok(self
             .store
             .record_login_failure(&self.account, now, policy.window)
-            .await?;
-        Ok((total == policy.account_alarm()).then_some(total))
+            .await?)
     }
 }
 
@@ -229,8 +272,8 @@ impl Drop for Reservation {
         }
         let held = std::mem::take(&mut self.held);
         let store = std::sync::Arc::clone(&self.store);
-        // Only a request future dropped mid-check gets here, always inside the runtime;
-        // without one there is nothing to run on and the holds simply expire.
+        // Only a check task dropped mid-check gets here; without a runtime there is
+        // nothing to run on and the holds simply expire.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 // No clock here: 0 lifts a hold as well as now would (the store compares
@@ -321,5 +364,49 @@ mod tests {
         assert_eq!(n("2001:db8:1:2:ffff:ffff:ffff:ffff"), n("2001:db8:1:2::1"));
         assert_ne!(n("2001:db8:1:2::1"), n("2001:db8:1:3::1"));
         assert_eq!(n("::1"), "::/64");
+        assert_eq!(n("::"), "::/64");
+    }
+
+    /// IPv4 addresses carried in IPv6 (mapped, NAT64, IPv4-compatible) count as the IPv4
+    /// address, so one IPv4 source cannot pose as many IPv6 networks; prefixes are IPv4
+    /// /24s and IPv6 /48s.
+    #[test]
+    fn ipv4_carried_in_ipv6_is_its_ipv4_address() {
+        let n = |s: &str| source_network(s.parse().unwrap());
+        let p = |s: &str| source_prefix(s.parse().unwrap());
+        for carried in ["::ffff:192.0.2.77", "64:ff9b::192.0.2.77", "::192.0.2.77"] {
+            assert_eq!(n(carried), "192.0.2.77", "{carried}");
+            assert_eq!(p(carried), "192.0.2.0/24", "{carried}");
+        }
+        assert_eq!(
+            n("64:ff9b:1::192.0.2.77"),
+            "64:ff9b:1::/64",
+            "not the well-known prefix"
+        );
+        assert_eq!(p("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(p("2001:db8:1:2:3:4:5:6"), "2001:db8:1::/48");
+        assert_eq!(p("2001:db8:1:ffff::1"), p("2001:db8:1:2::1"));
+    }
+
+    /// A hold (an attempt being checked) is answered with 1 s; a block with what is left
+    /// of it, at least 1.
+    #[test]
+    fn a_hold_says_one_second_a_block_what_is_left() {
+        let p = ThrottlePolicy {
+            per_account: 3,
+            per_ip: 10,
+            window: Duration::from_secs(900),
+            max_block: Duration::from_secs(900),
+        };
+        let now = UnixTime::from_secs(1_800_000_000);
+        assert_eq!(wait_for(&p, now, hold_until(&p, now)), 1);
+        let later = now.saturating_add(Duration::from_secs(30));
+        assert_eq!(wait_for(&p, later, hold_until(&p, now)), 1, "still a hold");
+        assert_eq!(
+            wait_for(&p, now, blocked_until(now, Duration::from_secs(4))),
+            5
+        );
+        assert_eq!(wait_for(&p, now, blocked_until(now, p.max_block)), 901);
+        assert_eq!(wait_for(&p, now, now), 1);
     }
 }

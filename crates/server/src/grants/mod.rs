@@ -143,7 +143,7 @@ pub(crate) fn network(ip: std::net::IpAddr) -> String {
 
 /// Parses `grant_type`, checks the client may use it, and runs the grant.
 pub(crate) async fn exchange(
-    state: &AppState,
+    state: &std::sync::Arc<AppState>,
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,

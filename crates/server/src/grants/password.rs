@@ -2,6 +2,8 @@
 //! go through the one login check ([`crate::login`]): unknown user, wrong password and
 //! disabled user give the same error after the same Argon2id work.
 
+use std::sync::Arc;
+
 use serde_json::json;
 use tessera_token::SecretString;
 
@@ -18,7 +20,7 @@ use crate::store::{ClientRecord, GrantRecord};
 const BAD_LOGIN: &str = "invalid username or password";
 
 pub(crate) async fn exchange(
-    state: &AppState,
+    state: &Arc<AppState>,
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,

@@ -547,7 +547,7 @@ pub(crate) async fn post(
 /// grant does) and starts a session; then the consent page or the code. Every failed
 /// check shows the same message.
 async fn login(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     raw: &Raw,
     req: &AuthRequest,

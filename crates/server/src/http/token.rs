@@ -53,7 +53,7 @@ pub(crate) async fn token(
 }
 
 async fn run(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     body: &[u8],
     ctx: RequestContext,

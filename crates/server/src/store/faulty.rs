@@ -24,6 +24,11 @@ pub(crate) struct FaultyStore {
     pub(crate) fail_user_lookups: AtomicBool,
     /// While on: storing a signing key fails (nothing committed).
     pub(crate) fail_key_inserts: AtomicBool,
+    /// While on: forgetting login failures (a success's settling) stalls 300 ms first,
+    /// counted in `failure_clears_stalled` (a client may go away meanwhile).
+    pub(crate) stall_failure_clears: AtomicBool,
+    /// How many clears stalled.
+    pub(crate) failure_clears_stalled: std::sync::atomic::AtomicU64,
 }
 
 impl FaultyStore {
@@ -36,6 +41,8 @@ impl FaultyStore {
             fail_context_swaps: AtomicBool::new(false),
             fail_user_lookups: AtomicBool::new(false),
             fail_key_inserts: AtomicBool::new(false),
+            stall_failure_clears: AtomicBool::new(false),
+            failure_clears_stalled: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -237,27 +244,52 @@ forward!(AuditStore {
     fn query_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 });
 
-forward!(ThrottleStore {
-    fn record_login_failure(
+#[async_trait]
+impl ThrottleStore for FaultyStore {
+    async fn record_login_failure(
         &self,
         key: &str,
         now: UnixTime,
-        window: std::time::Duration
-    ) -> Result<u32, StoreError>;
-    fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
-    fn login_blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>, StoreError>;
-    fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
-    fn reserve_login_attempt(
+        window: std::time::Duration,
+    ) -> Result<u32, StoreError> {
+        self.inner.record_login_failure(key, now, window).await
+    }
+    async fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
+        self.inner.block_login(key, until).await
+    }
+    async fn login_blocked_until(
+        &self,
+        key: &str,
+        now: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError> {
+        self.inner.login_blocked_until(key, now).await
+    }
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
+        if self.stall_failure_clears.load(Ordering::SeqCst) {
+            self.failure_clears_stalled.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        self.inner.clear_login_failures(key).await
+    }
+    async fn reserve_login_attempt(
         &self,
         key: &str,
         now: UnixTime,
         window: std::time::Duration,
         threshold: u32,
-        block_until: UnixTime
-    ) -> Result<Option<u32>, StoreError>;
-    fn release_login_attempt(&self, key: &str) -> Result<(), StoreError>;
-    fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError>;
-});
+        block_until: UnixTime,
+    ) -> Result<Option<u32>, StoreError> {
+        self.inner
+            .reserve_login_attempt(key, now, window, threshold, block_until)
+            .await
+    }
+    async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.release_login_attempt(key).await
+    }
+    async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
+        self.inner.replace_login_block(key, until).await
+    }
+}
 
 #[async_trait]
 impl Store for FaultyStore {
