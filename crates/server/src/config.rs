@@ -85,6 +85,9 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// A file holding the bearer token `/metrics` requires (default none: open).
     pub metrics_token_file: Option<PathBuf>,
+    /// Open connections one source (IPv4 address, IPv6 /64) may hold at once (default a
+    /// quarter of `max_connections`); `trusted_proxies` are not limited.
+    pub max_connections_per_ip: Option<usize>,
 
     // --- tokens ---
     /// Access-token lifetime in seconds (default 600).
@@ -235,6 +238,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// File holding the bearer token `/metrics` requires; `None`: no token.
     pub metrics_token_file: Option<PathBuf>,
+    /// Cap on the open connections of one source (not the trusted proxies).
+    pub max_connections_per_ip: usize,
     /// Access-token lifetime.
     pub access_token_ttl: Duration,
     /// Refresh-token idle lifetime.
@@ -582,6 +587,13 @@ impl ServerConfig {
             ),
             metrics_listen,
             metrics_token_file: file.metrics_token_file,
+            max_connections_per_ip: p.within(
+                "max_connections_per_ip",
+                file.max_connections_per_ip,
+                (file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) / 4).max(1),
+                1,
+                MAX_MAX_CONNECTIONS,
+            ),
             access_token_ttl,
             refresh_idle_ttl,
             refresh_absolute_ttl,

@@ -1,9 +1,11 @@
 //! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM (graceful:
 //! requests in flight finish; SIGTERM first answers /readyz with 503 for
-//! `shutdown_delay_secs` while still serving); SIGHUP reloads the TLS certificate.
+//! `shutdown_delay_secs` while still serving, which Ctrl-C or a second SIGTERM cuts
+//! short); SIGHUP reloads the TLS certificate.
 
 use clap::Args;
 use tessera_server::{Overrides, Server, Stop};
+use tokio::sync::mpsc;
 
 use crate::cmd::Global;
 use crate::exit::CliError;
@@ -65,7 +67,7 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
     }
     tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
     let reloader = tokio::spawn(reload_on_hangup(server.tls()));
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown_signals()).await?;
     reloader.abort();
     tracing::info!("tessera stopped");
     Ok(())
@@ -91,26 +93,47 @@ async fn reload_on_hangup(tls: Option<std::sync::Arc<tessera_server::tls::TlsCer
     drop(tls);
 }
 
-/// The first of Ctrl-C (stop now) and SIGTERM (lame-duck phase first).
-async fn shutdown_signal() -> Stop {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
+/// Ctrl-C ([`Stop::Now`]) and SIGTERM ([`Stop::LameDuck`]), each as it arrives, for as
+/// long as the server runs: a later one ends the shutdown delay.
+fn shutdown_signals() -> mpsc::UnboundedReceiver<Stop> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(forward_signals(tx));
+    rx
+}
+
+#[cfg(unix)]
+async fn forward_signals(tx: mpsc::UnboundedSender<Stop>) {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    /// The next delivery of `s`; never, if it could not be installed.
+    async fn next(s: &mut Option<Signal>) {
+        let delivered = match s {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        if !delivered {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => Stop::Now,
-        () = term => Stop::LameDuck,
     }
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    loop {
+        let stop = tokio::select! {
+            () = next(&mut int) => Stop::Now,
+            () = next(&mut term) => Stop::LameDuck,
+        };
+        if tx.send(stop).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn forward_signals(tx: mpsc::UnboundedSender<Stop>) {
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if tx.send(Stop::Now).is_err() {
+            return;
+        }
+    }
+    // Ctrl-C cannot be watched: never stop by signal (keep the sender).
+    std::future::pending::<()>().await;
 }

@@ -145,7 +145,10 @@ async fn hardening_slow_heads_bodies_and_idle_keep_alive_are_closed_while_others
 
 #[tokio::test]
 async fn hardening_connections_beyond_the_cap_are_refused_while_probes_answer() {
-    let s = Server::start_with("max_connections = 3\nheader_read_timeout_secs = 120\n", &[]);
+    let s = Server::start_with(
+        "max_connections = 3\nmax_connections_per_ip = 100\nheader_read_timeout_secs = 120\n",
+        &[],
+    );
     let a = addr(&s);
     // Three keep-alive connections take every slot (each served once, so surely admitted).
     let mut held: Vec<TcpStream> = (0..3)
@@ -392,7 +395,9 @@ async fn hardening_tls_clients_that_never_finish_the_handshake_are_closed() {
     let pem = crate::tls::self_signed(certs.path(), "c");
     let (crt, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
     let s = Server::start_with(
-        &format!("tls_cert = {crt:?}\ntls_key = {key:?}\nmax_connections = 4\n"),
+        &format!(
+            "tls_cert = {crt:?}\ntls_key = {key:?}\nmax_connections = 4\nmax_connections_per_ip = 100\n"
+        ),
         &[],
     );
     let a = s.base.trim_start_matches("https://").to_owned();
@@ -421,5 +426,292 @@ async fn hardening_tls_clients_that_never_finish_the_handshake_are_closed() {
             other => assert!(Instant::now() < deadline, "{other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A connection from the loopback address `src` (127.0.0.2 and so on are other sources
+/// of the same host), with a receive buffer of `rcvbuf` bytes if given.
+async fn connect_from(src: &str, to: &str, rcvbuf: Option<u32>) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(n) = rcvbuf {
+        socket.set_recv_buffer_size(n)?;
+    }
+    socket.bind(format!("{src}:0").parse().unwrap())?;
+    let stream = socket.connect(to.parse().unwrap()).await?.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Asks `path` (closing) from the loopback address `src`; the status line, or the error.
+async fn get_from(src: &str, a: &str, path: &str) -> String {
+    let mut c = match connect_from(src, a, None).await {
+        Ok(c) => c,
+        Err(e) => return format!("connect: {e}"),
+    };
+    let _ = write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\r\n"
+    );
+    let got = read_until_closed(&mut c, path);
+    got.lines()
+        .next()
+        .unwrap_or("<closed unanswered>")
+        .to_owned()
+}
+
+/// Clients that pipeline many requests and never read the answers: their writes stall,
+/// and after `request_timeout_secs` without progress the server closes them, so every
+/// slot is free again (before, they held every slot for ever and all but the probes got
+/// 503).
+#[tokio::test]
+async fn hardening_clients_that_never_read_their_answers_are_closed() {
+    let s = Server::start_with(
+        "max_connections = 3\nmax_connections_per_ip = 100\nrequest_timeout_secs = 2\nheader_read_timeout_secs = 120\n",
+        &[],
+    );
+    let a = addr(&s);
+    let pipelined = format!("GET /openapi.json HTTP/1.1\r\nHost: {a}\r\n\r\n").repeat(600);
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.1", &a, Some(4096)).await.unwrap();
+        c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The server stops reading once its answers back up; what is not sent is fine.
+        let _ = c.write_all(pipelined.as_bytes());
+        stalled.push(c);
+    }
+    // They hold every slot now; soon they are closed and others are served again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = get(&a, "/jwks.json").unwrap_or_default();
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still refusing while nobody reads: {}",
+            r.lines().next().unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+    let log = s.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// One source opening connection after connection with a partial head cannot take the
+/// slots (nor the probe reserve) from everyone else: it holds at most
+/// `max_connections_per_ip`, the rest are closed at once and counted.
+#[tokio::test]
+async fn hardening_one_source_cannot_take_every_connection_slot() {
+    let s = Server::start_with("max_connections = 8\nheader_read_timeout_secs = 120\n", &[]);
+    let a = addr(&s);
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(mut c) = connect_from("127.0.0.2", &a, None).await {
+            let _ = c.write_all(b"G");
+            held.push(c);
+        }
+    }
+    // Churn: more partial heads from the same source while others ask.
+    let churn = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            for _ in 0..200 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                if let Ok(mut c) = connect_from("127.0.0.2", &a, None).await {
+                    let _ = c.write_all(b"GET / HTTP/1.1\r\n");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        })
+    };
+    for _ in 0..5 {
+        let r = get_from("127.0.0.3", &a, "/healthz").await;
+        assert_eq!(r, "HTTP/1.1 200 OK");
+        let r = get_from("127.0.0.3", &a, "/jwks.json").await;
+        assert_eq!(r, "HTTP/1.1 200 OK");
+    }
+    churn.abort();
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = get(&a, "/metrics").unwrap_or_default();
+        if m.contains("tessera_connections_refused_total{reason=\"max_connections_per_ip\"}") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusals not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A reserve connection (probes only) gets a short header timeout, so partial heads
+/// cannot keep the reserve for the full `header_read_timeout_secs`; a 503 on the reserve
+/// is counted and logged.
+#[tokio::test]
+async fn hardening_the_probe_reserve_closes_partial_heads_quickly_and_counts_its_503s() {
+    let s = Server::start_with(
+        "max_connections = 2\nmax_connections_per_ip = 1\nheader_read_timeout_secs = 120\n",
+        &[],
+    );
+    let a = addr(&s);
+    // Two sources take both full slots with served keep-alive connections.
+    let mut full = Vec::new();
+    for src in ["127.0.0.2", "127.0.0.3"] {
+        let mut c = connect_from(src, &a, None).await.unwrap();
+        write!(c, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n").unwrap();
+        assert!(read_response(&mut c).starts_with("HTTP/1.1 200"));
+        full.push(c);
+    }
+    // A partial head on a reserve slot is closed long before 120 s.
+    let mut partial = connect_from("127.0.0.4", &a, None).await.unwrap();
+    write!(partial, "GET /healthz HTTP/1.1\r\nHost: {a}\r\n").unwrap();
+    let got = read_until_closed(&mut partial, "partial head on a reserve slot");
+    assert!(!got.contains("200 OK"), "{got}");
+    // Anything but a probe on the reserve: 503, counted and logged.
+    assert_eq!(
+        get_from("127.0.0.5", &a, "/jwks.json").await,
+        "HTTP/1.1 503 Service Unavailable"
+    );
+    let log = s.log_until(|l| l.contains("tessera_reserve_busy_total"));
+    assert!(log.contains("WARN"), "{log}");
+    drop(full);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = get(&a, "/metrics").unwrap_or_default();
+        if m.contains("tessera_reserve_busy_total 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "503s not counted: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Persistent (keep-alive) clients across SIGTERM: during the lame-duck phase every
+/// answer says `Connection: close`, so no connection is left idle for the stop to close
+/// under a client sending on it. A request on a reused connection never fails; new
+/// connections are refused only once the listener has stopped.
+#[tokio::test]
+async fn hardening_sigterm_lame_duck_keep_alive_clients_see_no_errors() {
+    let mut s = Server::start_with("shutdown_delay_secs = 3\n", &[]);
+    let a = addr(&s);
+    let exited = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (a, exited, done) = (a.clone(), Arc::clone(&exited), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let (mut reused_errors, mut closes) = (Vec::new(), 0usize);
+                let mut conn: Option<(TcpStream, usize)> = None;
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !exited.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let (mut c, used) = match conn.take() {
+                        Some(c) => c,
+                        None => match TcpStream::connect(&a) {
+                            Ok(c) => (c, 0),
+                            Err(_) => {
+                                std::thread::sleep(Duration::from_millis(10));
+                                continue;
+                            }
+                        },
+                    };
+                    c.set_read_timeout(Some(CLOSE_BOUND)).unwrap();
+                    let sent = write!(c, "GET /jwks.json HTTP/1.1\r\nHost: {a}\r\n\r\n");
+                    let answer = sent.ok().and_then(|()| read_one(&mut c));
+                    match answer {
+                        Some(head) => {
+                            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                            done.fetch_add(1, Ordering::Relaxed);
+                            if head.to_ascii_lowercase().contains("connection: close") {
+                                closes += 1;
+                            } else {
+                                conn = Some((c, used + 1));
+                            }
+                        }
+                        // A fresh connection racing the listener's close may be reset;
+                        // a reused one must never fail.
+                        None if used > 0 => reused_errors.push(used),
+                        None => {}
+                    }
+                }
+                (reused_errors, closes)
+            })
+        })
+        .collect();
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while done.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "requests stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(50);
+    s.signal("TERM");
+    let status = s.wait_exit(Duration::from_secs(60)).expect("still running");
+    exited.store(true, Ordering::Relaxed);
+    let (mut errors, mut closes) = (Vec::new(), 0);
+    for w in workers {
+        let (e, c) = w.join().unwrap();
+        errors.extend(e);
+        closes += c;
+    }
+    assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
+    assert!(
+        errors.is_empty(),
+        "requests failed on reused connections: {errors:?}"
+    );
+    assert!(closes > 0, "no answer said Connection: close");
+}
+
+/// Reads one response (head and `Content-Length` body); `None` if the connection ends
+/// first.
+fn read_one(c: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return Some(text[..end].to_owned());
+            }
+        }
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// After SIGTERM, Ctrl-C or a second SIGTERM ends the shutdown delay at once.
+#[tokio::test]
+async fn hardening_a_second_signal_ends_the_shutdown_delay() {
+    for second in ["INT", "TERM"] {
+        let mut s = Server::start_with("shutdown_delay_secs = 600\n", &[]);
+        let a = addr(&s);
+        s.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = get(&a, "/readyz").unwrap();
+            if r.starts_with("HTTP/1.1 503") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "readyz never turned 503: {r}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.signal(second);
+        let status = s
+            .wait_exit(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("SIG{second} during the delay was ignored"));
+        assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
     }
 }
