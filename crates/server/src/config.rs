@@ -385,6 +385,13 @@ impl ServerConfig {
                 )
             }))
         });
+        if metrics_listen == Some(listen) && listen.port() != 0 {
+            p.push(invalid(
+                "metrics_listen",
+                format!("\"{listen}\""),
+                "is the main listen address; give /metrics an address of its own (or unset it)",
+            ));
+        }
         let issuer = o
             .issuer
             .or(file.issuer)
@@ -991,6 +998,11 @@ mod tests {
             ("request_timeout_secs = 0", "request_timeout_secs"),
             ("max_connections = 0", "max_connections"),
             ("metrics_listen = \"metrics\"", "metrics_listen"),
+            (
+                "listen = \"127.0.0.1:9000\"\nmetrics_listen = \"127.0.0.1:9000\"",
+                "metrics_listen",
+            ),
+            ("max_connections_per_ip = 0", "max_connections_per_ip"),
             ("access_token_ttl_secs = \"ten\"", "access_token_ttl_secs"),
         ] {
             let e = resolve_text(text, &[], &[]).unwrap_err().to_string();
@@ -1111,5 +1123,15 @@ mod tests {
         assert!(c.is_trusted_proxy("192.0.2.7".parse().unwrap()));
         assert!(c.is_trusted_proxy("::1".parse().unwrap()));
         assert!(!c.is_trusted_proxy("192.0.2.8".parse().unwrap()));
+    }
+
+    /// Review item 2: one source may hold a quarter of the slots unless configured.
+    #[test]
+    fn max_connections_per_ip_defaults_to_a_quarter_of_max_connections() {
+        let per_ip = |text: &str| resolve_text(text, &[], &[]).unwrap().max_connections_per_ip;
+        assert_eq!(per_ip(""), 128);
+        assert_eq!(per_ip("max_connections = 100"), 25);
+        assert_eq!(per_ip("max_connections = 3"), 1);
+        assert_eq!(per_ip("max_connections = 3\nmax_connections_per_ip = 7"), 7);
     }
 }

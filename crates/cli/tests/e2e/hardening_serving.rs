@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Server, register_secret};
+use crate::harness::{Server, register_secret, run_cli};
 
 /// How long a test waits for the server to close a connection it should close (the
 /// configured timeouts are a few seconds; this only bounds a failing test).
@@ -315,6 +315,7 @@ fn token_file(token: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("metrics.token");
     std::fs::write(&path, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let shown = path.to_str().unwrap().to_owned();
     (dir, shown)
 }
@@ -714,4 +715,56 @@ async fn hardening_a_second_signal_ends_the_shutdown_delay() {
             .unwrap_or_else(|| panic!("SIG{second} during the delay was ignored"));
         assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
     }
+}
+
+/// `config check` reports what `serve` would refuse about the metrics options: a missing
+/// token file, one others may read, a token a client cannot send, and metrics_listen on
+/// the main listen address; never the token itself.
+#[tokio::test]
+async fn hardening_config_check_reports_bad_metrics_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = dir.path().join("metrics.token");
+    let check = |set: &[String]| {
+        let mut args: Vec<&str> = Vec::new();
+        for s in set {
+            args.extend(["--set", s.as_str()]);
+        }
+        args.extend(["config", "check"]);
+        let out = run_cli(&data, &args, None);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), err)
+    };
+    let file = format!("metrics_token_file={}", token.display());
+    let (ok, err) = check(std::slice::from_ref(&file));
+    assert!(
+        !ok && err.contains("metrics_token_file") && err.contains("cannot be read"),
+        "{err}"
+    );
+    std::fs::write(&token, "s3cret-metrics-token-0123\n").unwrap();
+    let mode = |m: u32| {
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    mode(0o644);
+    let (ok, err) = check(std::slice::from_ref(&file));
+    assert!(
+        !ok && err.contains("chmod 600") && !err.contains("s3cret"),
+        "{err}"
+    );
+    mode(0o600);
+    std::fs::write(&token, "s3cret-métrique-token-0123\n").unwrap();
+    let (ok, err) = check(std::slice::from_ref(&file));
+    assert!(
+        !ok && err.contains("RFC 6750") && !err.contains("s3cret"),
+        "{err}"
+    );
+    std::fs::write(&token, "s3cret-metrics-token-0123\n").unwrap();
+    let (ok, err) = check(std::slice::from_ref(&file));
+    assert!(ok, "{err}");
+    let same = [
+        "listen=127.0.0.1:18099".to_owned(),
+        "metrics_listen=127.0.0.1:18099".to_owned(),
+    ];
+    let (ok, err) = check(&same);
+    assert!(!ok && err.contains("metrics_listen"), "{err}");
 }
