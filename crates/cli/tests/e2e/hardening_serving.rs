@@ -768,3 +768,97 @@ async fn hardening_config_check_reports_bad_metrics_options() {
     let (ok, err) = check(&same);
     assert!(!ok && err.contains("metrics_listen"), "{err}");
 }
+
+/// The same over TLS, after the handshake: clients that pipeline requests and never read
+/// are closed once their writes stall for `request_timeout_secs`, and HTTPS is served
+/// again.
+#[tokio::test]
+async fn hardening_tls_clients_that_never_read_after_the_handshake_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::pem::PemObject};
+    let certs = tempfile::tempdir().unwrap();
+    let pem = crate::tls::self_signed(certs.path(), "c");
+    let (crt, key) = (certs.path().join("c.crt"), certs.path().join("c.key"));
+    let s = Server::start_with(
+        &format!(
+            "tls_cert = {crt:?}\ntls_key = {key:?}\nmax_connections = 2\n\
+             max_connections_per_ip = 100\nrequest_timeout_secs = 2\n"
+        ),
+        &[],
+    );
+    let a = s.base.trim_start_matches("https://").to_owned();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let pipelined = format!("GET /openapi.json HTTP/1.1\r\nHost: {a}\r\n\r\n").repeat(600);
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(a.parse().unwrap()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // The server stops reading once its answers back up; what is not sent is fine.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), tls.write_all(pipelined.as_bytes())).await;
+        stalled.push(tls);
+    }
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.get(s.url("/jwks.json")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "still refused while nobody reads: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+}
+
+/// A head trickled a byte at a time (progress, but never finished) is closed after
+/// `header_read_timeout_secs` all the same: the timeout bounds the whole head.
+#[tokio::test]
+async fn hardening_a_head_trickled_byte_by_byte_is_closed() {
+    let s = Server::start_with("header_read_timeout_secs = 2\n", &[]);
+    let a = addr(&s);
+    let mut c = TcpStream::connect(&a).unwrap();
+    let mut writer = c.try_clone().unwrap();
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {a}\r\nX-Pad: {}",
+        "a".repeat(400)
+    );
+    let trickle = std::thread::spawn(move || {
+        // One byte every 100 ms: 40 s for the whole head, far past the timeout.
+        for b in head.bytes() {
+            if writer.write_all(&[b]).is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    });
+    let got = read_until_closed(&mut c, "trickled head");
+    assert!(!got.contains("200 OK"), "{got}");
+    assert!(
+        trickle.join().unwrap(),
+        "the whole head went out before the close"
+    );
+    let r = get(&a, "/healthz").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
