@@ -313,8 +313,15 @@ impl Conn {
                         return Ok::<_, std::convert::Infallible>(busy());
                     }
                     let deadline = ctx.request_body;
+                    let late = crate::http::BodyTimedOut::default();
+                    req.extensions_mut().insert(late.clone());
                     let mut response = app
-                        .call(req.map(|b| Body::new(DeadlineBody::new(deadline, b))))
+                        .call(req.map(|b| {
+                            Body::new(crate::http::Flagged::new(
+                                DeadlineBody::new(deadline, b),
+                                late,
+                            ))
+                        }))
                         .await?;
                     // Draining, or served enough: this answer ends the connection.
                     if *ctx.stop.borrow() != Phase::Serving || nth >= MAX_REQUESTS_PER_CONNECTION {
