@@ -60,6 +60,9 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         "http"
     };
     let server = Server::bind(config).await?;
+    // Installed before the address is announced: a signal sent as soon as the server
+    // is up must stop it gracefully, not kill it.
+    let signals = shutdown_signals();
     eprintln!("listening on {scheme}://{}", server.local_addr());
     eprintln!("issuer {}", server.issuer());
     if let Some(addr) = server.metrics_addr() {
@@ -67,7 +70,7 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
     }
     tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
     let reloader = tokio::spawn(reload_on_hangup(server.tls()));
-    server.run(shutdown_signals()).await?;
+    server.run(signals).await?;
     reloader.abort();
     tracing::info!("tessera stopped");
     Ok(())
@@ -97,13 +100,25 @@ async fn reload_on_hangup(tls: Option<std::sync::Arc<tessera_server::tls::TlsCer
 /// long as the server runs: a later one ends the shutdown delay.
 fn shutdown_signals() -> mpsc::UnboundedReceiver<Stop> {
     let (tx, rx) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        tokio::spawn(forward_signals(tx, int, term));
+    }
+    #[cfg(not(unix))]
     tokio::spawn(forward_signals(tx));
     rx
 }
 
 #[cfg(unix)]
-async fn forward_signals(tx: mpsc::UnboundedSender<Stop>) {
-    use tokio::signal::unix::{Signal, SignalKind, signal};
+async fn forward_signals(
+    tx: mpsc::UnboundedSender<Stop>,
+    mut int: Option<tokio::signal::unix::Signal>,
+    mut term: Option<tokio::signal::unix::Signal>,
+) {
+    use tokio::signal::unix::Signal;
     /// The next delivery of `s`; never, if it could not be installed.
     async fn next(s: &mut Option<Signal>) {
         let delivered = match s {
@@ -114,8 +129,6 @@ async fn forward_signals(tx: mpsc::UnboundedSender<Stop>) {
             std::future::pending::<()>().await;
         }
     }
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut term = signal(SignalKind::terminate()).ok();
     loop {
         let stop = tokio::select! {
             () = next(&mut int) => Stop::Now,
