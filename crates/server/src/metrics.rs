@@ -44,8 +44,11 @@ pub const LOGIN_BUSY: &str = "tessera_login_busy_total";
 pub const STORE_ERRORS: &str = "tessera_store_errors_total";
 /// Age in seconds of each signing key by `kid`, `alg` and `state` (computed at scrape).
 pub const KEY_AGE: &str = "tessera_signing_key_age_seconds";
-/// Connections closed at once because `max_connections` and its probe reserve were full.
+/// Connections closed at once, by `reason`: `max_connections` (it and the probe reserve
+/// were full) or `max_connections_per_ip` (their source held its share).
 pub const CONNECTIONS_REFUSED: &str = "tessera_connections_refused_total";
+/// Requests other than the health probes answered 503 on a probe-reserve connection.
+pub const RESERVE_BUSY: &str = "tessera_reserve_busy_total";
 
 /// Latency buckets, seconds: sub-millisecond reads up to slow password hashing.
 const BUCKETS: [f64; 14] = [
@@ -100,7 +103,11 @@ fn describe() {
     describe_counter!(STORE_ERRORS, "Storage backend failures.");
     describe_counter!(
         CONNECTIONS_REFUSED,
-        "Connections closed at once because max_connections was reached."
+        "Connections closed at once, by reason (max_connections or max_connections_per_ip)."
+    );
+    describe_counter!(
+        RESERVE_BUSY,
+        "Requests answered 503 on a probe-reserve connection (max_connections reached)."
     );
 }
 

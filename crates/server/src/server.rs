@@ -1,14 +1,13 @@
 //! Start-up: data directory, master key, store, keys, password pool, listening socket;
 //! then serve until shut down.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, header};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -18,7 +17,7 @@ use crate::keys::{self, Check, Claim, Keys};
 use crate::lockfile::DirLock;
 use crate::password::Passwords;
 use crate::secrets::Sealer;
-use crate::serving::{self, Endpoint, Limits};
+use crate::serving::{self, Endpoint, Limits, Phase};
 use crate::state::AppState;
 use crate::store::{self, Store};
 use crate::tls::TlsCert;
@@ -183,14 +182,13 @@ impl Server {
         self.state.issuer()
     }
 
-    /// Serves until `shutdown` completes: after [`Stop::LameDuck`], `/readyz` answers 503
-    /// while the server keeps serving for `shutdown_delay_secs`; then the listeners stop
-    /// accepting, serve what the kernel already accepted, let requests in flight finish
-    /// (at most `shutdown_timeout_secs`), and the store closes.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = Stop> + Send + 'static,
-    ) -> Result<(), Error> {
+    /// Serves until a stop arrives on `signals` (or its sender is dropped: [`Stop::Now`]):
+    /// after [`Stop::LameDuck`], `/readyz` answers 503 and every answer closes its
+    /// connection while the server keeps serving for `shutdown_delay_secs` (cut short by
+    /// the next stop on `signals`); then the listeners stop accepting, serve what the
+    /// kernel already accepted, let requests in flight finish (at most
+    /// `shutdown_timeout_secs`), and the store closes.
+    pub async fn run(self, signals: mpsc::UnboundedReceiver<Stop>) -> Result<(), Error> {
         let refresher = tokio::spawn(refresh_keys(
             Arc::clone(&self.state),
             Arc::clone(&self.sealer),
@@ -213,6 +211,15 @@ impl Server {
             Some(cert) => Some(TlsAcceptor::from(cert.server_config()?)),
             None => None,
         };
+        let metrics_connections = match self.metrics_listener {
+            Some(_) => METRICS_MAX_CONNECTIONS,
+            None => 0,
+        };
+        let max_connections = open_files_allow(
+            config.max_connections,
+            metrics_connections,
+            serving::raise_open_files(),
+        );
         let main = Endpoint {
             listener: self.listener,
             app,
@@ -220,9 +227,11 @@ impl Server {
             limits: Limits {
                 header_read: config.header_read_timeout,
                 request_body: config.request_timeout,
-                max_connections: config.max_connections,
+                max_connections,
                 reserve: serving::PROBE_RESERVE,
+                per_source: config.max_connections_per_ip,
             },
+            exempt: config.trusted_proxies.clone(),
         };
         let metrics = self.metrics_listener.map(|listener| Endpoint {
             listener,
@@ -233,11 +242,13 @@ impl Server {
                 request_body: config.request_timeout,
                 max_connections: METRICS_MAX_CONNECTIONS,
                 reserve: 0,
+                per_source: METRICS_MAX_CONNECTIONS,
             },
+            exempt: Vec::new(),
         });
         let drain = config.shutdown_timeout;
-        let (stopping, stop) = watch::channel(false);
-        let signal = lame_duck(Arc::clone(&self.state), shutdown, stopping);
+        let (phase, stop) = watch::channel(Phase::Serving);
+        let signal = lame_duck(Arc::clone(&self.state), signals, phase);
         let serve_metrics = async {
             if let Some(m) = metrics {
                 serving::serve(m, stop.clone(), drain).await;
@@ -260,28 +271,51 @@ impl Server {
     }
 }
 
-/// Waits for `shutdown`; on [`Stop::LameDuck`] marks the server not ready and keeps
-/// serving for `shutdown_delay_secs`; then tells the listeners to stop accepting.
+/// `max_connections` clamped to what the open-file limit allows (with a WARN naming
+/// both numbers).
+fn open_files_allow(max_connections: usize, other: usize, open_files: Option<u64>) -> usize {
+    let fits =
+        serving::fitting_connections(max_connections, serving::PROBE_RESERVE, other, open_files);
+    if fits < max_connections {
+        tracing::warn!(
+            max_connections,
+            open_file_limit = open_files.unwrap_or(0),
+            serving = fits,
+            "max_connections does not fit in the open-file limit (RLIMIT_NOFILE, less the probe reserve and room for the store and files); serving {fits} connections at once. Raise the limit (ulimit -n, LimitNOFILE=) or lower max_connections"
+        );
+    }
+    fits
+}
+
+/// Waits for a stop on `signals`; on [`Stop::LameDuck`] marks the server not ready and
+/// draining and keeps serving for `shutdown_delay_secs` (or until the next signal); then
+/// tells the listeners to stop accepting.
 async fn lame_duck(
     state: Arc<AppState>,
-    shutdown: impl Future<Output = Stop>,
-    stopping: watch::Sender<bool>,
+    mut signals: mpsc::UnboundedReceiver<Stop>,
+    phase: watch::Sender<Phase>,
 ) {
-    let how = shutdown.await;
+    let how = signals.recv().await.unwrap_or(Stop::Now);
     state.start_draining();
     let delay = state.config.shutdown_delay;
     if how == Stop::LameDuck && !delay.is_zero() {
+        let _ = phase.send(Phase::Draining);
         tracing::info!(
             delay_secs = delay.as_secs(),
-            "shutting down: /readyz answers 503; still serving for shutdown_delay_secs"
+            "shutting down: /readyz answers 503; still serving for shutdown_delay_secs (Ctrl-C or another SIGTERM stops at once)"
         );
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            Some(again) = signals.recv() => {
+                tracing::info!(signal = ?again, "second stop signal: ending the shutdown delay now");
+            }
+        }
     }
     tracing::info!(
         drain_secs = state.config.shutdown_timeout.as_secs(),
         "shutting down: not accepting connections; finishing requests in flight"
     );
-    let _ = stopping.send(true);
+    let _ = phase.send(Phase::Stopped);
 }
 
 /// The `Strict-Transport-Security` value, when the server is reached over HTTPS (its own

@@ -13,7 +13,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -154,11 +153,14 @@ fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Err
 
 /// Shakes hands on an accepted connection, within [`HANDSHAKE_TIMEOUT`]; `None` (logged
 /// at debug level) when the client fails or is too slow.
-pub(crate) async fn handshake(
+pub(crate) async fn handshake<S>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {

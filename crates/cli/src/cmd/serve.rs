@@ -1,9 +1,11 @@
 //! `tessera serve`: run the authorization server until Ctrl-C or SIGTERM (graceful:
 //! requests in flight finish; SIGTERM first answers /readyz with 503 for
-//! `shutdown_delay_secs` while still serving); SIGHUP reloads the TLS certificate.
+//! `shutdown_delay_secs` while still serving, which Ctrl-C or a second SIGTERM cuts
+//! short); SIGHUP reloads the TLS certificate.
 
 use clap::Args;
 use tessera_server::{Overrides, Server, Stop};
+use tokio::sync::mpsc;
 
 use crate::cmd::Global;
 use crate::exit::CliError;
@@ -61,6 +63,9 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         "http"
     };
     let server = Server::bind(config).await?;
+    // Installed before the address is announced: a signal sent as soon as the server
+    // is up must stop it gracefully, not kill it.
+    let signals = shutdown_signals();
     eprintln!("listening on {scheme}://{}", server.local_addr());
     eprintln!("issuer {}", server.issuer());
     if let Some(addr) = server.metrics_addr() {
@@ -68,7 +73,7 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
     }
     tracing::info!(addr = %server.local_addr(), issuer = server.issuer(), data_dir = %data_dir.display(), store = %store, "tessera started");
     let reloader = tokio::spawn(reload_on_hangup(server.tls()));
-    server.run(shutdown_signal()).await?;
+    server.run(signals).await?;
     reloader.abort();
     tracing::info!("tessera stopped");
     Ok(())
@@ -94,26 +99,57 @@ async fn reload_on_hangup(tls: Option<std::sync::Arc<tessera_server::tls::TlsCer
     drop(tls);
 }
 
-/// The first of Ctrl-C (stop now) and SIGTERM (lame-duck phase first).
-async fn shutdown_signal() -> Stop {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
+/// Ctrl-C ([`Stop::Now`]) and SIGTERM ([`Stop::LameDuck`]), each as it arrives, for as
+/// long as the server runs: a later one ends the shutdown delay.
+fn shutdown_signals() -> mpsc::UnboundedReceiver<Stop> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        tokio::spawn(forward_signals(tx, int, term));
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(forward_signals(tx));
+    rx
+}
+
+#[cfg(unix)]
+async fn forward_signals(
+    tx: mpsc::UnboundedSender<Stop>,
+    mut int: Option<tokio::signal::unix::Signal>,
+    mut term: Option<tokio::signal::unix::Signal>,
+) {
+    use tokio::signal::unix::Signal;
+    /// The next delivery of `s`; never, if it could not be installed.
+    async fn next(s: &mut Option<Signal>) {
+        let delivered = match s {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        };
+        if !delivered {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => Stop::Now,
-        () = term => Stop::LameDuck,
     }
+    loop {
+        let stop = tokio::select! {
+            () = next(&mut int) => Stop::Now,
+            () = next(&mut term) => Stop::LameDuck,
+        };
+        if tx.send(stop).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn forward_signals(tx: mpsc::UnboundedSender<Stop>) {
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if tx.send(Stop::Now).is_err() {
+            return;
+        }
+    }
+    // Ctrl-C cannot be watched: never stop by signal (keep the sender).
+    std::future::pending::<()>().await;
 }

@@ -33,10 +33,11 @@ async fn sigterm_under_load_finishes_started_requests_and_exits_0() {
     let mut s = Server::start_with(
         // 24 concurrent sign-ins of one account: each holds a throttle reservation until
         // its check ends, so the account's limit must allow that many at once, and each a
-        // place in the hash queue, of which one network may hold an eighth.
+        // place in the hash queue, of which one network may hold an eighth. The half-sent
+        // request below must outlive a slow run: no 30 s body deadline.
         "password_hash_concurrency = 1\nshutdown_timeout_secs = 120\n\
          login_failures_per_account = 50\nlogin_failures_per_ip = 50\n\
-         password_hash_queue = 256\n",
+         password_hash_queue = 256\nrequest_timeout_secs = 600\n",
         &[("TESSERA_LOG", "info,tessera_server=debug")],
     );
     let (id, secret) = s.add_client("web", "password,client_credentials", "", &[]);

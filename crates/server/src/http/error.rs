@@ -1,5 +1,9 @@
 //! The one place an [`OAuthError`] becomes an HTTP response (RFC 6749 section 5.2).
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Json;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -67,13 +71,63 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// Set when a request's body did not arrive within `request_timeout_secs` (a request
+/// extension, shared with the body that notices).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BodyTimedOut(Arc<AtomicBool>);
+
+/// A request body that sets [`BodyTimedOut`] when its deadline passes.
+pub(crate) struct Flagged<B> {
+    inner: Pin<Box<B>>,
+    late: BodyTimedOut,
+}
+
+impl<B> Flagged<B> {
+    pub(crate) fn new(inner: B, late: BodyTimedOut) -> Self {
+        Flagged {
+            inner: Box::pin(inner),
+            late,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for Flagged<B>
+where
+    B: hyper::body::Body<Error = tower::BoxError>,
+{
+    type Data = B::Data;
+    type Error = tower::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, Self::Error>>> {
+        let r = self.inner.as_mut().poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Err(e))) = &r
+            && e.is::<tower_http::timeout::TimeoutError>()
+        {
+            self.late.0.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Middleware of the OAuth endpoints: the framework's plain-text rejections of a request
-/// (413 for a body over the limit, 400 for a body that could not be read, e.g. one not
+/// (413 for a body over the limit, 400 for a body that could not be read, 408 for one not
 /// received within `request_timeout_secs`) become the OAuth JSON error
 /// `invalid_request`, keeping their status.
 pub(crate) async fn json_rejections(req: Request, next: Next) -> Response {
+    let late = req.extensions().get::<BodyTimedOut>().cloned();
     let response = next.run(req).await;
-    let status = response.status();
+    let mut status = response.status();
     let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -83,6 +137,10 @@ pub(crate) async fn json_rejections(req: Request, next: Next) -> Response {
         _ if !plain => return response,
         StatusCode::PAYLOAD_TOO_LARGE => {
             format!("request body larger than {} bytes", crate::http::MAX_BODY)
+        }
+        StatusCode::BAD_REQUEST if late.is_some_and(|l| l.0.load(Ordering::Relaxed)) => {
+            status = StatusCode::REQUEST_TIMEOUT;
+            "request body not received in time".to_owned()
         }
         StatusCode::BAD_REQUEST => "request body could not be read".to_owned(),
         _ => return response,

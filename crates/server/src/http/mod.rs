@@ -20,7 +20,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
-pub(crate) use error::no_store;
+pub(crate) use error::{BodyTimedOut, Flagged, no_store};
 pub use metrics_access::MetricsToken;
 pub(crate) use userinfo::UserinfoGuard;
 
