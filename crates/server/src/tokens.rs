@@ -175,13 +175,16 @@ pub(crate) async fn introspect(
 
 /// True when the user behind an access token's grant still stands behind it, by the same
 /// rule as a refresh ([`crate::store::GrantOwner::allows`]): not removed, not disabled, no
-/// "revoke all" since the sign-in. A client's own token (its `sid` names no stored grant,
-/// only the client) has no user to ask.
+/// "revoke all" since the sign-in. A client's own token and an operator's minted token
+/// (their `sid` names no stored grant, only the client or the mint) have no sign-in to ask
+/// about; the revocation feed still reaches them.
 async fn owner_stands(state: &AppState, claims: &VerifiedClaims) -> Result<bool, OAuthError> {
     let Some(sid) = claims.sid.as_deref() else {
         return Ok(true);
     };
-    if sid.starts_with(crate::grants::CLIENT_SID_PREFIX) {
+    if sid.starts_with(crate::grants::CLIENT_SID_PREFIX)
+        || sid.starts_with(crate::grants::MINTED_SID_PREFIX)
+    {
         return Ok(true);
     }
     // A grant that is gone (ended and purged by the janitor) stands behind nothing.

@@ -64,7 +64,7 @@ impl Admin {
         let sub = req.sub.clone().unwrap_or_else(|| client.id.clone());
         let sid = match &req.sub {
             None => format!("cc_{}", client.id),
-            Some(_) => random_id("m_")?,
+            Some(_) => random_id(crate::grants::MINTED_SID_PREFIX)?,
         };
         let grant = AccessGrant {
             sub: &sub,
