@@ -425,6 +425,9 @@ async fn hardening_users_a_code_issued_while_sessions_revoke_runs_never_redeems(
 /// stored only if the user is still at the generation read with the credentials, so the
 /// login gets `invalid_grant`; any login that did get tokens got them before the
 /// revoke-all, which revoked them. Logins flood while the command runs, in every round.
+/// Whether a login actually straddles the command depends on the machine's load (it did
+/// in round 0 before the fix, here); the deterministic proof of the rule is the store case
+/// `a_sign_in_racing_a_revoke_all_never_leaves_a_live_grant` (both backends).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hardening_users_a_password_login_straddling_passwd_gets_no_live_grant() {
     const ROUNDS: usize = 4;

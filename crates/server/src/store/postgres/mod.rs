@@ -50,6 +50,10 @@ impl PgStore {
             .map_err(|e| StoreError::Backend(format!("bad database URL: {}", redact(e))))?
             .application_name("tessera")
             .options([
+                // The store's locking (FOR SHARE / FOR UPDATE, then reads that must see
+                // rows committed while waiting) assumes READ COMMITTED, whatever the
+                // database's default_transaction_isolation says.
+                ("default_transaction_isolation", "read committed".to_owned()),
                 ("statement_timeout", millis(STATEMENT_TIMEOUT)),
                 (
                     "idle_in_transaction_session_timeout",
