@@ -99,7 +99,7 @@ pub(crate) async fn authenticate(
         let network = throttle::source_network(ip);
         Source {
             prefix: Some(throttle::source_prefix(ip)),
-            pair: Some(format!("{tag}|{network}")),
+            account: Some(tag.clone()),
             network: Some(network),
         }
     });
@@ -125,7 +125,7 @@ pub(crate) async fn authenticate(
         client_id: attempt.client_id.to_owned(),
         ctx: attempt.ctx.clone(),
         via: attempt.via,
-        pair: source.and_then(|s| s.pair),
+        pair: source.and_then(|s| s.account.zip(s.network)),
         caller: Arc::downgrade(&caller),
     };
     let task = tokio::spawn(async move {
@@ -163,7 +163,7 @@ struct Check {
     ctx: RequestContext,
     via: Via,
     /// The (account, network) pair, remembered on success.
-    pair: Option<String>,
+    pair: Option<(String, String)>,
     caller: Weak<()>,
 }
 
@@ -219,8 +219,8 @@ impl Check {
             Some(u) if matches && !u.disabled => {
                 let now = state.clock.now();
                 reservation.succeeded(now).await?;
-                if let Some(pair) = self.pair {
-                    state.passwords.remember(pair, now);
+                if let Some((account, network)) = &self.pair {
+                    state.passwords.remember(account, network, now);
                 }
                 Ok(u)
             }
