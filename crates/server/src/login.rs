@@ -81,8 +81,9 @@ impl From<OAuthError> for LoginFailure {
 }
 
 /// Checks `username` and `password`, throttled. In memory first, before the store is
-/// touched: a place in the hash queue this source may take (else 503 at once) and, for an
-/// account under attack, its turn (else 429). Then, in a task of its own that a client
+/// touched: for an account under attack, its turn unless this network is one it recently
+/// signed in from (else 429 at once), and a place in the hash queue this source may take
+/// (else 503 at once). Then, in a task of its own that a client
 /// going away cannot cancel: reserves the attempt (refusing at once when blocked), checks
 /// the password, and settles: a failure is recorded in the metric, the audit log, the
 /// throttle and spray detection. An attempt whose hash never started (its client left
@@ -103,7 +104,10 @@ pub(crate) async fn authenticate(
             network: Some(network),
         }
     });
-    let turn = match state.login_limits.turn(&tag, now).await {
+    let known = source
+        .as_ref()
+        .is_some_and(|s| state.passwords.is_known(s, now));
+    let turn = match state.login_limits.turn(&tag, known, now) {
         Ok(turn) => turn,
         Err(retry_after) => {
             metrics::counter!(crate::metrics::THROTTLED).increment(1);
