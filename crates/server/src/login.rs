@@ -81,8 +81,9 @@ impl From<OAuthError> for LoginFailure {
 }
 
 /// Checks `username` and `password`, throttled. In memory first, before the store is
-/// touched: a place in the hash queue this source may take (else 503 at once) and, for an
-/// account under attack, its turn (else 429). Then, in a task of its own that a client
+/// touched: for an account under attack, its turn unless this network is one it recently
+/// signed in from (else 429 at once), and a place in the hash queue this source may take
+/// (else 503 at once). Then, in a task of its own that a client
 /// going away cannot cancel: reserves the attempt (refusing at once when blocked), checks
 /// the password, and settles: a failure is recorded in the metric, the audit log, the
 /// throttle and spray detection. An attempt whose hash never started (its client left
@@ -99,11 +100,14 @@ pub(crate) async fn authenticate(
         let network = throttle::source_network(ip);
         Source {
             prefix: Some(throttle::source_prefix(ip)),
-            pair: Some(format!("{tag}|{network}")),
+            account: Some(tag.clone()),
             network: Some(network),
         }
     });
-    let turn = match state.login_limits.turn(&tag, now).await {
+    let known = source
+        .as_ref()
+        .is_some_and(|s| state.passwords.is_known(s, now));
+    let turn = match state.login_limits.turn(&tag, known, now) {
         Ok(turn) => turn,
         Err(retry_after) => {
             metrics::counter!(crate::metrics::THROTTLED).increment(1);
@@ -125,7 +129,7 @@ pub(crate) async fn authenticate(
         client_id: attempt.client_id.to_owned(),
         ctx: attempt.ctx.clone(),
         via: attempt.via,
-        pair: source.and_then(|s| s.pair),
+        pair: source.and_then(|s| s.account.zip(s.network)),
         caller: Arc::downgrade(&caller),
     };
     let task = tokio::spawn(async move {
@@ -163,7 +167,7 @@ struct Check {
     ctx: RequestContext,
     via: Via,
     /// The (account, network) pair, remembered on success.
-    pair: Option<String>,
+    pair: Option<(String, String)>,
     caller: Weak<()>,
 }
 
@@ -219,8 +223,8 @@ impl Check {
             Some(u) if matches && !u.disabled => {
                 let now = state.clock.now();
                 reservation.succeeded(now).await?;
-                if let Some(pair) = self.pair {
-                    state.passwords.remember(pair, now);
+                if let Some((account, network)) = &self.pair {
+                    state.passwords.remember(account, network, now);
                 }
                 Ok(u)
             }

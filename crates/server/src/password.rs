@@ -109,8 +109,13 @@ impl Passwords {
 
     /// Remembers that an (account, network) pair signed in successfully at `now`: for a
     /// while it may take a place from the reserve.
-    pub fn remember(&self, pair: String, now: UnixTime) {
-        self.places.remember(pair, now);
+    pub fn remember(&self, account: &str, network: &str, now: UnixTime) {
+        self.places.remember(account, network, now);
+    }
+
+    /// True when `source`'s account signed in successfully from its network lately.
+    pub fn is_known(&self, source: &Source, now: UnixTime) -> bool {
+        self.places.is_known(source, now)
     }
 
     /// How many verifications have started hashing so far.

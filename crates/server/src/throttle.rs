@@ -118,6 +118,8 @@ struct Held {
     /// The count in the window, this attempt included.
     count: u32,
     threshold: u32,
+    /// This attempt's count was given back already (a release whose hold lift failed).
+    given_back: bool,
 }
 
 impl Held {
@@ -139,6 +141,8 @@ pub(crate) struct Reservation {
     held: Vec<Held>,
     /// The account's key over all networks (counted on failure only).
     account: String,
+    /// The password was checked (a failure is being settled): its counts stay.
+    evaluated: bool,
     settled: bool,
 }
 
@@ -155,6 +159,7 @@ pub(crate) async fn reserve(
         store: std::sync::Arc::clone(&state.store),
         held: Vec::with_capacity(2),
         account: format!("acct:{account}"),
+        evaluated: false,
         settled: false,
     };
     let keys = [
@@ -181,6 +186,7 @@ pub(crate) async fn reserve(
                 key,
                 count,
                 threshold,
+                given_back: false,
             }),
             Ok(None) => {
                 let wait = retry_after(state, &key).await;
@@ -223,28 +229,35 @@ fn blocked_until(now: UnixTime, block: Duration) -> UnixTime {
 
 impl Reservation {
     /// The attempt was not evaluated (busy, or the store failed): gives its reservations
-    /// back and lifts its holds.
+    /// back and lifts its holds. Should a write fail, what is left is given back when the
+    /// reservation is dropped.
     pub(crate) async fn release(mut self, now: UnixTime) -> Result<(), OAuthError> {
+        release_all(&*self.store, &mut self.held, now, false).await?;
         self.settled = true;
-        release_all(&*self.store, &self.held, now).await
+        Ok(())
     }
 
     /// The attempt succeeded: the account's failures from this network are forgotten
-    /// (with its block); the network keeps its failures, less this attempt.
+    /// (with its block); the network keeps its failures, less this attempt. Should a
+    /// write fail, what is left is given back when the reservation is dropped.
     pub(crate) async fn succeeded(mut self, now: UnixTime) -> Result<(), OAuthError> {
-        self.settled = true;
-        let (pair, net) = self.held.split_last().ok_or_else(no_keys)?;
+        let pair = self.held.last().ok_or_else(no_keys)?;
         self.store.clear_login_failures(&pair.key).await?;
-        release_all(&*self.store, net, now).await
+        self.held.pop();
+        release_all(&*self.store, &mut self.held, now, false).await?;
+        self.settled = true;
+        Ok(())
     }
 
     /// The attempt failed: its reservations stay counted, and a hold becomes the block
     /// its count earns. Returns the account's failures over all networks in the window.
+    /// Should a write fail, the holds not yet replaced are lifted when the reservation is
+    /// dropped (the counts stay: the guess was checked).
     pub(crate) async fn failed(mut self, state: &AppState) -> Result<u32, OAuthError> {
-        self.settled = true;
+        self.evaluated = true;
         let policy = state.config.throttle;
         let now = state.clock.now();
-        for h in self.held.iter().filter(|h| h.holds()) {
+        while let Some(h) = self.held.iter().find(|h| h.holds()) {
             let block = policy
                 .block_for(h.count, h.threshold)
                 .unwrap_or(Duration::from_secs(1));
@@ -257,11 +270,15 @@ impl Reservation {
                 block_secs = block.as_secs(),
                 "login throttled"
             );
+            let key = h.key.clone();
+            self.held.retain(|h| h.key != key);
         }
-        Ok(self
+        let failures = self
             .store
             .record_login_failure(&self.account, now, policy.window)
-            .await?)
+            .await?;
+        self.settled = true;
+        Ok(failures)
     }
 }
 
@@ -270,15 +287,16 @@ impl Drop for Reservation {
         if self.settled {
             return;
         }
-        let held = std::mem::take(&mut self.held);
-        let store = std::sync::Arc::clone(&self.store);
-        // Only a check task dropped mid-check gets here; without a runtime there is
-        // nothing to run on and the holds simply expire.
+        let mut held = std::mem::take(&mut self.held);
+        let (store, evaluated) = (std::sync::Arc::clone(&self.store), self.evaluated);
+        // A check task dropped mid-check, or a settling whose store write failed, gets
+        // here; without a runtime there is nothing to run on and the holds simply expire.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 // No clock here: 0 lifts a hold as well as now would (the store compares
                 // `blocked_until > now`).
-                if let Err(e) = release_all(&*store, &held, UnixTime::from_secs(0)).await {
+                let now = UnixTime::from_secs(0);
+                if let Err(e) = release_all(&*store, &mut held, now, evaluated).await {
                     tracing::warn!(error = %e, "could not release an abandoned login attempt");
                 }
             });
@@ -290,17 +308,24 @@ fn no_keys() -> OAuthError {
     OAuthError::Server("a login reservation without keys".into())
 }
 
-/// Gives back one reservation of each key, lifting the holds among them.
+/// Gives back one reservation of each key (unless the attempt was `evaluated`: then its
+/// counts stay), lifting the holds among them; each key is taken off `held` once done, so
+/// what is left after an error is exactly what remains to do.
 async fn release_all(
     store: &dyn crate::store::Store,
-    held: &[Held],
+    held: &mut Vec<Held>,
     now: UnixTime,
+    evaluated: bool,
 ) -> Result<(), OAuthError> {
-    for h in held {
-        store.release_login_attempt(&h.key).await?;
+    while let Some(h) = held.first_mut() {
+        if !evaluated && !h.given_back {
+            store.release_login_attempt(&h.key).await?;
+            h.given_back = true;
+        }
         if h.holds() {
             store.replace_login_block(&h.key, now).await?;
         }
+        held.remove(0);
     }
     Ok(())
 }

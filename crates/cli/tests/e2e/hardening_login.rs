@@ -185,20 +185,61 @@ async fn hardening_login_concurrent_guesses_from_one_network_evaluate_at_most_it
 /// in from her own address before, still gets in during the flood (her (account,
 /// network) pair has the reserve), the refusals cost no store work, and the warning about
 /// them is written at most every 10 s. Before the fix she got 503 after 503 (the first
-/// come took every place), and each refusal wrote a WARN line.
+/// come took every place), and each refusal wrote a WARN line. Second review: Mallory,
+/// signed in to her own account from her own address, keeps 4 correct logins running
+/// through the flood; she holds one reserve place, not all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardening_login_a_spread_out_flood_does_not_shut_out_a_known_user() {
     let (s, id, secret) = password_setup(
         "password_hash_concurrency = 1\npassword_hash_queue = 8\nlogin_failures_per_ip = 10000\n\
-         password_hash_priority = \"nice\"\n",
+         password_hash_priority = \"nice\"\nmax_connections = 1024\n",
     );
     let basic = basic_header(&id, &secret);
     let alice = loopback(7);
     let first = concurrently(&s, &basic, alice, vec!["alice".into()], PASSWORD).await;
     assert_eq!(first[0].0, 200, "{:?}", first[0].2);
+    // Mallory has an account of her own and signs in from her address (another /24:
+    // the reserve has one place per prefix here) too.
+    s.add_user("mallory", PASSWORD);
+    let mallory = IpAddr::from([127, 0, 1, 9]);
+    let first = concurrently(&s, &basic, mallory, vec!["mallory".into()], PASSWORD).await;
+    assert_eq!(first[0].0, 200, "{:?}", first[0].2);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(120);
+    // During the flood Mallory keeps 4 correct logins of hers running at once, to hold
+    // the reserve (before the second review's fix she held all of it: alice got 503).
+    let mallory_task = {
+        let (s_url, basic, stop) = (s.url("/token"), basic.clone(), stop.clone());
+        let client = reqwest::Client::builder()
+            .local_address(mallory)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..200 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline {
+                    break;
+                }
+                let body: String = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(password_form("mallory", PASSWORD))
+                    .finish();
+                let mut four = JoinSet::new();
+                for _ in 0..4 {
+                    let send = client
+                        .post(&s_url)
+                        .header("authorization", &basic)
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(body.clone())
+                        .send();
+                    four.spawn(async move { send.await.unwrap().status().as_u16() });
+                }
+                statuses.extend(four.join_all().await);
+            }
+            statuses
+        })
+    };
     // One client per attacking address (8 in each of 8 /24s), shared by the workers.
     let clients: Vec<reqwest::Client> = (0..64u8)
         .map(|n| {
@@ -240,17 +281,22 @@ async fn hardening_login_a_spread_out_flood_does_not_shut_out_a_known_user() {
     // Let the flood fill the queue.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut mine = Vec::new();
+    let mut bodies = Vec::new();
     for _ in 0..10 {
         if Instant::now() > deadline {
             break;
         }
         let r = concurrently(&s, &basic, alice, vec!["alice".into()], PASSWORD).await;
         mine.push(r[0].0);
+        bodies.push(r[0].2.clone());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let hers = mallory_task.await.unwrap();
+    assert!(hers.iter().all(|&c| c == 200 || c == 503), "{hers:?}");
     let theirs: Vec<u16> = flood.join_all().await.into_iter().flatten().collect();
-    let busy = theirs.iter().filter(|&&c| c == 503).count();
+    let busy =
+        theirs.iter().filter(|&&c| c == 503).count() + hers.iter().filter(|&&c| c == 503).count();
     assert!(busy > 0, "the flood never filled the queue: {theirs:?}");
     assert!(
         theirs.iter().all(|&c| c == 400 || c == 503),
@@ -263,7 +309,7 @@ async fn hardening_login_a_spread_out_flood_does_not_shut_out_a_known_user() {
     let ok = mine.iter().filter(|&&c| c == 200).count();
     assert!(
         mine.len() >= 5 && ok * 5 >= mine.len() * 4,
-        "alice during the flood: {mine:?}"
+        "alice during the flood: {mine:?} {bodies:?}"
     );
     let text = metrics(&s).await;
     assert_eq!(sample(&text, "tessera_login_busy_total"), busy as f64);

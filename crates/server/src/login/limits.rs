@@ -1,17 +1,15 @@
 //! In-memory limits of this server's logins, decided before the store is touched: one
-//! check at a time for an account under attack from many networks, and the rate of the
+//! check at a time for an account under attack from many networks (a login from a
+//! network the account recently signed in from is not held to it), and the rate of the
 //! "hash queue full" warning.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tessera_token::UnixTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How long a login for a targeted account waits for its turn before 429.
-const TURN_WAIT: Duration = Duration::from_secs(2);
 /// Seconds a login refused for want of its turn is told to wait.
 pub(crate) const TURN_RETRY_AFTER: u64 = 1;
 /// Most targeted accounts remembered at once (each an entry until its window ends).
@@ -50,9 +48,14 @@ impl Limits {
             .or_insert_with(|| (until, Arc::new(Semaphore::new(1))));
     }
 
-    /// The turn of a login for `account`: nothing to wait for unless it is targeted;
-    /// then its one turn, waiting up to [`TURN_WAIT`] for it, or `Err(retry_after)`.
-    pub(crate) async fn turn(&self, account: &str, now: UnixTime) -> Result<Turn, u64> {
+    /// The turn of a login for `account`: none needed unless it is targeted, or when
+    /// the login comes from a network the account recently signed in from (`known`);
+    /// else its one turn if free at once, or `Err(retry_after)` (no queue to wait in, so
+    /// guesses cannot line up ahead of the account's user).
+    pub(crate) fn turn(&self, account: &str, known: bool, now: UnixTime) -> Result<Turn, u64> {
+        if known {
+            return Ok(None);
+        }
         let one = {
             let mut map = self.targeted.lock().unwrap_or_else(PoisonError::into_inner);
             match map.get(account) {
@@ -64,10 +67,9 @@ impl Limits {
                 None => return Ok(None),
             }
         };
-        match tokio::time::timeout(TURN_WAIT, one.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            _ => Err(TURN_RETRY_AFTER),
-        }
+        one.try_acquire_owned()
+            .map(Some)
+            .map_err(|_| TURN_RETRY_AFTER)
     }
 
     /// Counts a login refused for a full queue; true when a warning is due (at most one
@@ -92,31 +94,54 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 
     /// An untargeted account never waits; a targeted one gets one turn at a time, and a
-    /// second login waits and is then refused with a short Retry-After; the turn comes
-    /// back when the first is done, and the mark ends with its window.
-    #[tokio::test]
-    async fn a_targeted_account_is_checked_one_at_a_time() {
+    /// second login is refused with a short Retry-After; the turn comes back when the
+    /// first is done, and the mark ends with its window.
+    #[test]
+    fn a_targeted_account_is_checked_one_at_a_time() {
         let l = Limits::default();
-        assert!(l.turn("acct", NOW).await.unwrap().is_none());
+        assert!(l.turn("acct", false, NOW).unwrap().is_none());
         l.target("acct", NOW.saturating_add(Duration::from_secs(900)), NOW);
-        let first = l.turn("acct", NOW).await.unwrap();
+        let first = l.turn("acct", false, NOW).unwrap();
         assert!(first.is_some());
-        assert_eq!(l.turn("acct", NOW).await.unwrap_err(), TURN_RETRY_AFTER);
+        assert_eq!(l.turn("acct", false, NOW).unwrap_err(), TURN_RETRY_AFTER);
         assert!(
-            l.turn("other", NOW).await.unwrap().is_none(),
+            l.turn("other", false, NOW).unwrap().is_none(),
             "others unaffected"
         );
         drop(first);
-        assert!(l.turn("acct", NOW).await.unwrap().is_some());
+        assert!(l.turn("acct", false, NOW).unwrap().is_some());
         let later = NOW.saturating_add(Duration::from_secs(900));
         assert!(
-            l.turn("acct", later).await.unwrap().is_none(),
+            l.turn("acct", false, later).unwrap().is_none(),
             "window over"
         );
+    }
+
+    /// While guesses hold (and queue for) a targeted account's turn, a login from a
+    /// network the account recently signed in from needs no turn; a login from another
+    /// network is refused at once rather than waiting in line, even when the turn comes
+    /// back a moment later (the earlier code queued it for up to 2 s and let it in).
+    #[tokio::test]
+    async fn a_known_network_skips_the_turn_and_no_one_queues_for_it() {
+        let l = Limits::default();
+        l.target("acct", NOW.saturating_add(Duration::from_secs(900)), NOW);
+        let guess = l.turn("acct", false, NOW).unwrap();
+        assert!(guess.is_some());
+        assert!(
+            l.turn("acct", true, NOW).unwrap().is_none(),
+            "known: no turn"
+        );
+        let (second, ()) = tokio::join!(async { l.turn("acct", false, NOW) }, async {
+            tokio::task::yield_now().await;
+            drop(guess);
+        });
+        assert_eq!(second.unwrap_err(), TURN_RETRY_AFTER, "no waiting in line");
+        assert!(l.turn("acct", false, NOW).unwrap().is_some());
     }
 
     /// The warning is written at most once per interval and reports every refusal.

@@ -27,6 +27,10 @@ pub(crate) struct FaultyStore {
     /// While on: forgetting login failures (a success's settling) stalls 300 ms first,
     /// counted in `failure_clears_stalled` (a client may go away meanwhile).
     pub(crate) stall_failure_clears: AtomicBool,
+    /// Once: the next forgetting of login failures fails (nothing written).
+    pub(crate) fail_next_failure_clear: AtomicBool,
+    /// Once: the next login block written (not a hold lifted) fails (nothing written).
+    pub(crate) fail_next_block: AtomicBool,
     /// How many clears stalled.
     pub(crate) failure_clears_stalled: std::sync::atomic::AtomicU64,
 }
@@ -42,6 +46,8 @@ impl FaultyStore {
             fail_user_lookups: AtomicBool::new(false),
             fail_key_inserts: AtomicBool::new(false),
             stall_failure_clears: AtomicBool::new(false),
+            fail_next_failure_clear: AtomicBool::new(false),
+            fail_next_block: AtomicBool::new(false),
             failure_clears_stalled: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -269,6 +275,9 @@ impl ThrottleStore for FaultyStore {
             self.failure_clears_stalled.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
+        if self.fail_next_failure_clear.swap(false, Ordering::SeqCst) {
+            return Err(injected("clear_login_failures"));
+        }
         self.inner.clear_login_failures(key).await
     }
     async fn reserve_login_attempt(
@@ -287,6 +296,9 @@ impl ThrottleStore for FaultyStore {
         self.inner.release_login_attempt(key).await
     }
     async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
+        if until.secs() > 0 && self.fail_next_block.swap(false, Ordering::SeqCst) {
+            return Err(injected("replace_login_block"));
+        }
         self.inner.replace_login_block(key, until).await
     }
 }

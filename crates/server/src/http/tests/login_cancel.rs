@@ -204,3 +204,95 @@ async fn a_targeted_account_is_checked_one_at_a_time() {
     }
     assert!(ok >= 1 && waited >= 1, "{ok} in, {waited} told to wait");
 }
+
+/// Logs `alice` in with `password` from 192.0.2.9, in process.
+async fn login_from_9(
+    s: &Arc<AppState>,
+    password: &'static str,
+) -> Result<crate::store::UserRecord, crate::login::LoginFailure> {
+    use crate::grants::RequestContext;
+    use crate::login::{Attempt, Via, authenticate};
+    let ctx = RequestContext {
+        ip: Some(std::net::IpAddr::from([192, 0, 2, 9])),
+        user_agent: None,
+    };
+    let attempt = Attempt {
+        client_id: "web",
+        ctx: &ctx,
+        via: Via::PasswordGrant,
+    };
+    authenticate(
+        s,
+        "alice",
+        tessera_token::SecretString::new(password),
+        &attempt,
+    )
+    .await
+}
+
+/// Waits (bounded) until alice's key from 192.0.2.9 is neither held nor blocked, then
+/// signs her in from there.
+async fn hold_lifted_then_sign_in(s: &Arc<AppState>) {
+    let net = crate::throttle::source_network(std::net::IpAddr::from([192, 0, 2, 9]));
+    let key = format!("acctnet:{}|{net}", crate::login::name_tag(s, "alice"));
+    let mut lifted = false;
+    for _ in 0..3000 {
+        if s.store
+            .login_blocked_until(&key, s.clock.now())
+            .await
+            .unwrap()
+            .is_none()
+        {
+            lifted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(lifted, "the hold is never lifted");
+    let r = login_from_9(s, "long enough").await;
+    assert!(r.is_ok(), "{r:?}");
+}
+
+/// A failure whose block cannot be written (the store fails at that moment) leaves no
+/// hold behind (earlier the attempt was marked settled before the write, and the hold
+/// lasted `login_max_block_secs` + 61 s): once the store answers again, the user signs
+/// in from that network. The failure itself still counts.
+#[tokio::test]
+async fn a_failure_whose_block_write_fails_leaves_no_hold() {
+    use crate::login::LoginFailure;
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let faults = Arc::new(FaultyStore::new(sqlite));
+    let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
+    client_and_user(&s).await;
+    for _ in 1..s.config.throttle.per_account {
+        let r = login_from_9(&s, "wrong guess").await;
+        assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
+    }
+    faults.fail_next_block.store(true, Ordering::SeqCst);
+    let r = login_from_9(&s, "wrong guess").await;
+    assert!(matches!(r, Err(LoginFailure::Unavailable(_))), "{r:?}");
+    assert!(
+        !faults.fail_next_block.load(Ordering::SeqCst),
+        "the fault fired"
+    );
+    hold_lifted_then_sign_in(&s).await;
+}
+
+/// A success whose clearing of failures cannot be written leaves no hold behind either.
+#[tokio::test]
+async fn a_success_whose_clear_fails_leaves_no_hold() {
+    use crate::login::LoginFailure;
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let faults = Arc::new(FaultyStore::new(sqlite));
+    let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
+    client_and_user(&s).await;
+    for _ in 1..s.config.throttle.per_account {
+        let r = login_from_9(&s, "wrong guess").await;
+        assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
+    }
+    faults.fail_next_failure_clear.store(true, Ordering::SeqCst);
+    let r = login_from_9(&s, "long enough").await;
+    assert!(matches!(r, Err(LoginFailure::Unavailable(_))), "{r:?}");
+    assert!(!faults.fail_next_failure_clear.load(Ordering::SeqCst));
+    hold_lifted_then_sign_in(&s).await;
+}
