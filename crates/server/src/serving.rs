@@ -1,6 +1,6 @@
 //! Serving connections with hyper and a timer: a header-read timeout (which also bounds an
 //! idle keep-alive connection), a bound on how long a response write may stall, a cap on
-//! open connections (and on those of one source) with a small reserve that may only ask
+//! open connections (and on those of one source and of one prefix) with a small reserve that may only ask
 //! the health probes, optional TLS with a bounded handshake, and a stop that serves what
 //! the kernel already accepted before the socket closes.
 
@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tower_http::timeout::DeadlineBody;
 
-use sources::{Held, Sources};
+use sources::{Held, Over, Sources};
 use stall::WriteStall;
 
 /// Connections admitted beyond `max_connections` for `/healthz` and `/readyz` only.
@@ -71,7 +71,8 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     /// Further connections that may only ask the health probes.
     pub reserve: usize,
-    /// Connections one source (IPv4 address, IPv6 /64) may hold at once.
+    /// Connections one source (IPv4 address, IPv6 /64) may hold at once; one prefix
+    /// (IPv4 /24, IPv6 /48) four times as many.
     pub per_source: usize,
 }
 
@@ -191,20 +192,27 @@ enum Refused {
     Full,
     /// Its source already holds `max_connections_per_ip`.
     PerSource,
+    /// Its prefix (IPv4 /24, IPv6 /48) already holds four times `max_connections_per_ip`.
+    PerPrefix,
 }
 
 impl Refused {
     fn label(self) -> &'static str {
         match self {
             Refused::Full => "max_connections",
-            Refused::PerSource => "max_connections_per_ip",
+            Refused::PerSource | Refused::PerPrefix => "max_connections_per_ip",
         }
     }
 
     fn describe(self) -> &'static str {
         match self {
             Refused::Full => "max_connections and the probe reserve are all in use",
-            Refused::PerSource => "a source holds max_connections_per_ip connections",
+            Refused::PerSource => {
+                "a source holds max_connections_per_ip connections (if a proxy is in front, set trusted_proxies)"
+            }
+            Refused::PerPrefix => {
+                "a /24 or /48 prefix holds 4 x max_connections_per_ip connections (if a proxy is in front, set trusted_proxies)"
+            }
         }
     }
 }
@@ -221,7 +229,10 @@ impl Slots {
     }
 
     fn take(&self, peer: SocketAddr) -> Result<Slot, Refused> {
-        let source = self.sources.take(peer.ip()).ok_or(Refused::PerSource)?;
+        let source = self.sources.take(peer.ip()).map_err(|over| match over {
+            Over::Source => Refused::PerSource,
+            Over::Prefix => Refused::PerPrefix,
+        })?;
         match Arc::clone(&self.full).try_acquire_owned() {
             Ok(p) => Ok(Slot {
                 _permit: p,
