@@ -42,7 +42,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const RESERVE_HEADER_READ: Duration = Duration::from_secs(1);
 /// Requests served on one keep-alive connection; the last one is answered with
 /// `Connection: close`, so a connection cannot hold its slot by pipelining for ever.
-const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+/// A connection's longest life: the first answer after it says `Connection: close`, so a
+/// client reading its pipelined answers just fast enough still gives its slot back.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// At most one WARN per this interval when connections are refused or answered 503.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// File descriptors kept for everything but connections: the store's pool, the
@@ -309,6 +312,7 @@ impl Conn {
             .keep_alive(!probe_only);
         let started = Arc::new(Notify::new());
         let served = Arc::new(AtomicUsize::new(0));
+        let opened = Instant::now();
         let service = {
             let ctx = Arc::clone(self);
             let started = Arc::clone(&started);
@@ -334,8 +338,12 @@ impl Conn {
                             ))
                         }))
                         .await?;
-                    // Draining, or served enough: this answer ends the connection.
-                    if *ctx.stop.borrow() != Phase::Serving || nth >= MAX_REQUESTS_PER_CONNECTION {
+                    // Draining, served enough, or open long enough: this answer ends the
+                    // connection.
+                    if *ctx.stop.borrow() != Phase::Serving
+                        || nth >= MAX_REQUESTS_PER_CONNECTION
+                        || opened.elapsed() >= MAX_CONNECTION_AGE
+                    {
                         response
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
