@@ -740,6 +740,31 @@ async fn hardening_a_few_sources_of_one_network_cannot_take_every_slot() {
     drop(held);
 }
 
+/// One keep-alive connection is answered at most 100 requests (the 100th with
+/// `Connection: close`), however many it pipelines: a client cannot keep its slot by
+/// pipelining and reading slowly for hours.
+#[tokio::test]
+async fn hardening_a_connection_serves_at_most_100_pipelined_requests() {
+    let s = Server::start_with("", &[]);
+    let a = addr(&s);
+    let mut c = TcpStream::connect(&a).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    c.write_all(req.repeat(150).as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && got.len() < 1 << 22 {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 100, "{text}");
+    assert_eq!(text.matches("connection: close").count(), 1);
+}
+
 /// After SIGTERM, Ctrl-C ends the shutdown delay at once; a second SIGTERM (a preStop
 /// hook's kill duplicated by the kubelet's) is ignored: the server keeps serving, not ready.
 #[tokio::test]
