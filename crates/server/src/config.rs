@@ -30,6 +30,17 @@ pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The default `max_connections_per_ip`: a few sources (or, with four times as many, a few
+/// prefixes) must not hold every slot.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 32;
+
+/// The default `max_connections_per_ip` for `max_connections`: 32, at most an eighth of it,
+/// at least 1.
+fn default_per_ip(max_connections: usize) -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_IP
+        .min(max_connections / 8)
+        .max(1)
+}
 /// Largest `max_connections` accepted.
 const MAX_MAX_CONNECTIONS: usize = 1_000_000;
 /// Longest allowed refresh-token reuse grace window.
@@ -85,8 +96,9 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// A file holding the bearer token `/metrics` requires (default none: open).
     pub metrics_token_file: Option<PathBuf>,
-    /// Open connections one source (IPv4 address, IPv6 /64) may hold at once (default a
-    /// quarter of `max_connections`); `trusted_proxies` are not limited.
+    /// Open connections one source (IPv4 address, IPv6 /64) may hold at once (default 32,
+    /// at most an eighth of `max_connections`); one prefix (IPv4 /24, IPv6 /48) four times
+    /// as many; `trusted_proxies` are not limited.
     pub max_connections_per_ip: Option<usize>,
 
     // --- tokens ---
@@ -598,7 +610,7 @@ impl ServerConfig {
             max_connections_per_ip: p.within(
                 "max_connections_per_ip",
                 file.max_connections_per_ip,
-                (file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) / 4).max(1),
+                default_per_ip(file.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
                 1,
                 MAX_MAX_CONNECTIONS,
             ),
@@ -1128,10 +1140,11 @@ mod tests {
 
     /// Review item 2: one source may hold a quarter of the slots unless configured.
     #[test]
-    fn max_connections_per_ip_defaults_to_a_quarter_of_max_connections() {
+    fn max_connections_per_ip_defaults_to_32_and_at_most_an_eighth_of_max_connections() {
         let per_ip = |text: &str| resolve_text(text, &[], &[]).unwrap().max_connections_per_ip;
-        assert_eq!(per_ip(""), 128);
-        assert_eq!(per_ip("max_connections = 100"), 25);
+        assert_eq!(per_ip(""), 32);
+        assert_eq!(per_ip("max_connections = 4096"), 32);
+        assert_eq!(per_ip("max_connections = 100"), 12);
         assert_eq!(per_ip("max_connections = 3"), 1);
         assert_eq!(per_ip("max_connections = 3\nmax_connections_per_ip = 7"), 7);
     }

@@ -288,7 +288,7 @@ fn open_files_allow(max_connections: usize, other: usize, open_files: Option<u64
 }
 
 /// Waits for a stop on `signals`; on [`Stop::LameDuck`] marks the server not ready and
-/// draining and keeps serving for `shutdown_delay_secs` (or until the next signal); then
+/// draining and keeps serving for `shutdown_delay_secs` (or until Ctrl-C; another SIGTERM is ignored); then
 /// tells the listeners to stop accepting.
 async fn lame_duck(
     state: Arc<AppState>,
@@ -302,12 +302,29 @@ async fn lame_duck(
         let _ = phase.send(Phase::Draining);
         tracing::info!(
             delay_secs = delay.as_secs(),
-            "shutting down: /readyz answers 503; still serving for shutdown_delay_secs (Ctrl-C or another SIGTERM stops at once)"
+            "shutting down: /readyz answers 503; still serving for shutdown_delay_secs (Ctrl-C stops at once)"
         );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            Some(again) = signals.recv() => {
-                tracing::info!(signal = ?again, "second stop signal: ending the shutdown delay now");
+        // Only Ctrl-C ends the delay early: a second SIGTERM is usually a duplicate (a
+        // preStop hook's kill and the kubelet's own), and must not cut the delay short.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => break,
+                again = signals.recv() => match again {
+                    Some(Stop::LameDuck) => {
+                        tracing::info!("another SIGTERM during the shutdown delay: ignored (Ctrl-C ends the delay)");
+                    }
+                    Some(Stop::Now) => {
+                        tracing::info!("SIGINT: ending the shutdown delay now");
+                        break;
+                    }
+                    // Every sender gone: no signal can end the delay early any more.
+                    None => {
+                        sleep.as_mut().await;
+                        break;
+                    }
+                },
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Serving connections with hyper and a timer: a header-read timeout (which also bounds an
 //! idle keep-alive connection), a bound on how long a response write may stall, a cap on
-//! open connections (and on those of one source) with a small reserve that may only ask
+//! open connections (and on those of one source and of one prefix) with a small reserve that may only ask
 //! the health probes, optional TLS with a bounded handshake, and a stop that serves what
 //! the kernel already accepted before the socket closes.
 
@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tower_http::timeout::DeadlineBody;
 
-use sources::{Held, Sources};
+use sources::{Held, Over, Sources};
 use stall::WriteStall;
 
 /// Connections admitted beyond `max_connections` for `/healthz` and `/readyz` only.
@@ -42,7 +42,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 const RESERVE_HEADER_READ: Duration = Duration::from_secs(1);
 /// Requests served on one keep-alive connection; the last one is answered with
 /// `Connection: close`, so a connection cannot hold its slot by pipelining for ever.
-const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+/// A connection's longest life: the first answer after it says `Connection: close`, so a
+/// client reading its pipelined answers just fast enough still gives its slot back.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(600);
 /// At most one WARN per this interval when connections are refused or answered 503.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// File descriptors kept for everything but connections: the store's pool, the
@@ -71,7 +74,8 @@ pub(crate) struct Limits {
     pub max_connections: usize,
     /// Further connections that may only ask the health probes.
     pub reserve: usize,
-    /// Connections one source (IPv4 address, IPv6 /64) may hold at once.
+    /// Connections one source (IPv4 address, IPv6 /64) may hold at once; one prefix
+    /// (IPv4 /24, IPv6 /48) four times as many.
     pub per_source: usize,
 }
 
@@ -191,20 +195,27 @@ enum Refused {
     Full,
     /// Its source already holds `max_connections_per_ip`.
     PerSource,
+    /// Its prefix (IPv4 /24, IPv6 /48) already holds four times `max_connections_per_ip`.
+    PerPrefix,
 }
 
 impl Refused {
     fn label(self) -> &'static str {
         match self {
             Refused::Full => "max_connections",
-            Refused::PerSource => "max_connections_per_ip",
+            Refused::PerSource | Refused::PerPrefix => "max_connections_per_ip",
         }
     }
 
     fn describe(self) -> &'static str {
         match self {
             Refused::Full => "max_connections and the probe reserve are all in use",
-            Refused::PerSource => "a source holds max_connections_per_ip connections",
+            Refused::PerSource => {
+                "a source holds max_connections_per_ip connections (if a proxy is in front, set trusted_proxies)"
+            }
+            Refused::PerPrefix => {
+                "a /24 or /48 prefix holds 4 x max_connections_per_ip connections (if a proxy is in front, set trusted_proxies)"
+            }
         }
     }
 }
@@ -221,7 +232,10 @@ impl Slots {
     }
 
     fn take(&self, peer: SocketAddr) -> Result<Slot, Refused> {
-        let source = self.sources.take(peer.ip()).ok_or(Refused::PerSource)?;
+        let source = self.sources.take(peer.ip()).map_err(|over| match over {
+            Over::Source => Refused::PerSource,
+            Over::Prefix => Refused::PerPrefix,
+        })?;
         match Arc::clone(&self.full).try_acquire_owned() {
             Ok(p) => Ok(Slot {
                 _permit: p,
@@ -298,6 +312,7 @@ impl Conn {
             .keep_alive(!probe_only);
         let started = Arc::new(Notify::new());
         let served = Arc::new(AtomicUsize::new(0));
+        let opened = Instant::now();
         let service = {
             let ctx = Arc::clone(self);
             let started = Arc::clone(&started);
@@ -323,8 +338,12 @@ impl Conn {
                             ))
                         }))
                         .await?;
-                    // Draining, or served enough: this answer ends the connection.
-                    if *ctx.stop.borrow() != Phase::Serving || nth >= MAX_REQUESTS_PER_CONNECTION {
+                    // Draining, served enough, or open long enough: this answer ends the
+                    // connection.
+                    if *ctx.stop.borrow() != Phase::Serving
+                        || nth >= MAX_REQUESTS_PER_CONNECTION
+                        || opened.elapsed() >= MAX_CONNECTION_AGE
+                    {
                         response
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));

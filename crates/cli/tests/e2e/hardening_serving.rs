@@ -521,7 +521,12 @@ async fn hardening_clients_that_never_read_their_answers_are_closed() {
 /// `max_connections_per_ip`, the rest are closed at once and counted.
 #[tokio::test]
 async fn hardening_one_source_cannot_take_every_connection_slot() {
-    let s = Server::start_with("max_connections = 8\nheader_read_timeout_secs = 120\n", &[]);
+    // Two per source (the default would be one, an eighth of 8): a closed connection whose
+    // slot is not given back yet must not refuse the victim's next one.
+    let s = Server::start_with(
+        "max_connections = 8\nmax_connections_per_ip = 2\nheader_read_timeout_secs = 120\n",
+        &[],
+    );
     let a = addr(&s);
     let mut held = Vec::new();
     for _ in 0..40 {
@@ -715,28 +720,107 @@ fn read_one(c: &mut TcpStream) -> Option<String> {
     }
 }
 
-/// After SIGTERM, Ctrl-C or a second SIGTERM ends the shutdown delay at once.
+/// Eight addresses of one /24 (or a few sources at the old default of a quarter of
+/// `max_connections` each) cannot hold every slot: a source holds at most 32 and at most
+/// an eighth of `max_connections`, a /24 four times that; another network is still served
+/// in full, and the WARN tells the operator about `trusted_proxies`.
+#[tokio::test]
+async fn hardening_a_few_sources_of_one_network_cannot_take_every_slot() {
+    let s = Server::start_with(
+        "max_connections = 64\nheader_read_timeout_secs = 120\n",
+        &[],
+    );
+    let a = addr(&s);
+    let mut held = Vec::new();
+    for src in 1..=8 {
+        for _ in 0..16 {
+            if let Ok(mut c) = connect_from(&format!("127.0.50.{src}"), &a, None).await {
+                let _ = c.write_all(b"G");
+                held.push(c);
+            }
+        }
+    }
+    // Another network gets a full slot (not the reserve's 503).
+    for _ in 0..3 {
+        let r = get_from("127.0.60.1", &a, "/jwks.json").await;
+        assert_eq!(r, "HTTP/1.1 200 OK");
+    }
+    let log = s.log_until(|l| l.contains("set trusted_proxies"));
+    assert!(
+        log.contains("if a proxy is in front, set trusted_proxies"),
+        "no WARN naming trusted_proxies; log:\n{log}"
+    );
+    drop(held);
+}
+
+/// One keep-alive connection is answered at most 100 requests (the 100th with
+/// `Connection: close`), however many it pipelines: a client cannot keep its slot by
+/// pipelining and reading slowly for hours.
+#[tokio::test]
+async fn hardening_a_connection_serves_at_most_100_pipelined_requests() {
+    let s = Server::start_with("", &[]);
+    let a = addr(&s);
+    let mut c = TcpStream::connect(&a).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    c.write_all(req.repeat(150).as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && got.len() < 1 << 22 {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 100, "{text}");
+    assert_eq!(text.matches("connection: close").count(), 1);
+}
+
+/// After SIGTERM, Ctrl-C ends the shutdown delay at once; a second SIGTERM (a preStop
+/// hook's kill duplicated by the kubelet's) is ignored: the server keeps serving, not ready.
 #[tokio::test]
 async fn hardening_a_second_signal_ends_the_shutdown_delay() {
-    for second in ["INT", "TERM"] {
-        let mut s = Server::start_with("shutdown_delay_secs = 600\n", &[]);
-        let a = addr(&s);
-        s.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = get(&a, "/readyz").unwrap();
-            if r.starts_with("HTTP/1.1 503") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "readyz never turned 503: {r}");
-            std::thread::sleep(Duration::from_millis(20));
+    let mut s = Server::start_with("shutdown_delay_secs = 600\n", &[]);
+    let a = addr(&s);
+    s.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = get(&a, "/readyz").unwrap();
+        if r.starts_with("HTTP/1.1 503") {
+            break;
         }
-        s.signal(second);
-        let status = s
-            .wait_exit(Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("SIG{second} during the delay was ignored"));
-        assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
+        assert!(Instant::now() < deadline, "readyz never turned 503: {r}");
+        std::thread::sleep(Duration::from_millis(20));
     }
+    s.signal("TERM");
+    // The duplicate is logged and ignored: the server still serves (and still says it is
+    // not ready) once the log shows it was handled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .log()
+        .contains("another SIGTERM during the shutdown delay")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second SIGTERM was never logged; log:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = get(&a, "/readyz").unwrap();
+    assert!(
+        r.starts_with("HTTP/1.1 503"),
+        "a second SIGTERM ended the delay: {r}"
+    );
+    let r = get(&a, "/jwks.json").unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    s.signal("INT");
+    let status = s
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("SIGINT during the delay was ignored"));
+    assert!(status.success(), "exit {status:?}; log:\n{}", s.log());
 }
 
 /// `config check` reports what `serve` would refuse about the metrics options: a missing
