@@ -109,7 +109,8 @@ async fn race(s: Arc<Server>, c: Arc<Login>, rt: String, n: usize) -> Vec<Reply>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_parallel_refreshes_without_grace_have_one_winner() {
-    let s = Arc::new(Server::start());
+    // Fifty connections from one address: more than the default per-source cap (32).
+    let s = Arc::new(Server::start_with("max_connections_per_ip = 100\n", &[]));
     let c = Arc::new(setup(&s));
     let rt = login(&s, &c).await.str("refresh_token");
     let replies = race(Arc::clone(&s), c, rt, 50).await;
