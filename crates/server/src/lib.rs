@@ -11,6 +11,7 @@
 //! [`store`] (traits; SQL only in `store::sqlite` and `store::postgres`). Time comes from a [`Clock`].
 
 pub mod admin;
+mod client_addr;
 mod client_cache;
 mod clock;
 pub mod config;

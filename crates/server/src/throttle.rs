@@ -50,26 +50,6 @@ impl ThrottlePolicy {
 /// How many per-network thresholds of failures against one account raise the alarm.
 const ACCOUNT_ALARM_FACTOR: u32 = 2;
 
-/// The address an attempt comes from, IPv4 addresses carried in IPv6 unwrapped: an
-/// IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, RFC 6052) or
-/// IPv4-compatible (`::a.b.c.d`, but not `::` or `::1`) address is its IPv4 address, so
-/// one IPv4 source cannot pose as many IPv6 networks.
-fn unwrapped(ip: IpAddr) -> IpAddr {
-    let IpAddr::V6(v6) = ip else { return ip };
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return IpAddr::V4(v4);
-    }
-    let s = v6.segments();
-    let low = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    let compatible = s[..6] == [0; 6] && u32::from(low) > 1;
-    if nat64 || compatible {
-        IpAddr::V4(low)
-    } else {
-        ip
-    }
-}
-
 /// The first `bits` of an IPv6 address, as `addr/bits`.
 fn v6_prefix(v6: std::net::Ipv6Addr, bits: u32) -> String {
     let net = u128::from(v6) & (u128::MAX << (128 - bits));
@@ -78,10 +58,10 @@ fn v6_prefix(v6: std::net::Ipv6Addr, bits: u32) -> String {
 
 /// The source network attempts are counted against: an IPv4 address itself, an IPv6
 /// address's /64 (one subscriber's allocation: its 2^64 addresses are one source), an
-/// IPv4 address carried in IPv6 as that IPv4 address ([`unwrapped`]). Behind a reverse
+/// IPv4 address carried in IPv6 as that IPv4 address ([`unwrapped`](crate::client_addr::unwrapped)). Behind a reverse
 /// proxy this is only the client's network when `trusted_proxies` names the proxy.
 pub(crate) fn source_network(ip: IpAddr) -> String {
-    match unwrapped(ip) {
+    match crate::client_addr::unwrapped(ip) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => v6_prefix(v6, 64),
     }
@@ -90,7 +70,7 @@ pub(crate) fn source_network(ip: IpAddr) -> String {
 /// The wider prefix around a source network (an IPv4 /24, an IPv6 /48): the unit that
 /// may hold only a share of the password-check queue.
 pub(crate) fn source_prefix(ip: IpAddr) -> String {
-    match unwrapped(ip) {
+    match crate::client_addr::unwrapped(ip) {
         IpAddr::V4(v4) => {
             let o = v4.octets();
             format!("{}.{}.{}.0/24", o[0], o[1], o[2])

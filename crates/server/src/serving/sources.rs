@@ -28,18 +28,15 @@ fn keys(ip: IpAddr) -> (Source, Source) {
         let a = u32::from(v4);
         (Source::V4(a), Source::Net4(a >> 8))
     };
-    match ip {
+    match crate::client_addr::unwrapped(ip) {
         IpAddr::V4(a) => v4(a),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(a) => v4(a),
-            None => {
-                let bits = u128::from(v6);
-                (
-                    Source::V6((bits >> 64) as u64),
-                    Source::Net6((bits >> 80) as u64),
-                )
-            }
-        },
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (
+                Source::V6((bits >> 64) as u64),
+                Source::Net6((bits >> 80) as u64),
+            )
+        }
     }
 }
 
@@ -77,11 +74,8 @@ impl Sources {
     /// Counts a connection from `ip`; refused when its source already holds `cap` or its
     /// prefix [`PREFIX_FACTOR`] times `cap`.
     pub(crate) fn take(&self, ip: IpAddr) -> Result<Held, Over> {
-        let unmapped = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            IpAddr::V4(_) => ip,
-        };
-        if self.exempt.iter().any(|n| n.contains(&unmapped)) {
+        let client = crate::client_addr::unwrapped(ip);
+        if self.exempt.iter().any(|n| n.contains(&client)) {
             return Ok(Held {
                 key: None,
                 open: Arc::clone(&self.open),
