@@ -6,11 +6,13 @@
 //! backend for several replicas; and the
 //! operator operations the `tessera` CLI runs ([`admin`]).
 //!
-//! Layout: [`http`] (one module per endpoint) → `grants` (one file per grant) and `login`
-//! (the one password check) →
-//! [`store`] (traits; SQL only in `store::sqlite` and `store::postgres`). Time comes from a [`Clock`].
+//! Layout (docs/architecture.md): [`http`] (the router, one module per endpoint, its
+//! `AppState`) → the domain (`grants`, `login`, `tokens`, `oidc`, `throttle`, [`keys`],
+//! [`password`], [`secrets`], all taking `&Core`) → [`store`] (records and traits; SQL
+//! only in its backends) → `tessera-token`. Time comes from a [`Clock`].
 
 pub mod admin;
+mod audit;
 mod client_addr;
 mod client_cache;
 mod clock;
@@ -40,7 +42,8 @@ mod grants;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DatabaseUrl, FileConfig, Overrides, ServerConfig};
 pub use error::Error;
+pub use http::AppState;
 pub use oauth::OAuthError;
 pub use server::{Server, Stop, prepare_data_dir};
-pub use state::AppState;
+pub use state::Core;
 pub use throttle::ThrottlePolicy;

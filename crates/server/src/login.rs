@@ -12,16 +12,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use tessera_token::SecretString;
 
-use crate::grants::{RequestContext, audit};
+use crate::audit::{RequestContext, audit};
 use crate::oauth::OAuthError;
 use crate::password::{Admission, Source};
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::UserRecord;
 use crate::throttle;
-
-mod limits;
-
-pub(crate) use limits::Limits;
 
 /// Seconds a login refused for a full hash queue is told to wait.
 const BUSY_RETRY_AFTER: u64 = 1;
@@ -89,13 +85,13 @@ impl From<OAuthError> for LoginFailure {
 /// throttle and spray detection. An attempt whose hash never started (its client left
 /// while it waited) is given back; every attempt whose hash ran counts.
 pub(crate) async fn authenticate(
-    state: &Arc<AppState>,
+    core: &Arc<Core>,
     username: &str,
     password: SecretString,
     attempt: &Attempt<'_>,
 ) -> Result<UserRecord, LoginFailure> {
-    let tag = name_tag(state, username);
-    let now = state.clock.now();
+    let tag = name_tag(core, username);
+    let now = core.clock.now();
     let source = attempt.ctx.ip.map(|ip| {
         let network = throttle::source_network(ip);
         Source {
@@ -106,24 +102,24 @@ pub(crate) async fn authenticate(
     });
     let known = source
         .as_ref()
-        .is_some_and(|s| state.passwords.is_known(s, now));
-    let turn = match state.login_limits.turn(&tag, known, now) {
+        .is_some_and(|s| core.passwords.is_known(s, now));
+    let turn = match core.login_limits.turn(&tag, known, now) {
         Ok(turn) => turn,
         Err(retry_after) => {
             metrics::counter!(crate::metrics::THROTTLED).increment(1);
             return Err(LoginFailure::Throttled { retry_after });
         }
     };
-    let Some(admission) = state
+    let Some(admission) = core
         .passwords
         .admit_from(&source.clone().unwrap_or_default(), now)
     else {
-        return Err(busy(state));
+        return Err(busy(core));
     };
     // Alive while the caller waits: the check skips its hash once it is gone.
     let caller = Arc::new(());
     let check = Check {
-        state: Arc::clone(state),
+        core: Arc::clone(core),
         username: username.to_owned(),
         tag,
         client_id: attempt.client_id.to_owned(),
@@ -145,9 +141,9 @@ pub(crate) async fn authenticate(
 
 /// A login refused for want of a place: counted, and warned about at most every few
 /// seconds (a flood of them must not flood the log).
-fn busy(state: &AppState) -> LoginFailure {
+fn busy(core: &Core) -> LoginFailure {
     metrics::counter!(crate::metrics::LOGIN_BUSY).increment(1);
-    if let Some(refused) = state.login_limits.busy(state.clock.now()) {
+    if let Some(refused) = core.login_limits.busy(core.clock.now()) {
         tracing::warn!(
             refused,
             "password checks refused: the hash queue had no place for their source"
@@ -160,7 +156,7 @@ fn busy(state: &AppState) -> LoginFailure {
 
 /// One login's check, owned by its own task.
 struct Check {
-    state: Arc<AppState>,
+    core: Arc<Core>,
     username: String,
     tag: String,
     client_id: String,
@@ -177,13 +173,13 @@ impl Check {
         admission: Admission,
         password: SecretString,
     ) -> Result<UserRecord, LoginFailure> {
-        let state = &*self.state;
+        let core = &*self.core;
         let (ip, tag) = (self.ctx.ip, self.tag.as_str());
         if self.caller.strong_count() == 0 {
             // Nobody waits for the answer and nothing was reserved yet.
             return Err(LoginFailure::BadCredentials);
         }
-        let reservation = match throttle::reserve(state, tag, ip).await? {
+        let reservation = match throttle::reserve(core, tag, ip).await? {
             Ok(r) => r,
             Err(retry_after) => {
                 metrics::counter!(crate::metrics::THROTTLED).increment(1);
@@ -191,11 +187,11 @@ impl Check {
             }
         };
         let checked = async {
-            let user = state.store.user_by_name(&self.username).await?;
+            let user = core.store.user_by_name(&self.username).await?;
             let phc = user.as_ref().map(|u| u.password_hash.clone());
             let caller = self.caller.clone();
             let wanted = move || caller.strong_count() > 0;
-            let matches = state
+            let matches = core
                 .passwords
                 .verify_if(admission, password, phc, wanted)
                 .await?;
@@ -206,11 +202,11 @@ impl Check {
             Ok((user, Some(matches))) => (user, matches),
             Ok((_, None)) => {
                 // The client left before the hash started: the attempt was not evaluated.
-                give_back(state, reservation).await;
+                give_back(core, reservation).await;
                 return Err(LoginFailure::BadCredentials);
             }
             Err(e) => {
-                give_back(state, reservation).await;
+                give_back(core, reservation).await;
                 return Err(e.into());
             }
         };
@@ -221,10 +217,10 @@ impl Check {
         };
         match user {
             Some(u) if matches && !u.disabled => {
-                let now = state.clock.now();
+                let now = core.clock.now();
                 reservation.succeeded(now).await?;
                 if let Some((account, network)) = &self.pair {
-                    state.passwords.remember(account, network, now);
+                    core.passwords.remember(account, network, now);
                 }
                 Ok(u)
             }
@@ -244,16 +240,16 @@ impl Check {
                 detail["ip"] = json!(ip.map(|ip| ip.to_string()));
                 detail["via"] = json!(self.via.as_str());
                 audit(
-                    state,
+                    core,
                     "login.failure",
                     Some(&self.client_id),
                     user_id,
                     detail,
                 )
                 .await;
-                let failures = reservation.failed(state).await?;
-                account_failures(state, &attempt, tag, user_id, who, failures).await;
-                spray(state, tag, ip, &attempt).await?;
+                let failures = reservation.failed(core).await?;
+                account_failures(core, &attempt, tag, user_id, who, failures).await;
+                spray(core, tag, ip, &attempt).await?;
                 Err(LoginFailure::BadCredentials)
             }
         }
@@ -272,8 +268,8 @@ fn who(username: &str, tag: &str, exists: bool) -> serde_json::Value {
 
 /// The keyed hash that stands for a login name: the same name always gives the same
 /// value (to correlate a spray), which says nothing of the name without the master key.
-pub(crate) fn name_tag(state: &AppState, username: &str) -> String {
-    name_tag_with(&state.login_name_key, username)
+pub(crate) fn name_tag(core: &Core, username: &str) -> String {
+    name_tag_with(&core.login_name_key, username)
 }
 
 fn name_tag_with(key: &hmac::Key, username: &str) -> String {
@@ -283,8 +279,8 @@ fn name_tag_with(key: &hmac::Key, username: &str) -> String {
 }
 
 /// Best-effort return of the reservations of an attempt that was not evaluated.
-async fn give_back(state: &AppState, reservation: throttle::Reservation) {
-    if let Err(e) = reservation.release(state.clock.now()).await {
+async fn give_back(core: &Core, reservation: throttle::Reservation) {
+    if let Err(e) = reservation.release(core.clock.now()).await {
         tracing::warn!(error = %e, "could not release a login reservation");
     }
 }
@@ -293,20 +289,19 @@ async fn give_back(state: &AppState, reservation: throttle::Reservation) {
 /// alarm level on, this server checks that account's logins one at a time until the
 /// window ends (others wait briefly or get 429), and on reaching it, an alarm.
 async fn account_failures(
-    state: &AppState,
+    core: &Core,
     attempt: &Attempt<'_>,
     tag: &str,
     user_id: Option<&str>,
     who: serde_json::Value,
     failures: u32,
 ) {
-    let policy = state.config.throttle;
+    let policy = core.config.throttle;
     if failures < policy.account_alarm() {
         return;
     }
-    let now = state.clock.now();
-    state
-        .login_limits
+    let now = core.clock.now();
+    core.login_limits
         .target(tag, now.saturating_add(policy.window), now);
     if failures != policy.account_alarm() {
         return;
@@ -314,9 +309,9 @@ async fn account_failures(
     tracing::warn!(failures, "many failed logins against one account");
     let mut detail = who;
     detail["failures"] = json!(failures);
-    detail["window_secs"] = json!(state.config.throttle.window.as_secs());
+    detail["window_secs"] = json!(core.config.throttle.window.as_secs());
     audit(
-        state,
+        core,
         "login.account_targeted",
         Some(attempt.client_id),
         user_id,
@@ -327,12 +322,12 @@ async fn account_failures(
 
 /// Flags an address that fails against many accounts (password spraying).
 async fn spray(
-    state: &AppState,
+    core: &Core,
     tag: &str,
     ip: Option<IpAddr>,
     attempt: &Attempt<'_>,
 ) -> Result<(), OAuthError> {
-    if let Some(accounts) = throttle::spray_suspected(state, tag, ip).await? {
+    if let Some(accounts) = throttle::spray_suspected(core, tag, ip).await? {
         let ip = ip.map(|ip| ip.to_string());
         tracing::warn!(
             ip = ip.as_deref().unwrap_or("-"),
@@ -340,11 +335,11 @@ async fn spray(
             "password spraying suspected"
         );
         audit(
-            state,
+            core,
             "login.spray_suspected",
             Some(attempt.client_id),
             None,
-            json!({ "ip": ip, "accounts": accounts, "window_secs": state.config.throttle.window.as_secs() }),
+            json!({ "ip": ip, "accounts": accounts, "window_secs": core.config.throttle.window.as_secs() }),
         )
         .await;
     }

@@ -117,11 +117,11 @@ impl fmt::Display for OAuthError {
 }
 
 impl OAuthError {
-    /// [`OAuthError::NoSigningKey`] for `alg`, retried after the next key refresh.
-    pub(crate) fn no_signing_key(state: &crate::state::AppState, alg: &str) -> Self {
+    /// [`OAuthError::NoSigningKey`] for `alg`, retried after `retry_after` seconds (the next key refresh).
+    pub(crate) fn no_signing_key(alg: &str, retry_after: u64) -> Self {
         OAuthError::NoSigningKey {
             detail: format!("no active key for {alg}; run `tessera keys rotate --alg {alg}`"),
-            retry_after: state.config.key_refresh_interval.as_secs().max(1),
+            retry_after,
         }
     }
 }

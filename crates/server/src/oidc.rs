@@ -8,7 +8,7 @@ use serde_json::Value;
 use tessera_token::{Algorithm, Audience, Claims, UnixTime};
 
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::ClientRecord;
 
 /// What an ID token is about.
@@ -26,18 +26,18 @@ pub(crate) struct IdTokenFor<'a> {
 /// (RS256 unless it registered another; its access tokens keep their own algorithm):
 /// `iss`, `sub`, `aud` = client_id, `exp`, `iat`, `auth_time`, `nonce` (when the request
 /// had one), `sid` and `at_hash`.
-pub(crate) fn mint_id_token(state: &AppState, t: &IdTokenFor<'_>) -> Result<String, OAuthError> {
-    let ring = state.keys.current();
+pub(crate) fn mint_id_token(core: &Core, t: &IdTokenFor<'_>) -> Result<String, OAuthError> {
+    let ring = core.keys.current();
     let key = ring.id_token_signer(t.client.id_token_alg).ok_or_else(|| {
         let alg = t.client.id_token_alg.unwrap_or(crate::keys::ID_TOKEN_ALG);
-        OAuthError::no_signing_key(state, alg.name())
+        OAuthError::no_signing_key(alg.name(), core.key_retry_after())
     })?;
-    let now = state.clock.now();
+    let now = core.clock.now();
     let mut claims = Claims {
-        iss: Some(state.issuer.clone()),
+        iss: Some(core.issuer.clone()),
         sub: Some(t.sub.to_owned()),
         aud: Audience::new([t.client.id.clone()]),
-        exp: Some(now.saturating_add(state.config.access_token_ttl)),
+        exp: Some(now.saturating_add(core.config.access_token_ttl)),
         iat: Some(now),
         auth_time: Some(t.auth_time),
         sid: Some(t.sid.to_owned()),

@@ -13,12 +13,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServerConfig;
+use crate::http::AppState;
 use crate::keys::{self, Check, Claim, Keys};
 use crate::lockfile::DirLock;
 use crate::password::Passwords;
 use crate::secrets::Sealer;
 use crate::serving::{self, Endpoint, Limits, Phase};
-use crate::state::AppState;
 use crate::store::{self, Store};
 use crate::tls::TlsCert;
 use crate::{Error, http};

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tessera_token::UnixTime;
 
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 
 /// Throttling policy (from the configuration).
 #[derive(Debug, Clone, Copy)]
@@ -129,14 +129,14 @@ pub(crate) struct Reservation {
 /// Reserves an attempt against `account` (a name tag) from `ip`: `Err(retry_after)` when
 /// the source network or this account from it is blocked or held, with nothing counted.
 pub(crate) async fn reserve(
-    state: &AppState,
+    core: &Core,
     account: &str,
     ip: Option<IpAddr>,
 ) -> Result<Result<Reservation, u64>, OAuthError> {
-    let policy = state.config.throttle;
+    let policy = core.config.throttle;
     let net = ip.map(source_network);
     let mut r = Reservation {
-        store: std::sync::Arc::clone(&state.store),
+        store: std::sync::Arc::clone(&core.store),
         held: Vec::with_capacity(2),
         account: format!("acct:{account}"),
         evaluated: false,
@@ -150,8 +150,8 @@ pub(crate) async fn reserve(
         )),
     ];
     for (key, threshold) in keys.into_iter().flatten() {
-        let now = state.clock.now();
-        let taken = state
+        let now = core.clock.now();
+        let taken = core
             .store
             .reserve_login_attempt(
                 &key,
@@ -169,12 +169,12 @@ pub(crate) async fn reserve(
                 given_back: false,
             }),
             Ok(None) => {
-                let wait = retry_after(state, &key).await;
-                r.release(state.clock.now()).await?;
+                let wait = retry_after(core, &key).await;
+                r.release(core.clock.now()).await?;
                 return Ok(Err(wait));
             }
             Err(e) => {
-                r.release(state.clock.now()).await?;
+                r.release(core.clock.now()).await?;
                 return Err(e.into());
             }
         }
@@ -185,10 +185,10 @@ pub(crate) async fn reserve(
 /// Seconds until `key` is free again: what is left of its block, at least 1; 1 while it
 /// is only held (an attempt being checked, settled within a hash's time: more is left
 /// of it than any block can last).
-async fn retry_after(state: &AppState, key: &str) -> u64 {
-    let now = state.clock.now();
-    match state.store.login_blocked_until(key, now).await {
-        Ok(Some(t)) => wait_for(&state.config.throttle, now, t),
+async fn retry_after(core: &Core, key: &str) -> u64 {
+    let now = core.clock.now();
+    match core.store.login_blocked_until(key, now).await {
+        Ok(Some(t)) => wait_for(&core.config.throttle, now, t),
         _ => 1,
     }
 }
@@ -233,10 +233,10 @@ impl Reservation {
     /// its count earns. Returns the account's failures over all networks in the window.
     /// Should a write fail, the holds not yet replaced are lifted when the reservation is
     /// dropped (the counts stay: the guess was checked).
-    pub(crate) async fn failed(mut self, state: &AppState) -> Result<u32, OAuthError> {
+    pub(crate) async fn failed(mut self, core: &Core) -> Result<u32, OAuthError> {
         self.evaluated = true;
-        let policy = state.config.throttle;
-        let now = state.clock.now();
+        let policy = core.config.throttle;
+        let now = core.clock.now();
         while let Some(h) = self.held.iter().find(|h| h.holds()) {
             let block = policy
                 .block_for(h.count, h.threshold)
@@ -318,19 +318,19 @@ pub(crate) const SPRAY_ACCOUNTS: u32 = 5;
 /// [`SPRAY_ACCOUNTS`] distinct accounts within the window, returns that count (once per
 /// window).
 pub(crate) async fn spray_suspected(
-    state: &AppState,
+    core: &Core,
     account: &str,
     ip: Option<IpAddr>,
 ) -> Result<Option<u32>, OAuthError> {
     let Some(ip) = ip else { return Ok(None) };
     let net = source_network(ip);
-    let window = state.config.throttle.window;
-    let now = state.clock.now();
+    let window = core.config.throttle.window;
+    let now = core.clock.now();
     let pair = format!("ipuser:{net}|{account}");
-    if state.store.record_login_failure(&pair, now, window).await? != 1 {
+    if core.store.record_login_failure(&pair, now, window).await? != 1 {
         return Ok(None);
     }
-    let accounts = state
+    let accounts = core
         .store
         .record_login_failure(&format!("ipaccounts:{net}"), now, window)
         .await?;
@@ -413,5 +413,22 @@ mod tests {
         );
         assert_eq!(wait_for(&p, now, blocked_until(now, p.max_block)), 901);
         assert_eq!(wait_for(&p, now, now), 1);
+    }
+
+    /// Throttling runs on a bare `Core` (no router): an account that fails from one
+    /// network until its threshold is blocked there, and nothing else is.
+    #[tokio::test]
+    async fn failures_up_to_the_threshold_block_the_account_from_that_network() {
+        let (core, _dir, _clock) = crate::state::testing::core().await;
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let threshold = core.config.throttle.per_account;
+        for _ in 0..threshold {
+            let r = reserve(&core, "alice", Some(ip)).await.unwrap().unwrap();
+            r.failed(&core).await.unwrap();
+        }
+        let refused = reserve(&core, "alice", Some(ip)).await.unwrap();
+        assert!(matches!(refused, Err(wait) if wait >= 1), "blocked after {threshold}");
+        let other = reserve(&core, "bob", Some(ip)).await.unwrap();
+        other.unwrap().release(core.clock.now()).await.unwrap();
     }
 }

@@ -7,22 +7,21 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tessera_token::{OpaqueToken, TokenKind, Validation, VerifiedClaims, decode_unverified};
 
-use crate::grants::audit;
+use crate::audit::audit;
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::ClientRecord;
 
 /// Verifies an access token this server issued (signature, `typ`, `iss`, `exp` with no
 /// leeway); `None` for anything else.
-pub(crate) fn verify_access(state: &AppState, token: &str) -> Option<VerifiedClaims> {
+pub(crate) fn verify_access(core: &Core, token: &str) -> Option<VerifiedClaims> {
     let unverified = decode_unverified(token).ok()?;
     let aud = unverified.claims.aud.iter().next()?.to_owned();
-    let policy = Validation::access_token(state.issuer.clone(), aud).leeway(Duration::ZERO);
-    state
-        .keys
+    let policy = Validation::access_token(core.issuer.clone(), aud).leeway(Duration::ZERO);
+    core.keys
         .current()
         .verifier()
-        .verify(token, &policy, state.clock.now())
+        .verify(token, &policy, core.clock.now())
         .ok()
 }
 
@@ -31,11 +30,11 @@ pub(crate) fn verify_access(state: &AppState, token: &str) -> Option<VerifiedCla
 /// tokens are ignored (the answer is 200 either way, section 2.2).
 ///
 /// Only a revocation that will write spends the client's `/revoke` budget
-/// ([`AppState::revoke_limit`]): the client's own token, not yet revoked. Garbage, foreign
+/// ([`Core::revoke_limit`]): the client's own token, not yet revoked. Garbage, foreign
 /// and already-revoked tokens write nothing, so anyone who knows a public client's id
 /// cannot spend its budget and hold up its users' revocations.
 pub(crate) async fn revoke(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     token: &str,
 ) -> Result<(), OAuthError> {
@@ -43,7 +42,7 @@ pub(crate) async fn revoke(
     // an unknown, expired or malformed token answers 200 (section 2.2).
     const NOT_YOURS: &str = "the token was not issued to this client";
     if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
-        let Some((_, grant)) = state.store.refresh_token(&rt.hash()).await? else {
+        let Some((_, grant)) = core.store.refresh_token(&rt.hash()).await? else {
             return Ok(());
         };
         if grant.client_id != client.id {
@@ -52,14 +51,14 @@ pub(crate) async fn revoke(
         if grant.revoked_at.is_some() {
             return Ok(());
         }
-        state.revoke_limit.check(&client.id)?;
-        if state
+        core.revoke_limit.check(&client.id)?;
+        if core
             .store
-            .revoke_grant(&grant.id, state.revoked_now())
+            .revoke_grant(&grant.id, core.revoked_now())
             .await?
         {
             audit(
-                state,
+                core,
                 "revoke.grant",
                 Some(&client.id),
                 grant.user_id.as_deref(),
@@ -69,7 +68,7 @@ pub(crate) async fn revoke(
         }
         return Ok(());
     }
-    let Some(claims) = verify_access(state, token) else {
+    let Some(claims) = verify_access(core, token) else {
         return Ok(());
     };
     if claims.client_id.as_deref() != Some(client.id.as_str()) {
@@ -80,13 +79,13 @@ pub(crate) async fn revoke(
     };
     // Revoking a token already in the feed writes nothing and audits nothing (issue 14:
     // repeated revocations must not grow the feed or the audit log), and costs nothing.
-    if state.store.is_revoked(Some(jti), None).await? {
+    if core.store.is_revoked(Some(jti), None).await? {
         return Ok(());
     }
-    state.revoke_limit.check(&client.id)?;
-    if state.store.revoke_jti(jti, exp, state.clock.now()).await? {
+    core.revoke_limit.check(&client.id)?;
+    if core.store.revoke_jti(jti, exp, core.clock.now()).await? {
         audit(
-            state,
+            core,
             "revoke.access_token",
             Some(&client.id),
             None,
@@ -101,14 +100,14 @@ pub(crate) async fn revoke(
 /// and nothing else. Active answers carry `token_use` (`access_token` or `refresh_token`,
 /// as Ory Hydra names it), `iss` and `aud`; `token_type` (`Bearer`) only for access tokens.
 pub(crate) async fn introspect(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     token: &str,
 ) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
-    let now = state.clock.now();
+    let now = core.clock.now();
     if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
-        let Some((record, grant)) = state.store.refresh_token(&rt.hash()).await? else {
+        let Some((record, grant)) = core.store.refresh_token(&rt.hash()).await? else {
             return Ok(inactive);
         };
         let live = grant.client_id == client.id
@@ -127,7 +126,7 @@ pub(crate) async fn introspect(
             "active": true,
             "token_use": "refresh_token",
             "client_id": grant.client_id,
-            "iss": state.issuer,
+            "iss": core.issuer,
             "aud": grant.audience,
             "iat": record.issued_at.secs(),
             "exp": record.expires_at.secs(),
@@ -141,17 +140,17 @@ pub(crate) async fn introspect(
         }
         return Ok(v);
     }
-    let Some(claims) = verify_access(state, token) else {
+    let Some(claims) = verify_access(core, token) else {
         return Ok(inactive);
     };
-    if state
+    if core
         .store
         .is_revoked(claims.jti.as_deref(), claims.sid.as_deref())
         .await?
     {
         return Ok(inactive);
     }
-    if !owner_stands(state, &claims).await? {
+    if !owner_stands(core, &claims).await? {
         return Ok(inactive);
     }
     let mut v = json!({
@@ -178,7 +177,7 @@ pub(crate) async fn introspect(
 /// "revoke all" since the sign-in. A client's own token and an operator's minted token
 /// (their `sid` names no stored grant, only the client or the mint) have no sign-in to ask
 /// about; the revocation feed still reaches them.
-async fn owner_stands(state: &AppState, claims: &VerifiedClaims) -> Result<bool, OAuthError> {
+async fn owner_stands(core: &Core, claims: &VerifiedClaims) -> Result<bool, OAuthError> {
     let Some(sid) = claims.sid.as_deref() else {
         return Ok(true);
     };
@@ -192,7 +191,7 @@ async fn owner_stands(state: &AppState, claims: &VerifiedClaims) -> Result<bool,
     // it); an access token minted near that end may outlive the row by up to its own
     // lifetime, and stays bounded by its `exp` and the feed, as a guard checking
     // signatures would judge it.
-    Ok(match state.store.grant_owner(sid).await? {
+    Ok(match core.store.grant_owner(sid).await? {
         Some((grant, owner)) => owner.allows(grant.generation),
         None => true,
     })

@@ -8,20 +8,21 @@ use serde_json::json;
 use tessera_token::pkce::{self, ChallengeMethod};
 use tessera_token::{OpaqueToken, TokenKind};
 
+use crate::audit::audit;
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, audit, first_refresh_token, mint_access_token,
-    resolve_audience, scope_member,
+    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, resolve_audience,
+    scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
 use crate::oidc;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord, RedeemOutcome};
 
 const BAD_CODE: &str = "authorization code is invalid, expired or already used";
 
 pub(crate) async fn exchange(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
@@ -31,15 +32,15 @@ pub(crate) async fn exchange(
     let code = OpaqueToken::parse_kind(presented, TokenKind::AuthorizationCode)
         .map_err(|_| OAuthError::InvalidGrant(BAD_CODE))?;
     let hash = code.hash();
-    let now = state.clock.now();
-    let Some(record) = state.store.auth_code(&hash).await? else {
+    let now = core.clock.now();
+    let Some(record) = core.store.auth_code(&hash).await? else {
         return Err(OAuthError::InvalidGrant(BAD_CODE));
     };
     if record.client_id != client.id {
         return Err(OAuthError::InvalidGrant(BAD_CODE));
     }
     if record.used_at.is_some() {
-        revoke_reused(state, client, record.grant_id.as_deref(), &record.user_id).await?;
+        revoke_reused(core, client, record.grant_id.as_deref(), &record.user_id).await?;
         return Err(OAuthError::InvalidGrant(BAD_CODE));
     }
     if record.expires_at <= now {
@@ -60,10 +61,10 @@ pub(crate) async fn exchange(
         false,
     )
     .map_err(|_| OAuthError::InvalidGrant("code_verifier does not match the code_challenge"))?;
-    let mut audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+    let mut audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
     // With `openid`, the token is also for the userinfo endpoint at the issuer.
-    if record.scope.contains("openid") && !audience.contains(&state.issuer) {
-        audience.push(state.issuer.clone());
+    if record.scope.contains("openid") && !audience.contains(&core.issuer) {
+        audience.push(core.issuer.clone());
     }
 
     let grant = GrantRecord {
@@ -73,37 +74,40 @@ pub(crate) async fn exchange(
         scope: record.scope.clone(),
         audience: audience.clone(),
         created_at: record.auth_time,
-        expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
+        expires_at: now.saturating_add(core.config.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
     };
-    let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
+    let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.
-    let ring = state.keys.current();
+    let ring = core.keys.current();
     if ring.signer(client.signing_alg).is_none() {
         let alg = client
             .signing_alg
             .map_or("the default algorithm", |a| a.name());
-        return Err(OAuthError::no_signing_key(state, alg));
+        return Err(OAuthError::no_signing_key(alg, core.key_retry_after()));
     }
     if record.scope.contains("openid") && ring.id_token_signer(client.id_token_alg).is_none() {
         let alg = client.id_token_alg.unwrap_or(crate::keys::ID_TOKEN_ALG);
-        return Err(OAuthError::no_signing_key(state, alg.name()));
+        return Err(OAuthError::no_signing_key(
+            alg.name(),
+            core.key_retry_after(),
+        ));
     }
-    match state
+    match core
         .store
         .redeem_auth_code(&hash, now, &grant, first.as_ref())
         .await?
     {
         RedeemOutcome::Redeemed => {}
         RedeemOutcome::AlreadyUsed { grant_id } => {
-            revoke_reused(state, client, grant_id.as_deref(), &record.user_id).await?;
+            revoke_reused(core, client, grant_id.as_deref(), &record.user_id).await?;
             return Err(OAuthError::InvalidGrant(BAD_CODE));
         }
         RedeemOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_CODE)),
     }
     audit(
-        state,
+        core,
         "login.success",
         Some(&client.id),
         Some(&record.user_id),
@@ -112,7 +116,7 @@ pub(crate) async fn exchange(
     .await;
 
     let (access_token, expires_in) = mint_access_token(
-        state,
+        core,
         &AccessGrant {
             sub: &record.user_id,
             client_id: &client.id,
@@ -125,7 +129,7 @@ pub(crate) async fn exchange(
     )?;
     let id_token = if record.scope.contains("openid") {
         Some(oidc::mint_id_token(
-            state,
+            core,
             &oidc::IdTokenFor {
                 sub: &record.user_id,
                 client,
@@ -150,17 +154,17 @@ pub(crate) async fn exchange(
 
 /// A code presented again: revokes the grant issued from its first redemption.
 async fn revoke_reused(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     grant_id: Option<&str>,
     user_id: &str,
 ) -> Result<(), OAuthError> {
     if let Some(id) = grant_id {
-        state.store.revoke_grant(id, state.revoked_now()).await?;
+        core.store.revoke_grant(id, core.revoked_now()).await?;
     }
     tracing::warn!(client_id = %client.id, sid = grant_id.unwrap_or_default(), "authorization code reuse: grant revoked");
     audit(
-        state,
+        core,
         "code.reuse",
         Some(&client.id),
         Some(user_id),

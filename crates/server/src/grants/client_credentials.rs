@@ -6,7 +6,7 @@ use crate::grants::{
     scope_member,
 };
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::ClientRecord;
 
 /// Prefix of the `sid` shared by all client-credentials tokens of one client, so removing
@@ -14,7 +14,7 @@ use crate::store::ClientRecord;
 pub(crate) const CLIENT_SID_PREFIX: &str = "cc_";
 
 pub(crate) async fn exchange(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     params: &Params,
 ) -> Result<TokenResponse, OAuthError> {
@@ -24,10 +24,10 @@ pub(crate) async fn exchange(
         ));
     }
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
-    let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+    let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
     let sid = format!("{CLIENT_SID_PREFIX}{}", client.id);
     let (access_token, expires_in) = mint_access_token(
-        state,
+        core,
         &AccessGrant {
             sub: &client.id,
             client_id: &client.id,
@@ -46,4 +46,56 @@ pub(crate) async fn exchange(
         scope: scope_member(&scope),
         id_token: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_token::{Scope, UnixTime};
+
+    use super::*;
+    use crate::state::testing;
+    use crate::store::GrantType;
+
+    fn client(secret: bool) -> ClientRecord {
+        ClientRecord {
+            id: "svc".into(),
+            name: "svc".into(),
+            secret_hash: secret.then(|| tessera_token::TokenHash::of(b"tsr_cs_x")),
+            grant_types: vec![GrantType::ClientCredentials],
+            scope: "read write".parse::<Scope>().unwrap(),
+            audience: vec!["api".into()],
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            first_party: false,
+            signing_alg: None,
+            id_token_alg: None,
+            created_at: UnixTime::from_secs(0),
+        }
+    }
+
+    /// The grant runs on a bare `Core`: no router, no HTTP.
+    #[tokio::test]
+    async fn a_confidential_client_gets_a_token_for_itself_with_its_shared_sid() {
+        let (core, _dir, _clock) = testing::core().await;
+        let params = Params::from_pairs([("scope".to_owned(), "read".to_owned())]).unwrap();
+        let issued = exchange(&core, &client(true), &params).await.unwrap();
+        assert_eq!(issued.scope.as_deref(), Some("read"));
+        assert!(issued.refresh_token.is_none());
+        let verified = crate::tokens::verify_access(&core, &issued.access_token).unwrap();
+        let claims = verified.claims();
+        assert_eq!(claims.sub.as_deref(), Some("svc"));
+        assert_eq!(claims.sid.as_deref(), Some("cc_svc"));
+        assert!(claims.aud.iter().any(|a| a == "api"));
+    }
+
+    #[tokio::test]
+    async fn a_public_client_or_a_scope_beyond_its_own_is_refused() {
+        let (core, _dir, _clock) = testing::core().await;
+        let none = Params::from_pairs([]).unwrap();
+        let public = exchange(&core, &client(false), &none).await.unwrap_err();
+        assert_eq!(public.code(), "unauthorized_client");
+        let wide = Params::from_pairs([("scope".to_owned(), "admin".to_owned())]).unwrap();
+        let refused = exchange(&core, &client(true), &wide).await.unwrap_err();
+        assert_eq!(refused.code(), "invalid_scope");
+    }
 }

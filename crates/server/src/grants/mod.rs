@@ -6,7 +6,6 @@ mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
-mod unconfirmed;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,11 +16,12 @@ use std::time::Duration;
 use tessera_token::{Algorithm, Audience, Claims, OpaqueToken, Scope, TokenKind, UnixTime};
 use zeroize::Zeroizing;
 
+use crate::audit::RequestContext;
 use crate::ids::random_id;
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
-use crate::state::AppState;
-use crate::store::{AuditEvent, ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+use crate::state::Core;
+use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
 
 pub(crate) use client_credentials::CLIENT_SID_PREFIX;
 
@@ -30,9 +30,6 @@ pub(crate) use client_credentials::CLIENT_SID_PREFIX;
 pub(crate) const MINTED_SID_PREFIX: &str = "m_";
 #[cfg(test)]
 pub(crate) use refresh_token::successor;
-#[cfg(test)]
-pub(crate) use unconfirmed::REMEMBER_SECS;
-pub(crate) use unconfirmed::UnconfirmedRotations;
 
 /// A parameter name fit for an error description: at most 40 characters, no controls.
 pub(crate) fn printable_name(name: &str) -> String {
@@ -108,46 +105,9 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
-/// Facts about the request beyond its parameters.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RequestContext {
-    /// The peer's address, when known.
-    pub(crate) ip: Option<std::net::IpAddr>,
-    /// The `User-Agent` header, when sent (at most 200 characters).
-    pub(crate) user_agent: Option<String>,
-}
-
-impl RequestContext {
-    /// The grant context to store: the peer's /24 (IPv4) or /48 (IPv6), and the agent.
-    pub(crate) fn grant_context(&self) -> crate::store::GrantContext {
-        crate::store::GrantContext {
-            net: self.ip.map(network),
-            agent: self.user_agent.clone(),
-        }
-    }
-}
-
-/// The /24 (IPv4) or /48 (IPv6) network of an address, as `ADDR/LEN`.
-pub(crate) fn network(ip: std::net::IpAddr) -> String {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            format!("{}/24", Ipv4Addr::new(a, b, c, 0))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => network(IpAddr::V4(v4)),
-            None => {
-                let s = v6.segments();
-                format!("{}/48", Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
-            }
-        },
-    }
-}
-
 /// Parses `grant_type`, checks the client may use it, and runs the grant.
 pub(crate) async fn exchange(
-    state: &std::sync::Arc<AppState>,
+    core: &std::sync::Arc<Core>,
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,
@@ -160,10 +120,10 @@ pub(crate) async fn exchange(
     }
     tracing::Span::current().record("grant_type", grant.as_str());
     let issued = match grant {
-        GrantType::ClientCredentials => client_credentials::exchange(state, client, params).await,
-        GrantType::Password => password::exchange(state, client, params, ctx).await,
-        GrantType::RefreshToken => refresh_token::exchange(state, client, params, &ctx).await,
-        GrantType::AuthorizationCode => authorization_code::exchange(state, client, params).await,
+        GrantType::ClientCredentials => client_credentials::exchange(core, client, params).await,
+        GrantType::Password => password::exchange(core, client, params, ctx).await,
+        GrantType::RefreshToken => refresh_token::exchange(core, client, params, &ctx).await,
+        GrantType::AuthorizationCode => authorization_code::exchange(core, client, params).await,
     }?;
     crate::metrics::token_issued(grant);
     Ok(issued)
@@ -224,16 +184,16 @@ pub(crate) struct AccessGrant<'a> {
 /// Signs an RFC 9068 access token (`typ: at+jwt`) with the active key; returns the token
 /// and its lifetime in seconds.
 pub(crate) fn mint_access_token(
-    state: &AppState,
+    core: &Core,
     g: &AccessGrant<'_>,
 ) -> Result<(String, u64), OAuthError> {
-    let ttl = state.config.access_token_ttl;
-    let ring = state.keys.current();
+    let ttl = core.config.access_token_ttl;
+    let ring = core.keys.current();
     if ring.signer(g.alg).is_none() {
         let alg = g.alg.map_or("the default algorithm", |a| a.name());
-        return Err(OAuthError::no_signing_key(state, alg));
+        return Err(OAuthError::no_signing_key(alg, core.key_retry_after()));
     }
-    let token = sign_access_token(&ring, &state.issuer, state.clock.now(), ttl, g)
+    let token = sign_access_token(&ring, &core.issuer, core.clock.now(), ttl, g)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
     Ok((token, ttl.as_secs()))
 }
@@ -281,30 +241,10 @@ pub(crate) fn scope_member(scope: &Scope) -> Option<String> {
     (!scope.is_empty()).then(|| scope.to_string())
 }
 
-/// Records an audit event; a failure is logged, never surfaced to the client.
-pub(crate) async fn audit(
-    state: &AppState,
-    kind: &str,
-    client_id: Option<&str>,
-    user_id: Option<&str>,
-    detail: serde_json::Value,
-) {
-    let event = AuditEvent {
-        at: state.clock.now(),
-        kind: kind.to_owned(),
-        client_id: client_id.map(str::to_owned),
-        user_id: user_id.map(str::to_owned),
-        detail: detail.to_string(),
-    };
-    if let Err(e) = state.store.record(&event).await {
-        tracing::warn!(error = %e, kind, "could not record audit event");
-    }
-}
-
 /// The first refresh token of a new grant when the client may refresh: the token for the
 /// response and its record for the store (idle lifetime, capped by the grant's).
 pub(crate) fn first_refresh_token(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     grant: &GrantRecord,
     now: UnixTime,
@@ -319,7 +259,7 @@ pub(crate) fn first_refresh_token(
         grant_id: grant.id.clone(),
         issued_at: now,
         expires_at: now
-            .saturating_add(state.config.refresh_idle_ttl)
+            .saturating_add(core.config.refresh_idle_ttl)
             .min(grant.expires_at),
     };
     Ok((Some(token), Some(record)))
@@ -338,15 +278,6 @@ mod tests {
         assert!(Params::from_pairs([("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
         let secret = Params::from_pairs([("password".into(), "hunter2".into())]).unwrap();
         assert!(!format!("{secret:?}").contains("hunter2"));
-    }
-
-    #[test]
-    fn networks_are_slash_24_and_slash_48() {
-        let n = |s: &str| network(s.parse().unwrap());
-        assert_eq!(n("192.0.2.77"), "192.0.2.0/24");
-        assert_eq!(n("::ffff:192.0.2.77"), "192.0.2.0/24");
-        assert_eq!(n("2001:db8:1:2:3::9"), "2001:db8:1::/48");
-        assert_ne!(n("192.0.2.1"), n("192.0.3.1"));
     }
 
     #[test]

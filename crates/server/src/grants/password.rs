@@ -7,20 +7,21 @@ use std::sync::Arc;
 use serde_json::json;
 use tessera_token::SecretString;
 
+use crate::audit::{RequestContext, audit};
 use crate::grants::{
-    AccessGrant, Params, RequestContext, TokenResponse, audit, first_refresh_token,
-    mint_access_token, resolve_audience, resolve_scope, scope_member,
+    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, resolve_audience,
+    resolve_scope, scope_member,
 };
 use crate::ids::random_id;
 use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord};
 
 const BAD_LOGIN: &str = "invalid username or password";
 
 pub(crate) async fn exchange(
-    state: &Arc<AppState>,
+    core: &Arc<Core>,
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,
@@ -28,14 +29,14 @@ pub(crate) async fn exchange(
     let username = params.require("username")?;
     let password = SecretString::new(params.require("password")?);
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
-    let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
+    let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
 
     let attempt = Attempt {
         client_id: &client.id,
         ctx: &ctx,
         via: Via::PasswordGrant,
     };
-    let user = match login::authenticate(state, username, password, &attempt).await {
+    let user = match login::authenticate(core, username, password, &attempt).await {
         Ok(u) => u,
         Err(LoginFailure::BadCredentials) => return Err(OAuthError::InvalidGrant(BAD_LOGIN)),
         Err(LoginFailure::Throttled { retry_after }) => {
@@ -45,7 +46,7 @@ pub(crate) async fn exchange(
         Err(LoginFailure::Unavailable(e)) => return Err(e),
     };
 
-    let now = state.clock.now();
+    let now = core.clock.now();
     let grant = GrantRecord {
         id: random_id("g_")?,
         client_id: client.id.clone(),
@@ -53,23 +54,22 @@ pub(crate) async fn exchange(
         scope: scope.clone(),
         audience: audience.clone(),
         created_at: now,
-        expires_at: now.saturating_add(state.config.refresh_absolute_ttl),
+        expires_at: now.saturating_add(core.config.refresh_absolute_ttl),
         revoked_at: None,
         // Read with the credentials, before the hash was checked: a revoke-all (disable,
         // `sessions revoke --user`, `user passwd`, remove) during the check moves the user
         // on, and the grant is refused below instead of outliving it.
         generation: user.generation,
     };
-    let (refresh, first) = first_refresh_token(state, client, &grant, now)?;
-    if !state.store.insert_grant(&grant, first.as_ref()).await? {
+    let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
+    if !core.store.insert_grant(&grant, first.as_ref()).await? {
         return Err(OAuthError::InvalidGrant(BAD_LOGIN));
     }
-    state
-        .store
+    core.store
         .swap_grant_context(&grant.id, &ctx.grant_context())
         .await?;
     audit(
-        state,
+        core,
         "login.success",
         Some(&client.id),
         Some(&user.id),
@@ -78,7 +78,7 @@ pub(crate) async fn exchange(
     .await;
 
     let (access_token, expires_in) = mint_access_token(
-        state,
+        core,
         &AccessGrant {
             sub: &user.id,
             client_id: &client.id,

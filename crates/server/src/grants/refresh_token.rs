@@ -13,17 +13,16 @@ use aws_lc_rs::hmac;
 use serde_json::json;
 use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind, UnixTime};
 
-use crate::grants::{
-    AccessGrant, Params, RequestContext, TokenResponse, audit, mint_access_token, scope_member,
-};
+use crate::audit::{RequestContext, audit};
+use crate::grants::{AccessGrant, Params, TokenResponse, mint_access_token, scope_member};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
+use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord, NewRefreshToken, RotateOutcome};
 
 const BAD_TOKEN: &str = "refresh token is invalid, expired or revoked";
 
 pub(crate) async fn exchange(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     params: &Params,
     ctx: &RequestContext,
@@ -32,8 +31,8 @@ pub(crate) async fn exchange(
     let token = OpaqueToken::parse_kind(presented, TokenKind::RefreshToken)
         .map_err(|_| OAuthError::InvalidGrant(BAD_TOKEN))?;
     let hash = token.hash();
-    let now = state.clock.now();
-    let Some((record, grant)) = state.store.refresh_token(&hash).await? else {
+    let now = core.clock.now();
+    let Some((record, grant)) = core.store.refresh_token(&hash).await? else {
         return Err(OAuthError::InvalidGrant(BAD_TOKEN));
     };
     // RFC 6749 section 6: the token must have been issued to the authenticated client;
@@ -62,55 +61,55 @@ pub(crate) async fn exchange(
         }
     };
 
-    let next = successor(&state.refresh_key, &hash)?;
+    let next = successor(&core.refresh_key, &hash)?;
     let new = NewRefreshToken {
         hash: next.hash(),
         grant_id: grant.id.clone(),
         issued_at: now,
         expires_at: now
-            .saturating_add(state.config.refresh_idle_ttl)
+            .saturating_add(core.config.refresh_idle_ttl)
             .min(grant.expires_at),
     };
-    let outcome = match state.store.rotate_refresh_token(&hash, &new, now).await {
+    let outcome = match core.store.rotate_refresh_token(&hash, &new, now).await {
         Ok(outcome) => outcome,
         Err(e) => {
             // Committed or not, this server cannot tell (a lost acknowledgement looks
             // like any other failure): remember the token, so that if the rotation did
             // happen, the client's retry here gets the successor instead of counting
             // as reuse.
-            state.unconfirmed.remember(&hash, now);
+            core.unconfirmed.remember(&hash, now);
             return Err(e.into());
         }
     };
     match outcome {
         RotateOutcome::Rotated => {
             // A retry whose earlier attempt had not committed after all: nothing to keep.
-            state.unconfirmed.take(&hash, now);
+            core.unconfirmed.take(&hash, now);
             // The rotation stands: nothing after it may turn the answer into a refusal.
-            record_context(state, client, &grant, ctx).await;
+            record_context(core, client, &grant, ctx).await;
         }
         RotateOutcome::AlreadyUsed { used_at } => {
-            if retry_of_unconfirmed(state, &hash, &new, now).await? {
+            if retry_of_unconfirmed(core, &hash, &new, now).await? {
                 tracing::info!(sid = %grant.id, client_id = %client.id, "refresh retried after an unconfirmed rotation: answered with its successor");
-            } else if !within_grace(state, used_at, now) {
-                revoke_family(state, client, &grant).await?;
+            } else if !within_grace(core, used_at, now) {
+                revoke_family(core, client, &grant).await?;
                 return Err(OAuthError::InvalidGrant(BAD_TOKEN));
             }
         }
         RotateOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_TOKEN)),
     }
 
-    let answer = answer(state, client, &grant, &scope, &next);
+    let answer = answer(core, client, &grant, &scope, &next);
     if answer.is_err() {
         // The rotation stands but its successor was not handed out: let a retry have it.
-        state.unconfirmed.remember(&hash, now);
+        core.unconfirmed.remember(&hash, now);
     }
     answer
 }
 
 /// The response to a refresh whose rotation stands: a fresh access token and `next`.
 fn answer(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     grant: &GrantRecord,
     scope: &Scope,
@@ -118,7 +117,7 @@ fn answer(
 ) -> Result<TokenResponse, OAuthError> {
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = mint_access_token(
-        state,
+        core,
         &AccessGrant {
             sub,
             client_id: &client.id,
@@ -144,16 +143,16 @@ fn answer(
 /// is the client's retry. The memory is forgotten then (and when the successor is not
 /// there), so a second retry is ordinary reuse.
 async fn retry_of_unconfirmed(
-    state: &AppState,
+    core: &Core,
     parent: &TokenHash,
     next: &NewRefreshToken,
     now: UnixTime,
 ) -> Result<bool, OAuthError> {
-    if !state.unconfirmed.contains(parent, now) {
+    if !core.unconfirmed.contains(parent, now) {
         return Ok(false);
     }
     // A store failure here answers 503 and keeps the memory for the next retry.
-    let pending = match state.store.refresh_token(&next.hash).await? {
+    let pending = match core.store.refresh_token(&next.hash).await? {
         Some((record, family)) => {
             record.used_at.is_none()
                 && record.expires_at > now
@@ -164,30 +163,29 @@ async fn retry_of_unconfirmed(
         None => false,
     };
     // Of concurrent retries, one takes the memory; the others are reuse.
-    Ok(state.unconfirmed.take(parent, now) && pending)
+    Ok(core.unconfirmed.take(parent, now) && pending)
 }
 
 /// True when a token first used at `used_at` may still be retried at `now`
 /// (`refresh_reuse_grace_secs`; never when it is 0).
-fn within_grace(state: &AppState, used_at: UnixTime, now: UnixTime) -> bool {
-    let grace = i64::try_from(state.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
+fn within_grace(core: &Core, used_at: UnixTime, now: UnixTime) -> bool {
+    let grace = i64::try_from(core.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
     grace > 0 && now.secs() - used_at.secs() <= grace
 }
 
 /// Reuse detected: revokes the whole family, counts and audits it.
 async fn revoke_family(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     grant: &GrantRecord,
 ) -> Result<(), OAuthError> {
-    state
-        .store
-        .revoke_grant(&grant.id, state.revoked_now())
+    core.store
+        .revoke_grant(&grant.id, core.revoked_now())
         .await?;
     metrics::counter!(crate::metrics::REFRESH_REUSE).increment(1);
     tracing::warn!(sid = %grant.id, client_id = %client.id, "refresh token reuse: family revoked");
     audit(
-        state,
+        core,
         "refresh.reuse",
         Some(&client.id),
         grant.user_id.as_deref(),
@@ -201,13 +199,13 @@ async fn revoke_family(
 /// another network or user agent, the audit event `refresh.new_context`. Best effort: it
 /// runs after the rotation committed, so a failure is logged and counted, never answered.
 async fn record_context(
-    state: &AppState,
+    core: &Core,
     client: &ClientRecord,
     grant: &GrantRecord,
     ctx: &RequestContext,
 ) {
     let now = ctx.grant_context();
-    let before = match state.store.swap_grant_context(&grant.id, &now).await {
+    let before = match core.store.swap_grant_context(&grant.id, &now).await {
         Ok(Some(before)) => before,
         Ok(None) => return,
         Err(e) => {
@@ -221,7 +219,7 @@ async fn record_context(
     if net_changed || agent_changed {
         tracing::warn!(sid = %grant.id, net_changed, agent_changed, "refresh from a new context");
         audit(
-            state,
+            core,
             "refresh.new_context",
             Some(&client.id),
             grant.user_id.as_deref(),

@@ -18,7 +18,9 @@ use tessera_token::pkce::{self, ChallengeMethod};
 use tessera_token::{OpaqueToken, Scope, SecretString, TokenKind};
 use zeroize::Zeroizing;
 
-use crate::grants::{RequestContext, audit, resolve_scope};
+use crate::audit::{RequestContext, audit};
+use crate::grants::resolve_scope;
+use crate::http::AppState;
 use crate::http::browser::{csrf_ok, csrf_token, session, start_session};
 use crate::http::form::has_nul;
 use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
@@ -26,7 +28,6 @@ use crate::http::pages::{Consent, Hidden, Login, error_page, render};
 use crate::http::peer::Peer;
 use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::store::{AuthCodeRecord, ClientRecord, GrantType, SessionRecord};
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
@@ -564,7 +565,7 @@ async fn login(
         ctx: &ctx,
         via: Via::Browser,
     };
-    let user = match login::authenticate(state, username, password, &attempt).await {
+    let user = match login::authenticate(&state.core, username, password, &attempt).await {
         Ok(u) => u,
         // 400, not 401: a form sign-in has no HTTP authentication scheme to name in the
         // WWW-Authenticate challenge every 401 must carry (RFC 9110 11.6.1).

@@ -17,8 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
+use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::store::{SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).

@@ -13,9 +13,9 @@ use tessera_token::{OpaqueToken, TokenKind};
 use zeroize::Zeroizing;
 
 use crate::grants::Params;
+use crate::http::AppState;
 use crate::http::form::{decode_component, has_nul};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::store::ClientRecord;
 
 /// How public clients are treated.

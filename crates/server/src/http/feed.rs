@@ -10,11 +10,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::http::AppState;
 use crate::http::client_auth;
 use crate::http::error::no_store;
 use crate::http::openapi::{ClientErrors, RevocationFeed};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: u32 = 500;

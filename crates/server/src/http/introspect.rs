@@ -9,11 +9,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::http::AppState;
 use crate::http::client_auth::{self, Public};
 use crate::http::openapi::{ClientErrors, IntrospectionResponse, TokenOperationRequest};
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::tokens;
 
 #[utoipa::path(

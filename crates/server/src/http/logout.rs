@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_token::decode_unverified;
 
+use crate::http::AppState;
 use crate::http::browser::{csrf_ok, csrf_token, end_session, session};
 use crate::http::form::has_nul;
 use crate::http::openapi::{LogoutForm, LogoutParams};
 use crate::http::pages::{Hidden, Logout, Message, error_page, render};
-use crate::state::AppState;
 
 /// The logout parameters that matter: where to go afterwards, for which client.
 struct LogoutRequest {

@@ -9,12 +9,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::http::AppState;
 use crate::http::openapi::{JwkSet, ServerMetadata};
 use crate::http::{
     AUTHORIZE_PATH, FEED_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
     USERINFO_PATH,
 };
-use crate::state::AppState;
 use crate::store::GrantType;
 
 #[utoipa::path(

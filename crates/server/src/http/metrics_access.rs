@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::Error;
-use crate::state::AppState;
+use crate::http::AppState;
 
 /// Shortest token accepted from `metrics_token_file`.
 const MIN_TOKEN_LEN: usize = 16;

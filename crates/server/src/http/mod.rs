@@ -17,11 +17,14 @@ mod openapi;
 mod pages;
 mod peer;
 mod revoke;
+mod scrape;
+mod state;
 mod token;
 mod userinfo;
 
 pub(crate) use error::{BodyTimedOut, Flagged, no_store};
 pub use metrics_access::MetricsToken;
+pub use state::AppState;
 pub(crate) use userinfo::UserinfoGuard;
 
 use std::sync::Arc;
@@ -31,8 +34,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-
-use crate::state::AppState;
 
 /// Largest request body accepted (form posts are small).
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -91,7 +92,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 /// `/metrics`, behind the bearer token when `metrics_token_file` is set.
 fn metrics_route(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
-        .route(METRICS_PATH, get(crate::metrics::scrape))
+        .route(METRICS_PATH, get(scrape::scrape))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(state),
             metrics_access::require,

@@ -38,7 +38,7 @@ pub(crate) const BEARER: &str = "bearer";
         meta::openid_configuration,
         meta::healthz,
         meta::readyz,
-        crate::metrics::scrape,
+        crate::http::scrape::scrape,
         openapi_json,
         authorize::get,
         authorize::post,

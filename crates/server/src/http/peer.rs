@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use crate::config::ServerConfig;
-use crate::state::AppState;
+use crate::http::AppState;
 
 /// The client address, if the server knows it.
 #[derive(Debug, Clone, Copy)]

@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::http::AppState;
 use crate::http::client_auth::{self, Public};
 use crate::http::openapi::{ClientErrors, TokenOperationRequest};
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 use crate::tokens;
 
 #[utoipa::path(

@@ -7,11 +7,7 @@ use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
 use crate::clock::ManualClock;
-use crate::config::{FileConfig, Overrides, ServerConfig};
-use crate::keys::{self, Keys};
-use crate::password::Passwords;
-use crate::secrets::MasterKey;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::sqlite::SqliteStore;
 
 mod login_cancel;
@@ -31,33 +27,8 @@ async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualCloc
 async fn state_over(
     store: Arc<dyn crate::store::Store>,
 ) -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
-    let dir = tempfile::tempdir().unwrap();
-    let master = MasterKey::load(dir.path()).unwrap();
-    let clock = Arc::new(ManualClock::new(tessera_token::UnixTime::from_secs(
-        1_800_000_000,
-    )));
-    let config = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
-    let ring = keys::load_or_create(
-        &*store,
-        &master.sealer().unwrap(),
-        config.signing_alg,
-        config.access_token_ttl,
-        crate::Clock::now(&*clock),
-    )
-    .await
-    .unwrap();
-    let state = AppState::new(
-        "http://127.0.0.1:8080".into(),
-        config,
-        store,
-        Arc::new(Keys::new(ring)),
-        Arc::clone(&clock) as Arc<dyn crate::Clock>,
-        Passwords::new(1, crate::password::HashPriority::Idle)
-            .await
-            .unwrap(),
-        master.refresh_key(),
-    );
-    (Arc::new(state), dir, clock)
+    let (core, dir, clock) = crate::state::testing::core_over(store).await;
+    (Arc::new(AppState::around(core)), dir, clock)
 }
 
 async fn send(

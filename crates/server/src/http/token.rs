@@ -9,13 +9,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use crate::grants::{self, RequestContext, TokenResponse};
+use crate::audit::RequestContext;
+use crate::grants::{self, TokenResponse};
+use crate::http::AppState;
 use crate::http::client_auth::{self, Public};
 use crate::http::openapi::{ClientErrors, TokenRequest};
 use crate::http::peer::Peer;
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
-use crate::state::AppState;
 
 #[utoipa::path(
     post,
@@ -61,5 +62,5 @@ async fn run(
     let params = form::parse(headers, body)?;
     grants::grant_type(&params)?;
     let client = client_auth::authenticate(state, headers, &params, Public::Allowed).await?;
-    grants::exchange(state, &client, &params, ctx).await
+    grants::exchange(&state.core, &client, &params, ctx).await
 }

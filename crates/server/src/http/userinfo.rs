@@ -13,10 +13,10 @@ use serde_json::json;
 use tessera_guard::{Guard, GuardError, Verifier};
 use tessera_token::Validation;
 
+use crate::http::AppState;
 use crate::http::error::no_store;
 use crate::http::openapi::UserinfoResponse;
 use crate::keys::KeyRing;
-use crate::state::AppState;
 
 /// The userinfo guard, rebuilt when the key ring changes (rotation, reload).
 #[derive(Default)]

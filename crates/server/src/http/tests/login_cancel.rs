@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 
 use super::{client_and_user, send, state, state_over, with_post_auth};
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::Store;
 use crate::store::faulty::FaultyStore;
 use crate::store::sqlite::SqliteStore;
@@ -165,7 +165,7 @@ async fn a_login_refused_by_a_hold_is_told_one_second() {
 /// Without the slow-down all 8 are checked at once and succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_targeted_account_is_checked_one_at_a_time() {
-    use crate::grants::RequestContext;
+    use crate::audit::RequestContext;
     use crate::login::{Attempt, LoginFailure, Via, authenticate};
     use tessera_token::SecretString;
 
@@ -183,7 +183,7 @@ async fn a_targeted_account_is_checked_one_at_a_time() {
             ctx: &ctx,
             via: Via::PasswordGrant,
         };
-        authenticate(&s, "alice", SecretString::new(password), &attempt).await
+        authenticate(&s.core, "alice", SecretString::new(password), &attempt).await
     };
     let alarm = s.config.throttle.per_account * 2;
     for i in 0..alarm {
@@ -210,7 +210,7 @@ async fn login_from_9(
     s: &Arc<AppState>,
     password: &'static str,
 ) -> Result<crate::store::UserRecord, crate::login::LoginFailure> {
-    use crate::grants::RequestContext;
+    use crate::audit::RequestContext;
     use crate::login::{Attempt, Via, authenticate};
     let ctx = RequestContext {
         ip: Some(std::net::IpAddr::from([192, 0, 2, 9])),
@@ -222,7 +222,7 @@ async fn login_from_9(
         via: Via::PasswordGrant,
     };
     authenticate(
-        s,
+        &s.core,
         "alice",
         tessera_token::SecretString::new(password),
         &attempt,

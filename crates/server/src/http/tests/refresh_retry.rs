@@ -12,7 +12,7 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use super::{client_and_user, send, state_over, with_post_auth};
 use crate::clock::ManualClock;
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::faulty::FaultyStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RefreshRecord, Store};
@@ -197,7 +197,7 @@ async fn an_unconfirmed_rotation_is_remembered_for_a_bounded_time() {
         .store(true, Ordering::SeqCst);
     assert_unavailable(t.refresh(&rt1).await);
     t.clock
-        .advance(i64::try_from(crate::grants::REMEMBER_SECS).unwrap());
+        .advance(i64::try_from(crate::state::REMEMBER_SECS).unwrap());
     t.refused(&rt1).await;
     let successor = crate::grants::successor(&t.state.refresh_key, &hash(&rt1)).unwrap();
     assert!(

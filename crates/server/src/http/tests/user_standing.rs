@@ -10,7 +10,7 @@ use serde_json::json;
 use tessera_token::{OpaqueToken, TokenKind};
 
 use super::{client_and_user, send, state_over, with_post_auth};
-use crate::state::AppState;
+use crate::http::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{GrantRecord, NewRefreshToken};
 

@@ -17,7 +17,7 @@ const MAX_TARGETED: usize = 10_000;
 /// Seconds between two "hash queue full" warnings.
 const BUSY_WARN_EVERY: i64 = 10;
 
-/// The limits (one per server, in [`crate::state::AppState`]).
+/// The limits (one per server, in [`Core`](super::Core)).
 #[derive(Debug, Default)]
 pub(crate) struct Limits {
     /// Accounts (name tags) whose failures over all networks reached the alarm level,
