@@ -36,6 +36,7 @@ pub mod store;
 mod throttle;
 pub mod tls;
 mod tokens;
+mod upkeep;
 
 mod grants;
 

@@ -21,7 +21,7 @@ use crate::secrets::Sealer;
 use crate::serving::{self, Endpoint, Limits, Phase};
 use crate::store::{self, Store};
 use crate::tls::TlsCert;
-use crate::{Error, http};
+use crate::{Error, http, upkeep};
 
 /// Connections the `metrics_listen` listener serves at once.
 const METRICS_MAX_CONNECTIONS: usize = 16;
@@ -189,11 +189,11 @@ impl Server {
     /// kernel already accepted, let requests in flight finish (at most
     /// `shutdown_timeout_secs`), and the store closes.
     pub async fn run(self, signals: mpsc::UnboundedReceiver<Stop>) -> Result<(), Error> {
-        let refresher = tokio::spawn(refresh_keys(
-            Arc::clone(&self.state),
+        let refresher = tokio::spawn(upkeep::refresh_keys(
+            Arc::clone(&self.state.core),
             Arc::clone(&self.sealer),
         ));
-        let janitor = tokio::spawn(janitor(Arc::clone(&self.state)));
+        let janitor = tokio::spawn(upkeep::janitor(Arc::clone(&self.state.core)));
         let upkeep = tokio::spawn(crate::metrics::upkeep());
         let watcher = self
             .tls
@@ -344,92 +344,6 @@ fn hsts(config: &ServerConfig, issuer: &str) -> Option<HeaderValue> {
         return None;
     }
     HeaderValue::from_str(&format!("max-age={age}")).ok()
-}
-
-/// Every `key_refresh_interval`: applies the key lifecycle and picks up keys rotated or
-/// imported by the CLI. Failures are logged; the current ring stays in force.
-async fn refresh_keys(state: Arc<AppState>, sealer: Arc<Sealer>) {
-    let mut tick = tokio::time::interval(state.config.key_refresh_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Some(period) = state.config.key_rotation_period {
-            // Every algorithm with an active key rotates alike: the access-token key,
-            // the ID-token (RS256) key and those clients chose.
-            let rotated = keys::rotate_all_due(
-                &*state.store,
-                &sealer,
-                state.config.signing_alg,
-                period,
-                state.config.jwks_cache_ttl,
-                state.clock.now(),
-            )
-            .await;
-            match rotated {
-                Ok(results) => {
-                    for (alg, r) in results {
-                        match r {
-                            Ok(Some(kid)) => {
-                                tracing::info!(kid = %kid, alg = alg.name(), "signing key rotation period reached; published a new key")
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::error!(error = %e, alg = alg.name(), "cannot publish the next signing key; will retry")
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the signing keys to rotate them; will retry")
-                }
-            }
-        }
-        let result = keys::refresh(
-            &*state.store,
-            &sealer,
-            &state.keys,
-            state.config.signing_alg,
-            state.config.access_token_ttl,
-            state.clock.now(),
-        )
-        .await;
-        match result {
-            Ok(true) => tracing::info!("signing keys reloaded"),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot reload signing keys; keeping the current ones")
-            }
-        }
-    }
-}
-
-/// How often the janitor runs.
-const JANITOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
-/// How long revoked grants are kept (for `sessions list` and audits) before purging.
-const KEEP_REVOKED: std::time::Duration = std::time::Duration::from_secs(86_400);
-
-/// Hourly (and once at start): purges expired feed entries, refresh tokens, grants, codes,
-/// sessions and throttle counters, and audit events past `audit_retention_days`, so tables
-/// do not grow without bound. The deletes go in batches of [`store::PURGE_BATCH`] rows.
-async fn janitor(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(JANITOR_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = state.clock.now();
-        let purge = store::Purge {
-            now,
-            revoked_before: now.saturating_sub(KEEP_REVOKED),
-            audit_before: now.saturating_sub(state.config.audit_retention),
-            batch: store::PURGE_BATCH,
-        };
-        match state.store.purge_expired(&purge).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(rows = n, "janitor purged expired rows"),
-            Err(e) => tracing::warn!(error = %e, "janitor failed; will retry"),
-        }
-    }
 }
 
 /// Creates the data directory (mode 0700) if it does not exist; true when it was created.

@@ -427,7 +427,10 @@ mod tests {
             r.failed(&core).await.unwrap();
         }
         let refused = reserve(&core, "alice", Some(ip)).await.unwrap();
-        assert!(matches!(refused, Err(wait) if wait >= 1), "blocked after {threshold}");
+        assert!(
+            matches!(refused, Err(wait) if wait >= 1),
+            "blocked after {threshold}"
+        );
         let other = reserve(&core, "bob", Some(ip)).await.unwrap();
         other.unwrap().release(core.clock.now()).await.unwrap();
     }
