@@ -14,6 +14,7 @@ use crate::secrets::MasterKey;
 use crate::state::AppState;
 use crate::store::sqlite::SqliteStore;
 
+mod code_issuance;
 mod login_cancel;
 mod refresh_retry;
 mod user_standing;
