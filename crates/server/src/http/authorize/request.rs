@@ -118,7 +118,7 @@ type Check = fn(&ClientRecord, &Raw) -> Result<(), AuthzError>;
 
 /// The checks after the redirect URI is known, in the order they run. Their failures go
 /// back to the client; the first one wins.
-pub(super) const CHECKS: &[(&str, Check)] = &[
+const CHECKS: &[(&str, Check)] = &[
     ("no_repeated_parameter", reject_repeated_parameter),
     ("no_nul_byte", reject_nul_byte),
     ("response_type", check_response_type),
