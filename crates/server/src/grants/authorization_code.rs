@@ -1,12 +1,13 @@
-//! The authorization code grant (RFC 6749 section 4.1.3) with PKCE (RFC 7636 section
-//! 4.6). A code is bound to its client, redirect URI and S256 challenge; it is redeemed
-//! once, in the same transaction that stores the grant. A second redemption revokes the
+//! The authorization code grant: issuing a code (RFC 6749 section 4.1.2) and redeeming
+//! it (section 4.1.3) with PKCE (RFC 7636 section 4.6). A code is bound to its client,
+//! redirect URI and S256 challenge; it is redeemed once, in the same transaction that
+//! stores the grant. A second redemption revokes the
 //! grant the first one issued (section 4.1.2: "SHOULD revoke ... tokens previously
 //! issued based on that authorization code").
 
 use serde_json::json;
 use tessera_token::pkce::{self, ChallengeMethod};
-use tessera_token::{OpaqueToken, TokenKind};
+use tessera_token::{OpaqueToken, Scope, TokenKind};
 
 use crate::audit::audit;
 use crate::grants::{
@@ -17,9 +18,60 @@ use crate::ids::random_id;
 use crate::oauth::OAuthError;
 use crate::oidc;
 use crate::state::Core;
-use crate::store::{ClientRecord, GrantRecord, RedeemOutcome};
+use crate::store::{AuthCodeRecord, ClientRecord, GrantRecord, RedeemOutcome, SessionRecord};
 
 const BAD_CODE: &str = "authorization code is invalid, expired or already used";
+
+/// What a code is bound to: the validated authorization request it answers.
+pub(crate) struct CodeRequest<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) redirect_uri: &'a str,
+    pub(crate) code_challenge: &'a str,
+    pub(crate) scope: &'a Scope,
+    pub(crate) nonce: Option<&'a str>,
+}
+
+/// The outcome of [`issue`].
+pub(crate) enum Issued {
+    /// The code to send to the client; only its hash is stored.
+    Code(OpaqueToken),
+    /// The session was live when read, but a revoke-all (or disable, or remove) has moved
+    /// its user on since: no code outlives that.
+    SessionRevoked,
+}
+
+/// Issues a code for `request` to the user signed in with `session` (RFC 6749 section
+/// 4.1.2): stores its hash with the client, redirect URI, challenge, scope, nonce, the
+/// session's sign-in time and the user's generation, for [`exchange`] to redeem.
+pub(crate) async fn issue(
+    core: &Core,
+    request: &CodeRequest<'_>,
+    session: &SessionRecord,
+) -> Result<Issued, OAuthError> {
+    let code = OpaqueToken::generate(TokenKind::AuthorizationCode)
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    let now = core.clock.now();
+    let record = AuthCodeRecord {
+        hash: code.hash(),
+        client_id: request.client_id.to_owned(),
+        user_id: session.user_id.clone(),
+        redirect_uri: request.redirect_uri.to_owned(),
+        code_challenge: request.code_challenge.to_owned(),
+        scope: request.scope.clone(),
+        nonce: request.nonce.map(str::to_owned),
+        auth_time: session.created_at,
+        created_at: now,
+        expires_at: now.saturating_add(core.config.authorization_code_ttl),
+        used_at: None,
+        grant_id: None,
+        generation: session.generation,
+    };
+    if !core.store.insert_auth_code(&record).await? {
+        return Ok(Issued::SessionRevoked);
+    }
+    tracing::info!(client_id = %request.client_id, "authorization code issued");
+    Ok(Issued::Code(code))
+}
 
 pub(crate) async fn exchange(
     core: &Core,

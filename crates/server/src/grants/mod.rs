@@ -2,7 +2,7 @@
 //! dispatch function; plus what they share: parameters, scope and audience rules, and
 //! minting the RFC 9068 access token.
 
-mod authorization_code;
+pub(crate) mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;

@@ -10,6 +10,7 @@ use crate::clock::ManualClock;
 use crate::http::AppState;
 use crate::store::sqlite::SqliteStore;
 
+mod code_issuance;
 mod login_cancel;
 mod refresh_retry;
 mod user_standing;

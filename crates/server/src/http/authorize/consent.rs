@@ -1,0 +1,100 @@
+//! The consent step of the authorization endpoint: with a signed-in user, the consent
+//! page (or, for a first-party client, the code at once); the answer to that page; and
+//! the redirect carrying the code, issued by [`crate::grants::authorization_code::issue`].
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::request::{AuthRequest, AuthzError, Raw, authz_error};
+use super::{login, unavailable};
+use crate::grants::authorization_code::{self, Issued};
+use crate::http::AppState;
+use crate::http::browser::{csrf_token, session};
+use crate::http::pages::{Consent, render};
+use crate::oauth::OAuthError;
+use crate::store::SessionRecord;
+
+/// `prompt=none` where the user would be asked (OpenID Connect Core section 3.1.2.6).
+const CONSENT_REQUIRED: AuthzError = authz_error("consent_required", "the user must consent");
+/// The user pressed "deny".
+const DENIED: AuthzError = authz_error("access_denied", "the user denied the request");
+/// The session's user was moved on (revoke-all, disable, remove) after it was read.
+const REVOKED: AuthzError = authz_error("access_denied", "the sign-in was revoked");
+
+/// With a signed-in user: the consent page, or (first-party client) the code at once.
+pub(super) async fn proceed(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    session: &SessionRecord,
+    mut out: HeaderMap,
+) -> Response {
+    if req.client.first_party {
+        return issue_code(state, req, session, out).await;
+    }
+    if req.prompt_none {
+        return req.target.error(state, CONSENT_REQUIRED, out);
+    }
+    let csrf = match csrf_token(state, headers, &mut out) {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    let username = match user_name(state, &session.user_id).await {
+        Ok(n) => n,
+        Err(e) => return unavailable(&e),
+    };
+    let hidden = req.hidden(raw);
+    render(
+        StatusCode::OK,
+        &Consent {
+            client_name: &req.client.name,
+            username: &username,
+            scopes: req.scope.iter().collect(),
+            csrf: &csrf,
+            hidden: &hidden,
+        },
+        out,
+    )
+}
+
+/// `action=approve` or `deny` from the consent page; without a session (it ended
+/// meanwhile), the login page.
+pub(super) async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    approved: bool,
+) -> Response {
+    match session(state, headers).await {
+        Ok(None) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
+        Ok(Some(_)) if !approved => req.target.error(state, DENIED, HeaderMap::new()),
+        Ok(Some(s)) => issue_code(state, req, &s, HeaderMap::new()).await,
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn user_name(state: &AppState, user_id: &str) -> Result<String, OAuthError> {
+    Ok(state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .map(|u| u.name)
+        .unwrap_or_default())
+}
+
+/// Issues a code bound to the client, redirect URI, challenge, user and nonce, and
+/// redirects to the client with it.
+async fn issue_code(
+    state: &AppState,
+    req: &AuthRequest,
+    session: &SessionRecord,
+    out: HeaderMap,
+) -> Response {
+    match authorization_code::issue(state, &req.code_request(), session).await {
+        Ok(Issued::Code(code)) => req.target.redirect(state, &[("code", code.expose())], out),
+        Ok(Issued::SessionRevoked) => req.target.error(state, REVOKED, out),
+        Err(e) => unavailable(&e),
+    }
+}

@@ -1,0 +1,127 @@
+//! The login step of the authorization endpoint: the sign-in page, and the sign-in form
+//! checked through the one login check ([`crate::login`], as the password grant does),
+//! which starts a browser session.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::json;
+use tessera_token::SecretString;
+
+use super::request::{AuthRequest, Raw};
+use super::{consent, unavailable};
+use crate::audit::{RequestContext, audit};
+use crate::http::AppState;
+use crate::http::browser::{csrf_token, start_session};
+use crate::http::pages::{Login, render};
+use crate::http::peer::Peer;
+use crate::login::{self, Attempt, LoginFailure, Via};
+
+/// The one message for every failed sign-in (unknown user, wrong password, disabled).
+const BAD_LOGIN: &str = "Wrong username or password.";
+
+/// The login page, with `username` filled in and `error` shown when given.
+pub(super) fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = match csrf_token(state, headers, &mut out) {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    let hidden = req.hidden(raw);
+    render(
+        status,
+        &Login {
+            client_name: &req.client.name,
+            csrf: &csrf,
+            hidden: &hidden,
+            username,
+            error,
+        },
+        out,
+    )
+}
+
+/// Adds `Retry-After` to a page answering 429 or 503.
+fn retry_later(mut page: Response, retry_after: u64) -> Response {
+    page.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    page
+}
+
+/// `action=login`: checks the credentials and starts a session; then the consent page or
+/// the code. Every failed check shows the same message.
+pub(super) async fn sign_in(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    peer: Peer,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Response {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect());
+    let ctx = RequestContext {
+        ip: peer.0,
+        user_agent,
+    };
+    let username = raw.get("username").unwrap_or_default();
+    let again = |status, error| page(state, headers, raw, req, status, username, Some(error));
+    if username.is_empty() || raw.get("password").is_none() {
+        return again(StatusCode::BAD_REQUEST, "Enter your username and password.");
+    }
+    let password = SecretString::new(raw.get("password").unwrap_or_default());
+    let attempt = Attempt {
+        client_id: &req.client.id,
+        ctx: &ctx,
+        via: Via::Browser,
+    };
+    let user = match login::authenticate(&state.core, username, password, &attempt).await {
+        Ok(u) => u,
+        // 400, not 401: a form sign-in has no HTTP authentication scheme to name in the
+        // WWW-Authenticate challenge every 401 must carry (RFC 9110 11.6.1).
+        Err(LoginFailure::BadCredentials) => return again(StatusCode::BAD_REQUEST, BAD_LOGIN),
+        Err(LoginFailure::Throttled { retry_after }) => {
+            return retry_later(
+                again(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts. Wait a little and try again.",
+                ),
+                retry_after,
+            );
+        }
+        Err(LoginFailure::Busy { retry_after }) => {
+            return retry_later(
+                again(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The sign-in service is busy. Wait a moment and try again.",
+                ),
+                retry_after,
+            );
+        }
+        Err(LoginFailure::Unavailable(e)) => return unavailable(&e),
+    };
+    let mut out = HeaderMap::new();
+    let session = match start_session(state, &user, &mut out).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&e),
+    };
+    audit(
+        state,
+        "session.start",
+        Some(&req.client.id),
+        Some(&user.id),
+        json!({}),
+    )
+    .await;
+    consent::proceed(state, headers, raw, req, &session, out).await
+}
