@@ -90,6 +90,9 @@ pub enum Error {
     /// The PKCE verifier does not match the challenge.
     #[error("PKCE verifier does not match the challenge")]
     PkceMismatch,
+    /// A DPoP proof (RFC 9449) is well-formed JWS but fails a proof rule.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
     /// The crypto backend failed (key generation, signing).
     #[error("crypto backend failure")]
     Crypto,

@@ -58,15 +58,29 @@ fn optional_string(map: &Map<String, Value>, name: &'static str) -> Result<Optio
 }
 
 /// A compact JWS split into its parts, header parsed and checked, signature decoded.
-struct Compact<'a> {
-    header: Header,
-    signing_input: &'a str,
+/// `H` is what the header is read into: [`Header`] for tokens, the proof header for
+/// DPoP proofs (the one place an embedded `jwk` is allowed).
+pub(crate) struct Compact<'a, H = Header> {
+    pub(crate) header: H,
+    pub(crate) signing_input: &'a str,
     payload_b64: &'a str,
-    signature: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
 }
 
 impl<'a> Compact<'a> {
     fn parse(token: &'a str, max_len: usize) -> Result<Self, Error> {
+        Self::parse_with(token, max_len, Header::from_object)
+    }
+}
+
+impl<'a, H> Compact<'a, H> {
+    /// Splits `token`, decoding and checking its header with `read_header` first (so
+    /// `alg: none` is named as such even when unsigned), then the other segments.
+    pub(crate) fn parse_with(
+        token: &'a str,
+        max_len: usize,
+        read_header: impl FnOnce(&Map<String, Value>) -> Result<H, Error>,
+    ) -> Result<Self, Error> {
         if token.len() > max_len {
             return Err(Error::TooLarge {
                 len: token.len(),
@@ -85,9 +99,8 @@ impl<'a> Compact<'a> {
         if h.is_empty() {
             return Err(Error::Malformed("empty segment"));
         }
-        // The header is checked first, so `alg: none` is named as such even when unsigned.
         let header_json = b64::decode(h, "header is not base64url")?;
-        let header = Header::from_object(&json::parse_object(
+        let header = read_header(&json::parse_object(
             &header_json,
             "header is not a JSON object",
         )?)?;
@@ -106,12 +119,15 @@ impl<'a> Compact<'a> {
         })
     }
 
-    fn claims(&self) -> Result<Claims, Error> {
+    /// The payload as a JSON object (duplicate member names refused).
+    pub(crate) fn payload_object(&self) -> Result<Map<String, Value>, Error> {
         let payload = b64::decode(self.payload_b64, "payload is not base64url")?;
-        Claims::from_object(json::parse_object(
-            &payload,
-            "claims are not a JSON object",
-        )?)
+        json::parse_object(&payload, "claims are not a JSON object")
+    }
+
+    /// The payload as [`Claims`].
+    fn claims(&self) -> Result<Claims, Error> {
+        Claims::from_object(self.payload_object()?)
     }
 }
 

@@ -413,7 +413,10 @@ fn parse_public(
         .map_err(|_| Error::InvalidKey("public key is not a valid point"))
 }
 
-fn b64_member<S: AsRef<str>>(member: &Option<S>, name: &'static str) -> Result<Vec<u8>, Error> {
+pub(crate) fn b64_member<S: AsRef<str>>(
+    member: &Option<S>,
+    name: &'static str,
+) -> Result<Vec<u8>, Error> {
     let value = member
         .as_ref()
         .map(AsRef::as_ref)
@@ -448,14 +451,14 @@ fn ec_point(jwk: &Jwk) -> Result<Vec<u8>, Error> {
 }
 
 /// Bit length of a big-endian unsigned integer without leading zero bytes.
-fn bit_len(n: &[u8]) -> usize {
+pub(crate) fn bit_len(n: &[u8]) -> usize {
     match n.first() {
         Some(first) => n.len() * 8 - first.leading_zeros() as usize,
         None => 0,
     }
 }
 
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     &bytes[start..]
 }

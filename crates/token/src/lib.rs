@@ -3,7 +3,8 @@
 //! JWS compact signing and verification (EdDSA, ES256, RS256, HS256) where the algorithm
 //! always comes from the key; JWK and JWK Sets with RFC 7638 thumbprints; claims and the
 //! [`Validation`] policy yielding [`VerifiedClaims`]; opaque tokens with kind prefixes and
-//! checksums; the RFC 6750 `Authorization` header grammar; PKCE (RFC 7636).
+//! checksums; the RFC 6750 `Authorization` header grammar; PKCE (RFC 7636); DPoP proofs
+//! (RFC 9449, [`dpop`]).
 //!
 //! Time is always passed in as a [`UnixTime`]; nothing here reads the clock.
 //!
@@ -32,6 +33,7 @@ mod alg;
 mod b64;
 mod bearer;
 mod claims;
+pub mod dpop;
 mod error;
 mod json;
 mod jwk;

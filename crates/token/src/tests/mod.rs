@@ -1,6 +1,7 @@
 //! Negative and property tests across modules: every refusal the token core promises.
 
 mod claim_rules;
+mod dpop;
 mod jws_refusals;
 mod keys;
 mod opaque_and_pkce;

@@ -1,0 +1,361 @@
+//! DPoP proofs (RFC 9449): parsing and verifying the proof JWT a client sends in the
+//! `DPoP` header, the RFC 7638 thumbprint of its key, and the `ath` hash of an access
+//! token. The caller checks what needs state: the replay cache of `jti`s and the server's
+//! nonces.
+//!
+//! A proof is the one place an embedded key is allowed: its header's `jwk` is a public key
+//! (a private member is refused), and the proof's `alg` must be one that key can verify
+//! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use aws_lc_rs::{constant_time, digest};
+use serde_json::{Map, Value};
+
+use crate::jws::Compact;
+use crate::keys::{b64_member, bit_len, strip_leading_zeros};
+use crate::{Error, Jwk, MIN_RSA_BITS, UnixTime, VerifyingKey, b64};
+
+/// The `typ` of a DPoP proof (RFC 9449 section 4.2).
+pub const PROOF_TYP: &str = "dpop+jwt";
+
+/// The `alg` values a proof may use, as discovery lists them
+/// (`dpop_signing_alg_values_supported`).
+pub const PROOF_ALGS: [&str; 4] = ["EdDSA", "ES256", "RS256", "PS256"];
+
+/// The longest proof accepted, in bytes (an RSA-4096 key in the header fits easily).
+pub const MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// The longest `jti` accepted, in bytes (RFC 9449 asks for at least 96 bits of entropy;
+/// a replay cache should not hold arbitrary strings).
+pub const MAX_JTI_LEN: usize = 256;
+
+/// The longest `nonce` accepted, in bytes.
+pub const MAX_NONCE_LEN: usize = 512;
+
+/// Default `iat` window on either side of now (before the leeway).
+pub const DEFAULT_PROOF_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a proof must match: the request it came with, and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofCheck<'a> {
+    /// The request's method (`htm`), compared exactly (methods are case-sensitive).
+    pub method: &'a str,
+    /// The request's public URL (`htu`); its query and fragment are ignored, and both
+    /// sides are normalised before comparing ([`normalize_htu`]).
+    pub url: &'a str,
+    /// Now.
+    pub now: UnixTime,
+    /// How far `iat` may be from now on either side (plus `leeway`).
+    pub window: Duration,
+    /// Allowance for clock skew.
+    pub leeway: Duration,
+    /// The access token presented with the proof, if any: its hash must be the proof's
+    /// `ath`.
+    pub access_token: Option<&'a str>,
+}
+
+impl<'a> ProofCheck<'a> {
+    /// A check of a proof sent with `method` to `url` at `now`, with the default window,
+    /// no leeway and no access token.
+    pub fn new(method: &'a str, url: &'a str, now: UnixTime) -> Self {
+        ProofCheck {
+            method,
+            url,
+            now,
+            window: DEFAULT_PROOF_WINDOW,
+            leeway: Duration::ZERO,
+            access_token: None,
+        }
+    }
+
+    /// Sets the access token presented with the proof (its `ath` is then required).
+    pub fn with_access_token(mut self, token: &'a str) -> Self {
+        self.access_token = Some(token);
+        self
+    }
+
+    /// Sets the `iat` window and the leeway.
+    pub fn with_window(mut self, window: Duration, leeway: Duration) -> Self {
+        self.window = window;
+        self.leeway = leeway;
+        self
+    }
+}
+
+/// A proof whose signature, header and claims were checked against a [`ProofCheck`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// RFC 7638 thumbprint of the proof's key: the `jkt` a bound token carries in `cnf`.
+    pub jkt: String,
+    /// The proof's unique id, for the caller's replay cache (keyed with `jkt`).
+    pub jti: String,
+    /// When the client made the proof.
+    pub iat: UnixTime,
+    /// The server nonce the proof carries, for the caller to check.
+    pub nonce: Option<String>,
+    /// The proof's `alg`.
+    pub alg: &'static str,
+}
+
+/// The `ath` of an access token: base64url of the SHA-256 of its ASCII bytes.
+pub fn access_token_hash(token: &str) -> String {
+    b64::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+}
+
+/// Verifies a DPoP proof: header (`typ`, `alg`, public `jwk`), signature by that key, and
+/// claims (`jti`, `htm`, `htu`, `iat`, optional `nonce`, and `ath` when an access token
+/// is presented). Every refusal is an [`Error::InvalidDpopProof`] naming the reason, or a
+/// JWS error for a proof that is not a well-formed JWS.
+pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, Error> {
+    let jws = Compact::parse_with(proof, MAX_PROOF_LEN, ProofHeader::from_object)?;
+    jws.header
+        .key
+        .verify(jws.signing_input.as_bytes(), &jws.signature)?;
+    let claims = jws.payload_object()?;
+    let header = jws.header;
+    let jti = string_claim(&claims, "jti")?;
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(Error::InvalidDpopProof("jti is empty or too long"));
+    }
+    if string_claim(&claims, "htm")? != check.method {
+        return Err(Error::InvalidDpopProof(
+            "htm does not match the request method",
+        ));
+    }
+    let htu = string_claim(&claims, "htu")?;
+    match (normalize_htu(htu), normalize_htu(check.url)) {
+        (Some(claimed), Some(actual)) if claimed == actual => {}
+        _ => {
+            return Err(Error::InvalidDpopProof(
+                "htu does not match the request URL",
+            ));
+        }
+    }
+    let iat = match claims.get("iat") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or(Error::InvalidDpopProof("iat is not an integer"))?,
+        Some(_) => return Err(Error::InvalidDpopProof("iat is not a number")),
+        None => return Err(Error::InvalidDpopProof("missing iat")),
+    };
+    let allowed = i64::try_from((check.window + check.leeway).as_secs()).unwrap_or(i64::MAX);
+    if iat.abs_diff(check.now.secs()) > allowed.unsigned_abs() {
+        return Err(Error::InvalidDpopProof(
+            "iat is outside the accepted window",
+        ));
+    }
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(_) => return Err(Error::InvalidDpopProof("nonce is not a short string")),
+    };
+    if let Some(token) = check.access_token {
+        let ath = match claims.get("ath") {
+            Some(Value::String(ath)) => ath,
+            Some(_) => return Err(Error::InvalidDpopProof("ath is not a string")),
+            None => return Err(Error::InvalidDpopProof("missing ath")),
+        };
+        let expected = access_token_hash(token);
+        if constant_time::verify_slices_are_equal(ath.as_bytes(), expected.as_bytes()).is_err() {
+            return Err(Error::InvalidDpopProof(
+                "ath does not match the access token",
+            ));
+        }
+    }
+    Ok(VerifiedProof {
+        jkt: header.jkt,
+        jti: jti.to_owned(),
+        iat: UnixTime::from_secs(iat),
+        nonce,
+        alg: header.alg,
+    })
+}
+
+/// Normalises an `htu` or request URL for comparison (RFC 9449 section 4.3, RFC 3986
+/// section 6.2.2 and 6.2.3): scheme and host lower-cased, the default port removed, an
+/// empty path made `/`, percent-encodings upper-cased and unreserved characters decoded,
+/// query and fragment dropped. `None` for anything but an absolute `http`/`https` URL
+/// with a host and no user information.
+pub fn normalize_htu(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = authority.to_ascii_lowercase();
+    // The port follows the last colon outside an IPv6 literal's brackets.
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority.as_str(), None),
+    };
+    if host.is_empty() || host.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return None;
+    }
+    let mut out = format!("{scheme}://{host}");
+    match port {
+        None => {}
+        Some(p) if p.is_empty() || p == default_port => {}
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            out.push(':');
+            out.push_str(p);
+        }
+        Some(_) => return None,
+    }
+    if path.is_empty() {
+        out.push('/');
+    } else {
+        normalize_percent(path, &mut out)?;
+    }
+    Some(out)
+}
+
+/// Appends `path` with percent-encodings upper-cased and unreserved characters decoded;
+/// `None` for a malformed encoding or a control character.
+fn normalize_percent(path: &str, out: &mut String) -> Option<()> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = path.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+            }
+            i += 3;
+        } else if b.is_ascii_control() || b == b' ' {
+            return None;
+        } else {
+            // Multi-byte UTF-8 is copied whole: only ASCII bytes are inspected above.
+            let ch = path[i..].chars().next()?;
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    Some(())
+}
+
+/// The checked protected header of a proof.
+struct ProofHeader {
+    alg: &'static str,
+    key: ProofKey,
+    jkt: String,
+}
+
+impl ProofHeader {
+    fn from_object(map: &Map<String, Value>) -> Result<Self, Error> {
+        let alg = match map.get("alg") {
+            Some(Value::String(alg)) => alg.as_str(),
+            Some(_) => return Err(Error::Malformed("header alg is not a string")),
+            None => return Err(Error::Malformed("header has no alg")),
+        };
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(Error::AlgNone);
+        }
+        match map.get("typ") {
+            Some(Value::String(typ)) if typ.eq_ignore_ascii_case(PROOF_TYP) => {}
+            _ => return Err(Error::InvalidDpopProof("typ is not dpop+jwt")),
+        }
+        if let Some(name) = ["jku", "x5u", "x5c"]
+            .into_iter()
+            .find(|h| map.contains_key(*h))
+        {
+            return Err(Error::ForbiddenHeader(name));
+        }
+        if map.contains_key("crit") {
+            return Err(Error::UnknownCrit);
+        }
+        let jwk = match map.get("jwk") {
+            Some(Value::Object(jwk)) => jwk,
+            Some(_) => return Err(Error::InvalidDpopProof("jwk is not an object")),
+            None => return Err(Error::InvalidDpopProof("missing jwk")),
+        };
+        let jwk: Jwk = serde_json::from_value(Value::Object(jwk.clone()))
+            .map_err(|_| Error::InvalidDpopProof("jwk is not a JSON Web Key"))?;
+        if jwk.is_private() || jwk.kty == "oct" {
+            return Err(Error::InvalidDpopProof("jwk is not a public key"));
+        }
+        let alg = PROOF_ALGS
+            .into_iter()
+            .find(|a| *a == alg)
+            .ok_or(Error::InvalidDpopProof("alg is not supported for proofs"))?;
+        let key = ProofKey::new(&jwk, alg)?;
+        let jkt = jwk.thumbprint()?;
+        Ok(ProofHeader { alg, key, jkt })
+    }
+}
+
+/// The key of a proof, able to verify exactly the proof's `alg`.
+enum ProofKey {
+    /// EdDSA, ES256, RS256: the key type implies the algorithm.
+    Jws(VerifyingKey),
+    /// PS256 over an RSA key.
+    RsaPss(ParsedPublicKey),
+}
+
+impl ProofKey {
+    fn new(jwk: &Jwk, alg: &'static str) -> Result<Self, Error> {
+        if alg == "PS256" {
+            if jwk.kty != "RSA" || jwk.alg.as_deref().is_some_and(|a| a != "PS256") {
+                return Err(Error::AlgMismatch);
+            }
+            let n = b64_member(&jwk.n, "n")?;
+            let e = b64_member(&jwk.e, "e")?;
+            let n = strip_leading_zeros(&n);
+            if bit_len(n) < MIN_RSA_BITS {
+                return Err(Error::WeakKey("RSA keys must be at least 2048 bits"));
+            }
+            let e = strip_leading_zeros(&e);
+            let key = RsaPublicKeyComponents { n, e }
+                .to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256)
+                .map_err(|_| Error::InvalidKey("RSA n and e do not form a public key"))?;
+            return Ok(ProofKey::RsaPss(key));
+        }
+        // An RSA key with `alg: PS256` would be refused by the RS256 key's own check.
+        let key = VerifyingKey::from_jwk(jwk)?;
+        if key.algorithm().name() != alg {
+            return Err(Error::AlgMismatch);
+        }
+        Ok(ProofKey::Jws(key))
+    }
+
+    fn verify(&self, message: &[u8], sig: &[u8]) -> Result<(), Error> {
+        match self {
+            ProofKey::Jws(key) => key.verify_bytes(message, sig),
+            ProofKey::RsaPss(key) => key
+                .verify_sig(message, sig)
+                .map_err(|_| Error::BadSignature),
+        }
+    }
+}
+
+fn string_claim<'m>(claims: &'m Map<String, Value>, name: &'static str) -> Result<&'m str, Error> {
+    match claims.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Error::InvalidDpopProof(match name {
+            "jti" => "jti is not a string",
+            "htm" => "htm is not a string",
+            _ => "htu is not a string",
+        })),
+        None => Err(Error::InvalidDpopProof(match name {
+            "jti" => "missing jti",
+            "htm" => "missing htm",
+            _ => "missing htu",
+        })),
+    }
+}
