@@ -8,6 +8,7 @@
 
 mod file;
 mod layers;
+mod login;
 mod problems;
 
 use std::fmt;
@@ -21,12 +22,12 @@ use tessera_token::Algorithm;
 
 pub use file::FileConfig;
 pub use layers::{env_var, fields, layer, unknown_env_vars};
+pub use login::ThrottlePolicy;
 use problems::days_in;
 pub(crate) use problems::{Problems, invalid};
 
 use crate::Error;
 use crate::password::HashPriority;
-use crate::throttle::ThrottlePolicy;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./tessera-data";

@@ -38,9 +38,9 @@ mod tokens;
 mod grants;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::ThrottlePolicy;
 pub use config::{DatabaseUrl, FileConfig, Overrides, ServerConfig};
 pub use error::Error;
 pub use oauth::OAuthError;
 pub use server::{Server, Stop, prepare_data_dir};
 pub use state::AppState;
-pub use throttle::ThrottlePolicy;

@@ -15,22 +15,9 @@ use std::time::Duration;
 
 use tessera_token::UnixTime;
 
+use crate::config::ThrottlePolicy;
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-
-/// Throttling policy (from the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottlePolicy {
-    /// Failures per account from one source network within the window before blocking
-    /// starts (that network, for that account).
-    pub per_account: u32,
-    /// Failures per source network within the window before blocking starts.
-    pub per_ip: u32,
-    /// The counting window.
-    pub window: Duration,
-    /// Longest block.
-    pub max_block: Duration,
-}
 
 impl ThrottlePolicy {
     /// How long to block after the `count`-th failure, if at all.
