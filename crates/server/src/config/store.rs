@@ -35,6 +35,15 @@ impl StoreConfig {
             .or_else(|| f.database.clone())
             .filter(|u| !u.is_empty())
             .and_then(|u| p.take(DatabaseUrl::parse(u)));
+        let audit_retention = p
+            .take(days_in(
+                "audit_retention_days",
+                f.audit_retention_days,
+                90,
+                1,
+                36_500,
+            ))
+            .unwrap_or(Duration::from_secs(90 * DAY));
         StoreConfig {
             data_dir: o
                 .data_dir
@@ -49,15 +58,7 @@ impl StoreConfig {
                 0,
                 300,
             ),
-            audit_retention: p
-                .take(days_in(
-                    "audit_retention_days",
-                    f.audit_retention_days,
-                    90,
-                    1,
-                    36_500,
-                ))
-                .unwrap_or(Duration::from_secs(90 * DAY)),
+            audit_retention,
         }
     }
 }
