@@ -102,8 +102,9 @@ impl ServerConfig {
         p.finish().map(|()| config)
     }
 
-    /// [`ServerConfig::resolve`]'s work, section by section: a bad value is recorded in `p`
-    /// and its default used in its place, so the later checks still run.
+    /// [`ServerConfig::resolve`]'s work, section by section (so problems are reported
+    /// section by section, in this order): a bad value is recorded in `p` and its default
+    /// used in its place, so the later checks still run.
     fn resolve_into(f: &FileConfig, o: &Overrides, p: &mut Problems) -> Self {
         let store = StoreConfig::resolve(f, o, p);
         let serving = ServingConfig::resolve(f, o, p);
