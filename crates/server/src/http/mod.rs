@@ -130,7 +130,7 @@ fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
             get(meta::openid_configuration),
         )
         .layer(axum::middleware::from_fn(error::json_rejections));
-    match cors::layer(&state.config) {
+    match cors::layer(&state.config.browser) {
         Some(layer) => routes.layer(layer),
         None => routes,
     }
