@@ -86,8 +86,8 @@ fn fixture() -> Fixture {
         let ring = keys::load_or_create(
             &*store,
             &master.sealer().unwrap(),
-            config.signing_alg,
-            config.access_token_ttl,
+            config.signing.signing_alg,
+            config.tokens.access_token_ttl,
             clock.now(),
         )
         .await

@@ -41,10 +41,10 @@ mod upkeep;
 mod grants;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::ThrottlePolicy;
 pub use config::{DatabaseUrl, FileConfig, Overrides, ServerConfig};
 pub use error::Error;
 pub use http::AppState;
 pub use oauth::OAuthError;
 pub use server::{Server, Stop, prepare_data_dir};
 pub use state::Core;
-pub use throttle::ThrottlePolicy;

@@ -296,7 +296,7 @@ async fn account_failures(
     who: serde_json::Value,
     failures: u32,
 ) {
-    let policy = core.config.throttle;
+    let policy = core.config.login.throttle;
     if failures < policy.account_alarm() {
         return;
     }
@@ -309,7 +309,7 @@ async fn account_failures(
     tracing::warn!(failures, "many failed logins against one account");
     let mut detail = who;
     detail["failures"] = json!(failures);
-    detail["window_secs"] = json!(core.config.throttle.window.as_secs());
+    detail["window_secs"] = json!(core.config.login.throttle.window.as_secs());
     audit(
         core,
         "login.account_targeted",
@@ -339,7 +339,7 @@ async fn spray(
             "login.spray_suspected",
             Some(attempt.client_id),
             None,
-            json!({ "ip": ip, "accounts": accounts, "window_secs": core.config.throttle.window.as_secs() }),
+            json!({ "ip": ip, "accounts": accounts, "window_secs": core.config.login.throttle.window.as_secs() }),
         )
         .await;
     }

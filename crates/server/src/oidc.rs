@@ -37,7 +37,7 @@ pub(crate) fn mint_id_token(core: &Core, t: &IdTokenFor<'_>) -> Result<String, O
         iss: Some(core.issuer.clone()),
         sub: Some(t.sub.to_owned()),
         aud: Audience::new([t.client.id.clone()]),
-        exp: Some(now.saturating_add(core.config.access_token_ttl)),
+        exp: Some(now.saturating_add(core.config.tokens.access_token_ttl)),
         iat: Some(now),
         auth_time: Some(t.auth_time),
         sid: Some(t.sid.to_owned()),

@@ -52,34 +52,34 @@ pub struct Server {
 impl Server {
     /// Prepares everything and binds the socket (so the address is known before serving).
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        if config.check_transport()? {
+        if config.serving.check_transport()? {
             tracing::warn!(
-                listen = %config.listen,
+                listen = %config.serving.listen,
                 "DANGEROUS: serving plain HTTP on a non-loopback address (--dangerous-allow-http); passwords and tokens cross the network in clear unless a TLS-terminating proxy is in front"
             );
         }
-        let tls = config.tls.clone().map(TlsCert::load).transpose()?;
+        let tls = config.serving.tls.clone().map(TlsCert::load).transpose()?;
         // One server per SQLite directory; replicas share PostgreSQL (where the directory
         // holds only master.key, created with it when the database has no key yet).
-        let lock = match config.database {
+        let lock = match config.store.database {
             None => {
-                if prepare_data_dir(&config.data_dir)? {
+                if prepare_data_dir(&config.store.data_dir)? {
                     tracing::warn!(
-                        data_dir = %config.data_dir.display(),
+                        data_dir = %config.store.data_dir.display(),
                         "created a new, empty data directory: this is a new deployment (if one exists elsewhere, stop and pass its directory with --data-dir)"
                     );
                 }
-                Some(DirLock::acquire(&config.data_dir)?)
+                Some(DirLock::acquire(&config.store.data_dir)?)
             }
             Some(_) => None,
         };
         let store = store::open(
-            config.database.as_ref().map(|d| d.expose()),
-            &config.data_dir,
+            config.store.database.as_ref().map(|d| d.expose()),
+            &config.store.data_dir,
         )
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let unlocked = keys::unlock(&*store, &config.data_dir, clock.now(), Claim::Record);
+        let unlocked = keys::unlock(&*store, &config.store.data_dir, clock.now(), Claim::Record);
         let master = match unlocked.await {
             Ok(unlocked) => {
                 let source = &unlocked.source;
@@ -102,29 +102,32 @@ impl Server {
         let ring = keys::load_or_create(
             &*store,
             &sealer,
-            config.signing_alg,
-            config.access_token_ttl,
+            config.signing.signing_alg,
+            config.tokens.access_token_ttl,
             clock.now(),
         )
         .await?;
         let passwords = Passwords::new(
-            config.password_hash_concurrency,
-            config.password_hash_priority,
+            config.login.password_hash_concurrency,
+            config.login.password_hash_priority,
         )
         .await?
-        .with_queue(config.password_hash_queue);
+        .with_queue(config.login.password_hash_queue);
         let metrics_token = config
+            .metrics
             .metrics_token_file
             .as_deref()
             .map(http::MetricsToken::load)
             .transpose()?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
-            Error::Io(format!(
-                "cannot listen on {}: {e}; pick another address with --listen",
-                config.listen
-            ))
-        })?;
-        let metrics_listener = match config.metrics_listen {
+        let listener = TcpListener::bind(config.serving.listen)
+            .await
+            .map_err(|e| {
+                Error::Io(format!(
+                    "cannot listen on {}: {e}; pick another address with --listen",
+                    config.serving.listen
+                ))
+            })?;
+        let metrics_listener = match config.metrics.metrics_listen {
             None => None,
             Some(at) => Some(TcpListener::bind(at).await.map_err(|e| {
                 Error::Io(format!(
@@ -135,7 +138,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Io(format!("cannot read the bound address: {e}")))?;
-        let issuer = config.issuer_for(addr);
+        let issuer = config.serving.issuer_for(addr);
         let state = Arc::new(
             AppState::new(
                 issuer,
@@ -216,7 +219,7 @@ impl Server {
             None => 0,
         };
         let max_connections = open_files_allow(
-            config.max_connections,
+            config.serving.max_connections,
             metrics_connections,
             serving::raise_open_files(),
         );
@@ -225,28 +228,28 @@ impl Server {
             app,
             tls,
             limits: Limits {
-                header_read: config.header_read_timeout,
-                request_body: config.request_timeout,
+                header_read: config.serving.header_read_timeout,
+                request_body: config.serving.request_timeout,
                 max_connections,
                 reserve: serving::PROBE_RESERVE,
-                per_source: config.max_connections_per_ip,
+                per_source: config.serving.max_connections_per_ip,
             },
-            exempt: config.trusted_proxies.clone(),
+            exempt: config.serving.trusted_proxies.clone(),
         };
         let metrics = self.metrics_listener.map(|listener| Endpoint {
             listener,
             app: http::metrics_router(Arc::clone(&self.state)),
             tls: None,
             limits: Limits {
-                header_read: config.header_read_timeout,
-                request_body: config.request_timeout,
+                header_read: config.serving.header_read_timeout,
+                request_body: config.serving.request_timeout,
                 max_connections: METRICS_MAX_CONNECTIONS,
                 reserve: 0,
                 per_source: METRICS_MAX_CONNECTIONS,
             },
             exempt: Vec::new(),
         });
-        let drain = config.shutdown_timeout;
+        let drain = config.serving.shutdown_timeout;
         let (phase, stop) = watch::channel(Phase::Serving);
         let signal = lame_duck(Arc::clone(&self.state), signals, phase);
         let serve_metrics = async {
@@ -297,7 +300,7 @@ async fn lame_duck(
 ) {
     let how = signals.recv().await.unwrap_or(Stop::Now);
     state.start_draining();
-    let delay = state.config.shutdown_delay;
+    let delay = state.config.serving.shutdown_delay;
     if how == Stop::LameDuck && !delay.is_zero() {
         let _ = phase.send(Phase::Draining);
         tracing::info!(
@@ -329,7 +332,7 @@ async fn lame_duck(
         }
     }
     tracing::info!(
-        drain_secs = state.config.shutdown_timeout.as_secs(),
+        drain_secs = state.config.serving.shutdown_timeout.as_secs(),
         "shutting down: not accepting connections; finishing requests in flight"
     );
     let _ = phase.send(Phase::Stopped);
@@ -338,8 +341,8 @@ async fn lame_duck(
 /// The `Strict-Transport-Security` value, when the server is reached over HTTPS (its own
 /// TLS, or an https issuer behind a TLS-terminating proxy) and `hsts_max_age_secs` > 0.
 fn hsts(config: &ServerConfig, issuer: &str) -> Option<HeaderValue> {
-    let https = config.tls.is_some() || issuer.starts_with("https://");
-    let age = config.hsts_max_age.as_secs();
+    let https = config.serving.tls.is_some() || issuer.starts_with("https://");
+    let age = config.browser.hsts_max_age.as_secs();
     if !https || age == 0 {
         return None;
     }

@@ -15,22 +15,9 @@ use std::time::Duration;
 
 use tessera_token::UnixTime;
 
+use crate::config::ThrottlePolicy;
 use crate::oauth::OAuthError;
 use crate::state::Core;
-
-/// Throttling policy (from the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottlePolicy {
-    /// Failures per account from one source network within the window before blocking
-    /// starts (that network, for that account).
-    pub per_account: u32,
-    /// Failures per source network within the window before blocking starts.
-    pub per_ip: u32,
-    /// The counting window.
-    pub window: Duration,
-    /// Longest block.
-    pub max_block: Duration,
-}
 
 impl ThrottlePolicy {
     /// How long to block after the `count`-th failure, if at all.
@@ -133,7 +120,7 @@ pub(crate) async fn reserve(
     account: &str,
     ip: Option<IpAddr>,
 ) -> Result<Result<Reservation, u64>, OAuthError> {
-    let policy = core.config.throttle;
+    let policy = core.config.login.throttle;
     let net = ip.map(source_network);
     let mut r = Reservation {
         store: std::sync::Arc::clone(&core.store),
@@ -188,7 +175,7 @@ pub(crate) async fn reserve(
 async fn retry_after(core: &Core, key: &str) -> u64 {
     let now = core.clock.now();
     match core.store.login_blocked_until(key, now).await {
-        Ok(Some(t)) => wait_for(&core.config.throttle, now, t),
+        Ok(Some(t)) => wait_for(&core.config.login.throttle, now, t),
         _ => 1,
     }
 }
@@ -235,7 +222,7 @@ impl Reservation {
     /// dropped (the counts stay: the guess was checked).
     pub(crate) async fn failed(mut self, core: &Core) -> Result<u32, OAuthError> {
         self.evaluated = true;
-        let policy = core.config.throttle;
+        let policy = core.config.login.throttle;
         let now = core.clock.now();
         while let Some(h) = self.held.iter().find(|h| h.holds()) {
             let block = policy
@@ -324,7 +311,7 @@ pub(crate) async fn spray_suspected(
 ) -> Result<Option<u32>, OAuthError> {
     let Some(ip) = ip else { return Ok(None) };
     let net = source_network(ip);
-    let window = core.config.throttle.window;
+    let window = core.config.login.throttle.window;
     let now = core.clock.now();
     let pair = format!("ipuser:{net}|{account}");
     if core.store.record_login_failure(&pair, now, window).await? != 1 {
@@ -421,7 +408,7 @@ mod tests {
     async fn failures_up_to_the_threshold_block_the_account_from_that_network() {
         let (core, _dir, _clock) = crate::state::testing::core().await;
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let threshold = core.config.throttle.per_account;
+        let threshold = core.config.login.throttle.per_account;
         for _ in 0..threshold {
             let r = reserve(&core, "alice", Some(ip)).await.unwrap().unwrap();
             r.failed(&core).await.unwrap();

@@ -11,20 +11,20 @@ use crate::store;
 /// Every `key_refresh_interval`: applies the key lifecycle and picks up keys rotated or
 /// imported by the CLI. Failures are logged; the current ring stays in force.
 pub(crate) async fn refresh_keys(core: Arc<Core>, sealer: Arc<Sealer>) {
-    let mut tick = tokio::time::interval(core.config.key_refresh_interval);
+    let mut tick = tokio::time::interval(core.config.signing.key_refresh_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Some(period) = core.config.key_rotation_period {
+        if let Some(period) = core.config.signing.key_rotation_period {
             // Every algorithm with an active key rotates alike: the access-token key,
             // the ID-token (RS256) key and those clients chose.
             let rotated = keys::rotate_all_due(
                 &*core.store,
                 &sealer,
-                core.config.signing_alg,
+                core.config.signing.signing_alg,
                 period,
-                core.config.jwks_cache_ttl,
+                core.config.signing.jwks_cache_ttl,
                 core.clock.now(),
             )
             .await;
@@ -51,8 +51,8 @@ pub(crate) async fn refresh_keys(core: Arc<Core>, sealer: Arc<Sealer>) {
             &*core.store,
             &sealer,
             &core.keys,
-            core.config.signing_alg,
-            core.config.access_token_ttl,
+            core.config.signing.signing_alg,
+            core.config.tokens.access_token_ttl,
             core.clock.now(),
         )
         .await;
@@ -83,7 +83,7 @@ pub(crate) async fn janitor(core: Arc<Core>) {
         let purge = store::Purge {
             now,
             revoked_before: now.saturating_sub(KEEP_REVOKED),
-            audit_before: now.saturating_sub(core.config.audit_retention),
+            audit_before: now.saturating_sub(core.config.store.audit_retention),
             batch: store::PURGE_BATCH,
         };
         match core.store.purge_expired(&purge).await {

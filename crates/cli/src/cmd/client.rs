@@ -235,7 +235,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
             let c = admin.set_id_token_alg(&client, alg).await?;
             println!("client {} ({}): ID tokens signed with {alg}", c.name, c.id);
             note_missing_keys(&admin, &[alg]).await?;
-            let ttl = global.config(Overrides::default())?.client_cache_ttl;
+            let ttl = global.config(Overrides::default())?.store.client_cache_ttl;
             eprintln!(
                 "Running servers apply it within client_cache_ttl_secs ({}s); \
                  nothing issued before changes.",

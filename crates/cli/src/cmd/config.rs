@@ -27,10 +27,10 @@ pub(crate) fn run(global: &Global, cmd: ConfigCommand) -> Result<(), CliError> {
             // The transport rule needs a loaded configuration, so it comes on top of the
             // others only when they pass.
             let config = global.config(Overrides::default())?;
-            config.check_transport()?;
+            config.serving.check_transport()?;
             // The metrics token file is read at start: report it missing, readable by
             // others or not a usable token now rather than at `serve`.
-            if let Some(path) = &config.metrics_token_file {
+            if let Some(path) = &config.metrics.metrics_token_file {
                 tessera_server::http::MetricsToken::load(path)?;
             }
             println!("config ok");

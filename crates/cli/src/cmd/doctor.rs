@@ -156,7 +156,11 @@ pub(crate) async fn run(global: &Global, args: DoctorArgs) -> Result<(), CliErro
     let url = match (&args.url, &config) {
         _ if args.offline => None,
         (Some(u), _) => Some(u.trim_end_matches('/').to_owned()),
-        (None, Some(c)) => c.issuer.clone().filter(|i| i.starts_with("https://")),
+        (None, Some(c)) => c
+            .serving
+            .issuer
+            .clone()
+            .filter(|i| i.starts_with("https://")),
         (None, None) => None,
     };
     if let Some(url) = url {

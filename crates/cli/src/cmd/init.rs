@@ -12,8 +12,9 @@ use crate::exit::CliError;
 pub(crate) async fn run(global: &Global) -> Result<(), CliError> {
     let config = global.config(Overrides::default())?;
     let admin = Admin::init(&config).await?;
-    let dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    match &config.database {
+    let dir = std::path::absolute(&config.store.data_dir)
+        .unwrap_or_else(|_| config.store.data_dir.clone());
+    match &config.store.database {
         None => {
             println!("data directory {}", dir.display());
             println!(

@@ -52,12 +52,12 @@ pub(crate) async fn run(global: &Global, args: ServeArgs) -> Result<(), CliError
         tls_key: args.tls_key,
         dangerous_allow_http: args.dangerous_allow_http,
     })?;
-    let data_dir = config.data_dir.clone();
-    let store = match &config.database {
+    let data_dir = config.store.data_dir.clone();
+    let store = match &config.store.database {
         Some(url) => format!("postgres {url}"),
         None => "sqlite".to_owned(),
     };
-    let scheme = if config.tls.is_some() {
+    let scheme = if config.serving.tls.is_some() {
         "https"
     } else {
         "http"

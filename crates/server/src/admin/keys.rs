@@ -36,7 +36,7 @@ impl Admin {
             &*self.store,
             self.sealer(),
             self.clock.now(),
-            self.config.access_token_ttl,
+            self.config.tokens.access_token_ttl,
         )
         .await?;
         Ok(records
@@ -83,7 +83,7 @@ impl Admin {
     /// and by the server, age-checked by `tessera doctor`.
     pub async fn algorithms_in_use(&self) -> Result<Vec<Algorithm>, Error> {
         Ok(keys::algs_in_use(
-            self.config.signing_alg,
+            self.config.signing.signing_alg,
             &self.store.keys().await?,
         ))
     }
@@ -112,7 +112,7 @@ impl Admin {
     ) -> Result<KeyInfo, Error> {
         let now = self.clock.now();
         let activate_after = if activate {
-            now.saturating_add(self.config.jwks_cache_ttl)
+            now.saturating_add(self.config.signing.jwks_cache_ttl)
         } else {
             NEVER
         };
@@ -195,7 +195,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config =
             ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
-        config.data_dir = dir.path().to_owned();
+        config.store.data_dir = dir.path().to_owned();
         let faulty = Arc::new(FaultyStore::new(Arc::new(
             SqliteStore::in_memory().await.unwrap(),
         )));

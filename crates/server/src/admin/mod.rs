@@ -84,20 +84,21 @@ impl Admin {
     /// directory, for `master.key`, only when the database has no key yet). Running it
     /// again changes nothing.
     pub async fn init(config: &ServerConfig) -> Result<Self, Error> {
-        if config.database.is_none() {
-            prepare_data_dir(&config.data_dir)?;
+        if config.store.database.is_none() {
+            prepare_data_dir(&config.store.data_dir)?;
         }
         Self::open_existing(config, Claim::Record).await
     }
 
     async fn open_existing(config: &ServerConfig, claim: Claim) -> Result<Self, Error> {
         let store = store::open(
-            config.database.as_ref().map(|d| d.expose()),
-            &config.data_dir,
+            config.store.database.as_ref().map(|d| d.expose()),
+            &config.store.data_dir,
         )
         .await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let unlocked = crate::keys::unlock(&*store, &config.data_dir, clock.now(), claim).await;
+        let unlocked =
+            crate::keys::unlock(&*store, &config.store.data_dir, clock.now(), claim).await;
         let unlocked = match unlocked {
             Ok(found) => found,
             Err(e) => {
@@ -133,7 +134,7 @@ impl Admin {
         let now = self.clock.now();
         Revoked {
             now,
-            access_exp: now.saturating_add(self.config.access_token_ttl),
+            access_exp: now.saturating_add(self.config.tokens.access_token_ttl),
         }
     }
 
@@ -491,9 +492,9 @@ impl Admin {
 /// Refuses a data directory that does not exist (or, for SQLite, holds no database):
 /// an operator command run from the wrong directory must not create an empty store.
 fn require_data_dir(config: &ServerConfig) -> Result<(), Error> {
-    let dir = &config.data_dir;
+    let dir = &config.store.data_dir;
     let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-    if config.database.is_some() {
+    if config.store.database.is_some() {
         // PostgreSQL: the directory would hold only master.key, so the key is what is
         // missing; unlock names both places when neither has it.
         return Ok(());
@@ -556,14 +557,16 @@ pub fn parse_scope(s: &str) -> Result<Scope, Error> {
 
 #[cfg(test)]
 impl Admin {
-    /// An operator handle on `store`, with a new master key in `config.data_dir`.
+    /// An operator handle on `store`, with a new master key in `config.store.data_dir`.
     pub(crate) fn for_tests(store: Arc<dyn Store>, config: ServerConfig) -> Self {
-        let master = crate::secrets::MasterKey::load(&config.data_dir).unwrap();
+        let master = crate::secrets::MasterKey::load(&config.store.data_dir).unwrap();
         Admin {
             store,
             clock: Arc::new(SystemClock),
             sealer: master.sealer().unwrap(),
-            master_source: crate::secrets::KeySource::File(config.data_dir.join("master.key")),
+            master_source: crate::secrets::KeySource::File(
+                config.store.data_dir.join("master.key"),
+            ),
             config,
         }
     }
@@ -578,7 +581,7 @@ mod tests {
     async fn admin() -> Admin {
         let mut config =
             ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
-        config.data_dir = tempfile::tempdir().unwrap().keep();
+        config.store.data_dir = tempfile::tempdir().unwrap().keep();
         Admin::for_tests(Arc::new(SqliteStore::in_memory().await.unwrap()), config)
     }
 

@@ -32,7 +32,7 @@ pub struct MintRequest {
 impl Admin {
     /// The issuer this data directory's server uses (configured, or derived from `listen`).
     pub fn issuer(&self) -> String {
-        self.config.issuer_for(self.config.listen)
+        self.config.serving.issuer_for(self.config.serving.listen)
     }
 
     /// Mints an access token for a client with the local keys, as the token endpoint would.
@@ -46,7 +46,7 @@ impl Admin {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let audience = resolve_audience(req.audience.as_deref(), &client.audience, &issuer)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let ttl = req.ttl.unwrap_or(self.config.access_token_ttl);
+        let ttl = req.ttl.unwrap_or(self.config.tokens.access_token_ttl);
         if !(1..=86_400).contains(&ttl.as_secs()) {
             return Err(Error::Invalid(
                 "--ttl must be between 1 and 86400 seconds".into(),
@@ -56,8 +56,8 @@ impl Admin {
         let ring = keys::load_or_create(
             &*self.store,
             self.sealer(),
-            self.config.signing_alg,
-            self.config.access_token_ttl,
+            self.config.signing.signing_alg,
+            self.config.tokens.access_token_ttl,
             now,
         )
         .await?;

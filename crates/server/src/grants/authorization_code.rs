@@ -61,7 +61,7 @@ pub(crate) async fn issue(
         nonce: request.nonce.map(str::to_owned),
         auth_time: session.created_at,
         created_at: now,
-        expires_at: now.saturating_add(core.config.authorization_code_ttl),
+        expires_at: now.saturating_add(core.config.tokens.authorization_code_ttl),
         used_at: None,
         grant_id: None,
         generation: session.generation,
@@ -126,7 +126,7 @@ pub(crate) async fn exchange(
         scope: record.scope.clone(),
         audience: audience.clone(),
         created_at: record.auth_time,
-        expires_at: now.saturating_add(core.config.refresh_absolute_ttl),
+        expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
     };

@@ -187,7 +187,7 @@ pub(crate) fn mint_access_token(
     core: &Core,
     g: &AccessGrant<'_>,
 ) -> Result<(String, u64), OAuthError> {
-    let ttl = core.config.access_token_ttl;
+    let ttl = core.config.tokens.access_token_ttl;
     let ring = core.keys.current();
     if ring.signer(g.alg).is_none() {
         let alg = g.alg.map_or("the default algorithm", |a| a.name());
@@ -259,7 +259,7 @@ pub(crate) fn first_refresh_token(
         grant_id: grant.id.clone(),
         issued_at: now,
         expires_at: now
-            .saturating_add(core.config.refresh_idle_ttl)
+            .saturating_add(core.config.tokens.refresh_idle_ttl)
             .min(grant.expires_at),
     };
     Ok((Some(token), Some(record)))

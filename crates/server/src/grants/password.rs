@@ -54,7 +54,7 @@ pub(crate) async fn exchange(
         scope: scope.clone(),
         audience: audience.clone(),
         created_at: now,
-        expires_at: now.saturating_add(core.config.refresh_absolute_ttl),
+        expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         // Read with the credentials, before the hash was checked: a revoke-all (disable,
         // `sessions revoke --user`, `user passwd`, remove) during the check moves the user

@@ -67,7 +67,7 @@ pub(crate) async fn exchange(
         grant_id: grant.id.clone(),
         issued_at: now,
         expires_at: now
-            .saturating_add(core.config.refresh_idle_ttl)
+            .saturating_add(core.config.tokens.refresh_idle_ttl)
             .min(grant.expires_at),
     };
     let outcome = match core.store.rotate_refresh_token(&hash, &new, now).await {
@@ -169,7 +169,7 @@ async fn retry_of_unconfirmed(
 /// True when a token first used at `used_at` may still be retried at `now`
 /// (`refresh_reuse_grace_secs`; never when it is 0).
 fn within_grace(core: &Core, used_at: UnixTime, now: UnixTime) -> bool {
-    let grace = i64::try_from(core.config.refresh_reuse_grace.as_secs()).unwrap_or(60);
+    let grace = i64::try_from(core.config.tokens.refresh_reuse_grace.as_secs()).unwrap_or(60);
     grace > 0 && now.secs() - used_at.secs() <= grace
 }
 

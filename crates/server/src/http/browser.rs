@@ -88,7 +88,8 @@ pub(crate) fn csrf_token(
         Some(v) => v,
         None => {
             let v = random_value()?;
-            if let Some(c) = set_cookie(state, CSRF, &v, state.config.session_ttl.as_secs()) {
+            if let Some(c) = set_cookie(state, CSRF, &v, state.config.browser.session_ttl.as_secs())
+            {
                 out.append(header::SET_COOKIE, c);
             }
             v
@@ -140,7 +141,7 @@ pub(crate) async fn start_session(
     let token = OpaqueToken::generate(TokenKind::AccessToken)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
     let now = state.clock.now();
-    let ttl = state.config.session_ttl;
+    let ttl = state.config.browser.session_ttl;
     let record = SessionRecord {
         hash: token.hash(),
         user_id: user.id.clone(),

@@ -7,14 +7,14 @@ use std::time::Duration;
 use axum::http::{HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::ServerConfig;
+use crate::config::BrowserConfig;
 
 /// How long browsers may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
-/// The layer for `config.cors_allowed_origins`; `None` when the list is empty.
-pub(super) fn layer(config: &ServerConfig) -> Option<CorsLayer> {
-    let origins: Vec<HeaderValue> = config
+/// The layer for `cors_allowed_origins`; `None` when the list is empty.
+pub(super) fn layer(browser: &BrowserConfig) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = browser
         .cors_allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())

@@ -27,7 +27,7 @@ pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     let ring = state.keys.current();
     let mut r = Json(ring.jwks().clone()).into_response();
     // Resource servers may cache it this long; new keys are published at least this early.
-    let max_age = state.config.jwks_cache_ttl.as_secs();
+    let max_age = state.config.signing.jwks_cache_ttl.as_secs();
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
     }

@@ -77,7 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route(OPENAPI_PATH, get(openapi::openapi_json));
-    if state.config.metrics_listen.is_none() {
+    if state.config.metrics.metrics_listen.is_none() {
         routes = routes.merge(metrics_route(&state));
     }
     finish(routes, state)
@@ -131,7 +131,7 @@ fn browser_facing(state: &AppState) -> Router<Arc<AppState>> {
             get(meta::openid_configuration),
         )
         .layer(axum::middleware::from_fn(error::json_rejections));
-    match cors::layer(&state.config) {
+    match cors::layer(&state.config.browser) {
         Some(layer) => routes.layer(layer),
         None => routes,
     }

@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::config::ServerConfig;
+use crate::config::ServingConfig;
 use crate::http::AppState;
 
 /// The client address, if the server knows it.
@@ -29,18 +29,18 @@ impl FromRequestParts<Arc<AppState>> for Peer {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        Ok(Peer(
-            peer.map(|ip| client_ip(ip, &parts.headers, &state.config)),
-        ))
+        Ok(Peer(peer.map(|ip| {
+            client_ip(ip, &parts.headers, &state.config.serving)
+        })))
     }
 }
 
 /// The client behind `peer`: `peer` itself unless it is a trusted proxy; then the
 /// forwarded chain is walked from the right past trusted proxies. A malformed entry
 /// stops the walk at the last trusted hop (never believed further).
-fn client_ip(peer: IpAddr, headers: &HeaderMap, config: &ServerConfig) -> IpAddr {
+fn client_ip(peer: IpAddr, headers: &HeaderMap, serving: &ServingConfig) -> IpAddr {
     let peer = canonical(peer);
-    if !config.is_trusted_proxy(peer) {
+    if !serving.is_trusted_proxy(peer) {
         return peer;
     }
     let hops: Vec<&str> = headers
@@ -55,7 +55,7 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, config: &ServerConfig) -> IpAddr
         match hop.parse::<IpAddr>() {
             Ok(ip) => {
                 client = canonical(ip);
-                if !config.is_trusted_proxy(client) {
+                if !serving.is_trusted_proxy(client) {
                     break;
                 }
             }
@@ -76,14 +76,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FileConfig, Overrides};
+    use crate::config::{FileConfig, Overrides, ServerConfig};
 
-    fn config(proxies: &[&str]) -> ServerConfig {
+    fn config(proxies: &[&str]) -> ServingConfig {
         let file = FileConfig {
             trusted_proxies: Some(proxies.iter().map(|s| (*s).to_owned()).collect()),
             ..FileConfig::default()
         };
-        ServerConfig::resolve(file, Overrides::default()).unwrap()
+        ServerConfig::resolve(file, Overrides::default())
+            .unwrap()
+            .serving
     }
 
     fn xff(v: &str) -> HeaderMap {

@@ -63,7 +63,7 @@ impl AppState {
     pub fn around(core: Core) -> Self {
         AppState {
             csrf_key: derive(&core.refresh_key, b"tessera/v1/browser-csrf"),
-            clients: ClientCache::new(core.config.client_cache_ttl),
+            clients: ClientCache::new(core.config.store.client_cache_ttl),
             userinfo_guard: UserinfoGuard::default(),
             draining: AtomicBool::new(false),
             metrics_token: None,

@@ -294,7 +294,7 @@ async fn the_absolute_lifetime_ends_a_family_however_often_it_refreshes() {
 async fn cached_clients_follow_secret_rotation_and_removal_within_the_ttl() {
     use tessera_token::{OpaqueToken, TokenKind};
     let (s, _d, clock) = state_with_clock().await;
-    let ttl = i64::try_from(s.config.client_cache_ttl.as_secs()).unwrap();
+    let ttl = i64::try_from(s.config.store.client_cache_ttl.as_secs()).unwrap();
     assert!(ttl > 0, "the cache is on by default");
     let (id, old) = client_and_user(&s).await;
     let introspect = |secret: &str| {
@@ -409,7 +409,7 @@ async fn a_full_password_queue_answers_503_and_counts_nothing() {
         .collect();
     assert!(!held.is_empty() && held.len() < 1000);
     let right = "grant_type=password&username=alice&password=long%20enough";
-    for _ in 0..(s.config.throttle.per_account + 3) {
+    for _ in 0..(s.config.login.throttle.per_account + 3) {
         let (status, headers, json) = send(&s, with_post_auth(right, &id, &secret)).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
         assert_eq!(json["error"], "temporarily_unavailable");

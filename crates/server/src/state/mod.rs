@@ -60,7 +60,7 @@ impl Core {
         Core {
             login_name_key: derive(&refresh_key, b"tessera/v1/login-name"),
             unconfirmed: UnconfirmedRotations::default(),
-            revoke_limit: ClientRateLimit::per_minute(config.revoke_requests_per_minute),
+            revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
             issuer,
             config,
@@ -82,7 +82,7 @@ impl Core {
         let now = self.clock.now();
         Revoked {
             now,
-            access_exp: now.saturating_add(self.config.access_token_ttl),
+            access_exp: now.saturating_add(self.config.tokens.access_token_ttl),
         }
     }
 
@@ -94,7 +94,7 @@ impl Core {
     /// Seconds a client is told to wait when no signing key is active for its
     /// algorithm: until the next key refresh.
     pub(crate) fn key_retry_after(&self) -> u64 {
-        self.config.key_refresh_interval.as_secs().max(1)
+        self.config.signing.key_refresh_interval.as_secs().max(1)
     }
 }
 

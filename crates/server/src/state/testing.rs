@@ -34,8 +34,8 @@ pub(crate) async fn core_over(
     let ring = keys::load_or_create(
         &*store,
         &master.sealer().unwrap(),
-        config.signing_alg,
-        config.access_token_ttl,
+        config.signing.signing_alg,
+        config.tokens.access_token_ttl,
         clock.now(),
     )
     .await

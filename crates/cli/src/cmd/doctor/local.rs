@@ -20,7 +20,7 @@ pub(super) async fn check(c: &ServerConfig) -> Vec<Finding> {
     out.extend(lifetimes(c));
     out.push(throttling(c));
     out.push(rotation_setting(c));
-    out.extend(master_key(&c.data_dir));
+    out.extend(master_key(&c.store.data_dir));
     out.extend(key_age(c).await);
     out.push(database_clock(c).await);
     out
@@ -28,7 +28,7 @@ pub(super) async fn check(c: &ServerConfig) -> Vec<Finding> {
 
 /// Skew between this host and the database server (PostgreSQL `clock_timestamp()`).
 async fn database_clock(c: &ServerConfig) -> Finding {
-    if c.database.is_none() {
+    if c.store.database.is_none() {
         return Finding::ok(
             "SQLite: the database shares this host's clock",
             "clock-skew",
@@ -54,32 +54,32 @@ async fn database_clock(c: &ServerConfig) -> Finding {
 }
 
 fn transport(c: &ServerConfig) -> Finding {
-    match c.check_transport() {
+    match c.serving.check_transport() {
         Err(_) => Finding::fail(
             format!(
                 "listen = {} is not loopback and serves plain HTTP",
-                c.listen
+                c.serving.listen
             ),
             "set tls_cert and tls_key, or listen on 127.0.0.1 behind a TLS-terminating proxy",
             "https",
         ),
         Ok(true) => Finding::warn(
-            format!("plain HTTP on {} (dangerous_allow_http)", c.listen),
+            format!("plain HTTP on {} (dangerous_allow_http)", c.serving.listen),
             "only behind a TLS-terminating proxy on a trusted network; prefer tls_cert/tls_key",
             "https",
         ),
-        Ok(false) if c.tls.is_some() => {
+        Ok(false) if c.serving.tls.is_some() => {
             Finding::ok("HTTPS served by tessera (tls_cert, tls_key)", "https")
         }
         Ok(false) => Finding::ok(
-            format!("plain HTTP only on loopback ({})", c.listen),
+            format!("plain HTTP only on loopback ({})", c.serving.listen),
             "https",
         ),
     }
 }
 
 fn issuer(c: &ServerConfig) -> Finding {
-    match &c.issuer {
+    match &c.serving.issuer {
         Some(i) if i.starts_with("https://") => {
             Finding::ok(format!("issuer {i} is https"), "https")
         }
@@ -98,7 +98,7 @@ fn issuer(c: &ServerConfig) -> Finding {
 
 fn lifetimes(c: &ServerConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let at = c.access_token_ttl.as_secs();
+    let at = c.tokens.access_token_ttl.as_secs();
     out.push(if at <= 900 {
         Finding::ok(
             format!("access tokens live {at} s (at most 15 min)"),
@@ -115,7 +115,7 @@ fn lifetimes(c: &ServerConfig) -> Vec<Finding> {
         "refresh tokens rotate on every use; reuse revokes the family (always on)",
         "stolen-refresh-token",
     ));
-    let grace = c.refresh_reuse_grace.as_secs();
+    let grace = c.tokens.refresh_reuse_grace.as_secs();
     if grace > 10 {
         out.push(Finding::warn(
             format!("refresh_reuse_grace_secs = {grace}: a stolen refresh token used within {grace} s of its owner is not detected"),
@@ -123,7 +123,7 @@ fn lifetimes(c: &ServerConfig) -> Vec<Finding> {
             "stolen-refresh-token",
         ));
     }
-    let abs = c.refresh_absolute_ttl.as_secs();
+    let abs = c.tokens.refresh_absolute_ttl.as_secs();
     out.push(if abs <= 90 * DAY {
         Finding::ok(
             format!("refresh families end after {} days", abs / DAY),
@@ -140,7 +140,7 @@ fn lifetimes(c: &ServerConfig) -> Vec<Finding> {
 }
 
 fn throttling(c: &ServerConfig) -> Finding {
-    let t = &c.throttle;
+    let t = &c.login.throttle;
     if t.per_account <= 10 && t.per_ip <= 100 {
         Finding::ok(
             format!(
@@ -164,7 +164,7 @@ fn throttling(c: &ServerConfig) -> Finding {
 }
 
 fn rotation_setting(c: &ServerConfig) -> Finding {
-    match c.key_rotation_period {
+    match c.signing.key_rotation_period {
         None => Finding::warn(
             "automatic signing-key rotation is off (key_rotation_period_secs = 0)",
             "set key_rotation_period_secs (e.g. 7776000, 90 days), or run `tessera keys rotate` on a schedule",
@@ -231,7 +231,7 @@ fn master_key(data_dir: &Path) -> Vec<Finding> {
 }
 
 async fn key_age(c: &ServerConfig) -> Vec<Finding> {
-    if c.database.is_none() && !c.data_dir.join("tessera.db").exists() {
+    if c.store.database.is_none() && !c.store.data_dir.join("tessera.db").exists() {
         return vec![Finding::warn(
             "no store yet: signing keys not checked",
             "start the server once (it creates the database and the first key)",
@@ -265,7 +265,7 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
 
 fn alg_key_age(c: &ServerConfig, keys: &[KeyInfo], alg: Algorithm, now: i64) -> Finding {
     let name = alg.name();
-    let role = if alg == c.signing_alg {
+    let role = if alg == c.signing.signing_alg {
         ""
     } else if alg == keys::ID_TOKEN_ALG {
         " (ID tokens)"
@@ -279,7 +279,7 @@ fn alg_key_age(c: &ServerConfig, keys: &[KeyInfo], alg: Algorithm, now: i64) -> 
         .max();
     let Some(created) = newest else {
         let what = format!("no active {name} signing key{role}");
-        if alg == c.signing_alg {
+        if alg == c.signing.signing_alg {
             return Finding::fail(
                 what,
                 "run `tessera keys rotate` (or start the server)",
@@ -295,6 +295,7 @@ fn alg_key_age(c: &ServerConfig, keys: &[KeyInfo], alg: Algorithm, now: i64) -> 
     };
     let age = Duration::from_secs(now.saturating_sub(created).max(0) as u64);
     let limit = c
+        .signing
         .key_rotation_period
         .unwrap_or(Duration::from_secs(90 * DAY));
     // The server publishes within one key refresh interval of the period; allow a day.

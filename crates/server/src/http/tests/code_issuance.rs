@@ -51,7 +51,7 @@ async fn a_code_is_stored_bound_to_its_request_and_session_and_refused_after_a_d
         stored.expires_at,
         s.clock
             .now()
-            .saturating_add(s.config.authorization_code_ttl)
+            .saturating_add(s.config.tokens.authorization_code_ttl)
     );
     assert_eq!((stored.used_at, stored.generation), (None, 0));
 

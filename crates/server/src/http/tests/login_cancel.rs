@@ -61,7 +61,7 @@ async fn right_login_until_refused(s: &Arc<AppState>, client: &(String, String))
 async fn a_guess_abandoned_after_its_hash_started_counts() {
     let (s, _d) = state().await;
     let client = client_and_user(&s).await;
-    for _ in 0..s.config.throttle.per_account {
+    for _ in 0..s.config.login.throttle.per_account {
         let before = s.passwords.checks_started();
         let task = start(&s, WRONG, &client);
         until("the hash starts", || s.passwords.checks_started() > before).await;
@@ -85,7 +85,7 @@ async fn a_login_cancelled_while_settling_leaves_no_count_or_hold() {
     let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
     let client = client_and_user(&s).await;
     faults.stall_failure_clears.store(true, Ordering::SeqCst);
-    for round in 0..(s.config.throttle.per_account + 2) {
+    for round in 0..(s.config.login.throttle.per_account + 2) {
         let before = faults.failure_clears_stalled.load(Ordering::SeqCst);
         let task = start(&s, RIGHT, &client);
         for _ in 0..5000 {
@@ -141,7 +141,7 @@ async fn a_login_refused_by_a_hold_is_told_one_second() {
     let faults = Arc::new(FaultyStore::new(sqlite));
     let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
     let client = client_and_user(&s).await;
-    for _ in 1..s.config.throttle.per_account {
+    for _ in 1..s.config.login.throttle.per_account {
         let (status, _, _) = send(&s, with_post_auth(WRONG, &client.0, &client.1)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
@@ -185,7 +185,7 @@ async fn a_targeted_account_is_checked_one_at_a_time() {
         };
         authenticate(&s.core, "alice", SecretString::new(password), &attempt).await
     };
-    let alarm = s.config.throttle.per_account * 2;
+    let alarm = s.config.login.throttle.per_account * 2;
     for i in 0..alarm {
         let r = login(Arc::clone(&s), i as u8 + 1, "wrong guess").await;
         assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
@@ -264,7 +264,7 @@ async fn a_failure_whose_block_write_fails_leaves_no_hold() {
     let faults = Arc::new(FaultyStore::new(sqlite));
     let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
     client_and_user(&s).await;
-    for _ in 1..s.config.throttle.per_account {
+    for _ in 1..s.config.login.throttle.per_account {
         let r = login_from_9(&s, "wrong guess").await;
         assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
     }
@@ -286,7 +286,7 @@ async fn a_success_whose_clear_fails_leaves_no_hold() {
     let faults = Arc::new(FaultyStore::new(sqlite));
     let (s, _d, _clock) = state_over(Arc::clone(&faults) as Arc<dyn Store>).await;
     client_and_user(&s).await;
-    for _ in 1..s.config.throttle.per_account {
+    for _ in 1..s.config.login.throttle.per_account {
         let r = login_from_9(&s, "wrong guess").await;
         assert!(matches!(r, Err(LoginFailure::BadCredentials)), "{r:?}");
     }

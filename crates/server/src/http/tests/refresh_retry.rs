@@ -302,11 +302,11 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         .unwrap()
         .sealer()
         .unwrap();
-    let ttl = t.state.config.access_token_ttl;
+    let ttl = t.state.config.tokens.access_token_ttl;
     crate::keys::load_or_create(&*t.state.store, &sealer, Algorithm::Es256, ttl, now)
         .await
         .unwrap();
-    let alg = t.state.config.signing_alg;
+    let alg = t.state.config.signing.signing_alg;
     crate::keys::refresh(&*t.state.store, &sealer, &t.state.keys, alg, ttl, now)
         .await
         .unwrap();
@@ -331,7 +331,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
 async fn a_store_failure_mid_login_is_503_and_leaves_no_reservation() {
     let s = setup().await;
     s.faults.fail_user_lookups.store(true, Ordering::SeqCst);
-    for _ in 0..(s.state.config.throttle.per_account + 2) {
+    for _ in 0..(s.state.config.login.throttle.per_account + 2) {
         let (status, headers, json) = send(
             &s.state,
             with_post_auth(

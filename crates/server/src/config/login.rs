@@ -1,0 +1,112 @@
+//! The login section: password hashing (threads, their priority, the waiting queue) and
+//! the failed-login throttling policy ([`ThrottlePolicy`]; `throttle` applies it).
+
+use std::time::Duration;
+
+use super::{DAY, FileConfig, Problems, invalid};
+use crate::password::HashPriority;
+
+/// Largest `password_hash_queue`.
+const MAX_HASH_QUEUE: usize = 10_000;
+
+/// Password checks: for the password pool (`password`), `login` and `throttle`.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Concurrent password hashes.
+    pub password_hash_concurrency: usize,
+    /// Scheduling of the password hashing threads.
+    pub password_hash_priority: HashPriority,
+    /// Password checks that may wait for a hashing thread before logins are refused.
+    pub password_hash_queue: usize,
+    /// Failed-login throttling.
+    pub throttle: ThrottlePolicy,
+}
+
+/// Throttling policy (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    /// Failures per account from one source network within the window before blocking
+    /// starts (that network, for that account).
+    pub per_account: u32,
+    /// Failures per source network within the window before blocking starts.
+    pub per_ip: u32,
+    /// The counting window.
+    pub window: Duration,
+    /// Longest block.
+    pub max_block: Duration,
+}
+
+impl LoginConfig {
+    /// The password and throttling keys of `f`.
+    pub(super) fn resolve(f: &FileConfig, p: &mut Problems) -> Self {
+        let available = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let password_hash_concurrency = match f.password_hash_concurrency {
+            Some(0) => {
+                p.push(invalid(
+                    "password_hash_concurrency",
+                    0,
+                    "must be at least 1",
+                ));
+                available
+            }
+            Some(n) => n,
+            None => available,
+        };
+        let password_hash_priority = match f.password_hash_priority.as_deref() {
+            None => HashPriority::default(),
+            Some(name) => p
+                .take(name.parse().map_err(|()| {
+                    invalid(
+                        "password_hash_priority",
+                        format!("{name:?}"),
+                        "must be \"idle\" or \"nice\"",
+                    )
+                }))
+                .unwrap_or_default(),
+        };
+        let password_hash_queue = p.within(
+            "password_hash_queue",
+            f.password_hash_queue,
+            crate::password::DEFAULT_HASH_QUEUE,
+            0,
+            MAX_HASH_QUEUE,
+        );
+        LoginConfig {
+            password_hash_concurrency,
+            password_hash_priority,
+            password_hash_queue,
+            throttle: ThrottlePolicy::resolve(f, p),
+        }
+    }
+}
+
+impl ThrottlePolicy {
+    /// The `login_*` keys of `f`.
+    fn resolve(f: &FileConfig, p: &mut Problems) -> Self {
+        let mut at_least_one = |key: &str, v: Option<u32>, d: u32| match v.unwrap_or(d) {
+            0 => {
+                p.push(invalid(key, 0, "must be at least 1"));
+                d
+            }
+            n => n,
+        };
+        let per_account = at_least_one(
+            "login_failures_per_account",
+            f.login_failures_per_account,
+            5,
+        );
+        let per_ip = at_least_one("login_failures_per_ip", f.login_failures_per_ip, 50);
+        ThrottlePolicy {
+            per_account,
+            per_ip,
+            window: p.secs(
+                "login_failure_window_secs",
+                f.login_failure_window_secs,
+                900,
+                1,
+                DAY,
+            ),
+            max_block: p.secs("login_max_block_secs", f.login_max_block_secs, 900, 1, DAY),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The tokens and revocation sections: how long what the server issues lives (access and
+//! refresh tokens, authorization codes), the refresh reuse grace, and the `/revoke` rate.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::{DAY, FileConfig, Problems, invalid};
+
+/// Longest allowed refresh-token reuse grace window.
+pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+
+/// Lifetimes of what the server issues: for `grants`, `tokens`, `oidc` and `admin`.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh-token idle lifetime.
+    pub refresh_idle_ttl: Duration,
+    /// Refresh family absolute lifetime.
+    pub refresh_absolute_ttl: Duration,
+    /// Refresh reuse grace window.
+    pub refresh_reuse_grace: Duration,
+    /// Authorization-code lifetime.
+    pub authorization_code_ttl: Duration,
+}
+
+impl TokenConfig {
+    /// The token keys of `f`.
+    pub(super) fn resolve(f: &FileConfig, p: &mut Problems) -> Self {
+        let access_token_ttl = p.secs(
+            "access_token_ttl_secs",
+            f.access_token_ttl_secs,
+            600,
+            60,
+            DAY,
+        );
+        let refresh_idle_ttl = p.secs(
+            "refresh_token_idle_ttl_secs",
+            f.refresh_token_idle_ttl_secs,
+            14 * DAY,
+            60,
+            3650 * DAY,
+        );
+        let refresh_absolute_ttl = p.secs(
+            "refresh_token_absolute_ttl_secs",
+            f.refresh_token_absolute_ttl_secs,
+            90 * DAY,
+            60,
+            3650 * DAY,
+        );
+        if refresh_absolute_ttl < refresh_idle_ttl {
+            p.push(invalid(
+                "refresh_token_absolute_ttl_secs",
+                refresh_absolute_ttl.as_secs(),
+                &format!(
+                    "must be at least refresh_token_idle_ttl_secs ({})",
+                    refresh_idle_ttl.as_secs()
+                ),
+            ));
+        }
+        TokenConfig {
+            access_token_ttl,
+            refresh_idle_ttl,
+            refresh_absolute_ttl,
+            refresh_reuse_grace: p.secs(
+                "refresh_reuse_grace_secs",
+                f.refresh_reuse_grace_secs,
+                0,
+                0,
+                MAX_REFRESH_GRACE.as_secs(),
+            ),
+            authorization_code_ttl: p.secs(
+                "authorization_code_ttl_secs",
+                f.authorization_code_ttl_secs,
+                60,
+                1,
+                600,
+            ),
+        }
+    }
+}
+
+/// Revocation: for the `/revoke` rate limit in the shared state.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    /// `/revoke` requests that write, per minute per client, per node.
+    pub revoke_requests_per_minute: NonZeroU32,
+}
+
+impl RevocationConfig {
+    /// The revocation keys of `f`.
+    pub(super) fn resolve(f: &FileConfig, p: &mut Problems) -> Self {
+        let per_minute = p.within(
+            "revoke_requests_per_minute",
+            f.revoke_requests_per_minute,
+            600,
+            1,
+            1_000_000,
+        );
+        RevocationConfig {
+            revoke_requests_per_minute: NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
