@@ -7,11 +7,8 @@ use crate::grants::{
 };
 use crate::oauth::OAuthError;
 use crate::state::AppState;
-use crate::store::ClientRecord;
-
-/// Prefix of the `sid` shared by all client-credentials tokens of one client, so removing
-/// the client revokes them through the feed.
-pub(crate) const CLIENT_SID_PREFIX: &str = "cc_";
+pub(crate) use crate::store::CLIENT_SID_PREFIX;
+use crate::store::{ClientRecord, client_credentials_sid};
 
 pub(crate) async fn exchange(
     state: &AppState,
@@ -25,7 +22,7 @@ pub(crate) async fn exchange(
     }
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &state.issuer)?;
-    let sid = format!("{CLIENT_SID_PREFIX}{}", client.id);
+    let sid = client_credentials_sid(&client.id);
     let (access_token, expires_in) = mint_access_token(
         state,
         &AccessGrant {

@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, AuthCodeRecord, ClientRecord, GrantOwner, GrantRecord, GrantType, KeyState,
-    NewRefreshToken, RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord,
-    UserRecord,
+    AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
+    GrantType, KeyChange, KeyState, NewRefreshToken, RefreshRecord, RevocationEntry, Revoked,
+    SessionRecord, SigningKeyRecord, UserRecord, client_credentials_sid,
 };
 
 /// Why a store operation failed.
@@ -266,7 +266,7 @@ pub trait KeyStore: Send + Sync {
     /// Applies lifecycle changes at `now`, all in one transaction.
     async fn apply_key_changes(
         &self,
-        changes: &[crate::keys::KeyChange],
+        changes: &[KeyChange],
         now: UnixTime,
     ) -> Result<(), StoreError>;
     /// Deletes the key `kid` only if it is still published (it never signed); false when

@@ -7,7 +7,9 @@ use tessera_token::TokenHash;
 
 use super::{PgStore, backend, feed_insert, lock_feed, revoke_grant_in};
 use crate::store::codec::{hash_from_db, join, scope_from_db, split, time};
-use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
+use crate::store::{
+    ClientRecord, ClientStore, GrantType, Revoked, StoreError, client_credentials_sid,
+};
 
 /// `SELECT` of every client column, followed by `$tail` (a literal).
 macro_rules! select_clients {
@@ -172,8 +174,8 @@ impl ClientStore for PgStore {
         for g in &grants {
             revoke_grant_in(&mut tx, g, revoked).await?;
         }
-        // Its client-credentials tokens share the sid `cc_<client_id>`.
-        let sid = format!("cc_{id}");
+        // Its client-credentials tokens share one sid.
+        let sid = client_credentials_sid(id);
         feed_insert(
             &mut tx,
             None,

@@ -5,7 +5,7 @@ use sqlx::{Postgres, Row, Transaction};
 use tessera_token::UnixTime;
 
 use super::{PgStore, backend, feed_insert, lock_feed};
-use crate::keys::KeyChange;
+use crate::store::KeyChange;
 use crate::store::codec::time;
 use crate::store::{
     AuditEvent, AuditQuery, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore,

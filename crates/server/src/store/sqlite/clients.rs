@@ -9,7 +9,9 @@ use super::{
     SqliteStore, backend, feed_sid_in, hash_from_db, join, revoke_grant_in, scope_from_db, split,
     time,
 };
-use crate::store::{ClientRecord, ClientStore, GrantType, Revoked, StoreError};
+use crate::store::{
+    ClientRecord, ClientStore, GrantType, Revoked, StoreError, client_credentials_sid,
+};
 
 /// `SELECT` of every client column, followed by `$tail` (a literal).
 macro_rules! select_clients {
@@ -163,8 +165,8 @@ impl ClientStore for SqliteStore {
         for g in &grants {
             revoke_grant_in(&mut tx, g, revoked).await?;
         }
-        // Its client-credentials tokens share the sid `cc_<client_id>`.
-        feed_sid_in(&mut tx, &format!("cc_{id}"), revoked).await?;
+        // Its client-credentials tokens share one sid.
+        feed_sid_in(&mut tx, &client_credentials_sid(id), revoked).await?;
         let n = sqlx::query("DELETE FROM clients WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

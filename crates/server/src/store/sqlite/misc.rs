@@ -5,7 +5,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use tessera_token::UnixTime;
 
 use super::{SqliteStore, backend, time};
-use crate::keys::KeyChange;
+use crate::store::KeyChange;
 use crate::store::{
     AuditEvent, AuditQuery, AuditStore, KeyState, KeyStore, RevocationEntry, RevocationStore,
     SigningKeyRecord, StoreError,
