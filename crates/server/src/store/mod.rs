@@ -5,11 +5,11 @@
 //! Every method that changes more than one row does so in one transaction, so bad input
 //! or a crash never leaves half a change behind.
 
-mod codec;
 #[cfg(test)]
 pub(crate) mod faulty;
 pub mod postgres;
 mod records;
+mod sql;
 pub mod sqlite;
 
 use std::path::Path;
