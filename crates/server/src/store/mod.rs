@@ -1,6 +1,7 @@
 //! Storage: one narrow trait per kind of record, keyed by ids or by a secret's hash, and
 //! backend-neutral (no SQL dialect leaks through). [`sqlite`] (the embedded default) and
-//! [`postgres`] (for several replicas) implement them all; [`open`] picks one.
+//! [`postgres`] (for several replicas) implement them all, sharing the statements they
+//! run alike (`sql`, written once); [`open`] picks one.
 //!
 //! Every method that changes more than one row does so in one transaction, so bad input
 //! or a crash never leaves half a change behind.

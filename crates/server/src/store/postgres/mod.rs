@@ -1,10 +1,10 @@
 //! The PostgreSQL backend, for several server replicas on one database: a connection
 //! pool, migrations applied at open (under sqlx's advisory lock, so replicas starting
-//! together migrate once). The statements both backends share are in [`super::sql`];
+//! together migrate once). The statements both backends share are in `store::sql`;
 //! what is PostgreSQL's own lives under this module: row locks (`FOR SHARE`,
 //! `FOR UPDATE`), the feed's counter row, the first-key table lock, one-statement
-//! rotation and context swap, the upserts of the login throttle and the janitor's
-//! `SKIP LOCKED` deletes.
+//! rotation and context swap, the throttle's `GREATEST` upserts, pool set-up and the
+//! janitor's `SKIP LOCKED` deletes.
 //!
 //! Concurrency rests on single conditional statements under READ COMMITTED: refresh
 //! rotation is one `UPDATE ... WHERE used_at IS NULL`, so of any number of callers on

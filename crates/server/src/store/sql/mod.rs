@@ -31,7 +31,9 @@ use super::StoreError;
 /// The shared statements of database `DB`: `Sql::<Sqlite>` or `Sql::<Postgres>`.
 pub(super) struct Sql<DB>(PhantomData<DB>);
 
-/// A Rust type the backend can bind as a parameter (any borrow of it).
+/// A Rust type the backend can bind as a parameter, for any lifetime of the query. An
+/// `Option` of a borrow cannot be (sqlx requires it to outlive the query), so the
+/// `where` clauses spell those out as `for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>`.
 pub(super) trait Bind<DB: Database>: for<'q> Encode<'q, DB> + Type<DB> {}
 impl<DB: Database, T: for<'q> Encode<'q, DB> + Type<DB>> Bind<DB> for T {}
 

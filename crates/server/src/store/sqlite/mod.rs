@@ -1,8 +1,8 @@
 //! The embedded SQLite backend: one database file in the data directory, WAL mode,
 //! migrations applied at open. The statements both backends share are in
-//! [`super::sql`]; what is SQLite's own lives under this module: the single writer
+//! `store::sql`; what is SQLite's own lives under this module: the single writer
 //! connection and `BEGIN IMMEDIATE` transactions, the feed's AUTOINCREMENT cursor, the
-//! upserts of the login throttle and the janitor's batched deletes by `rowid`.
+//! throttle's `MAX` upserts, pool set-up and the janitor's batched deletes by `rowid`.
 
 mod audit;
 mod browser;
