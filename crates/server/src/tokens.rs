@@ -181,7 +181,7 @@ async fn owner_stands(core: &Core, claims: &VerifiedClaims) -> Result<bool, OAut
     let Some(sid) = claims.sid.as_deref() else {
         return Ok(true);
     };
-    if sid.starts_with(crate::grants::CLIENT_SID_PREFIX)
+    if sid.starts_with(crate::store::CLIENT_SID_PREFIX)
         || sid.starts_with(crate::grants::MINTED_SID_PREFIX)
     {
         return Ok(true);

@@ -63,7 +63,7 @@ impl Admin {
         .await?;
         let sub = req.sub.clone().unwrap_or_else(|| client.id.clone());
         let sid = match &req.sub {
-            None => format!("cc_{}", client.id),
+            None => crate::store::client_credentials_sid(&client.id),
             Some(_) => random_id(crate::grants::MINTED_SID_PREFIX)?,
         };
         let grant = AccessGrant {

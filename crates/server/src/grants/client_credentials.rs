@@ -7,11 +7,7 @@ use crate::grants::{
 };
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::store::ClientRecord;
-
-/// Prefix of the `sid` shared by all client-credentials tokens of one client, so removing
-/// the client revokes them through the feed.
-pub(crate) const CLIENT_SID_PREFIX: &str = "cc_";
+use crate::store::{ClientRecord, client_credentials_sid};
 
 pub(crate) async fn exchange(
     core: &Core,
@@ -25,7 +21,7 @@ pub(crate) async fn exchange(
     }
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
-    let sid = format!("{CLIENT_SID_PREFIX}{}", client.id);
+    let sid = client_credentials_sid(&client.id);
     let (access_token, expires_in) = mint_access_token(
         core,
         &AccessGrant {

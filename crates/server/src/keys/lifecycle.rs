@@ -7,18 +7,7 @@ use std::time::Duration;
 
 use tessera_token::UnixTime;
 
-use crate::store::{KeyState, SigningKeyRecord};
-
-/// One step of the lifecycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyChange {
-    /// Start signing with this key.
-    Activate(String),
-    /// Stop signing; keep publishing until its tokens expire.
-    Retire(String),
-    /// Remove: no unexpired token can carry its `kid`.
-    Delete(String),
-}
+use crate::store::{KeyChange, KeyState, SigningKeyRecord};
 
 /// The changes due at `now`. `max_token_life` is the longest a signed token stays valid
 /// (access-token lifetime plus verifier leeway).

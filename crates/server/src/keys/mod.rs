@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tessera_token::{Algorithm, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
 
-pub use lifecycle::{KeyChange, plan};
+pub use lifecycle::plan;
 pub use unlock::{Check, Claim, Unlocked, unlock};
 
 use crate::Error;

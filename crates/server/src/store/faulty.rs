@@ -225,7 +225,7 @@ impl KeyStore for FaultyStore {
     }
     async fn apply_key_changes(
         &self,
-        changes: &[crate::keys::KeyChange],
+        changes: &[crate::store::KeyChange],
         now: UnixTime,
     ) -> Result<(), StoreError> {
         self.inner.apply_key_changes(changes, now).await

@@ -1,15 +1,16 @@
 //! Storage: one narrow trait per kind of record, keyed by ids or by a secret's hash, and
 //! backend-neutral (no SQL dialect leaks through). [`sqlite`] (the embedded default) and
-//! [`postgres`] (for several replicas) implement them all; [`open`] picks one.
+//! [`postgres`] (for several replicas) implement them all, sharing the statements they
+//! run alike (`sql`, written once); [`open`] picks one.
 //!
 //! Every method that changes more than one row does so in one transaction, so bad input
 //! or a crash never leaves half a change behind.
 
-mod codec;
 #[cfg(test)]
 pub(crate) mod faulty;
 pub mod postgres;
 mod records;
+mod sql;
 pub mod sqlite;
 
 use std::path::Path;
@@ -19,9 +20,9 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, AuthCodeRecord, ClientRecord, GrantOwner, GrantRecord, GrantType, KeyState,
-    NewRefreshToken, RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord,
-    UserRecord,
+    AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
+    GrantType, KeyChange, KeyState, NewRefreshToken, RefreshRecord, RevocationEntry, Revoked,
+    SessionRecord, SigningKeyRecord, UserRecord, client_credentials_sid,
 };
 
 /// Why a store operation failed.
@@ -266,7 +267,7 @@ pub trait KeyStore: Send + Sync {
     /// Applies lifecycle changes at `now`, all in one transaction.
     async fn apply_key_changes(
         &self,
-        changes: &[crate::keys::KeyChange],
+        changes: &[KeyChange],
         now: UnixTime,
     ) -> Result<(), StoreError>;
     /// Deletes the key `kid` only if it is still published (it never signed); false when

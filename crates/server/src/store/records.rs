@@ -89,6 +89,15 @@ pub struct ClientRecord {
     pub created_at: UnixTime,
 }
 
+/// Prefix of the `sid` shared by all client-credentials tokens of one client, so removing
+/// the client revokes them through the feed.
+pub const CLIENT_SID_PREFIX: &str = "cc_";
+
+/// The `sid` of every client-credentials token of `client_id` (RFC 6749 section 4.4).
+pub fn client_credentials_sid(client_id: &str) -> String {
+    format!("{CLIENT_SID_PREFIX}{client_id}")
+}
+
 impl ClientRecord {
     /// True when the client has no secret.
     pub fn is_public(&self) -> bool {
@@ -283,6 +292,18 @@ impl KeyState {
             _ => None,
         }
     }
+}
+
+/// One step of a signing key's lifecycle, planned by `keys::plan` and applied by
+/// [`KeyStore::apply_key_changes`](super::KeyStore::apply_key_changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Start signing with this key.
+    Activate(String),
+    /// Stop signing; keep publishing until its tokens expire.
+    Retire(String),
+    /// Remove: no unexpired token can carry its `kid`.
+    Delete(String),
 }
 
 /// A stored signing key: public JWK in the clear, private key sealed.

@@ -1,38 +1,15 @@
-//! PostgreSQL: authorization codes and browser sessions, both by hash.
+//! PostgreSQL: authorization codes and browser sessions, both by hash. The statements are
+//! shared; PostgreSQL's own is the owner check, which holds the user's row `FOR SHARE`.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use tessera_token::{TokenHash, UnixTime};
 
-use super::grants::insert_grant_in;
-use super::{PgStore, backend};
-use crate::store::codec::{hash_from_db, scope_from_db, time};
+use super::{PgStore, Sql, backend};
 use crate::store::{
     AuthCodeRecord, AuthCodeStore, GrantOwner, GrantRecord, NewRefreshToken, RedeemOutcome,
     SessionRecord, SessionStore, StoreError,
 };
-
-fn row_to_code(row: &PgRow) -> Result<AuthCodeRecord, StoreError> {
-    Ok(AuthCodeRecord {
-        hash: hash_from_db(row.try_get("hash").map_err(backend)?)?,
-        client_id: row.try_get("client_id").map_err(backend)?,
-        user_id: row.try_get("user_id").map_err(backend)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(backend)?,
-        code_challenge: row.try_get("code_challenge").map_err(backend)?,
-        scope: scope_from_db(&row.try_get::<String, _>("scope").map_err(backend)?)?,
-        nonce: row.try_get("nonce").map_err(backend)?,
-        auth_time: time(row.try_get("auth_time").map_err(backend)?),
-        created_at: time(row.try_get("created_at").map_err(backend)?),
-        expires_at: time(row.try_get("expires_at").map_err(backend)?),
-        used_at: row
-            .try_get::<Option<i64>, _>("used_at")
-            .map_err(backend)?
-            .map(time),
-        grant_id: row.try_get("grant_id").map_err(backend)?,
-        generation: row.try_get("generation").map_err(backend)?,
-    })
-}
 
 #[async_trait]
 impl AuthCodeStore for PgStore {
@@ -42,37 +19,13 @@ impl AuthCodeStore for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, scope, \
-             nonce, auth_time, created_at, expires_at, generation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(c.hash.as_bytes().to_vec())
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.code_challenge)
-        .bind(c.scope.to_string())
-        .bind(&c.nonce)
-        .bind(c.auth_time.secs())
-        .bind(c.created_at.secs())
-        .bind(c.expires_at.secs())
-        .bind(c.generation)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        Sql::insert_auth_code(&mut *tx, c).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 
     async fn auth_code(&self, hash: &TokenHash) -> Result<Option<AuthCodeRecord>, StoreError> {
-        sqlx::query("SELECT * FROM auth_codes WHERE hash = $1")
-            .bind(hash.as_bytes().to_vec())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(row_to_code)
-            .transpose()
+        Sql::auth_code(&self.pool, hash).await
     }
 
     async fn redeem_auth_code(
@@ -87,53 +40,20 @@ impl AuthCodeStore for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(RedeemOutcome::Unknown);
         }
-        let won = sqlx::query(
-            "UPDATE auth_codes SET used_at = $1, grant_id = $2 \
-             WHERE hash = $3 AND used_at IS NULL AND expires_at > $4",
-        )
-        .bind(now.secs())
-        .bind(&grant.id)
-        .bind(hash.as_bytes().to_vec())
-        .bind(now.secs())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected()
-            == 1;
-        if won {
-            insert_grant_in(&mut tx, grant, first).await?;
+        let outcome = Sql::redeem_auth_code_in(&mut tx, hash, now, grant, first).await?;
+        if outcome == RedeemOutcome::Redeemed {
             tx.commit().await.map_err(backend)?;
-            return Ok(RedeemOutcome::Redeemed);
+        } else {
+            tx.rollback().await.map_err(backend)?;
         }
-        let used: Option<(Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT used_at, grant_id FROM auth_codes WHERE hash = $1")
-                .bind(hash.as_bytes().to_vec())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.rollback().await.map_err(backend)?;
-        Ok(match used {
-            Some((Some(_), grant_id)) => RedeemOutcome::AlreadyUsed { grant_id },
-            _ => RedeemOutcome::Unknown,
-        })
+        Ok(outcome)
     }
 }
 
 #[async_trait]
 impl SessionStore for PgStore {
     async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at, generation) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(s.hash.as_bytes().to_vec())
-        .bind(&s.user_id)
-        .bind(s.created_at.secs())
-        .bind(s.expires_at.secs())
-        .bind(s.generation)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        Sql::insert_session(&self.pool, s).await
     }
 
     async fn live_session(
@@ -141,39 +61,11 @@ impl SessionStore for PgStore {
         hash: &TokenHash,
         now: UnixTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT s.user_id, s.created_at, s.expires_at, s.generation FROM browser_sessions s \
-             JOIN users u ON u.id = s.user_id \
-             WHERE s.hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT u.disabled \
-             AND s.generation = u.generation",
-        )
-        .bind(hash.as_bytes().to_vec())
-        .bind(now.secs())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionRecord {
-            hash: *hash,
-            user_id: row.try_get("user_id").map_err(backend)?,
-            created_at: time(row.try_get("created_at").map_err(backend)?),
-            expires_at: time(row.try_get("expires_at").map_err(backend)?),
-            revoked_at: None,
-            generation: row.try_get("generation").map_err(backend)?,
-        }))
+        Sql::live_session(&self.pool, hash, now).await
     }
 
     async fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE browser_sessions SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL",
-        )
-        .bind(now.secs())
-        .bind(hash.as_bytes().to_vec())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?
-        .rows_affected()
-            == 1)
+        Sql::end_session(&self.pool, hash, now).await
     }
 }
 
@@ -198,21 +90,4 @@ pub(super) async fn owner_stands(
         }
     };
     Ok(GrantOwner::from_row(user_id, user).allows(generation))
-}
-
-/// Inside `tx`: ends every live browser session of `user_id`.
-pub(super) async fn end_user_sessions(
-    tx: &mut Transaction<'static, Postgres>,
-    user_id: &str,
-    now: UnixTime,
-) -> Result<u64, StoreError> {
-    Ok(sqlx::query(
-        "UPDATE browser_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(now.secs())
-    .bind(user_id)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?
-    .rows_affected())
 }

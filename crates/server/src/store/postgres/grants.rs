@@ -1,96 +1,17 @@
-//! PostgreSQL: grants (token families) and refresh tokens by hash.
+//! PostgreSQL: grants (token families) and refresh tokens by hash. The reads and inserts
+//! are shared; PostgreSQL's own are rotation and the context swap (one statement each,
+//! so one winner among replicas) and revocations, which take the feed lock first.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use tessera_token::{TokenHash, UnixTime};
 
 use super::browser::owner_stands;
-use super::{PgStore, backend, lock_feed, revoke_grant_in};
-use crate::store::codec::{hash_from_db, join, scope_from_db, split, time};
+use super::{PgStore, Sql, backend, lock_feed, revoke_grant_in};
 use crate::store::{
     GrantContext, GrantOwner, GrantRecord, GrantStore, NewRefreshToken, RefreshRecord, Revoked,
     RotateOutcome, StoreError,
 };
-
-/// `SELECT` of every grant column, followed by `$tail` (a literal).
-macro_rules! select_grants {
-    ($tail:literal) => {
-        concat!(
-            "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at, generation \
-             FROM grants",
-            $tail
-        )
-    };
-}
-
-fn row_to_grant(row: &PgRow) -> Result<GrantRecord, StoreError> {
-    Ok(GrantRecord {
-        id: row.try_get("id").map_err(backend)?,
-        client_id: row.try_get("client_id").map_err(backend)?,
-        user_id: row.try_get("user_id").map_err(backend)?,
-        scope: scope_from_db(&row.try_get::<String, _>("scope").map_err(backend)?)?,
-        audience: split(&row.try_get::<String, _>("audience").map_err(backend)?),
-        created_at: time(row.try_get("created_at").map_err(backend)?),
-        expires_at: time(row.try_get("expires_at").map_err(backend)?),
-        revoked_at: row
-            .try_get::<Option<i64>, _>("revoked_at")
-            .map_err(backend)?
-            .map(time),
-        generation: row.try_get("generation").map_err(backend)?,
-    })
-}
-
-/// The standing of the grant's user, from the `u_*` columns of a `LEFT JOIN users u`.
-fn owner_from_row(row: &PgRow, user_id: Option<&str>) -> Result<GrantOwner, StoreError> {
-    let found: Option<String> = row.try_get("u_id").map_err(backend)?;
-    let user = match found {
-        None => None,
-        Some(_) => Some((
-            row.try_get::<bool, _>("u_disabled").map_err(backend)?,
-            row.try_get::<i64, _>("u_generation").map_err(backend)?,
-        )),
-    };
-    Ok(GrantOwner::from_row(user_id, user))
-}
-
-/// Inside `tx`: stores a grant and, when given, its first refresh token.
-pub(super) async fn insert_grant_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    g: &GrantRecord,
-    first: Option<&NewRefreshToken>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at, \
-         generation) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&g.id)
-    .bind(&g.client_id)
-    .bind(&g.user_id)
-    .bind(g.scope.to_string())
-    .bind(join(&g.audience))
-    .bind(g.created_at.secs())
-    .bind(g.expires_at.secs())
-    .bind(g.generation)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    if let Some(t) = first {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (hash, grant_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(t.hash.as_bytes().as_slice())
-        .bind(&t.grant_id)
-        .bind(t.issued_at.secs())
-        .bind(t.expires_at.secs())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
 
 #[async_trait]
 impl GrantStore for PgStore {
@@ -104,69 +25,24 @@ impl GrantStore for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
-        insert_grant_in(&mut tx, g, first).await?;
+        Sql::insert_grant_in(&mut tx, g, first).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 
     async fn grant_owner(&self, id: &str) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, \
-                    g.revoked_at, g.generation, u.id AS u_id, u.disabled AS u_disabled, \
-                    u.generation AS u_generation \
-             FROM grants g LEFT JOIN users u ON u.id = g.user_id WHERE g.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let grant = row_to_grant(&row)?;
-        let owner = owner_from_row(&row, grant.user_id.as_deref())?;
-        Ok(Some((grant, owner)))
+        Sql::grant_owner(&self.pool, id).await
     }
 
     async fn grant(&self, id: &str) -> Result<Option<GrantRecord>, StoreError> {
-        sqlx::query(select_grants!(" WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(row_to_grant)
-            .transpose()
+        Sql::grant(&self.pool, id).await
     }
 
     async fn refresh_token(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.hash, r.issued_at AS r_issued, r.expires_at AS r_expires, r.used_at, \
-                    g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, g.revoked_at, \
-                    g.generation, u.id AS u_id, u.disabled AS u_disabled, \
-                    u.generation AS u_generation \
-             FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-             LEFT JOIN users u ON u.id = g.user_id WHERE r.hash = $1",
-        )
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let grant = row_to_grant(&row)?;
-        let record = RefreshRecord {
-            hash: hash_from_db(row.try_get("hash").map_err(backend)?)?,
-            grant_id: grant.id.clone(),
-            issued_at: time(row.try_get("r_issued").map_err(backend)?),
-            expires_at: time(row.try_get("r_expires").map_err(backend)?),
-            used_at: row
-                .try_get::<Option<i64>, _>("used_at")
-                .map_err(backend)?
-                .map(time),
-            owner: owner_from_row(&row, grant.user_id.as_deref())?,
-        };
-        Ok(Some((record, grant)))
+        Sql::refresh_token(&self.pool, hash).await
     }
 
     async fn rotate_refresh_token(
@@ -202,18 +78,7 @@ impl GrantStore for PgStore {
         if won {
             return Ok(RotateOutcome::Rotated);
         }
-        let used: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT r.used_at FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
-             WHERE r.hash = $1 AND g.revoked_at IS NULL",
-        )
-        .bind(parent.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(match used {
-            Some(Some(at)) => RotateOutcome::AlreadyUsed { used_at: time(at) },
-            _ => RotateOutcome::Unknown,
-        })
+        Sql::lost_rotation(&self.pool, parent).await
     }
 
     async fn revoke_grant(&self, id: &str, revoked: Revoked) -> Result<bool, StoreError> {
@@ -229,17 +94,7 @@ impl GrantStore for PgStore {
         user_id: &str,
         now: UnixTime,
     ) -> Result<Vec<GrantRecord>, StoreError> {
-        sqlx::query(select_grants!(
-            " WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at, id"
-        ))
-        .bind(user_id)
-        .bind(now.secs())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(row_to_grant)
-        .collect()
+        Sql::user_grants(&self.pool, user_id, now).await
     }
 
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError> {

@@ -1,15 +1,21 @@
 //! The PostgreSQL backend, for several server replicas on one database: a connection
 //! pool, migrations applied at open (under sqlx's advisory lock, so replicas starting
-//! together migrate once). All SQL of the PostgreSQL backend lives under this module.
+//! together migrate once). The statements both backends share are in `store::sql`;
+//! what is PostgreSQL's own lives under this module: row locks (`FOR SHARE`,
+//! `FOR UPDATE`), the feed's counter row, the first-key table lock, one-statement
+//! rotation and context swap, the throttle's `GREATEST` upserts, pool set-up and the
+//! janitor's `SKIP LOCKED` deletes.
 //!
 //! Concurrency rests on single conditional statements under READ COMMITTED: refresh
 //! rotation is one `UPDATE ... WHERE used_at IS NULL`, so of any number of callers on
 //! any number of replicas exactly one wins. Feed writers serialize on one counter row.
 
+mod audit;
 mod browser;
 mod clients;
 mod grants;
-mod misc;
+mod keys;
+mod revocations;
 mod throttle;
 mod users;
 
@@ -20,7 +26,11 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
+use super::sql::backend;
 use super::{Purge, Revoked, Store, StoreError};
+
+/// The shared statements, on PostgreSQL.
+type Sql = super::sql::Sql<Postgres>;
 
 /// Most connections one server process holds.
 pub const MAX_CONNECTIONS: u32 = 16;
@@ -183,16 +193,6 @@ fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }
 
-/// Maps a driver error to a store error; unique violations become conflicts.
-fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict("record");
-    }
-    StoreError::Backend(e.to_string())
-}
-
 /// A URL parse error without the URL (it may hold a password).
 fn redact(e: sqlx::Error) -> &'static str {
     match e {
@@ -225,12 +225,7 @@ async fn feed_insert(
 ) -> Result<(), StoreError> {
     let mut exp = exp;
     if let Some(sid) = sid {
-        let old: Option<i64> =
-            sqlx::query_scalar("DELETE FROM revocations WHERE sid = $1 RETURNING exp")
-                .bind(sid)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(backend)?;
+        let old = Sql::take_sid_entry(&mut **tx, sid).await?;
         exp = old.map_or(exp, |old| old.max(exp));
     }
     sqlx::query(
@@ -255,15 +250,7 @@ async fn revoke_grant_in(
     id: &str,
     revoked: Revoked,
 ) -> Result<bool, StoreError> {
-    let done =
-        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(revoked.now.secs())
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            == 1;
+    let done = Sql::revoke_grant_row(&mut **tx, id, revoked.now).await?;
     if done {
         feed_insert(
             tx,

@@ -1,12 +1,13 @@
-//! PostgreSQL: failed-login counters, shared by every replica.
+//! PostgreSQL: failed-login counters, shared by every replica. Its own are the statements
+//! that keep the later of two block ends (`GREATEST`, where SQLite says `MAX(a, b)`); the
+//! rest is shared.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tessera_token::UnixTime;
 
-use super::{PgStore, backend};
-use crate::store::codec::time;
+use super::{PgStore, Sql, backend};
 use crate::store::{StoreError, ThrottleStore};
 
 #[async_trait]
@@ -17,23 +18,7 @@ impl ThrottleStore for PgStore {
         now: UnixTime,
         window: Duration,
     ) -> Result<u32, StoreError> {
-        let window_start = now.saturating_sub(window).secs();
-        // One statement (the upsert locks the row): a stale window restarts at 1, a live
-        // one counts up, and concurrent failures on several replicas all count.
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO login_failures AS f (key, count, window_start) VALUES ($1, 1, $2) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN f.window_start <= $3 THEN 1 ELSE f.count + 1 END, \
-               window_start = CASE WHEN f.window_start <= $3 THEN $2 ELSE f.window_start END \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(now.secs())
-        .bind(window_start)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        Sql::record_login_failure(&self.pool, key, now, window).await
     }
 
     async fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
@@ -53,24 +38,11 @@ impl ThrottleStore for PgStore {
         key: &str,
         now: UnixTime,
     ) -> Result<Option<UnixTime>, StoreError> {
-        let until: Option<i64> = sqlx::query_scalar(
-            "SELECT blocked_until FROM login_failures WHERE key = $1 AND blocked_until > $2",
-        )
-        .bind(key)
-        .bind(now.secs())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(until.map(time))
+        Sql::login_blocked_until(&self.pool, key, now).await
     }
 
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::clear_login_failures(&self.pool, key).await
     }
 
     async fn reserve_login_attempt(
@@ -107,21 +79,10 @@ impl ThrottleStore for PgStore {
     }
 
     async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::release_login_attempt(&self.pool, key).await
     }
 
     async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE login_failures SET blocked_until = $1 WHERE key = $2")
-            .bind(until.secs())
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::replace_login_block(&self.pool, key, until).await
     }
 }

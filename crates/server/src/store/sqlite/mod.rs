@@ -1,26 +1,35 @@
 //! The embedded SQLite backend: one database file in the data directory, WAL mode,
-//! migrations applied at open. All SQL of the SQLite backend lives under this module.
+//! migrations applied at open. The statements both backends share are in
+//! `store::sql`; what is SQLite's own lives under this module: the single writer
+//! connection and `BEGIN IMMEDIATE` transactions, the feed's AUTOINCREMENT cursor, the
+//! throttle's `MAX` upserts, pool set-up and the janitor's batched deletes by `rowid`.
 
+mod audit;
 mod browser;
 mod clients;
 mod grants;
-mod misc;
-#[cfg(test)]
-pub(super) use misc::IS_REVOKED;
+mod keys;
+mod revocations;
 mod throttle;
 mod users;
+
+#[cfg(test)]
+pub(super) use super::sql::IS_REVOKED;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::codec::{hash_from_db, join, scope_from_db, split, time};
+use super::sql::backend;
 use super::{Purge, Revoked, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+
+/// The shared statements, on SQLite.
+type Sql = super::sql::Sql<Sqlite>;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tessera.db";
@@ -213,55 +222,34 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Maps a driver error to a store error; unique violations become conflicts.
-fn backend(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e
-        && db.is_unique_violation()
-    {
-        return StoreError::Conflict("record");
-    }
-    StoreError::Backend(e.to_string())
-}
-
 /// Inside `tx`: revokes grant `id` if live and appends its `sid` to the feed.
 async fn revoke_grant_in(
     tx: &mut Transaction<'static, Sqlite>,
     id: &str,
     revoked: Revoked,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(revoked.now.secs())
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?
-        .rows_affected()
-        == 1;
+    let done = Sql::revoke_grant_row(&mut **tx, id, revoked.now).await?;
     if done {
         feed_sid_in(tx, id, revoked).await?;
     }
     Ok(done)
 }
 
-/// Inside `tx`: puts `sid` into the feed as its newest entry. A sid is in the feed at most
-/// once (unique index): an older entry for it (a client id registered again after a
-/// removal) is replaced, so readers past its cursor see the new entry too. Its `exp` is
-/// the later of the two: a revocation never ends earlier because it was repeated.
+/// Inside `tx`: puts `sid` into the feed as its newest entry (SQLite's own: the cursor is
+/// the table's AUTOINCREMENT key, where PostgreSQL steps a counter row). A sid is in the
+/// feed at most once (unique index): an older entry for it (a client id registered again
+/// after a removal) is replaced, so readers past its cursor see the new entry too. Its
+/// `exp` is the later of the two: a revocation never ends earlier because it was repeated.
 async fn feed_sid_in(
     tx: &mut Transaction<'static, Sqlite>,
     sid: &str,
     revoked: Revoked,
 ) -> Result<(), StoreError> {
-    let old: Option<i64> =
-        sqlx::query_scalar("DELETE FROM revocations WHERE sid = ? RETURNING exp")
-            .bind(sid)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
+    let old = Sql::take_sid_entry(&mut **tx, sid).await?;
     let exp = old.map_or(revoked.access_exp.secs(), |old| {
         old.max(revoked.access_exp.secs())
     });
-    sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO revocations (sid, exp, revoked_at) VALUES ($1, $2, $3)")
         .bind(sid)
         .bind(exp)
         .bind(revoked.now.secs())

@@ -1,11 +1,12 @@
-//! SQLite: failed-login counters.
+//! SQLite: failed-login counters. Its own are the statements that keep the later of two
+//! block ends (`MAX(a, b)`, where PostgreSQL says `GREATEST`); the rest is shared.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tessera_token::UnixTime;
 
-use super::{SqliteStore, backend, time};
+use super::{Sql, SqliteStore, backend};
 use crate::store::{StoreError, ThrottleStore};
 
 #[async_trait]
@@ -16,22 +17,7 @@ impl ThrottleStore for SqliteStore {
         now: UnixTime,
         window: Duration,
     ) -> Result<u32, StoreError> {
-        let window_start = now.saturating_sub(window).secs();
-        // One statement: a stale window restarts at 1, a live one counts up.
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO login_failures (key, count, window_start) VALUES (?1, 1, ?2) \
-             ON CONFLICT (key) DO UPDATE SET \
-               count = CASE WHEN window_start <= ?3 THEN 1 ELSE count + 1 END, \
-               window_start = CASE WHEN window_start <= ?3 THEN ?2 ELSE window_start END \
-             RETURNING count",
-        )
-        .bind(key)
-        .bind(now.secs())
-        .bind(window_start)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        Sql::record_login_failure(&self.pool, key, now, window).await
     }
 
     async fn block_login(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
@@ -51,24 +37,11 @@ impl ThrottleStore for SqliteStore {
         key: &str,
         now: UnixTime,
     ) -> Result<Option<UnixTime>, StoreError> {
-        let until: Option<i64> = sqlx::query_scalar(
-            "SELECT blocked_until FROM login_failures WHERE key = ? AND blocked_until > ?",
-        )
-        .bind(key)
-        .bind(now.secs())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(until.map(time))
+        Sql::login_blocked_until(&self.pool, key, now).await
     }
 
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = ?")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::clear_login_failures(&self.pool, key).await
     }
 
     async fn reserve_login_attempt(
@@ -105,21 +78,10 @@ impl ThrottleStore for SqliteStore {
     }
 
     async fn release_login_attempt(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = ? AND count > 0")
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::release_login_attempt(&self.pool, key).await
     }
 
     async fn replace_login_block(&self, key: &str, until: UnixTime) -> Result<(), StoreError> {
-        sqlx::query("UPDATE login_failures SET blocked_until = ? WHERE key = ?")
-            .bind(until.secs())
-            .bind(key)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        Sql::replace_login_block(&self.pool, key, until).await
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::fixtures::{
     alice_and_bob, client, client_grant, grant, key, purge, revoked, t, token, user,
 };
-use crate::keys::KeyChange;
+use crate::store::KeyChange;
 use crate::store::*;
 
 pub(super) use super::browser_cases::*;

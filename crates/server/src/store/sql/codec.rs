@@ -3,7 +3,7 @@
 
 use tessera_token::{Scope, TokenHash, UnixTime};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// A list as one space-separated column.
 pub(super) fn join<S: AsRef<str>>(items: &[S]) -> String {
