@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use axum::response::Response;
 use http::request::Parts;
-use tessera_token::{BearerToken, Error as TokenError, TokenHash, UnixTime, Validation};
+use tessera_token::{
+    BearerToken, Clock, Error as TokenError, SystemClock, TokenHash, UnixTime, Validation,
+};
 
 use crate::cache::VerifiedCache;
-use crate::clock::{Clock, SystemClock};
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
 use crate::{BuildError, FetchError, GuardError, Identity, Verifier, challenge};

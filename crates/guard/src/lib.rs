@@ -30,7 +30,6 @@
 
 mod cache;
 mod challenge;
-mod clock;
 mod error;
 mod extract;
 mod feed;
@@ -43,7 +42,6 @@ mod scope;
 mod source;
 mod verifier;
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
@@ -53,6 +51,7 @@ pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
 pub use source::{CookieSource, Csrf, TokenSources};
+pub use tessera_token::{Clock, ManualClock, SystemClock};
 /// The guard's refusal counter, recorded through the [`metrics`] facade with a `reason`
 /// label ([`GuardError::reason`]). It costs nothing until the application installs a
 /// recorder (e.g. `metrics-exporter-prometheus`), which then exports it with its own.

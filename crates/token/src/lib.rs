@@ -5,7 +5,8 @@
 //! [`Validation`] policy yielding [`VerifiedClaims`]; opaque tokens with kind prefixes and
 //! checksums; the RFC 6750 `Authorization` header grammar; PKCE (RFC 7636).
 //!
-//! Time is always passed in as a [`UnixTime`]; nothing here reads the clock.
+//! Time is always passed in as a [`UnixTime`]; the one [`Clock`] trait that the server and
+//! the guard inject lives here, and only its [`SystemClock`] reads the wall clock.
 //!
 //! ```
 //! use tessera_token::{Algorithm, Claims, KeySet, SigningKey, UnixTime, Validation, Audience};
@@ -32,6 +33,7 @@ mod alg;
 mod b64;
 mod bearer;
 mod claims;
+mod clock;
 mod error;
 mod json;
 mod jwk;
@@ -50,6 +52,7 @@ mod tests;
 pub use alg::Algorithm;
 pub use bearer::{BearerToken, parse_authorization};
 pub use claims::{Audience, Claims, Confirmation, Scope, UnixTime};
+pub use clock::{Clock, ClockStep, ManualClock, SystemClock};
 pub use error::Error;
 pub use jwk::{Jwk, JwkSet};
 pub use jws::{Header, KeySet, Unverified, decode_unverified};
