@@ -17,7 +17,7 @@ use tessera_token::{
 use crate::cache::VerifiedCache;
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
-use crate::{BuildError, FetchError, GuardError, Identity, Verifier, challenge};
+use crate::{AuthRejection, BuildError, FetchError, GuardError, Identity, Verifier, challenge};
 
 /// The resource-server guard: cheap to clone (an `Arc` inside), built once at start-up
 /// with [`Guard::builder`], shared by the layer and the extractors.
@@ -178,6 +178,11 @@ impl Guard {
     /// The RFC 6750 response for `err` (status, `WWW-Authenticate`, optional JSON body).
     pub fn error_response(&self, err: &GuardError) -> Response {
         challenge::response(&self.0.realm, self.0.json_body, err)
+    }
+
+    /// The extractors' typed refusal for `err`, shaped by this guard's settings.
+    pub(crate) fn rejection(&self, err: GuardError) -> AuthRejection {
+        AuthRejection::new(err, &self.0.realm, self.0.json_body)
     }
 
     /// Fetches remote keys now, so the first request does not wait for them.

@@ -4,7 +4,8 @@
 //! Build a [`Guard`] once (verifier, [`tessera_token::Validation`] with issuer and
 //! audience, options), wrap routes in [`Guard::layer`], and take [`Auth`], [`MaybeAuth`]
 //! or [`Scoped`] in handlers; [`RequireScope`] adds a scope to a route as a layer.
-//! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]).
+//! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]); the
+//! extractors refuse with the typed [`AuthRejection`], which becomes that same response.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -42,7 +43,7 @@ mod scope;
 mod source;
 mod verifier;
 
-pub use error::{BuildError, FetchError, GuardError};
+pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
 pub use guard::{Guard, GuardBuilder};
