@@ -97,9 +97,10 @@ pub(crate) async fn revoke(
     Ok(())
 }
 
-/// RFC 7662 section 2.2: an introspection answer, as served and as documented in
-/// `/openapi.json`. Inactive is `{"active": false}` and nothing else; absent members are
-/// omitted. Members are in alphabetical order, the order the JSON object has always had.
+/// RFC 7662 section 2.2 introspection response. Inactive is `{"active": false}` and
+/// nothing else; absent members are omitted.
+// The served type is the documented type (`/openapi.json`). Members in alphabetical order:
+// the bytes the former `json!` map (sorted) produced.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub(crate) struct IntrospectionResponse {
     active: bool,

@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::metrics as metrics_names;
 use crate::oauth::OAuthError;
 
-/// RFC 6749 section 5.2 error response, as served and as documented in `/openapi.json`.
+/// RFC 6749 section 5.2 error response.
+// The served type is the documented type (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct OAuthErrorBody<'a> {
     /// Error code, e.g. `invalid_request`, `invalid_client`, `invalid_grant`.

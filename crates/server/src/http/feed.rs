@@ -16,8 +16,9 @@ use crate::http::error::no_store;
 use crate::http::openapi::ClientErrors;
 use crate::oauth::OAuthError;
 
-/// One page of the feed (docs/revocation-feed.md), as served and as documented. Members
-/// in alphabetical order, the order the JSON object has always had.
+/// One page of the revocation feed (docs/revocation-feed.md).
+// The served type is the documented type. Members in alphabetical order: the bytes the
+// former `json!` map (sorted) produced.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RevocationFeed {
     /// Opaque cursor for the next `after`.

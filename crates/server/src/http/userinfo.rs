@@ -50,8 +50,9 @@ impl UserinfoGuard {
     }
 }
 
-/// OpenID Connect userinfo response (Core section 5.3.2), as served and as documented.
-/// Members in alphabetical order, the order the JSON object has always had.
+/// OpenID Connect userinfo response (Core section 5.3.2).
+// The served type is the documented type. Members in alphabetical order: the bytes the
+// former `json!` map (sorted) produced.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct UserinfoResponse {
     /// With scope `profile`.
