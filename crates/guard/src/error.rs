@@ -1,7 +1,12 @@
-//! The guard's errors: [`GuardError`] for a refused request, [`FetchError`] for a failed
-//! call to the authorization server, [`BuildError`] for a bad configuration.
+//! The guard's errors: [`GuardError`] for a refused request (and [`AuthRejection`], the
+//! extractors' typed refusal carrying one), [`FetchError`] for a failed call to the
+//! authorization server, [`BuildError`] for a bad configuration.
 
 use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+
+use crate::challenge;
 
 /// Why a request was refused, in the order the guard's pipeline checks. The mapping to
 /// HTTP (status, `WWW-Authenticate`, body) is [`crate::Guard::error_response`], and only there.
@@ -103,6 +108,40 @@ impl GuardError {
             }
             .into(),
         })
+    }
+}
+
+/// The refusal of the extractors [`crate::Auth`], [`crate::MaybeAuth`] and [`crate::Scoped`]:
+/// the [`GuardError`] and the guard's settings (realm, JSON body) that shape its response.
+/// As a response it is exactly [`crate::Guard::error_response`]; a handler taking
+/// `Result<Auth, AuthRejection>` can look at [`AuthRejection::error`] first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct AuthRejection {
+    error: GuardError,
+    realm: String,
+    json_body: bool,
+}
+
+impl AuthRejection {
+    pub(crate) fn new(error: GuardError, realm: &str, json_body: bool) -> Self {
+        AuthRejection {
+            error,
+            realm: realm.to_owned(),
+            json_body,
+        }
+    }
+
+    /// Why the request was refused.
+    pub fn error(&self) -> &GuardError {
+        &self.error
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    /// The RFC 6750 response: status, `WWW-Authenticate`, optional JSON body.
+    fn into_response(self) -> Response {
+        challenge::response(&self.realm, self.json_body, &self.error)
     }
 }
 

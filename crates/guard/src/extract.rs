@@ -10,13 +10,12 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum::response::Response;
 use http::request::Parts;
 use serde::de::{Deserialize, DeserializeOwned, Deserializer, IgnoredAny};
 use tessera_token::Error as TokenError;
 
 use crate::layer::{Anonymous, Authenticated};
-use crate::{Guard, GuardError, Identity, challenge};
+use crate::{AuthRejection, Guard, GuardError, Identity, ScopeRequirement};
 
 /// The verified caller, with the token's custom claims deserialized into `T`.
 ///
@@ -61,9 +60,20 @@ pub trait ScopeSpec: Send + Sync + 'static {
     const SCOPES: &'static [&'static str];
     /// `true`: all of them are needed; `false`: any one is enough.
     const ALL: bool;
+
+    /// The requirement as a value, checked by [`ScopeRequirement::check`] like any other.
+    fn requirement() -> ScopeRequirement {
+        let scopes = Self::SCOPES.iter().copied();
+        if Self::ALL {
+            ScopeRequirement::all(scopes)
+        } else {
+            ScopeRequirement::any(scopes)
+        }
+    }
 }
 
-/// [`Auth`] on a route that also needs the scope `R` (403 `insufficient_scope` if not).
+/// [`Auth`] on a route that also needs the scope `R` (403 `insufficient_scope` if not,
+/// decided by [`ScopeRequirement::check`]).
 #[derive(Debug, Clone)]
 pub struct Scoped<R, T = NoCustomClaims> {
     /// The verified caller.
@@ -104,8 +114,8 @@ macro_rules! scope_requirement {
 }
 
 /// The identity for this request: established by the layer, or verified now with the
-/// guard in the extensions. `Err` is the finished refusal.
-pub(crate) async fn identity(parts: &mut Parts) -> Result<Option<Arc<Identity>>, Response> {
+/// guard in the extensions.
+pub(crate) async fn identity(parts: &mut Parts) -> Result<Option<Arc<Identity>>, AuthRejection> {
     if let Some(Authenticated(id)) = parts.extensions.get::<Authenticated>() {
         return Ok(Some(id.clone()));
     }
@@ -113,7 +123,7 @@ pub(crate) async fn identity(parts: &mut Parts) -> Result<Option<Arc<Identity>>,
         tracing::error!(
             "tessera-guard extractor used on a route without a guard layer or Extension(guard)"
         );
-        return Err(reject(parts, &GuardError::NotConfigured));
+        return Err(reject(parts, GuardError::NotConfigured));
     };
     if parts.extensions.get::<Anonymous>().is_some() {
         return Ok(None);
@@ -124,32 +134,38 @@ pub(crate) async fn identity(parts: &mut Parts) -> Result<Option<Arc<Identity>>,
             Ok(Some(id))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(guard.error_response(&e)),
+        Err(e) => Err(guard.rejection(e)),
     }
 }
 
-/// The refusal for `err`, shaped by the guard's settings when one is installed.
-pub(crate) fn reject(parts: &Parts, err: &GuardError) -> Response {
+/// The refusal for `err`, shaped by the guard's settings when one is installed (else by
+/// the builder's defaults: realm `api`, JSON body).
+pub(crate) fn reject(parts: &Parts, err: GuardError) -> AuthRejection {
     match parts.extensions.get::<Guard>() {
-        Some(g) => g.error_response(err),
-        None => challenge::response("api", true, err),
+        Some(g) => g.rejection(err),
+        None => AuthRejection::new(err, "api", true),
     }
+}
+
+/// [`reject`], after logging the refusal with the installed guard.
+pub(crate) fn refuse(parts: &Parts, err: GuardError) -> AuthRejection {
+    if let Some(g) = parts.extensions.get::<Guard>() {
+        g.log(&err, None);
+    }
+    reject(parts, err)
 }
 
 /// Deserializes the custom claims; a token whose claims do not fit is `invalid_token`.
-async fn with_custom<T: DeserializeOwned>(
+fn with_custom<T: DeserializeOwned>(
     parts: &Parts,
     identity: Arc<Identity>,
-) -> Result<Auth<T>, Response> {
+) -> Result<Auth<T>, AuthRejection> {
     match identity.extra_as::<T>() {
         Ok(custom) => Ok(Auth { identity, custom }),
-        Err(_) => {
-            let e = GuardError::InvalidToken(TokenError::InvalidClaim("custom claims"));
-            if let Some(g) = parts.extensions.get::<Guard>() {
-                g.log(&e, None);
-            }
-            Err(reject(parts, &e))
-        }
+        Err(_) => Err(refuse(
+            parts,
+            GuardError::InvalidToken(TokenError::InvalidClaim("custom claims")),
+        )),
     }
 }
 
@@ -158,12 +174,12 @@ where
     S: Send + Sync,
     T: DeserializeOwned + Send + 'static,
 {
-    type Rejection = Response;
+    type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AuthRejection> {
         match identity(parts).await? {
-            Some(id) => with_custom(parts, id).await,
-            None => Err(reject(parts, &GuardError::MissingToken)),
+            Some(id) => with_custom(parts, id),
+            None => Err(reject(parts, GuardError::MissingToken)),
         }
     }
 }
@@ -173,11 +189,14 @@ where
     S: Send + Sync,
     T: DeserializeOwned + Send + 'static,
 {
-    type Rejection = Response;
+    type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Response> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, AuthRejection> {
         match identity(parts).await? {
-            Some(id) => with_custom(parts, id).await.map(Some),
+            Some(id) => with_custom(parts, id).map(Some),
             None => Ok(None),
         }
     }
@@ -188,9 +207,9 @@ where
     S: Send + Sync,
     T: DeserializeOwned + Send + 'static,
 {
-    type Rejection = Response;
+    type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
         <Auth<T> as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(MaybeAuth)
@@ -203,24 +222,12 @@ where
     R: ScopeSpec,
     T: DeserializeOwned + Send + 'static,
 {
-    type Rejection = Response;
+    type Rejection = AuthRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
         let auth = <Auth<T> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        let has = |s: &&str| auth.has_scope(s);
-        let ok = if R::ALL {
-            R::SCOPES.iter().all(has)
-        } else {
-            R::SCOPES.iter().any(has)
-        };
-        if !ok {
-            let e = GuardError::InsufficientScope {
-                scope: R::SCOPES.join(" "),
-            };
-            if let Some(g) = parts.extensions.get::<Guard>() {
-                g.log(&e, None);
-            }
-            return Err(reject(parts, &e));
+        if let Err(e) = R::requirement().check(auth.scope.as_ref()) {
+            return Err(refuse(parts, e));
         }
         Ok(Scoped {
             auth,

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use axum::response::Response;
 use http::request::Parts;
-use tessera_token::{BearerToken, Error as TokenError, TokenHash, UnixTime, Validation};
+use tessera_token::{
+    BearerToken, Clock, Error as TokenError, SystemClock, TokenHash, UnixTime, Validation,
+};
 
 use crate::cache::VerifiedCache;
-use crate::clock::{Clock, SystemClock};
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
-use crate::{BuildError, FetchError, GuardError, Identity, Verifier, challenge};
+use crate::{AuthRejection, BuildError, FetchError, GuardError, Identity, Verifier, challenge};
 
 /// The resource-server guard: cheap to clone (an `Arc` inside), built once at start-up
 /// with [`Guard::builder`], shared by the layer and the extractors.
@@ -177,6 +178,11 @@ impl Guard {
     /// The RFC 6750 response for `err` (status, `WWW-Authenticate`, optional JSON body).
     pub fn error_response(&self, err: &GuardError) -> Response {
         challenge::response(&self.0.realm, self.0.json_body, err)
+    }
+
+    /// The extractors' typed refusal for `err`, shaped by this guard's settings.
+    pub(crate) fn rejection(&self, err: GuardError) -> AuthRejection {
+        AuthRejection::new(err, &self.0.realm, self.0.json_body)
     }
 
     /// Fetches remote keys now, so the first request does not wait for them.

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{Request, header};
 use http_body_util::{BodyExt, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::extract;
 use crate::source::{self, Found};
 use crate::{Guard, GuardError, Identity, ScopeRequirement};
 
@@ -232,16 +233,15 @@ where
         let requirement = self.requirement.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
-            let identity = match crate::extract::identity(&mut parts).await {
+            let identity = match extract::identity(&mut parts).await {
                 Ok(Some(id)) => id,
-                Ok(None) => return Ok(crate::extract::reject(&parts, &GuardError::MissingToken)),
-                Err(resp) => return Ok(resp),
+                Ok(None) => {
+                    return Ok(extract::reject(&parts, GuardError::MissingToken).into_response());
+                }
+                Err(rejection) => return Ok(rejection.into_response()),
             };
             if let Err(e) = requirement.check(identity.scope.as_ref()) {
-                if let Some(g) = parts.extensions.get::<Guard>() {
-                    g.log(&e, None);
-                }
-                return Ok(crate::extract::reject(&parts, &e));
+                return Ok(extract::refuse(&parts, e).into_response());
             }
             inner.call(Request::from_parts(parts, body)).await
         })

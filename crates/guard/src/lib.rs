@@ -4,7 +4,8 @@
 //! Build a [`Guard`] once (verifier, [`tessera_token::Validation`] with issuer and
 //! audience, options), wrap routes in [`Guard::layer`], and take [`Auth`], [`MaybeAuth`]
 //! or [`Scoped`] in handlers; [`RequireScope`] adds a scope to a route as a layer.
-//! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]).
+//! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]); the
+//! extractors refuse with the typed [`AuthRejection`], which becomes that same response.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -30,7 +31,6 @@
 
 mod cache;
 mod challenge;
-mod clock;
 mod error;
 mod extract;
 mod feed;
@@ -43,8 +43,7 @@ mod scope;
 mod source;
 mod verifier;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BuildError, FetchError, GuardError};
+pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
 pub use guard::{Guard, GuardBuilder};
@@ -53,6 +52,7 @@ pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
 pub use source::{CookieSource, Csrf, TokenSources};
+pub use tessera_token::{Clock, ManualClock, SystemClock};
 /// The guard's refusal counter, recorded through the [`metrics`] facade with a `reason`
 /// label ([`GuardError::reason`]). It costs nothing until the application installs a
 /// recorder (e.g. `metrics-exporter-prometheus`), which then exports it with its own.

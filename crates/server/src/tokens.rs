@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use tessera_token::{OpaqueToken, TokenKind, Validation, VerifiedClaims, decode_unverified};
 
 use crate::audit::audit;
@@ -96,6 +97,39 @@ pub(crate) async fn revoke(
     Ok(())
 }
 
+/// RFC 7662 section 2.2 introspection response. Inactive is `{"active": false}` and
+/// nothing else; absent members are omitted.
+// The served type is the documented type (`/openapi.json`). Members in alphabetical order:
+// the bytes the former `json!` map (sorted) produced.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub(crate) struct IntrospectionResponse {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    /// `Bearer` for access tokens; absent for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// `access_token` or `refresh_token` (what was introspected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_use: Option<&'static str>,
+}
+
 /// RFC 7662 section 2.2: the token's state. Anything not active is `{"active": false}`
 /// and nothing else. Active answers carry `token_use` (`access_token` or `refresh_token`,
 /// as Ory Hydra names it), `iss` and `aud`; `token_type` (`Bearer`) only for access tokens.
@@ -103,8 +137,8 @@ pub(crate) async fn introspect(
     core: &Core,
     client: &ClientRecord,
     token: &str,
-) -> Result<Value, OAuthError> {
-    let inactive = json!({ "active": false });
+) -> Result<IntrospectionResponse, OAuthError> {
+    let inactive = IntrospectionResponse::default();
     let now = core.clock.now();
     if let Ok(rt) = OpaqueToken::parse_kind(token, TokenKind::RefreshToken) {
         let Some((record, grant)) = core.store.refresh_token(&rt.hash()).await? else {
@@ -122,23 +156,19 @@ pub(crate) async fn introspect(
         // No `token_type`: RFC 7662 means the access token type (the scheme, `Bearer`),
         // and a refresh token is not presented under any scheme. `token_use` says what it
         // is, so a resource server never takes it for an access token.
-        let mut v = json!({
-            "active": true,
-            "token_use": "refresh_token",
-            "client_id": grant.client_id,
-            "iss": core.issuer,
-            "aud": grant.audience,
-            "iat": record.issued_at.secs(),
-            "exp": record.expires_at.secs(),
-            "sid": grant.id,
+        return Ok(IntrospectionResponse {
+            active: true,
+            token_use: Some("refresh_token"),
+            client_id: Some(grant.client_id),
+            iss: Some(core.issuer.clone()),
+            aud: Some(grant.audience),
+            iat: Some(record.issued_at.secs()),
+            exp: Some(record.expires_at.secs()),
+            sid: Some(grant.id),
+            sub: grant.user_id,
+            scope: (!grant.scope.is_empty()).then(|| grant.scope.to_string()),
+            ..IntrospectionResponse::default()
         });
-        if let Some(user) = &grant.user_id {
-            v["sub"] = user.clone().into();
-        }
-        if !grant.scope.is_empty() {
-            v["scope"] = grant.scope.to_string().into();
-        }
-        return Ok(v);
     }
     let Some(claims) = verify_access(core, token) else {
         return Ok(inactive);
@@ -153,23 +183,21 @@ pub(crate) async fn introspect(
     if !owner_stands(core, &claims).await? {
         return Ok(inactive);
     }
-    let mut v = json!({
-        "active": true,
-        "token_type": "Bearer",
-        "token_use": "access_token",
-        "iss": claims.iss,
-        "sub": claims.sub,
-        "aud": claims.aud.iter().collect::<Vec<_>>(),
-        "client_id": claims.client_id,
-        "exp": claims.exp.map(|t| t.secs()),
-        "iat": claims.iat.map(|t| t.secs()),
-        "jti": claims.jti,
-        "sid": claims.sid,
-    });
-    if let Some(scope) = &claims.scope {
-        v["scope"] = scope.to_string().into();
-    }
-    Ok(v)
+    let claims = claims.into_claims();
+    Ok(IntrospectionResponse {
+        active: true,
+        token_type: Some("Bearer"),
+        token_use: Some("access_token"),
+        aud: Some(claims.aud.iter().map(str::to_owned).collect()),
+        exp: claims.exp.map(|t| t.secs()),
+        iat: claims.iat.map(|t| t.secs()),
+        scope: claims.scope.as_ref().map(ToString::to_string),
+        iss: claims.iss,
+        sub: claims.sub,
+        client_id: claims.client_id,
+        jti: claims.jti,
+        sid: claims.sid,
+    })
 }
 
 /// True when the user behind an access token's grant still stands behind it, by the same

@@ -6,7 +6,8 @@
 //! checksums; the RFC 6750 `Authorization` header grammar; PKCE (RFC 7636); DPoP proofs
 //! (RFC 9449, [`dpop`]).
 //!
-//! Time is always passed in as a [`UnixTime`]; nothing here reads the clock.
+//! Time is always passed in as a [`UnixTime`]; the one [`Clock`] trait that the server and
+//! the guard inject lives here, and only its [`SystemClock`] reads the wall clock.
 //!
 //! ```
 //! use tessera_token::{Algorithm, Claims, KeySet, SigningKey, UnixTime, Validation, Audience};
@@ -33,6 +34,7 @@ mod alg;
 mod b64;
 mod bearer;
 mod claims;
+mod clock;
 pub mod dpop;
 mod error;
 mod json;
@@ -52,6 +54,7 @@ mod tests;
 pub use alg::Algorithm;
 pub use bearer::{BearerToken, parse_authorization};
 pub use claims::{Audience, Claims, Confirmation, Scope, UnixTime};
+pub use clock::{Clock, ClockStep, ManualClock, SystemClock};
 pub use error::Error;
 pub use jwk::{Jwk, JwkSet};
 pub use jws::{Header, KeySet, Unverified, decode_unverified};

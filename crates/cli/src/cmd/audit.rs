@@ -1,11 +1,9 @@
 //! `tessera audit`: read the audit log, newest first, optionally for one user and since a
 //! time. Events never hold a token, secret or password.
 
-use std::time::SystemTime;
-
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tessera_token::UnixTime;
+use tessera_token::{Clock, SystemClock, UnixTime};
 
 use crate::cmd::Global;
 use crate::exit::CliError;
@@ -80,7 +78,7 @@ pub(crate) async fn run(global: &Global, args: AuditArgs) -> Result<(), CliError
 
 /// `--since`: an age (`15m`), Unix seconds, or an RFC 3339 UTC time.
 fn parse_since(s: &str) -> Result<UnixTime, String> {
-    let now = UnixTime::from(SystemTime::now());
+    let now = SystemClock.now();
     since_at(s, now)
 }
 

@@ -96,6 +96,16 @@ impl Finding {
     }
 }
 
+/// This host's wall clock to the nanosecond, to compare another clock against: the skew
+/// check is about the wall clock itself, so it reads it rather than a seconds-only `Clock`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "clock-skew checks measure this host's wall clock itself"
+)]
+pub(crate) fn this_host_time() -> SystemTime {
+    SystemTime::now()
+}
+
 /// Clock skew that is only worth a warning, and the skew that fails the check.
 const SKEW_WARN: Duration = Duration::from_secs(5);
 const SKEW_FAIL: Duration = Duration::from_secs(60);

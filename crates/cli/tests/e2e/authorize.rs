@@ -454,7 +454,7 @@ async fn the_code_flow_issues_tokens_an_id_token_and_userinfo() {
     keys.verify(
         &id,
         &policy,
-        tessera_token::UnixTime::from(std::time::SystemTime::now()),
+        tessera_token::Clock::now(&tessera_token::SystemClock),
     )
     .expect("the ID token verifies against the JWKS");
 

@@ -67,7 +67,7 @@ async fn verify_id_token(s: &Server, id_token: &str, client: &str) {
     let set = tessera_token::JwkSet::from_json(r.json.to_string().as_bytes()).unwrap();
     let keys = tessera_token::KeySet::from_jwks(&set).unwrap();
     let policy = tessera_token::Validation::new(s.base.clone(), client.to_owned());
-    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    let now = tessera_token::Clock::now(&tessera_token::SystemClock);
     keys.verify(id_token, &policy, now)
         .expect("the ID token verifies against the JWKS");
 }
@@ -123,7 +123,7 @@ async fn hardening_idtoken_rs256_by_default_with_a_published_kid_access_tokens_k
     let r = s.get("/jwks.json", None).await;
     let set = tessera_token::JwkSet::from_json(r.json.to_string().as_bytes()).unwrap();
     let keyset = tessera_token::KeySet::from_jwks(&set).unwrap();
-    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    let now = tessera_token::Clock::now(&tessera_token::SystemClock);
     let policy = tessera_token::Validation::new(s.base.clone(), spa.to_owned());
     assert!(keyset.verify(&id, &policy, now).is_ok());
     let at_jwt = policy.require_typ("at+jwt");

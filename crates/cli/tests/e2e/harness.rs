@@ -449,6 +449,6 @@ pub async fn verify(server: &Server, token: &str, audience: &str) -> tessera_tok
     let set = tessera_token::JwkSet::from_json(jwks.json.to_string().as_bytes()).unwrap();
     let keys = tessera_token::KeySet::from_jwks(&set).unwrap();
     let policy = tessera_token::Validation::access_token(server.base.clone(), audience);
-    let now = tessera_token::UnixTime::from(std::time::SystemTime::now());
+    let now = tessera_token::Clock::now(&tessera_token::SystemClock);
     keys.verify(token, &policy, now).unwrap()
 }

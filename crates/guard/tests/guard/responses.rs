@@ -261,3 +261,38 @@ fn app_lazy(guard: tessera_guard::Guard) -> axum::Router {
         .route("/me", get(|_a: tessera_guard::Auth| async { "x" }))
         .layer(axum::Extension(guard))
 }
+
+#[tokio::test]
+async fn a_handler_can_look_at_the_typed_rejection_before_answering() {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use tessera_guard::{AuthRejection, GuardError, Scoped};
+    async fn notes(r: Result<Scoped<NotesRead>, AuthRejection>) -> axum::response::Response {
+        match r {
+            Ok(s) => format!("notes of {}", s.auth.sub.as_deref().unwrap_or("")).into_response(),
+            Err(e) if matches!(e.error(), GuardError::InsufficientScope { .. }) => {
+                "public notes only".into_response()
+            }
+            Err(e) => e.into_response(),
+        }
+    }
+    let k = key("k1");
+    let guard = static_guard(&k, clock()).build().unwrap();
+    let app = axum::Router::new()
+        .route("/notes", get(notes))
+        .layer(axum::Extension(guard.clone()));
+    let t = token(&k, json!({"scope": "profile"}));
+    let r = send(&app, get_with("/notes", &[("authorization", &bearer(&t))])).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "public notes only")
+    );
+    // Any other refusal, turned into a response, is the guard's own RFC 6750 response.
+    let r = send(&app, get_with("/notes", &[])).await;
+    let expected = guard.error_response(&GuardError::MissingToken);
+    assert_eq!(r.status, expected.status());
+    assert_eq!(r.challenge(), r#"Bearer realm="notes""#);
+    for (name, value) in expected.headers() {
+        assert_eq!(r.headers.get(name), Some(value), "{name}");
+    }
+}

@@ -9,10 +9,21 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::metrics as metrics_names;
 use crate::oauth::OAuthError;
+
+/// RFC 6749 section 5.2 error response.
+// The served type is the documented type (`/openapi.json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct OAuthErrorBody<'a> {
+    /// Error code, e.g. `invalid_request`, `invalid_client`, `invalid_grant`.
+    error: &'a str,
+    /// Human-readable detail (never present on server errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
 
 /// Realm of the `WWW-Authenticate: Basic` challenge.
 pub(crate) const REALM: &str = "tessera";
@@ -41,9 +52,9 @@ impl IntoResponse for OAuthError {
             OAuthError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
-        let body = match self.description() {
-            Some(d) => json!({ "error": self.code(), "error_description": d }),
-            None => json!({ "error": self.code() }),
+        let body = OAuthErrorBody {
+            error: self.code(),
+            error_description: self.description(),
         };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();

@@ -8,13 +8,36 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::http::AppState;
 use crate::http::client_auth;
 use crate::http::error::no_store;
-use crate::http::openapi::{ClientErrors, RevocationFeed};
+use crate::http::openapi::ClientErrors;
 use crate::oauth::OAuthError;
+
+/// One page of the revocation feed (docs/revocation-feed.md).
+// The served type is the documented type. Members in alphabetical order: the bytes the
+// former `json!` map (sorted) produced.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RevocationFeed {
+    /// Opaque cursor for the next `after`.
+    cursor: String,
+    /// Whether another page follows.
+    has_more: bool,
+    /// Revoked token ids (`jti`) or grant ids (`sid`) with their expiry.
+    revoked: Vec<RevokedEntry>,
+}
+
+/// One revoked token (by `jti`) or grant (by `sid`), with the time its tokens expire.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum RevokedEntry {
+    /// A revoked access token.
+    Token { exp: i64, jti: String },
+    /// A revoked grant: every token of it.
+    Grant { exp: i64, sid: Option<String> },
+}
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: u32 = 500;
@@ -56,7 +79,7 @@ async fn run(
     state: &AppState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<Value, OAuthError> {
+) -> Result<RevocationFeed, OAuthError> {
     let Some((id, secret)) = client_auth::basic_credentials(headers)? else {
         return Err(OAuthError::InvalidClient);
     };
@@ -95,12 +118,22 @@ async fn run(
         // Nothing live after `after`: everything up to `last` is served or expired.
         None => after.max(last),
     };
-    let revoked: Vec<Value> = entries
-        .iter()
-        .map(|e| match (&e.jti, &e.sid) {
-            (Some(jti), _) => json!({ "jti": jti, "exp": e.exp.secs() }),
-            (None, sid) => json!({ "sid": sid, "exp": e.exp.secs() }),
+    let revoked = entries
+        .into_iter()
+        .map(|e| match e.jti {
+            Some(jti) => RevokedEntry::Token {
+                exp: e.exp.secs(),
+                jti,
+            },
+            None => RevokedEntry::Grant {
+                exp: e.exp.secs(),
+                sid: e.sid,
+            },
         })
         .collect();
-    Ok(json!({ "revoked": revoked, "cursor": cursor.to_string(), "has_more": has_more }))
+    Ok(RevocationFeed {
+        cursor: cursor.to_string(),
+        has_more,
+        revoked,
+    })
 }

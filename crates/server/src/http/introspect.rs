@@ -7,14 +7,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use crate::http::AppState;
 use crate::http::client_auth::{self, Public};
-use crate::http::openapi::{ClientErrors, IntrospectionResponse, TokenOperationRequest};
+use crate::http::openapi::{ClientErrors, TokenOperationRequest};
 use crate::http::{error::no_store, form};
 use crate::oauth::OAuthError;
-use crate::tokens;
+use crate::tokens::{self, IntrospectionResponse};
 
 #[utoipa::path(
     post,
@@ -39,7 +38,11 @@ pub(crate) async fn introspect(
     }
 }
 
-async fn run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<IntrospectionResponse, OAuthError> {
     let params = form::parse(headers, body)?;
     let client = client_auth::authenticate(state, headers, &params, Public::Refused).await?;
     let token = params.require("token")?;

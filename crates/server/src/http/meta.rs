@@ -7,10 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::AppState;
-use crate::http::openapi::{JwkSet, ServerMetadata};
+use crate::http::openapi::JwkSet;
 use crate::http::{
     AUTHORIZE_PATH, FEED_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
     USERINFO_PATH,
@@ -34,6 +35,46 @@ pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     r
 }
 
+/// RFC 8414 authorization server metadata, which is also the OpenID Connect Discovery
+/// document.
+// The served type is the documented type, so the schema cannot drift from the document (a
+// test checks it). Members in alphabetical order: the bytes the former `json!` map (sorted)
+// produced.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServerMetadata {
+    authorization_endpoint: String,
+    authorization_response_iss_parameter_supported: bool,
+    claims_supported: &'static [&'static str],
+    code_challenge_methods_supported: &'static [&'static str],
+    /// OpenID Connect RP-Initiated Logout.
+    end_session_endpoint: String,
+    grant_types_supported: Vec<&'static str>,
+    /// Algorithms that sign ID tokens: `RS256` (the default, OpenID Connect Discovery
+    /// section 3) first, then the others a client may register.
+    id_token_signing_alg_values_supported: Vec<&'static str>,
+    introspection_endpoint: String,
+    introspection_endpoint_auth_methods_supported: &'static [&'static str],
+    issuer: String,
+    jwks_uri: String,
+    prompt_values_supported: &'static [&'static str],
+    response_modes_supported: &'static [&'static str],
+    response_types_supported: &'static [&'static str],
+    revocation_endpoint: String,
+    revocation_endpoint_auth_methods_supported: &'static [&'static str],
+    scopes_supported: &'static [&'static str],
+    subject_types_supported: &'static [&'static str],
+    /// Algorithms of the keys that sign access tokens (Tessera's own member).
+    tessera_access_token_signing_alg_values_supported: Vec<&'static str>,
+    /// The revocation feed (docs/revocation-feed.md; Tessera's own member).
+    tessera_revocation_feed_endpoint: String,
+    token_endpoint: String,
+    token_endpoint_auth_methods_supported: &'static [&'static str],
+    userinfo_endpoint: String,
+}
+
+/// Client authentication at `/revoke` and `/introspect` (confidential clients only).
+const CONFIDENTIAL_AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post"];
+
 #[utoipa::path(
     get,
     path = "/.well-known/oauth-authorization-server",
@@ -41,39 +82,52 @@ pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "RFC 8414 metadata", body = ServerMetadata))
 )]
 pub(crate) async fn discovery(State(state): State<Arc<AppState>>) -> Response {
+    Json(metadata(&state)).into_response()
+}
+
+/// The metadata document of this server, as its keys stand now.
+fn metadata(state: &AppState) -> ServerMetadata {
     let ring = state.keys.current();
-    let algs = ring.algorithms();
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
-    let grants: Vec<&str> = GrantType::ALL.iter().map(|g| g.as_str()).collect();
-    Json(json!({
-        "issuer": state.issuer,
-        "authorization_endpoint": state.url(AUTHORIZE_PATH),
-        "token_endpoint": state.url(TOKEN_PATH),
-        "jwks_uri": state.url(JWKS_PATH),
-        "userinfo_endpoint": state.url(USERINFO_PATH),
-        "end_session_endpoint": state.url(LOGOUT_PATH),
-        "grant_types_supported": grants,
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": true,
-        "prompt_values_supported": ["none"],
-        "scopes_supported": ["openid", "profile"],
-        "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
+    ServerMetadata {
+        issuer: state.issuer.clone(),
+        authorization_endpoint: state.url(AUTHORIZE_PATH),
+        token_endpoint: state.url(TOKEN_PATH),
+        jwks_uri: state.url(JWKS_PATH),
+        userinfo_endpoint: state.url(USERINFO_PATH),
+        end_session_endpoint: state.url(LOGOUT_PATH),
+        grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str()).collect(),
+        response_types_supported: &["code"],
+        response_modes_supported: &["query"],
+        code_challenge_methods_supported: &["S256"],
+        authorization_response_iss_parameter_supported: true,
+        prompt_values_supported: &["none"],
+        scopes_supported: &["openid", "profile"],
+        claims_supported: &[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "sid",
             "preferred_username",
         ],
-        "subject_types_supported": ["public"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint": state.url(REVOKE_PATH),
-        "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint": state.url(INTROSPECT_PATH),
-        "introspection_endpoint_auth_methods_supported": auth_methods,
-        "id_token_signing_alg_values_supported": ring.id_token_algorithms(),
-        "tessera_access_token_signing_alg_values_supported": algs,
-        "tessera_revocation_feed_endpoint": state.url(FEED_PATH),
-    }))
-    .into_response()
+        subject_types_supported: &["public"],
+        token_endpoint_auth_methods_supported: &[
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        revocation_endpoint: state.url(REVOKE_PATH),
+        revocation_endpoint_auth_methods_supported: CONFIDENTIAL_AUTH_METHODS,
+        introspection_endpoint: state.url(INTROSPECT_PATH),
+        introspection_endpoint_auth_methods_supported: CONFIDENTIAL_AUTH_METHODS,
+        id_token_signing_alg_values_supported: ring.id_token_algorithms(),
+        tessera_access_token_signing_alg_values_supported: ring.algorithms(),
+        tessera_revocation_feed_endpoint: state.url(FEED_PATH),
+    }
 }
 
 /// OpenID Connect Discovery: the same document as [`discovery`].

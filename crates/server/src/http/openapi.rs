@@ -1,7 +1,9 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of every endpoint, generated at build
-//! time by utoipa from the `#[utoipa::path]` attribute on each handler. The shapes below
-//! exist only to describe requests and responses the handlers build from form fields or
-//! `serde_json::json!`; a test checks that every route of the router is documented.
+//! time by utoipa from the `#[utoipa::path]` attribute on each handler. Response bodies are
+//! described by the very types the handlers serialize; the shapes below describe only
+//! requests the handlers read as form fields, and the JWK Set (a `tessera-token` type).
+//! Tests check that every route of the router is documented and that the documented
+//! metadata schema names every member the server sends.
 
 use std::sync::LazyLock;
 
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
+use crate::http::error::OAuthErrorBody;
 use crate::http::{authorize, feed, introspect, logout, meta, revoke, token, userinfo};
 
 /// Path of the OpenAPI document.
@@ -46,7 +49,7 @@ pub(crate) const BEARER: &str = "bearer";
         logout::post,
         userinfo::userinfo,
     ),
-    components(schemas(OAuthErrorBody)),
+    components(schemas(OAuthErrorBody<'static>)),
     modifiers(&SecuritySchemes)
 )]
 pub(crate) struct ApiDoc;
@@ -97,33 +100,23 @@ pub(crate) async fn openapi_json() -> Response {
 
 // Description-only types: never built, only their schemas are used.
 
-/// RFC 6749 section 5.2 error response.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct OAuthErrorBody {
-    /// Error code, e.g. `invalid_request`, `invalid_client`, `invalid_grant`.
-    error: String,
-    /// Human-readable detail (never present on server errors).
-    error_description: Option<String>,
-}
-
 /// The errors of a client-authenticated form endpoint.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub(crate) enum ClientErrors {
     /// Malformed request or refused grant.
     #[response(status = 400)]
-    BadRequest(OAuthErrorBody),
+    BadRequest(OAuthErrorBody<'static>),
     /// Client authentication failed (`invalid_client`).
     #[response(status = 401, headers(("WWW-Authenticate" = String, description = "`Basic realm=\"tessera\"`, whichever authentication method was tried")))]
-    Unauthorized(OAuthErrorBody),
+    Unauthorized(OAuthErrorBody<'static>),
     /// Too many failed attempts (`slow_down`-style throttling).
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    TooManyRequests(OAuthErrorBody),
+    TooManyRequests(OAuthErrorBody<'static>),
     /// `temporarily_unavailable`: the store is unreachable, a key is not active yet, or
     /// too many password checks are waiting (`password_hash_queue`).
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait")))]
-    Unavailable(OAuthErrorBody),
+    Unavailable(OAuthErrorBody<'static>),
 }
 
 /// `POST /token` form parameters (RFC 6749 sections 4.1.3, 4.3.2, 4.4.2 and 6).
@@ -176,68 +169,11 @@ pub(crate) struct TokenOperationRequest {
     client_secret: Option<String>,
 }
 
-/// RFC 7662 introspection response; inactive tokens are `{"active": false}` only.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct IntrospectionResponse {
-    active: bool,
-    /// `Bearer` for access tokens; absent for refresh tokens.
-    token_type: Option<String>,
-    /// `access_token` or `refresh_token` (what was introspected).
-    token_use: Option<String>,
-    scope: Option<String>,
-    client_id: Option<String>,
-    sub: Option<String>,
-    aud: Option<Vec<String>>,
-    iss: Option<String>,
-    exp: Option<i64>,
-    iat: Option<i64>,
-    jti: Option<String>,
-    sid: Option<String>,
-}
-
-/// One page of the revocation feed (docs/revocation-feed.md).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct RevocationFeed {
-    /// Revoked token ids (`jti`) or grant ids (`sid`) with their expiry.
-    revoked: Vec<RevokedEntry>,
-    /// Opaque cursor for the next `after`.
-    cursor: String,
-    /// Whether another page follows.
-    has_more: bool,
-}
-
-/// One revoked token or grant.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct RevokedEntry {
-    jti: Option<String>,
-    sid: Option<String>,
-    exp: i64,
-}
-
 /// RFC 7517 JWK Set.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct JwkSet {
     keys: Vec<serde_json::Value>,
-}
-
-/// RFC 8414 authorization server metadata (the main members; more may follow).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ServerMetadata {
-    issuer: String,
-    token_endpoint: String,
-    jwks_uri: String,
-    grant_types_supported: Vec<String>,
-    token_endpoint_auth_methods_supported: Vec<String>,
-    revocation_endpoint: String,
-    introspection_endpoint: String,
-    /// Algorithms that sign ID tokens: `RS256` (the default, OpenID Connect Discovery
-    /// section 3) first, then the others a client may register.
-    id_token_signing_alg_values_supported: Vec<String>,
 }
 
 /// `GET /authorize` query parameters (RFC 6749 4.1.1, RFC 7636, OpenID Connect Core 3.1.2.1).
@@ -303,15 +239,6 @@ pub(crate) struct LogoutForm {
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
-}
-
-/// OpenID Connect userinfo response.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct UserinfoResponse {
-    sub: String,
-    /// With scope `profile`.
-    preferred_username: Option<String>,
 }
 
 #[cfg(test)]
@@ -427,5 +354,60 @@ mod tests {
             doc["components"]["securitySchemes"][CLIENT_BASIC]["scheme"],
             "basic"
         );
+    }
+
+    /// The schema of a 200 response of `GET path`, with its `$ref` resolved.
+    fn response_schema<'a>(doc: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+        let schema =
+            &doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        let name = schema["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .unwrap_or_else(|| panic!("{path}: the 200 body is not a named schema: {schema}"));
+        &doc["components"]["schemas"][name]
+    }
+
+    #[tokio::test]
+    async fn the_metadata_schema_names_every_member_the_server_sends() {
+        let (state, _dir) = crate::http::tests::state().await;
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        for path in [
+            "/.well-known/oauth-authorization-server",
+            "/.well-known/openid-configuration",
+        ] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            let resp = crate::http::router(state.clone())
+                .oneshot(req)
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let served: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&bytes).unwrap();
+            let schema = response_schema(&doc, path);
+            let documented: BTreeSet<&str> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let sent: BTreeSet<&str> = served.keys().map(String::as_str).collect();
+            assert_eq!(sent, documented, "{path}: served members vs. schema");
+            let required: BTreeSet<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            assert_eq!(required, documented, "{path}: every member is always sent");
+            assert!(served.len() >= 23, "{path}: {served:?}");
+            // Members in alphabetical order: the bytes a `json!` object (a sorted map) made.
+            assert_eq!(
+                bytes,
+                serde_json::to_vec(&serde_json::Value::Object(served)).unwrap()
+            );
+        }
     }
 }

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tessera_guard::{Guard, GuardError, Verifier};
 use tessera_token::Validation;
 
 use crate::http::AppState;
 use crate::http::error::no_store;
-use crate::http::openapi::UserinfoResponse;
 use crate::keys::KeyRing;
 
 /// The userinfo guard, rebuilt when the key ring changes (rotation, reload).
@@ -49,6 +48,17 @@ impl UserinfoGuard {
         *slot = Some((ring, guard.clone()));
         Some(guard)
     }
+}
+
+/// OpenID Connect userinfo response (Core section 5.3.2).
+// The served type is the documented type. Members in alphabetical order: the bytes the
+// former `json!` map (sorted) produced.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct UserinfoResponse {
+    /// With scope `profile`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preferred_username: Option<String>,
+    sub: String,
 }
 
 /// `GET` or `POST /userinfo`.
@@ -96,10 +106,10 @@ pub(crate) async fn userinfo(State(state): State<Arc<AppState>>, request: Reques
         Ok(_) => return guard.error_response(&GuardError::Revoked),
         Err(_) => return guard.error_response(&GuardError::Unavailable("store unavailable")),
     };
-    let mut body = json!({ "sub": user.id });
-    if identity.has_scope("profile") {
-        body["preferred_username"] = user.name.into();
-    }
+    let body = UserinfoResponse {
+        preferred_username: identity.has_scope("profile").then_some(user.name),
+        sub: user.id,
+    };
     let mut response = Json(body).into_response();
     no_store(response.headers_mut());
     response

@@ -1,14 +1,14 @@
 //! Checks of the configuration and the data directory (no network).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tessera_server::ServerConfig;
 use tessera_server::admin::{Admin, KeyInfo};
 use tessera_server::keys;
 use tessera_server::secrets::MASTER_KEY_ENV;
 use tessera_server::store::KeyState;
-use tessera_token::Algorithm;
+use tessera_token::{Algorithm, Clock, SystemClock};
 
 use super::Finding;
 
@@ -43,7 +43,9 @@ async fn database_clock(c: &ServerConfig) -> Finding {
         Err(e) => Err(e.to_string()),
     };
     match time {
-        Ok(Some(db)) => super::skew_finding("database", db, SystemTime::now(), Duration::ZERO),
+        Ok(Some(db)) => {
+            super::skew_finding("database", db, super::this_host_time(), Duration::ZERO)
+        }
         Ok(None) => Finding::ok("the database shares this host's clock", "clock-skew"),
         Err(e) => Finding::fail(
             format!("cannot read the database clock: {e}"),
@@ -253,9 +255,7 @@ async fn key_age(c: &ServerConfig) -> Vec<Finding> {
             )];
         }
     };
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = SystemClock.now().secs();
     // One finding per algorithm in use: access tokens, ID tokens, and any other with an
     // active key (chosen by clients), as the server rotates them all.
     algs.into_iter()

@@ -59,7 +59,7 @@ pub(super) async fn check(url: &str, ca: Option<&Path>) -> Vec<Finding> {
             return out;
         }
     };
-    let started = SystemTime::now();
+    let started = super::this_host_time();
     if https {
         out.push(hsts(resp.headers()));
     }
