@@ -60,15 +60,16 @@ pub trait ScopeSpec: Send + Sync + 'static {
     const SCOPES: &'static [&'static str];
     /// `true`: all of them are needed; `false`: any one is enough.
     const ALL: bool;
+}
 
-    /// The requirement as a value, checked by [`ScopeRequirement::check`] like any other.
-    fn requirement() -> ScopeRequirement {
-        let scopes = Self::SCOPES.iter().copied();
-        if Self::ALL {
-            ScopeRequirement::all(scopes)
-        } else {
-            ScopeRequirement::any(scopes)
-        }
+/// `R`'s requirement as a value, checked by [`ScopeRequirement::check`] like any other.
+/// Built from `SCOPES` and `ALL` only, so what a declaration reads is what is enforced.
+fn requirement<R: ScopeSpec>() -> ScopeRequirement {
+    let scopes = R::SCOPES.iter().copied();
+    if R::ALL {
+        ScopeRequirement::all(scopes)
+    } else {
+        ScopeRequirement::any(scopes)
     }
 }
 
@@ -226,7 +227,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthRejection> {
         let auth = <Auth<T> as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        if let Err(e) = R::requirement().check(auth.scope.as_ref()) {
+        if let Err(e) = requirement::<R>().check(auth.scope.as_ref()) {
             return Err(refuse(parts, e));
         }
         Ok(Scoped {

@@ -4,7 +4,7 @@
 //! Operators change clients through the CLI, which writes the store directly (possibly on
 //! another machine, for a PostgreSQL deployment), so no server is told. The bound is
 //! therefore time: an entry is used for at most `client_cache_ttl_secs` after it was read
-//! (default [`DEFAULT_CLIENT_CACHE_TTL_SECS`]; 0 turns the cache off). A removed client or a
+//! (default [`DEFAULT_CLIENT_CACHE_TTL_SECS`](crate::config::DEFAULT_CLIENT_CACHE_TTL_SECS); 0 turns the cache off). A removed client or a
 //! rotated-away secret stops working on every replica within that bound. A secret that
 //! does not match the cached record makes the caller re-read the store, so a *new* secret
 //! works at once. Unknown clients are never cached.
@@ -16,9 +16,6 @@ use std::time::Duration;
 use tessera_token::UnixTime;
 
 use crate::store::ClientRecord;
-
-/// Default lifetime of a cached client record, seconds.
-pub(crate) const DEFAULT_CLIENT_CACHE_TTL_SECS: u64 = 5;
 
 /// Largest number of clients kept; past it the cache starts over (clients are few).
 const MAX_ENTRIES: usize = 10_000;

@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 pub use browser::BrowserConfig;
 pub use file::FileConfig;
 pub use layers::{env_var, fields, layer, unknown_env_vars};
-pub use login::{LoginConfig, ThrottlePolicy};
+pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, ThrottlePolicy};
 pub(crate) use problems::{Problems, invalid};
 pub use serving::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, MetricsConfig, ServingConfig, TlsFiles,
     is_loopback_host, validate_issuer,
 };
-pub use signing::SigningConfig;
+pub use signing::{SigningConfig, max_token_life};
 pub use store::{DEFAULT_DATA_DIR, DatabaseUrl, StoreConfig};
 pub use tokens::{MAX_REFRESH_GRACE, RevocationConfig, TokenConfig};
 

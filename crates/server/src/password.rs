@@ -39,8 +39,7 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Verifications that may wait for a hashing thread by default (`password_hash_queue`).
-pub const DEFAULT_HASH_QUEUE: usize = 32;
+pub use crate::config::{DEFAULT_HASH_QUEUE, HashPriority};
 
 /// The bounded Argon2id pool.
 #[derive(Debug, Clone)]
@@ -197,33 +196,6 @@ impl Passwords {
             }))
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())
-    }
-}
-
-/// How the hashing threads are scheduled against the threads that answer requests
-/// (`password_hash_priority`; Linux, elsewhere the system default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum HashPriority {
-    /// `SCHED_IDLE`: a hash runs on CPU time no other thread wants, and a request thread
-    /// that wakes takes the core from it at once, so a login storm adds nothing to the
-    /// latency of token checks and issuance. While the CPU is saturated by other work,
-    /// logins wait.
-    #[default]
-    Idle,
-    /// Nice 10: hashes keep about a tenth of a contended core, and a request that arrives
-    /// while one runs may wait up to a scheduler time slice (a few milliseconds).
-    Nice,
-}
-
-impl std::str::FromStr for HashPriority {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "idle" => Ok(HashPriority::Idle),
-            "nice" => Ok(HashPriority::Nice),
-            _ => Err(()),
-        }
     }
 }
 

@@ -61,7 +61,7 @@ pub enum Located {
 impl MasterKey {
     /// The key from `TESSERA_MASTER_KEY` if set, else from `DIR/master.key`, which is
     /// created (mode 0600) with a random key when absent. For tests and benches: the
-    /// server and the CLI go through [`crate::keys::unlock`], which checks the key
+    /// server and the CLI go through `keys::unlock`, which checks the key
     /// against the store and creates a file only for a store that has no key yet.
     pub fn load(data_dir: &Path) -> Result<Self, Error> {
         match Self::locate(data_dir)? {

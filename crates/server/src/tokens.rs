@@ -210,7 +210,7 @@ async fn owner_stands(core: &Core, claims: &VerifiedClaims) -> Result<bool, OAut
         return Ok(true);
     };
     if sid.starts_with(crate::store::CLIENT_SID_PREFIX)
-        || sid.starts_with(crate::grants::MINTED_SID_PREFIX)
+        || sid.starts_with(crate::store::MINTED_SID_PREFIX)
     {
         return Ok(true);
     }

@@ -64,7 +64,7 @@ impl Admin {
         let sub = req.sub.clone().unwrap_or_else(|| client.id.clone());
         let sid = match &req.sub {
             None => crate::store::client_credentials_sid(&client.id),
-            Some(_) => random_id(crate::grants::MINTED_SID_PREFIX)?,
+            Some(_) => random_id(crate::store::MINTED_SID_PREFIX)?,
         };
         let grant = AccessGrant {
             sub: &sub,

@@ -4,7 +4,36 @@
 use std::time::Duration;
 
 use super::{DAY, FileConfig, Problems, invalid};
-use crate::password::HashPriority;
+
+/// Verifications that may wait for a hashing thread by default (`password_hash_queue`).
+pub const DEFAULT_HASH_QUEUE: usize = 32;
+
+/// How the hashing threads are scheduled against the threads that answer requests
+/// (`password_hash_priority`; Linux, elsewhere the system default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HashPriority {
+    /// `SCHED_IDLE`: a hash runs on CPU time no other thread wants, and a request thread
+    /// that wakes takes the core from it at once, so a login storm adds nothing to the
+    /// latency of token checks and issuance. While the CPU is saturated by other work,
+    /// logins wait.
+    #[default]
+    Idle,
+    /// Nice 10: hashes keep about a tenth of a contended core, and a request that arrives
+    /// while one runs may wait up to a scheduler time slice (a few milliseconds).
+    Nice,
+}
+
+impl std::str::FromStr for HashPriority {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "idle" => Ok(HashPriority::Idle),
+            "nice" => Ok(HashPriority::Nice),
+            _ => Err(()),
+        }
+    }
+}
 
 /// Largest `password_hash_queue`.
 const MAX_HASH_QUEUE: usize = 10_000;
@@ -67,7 +96,7 @@ impl LoginConfig {
         let password_hash_queue = p.within(
             "password_hash_queue",
             f.password_hash_queue,
-            crate::password::DEFAULT_HASH_QUEUE,
+            DEFAULT_HASH_QUEUE,
             0,
             MAX_HASH_QUEUE,
         );

@@ -42,7 +42,7 @@ impl SigningConfig {
         };
         let jwks_cache_ttl = p.secs("jwks_cache_ttl_secs", f.jwks_cache_ttl_secs, 300, 0, DAY);
         let rotation = f.key_rotation_period_secs.unwrap_or(90 * DAY);
-        let min_rotation = (jwks_cache_ttl + crate::keys::max_token_life(tokens.access_token_ttl))
+        let min_rotation = (jwks_cache_ttl + max_token_life(tokens.access_token_ttl))
             .as_secs()
             .max(3600);
         let key_rotation_period = match rotation {
@@ -73,4 +73,10 @@ impl SigningConfig {
             ),
         }
     }
+}
+
+/// The longest a token signed now stays acceptable: its lifetime plus verifier leeway
+/// (a retired key stays published that long).
+pub fn max_token_life(access_ttl: Duration) -> Duration {
+    access_ttl + tessera_token::DEFAULT_LEEWAY
 }

@@ -9,6 +9,9 @@ use super::problems::days_in;
 use super::{DAY, FileConfig, Overrides, Problems, invalid};
 use crate::Error;
 
+/// Default lifetime of a cached client record, seconds (`client_cache_ttl_secs`).
+pub(crate) const DEFAULT_CLIENT_CACHE_TTL_SECS: u64 = 5;
+
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./tessera-data";
 
@@ -54,7 +57,7 @@ impl StoreConfig {
             client_cache_ttl: p.secs(
                 "client_cache_ttl_secs",
                 f.client_cache_ttl_secs,
-                crate::client_cache::DEFAULT_CLIENT_CACHE_TTL_SECS,
+                DEFAULT_CLIENT_CACHE_TTL_SECS,
                 0,
                 300,
             ),

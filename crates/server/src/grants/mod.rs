@@ -23,9 +23,6 @@ use crate::oauth::OAuthError;
 use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
 
-/// Prefix of the `sid` of an access token minted by `tessera token mint --sub`: it names
-/// no stored grant and no user sign-in, only the operator's mint (audited as `token.mint`).
-pub(crate) const MINTED_SID_PREFIX: &str = "m_";
 #[cfg(test)]
 pub(crate) use refresh_token::successor;
 

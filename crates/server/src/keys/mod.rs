@@ -218,10 +218,7 @@ fn seal_key(
     Ok(record)
 }
 
-/// The longest a token signed now stays acceptable: its lifetime plus verifier leeway.
-pub fn max_token_life(access_ttl: Duration) -> Duration {
-    access_ttl + tessera_token::DEFAULT_LEEWAY
-}
+pub use crate::config::max_token_life;
 
 /// Applies due lifecycle changes, makes sure an active key of each of
 /// [`required_algs`]`(alg)` exists (generating it on first start), and loads the ring. Of

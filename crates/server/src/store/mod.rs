@@ -21,8 +21,8 @@ use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
     AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
-    GrantType, KeyChange, KeyState, NewRefreshToken, RefreshRecord, RevocationEntry, Revoked,
-    SessionRecord, SigningKeyRecord, UserRecord, client_credentials_sid,
+    GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken, RefreshRecord,
+    RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, UserRecord, client_credentials_sid,
 };
 
 /// Why a store operation failed.

@@ -93,6 +93,10 @@ pub struct ClientRecord {
 /// the client revokes them through the feed.
 pub const CLIENT_SID_PREFIX: &str = "cc_";
 
+/// Prefix of the `sid` of an access token minted by `tessera token mint --sub`: it names
+/// no stored grant and no user sign-in, only the operator's mint (audited as `token.mint`).
+pub const MINTED_SID_PREFIX: &str = "m_";
+
 /// The `sid` of every client-credentials token of `client_id` (RFC 6749 section 4.4).
 pub fn client_credentials_sid(client_id: &str) -> String {
     format!("{CLIENT_SID_PREFIX}{client_id}")
