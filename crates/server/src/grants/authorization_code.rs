@@ -129,6 +129,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
+        dpop_jkt: None,
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.

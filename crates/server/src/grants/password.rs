@@ -60,6 +60,7 @@ pub(crate) async fn exchange(
         // `sessions revoke --user`, `user passwd`, remove) during the check moves the user
         // on, and the grant is refused below instead of outliving it.
         generation: user.generation,
+        dpop_jkt: None,
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     if !core.store.insert_grant(&grant, first.as_ref()).await? {
