@@ -17,6 +17,7 @@ mod client_addr;
 mod client_cache;
 mod clock;
 pub mod config;
+mod dpop;
 mod error;
 pub mod http;
 mod ids;

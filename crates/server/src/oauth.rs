@@ -23,6 +23,16 @@ pub enum OAuthError {
     InvalidScope(&'static str),
     /// `invalid_target` (RFC 8707): the `resource` is not one of the client's audiences.
     InvalidTarget,
+    /// `invalid_dpop_proof` (RFC 9449 section 5): the `DPoP` proof is missing where it is
+    /// required, malformed, replayed, or by a key other than the one the grant is bound
+    /// to.
+    InvalidDpopProof(&'static str),
+    /// `use_dpop_nonce` (RFC 9449 section 8): the proof must carry the server nonce sent
+    /// in the `DPoP-Nonce` header of this answer.
+    UseDpopNonce {
+        /// The nonce to retry with.
+        nonce: String,
+    },
     /// Too many failed attempts: 429 with `Retry-After`.
     TooManyRequests {
         /// Seconds to wait.
@@ -71,6 +81,8 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
+            OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            OAuthError::UseDpopNonce { .. } => "use_dpop_nonce",
             OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
                 "temporarily_unavailable"
             }
@@ -88,7 +100,11 @@ impl OAuthError {
             OAuthError::InvalidClient => Some("client authentication failed"),
             OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
-            | OAuthError::InvalidScope(d) => Some(d),
+            | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidDpopProof(d) => Some(d),
+            OAuthError::UseDpopNonce { .. } => {
+                Some("the DPoP proof must carry the nonce in the DPoP-Nonce header")
+            }
             OAuthError::UnsupportedGrantType => Some(
                 "grant_type must be client_credentials, password, refresh_token or authorization_code",
             ),

@@ -10,9 +10,10 @@ use tessera_token::pkce::{self, ChallengeMethod};
 use tessera_token::{OpaqueToken, Scope, TokenKind};
 
 use crate::audit::audit;
+use crate::dpop;
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, resolve_audience,
-    scope_member,
+    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, refresh_binding,
+    resolve_audience, scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
@@ -77,6 +78,7 @@ pub(crate) async fn exchange(
     core: &Core,
     client: &ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.require("code")?;
     let redirect_uri = params.require("redirect_uri")?;
@@ -129,7 +131,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
-        dpop_jkt: None,
+        dpop_jkt: refresh_binding(client, jkt),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.
@@ -178,6 +180,7 @@ pub(crate) async fn exchange(
             sid: &grant.id,
             auth_time: Some(record.auth_time),
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     let id_token = if record.scope.contains("openid") {
@@ -197,7 +200,7 @@ pub(crate) async fn exchange(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: refresh.map(|t| t.expose().to_owned()),
         scope: scope_member(&record.scope),

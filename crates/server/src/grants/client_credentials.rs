@@ -1,6 +1,7 @@
 //! The client credentials grant (RFC 6749 section 4.4): a confidential client gets an
 //! access token for itself. No refresh token, and no store write per token.
 
+use crate::dpop;
 use crate::grants::{
     AccessGrant, Params, TokenResponse, mint_access_token, resolve_audience, resolve_scope,
     scope_member,
@@ -13,6 +14,7 @@ pub(crate) async fn exchange(
     core: &Core,
     client: &ClientRecord,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient(
@@ -32,11 +34,12 @@ pub(crate) async fn exchange(
             sid: &sid,
             auth_time: None,
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: None,
         scope: scope_member(&scope),
@@ -75,7 +78,7 @@ mod tests {
     async fn a_confidential_client_gets_a_token_for_itself_with_its_shared_sid() {
         let (core, _dir, _clock) = testing::core().await;
         let params = Params::from_pairs([("scope".to_owned(), "read".to_owned())]).unwrap();
-        let issued = exchange(&core, &client(true), &params).await.unwrap();
+        let issued = exchange(&core, &client(true), &params, None).await.unwrap();
         assert_eq!(issued.scope.as_deref(), Some("read"));
         assert!(issued.refresh_token.is_none());
         let verified = crate::tokens::verify_access(&core, &issued.access_token).unwrap();
@@ -89,10 +92,14 @@ mod tests {
     async fn a_public_client_or_a_scope_beyond_its_own_is_refused() {
         let (core, _dir, _clock) = testing::core().await;
         let none = Params::from_pairs([]).unwrap();
-        let public = exchange(&core, &client(false), &none).await.unwrap_err();
+        let public = exchange(&core, &client(false), &none, None)
+            .await
+            .unwrap_err();
         assert_eq!(public.code(), "unauthorized_client");
         let wide = Params::from_pairs([("scope".to_owned(), "admin".to_owned())]).unwrap();
-        let refused = exchange(&core, &client(true), &wide).await.unwrap_err();
+        let refused = exchange(&core, &client(true), &wide, None)
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), "invalid_scope");
     }
 }

@@ -8,12 +8,14 @@
 //! the retry, on this server, of a rotation it could not confirm ([`super::unconfirmed`]).
 //! What follows a committed rotation is best effort; should the answer itself fail (no
 //! signing key), the rotation counts as unconfirmed too, so the retry gets the successor.
+//! A family bound to a DPoP key (a public client's) is refreshed only with a proof by it.
 
 use aws_lc_rs::hmac;
 use serde_json::json;
 use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind, UnixTime};
 
 use crate::audit::{RequestContext, audit};
+use crate::dpop::{self, Proof};
 use crate::grants::{AccessGrant, Params, TokenResponse, mint_access_token, scope_member};
 use crate::oauth::OAuthError;
 use crate::state::Core;
@@ -26,6 +28,7 @@ pub(crate) async fn exchange(
     client: &ClientRecord,
     params: &Params,
     ctx: &RequestContext,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.require("refresh_token")?;
     let token = OpaqueToken::parse_kind(presented, TokenKind::RefreshToken)
@@ -60,6 +63,11 @@ pub(crate) async fn exchange(
             asked
         }
     };
+
+    let jkt = binding(&grant, proof)?;
+    if let Some(proof) = proof {
+        dpop::record(core, proof)?;
+    }
 
     let next = successor(&core.refresh_key, &hash)?;
     let new = NewRefreshToken {
@@ -99,7 +107,7 @@ pub(crate) async fn exchange(
         RotateOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_TOKEN)),
     }
 
-    let answer = answer(core, client, &grant, &scope, &next);
+    let answer = answer(core, client, &grant, &scope, &next, jkt);
     if answer.is_err() {
         // The rotation stands but its successor was not handed out: let a retry have it.
         core.unconfirmed.remember(&hash, now);
@@ -114,6 +122,7 @@ fn answer(
     grant: &GrantRecord,
     scope: &Scope,
     next: &OpaqueToken,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = mint_access_token(
@@ -126,16 +135,36 @@ fn answer(
             sid: &grant.id,
             auth_time: Some(grant.created_at),
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: Some(next.expose().to_owned()),
         scope: scope_member(scope),
         id_token: None,
     })
+}
+
+/// The key this refresh's access token is bound to. A bound family (a public client's,
+/// RFC 9449 section 5) needs a proof by its key, and keeps that binding; an unbound one
+/// stays unbound, its access token bound to the proof's key when there is one.
+fn binding<'p>(
+    grant: &GrantRecord,
+    proof: Option<&'p Proof>,
+) -> Result<Option<&'p str>, OAuthError> {
+    match (grant.dpop_jkt.as_deref(), proof) {
+        (None, proof) => Ok(proof.map(Proof::jkt)),
+        (Some(_), None) => Err(OAuthError::InvalidDpopProof(
+            "this refresh token is bound to a DPoP key: send a proof made with it",
+        )),
+        (Some(bound), Some(proof)) if bound == proof.jkt() => Ok(Some(proof.jkt())),
+        (Some(_), Some(_)) => Err(OAuthError::InvalidDpopProof(
+            "this refresh token is bound to another DPoP key",
+        )),
+    }
 }
 
 /// True when the rotation of `parent` was unconfirmed on this server and its successor

@@ -28,6 +28,9 @@ pub(crate) struct OAuthErrorBody<'a> {
 /// Realm of the `WWW-Authenticate: Basic` challenge.
 pub(crate) const REALM: &str = "tessera";
 
+/// The `DPoP-Nonce` response header (RFC 9449 section 8).
+pub(crate) const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         metrics::counter!(metrics_names::OAUTH_ERRORS, "error" => self.code()).increment(1);
@@ -75,6 +78,11 @@ impl IntoResponse for OAuthError {
             }
             OAuthError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            OAuthError::UseDpopNonce { nonce } => {
+                if let Ok(v) = HeaderValue::from_str(&nonce) {
+                    headers.insert(DPOP_NONCE, v);
+                }
             }
             _ => {}
         }

@@ -57,6 +57,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
             sid: &grant.id,
             auth_time: Some(now),
             alg: None,
+            jkt: None,
         },
     )
     .unwrap();
