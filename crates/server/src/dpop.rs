@@ -106,3 +106,136 @@ fn refusal(e: tessera_token::Error) -> OAuthError {
         _ => "the DPoP proof is not a well-formed JWT with a public jwk",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+    use tessera_token::dpop::sign_proof;
+    use tessera_token::{Algorithm, SigningKey};
+
+    use super::*;
+    use crate::state::testing;
+
+    const URL: &str = "http://127.0.0.1:8080/token";
+
+    fn claims(core: &Core, jti: &str) -> Value {
+        json!({"jti": jti, "htm": "POST", "htu": URL, "iat": core.clock.now().secs()})
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::generate(Algorithm::Es256).unwrap()
+    }
+
+    fn checked(core: &Core, proof: &str) -> Result<Option<Proof>, OAuthError> {
+        check(core, &[proof], "POST", URL)
+    }
+
+    #[tokio::test]
+    async fn a_valid_proof_names_its_key_and_is_used_once() {
+        let (core, _dir, _clock) = testing::core().await;
+        let key = key();
+        let proof = sign_proof(&key, &claims(&core, "j1")).unwrap();
+        let ok = checked(&core, &proof).unwrap().unwrap();
+        assert_eq!(ok.jkt(), key.public_jwk().unwrap().thumbprint().unwrap());
+        assert!(check(&core, &[], "POST", URL).unwrap().is_none());
+        record(&core, &ok).unwrap();
+        // The same proof again passes the checks but not the replay cache.
+        let again = checked(&core, &proof).unwrap().unwrap();
+        assert_eq!(
+            record(&core, &again).unwrap_err(),
+            OAuthError::InvalidDpopProof("the DPoP proof was used before")
+        );
+    }
+
+    #[tokio::test]
+    async fn proofs_for_another_request_time_or_count_are_refused() {
+        let (core, _dir, clock) = testing::core().await;
+        let key = key();
+        let code = |r: Result<Option<Proof>, OAuthError>| r.unwrap_err().code();
+        let proof = sign_proof(&key, &claims(&core, "j")).unwrap();
+        assert_eq!(
+            code(check(&core, &[&proof, &proof], "POST", URL)),
+            "invalid_dpop_proof"
+        );
+        assert_eq!(
+            code(check(&core, &[&proof], "GET", URL)),
+            "invalid_dpop_proof"
+        );
+        let other = "http://127.0.0.1:8080/revoke";
+        assert_eq!(
+            code(check(&core, &[&proof], "POST", other)),
+            "invalid_dpop_proof"
+        );
+        let mut stale = claims(&core, "j2");
+        stale["iat"] = json!(core.clock.now().secs() - 66);
+        let stale = sign_proof(&key, &stale).unwrap();
+        assert_eq!(code(checked(&core, &stale)), "invalid_dpop_proof");
+        // Within the window plus the leeway (60 + 5 s) it passes.
+        clock.advance(Duration::from_secs(65));
+        assert!(checked(&core, &proof).is_ok());
+        assert_eq!(code(checked(&core, "not.a.proof")), "invalid_dpop_proof");
+        let hmac = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkhTMjU2In0.e30.c2ln";
+        assert_eq!(code(checked(&core, hmac)), "invalid_dpop_proof");
+    }
+
+    #[tokio::test]
+    async fn a_required_nonce_is_asked_for_and_the_given_one_is_accepted() {
+        let (mut core, _dir, clock) = testing::core().await;
+        core.config.dpop.require_nonce = true;
+        let key = key();
+        let bare = sign_proof(&key, &claims(&core, "j1")).unwrap();
+        let Err(OAuthError::UseDpopNonce { nonce }) = checked(&core, &bare) else {
+            panic!("a proof without a nonce must be answered use_dpop_nonce");
+        };
+        assert_eq!(nonce_to_send(&core).as_deref(), Some(nonce.as_str()));
+        let mut with = claims(&core, "j2");
+        with["nonce"] = json!(nonce);
+        let with = sign_proof(&key, &with).unwrap();
+        assert!(checked(&core, &with).unwrap().is_some());
+        // Three steps later the nonce is stale: a fresh one is handed out.
+        clock.advance(Duration::from_secs(180));
+        let mut late = claims(&core, "j3");
+        late["nonce"] = json!(nonce);
+        let late = sign_proof(&key, &late).unwrap();
+        match checked(&core, &late) {
+            Err(OAuthError::UseDpopNonce { nonce: fresh }) => assert_ne!(fresh, nonce),
+            other => panic!("expected use_dpop_nonce, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_required_nonces_none_is_sent_and_a_foreign_one_is_refused() {
+        let (core, _dir, _clock) = testing::core().await;
+        assert_eq!(nonce_to_send(&core), None);
+        let mut foreign = claims(&core, "j");
+        foreign["nonce"] = json!("bm90LW91cnM");
+        let foreign = sign_proof(&key(), &foreign).unwrap();
+        assert_eq!(
+            checked(&core, &foreign).unwrap_err().code(),
+            "use_dpop_nonce"
+        );
+    }
+
+    #[tokio::test]
+    async fn of_simultaneous_requests_with_one_proof_exactly_one_is_recorded() {
+        let (core, _dir, _clock) = testing::core().await;
+        let core = std::sync::Arc::new(core);
+        let proof = sign_proof(&key(), &claims(&core, "same")).unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (core, proof) = (std::sync::Arc::clone(&core), proof.clone());
+                tokio::spawn(async move {
+                    let ok = checked(&core, &proof).unwrap().unwrap();
+                    record(&core, &ok).is_ok()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += usize::from(t.await.unwrap());
+        }
+        assert_eq!(wins, 1);
+    }
+}

@@ -102,4 +102,60 @@ mod tests {
             .unwrap_err();
         assert_eq!(refused.code(), "invalid_scope");
     }
+
+    /// RFC 9449 section 5.2: a client registered with `dpop_bound_access_tokens` gets
+    /// nothing without a proof; with one, its token is bound to the proof's key, and
+    /// the same proof does not work twice.
+    #[tokio::test]
+    async fn a_dpop_bound_client_needs_a_proof_and_gets_a_bound_token() {
+        use serde_json::json;
+        use tessera_token::dpop::sign_proof;
+        use tessera_token::{Algorithm, SigningKey};
+
+        use crate::audit::RequestContext;
+        use crate::dpop;
+
+        let (core, _dir, _clock) = testing::core().await;
+        let core = std::sync::Arc::new(core);
+        let mut svc = client(true);
+        svc.dpop_bound_access_tokens = true;
+        let ctx = || RequestContext {
+            ip: None,
+            user_agent: None,
+        };
+        let params =
+            Params::from_pairs([("grant_type".to_owned(), "client_credentials".to_owned())])
+                .unwrap();
+        let refused = crate::grants::exchange(&core, &svc, &params, ctx(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "invalid_dpop_proof");
+
+        let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+        let url = core.url("/token");
+        let claims =
+            json!({"jti": "j1", "htm": "POST", "htu": url, "iat": core.clock.now().secs()});
+        let proof = sign_proof(&key, &claims).unwrap();
+        let checked = dpop::check(&core, &[&proof], "POST", &url).unwrap();
+        let issued = crate::grants::exchange(&core, &svc, &params, ctx(), checked.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(issued.token_type, "DPoP");
+        let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+        let verified = crate::tokens::verify_access(&core, &issued.access_token).unwrap();
+        let cnf = verified.claims().cnf.as_ref().unwrap();
+        assert_eq!(cnf.jkt.as_deref(), Some(jkt.as_str()));
+        let seen = crate::tokens::introspect(&core, &svc, &issued.access_token)
+            .await
+            .unwrap();
+        let seen = serde_json::to_value(seen).unwrap();
+        assert_eq!(seen["token_type"], "DPoP");
+        assert_eq!(seen["cnf"], json!({ "jkt": jkt }));
+
+        let replayed = dpop::check(&core, &[&proof], "POST", &url).unwrap();
+        let refused = crate::grants::exchange(&core, &svc, &params, ctx(), replayed.as_ref())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "invalid_dpop_proof");
+    }
 }

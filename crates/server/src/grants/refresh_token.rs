@@ -295,4 +295,54 @@ mod tests {
         assert_ne!(a.hash(), parent);
         assert!(OpaqueToken::parse_kind(a.expose(), TokenKind::RefreshToken).is_ok());
     }
+
+    /// RFC 9449 section 5: a bound family needs a proof by its key and keeps the binding;
+    /// an unbound one binds only the access token, to whatever key proves.
+    #[tokio::test]
+    async fn a_bound_family_is_refreshed_only_with_a_proof_by_its_key() {
+        use serde_json::json;
+        use tessera_token::dpop::sign_proof;
+        use tessera_token::{Algorithm, SigningKey};
+
+        let (core, _dir, _clock) = crate::state::testing::core().await;
+        let url = core.url("/token");
+        let proof_by = |key: &SigningKey, jti: &str| {
+            let claims =
+                json!({"jti": jti, "htm": "POST", "htu": url, "iat": core.clock.now().secs()});
+            let proof = sign_proof(key, &claims).unwrap();
+            dpop::check(&core, &[&proof], "POST", &url)
+                .unwrap()
+                .unwrap()
+        };
+        let (mine, other) = (
+            SigningKey::generate(Algorithm::Es256).unwrap(),
+            SigningKey::generate(Algorithm::EdDsa).unwrap(),
+        );
+        let (mine_proof, other_proof) = (proof_by(&mine, "a"), proof_by(&other, "b"));
+        let mut grant = GrantRecord {
+            id: "g_1".into(),
+            client_id: "spa".into(),
+            user_id: Some("u_1".into()),
+            scope: Scope::default(),
+            audience: vec![],
+            created_at: UnixTime::from_secs(0),
+            expires_at: UnixTime::from_secs(i64::MAX),
+            revoked_at: None,
+            generation: 0,
+            dpop_jkt: Some(mine_proof.jkt().to_owned()),
+        };
+        assert_eq!(
+            binding(&grant, Some(&mine_proof)).unwrap(),
+            Some(mine_proof.jkt())
+        );
+        for refused in [binding(&grant, None), binding(&grant, Some(&other_proof))] {
+            assert_eq!(refused.unwrap_err().code(), "invalid_dpop_proof");
+        }
+        grant.dpop_jkt = None;
+        assert_eq!(binding(&grant, None).unwrap(), None);
+        assert_eq!(
+            binding(&grant, Some(&other_proof)).unwrap(),
+            Some(other_proof.jkt())
+        );
+    }
 }
