@@ -1,0 +1,360 @@
+//! DPoP (RFC 9449) at the authorization server, on the real binary: bound access tokens
+//! (`cnf.jkt`, `token_type: DPoP`, introspection), public clients' bound refresh tokens,
+//! every refusal of a proof (replayed, for another URL or method, stale, by another key),
+//! nonces (asked for, retried, shared by replicas), and `dpop_bound_access_tokens`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tessera_token::dpop::sign_proof;
+use tessera_token::{Algorithm, Clock, SigningKey};
+
+use crate::harness::{PASSWORD, Reply, Server, basic_header, jwt_claims, register_secret};
+
+/// The issuer the servers are started with: the public URL behind a (pretend) proxy, not
+/// the address they listen on; proofs must name it.
+const ISSUER: &str = "http://localhost:8080";
+const TOKEN_URL: &str = "http://localhost:8080/token";
+
+/// Now, by the clock the binary reads too.
+fn now() -> i64 {
+    tessera_token::SystemClock.now().secs()
+}
+
+/// A proof by `key` for `htm htu`, issued `age` seconds ago, with `nonce` if given.
+fn proof_at(key: &SigningKey, htm: &str, htu: &str, age: i64, nonce: Option<&str>) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let jti = format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut claims = json!({"jti": jti, "htm": htm, "htu": htu, "iat": now() - age});
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    let proof = sign_proof(key, &claims).unwrap();
+    // A proof must never reach the server log (checked when the server stops).
+    register_secret(&proof);
+    proof
+}
+
+fn proof(key: &SigningKey) -> String {
+    proof_at(key, "POST", TOKEN_URL, 0, None)
+}
+
+fn thumbprint(key: &SigningKey) -> String {
+    key.public_jwk().unwrap().thumbprint().unwrap()
+}
+
+fn es256() -> SigningKey {
+    SigningKey::generate(Algorithm::Es256).unwrap()
+}
+
+fn start(extra: &str) -> Server {
+    Server::start_with(&format!("issuer = \"{ISSUER}\"\n{extra}"), &[])
+}
+
+/// POSTs `form` to /token with these `DPoP` headers (each one a header line).
+async fn token(
+    s: &Server,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+    proofs: &[&str],
+) -> Reply {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut req = s
+        .http
+        .post(s.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some((id, secret)) = basic {
+        req = req.header("authorization", basic_header(id, secret));
+    }
+    for p in proofs {
+        req = req.header("dpop", *p);
+    }
+    Reply::from(req.send().await.unwrap()).await
+}
+
+const CC: &[(&str, &str)] = &[("grant_type", "client_credentials")];
+
+fn service(s: &Server, extra: &[&str]) -> (String, String) {
+    let (id, secret) = s.add_client("svc", "client_credentials", "a", extra);
+    (id, secret.unwrap())
+}
+
+#[tokio::test]
+async fn a_proof_binds_the_access_token_and_introspection_shows_the_binding() {
+    let s = start("");
+    let (id, secret) = service(&s, &[]);
+    let key = es256();
+    let r = token(&s, CC, Some((&id, &secret)), &[&proof(&key)]).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.str("token_type"), "DPoP");
+    let at = r.str("access_token");
+    assert_eq!(jwt_claims(&at)["cnf"], json!({ "jkt": thumbprint(&key) }));
+    let seen = s
+        .post_form("/introspect", &[("token", &at)], Some((&id, &secret)))
+        .await;
+    assert_eq!(seen.json["active"], true);
+    assert_eq!(seen.json["token_type"], "DPoP");
+    assert_eq!(seen.json["cnf"], json!({ "jkt": thumbprint(&key) }));
+
+    // Without a proof, as before: a bearer token with no cnf.
+    let plain = token(&s, CC, Some((&id, &secret)), &[]).await;
+    assert_eq!(plain.str("token_type"), "Bearer");
+    assert!(jwt_claims(&plain.str("access_token")).get("cnf").is_none());
+    let seen = s
+        .post_form(
+            "/introspect",
+            &[("token", &plain.str("access_token"))],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(seen.json["token_type"], "Bearer");
+    assert!(seen.json.get("cnf").is_none());
+
+    let meta = s.get("/.well-known/oauth-authorization-server", None).await;
+    assert_eq!(
+        meta.json["dpop_signing_alg_values_supported"],
+        json!(["EdDSA", "ES256", "RS256", "PS256"])
+    );
+}
+
+#[tokio::test]
+async fn replayed_misdirected_stale_and_doubled_proofs_are_refused() {
+    let s = start("");
+    let (id, secret) = service(&s, &[]);
+    let c = Some((id.as_str(), secret.as_str()));
+    let key = es256();
+
+    let once = proof(&key);
+    assert_eq!(token(&s, CC, c, &[&once]).await.status, 200);
+    token(&s, CC, c, &[&once])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+
+    // The URL the server listens on is not its public URL: a proof must name the issuer's.
+    let direct = s.url("/token");
+    let cases = [
+        ("another URL", proof_at(&key, "POST", &direct, 0, None)),
+        (
+            "another endpoint",
+            proof_at(&key, "POST", &format!("{ISSUER}/revoke"), 0, None),
+        ),
+        ("another method", proof_at(&key, "GET", TOKEN_URL, 0, None)),
+        ("stale iat", proof_at(&key, "POST", TOKEN_URL, 120, None)),
+        ("future iat", proof_at(&key, "POST", TOKEN_URL, -120, None)),
+        ("garbage", "not-a-proof".to_owned()),
+    ];
+    for (what, p) in &cases {
+        let r = token(&s, CC, c, &[p]).await;
+        assert_eq!(r.error(), "invalid_dpop_proof", "{what}: {:?}", r.json);
+        assert_eq!(r.status, 400, "{what}");
+    }
+    // Two DPoP headers, even two good proofs.
+    let (p1, p2) = (proof(&key), proof(&key));
+    token(&s, CC, c, &[&p1, &p2])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    // Neither was recorded by the refusal: each still works on its own.
+    assert_eq!(token(&s, CC, c, &[&p1]).await.status, 200);
+    // A proof refused for the client's credentials is not spent either.
+    let p3 = proof(&key);
+    token(&s, CC, Some((&id, "tsr_cs_wrong")), &[&p3])
+        .await
+        .assert_error(401, "invalid_client");
+    assert_eq!(token(&s, CC, c, &[&p3]).await.status, 200);
+
+    // Two simultaneous requests with one proof: exactly one is answered with a token.
+    let same = proof(&key);
+    let both = [same.as_str()];
+    let (a, b) = tokio::join!(token(&s, CC, c, &both), token(&s, CC, c, &both));
+    let ok = [&a, &b].iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 1, "{:?} / {:?}", a.json, b.json);
+    let loser = if a.status == 200 { &b } else { &a };
+    loser.assert_error(400, "invalid_dpop_proof");
+}
+
+/// Logs `alice` in with the password grant, with these proofs.
+async fn login(s: &Server, client: (&str, Option<&str>), proofs: &[&str]) -> Reply {
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", PASSWORD),
+    ];
+    let basic = match client.1 {
+        Some(secret) => Some((client.0, secret)),
+        None => {
+            form.push(("client_id", client.0));
+            None
+        }
+    };
+    token(s, &form, basic, proofs).await
+}
+
+async fn refresh(s: &Server, client: (&str, Option<&str>), rt: &str, proofs: &[&str]) -> Reply {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", rt)];
+    let basic = match client.1 {
+        Some(secret) => Some((client.0, secret)),
+        None => {
+            form.push(("client_id", client.0));
+            None
+        }
+    };
+    token(s, &form, basic, proofs).await
+}
+
+#[tokio::test]
+async fn a_public_clients_refresh_token_is_bound_to_the_proof_key() {
+    let s = start("");
+    let (spa, _) = s.add_client("spa", "password,refresh_token", "a", &["--public"]);
+    s.add_user("alice", PASSWORD);
+    let (key, other) = (es256(), SigningKey::generate(Algorithm::EdDsa).unwrap());
+    let spa = (spa.as_str(), None);
+
+    let first = login(&s, spa, &[&proof(&key)]).await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    assert_eq!(first.str("token_type"), "DPoP");
+    let rt = first.str("refresh_token");
+
+    // Without a proof, or with a proof by another key: refused, and the token unspent.
+    refresh(&s, spa, &rt, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    refresh(&s, spa, &rt, &[&proof(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let next = refresh(&s, spa, &rt, &[&proof(&key)]).await;
+    assert_eq!(next.status, 200, "{:?}", next.json);
+    assert_eq!(next.str("token_type"), "DPoP");
+    assert_eq!(
+        jwt_claims(&next.str("access_token"))["cnf"]["jkt"],
+        thumbprint(&key)
+    );
+    // The successor keeps the binding.
+    let rt2 = next.str("refresh_token");
+    refresh(&s, spa, &rt2, &[&proof(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    assert_eq!(refresh(&s, spa, &rt2, &[&proof(&key)]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_confidential_clients_refresh_token_stays_unbound() {
+    let s = start("");
+    let (web, secret) = s.add_client("web", "password,refresh_token", "a", &[]);
+    s.add_user("alice", PASSWORD);
+    let web = (web.as_str(), secret.as_deref());
+    let key = es256();
+    let first = login(&s, web, &[&proof(&key)]).await;
+    assert_eq!(first.str("token_type"), "DPoP");
+    // Its client authentication protects it: a refresh without a proof gets a bearer token.
+    let next = refresh(&s, web, &first.str("refresh_token"), &[]).await;
+    assert_eq!(next.status, 200, "{:?}", next.json);
+    assert_eq!(next.str("token_type"), "Bearer");
+    assert!(jwt_claims(&next.str("access_token")).get("cnf").is_none());
+}
+
+#[tokio::test]
+async fn a_missing_nonce_is_asked_for_and_the_retry_with_it_succeeds() {
+    let s = start("dpop_require_nonce = true\n");
+    let (id, secret) = service(&s, &[]);
+    let c = Some((id.as_str(), secret.as_str()));
+    let key = es256();
+    let asked = token(&s, CC, c, &[&proof(&key)]).await;
+    asked.assert_error(400, "use_dpop_nonce");
+    let nonce = asked.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let ok = token(
+        &s,
+        CC,
+        c,
+        &[&proof_at(&key, "POST", TOKEN_URL, 0, Some(&nonce))],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json);
+    assert_eq!(ok.str("token_type"), "DPoP");
+    assert!(ok.headers.contains_key("dpop-nonce"), "the next nonce");
+    // A made-up nonce is not one of ours.
+    let forged = proof_at(
+        &key,
+        "POST",
+        TOKEN_URL,
+        0,
+        Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
+    token(&s, CC, c, &[&forged])
+        .await
+        .assert_error(400, "use_dpop_nonce");
+    // Without DPoP at all the request is as before.
+    assert_eq!(token(&s, CC, c, &[]).await.str("token_type"), "Bearer");
+}
+
+#[tokio::test]
+async fn replicas_accept_each_others_nonces_and_other_deployments_do_not() {
+    let key32 = |b: u8| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([b; 32]);
+    let (shared, foreign) = (key32(7), key32(9));
+    let config = format!("issuer = \"{ISSUER}\"\ndpop_require_nonce = true\n");
+    let a = Server::start_with(&config, &[("TESSERA_MASTER_KEY", &shared)]);
+    let b = Server::start_with(&config, &[("TESSERA_MASTER_KEY", &shared)]);
+    let other = Server::start_with(&config, &[("TESSERA_MASTER_KEY", &foreign)]);
+    let key = es256();
+    let asked = token(&a, CC, None, &[&proof(&key)]).await;
+    let nonce = asked.headers["dpop-nonce"].to_str().unwrap().to_owned();
+
+    let (id, secret) = service(&b, &[]);
+    let r = token(
+        &b,
+        CC,
+        Some((&id, &secret)),
+        &[&proof_at(&key, "POST", TOKEN_URL, 0, Some(&nonce))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    assert_eq!(r.str("token_type"), "DPoP");
+
+    let (id, secret) = service(&other, &[]);
+    let r = token(
+        &other,
+        CC,
+        Some((&id, &secret)),
+        &[&proof_at(&key, "POST", TOKEN_URL, 0, Some(&nonce))],
+    )
+    .await;
+    r.assert_error(400, "use_dpop_nonce");
+}
+
+#[tokio::test]
+async fn a_dpop_bound_client_without_a_proof_is_refused() {
+    let s = start("client_cache_ttl_secs = 0\n");
+    let (id, secret) = service(&s, &["--dpop-bound-access-tokens"]);
+    let c = Some((id.as_str(), secret.as_str()));
+    let listed: Value =
+        serde_json::from_str(&s.cli_ok(&["client", "list", "--json"], None)).unwrap();
+    assert_eq!(listed[0]["dpop_bound_access_tokens"], true);
+    token(&s, CC, c, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let key = es256();
+    let ok = token(&s, CC, c, &[&proof(&key)]).await;
+    assert_eq!(ok.str("token_type"), "DPoP");
+
+    s.cli_ok(
+        &[
+            "client",
+            "update",
+            "svc",
+            "--dpop-bound-access-tokens",
+            "false",
+        ],
+        None,
+    );
+    let listed: Value =
+        serde_json::from_str(&s.cli_ok(&["client", "list", "--json"], None)).unwrap();
+    assert_eq!(listed[0]["dpop_bound_access_tokens"], false);
+    assert_eq!(token(&s, CC, c, &[]).await.str("token_type"), "Bearer");
+}
