@@ -358,3 +358,62 @@ async fn a_dpop_bound_client_without_a_proof_is_refused() {
     assert_eq!(listed[0]["dpop_bound_access_tokens"], false);
     assert_eq!(token(&s, CC, c, &[]).await.str("token_type"), "Bearer");
 }
+
+/// RFC 9449 section 10: a code requested with `dpop_jkt` is redeemed only with a proof
+/// by that key; a refused redemption leaves the code redeemable.
+#[tokio::test]
+async fn a_code_requested_with_dpop_jkt_needs_a_proof_by_that_key() {
+    use crate::authorize::{Browser, authorize_url, form_of, post_form, setup};
+
+    let setup = setup();
+    let s = &setup.s;
+    let key = es256();
+    let other = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let verifier = tessera_token::pkce::generate_verifier().unwrap();
+    let jkt = thumbprint(&key);
+    let mut b = Browser::new();
+    let url = authorize_url(s, &setup.spa, &verifier, &[("dpop_jkt", &jkt)]);
+    let login = b.get(&url).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let mut page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    if page.status == 200 {
+        let form = form_of(&page, &[("action", "approve")]);
+        page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    }
+    let code = page.redirect_params()["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", setup.spa.as_str()),
+        ("code", code.as_str()),
+        ("redirect_uri", crate::authorize::REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let htu = s.url("/token");
+    let by = |k: &SigningKey| proof_at(k, "POST", &htu, 0, None);
+    token(s, &form, None, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    token(s, &form, None, &[&by(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let ok = token(s, &form, None, &[&by(&key)]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json);
+    assert_eq!(ok.str("token_type"), "DPoP");
+    assert_eq!(jwt_claims(&ok.str("access_token"))["cnf"]["jkt"], jkt);
+    // The public client's refresh token is bound to the same key.
+    let rt = ok.str("refresh_token");
+    refresh(s, (&setup.spa, None), &rt, &[&by(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    assert_eq!(
+        refresh(s, (&setup.spa, None), &rt, &[&by(&key)])
+            .await
+            .status,
+        200
+    );
+
+    // A malformed dpop_jkt goes back to the client as invalid_request.
+    let bad = authorize_url(s, &setup.spa, &verifier, &[("dpop_jkt", "short")]);
+    let page = b.get(&bad).await;
+    assert_eq!(page.redirect_params()["error"], "invalid_request");
+}

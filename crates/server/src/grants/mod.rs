@@ -109,8 +109,8 @@ impl fmt::Debug for TokenResponse {
 /// Parses `grant_type`, checks the client may use it, and runs the grant. With a DPoP
 /// `proof` (checked by [`dpop::check`]) the access token is bound to its key; a client
 /// registered with `dpop_bound_access_tokens` must send one (RFC 9449 section 5.2). The
-/// proof is recorded against replay here, before the grant writes anything, except for
-/// the refresh grant, which first checks the family's binding and records it itself.
+/// proof is recorded against replay here, before the grant writes anything, except by
+/// the refresh and code grants, which first check the binding of the family or code.
 pub(crate) async fn exchange(
     core: &std::sync::Arc<Core>,
     client: &ClientRecord,
@@ -130,7 +130,11 @@ pub(crate) async fn exchange(
         ));
     }
     tracing::Span::current().record("grant_type", grant.as_str());
-    if let (Some(proof), false) = (proof, grant == GrantType::RefreshToken) {
+    let binds_itself = matches!(
+        grant,
+        GrantType::RefreshToken | GrantType::AuthorizationCode
+    );
+    if let (Some(proof), false) = (proof, binds_itself) {
         dpop::record(core, proof)?;
     }
     let jkt = proof.map(Proof::jkt);
@@ -141,7 +145,7 @@ pub(crate) async fn exchange(
         GrantType::Password => password::exchange(core, client, params, ctx, jkt).await,
         GrantType::RefreshToken => refresh_token::exchange(core, client, params, &ctx, proof).await,
         GrantType::AuthorizationCode => {
-            authorization_code::exchange(core, client, params, jkt).await
+            authorization_code::exchange(core, client, params, proof).await
         }
     }?;
     crate::metrics::token_issued(grant);

@@ -388,6 +388,9 @@ pub struct AuthCodeRecord {
     pub grant_id: Option<String>,
     /// The session's [`SessionRecord::generation`], handed on to the grant.
     pub generation: i64,
+    /// The request's `dpop_jkt` (RFC 9449 section 10): redeeming the code needs a DPoP
+    /// proof by the key with this thumbprint.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A browser session at the authorization server (the sign-in cookie), stored by hash.

@@ -230,6 +230,12 @@ pub(super) async fn dpop_bindings_round_trip(s: Arc<dyn Store>) {
         .unwrap();
     let (_, g) = s.refresh_token(&plain.hash).await.unwrap().unwrap();
     assert_eq!(g.dpop_jkt, None);
+    // An authorization code's dpop_jkt (RFC 9449 section 10) comes back with it.
+    let mut code = super::browser_cases::code("u1", 60);
+    code.dpop_jkt = bound.dpop_jkt.clone();
+    assert!(s.insert_auth_code(&code).await.unwrap());
+    let back = s.auth_code(&code.hash).await.unwrap().unwrap();
+    assert_eq!(back.dpop_jkt, bound.dpop_jkt);
 }
 
 pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dyn Store>) {
