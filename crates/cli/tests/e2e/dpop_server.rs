@@ -417,3 +417,91 @@ async fn a_code_requested_with_dpop_jkt_needs_a_proof_by_that_key() {
     let page = b.get(&bad).await;
     assert_eq!(page.redirect_params()["error"], "invalid_request");
 }
+
+fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dpop")
+}
+
+/// Interop: oauth4webapi (an OpenID-certified client library that implements DPoP) runs
+/// `tests/dpop/client.mjs` against the server with nonces required: client credentials,
+/// then a public client's password grant and two refreshes, all with proofs by one key,
+/// retrying once on `use_dpop_nonce`. Needs node and `npm ci` in `tests/dpop/` (`.ci/run`
+/// installs both); under `CI=true` a missing piece fails the test, elsewhere it is skipped.
+#[tokio::test]
+async fn oauth4webapi_gets_bound_tokens_and_refreshes_with_nonces() {
+    let missing = if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        Some("node is not installed")
+    } else if !interop_dir().join("node_modules/oauth4webapi").is_dir() {
+        Some("oauth4webapi is not installed (npm ci in crates/cli/tests/dpop)")
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the DPoP interop test cannot run under CI: {why}"
+        );
+        eprintln!("skipping the DPoP interop test: {why}");
+        return;
+    }
+    let s = Server::start_with("dpop_require_nonce = true\n", &[]);
+    let (cc_id, cc_secret) = service(&s, &[]);
+    let (app, _) = s.add_client("app", "password,refresh_token", "a", &["--public"]);
+    s.add_user("alice", PASSWORD);
+
+    let mut node = tokio::process::Command::new("node");
+    node.arg(interop_dir().join("client.mjs"))
+        .args([s.base.as_str(), &cc_id, &cc_secret, &app, "alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = node.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(PASSWORD.as_bytes()).await.unwrap();
+    }
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("client.mjs finished within 120 s")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    crate::harness::register_secrets_in(&v);
+    let jkt = v["jkt"].as_str().unwrap();
+    // oauth4webapi lower-cases token_type.
+    assert_eq!(v["client_credentials"]["token_type"], "dpop");
+    assert_eq!(v["password"]["token_type"], "dpop");
+    let mut tokens = vec![
+        v["client_credentials"]["access_token"].as_str().unwrap(),
+        v["password"]["access_token"].as_str().unwrap(),
+    ];
+    tokens.extend(
+        v["refreshed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap()),
+    );
+    assert_eq!(tokens.len(), 4);
+    for t in tokens {
+        assert_eq!(jwt_claims(t)["cnf"]["jkt"], jkt);
+    }
+    // The refresh token it ends with is bound: without a proof it is refused.
+    let rt = v["refresh_token"].as_str().unwrap();
+    refresh(&s, (&app, None), rt, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+}

@@ -86,6 +86,8 @@ impl fmt::Debug for Params {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
+    /// `Bearer`, or `DPoP` when the access token is bound to the key of the request's
+    /// DPoP proof (RFC 9449 section 5).
     pub(crate) token_type: &'static str,
     pub(crate) expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

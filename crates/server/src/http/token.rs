@@ -29,6 +29,7 @@ const DPOP: HeaderName = HeaderName::from_static("dpop");
     path = "/token",
     tag = "oauth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    params(("DPoP" = Option<String>, Header, description = "A DPoP proof JWT (RFC 9449): the access token is then bound to its key")),
     responses((status = 200, description = "Tokens issued", body = TokenResponse), ClientErrors),
     security((), ("client_basic" = []))
 )]
