@@ -150,12 +150,30 @@ async fn replayed_misdirected_stale_and_doubled_proofs_are_refused() {
         ("stale iat", proof_at(&key, "POST", TOKEN_URL, 120, None)),
         ("future iat", proof_at(&key, "POST", TOKEN_URL, -120, None)),
         ("garbage", "not-a-proof".to_owned()),
+        ("oversized", format!("{}.e30.c2ln", "a".repeat(9 * 1024))),
     ];
     for (what, p) in &cases {
         let r = token(&s, CC, c, &[p]).await;
         assert_eq!(r.error(), "invalid_dpop_proof", "{what}: {:?}", r.json);
         assert_eq!(r.status, 400, "{what}");
     }
+    // A header that is not ASCII.
+    let raw = s
+        .http
+        .post(s.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic_header(&id, &secret))
+        .header(
+            "dpop",
+            reqwest::header::HeaderValue::from_bytes(b"ey\xff\xfe.x.y").unwrap(),
+        )
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    Reply::from(raw)
+        .await
+        .assert_error(400, "invalid_dpop_proof");
     // Two DPoP headers, even two good proofs.
     let (p1, p2) = (proof(&key), proof(&key));
     token(&s, CC, c, &[&p1, &p2])
