@@ -73,7 +73,7 @@ pub(crate) fn record(core: &Core, proof: &Proof) -> Result<(), OAuthError> {
         )),
         Err(Replay::Full { retry_after }) => {
             tracing::warn!("DPoP replay cache full: proofs refused until entries end");
-            Err(OAuthError::Busy { retry_after })
+            Err(OAuthError::ProofsBusy { retry_after })
         }
     }
 }
@@ -216,6 +216,35 @@ mod tests {
             checked(&core, &foreign).unwrap_err().code(),
             "use_dpop_nonce"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_replay_cache_answers_503_with_retry_after_and_forgets_nothing() {
+        use axum::response::IntoResponse;
+
+        let (mut core, _dir, clock) = testing::core().await;
+        core.dpop_replay = crate::state::dpop::ReplayCache::with_capacity(1);
+        let key = key();
+        let first = checked(&core, &sign_proof(&key, &claims(&core, "a")).unwrap())
+            .unwrap()
+            .unwrap();
+        record(&core, &first).unwrap();
+        let second = checked(&core, &sign_proof(&key, &claims(&core, "b")).unwrap())
+            .unwrap()
+            .unwrap();
+        let full = record(&core, &second).unwrap_err();
+        assert_eq!(full, OAuthError::ProofsBusy { retry_after: 65 });
+        let response = full.into_response();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "65");
+        // Once the first proof's window is over, its place is free; it is never forgotten
+        // before.
+        assert_eq!(
+            record(&core, &first).unwrap_err().code(),
+            "invalid_dpop_proof"
+        );
+        clock.advance(Duration::from_secs(65));
+        record(&core, &second).unwrap();
     }
 
     #[tokio::test]

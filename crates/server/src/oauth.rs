@@ -63,6 +63,13 @@ pub enum OAuthError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// `temporarily_unavailable` (503 with `Retry-After`): this server's DPoP replay cache
+    /// is full of live proofs; new proofs wait for entries to end rather than a live one
+    /// being forgotten.
+    ProofsBusy {
+        /// Seconds until the first entry ends.
+        retry_after: u64,
+    },
 }
 
 impl OAuthError {
@@ -89,7 +96,8 @@ impl OAuthError {
             OAuthError::Server(_) => "server_error",
             OAuthError::Unavailable(_)
             | OAuthError::NoSigningKey { .. }
-            | OAuthError::Busy { .. } => "temporarily_unavailable",
+            | OAuthError::Busy { .. }
+            | OAuthError::ProofsBusy { .. } => "temporarily_unavailable",
         }
     }
 
@@ -117,6 +125,7 @@ impl OAuthError {
                 Some("no signing key is active for this client's algorithm yet; retry later")
             }
             OAuthError::Busy { .. } => Some("too many sign-ins in progress; retry later"),
+            OAuthError::ProofsBusy { .. } => Some("too many DPoP proofs in flight; retry later"),
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }

@@ -52,7 +52,9 @@ impl IntoResponse for OAuthError {
                 tracing::warn!(detail = %detail, "cannot sign");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            OAuthError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Busy { .. } | OAuthError::ProofsBusy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let body = OAuthErrorBody {
@@ -73,7 +75,8 @@ impl IntoResponse for OAuthError {
             OAuthError::TooManyRequests { retry_after }
             | OAuthError::RateLimited { retry_after }
             | OAuthError::NoSigningKey { retry_after, .. }
-            | OAuthError::Busy { retry_after } => {
+            | OAuthError::Busy { retry_after }
+            | OAuthError::ProofsBusy { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             OAuthError::Unavailable(_) => {
