@@ -523,3 +523,39 @@ async fn oauth4webapi_gets_bound_tokens_and_refreshes_with_nonces() {
         .await
         .assert_error(400, "invalid_dpop_proof");
 }
+
+/// A browser client may send `DPoP` cross-origin and read `DPoP-Nonce`.
+#[tokio::test]
+async fn browsers_may_send_dpop_and_read_the_nonce_cross_origin() {
+    let s = start("cors_allowed_origins = [\"https://app.example\"]\ndpop_require_nonce = true\n");
+    let preflight = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/token"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type, dpop")
+        .send()
+        .await
+        .unwrap();
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("dpop"), "{allowed}");
+    let r = s
+        .http
+        .post(s.url("/token"))
+        .header("origin", "https://app.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("dpop", proof(&es256()))
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("dpop-nonce"), "{exposed}");
+    assert!(r.headers().contains_key("dpop-nonce"));
+}
