@@ -559,3 +559,42 @@ async fn browsers_may_send_dpop_and_read_the_nonce_cross_origin() {
     assert!(exposed.contains("dpop-nonce"), "{exposed}");
     assert!(r.headers().contains_key("dpop-nonce"));
 }
+
+/// Two replicas on one PostgreSQL database with one master key: a public client signs in
+/// at one with a proof, and refreshes at the other with the first one's nonce and a proof
+/// by the same key; another key is refused there too. Skipped without PostgreSQL.
+#[tokio::test]
+async fn a_binding_and_a_nonce_made_on_one_replica_hold_on_the_other() {
+    let Some(pg) = crate::postgres::cluster() else {
+        return;
+    };
+    let url = pg.fresh_database("dpop_replicas").unwrap();
+    let master = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([5u8; 32]);
+    let env = [("TESSERA_MASTER_KEY", master.as_str())];
+    let config = format!("issuer = \"{ISSUER}\"\ndpop_require_nonce = true\n");
+    let a = Server::start_on(Some(&url), &config, &env);
+    let b = Server::start_on(Some(&url), &config, &env);
+    let (spa, _) = a.add_client("spa", "password,refresh_token", "a", &["--public"]);
+    a.add_user("alice", PASSWORD);
+    let spa = (spa.as_str(), None);
+    let (key, other) = (es256(), SigningKey::generate(Algorithm::EdDsa).unwrap());
+
+    let asked = login(&a, spa, &[&proof(&key)]).await;
+    asked.assert_error(400, "use_dpop_nonce");
+    let nonce = asked.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let with_nonce = |k: &SigningKey| proof_at(k, "POST", TOKEN_URL, 0, Some(&nonce));
+    let first = login(&a, spa, &[&with_nonce(&key)]).await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    let rt = first.str("refresh_token");
+
+    refresh(&b, spa, &rt, &[&with_nonce(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let next = refresh(&b, spa, &rt, &[&with_nonce(&key)]).await;
+    assert_eq!(next.status, 200, "{:?}", next.json);
+    assert_eq!(next.str("token_type"), "DPoP");
+    assert_eq!(
+        jwt_claims(&next.str("access_token"))["cnf"]["jkt"],
+        thumbprint(&key)
+    );
+}
