@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::jws::Compact;
 use crate::keys::{b64_member, bit_len, strip_leading_zeros};
-use crate::{Error, Jwk, MIN_RSA_BITS, UnixTime, VerifyingKey, b64};
+use crate::{Error, Jwk, MIN_RSA_BITS, SigningKey, UnixTime, VerifyingKey, b64};
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -171,6 +171,27 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         nonce,
         alg: header.alg,
     })
+}
+
+/// Makes a DPoP proof, as a client does: `claims` (`jti`, `htm`, `htu`, `iat`, and
+/// `nonce` or `ath` when needed) signed by `key`, whose public key goes in the header's
+/// `jwk` with `typ: dpop+jwt`. An HMAC key has no public key and is refused.
+pub fn sign_proof(key: &SigningKey, claims: &Value) -> Result<String, Error> {
+    let jwk = key
+        .public_jwk()
+        .ok_or(Error::InvalidKey("a DPoP proof needs an asymmetric key"))?;
+    let header = serde_json::json!({
+        "typ": PROOF_TYP,
+        "alg": key.algorithm().name(),
+        "jwk": jwk,
+    });
+    let input = format!(
+        "{}.{}",
+        b64::encode(header.to_string()),
+        b64::encode(claims.to_string())
+    );
+    let sig = key.sign_bytes(input.as_bytes())?;
+    Ok(format!("{input}.{}", b64::encode(sig)))
 }
 
 /// Normalises an `htu` or request URL for comparison (RFC 9449 section 4.3, RFC 3986

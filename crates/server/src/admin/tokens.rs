@@ -74,6 +74,7 @@ impl Admin {
             sid: &sid,
             auth_time: None,
             alg: client.signing_alg,
+            jkt: None,
         };
         let token = sign_access_token(&ring, &issuer, now, ttl, &grant)?;
         self.audit(

@@ -111,6 +111,16 @@ pub struct FileConfig {
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
     pub password_hash_queue: Option<usize>,
 
+    // --- DPoP (RFC 9449) ---
+    /// How far a DPoP proof's `iat` may be from now, either side, seconds (default 60,
+    /// 1 to 300), plus `dpop_leeway_secs`.
+    pub dpop_proof_window_secs: Option<u64>,
+    /// Allowance for a DPoP client's clock, seconds (default 5, 0 to 60).
+    pub dpop_leeway_secs: Option<u64>,
+    /// Every DPoP proof at /token must carry a server nonce (default false): otherwise
+    /// 400 `use_dpop_nonce` with a `DPoP-Nonce` header to retry with.
+    pub dpop_require_nonce: Option<bool>,
+
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).
     pub authorization_code_ttl_secs: Option<u64>,

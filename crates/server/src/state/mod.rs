@@ -1,8 +1,10 @@
 //! The domain's shared state, [`Core`]: issuer, configuration, store, keys, clock,
 //! password pool, the keys derived from the master key, and what this node remembers in
-//! memory (unconfirmed rotations, login limits, revocation rate). Grants, tokens, OIDC,
-//! login and throttling take `&Core`; the HTTP layer wraps it in its `AppState`.
+//! memory (unconfirmed rotations, login limits, revocation rate, DPoP proofs seen).
+//! Grants, tokens, OIDC, login and throttling take `&Core`; the HTTP layer wraps it in
+//! its `AppState`.
 
+pub(crate) mod dpop;
 mod login_limits;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -44,6 +46,11 @@ pub struct Core {
     pub(crate) revoke_limit: ClientRateLimit,
     /// This server's in-memory login limits (targeted accounts, the busy warning).
     pub(crate) login_limits: LoginLimits,
+    /// DPoP server nonces, keyed by a key derived from `refresh_key` (the same on every
+    /// replica).
+    pub(crate) dpop_nonces: dpop::Nonces,
+    /// DPoP proofs this node accepted, until their `iat` leaves the window.
+    pub(crate) dpop_replay: dpop::ReplayCache,
 }
 
 impl Core {
@@ -62,6 +69,8 @@ impl Core {
             unconfirmed: UnconfirmedRotations::default(),
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
+            dpop_nonces: dpop::Nonces::new(derive(&refresh_key, b"tessera/v1/dpop-nonce")),
+            dpop_replay: dpop::ReplayCache::default(),
             issuer,
             config,
             store,

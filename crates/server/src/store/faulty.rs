@@ -140,6 +140,7 @@ forward!(ClientStore {
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
     fn set_client_id_token_alg(&self, id: &str, alg: tessera_token::Algorithm) -> Result<(), StoreError>;
+    fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError>;
     fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 });
 

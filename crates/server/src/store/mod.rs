@@ -89,6 +89,9 @@ pub trait ClientStore: Send + Sync {
         id: &str,
         alg: tessera_token::Algorithm,
     ) -> Result<(), StoreError>;
+    /// Sets whether the client must send a DPoP proof with every token request (RFC 9449
+    /// section 5.2 `dpop_bound_access_tokens`); nothing else of it changes.
+    async fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError>;
     /// Removes a client, revokes its grants and records each grant's `sid` in the feed.
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 }

@@ -8,7 +8,7 @@ use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};
 use serde_json::{Value, json};
 
 use super::NOW;
-use crate::dpop::{ProofCheck, access_token_hash, normalize_htu, verify_proof};
+use crate::dpop::{ProofCheck, access_token_hash, normalize_htu, sign_proof, verify_proof};
 use crate::{Algorithm, Error, SigningKey, b64};
 
 const URL: &str = "https://auth.example/token";
@@ -347,4 +347,28 @@ fn htu_normalisation() {
     ] {
         assert_eq!(normalize_htu(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn sign_proof_makes_what_verify_proof_accepts_and_refuses_an_hmac_key() {
+    for alg in [Algorithm::EdDsa, Algorithm::Es256, Algorithm::Rs256] {
+        let key = SigningKey::generate(alg).unwrap();
+        let made = sign_proof(&key, &claims()).unwrap();
+        let verified = verify_proof(&made, &check()).unwrap();
+        assert_eq!(
+            verified.jkt,
+            key.public_jwk().unwrap().thumbprint().unwrap()
+        );
+        // The header carries the public key only.
+        let header = made.split('.').next().unwrap();
+        let header: Value =
+            serde_json::from_slice(&b64::decode(header, "header").unwrap()).unwrap();
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert!(header["jwk"].get("d").is_none());
+    }
+    let hmac = SigningKey::from_hmac_secret(&[7u8; 32]).unwrap();
+    assert!(matches!(
+        sign_proof(&hmac, &claims()),
+        Err(Error::InvalidKey(_))
+    ));
 }

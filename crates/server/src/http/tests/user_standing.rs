@@ -35,6 +35,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
         expires_at: now.saturating_add(std::time::Duration::from_secs(3600)),
         revoked_at: None,
         generation,
+        dpop_jkt: None,
     };
     let first = NewRefreshToken {
         hash: rt.hash(),
@@ -56,6 +57,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
             sid: &grant.id,
             auth_time: Some(now),
             alg: None,
+            jkt: None,
         },
     )
     .unwrap();

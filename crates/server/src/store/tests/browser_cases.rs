@@ -26,6 +26,7 @@ pub(super) fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
         used_at: None,
         grant_id: None,
         generation: 0,
+        dpop_jkt: None,
     }
 }
 

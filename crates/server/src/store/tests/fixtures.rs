@@ -34,6 +34,7 @@ pub(super) fn client(name: &str) -> ClientRecord {
         first_party: true,
         signing_alg: Some(tessera_token::Algorithm::Es256),
         id_token_alg: Some(tessera_token::Algorithm::EdDsa),
+        dpop_bound_access_tokens: false,
         created_at: t(0),
     }
 }
@@ -60,6 +61,7 @@ pub(super) fn grant(id: &str, user: &str) -> GrantRecord {
         expires_at: t(86_400),
         revoked_at: None,
         generation: 0,
+        dpop_jkt: None,
     }
 }
 
@@ -74,6 +76,7 @@ pub(super) fn client_grant(id: &str, client_id: &str) -> GrantRecord {
         expires_at: t(86_400),
         revoked_at: None,
         generation: 0,
+        dpop_jkt: None,
     }
 }
 

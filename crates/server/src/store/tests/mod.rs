@@ -378,6 +378,7 @@ suite!(
     clients_round_trip_and_names_are_unique,
     client_secrets_and_removal,
     a_clients_id_token_alg_changes_in_place,
+    dpop_bindings_round_trip,
     users_round_trip_and_names_are_unique,
     rotation_marks_the_parent_and_stores_the_successor,
     rotation_has_exactly_one_winner,
