@@ -197,17 +197,34 @@ forward!(SessionStore {
     fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
 });
 
-forward!(RevocationStore {
-    fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<bool, StoreError>;
-    fn revocations_after(
+#[async_trait]
+impl RevocationStore for FaultyStore {
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        exp: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_jti(jti, exp, now).await
+    }
+    async fn revocations_after(
         &self,
         after: i64,
         limit: u32,
-        now: UnixTime
-    ) -> Result<Vec<RevocationEntry>, StoreError>;
-    fn last_revocation_seq(&self) -> Result<i64, StoreError>;
-    fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
-});
+        now: UnixTime,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        self.inner.revocations_after(after, limit, now).await
+    }
+    async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_revocation_seq().await
+    }
+    async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
+        self.inner.is_revoked(jti, sid).await
+    }
+    fn feed_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.inner.feed_changes()
+    }
+}
 
 #[async_trait]
 impl KeyStore for FaultyStore {
