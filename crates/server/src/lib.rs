@@ -18,6 +18,7 @@ mod client_cache;
 mod clock;
 pub mod config;
 mod error;
+mod feed;
 pub mod http;
 mod ids;
 pub mod keys;

@@ -53,6 +53,15 @@ pub enum OAuthError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// `temporarily_unavailable` (429 with `Retry-After`): the client holds
+    /// `feed_subscriptions_per_client` push subscriptions already.
+    TooManySubscriptions {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// `temporarily_unavailable` (503 with `Retry-After`): the server is draining and
+    /// opens no push subscription (pulling still works).
+    Draining,
 }
 
 impl OAuthError {
@@ -71,13 +80,14 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
-            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                "temporarily_unavailable"
-            }
+            OAuthError::TooManyRequests { .. }
+            | OAuthError::RateLimited { .. }
+            | OAuthError::TooManySubscriptions { .. } => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
             OAuthError::Unavailable(_)
             | OAuthError::NoSigningKey { .. }
-            | OAuthError::Busy { .. } => "temporarily_unavailable",
+            | OAuthError::Busy { .. }
+            | OAuthError::Draining => "temporarily_unavailable",
         }
     }
 
@@ -101,6 +111,12 @@ impl OAuthError {
                 Some("no signing key is active for this client's algorithm yet; retry later")
             }
             OAuthError::Busy { .. } => Some("too many sign-ins in progress; retry later"),
+            OAuthError::TooManySubscriptions { .. } => {
+                Some("this client holds as many feed subscriptions as it may; retry later")
+            }
+            OAuthError::Draining => {
+                Some("this server is shutting down; subscribe again, or poll meanwhile")
+            }
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }

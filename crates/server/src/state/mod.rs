@@ -19,6 +19,7 @@ use aws_lc_rs::hmac;
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::feed::hub::Hub;
 use crate::keys::Keys;
 use crate::password::Passwords;
 use crate::rate_limit::ClientRateLimit;
@@ -44,6 +45,8 @@ pub struct Core {
     pub(crate) revoke_limit: ClientRateLimit,
     /// This server's in-memory login limits (targeted accounts, the busy warning).
     pub(crate) login_limits: LoginLimits,
+    /// The revocation feed's fan-out to this node's push subscribers.
+    pub(crate) feed_hub: Hub,
 }
 
 impl Core {
@@ -62,6 +65,7 @@ impl Core {
             unconfirmed: UnconfirmedRotations::default(),
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
+            feed_hub: Hub::default(),
             issuer,
             config,
             store,

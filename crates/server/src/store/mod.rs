@@ -422,4 +422,4 @@ pub fn is_postgres_url(url: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -40,7 +40,7 @@ async fn pg_store() -> Option<Arc<dyn Store>> {
 }
 
 /// The URL of a fresh PostgreSQL database, or `None` (skip) when there is no server.
-async fn pg_url() -> Option<String> {
+pub(crate) async fn pg_url() -> Option<String> {
     let pg = tokio::task::spawn_blocking(cluster).await.unwrap()?;
     let url = tokio::task::spawn_blocking(|| pg.fresh_database("store"))
         .await
