@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::harness::{Server, basic_header, jwt_claims};
 
 /// Longest wait for anything to happen; what does not happen fails the test at this bound.
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 /// A poll interval no test outlasts: what arrives, arrived by push.
 const HOUR: Duration = Duration::from_secs(3600);
 

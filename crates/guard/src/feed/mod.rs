@@ -208,7 +208,7 @@ impl RevocationFeed {
     /// Follows the feed forever on the current tokio runtime: a poll, then (with
     /// [`push`](Self::push)) a subscription held until it ends; when it ends at the
     /// server's request the guard polls and subscribes again at once, when it fails it
-    /// polls and retries after a backoff (1 s doubling to 30 s, never longer than the
+    /// polls and retries after a backoff (1 s doubling to 10 s, never longer than the
     /// interval). Without push it polls at the interval. Failures are logged (never the
     /// credentials) and the last known list is kept.
     pub fn spawn(self: Arc<Self>, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {

@@ -19,7 +19,7 @@ use crate::{Clock, FetchError};
 pub(super) const IDLE_LIMIT: Duration = Duration::from_secs(45);
 /// First and longest pause before subscribing again after a failure.
 pub(super) const RETRY_MIN: Duration = Duration::from_secs(1);
-pub(super) const RETRY_MAX: Duration = Duration::from_secs(30);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(10);
 /// The whole request may last this long (the server ends a subscription well before).
 const LONGEST: Duration = Duration::from_secs(3600);
 /// Expired entries are forgotten at most this often while subscribed.

@@ -178,7 +178,16 @@ async fn fan_out(
         wake.borrow_and_update();
         match cursor {
             None => match store.last_revocation_seq().await {
-                Ok(last) => cursor = Some(last),
+                Ok(last) => {
+                    // Published, so a subscriber that read the store before this (and
+                    // missed what was committed in between) sees that it is behind.
+                    tail.send_replace(Arc::new(Tail {
+                        after: last,
+                        cursor: last,
+                        entries: Vec::new(),
+                    }));
+                    cursor = Some(last);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation feed fan-out cannot read the feed; retrying");
                     tokio::time::sleep(CHECK_EVERY).await;
