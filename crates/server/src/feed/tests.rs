@@ -2,6 +2,7 @@
 //! two store instances on one database standing for two replicas): no router, no sockets.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tessera_token::UnixTime;
@@ -11,6 +12,7 @@ use super::hub::{Hub, Refused};
 use super::stream::{Ending, Pushed, Subscriber};
 use crate::clock::{Clock, ManualClock};
 use crate::store::Store;
+use crate::store::faulty::FaultyStore;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 
@@ -150,6 +152,25 @@ async fn a_subscription_ends_at_its_time() {
     assert!(next_jtis(&mut s).await.is_empty());
     assert_eq!(s.next().await, Some(Pushed::End(Ending::MaxAge)));
     assert_eq!(s.next().await, None);
+}
+
+#[tokio::test]
+async fn a_commit_before_the_fan_out_first_reads_its_cursor_still_reaches_a_subscriber() {
+    // The subscriber reads the store (cursor 0); an entry is committed; only then does the
+    // fan-out, started by that subscription, read its first cursor (1). The entry is in no
+    // batch the fan-out publishes: the subscriber must learn it is behind.
+    let faulty = Arc::new(FaultyStore::new(sqlite().await));
+    faulty.hold_next_feed_counter.store(true, Ordering::SeqCst);
+    let store: Arc<dyn Store> = faulty.clone();
+    let (clock, hub) = (clock(), Hub::default());
+    let mut s = subscriber(&hub, &store, &clock, "c1", 0);
+    tokio::time::timeout(WAIT, faulty.feed_counter_held.notified())
+        .await
+        .expect("the fan-out reads its cursor");
+    assert!(next_jtis(&mut s).await.is_empty());
+    revoke(&*store, "between").await;
+    faulty.release_feed_counter.notify_one();
+    assert_eq!(next_jtis(&mut s).await, ["between"]);
 }
 
 #[tokio::test]
