@@ -142,6 +142,41 @@ async fn push_a_subscribed_guard_gets_a_revocation_without_polling() {
     assert_eq!(feed.applied(), applied + 1);
 }
 
+#[tokio::test]
+async fn push_a_guard_renews_its_subscription_and_misses_nothing() {
+    // Subscriptions end after a second: the guard renews each from its cursor.
+    let s = Server::start_with("feed_subscription_max_secs = 1\n", &[]);
+    let c = clients(&s);
+    let feed = subscribed_guard(&s.base, &c).await;
+    let start = feed.applied();
+    for round in 1..=3u64 {
+        // Across at least one renewal.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let (at, jti) = token(&s, &c).await;
+        revoke(&s, &c, &at).await;
+        until("the revocation after a renewal", || revoked(&feed, &jti)).await;
+        assert_eq!(feed.applied(), start + round);
+    }
+    // Each renewal is a poll and a subscription: more than the first two feed requests.
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let feed_requests: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("tessera_http_requests_total{") && l.contains("route=\"/revocations\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        feed_requests >= 4.0,
+        "{feed_requests} feed requests:\n{metrics}"
+    );
+}
+
 /// A TCP relay in front of the server whose connections can be cut and refused.
 struct Relay {
     base: String,
