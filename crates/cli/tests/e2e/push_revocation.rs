@@ -428,12 +428,36 @@ async fn push_a_subscriber_that_never_reads_holds_up_nobody() {
     assert!(seen.contains("event: end"), "{seen}");
 }
 
+/// Lame duck for 3 s, then up to 120 s for requests in flight.
+const SHUTDOWN: &str = "shutdown_delay_secs = 3\nshutdown_timeout_secs = 120\n";
+
 #[tokio::test]
 async fn push_subscriptions_end_at_shutdown_without_delaying_it() {
-    let mut s = Server::start_with(
-        "shutdown_delay_secs = 3\nshutdown_timeout_secs = 120\n",
-        &[],
-    );
+    ends_at_shutdown(Server::start_with(SHUTDOWN, &[])).await;
+}
+
+#[tokio::test]
+async fn push_postgres_subscriptions_end_at_shutdown_and_the_listener_lets_the_store_close() {
+    let Some(pg) = tokio::task::spawn_blocking(crate::postgres::cluster)
+        .await
+        .unwrap()
+    else {
+        eprintln!("skipped: no PostgreSQL installed");
+        return;
+    };
+    let url = pg.fresh_database("push_stop").unwrap();
+    let key = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [5u8; 32]);
+    ends_at_shutdown(Server::start_on(
+        Some(&url),
+        SHUTDOWN,
+        &[("TESSERA_MASTER_KEY", key.as_str())],
+    ))
+    .await;
+}
+
+/// An open subscription ends at SIGTERM, a new one is refused while pulls are served, and
+/// the server exits without waiting for `shutdown_timeout_secs`.
+async fn ends_at_shutdown(mut s: Server) {
     let c = clients(&s);
     let http = streaming();
     let mut open = subscribe(&http, &s, &c.rs.0, &c.rs.1, None).await;
