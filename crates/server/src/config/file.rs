@@ -114,7 +114,7 @@ pub struct FileConfig {
     /// ends with a final event and the guard subscribes again from its cursor.
     pub feed_subscription_max_secs: Option<u64>,
     /// Keep-alive comment on an idle push subscription every this many seconds (default
-    /// 15, 1 to 60), so dead peers are noticed on both sides.
+    /// 15, 1 to 30), so dead peers are noticed on both sides.
     pub feed_keepalive_secs: Option<u64>,
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.

@@ -121,7 +121,8 @@ impl RevocationConfig {
                 1,
                 540,
             ),
-            feed_keepalive: p.secs("feed_keepalive_secs", f.feed_keepalive_secs, 15, 1, 60),
+            // At most 30: under the guard's default idle limit (45 s) with room to spare.
+            feed_keepalive: p.secs("feed_keepalive_secs", f.feed_keepalive_secs, 15, 1, 30),
         }
     }
 }
