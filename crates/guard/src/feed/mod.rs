@@ -97,7 +97,7 @@ impl RevocationFeed {
     }
 
     /// Longest silence on a push subscription before it counts as dead (default 45 s:
-    /// three of the server's default keep-alive intervals).
+    /// three of the server's default keep-alive intervals, and above its largest, 30 s).
     pub fn push_idle_limit(mut self, d: Duration) -> Self {
         self.idle_limit = d;
         self
