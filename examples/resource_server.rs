@@ -3,7 +3,7 @@
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
 //! needs `notes:write`; `GET /healthz` is public; `GET /ping` answers like `/healthz`
 //! but needs any valid token (the benchmark's protected twin of the public route). Keys come from the issuer's discovery
-//! metadata and JWKS; with feed credentials, revocations reach it within seconds. With
+//! metadata and JWKS; with feed credentials, revocations reach it as they are committed (a push subscription; polls while it is down). With
 //! introspection credentials it checks every token at the issuer's RFC 7662 endpoint
 //! instead (a confidential client of its own; only access tokens are accepted).
 //! `--spa-client-id` serves the example SPA at `/spa/` (tokens in the page's memory);
@@ -272,7 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )?);
                 builder = builder.revocation(feed.list());
                 feed.spawn(Arc::new(SystemClock));
-                tracing::info!(%endpoint, "polling the revocation feed");
+                tracing::info!(%endpoint, "following the revocation feed (push, polling while the subscription is down)");
             }
             None => tracing::warn!("issuer publishes no revocation feed"),
         }

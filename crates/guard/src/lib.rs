@@ -41,6 +41,7 @@ mod net;
 mod revocation;
 mod scope;
 mod source;
+mod sse;
 mod verifier;
 
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};

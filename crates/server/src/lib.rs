@@ -20,6 +20,7 @@ mod clock;
 pub mod config;
 mod dpop;
 mod error;
+mod feed;
 pub mod http;
 mod ids;
 pub mod keys;

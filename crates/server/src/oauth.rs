@@ -70,6 +70,15 @@ pub enum OAuthError {
         /// Seconds until the first entry ends.
         retry_after: u64,
     },
+    /// `temporarily_unavailable` (429 with `Retry-After`): the client holds
+    /// `feed_subscriptions_per_client` push subscriptions already.
+    TooManySubscriptions {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// `temporarily_unavailable` (503 with `Retry-After`): the server is draining and
+    /// opens no push subscription (pulling still works).
+    Draining,
 }
 
 impl OAuthError {
@@ -90,14 +99,15 @@ impl OAuthError {
             OAuthError::InvalidTarget => "invalid_target",
             OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
             OAuthError::UseDpopNonce { .. } => "use_dpop_nonce",
-            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                "temporarily_unavailable"
-            }
+            OAuthError::TooManyRequests { .. }
+            | OAuthError::RateLimited { .. }
+            | OAuthError::TooManySubscriptions { .. } => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
             OAuthError::Unavailable(_)
             | OAuthError::NoSigningKey { .. }
             | OAuthError::Busy { .. }
-            | OAuthError::ProofsBusy { .. } => "temporarily_unavailable",
+            | OAuthError::ProofsBusy { .. }
+            | OAuthError::Draining => "temporarily_unavailable",
         }
     }
 
@@ -126,6 +136,12 @@ impl OAuthError {
             }
             OAuthError::Busy { .. } => Some("too many sign-ins in progress; retry later"),
             OAuthError::ProofsBusy { .. } => Some("too many DPoP proofs in flight; retry later"),
+            OAuthError::TooManySubscriptions { .. } => {
+                Some("this client holds as many feed subscriptions as it may; retry later")
+            }
+            OAuthError::Draining => {
+                Some("this server is shutting down; subscribe again, or poll meanwhile")
+            }
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }

@@ -24,6 +24,7 @@ mod keys;
 mod meta;
 mod observe;
 mod postgres;
+mod push_revocation;
 mod refresh;
 mod replicas;
 mod revocation;

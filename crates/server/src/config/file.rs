@@ -107,6 +107,15 @@ pub struct FileConfig {
     /// per client, each node on its own (default 600, 1 to 1000000); beyond it 429 with
     /// `Retry-After`.
     pub revoke_requests_per_minute: Option<u32>,
+    /// Push subscriptions to the revocation feed one client may hold open at once, per
+    /// node (default 64, 1 to 100000); beyond it 429 with `Retry-After`.
+    pub feed_subscriptions_per_client: Option<u32>,
+    /// Longest life of one push subscription, seconds (default 300, 1 to 540); it then
+    /// ends with a final event and the guard subscribes again from its cursor.
+    pub feed_subscription_max_secs: Option<u64>,
+    /// Keep-alive comment on an idle push subscription every this many seconds (default
+    /// 15, 1 to 30), so dead peers are noticed on both sides.
+    pub feed_keepalive_secs: Option<u64>,
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
     pub password_hash_queue: Option<usize>,

@@ -36,9 +36,9 @@ impl IntoResponse for OAuthError {
         metrics::counter!(metrics_names::OAUTH_ERRORS, "error" => self.code()).increment(1);
         let status = match &self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            OAuthError::TooManyRequests { .. }
+            | OAuthError::RateLimited { .. }
+            | OAuthError::TooManySubscriptions { .. } => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Server(detail) => {
                 tracing::error!(detail = %detail, "server error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -52,7 +52,7 @@ impl IntoResponse for OAuthError {
                 tracing::warn!(detail = %detail, "cannot sign");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            OAuthError::Busy { .. } | OAuthError::ProofsBusy { .. } => {
+            OAuthError::Busy { .. } | OAuthError::ProofsBusy { .. } | OAuthError::Draining => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             _ => StatusCode::BAD_REQUEST,
@@ -76,10 +76,11 @@ impl IntoResponse for OAuthError {
             | OAuthError::RateLimited { retry_after }
             | OAuthError::NoSigningKey { retry_after, .. }
             | OAuthError::Busy { retry_after }
-            | OAuthError::ProofsBusy { retry_after } => {
+            | OAuthError::ProofsBusy { retry_after }
+            | OAuthError::TooManySubscriptions { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
-            OAuthError::Unavailable(_) => {
+            OAuthError::Unavailable(_) | OAuthError::Draining => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             OAuthError::UseDpopNonce { nonce } => {

@@ -7,6 +7,7 @@ mod client_auth;
 mod cors;
 mod error;
 mod feed;
+mod feed_push;
 mod form;
 mod introspect;
 mod logout;

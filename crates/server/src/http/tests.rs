@@ -11,6 +11,7 @@ use crate::http::AppState;
 use crate::store::sqlite::SqliteStore;
 
 mod code_issuance;
+mod feed_push;
 mod login_cancel;
 mod refresh_retry;
 mod user_standing;

@@ -21,6 +21,7 @@ use aws_lc_rs::hmac;
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::feed::hub::Hub;
 use crate::keys::Keys;
 use crate::password::Passwords;
 use crate::rate_limit::ClientRateLimit;
@@ -51,6 +52,8 @@ pub struct Core {
     pub(crate) dpop_nonces: dpop::Nonces,
     /// DPoP proofs this node accepted, until their `iat` leaves the window.
     pub(crate) dpop_replay: dpop::ReplayCache,
+    /// The revocation feed's fan-out to this node's push subscribers.
+    pub(crate) feed_hub: Hub,
 }
 
 impl Core {
@@ -71,6 +74,7 @@ impl Core {
             login_limits: LoginLimits::default(),
             dpop_nonces: dpop::Nonces::new(derive(&refresh_key, b"tessera/v1/dpop-nonce")),
             dpop_replay: dpop::ReplayCache::default(),
+            feed_hub: Hub::default(),
             issuer,
             config,
             store,

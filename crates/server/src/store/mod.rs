@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub(crate) mod faulty;
+mod feed_signal;
 pub mod postgres;
 mod records;
 mod sql;
@@ -254,6 +255,12 @@ pub trait RevocationStore: Send + Sync {
     async fn last_revocation_seq(&self) -> Result<i64, StoreError>;
     /// True when `jti` or `sid` is in the feed.
     async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
+    /// A receiver woken after commits that may have added feed entries: this process's
+    /// (SQLite), or any replica's (PostgreSQL `LISTEN`/`NOTIFY`), and whenever a wake-up may
+    /// have been lost (a dropped listening connection). A wake-up carries no data and may
+    /// come with nothing new: it says "read from your cursor". Wake-ups that come while
+    /// the receiver is busy merge into one. Called inside the tokio runtime.
+    fn feed_changes(&self) -> tokio::sync::watch::Receiver<()>;
 }
 
 /// Signing keys, private halves sealed by the caller before they get here.
@@ -418,4 +425,4 @@ pub fn is_postgres_url(url: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

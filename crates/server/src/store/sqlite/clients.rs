@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tessera_token::{Algorithm, TokenHash};
 
-use super::{Sql, SqliteStore, backend, feed_sid_in, revoke_grant_in};
+use super::{Sql, SqliteStore, feed_sid_in, revoke_grant_in};
 use crate::store::{ClientRecord, ClientStore, Revoked, StoreError, client_credentials_sid};
 
 #[async_trait]
@@ -46,6 +46,6 @@ impl ClientStore for SqliteStore {
         // Its client-credentials tokens share one sid.
         feed_sid_in(&mut tx, &client_credentials_sid(id), revoked).await?;
         Sql::delete_client(&mut *tx, id).await?;
-        tx.commit().await.map_err(backend)
+        self.commit_feed(tx).await
     }
 }

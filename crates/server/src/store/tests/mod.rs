@@ -6,6 +6,7 @@
 
 mod browser_cases;
 mod cases;
+mod feed_cases;
 mod fixtures;
 mod throughput;
 mod user_cases;
@@ -39,7 +40,7 @@ async fn pg_store() -> Option<Arc<dyn Store>> {
 }
 
 /// The URL of a fresh PostgreSQL database, or `None` (skip) when there is no server.
-async fn pg_url() -> Option<String> {
+pub(crate) async fn pg_url() -> Option<String> {
     let pg = tokio::task::spawn_blocking(cluster).await.unwrap()?;
     let url = tokio::task::spawn_blocking(|| pg.fresh_database("store"))
         .await
@@ -350,6 +351,16 @@ async fn postgres_migration_keeps_one_feed_entry_per_jti_and_sid() {
     check_deduplicated(&store).await;
 }
 
+/// PostgreSQL only: two store instances on one database are two replicas; a feed commit
+/// through either wakes the readers of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_feed_commit_on_one_replica_wakes_the_other() {
+    let Some(url) = pg_url().await else { return };
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    feed_cases::a_commit_on_one_replica_wakes_the_other(a, b).await;
+}
+
 /// One test per backend for each named case in [`cases`].
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
@@ -416,4 +427,5 @@ suite!(
     a_redemption_racing_a_disable_never_leaves_a_live_grant,
     what_a_sign_in_read_before_a_revoke_all_is_refused,
     a_sign_in_racing_a_revoke_all_never_leaves_a_live_grant,
+    every_feed_writer_wakes_the_readers,
 );
