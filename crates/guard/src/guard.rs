@@ -1,8 +1,9 @@
 //! The [`Guard`]: the policy value (verifier, validation, sources, cache, revocation,
-//! clock) and the pipeline that runs it on a request.
+//! DPoP, clock) and the pipeline that runs it on a request.
 //!
-//! source -> RFC 6750 parse -> size limit -> cache lookup by token hash -> verify ->
-//! validate -> revocation check -> identity (the scope check is per route).
+//! source -> RFC 6750 / RFC 9449 parse -> size limit -> cache lookup by token hash ->
+//! verify -> validate -> revocation check -> binding (scheme, DPoP proof, nonce, replay;
+//! on every request, cached or not) -> identity (the scope check is per route).
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,9 +16,12 @@ use tessera_token::{
 };
 
 use crate::cache::VerifiedCache;
+use crate::challenge::{self, Challenges, Scheme};
+use crate::dpop::{DpopPolicy, DpopSettings, NonceKey};
+use crate::metadata::ResourceMetadata;
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
-use crate::{AuthRejection, BuildError, FetchError, GuardError, Identity, Verifier, challenge};
+use crate::{AuthRejection, BuildError, FetchError, GuardError, Identity, Verifier};
 
 /// The resource-server guard: cheap to clone (an `Arc` inside), built once at start-up
 /// with [`Guard::builder`], shared by the layer and the extractors.
@@ -27,13 +31,14 @@ pub struct Guard(Arc<Inner>);
 struct Inner {
     verifier: Verifier,
     validation: Validation,
-    realm: String,
     sources: TokenSources,
     cache: VerifiedCache,
     cache_ttl: Duration,
     revocation: Option<Arc<dyn RevocationCheck>>,
     clock: Arc<dyn Clock>,
-    json_body: bool,
+    challenges: Arc<Challenges>,
+    dpop: DpopSettings,
+    metadata: Option<ResourceMetadata>,
 }
 
 /// Builds a [`Guard`]. The verifier and the validation policy (issuer and audience) are
@@ -41,7 +46,13 @@ struct Inner {
 pub struct GuardBuilder {
     inner: Inner,
     cache_capacity: usize,
+    challenges: Challenges,
+    replay_capacity: usize,
+    nonce: Option<(Vec<u8>, Duration)>,
 }
+
+/// Default capacity of the DPoP replay cache, in proofs.
+const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 impl Guard {
     /// Starts a guard verifying with `verifier` under `validation`.
@@ -50,15 +61,19 @@ impl Guard {
             inner: Inner {
                 verifier,
                 validation,
-                realm: "api".into(),
                 sources: TokenSources::default(),
                 cache: VerifiedCache::new(0),
                 cache_ttl: Duration::from_secs(300),
                 revocation: None,
                 clock: Arc::new(SystemClock),
-                json_body: true,
+                challenges: Arc::default(),
+                dpop: DpopSettings::new(1),
+                metadata: None,
             },
             cache_capacity: 10_000,
+            challenges: Challenges::default(),
+            replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            nonce: None,
         }
     }
 
@@ -71,13 +86,50 @@ impl Guard {
         let found =
             source::from_parts(parts, &self.0.sources).inspect_err(|e| self.log(e, None))?;
         match found {
-            Found::Token(t) => self.verify(&t).await.map(Some),
+            Found::Token(t, scheme) => self.verify_presented(parts, &t, scheme).await.map(Some),
             Found::MaybeInForm | Found::Nothing => Ok(None),
         }
     }
 
-    /// Verifies one token: cache, verifier, revocation.
+    /// Verifies one token presented alone, as `Bearer`: cache, verifier, revocation. A
+    /// DPoP-bound token is refused here (its proof belongs to a request: use
+    /// [`Guard::authenticate`] or the layer).
     pub async fn verify(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
+        let parts = http::Request::new(()).into_parts().0;
+        self.verify_presented(&parts, token, Scheme::Bearer).await
+    }
+
+    /// Verifies `token`, then how the request `parts` presented it ([`DpopSettings::check`]).
+    pub(crate) async fn verify_presented(
+        &self,
+        parts: &Parts,
+        token: &BearerToken,
+        scheme: Scheme,
+    ) -> Result<Arc<Identity>, GuardError> {
+        let identity = self.verify_token(token).await?;
+        self.check_binding(parts, scheme, token.expose(), identity)
+    }
+
+    /// The binding check of a verified (or cached) token, on every request.
+    fn check_binding(
+        &self,
+        parts: &Parts,
+        scheme: Scheme,
+        raw: &str,
+        identity: Arc<Identity>,
+    ) -> Result<Arc<Identity>, GuardError> {
+        let now = self.0.clock.now();
+        match self.0.dpop.check(parts, scheme, raw, &identity, now) {
+            Ok(()) => Ok(identity),
+            Err(e) => {
+                self.log(&e, Some(raw));
+                Err(e)
+            }
+        }
+    }
+
+    /// Verifies one token: cache, verifier, revocation.
+    async fn verify_token(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
         let inner = &*self.0;
         let now = inner.clock.now();
         let raw = token.expose();
@@ -125,9 +177,10 @@ impl Guard {
     }
 
     /// The warm path: a request whose only `Authorization` header is exactly
-    /// `Bearer <token>` with a token already in the cache. A cached token passed the
-    /// strict RFC 6750 parse before, and those exact bytes parse the same way again, so
-    /// the parse is skipped; the query rule and the revocation check still apply. `None`
+    /// `Bearer <token>` or `DPoP <token>` with a token already in the cache. A cached
+    /// token passed the strict RFC 6750 parse before, and those exact bytes parse the
+    /// same way again, so the parse is skipped; the query rule, the revocation check and
+    /// the binding check (a fresh, unreplayed proof for a DPoP token) still apply. `None`
     /// sends the request down the full path.
     pub(crate) fn cached(&self, parts: &Parts) -> Option<Result<Arc<Identity>, GuardError>> {
         if !self.0.cache.is_enabled() {
@@ -145,7 +198,10 @@ impl Guard {
         if values.next().is_some() {
             return None;
         }
-        let token = value.as_bytes().strip_prefix(b"Bearer ")?;
+        let (token, scheme) = match value.as_bytes().strip_prefix(b"Bearer ") {
+            Some(t) => (t, Scheme::Bearer),
+            None => (value.as_bytes().strip_prefix(b"DPoP ")?, Scheme::Dpop),
+        };
         if token.is_empty() || token.len() > self.0.validation.token_len_limit() {
             return None;
         }
@@ -153,7 +209,10 @@ impl Guard {
         let hash = TokenHash::of(token);
         let identity = self.0.cache.get(&hash, now)?;
         let raw = std::str::from_utf8(token).unwrap_or_default();
-        Some(self.check_revoked(identity, Some(&hash), now, raw))
+        Some(
+            self.check_revoked(identity, Some(&hash), now, raw)
+                .and_then(|id| self.check_binding(parts, scheme, raw, id)),
+        )
     }
 
     fn check_revoked(
@@ -175,14 +234,27 @@ impl Guard {
         Ok(identity)
     }
 
-    /// The RFC 6750 response for `err` (status, `WWW-Authenticate`, optional JSON body).
+    /// The RFC 6750 response for `err` (status, `WWW-Authenticate` challenges, optional
+    /// JSON body) to a request that used the `Bearer` scheme; [`Guard::error_response_to`]
+    /// answers a request in its own scheme.
     pub fn error_response(&self, err: &GuardError) -> Response {
-        challenge::response(&self.0.realm, self.0.json_body, err)
+        challenge::response(&self.0.challenges, Scheme::Bearer, err)
+    }
+
+    /// The response for `err` to the request `parts`: the error goes on the challenge of
+    /// the scheme the request used (`Bearer` or `DPoP`, RFC 9449 section 7.1).
+    pub fn error_response_to(&self, parts: &Parts, err: &GuardError) -> Response {
+        challenge::response(&self.0.challenges, Scheme::of(&parts.headers), err)
     }
 
     /// The extractors' typed refusal for `err`, shaped by this guard's settings.
-    pub(crate) fn rejection(&self, err: GuardError) -> AuthRejection {
-        AuthRejection::new(err, &self.0.realm, self.0.json_body)
+    pub(crate) fn rejection(&self, err: GuardError, scheme: Scheme) -> AuthRejection {
+        AuthRejection::new(err, self.0.challenges.clone(), scheme)
+    }
+
+    /// The RFC 9728 metadata this guard serves, if configured.
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.0.metadata.as_ref()
     }
 
     /// Fetches remote keys now, so the first request does not wait for them.
@@ -246,7 +318,56 @@ impl Guard {
 impl GuardBuilder {
     /// The `realm` of challenges (default `api`).
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.inner.realm = realm.into();
+        self.challenges.realm = realm.into();
+        self
+    }
+
+    /// Which schemes are accepted (default [`DpopPolicy::Allowed`]: unbound tokens as
+    /// `Bearer`, DPoP-bound tokens only as `DPoP` with their proof).
+    pub fn dpop(mut self, policy: DpopPolicy) -> Self {
+        self.inner.dpop.policy = policy;
+        self
+    }
+
+    /// The public URL clients reach this API at (e.g. `https://api.example` behind a
+    /// proxy, with a path prefix if any): a proof's `htu` must be it plus the request's
+    /// path. Without it the guard trusts the request's `Host` header (https, or http on
+    /// loopback); set it in production.
+    pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.inner.dpop.public_base_url = Some(url.into());
+        self
+    }
+
+    /// How far a proof's `iat` may be from now (default 60 s) and the clock-skew leeway
+    /// on top (default 5 s). A proof is remembered in the replay cache this long.
+    pub fn dpop_proof_window(mut self, window: Duration, leeway: Duration) -> Self {
+        self.inner.dpop.window = window;
+        self.inner.dpop.leeway = leeway;
+        self
+    }
+
+    /// Requires guard-issued nonces in proofs (RFC 9449 section 9): a proof without the
+    /// current one is refused with `use_dpop_nonce` and a fresh `DPoP-Nonce`. Nonces are
+    /// an HMAC of the time step under `secret` (at least 32 bytes), so every instance
+    /// configured with the same secret accepts the others' nonces; one lives one to two
+    /// `step`s. Off by default.
+    pub fn dpop_nonce(mut self, secret: impl Into<Vec<u8>>, step: Duration) -> Self {
+        self.nonce = Some((secret.into(), step));
+        self
+    }
+
+    /// Capacity of the DPoP replay cache in proofs (default 100 000).
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+
+    /// Serves RFC 9728 protected-resource metadata ([`Guard::metadata_router`]) and sends
+    /// its URL as `resource_metadata` in every challenge. The guard fills in the members
+    /// it decides: `bearer_methods_supported`, `dpop_signing_alg_values_supported`,
+    /// `dpop_bound_access_tokens_required`.
+    pub fn resource_metadata(mut self, metadata: ResourceMetadata) -> Self {
+        self.inner.metadata = Some(metadata);
         self
     }
 
@@ -283,7 +404,7 @@ impl GuardBuilder {
     /// Whether error responses carry a JSON body `{"error", "error_description"}`
     /// (default true).
     pub fn json_body(mut self, json: bool) -> Self {
-        self.inner.json_body = json;
+        self.challenges.json_body = json;
         self
     }
 
@@ -298,6 +419,31 @@ impl GuardBuilder {
             ));
         }
         self.inner.cache = VerifiedCache::new(self.cache_capacity);
+        if let Some(base) = &self.inner.dpop.public_base_url {
+            let url = crate::net::config_url(base, "public_base_url")?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(BuildError::Invalid(
+                    "public_base_url: give scheme, host and path prefix only, without a query or fragment",
+                ));
+            }
+        }
+        if let Some((secret, step)) = &self.nonce {
+            if secret.len() < 32 {
+                return Err(BuildError::Invalid(
+                    "dpop_nonce: the secret must be at least 32 random bytes",
+                ));
+            }
+            self.inner.dpop.nonce = Some(NonceKey::new(secret, *step));
+        }
+        let policy = self.inner.dpop.policy;
+        let replay = crate::dpop::ReplayCache::new(self.replay_capacity);
+        self.inner.dpop.replay = replay;
+        self.challenges.policy = policy;
+        if let Some(meta) = &mut self.inner.metadata {
+            meta.settle(policy, &self.inner.sources)?;
+            self.challenges.resource_metadata = Some(meta.url().to_owned());
+        }
+        self.inner.challenges = Arc::new(self.challenges);
         Ok(Guard(Arc::new(self.inner)))
     }
 }
@@ -308,7 +454,8 @@ impl fmt::Debug for Guard {
             .field("verifier", &self.0.verifier)
             .field("issuers", &self.0.validation.issuers())
             .field("audiences", &self.0.validation.audiences())
-            .field("realm", &self.0.realm)
+            .field("realm", &self.0.challenges.realm)
+            .field("dpop", &self.0.dpop.policy)
             .field("sources", &self.0.sources)
             .finish_non_exhaustive()
     }

@@ -31,24 +31,30 @@
 
 mod cache;
 mod challenge;
+mod dpop;
 mod error;
 mod extract;
 mod feed;
 mod guard;
 mod identity;
 mod layer;
+mod metadata;
 mod net;
 mod revocation;
 mod scope;
 mod source;
 mod verifier;
 
+pub use dpop::DpopPolicy;
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
 pub use guard::{Guard, GuardBuilder};
 pub use identity::{Identity, Origin};
-pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
+pub use layer::{
+    GuardLayer, GuardService, RequireDpop, RequireDpopService, RequireScope, RequireScopeService,
+};
+pub use metadata::{ResourceMetadata, WELL_KNOWN_PATH};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
 pub use source::{CookieSource, Csrf, TokenSources};
