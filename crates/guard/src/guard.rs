@@ -420,7 +420,16 @@ impl GuardBuilder {
         }
         self.inner.cache = VerifiedCache::new(self.cache_capacity);
         if let Some(base) = &self.inner.dpop.public_base_url {
-            let url = crate::net::config_url(base, "public_base_url")?;
+            // Plain http is the operator's choice (the server's dangerous_allow_http); the
+            // comparison works the same.
+            let url = url::Url::parse(base).map_err(|_| BuildError::InvalidUrl {
+                field: "public_base_url",
+            })?;
+            if !matches!(url.scheme(), "https" | "http") || !url.has_host() {
+                return Err(BuildError::InvalidUrl {
+                    field: "public_base_url",
+                });
+            }
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(BuildError::Invalid(
                     "public_base_url: give scheme, host and path prefix only, without a query or fragment",

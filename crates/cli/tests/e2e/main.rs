@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod cookie_mode;
 mod doctor;
+mod dpop_guard;
 mod guard;
 mod hardening_idtoken;
 mod hardening_login;

@@ -520,7 +520,7 @@ async fn htu_is_the_public_url_behind_a_proxy_and_nested_routers() {
     // A bad base URL is a start-up error.
     assert!(
         static_guard(&k, clock())
-            .public_base_url("http://api.example")
+            .public_base_url("ftp://api.example")
             .build()
             .is_err()
     );

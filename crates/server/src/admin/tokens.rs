@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_token::{Jwk, KeySet, Validation, VerifiedClaims, decode_unverified};
+use tessera_token::{Confirmation, Jwk, KeySet, Validation, VerifiedClaims, decode_unverified};
 
 use super::Admin;
 use crate::Error;
@@ -27,6 +27,9 @@ pub struct MintRequest {
     pub ttl: Option<Duration>,
     /// Issuer; default: this data directory's issuer.
     pub issuer: Option<String>,
+    /// Binds the token to a DPoP key (RFC 9449 section 6.1): `cnf.jkt`, the key's RFC 7638
+    /// thumbprint.
+    pub cnf_jkt: Option<String>,
 }
 
 impl Admin {
@@ -75,12 +78,15 @@ impl Admin {
             auth_time: None,
             alg: client.signing_alg,
         };
-        let token = sign_access_token(&ring, &issuer, now, ttl, &grant)?;
+        let mut token = sign_access_token(&ring, &issuer, now, ttl, &grant)?;
+        if let Some(jkt) = &req.cnf_jkt {
+            token = bind_to_key(&ring, client.signing_alg, &token, jkt)?;
+        }
         self.audit(
             "token.mint",
             Some(&client.id),
             None,
-            json!({ "sub": sub, "sid": sid, "ttl": ttl.as_secs() }),
+            json!({ "sub": sub, "sid": sid, "ttl": ttl.as_secs(), "dpop_bound": req.cnf_jkt.is_some() }),
         )
         .await;
         Ok(token)
@@ -123,4 +129,30 @@ impl Admin {
         )
         .map_err(invalid)
     }
+}
+
+/// The minted `token` re-signed with `cnf: {"jkt": jkt}` added. A thumbprint is the
+/// base64url of a SHA-256 (43 characters).
+// TODO(issue 16): fold into the token endpoint's binding (AccessGrant) once it lands.
+fn bind_to_key(
+    ring: &keys::KeyRing,
+    alg: Option<tessera_token::Algorithm>,
+    token: &str,
+    jkt: &str,
+) -> Result<String, Error> {
+    let is_b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if jkt.len() != 43 || !jkt.chars().all(is_b64url) {
+        return Err(Error::Invalid(
+            "--cnf-jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)".into(),
+        ));
+    }
+    let mut claims = decode_unverified(token)?.claims;
+    claims.cnf = Some(Confirmation {
+        jkt: Some(jkt.to_owned()),
+        ..Confirmation::default()
+    });
+    let key = ring
+        .signer(alg)
+        .ok_or_else(|| Error::Key("no active key for the client's algorithm".into()))?;
+    Ok(key.sign(&claims, Some("at+jwt"))?)
 }
