@@ -29,6 +29,7 @@
 //! # Ok(app) }
 //! ```
 
+mod builder;
 mod cache;
 mod challenge;
 mod dpop;
@@ -45,11 +46,12 @@ mod scope;
 mod source;
 mod verifier;
 
+pub use builder::GuardBuilder;
 pub use dpop::DpopPolicy;
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
-pub use guard::{Guard, GuardBuilder};
+pub use guard::Guard;
 pub use identity::{Identity, Origin};
 pub use layer::{
     GuardLayer, GuardService, RequireDpop, RequireDpopService, RequireScope, RequireScopeService,
