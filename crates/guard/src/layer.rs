@@ -16,7 +16,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::challenge::Scheme;
-use crate::dpop::DPOP_REQUIRED;
+use crate::dpop::{DPOP, DPOP_REQUIRED};
 use crate::extract;
 use crate::source::{self, Found};
 use crate::{Guard, GuardError, Identity, ScopeRequirement};
@@ -82,13 +82,14 @@ pub struct GuardService<S> {
     inner: S,
 }
 
-/// Marks the credential-bearing headers sensitive, so `Debug` and tracing of the
-/// request never print them.
+/// Marks the credential-bearing headers (a DPoP proof included: it is replayable for a
+/// minute) sensitive, so `Debug` and tracing of the request never print them.
 fn mark_sensitive(req: &mut Request<Body>) {
     for name in [
         header::AUTHORIZATION,
         header::COOKIE,
         header::PROXY_AUTHORIZATION,
+        DPOP,
     ] {
         if let http::header::Entry::Occupied(mut e) = req.headers_mut().entry(name) {
             for v in e.iter_mut() {

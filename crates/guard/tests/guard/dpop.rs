@@ -112,6 +112,32 @@ async fn a_bound_token_with_its_proof_is_accepted_and_unbound_bearer_tokens_stil
     let plain = token(&k, json!({}));
     let r = send(&app, get_with("/me", &[("authorization", &bearer(&plain))])).await;
     assert_eq!(r.status, StatusCode::OK);
+    // The scheme name is case-insensitive (RFC 9110 section 11.1); a token68 it must be.
+    let t = bound_token(&k, &client);
+    let p = proof(&client, &format!("{BASE}/me"), &t);
+    let r = send(
+        &app,
+        get_with(
+            "/me",
+            &[("authorization", &format!("dpop  {t}")), ("dpop", &p)],
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = send(
+        &app,
+        get_with("/me", &[("authorization", "DPoP a b"), ("dpop", &p)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = send(
+        &app,
+        get_with("/me", &[("authorization", "DPoP "), ("dpop", &p)]),
+    )
+    .await;
+    // A bare scheme is no credentials: 401 without an error code.
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.is_empty());
 }
 
 #[tokio::test]
