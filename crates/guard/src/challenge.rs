@@ -86,7 +86,8 @@ pub(crate) fn challenges(c: &Challenges, scheme: Scheme, err: &GuardError) -> Ve
     let dpop_only =
         c.policy == DpopPolicy::Required || err == &GuardError::TokenBinding(DPOP_REQUIRED);
     let bearer = c.policy != DpopPolicy::Required && !dpop_only;
-    let dpop = c.policy != DpopPolicy::Disabled;
+    // A route requiring DPoP under a guard that refuses it still says what it needs.
+    let dpop = c.policy != DpopPolicy::Disabled || dpop_only;
     let error_on_dpop = dpop && (!bearer || scheme == Scheme::Dpop || err.concerns_dpop());
     let mut out = Vec::with_capacity(2);
     if bearer {
@@ -284,6 +285,17 @@ mod tests {
         let required = GuardError::TokenBinding(DPOP_REQUIRED);
         let values = one(&route, Scheme::Bearer, &required);
         assert_eq!(values.len(), 1);
+        let refused = Challenges {
+            policy: DpopPolicy::Disabled,
+            ..Challenges::default()
+        };
+        let misconfigured = one(&refused, Scheme::Bearer, &required);
+        assert_eq!(
+            misconfigured.len(),
+            1,
+            "RequireDpop under Disabled still challenges"
+        );
+        assert!(misconfigured[0].starts_with("DPoP "));
         assert!(
             values[0].starts_with(r#"DPoP algs="EdDSA ES256 RS256 PS256", error="invalid_token""#)
         );

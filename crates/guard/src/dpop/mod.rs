@@ -154,7 +154,10 @@ impl DpopSettings {
         }
         // Last: a proof is spent only when everything else about it passed.
         let until = verified.iat.saturating_add(self.window + self.leeway);
-        if !self.replay.record(&verified.jkt, &verified.jti, until, now) {
+        if !self
+            .replay
+            .record(&verified.jkt, &verified.jti, verified.iat, until, now)
+        {
             return Err(invalid_proof("the proof was already used"));
         }
         Ok(())
