@@ -6,6 +6,9 @@
 //! or [`Scoped`] in handlers; [`RequireScope`] adds a scope to a route as a layer.
 //! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]); the
 //! extractors refuse with the typed [`AuthRejection`], which becomes that same response.
+//! DPoP-bound tokens (RFC 9449) are taken with their proofs by default ([`DpopPolicy`]);
+//! [`RequireDpop`] requires them on a route; [`ResourceMetadata`] is served (RFC 9728)
+//! by [`Guard::metadata_router`] and named in every challenge.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
