@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_token::{SystemClock, Validation};
+use zeroize::Zeroizing;
 
 use crate::cache::VerifiedCache;
 use crate::challenge::Challenges;
@@ -22,7 +23,7 @@ pub struct GuardBuilder {
     cache_capacity: usize,
     challenges: Challenges,
     replay_capacity: usize,
-    nonce: Option<(Vec<u8>, Duration)>,
+    nonce: Option<(Zeroizing<Vec<u8>>, Duration)>,
 }
 
 /// Default capacity of the DPoP replay cache, in proofs.
@@ -89,7 +90,7 @@ impl GuardBuilder {
     /// configured with the same secret accepts the others' nonces; one lives one to two
     /// `step`s. Off by default.
     pub fn dpop_nonce(mut self, secret: impl Into<Vec<u8>>, step: Duration) -> Self {
-        self.nonce = Some((secret.into(), step));
+        self.nonce = Some((Zeroizing::new(secret.into()), step));
         self
     }
 
