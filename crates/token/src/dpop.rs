@@ -173,25 +173,21 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
     })
 }
 
-/// Makes a DPoP proof, as a client does: `claims` (`jti`, `htm`, `htu`, `iat`, and
-/// `nonce` or `ath` when needed) signed by `key`, whose public key goes in the header's
-/// `jwk` with `typ: dpop+jwt`. An HMAC key has no public key and is refused.
+/// Signs a DPoP proof with `key` (the client side, for tests, benches and tools): header
+/// `{"typ": "dpop+jwt", "alg", "jwk"}` with the key's public JWK (no `kid`), payload
+/// `claims` as given (`jti`, `htm`, `htu`, `iat`, and `ath`/`nonce` when needed). An HMAC
+/// key has no public JWK and is refused with [`Error::Unsupported`].
 pub fn sign_proof(key: &SigningKey, claims: &Value) -> Result<String, Error> {
-    let jwk = key
-        .public_jwk()
-        .ok_or(Error::InvalidKey("a DPoP proof needs an asymmetric key"))?;
+    let mut jwk = key.public_jwk().ok_or(Error::Unsupported)?;
+    jwk.kid = None;
     let header = serde_json::json!({
         "typ": PROOF_TYP,
         "alg": key.algorithm().name(),
         "jwk": jwk,
     });
-    let input = format!(
-        "{}.{}",
-        b64::encode(header.to_string()),
-        b64::encode(claims.to_string())
-    );
-    let sig = key.sign_bytes(input.as_bytes())?;
-    Ok(format!("{input}.{}", b64::encode(sig)))
+    let header = serde_json::to_vec(&header).map_err(|_| Error::Crypto)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| Error::InvalidClaim("claims"))?;
+    key.sign_raw(&header, &payload)
 }
 
 /// Normalises an `htu` or request URL for comparison (RFC 9449 section 4.3, RFC 3986

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod cookie_mode;
 mod doctor;
+mod dpop_guard;
 mod dpop_server;
 mod guard;
 mod hardening_idtoken;
