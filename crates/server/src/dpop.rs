@@ -3,6 +3,8 @@
 //! public token URL; then the server nonce), and the one place a checked proof is
 //! recorded in the replay cache, which the grants call once every other check passed.
 
+use std::time::Duration;
+
 use tessera_token::dpop::{self as proof, ProofCheck, VerifiedProof};
 
 use crate::oauth::OAuthError;
@@ -54,15 +56,18 @@ pub(crate) fn check(
     Ok(Some(Proof(verified)))
 }
 
-/// Records `proof` in this node's replay cache until its `iat` leaves the window:
+/// Records `proof` in this node's replay cache until its `iat` has left the window:
 /// `invalid_dpop_proof` when it was used before, `temporarily_unavailable` when the
-/// cache is full of live proofs. Call it only once every other check passed.
+/// cache is full of live proofs. Call it only once every other check passed, so a
+/// refused request does not spend its proof.
 pub(crate) fn record(core: &Core, proof: &Proof) -> Result<(), OAuthError> {
     let config = &core.config.dpop;
+    // `verify_proof` still accepts `iat` at exactly window + leeway from now: the entry
+    // must outlive that second, so it ends one second later.
     let until = proof
         .0
         .iat
-        .saturating_add(config.proof_window + config.leeway);
+        .saturating_add(config.proof_window + config.leeway + Duration::from_secs(1));
     match core
         .dpop_replay
         .record(&proof.0.jkt, &proof.0.jti, until, core.clock.now())
@@ -109,8 +114,6 @@ fn refusal(e: tessera_token::Error) -> OAuthError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::{Value, json};
     use tessera_token::dpop::sign_proof;
     use tessera_token::{Algorithm, SigningKey};
@@ -180,6 +183,23 @@ mod tests {
         assert_eq!(code(checked(&core, hmac)), "invalid_dpop_proof");
     }
 
+    /// `verify_proof` accepts `iat` up to window + leeway (65 s) away, inclusive: at that
+    /// very second the proof still passes the checks, so the cache must still know it.
+    #[tokio::test]
+    async fn a_proof_replayed_at_the_last_second_of_its_window_is_refused() {
+        let (core, _dir, clock) = testing::core().await;
+        let proof = sign_proof(&key(), &claims(&core, "edge")).unwrap();
+        record(&core, &checked(&core, &proof).unwrap().unwrap()).unwrap();
+        clock.advance(Duration::from_secs(65));
+        let again = checked(&core, &proof).unwrap().unwrap();
+        assert_eq!(
+            record(&core, &again).unwrap_err(),
+            OAuthError::InvalidDpopProof("the DPoP proof was used before")
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(checked(&core, &proof).is_err(), "out of the window");
+    }
+
     #[tokio::test]
     async fn a_required_nonce_is_asked_for_and_the_given_one_is_accepted() {
         let (mut core, _dir, clock) = testing::core().await;
@@ -233,17 +253,22 @@ mod tests {
             .unwrap()
             .unwrap();
         let full = record(&core, &second).unwrap_err();
-        assert_eq!(full, OAuthError::ProofsBusy { retry_after: 65 });
+        assert_eq!(full, OAuthError::ProofsBusy { retry_after: 66 });
         let response = full.into_response();
         assert_eq!(response.status(), 503);
-        assert_eq!(response.headers()["retry-after"], "65");
-        // Once the first proof's window is over, its place is free; it is never forgotten
-        // before.
+        assert_eq!(response.headers()["retry-after"], "66");
+        // Once the first proof can no longer pass the window, its place is free; it is
+        // never forgotten before, not even at the window's last second.
+        clock.advance(Duration::from_secs(65));
         assert_eq!(
             record(&core, &first).unwrap_err().code(),
             "invalid_dpop_proof"
         );
-        clock.advance(Duration::from_secs(65));
+        assert_eq!(
+            record(&core, &second).unwrap_err().code(),
+            "temporarily_unavailable"
+        );
+        clock.advance(Duration::from_secs(1));
         record(&core, &second).unwrap();
     }
 

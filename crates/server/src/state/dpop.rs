@@ -1,16 +1,15 @@
 //! What this node keeps for DPoP (RFC 9449): the server nonces, computed rather than
 //! stored, and the replay cache of proof `jti`s.
 //!
-//! A nonce is HMAC-SHA256 (key derived from the master key) over a time step, so every
-//! replica computes the same nonces with no shared state; the current step, the next one
+//! A nonce is HMAC-SHA256 (key derived from the master key and the issuer) over a time
+//! step, so every replica of a deployment computes the same nonces with no shared state; the current step, the next one
 //! (a replica whose clock runs ahead) and [`PAST_STEPS`] previous ones are accepted. The
 //! replay cache is per node, keyed by SHA-256 of (thumbprint, `jti`), bounded in entries
-//! ([`MAX_PROOFS`]) and in time (an entry ends when its proof's `iat` leaves the window);
-//! docs/security.md says why per node is enough.
+//! ([`MAX_PROOFS`], shared by all clients) and in time (an entry ends one second after
+//! its proof's `iat` leaves the window); docs/security.md says why per node is enough.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine as _;
@@ -45,6 +44,15 @@ impl Nonces {
     /// Nonces keyed by `key` (derived from the master key, the same on every replica).
     pub(crate) fn new(key: hmac::Key) -> Self {
         Nonces { key }
+    }
+
+    /// The nonces of the deployment whose master key is `master` and whose issuer is
+    /// `issuer`: its replicas (same key, same issuer) accept each other's nonces; another
+    /// deployment sharing the master key under another issuer does not.
+    pub(crate) fn of_deployment(master: &hmac::Key, issuer: &str) -> Self {
+        let mut label = b"tessera/v2/dpop-nonce\0".to_vec();
+        label.extend_from_slice(issuer.as_bytes());
+        Nonces::new(super::derive(master, &label))
     }
 
     fn step(now: UnixTime) -> i64 {
@@ -96,8 +104,29 @@ pub(crate) enum Replay {
 
 /// The proofs this node accepted, until their `iat` leaves the window.
 pub(crate) struct ReplayCache {
-    entries: Mutex<HashMap<[u8; 32], UnixTime>>,
+    entries: Mutex<Entries>,
     capacity: usize,
+}
+
+/// The live proofs by key, and the same ordered by end: ended entries are dropped from
+/// the front, so each record costs O(log n) however full the cache is.
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<[u8; 32], i64>,
+    by_end: BTreeSet<(i64, [u8; 32])>,
+}
+
+impl Entries {
+    /// Drops every entry whose end is not after `now`.
+    fn drop_ended(&mut self, now: i64) {
+        while let Some(&(end, key)) = self.by_end.first() {
+            if end > now {
+                break;
+            }
+            self.by_end.pop_first();
+            self.by_key.remove(&key);
+        }
+    }
 }
 
 impl Default for ReplayCache {
@@ -109,7 +138,7 @@ impl Default for ReplayCache {
 impl std::fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplayCache")
-            .field("entries", &self.lock().len())
+            .field("entries", &self.lock().by_key.len())
             .finish()
     }
 }
@@ -118,17 +147,18 @@ impl ReplayCache {
     /// A cache of at most `capacity` live proofs.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         ReplayCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], UnixTime>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the proof (`jkt`, `jti`) until `until`, or says why not. Check and insert
-    /// happen under one lock: of simultaneous requests with one proof, exactly one wins.
+    /// Records the proof (`jkt`, `jti`) until `until` (it is seen as used while
+    /// `now < until`), or says why not. Check and insert happen under one lock: of
+    /// simultaneous requests with one proof, exactly one wins.
     pub(crate) fn record(
         &self,
         jkt: &str,
@@ -137,21 +167,22 @@ impl ReplayCache {
         now: UnixTime,
     ) -> Result<(), Replay> {
         let key = Self::key(jkt, jti);
+        let now = now.secs();
         let mut entries = self.lock();
-        if entries.get(&key).is_some_and(|end| now < *end) {
+        entries.drop_ended(now);
+        if entries.by_key.contains_key(&key) {
             return Err(Replay::Seen);
         }
-        if entries.len() >= self.capacity {
-            entries.retain(|_, end| now < *end);
-        }
-        if entries.len() >= self.capacity {
-            let first = entries.values().min().copied().unwrap_or(now);
-            let wait = u64::try_from(first.secs() - now.secs()).unwrap_or(0);
+        if entries.by_key.len() >= self.capacity {
+            let first = entries.by_end.first().map_or(now, |(end, _)| *end);
+            let wait = u64::try_from(first - now).unwrap_or(0);
             return Err(Replay::Full {
                 retry_after: wait.max(1),
             });
         }
-        entries.insert(key, until.max(now.saturating_add(Duration::from_secs(1))));
+        let end = until.secs().max(now + 1);
+        entries.by_key.insert(key, end);
+        entries.by_end.insert((end, key));
         Ok(())
     }
 
@@ -197,6 +228,21 @@ mod tests {
         // A replica whose clock runs one step ahead hands out a nonce the others take.
         assert!(b.accepts(&a.current(t(now + NONCE_STEP_SECS)), t(now)));
         assert!(!b.accepts(&a.current(t(now + 2 * NONCE_STEP_SECS)), t(now)));
+    }
+
+    /// Two deployments that share a master key (a copied secrets file) under different
+    /// issuers do not accept each other's nonces; replicas of one deployment do.
+    #[test]
+    fn a_nonce_holds_only_in_the_deployment_that_made_it() {
+        let master = hmac::Key::new(hmac::HMAC_SHA256, &[9; 32]);
+        let now = t(1_800_000_000);
+        let here = Nonces::of_deployment(&master, "https://auth.example");
+        let n = here.current(now);
+        let replica = Nonces::of_deployment(&master, "https://auth.example");
+        assert!(replica.accepts(&n, now));
+        let staging = Nonces::of_deployment(&master, "https://staging.auth.example");
+        assert!(!staging.accepts(&n, now));
+        assert!(!here.accepts(&staging.current(now), now));
     }
 
     #[test]
