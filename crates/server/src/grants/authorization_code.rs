@@ -174,7 +174,7 @@ pub(crate) async fn exchange(
     }
     // Every check passed: the proof is spent now, before the code is.
     if let Some(proof) = proof {
-        dpop::record(core, proof)?;
+        dpop::record(core, &client.id, proof)?;
     }
     match core
         .store

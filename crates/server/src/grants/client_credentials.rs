@@ -25,7 +25,7 @@ pub(crate) async fn exchange(
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
     if let Some(proof) = proof {
-        dpop::record(core, proof)?;
+        dpop::record(core, &client.id, proof)?;
     }
     let jkt = proof.map(Proof::jkt);
     let sid = client_credentials_sid(&client.id);

@@ -52,7 +52,7 @@ pub(crate) async fn exchange(
     // Only a request that signed the user in spends its proof: a wrong password or a
     // throttled attempt leaves it unrecorded.
     if let Some(proof) = proof {
-        dpop::record(core, proof)?;
+        dpop::record(core, &client.id, proof)?;
     }
     let jkt = proof.map(Proof::jkt);
     let now = core.clock.now();

@@ -78,7 +78,7 @@ pub(crate) async fn exchange(
     // Every check passed; the proof is spent before the rotation commits, so of two
     // concurrent refreshes with one proof only one gets past here.
     if let Some(proof) = proof {
-        dpop::record(core, proof)?;
+        dpop::record(core, &client.id, proof)?;
     }
 
     let next = successor(&core.refresh_key, &hash)?;

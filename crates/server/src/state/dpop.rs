@@ -9,7 +9,7 @@
 //! its proof's `iat` leaves the window); docs/security.md says why per node is enough.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::{constant_time, digest, hmac};
 use base64::Engine as _;
@@ -25,6 +25,11 @@ pub(crate) const PAST_STEPS: i64 = 2;
 /// Most proofs remembered; past it (after dropping ended entries) new proofs are refused
 /// until entries end, rather than forgetting a proof that could then be replayed.
 pub(crate) const MAX_PROOFS: usize = 100_000;
+
+/// One client may hold at most 1/`CLIENT_SHARE` of the cache, so a single client (its
+/// secret leaked, or a user of a public client signing in as fast as it can) cannot
+/// refuse DPoP to every other client of the node.
+pub(crate) const CLIENT_SHARE: usize = 2;
 
 /// Bytes of the HMAC tag kept in a nonce.
 const TAG_LEN: usize = 16;
@@ -108,12 +113,14 @@ pub(crate) struct ReplayCache {
     capacity: usize,
 }
 
-/// The live proofs by key, and the same ordered by end: ended entries are dropped from
-/// the front, so each record costs O(log n) however full the cache is.
+/// The live proofs by key (with their end and client), the same ordered by end, and each
+/// client's ordered by end: ended entries are dropped from the front, so each record
+/// costs O(log n) however full the cache is.
 #[derive(Default)]
 struct Entries {
-    by_key: HashMap<[u8; 32], i64>,
+    by_key: HashMap<[u8; 32], (i64, Arc<str>)>,
     by_end: BTreeSet<(i64, [u8; 32])>,
+    by_client: HashMap<Arc<str>, BTreeSet<(i64, [u8; 32])>>,
 }
 
 impl Entries {
@@ -124,9 +131,23 @@ impl Entries {
                 break;
             }
             self.by_end.pop_first();
-            self.by_key.remove(&key);
+            let Some((_, client)) = self.by_key.remove(&key) else {
+                continue;
+            };
+            if let Some(mine) = self.by_client.get_mut(&client) {
+                mine.remove(&(end, key));
+                if mine.is_empty() {
+                    self.by_client.remove(&client);
+                }
+            }
         }
     }
+}
+
+/// The wait until the first of `ends` ends, at least a second.
+fn wait(ends: &BTreeSet<(i64, [u8; 32])>, now: i64) -> u64 {
+    let first = ends.first().map_or(now, |(end, _)| *end);
+    u64::try_from(first - now).unwrap_or(0).max(1)
 }
 
 impl Default for ReplayCache {
@@ -156,11 +177,14 @@ impl ReplayCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the proof (`jkt`, `jti`) until `until` (it is seen as used while
-    /// `now < until`), or says why not. Check and insert happen under one lock: of
-    /// simultaneous requests with one proof, exactly one wins.
+    /// Records the proof (`jkt`, `jti`) that `client` presented until `until` (it is
+    /// seen as used while `now < until`), or says why not: the cache is full, or this
+    /// client holds its share ([`CLIENT_SHARE`] of the capacity) already. Check and
+    /// insert happen under one lock: of simultaneous requests with one proof, exactly
+    /// one wins.
     pub(crate) fn record(
         &self,
+        client: &str,
         jkt: &str,
         jti: &str,
         until: UnixTime,
@@ -174,15 +198,30 @@ impl ReplayCache {
             return Err(Replay::Seen);
         }
         if entries.by_key.len() >= self.capacity {
-            let first = entries.by_end.first().map_or(now, |(end, _)| *end);
-            let wait = u64::try_from(first - now).unwrap_or(0);
             return Err(Replay::Full {
-                retry_after: wait.max(1),
+                retry_after: wait(&entries.by_end, now),
+            });
+        }
+        let share = (self.capacity / CLIENT_SHARE).max(1);
+        if let Some(mine) = entries.by_client.get(client)
+            && mine.len() >= share
+        {
+            return Err(Replay::Full {
+                retry_after: wait(mine, now),
             });
         }
         let end = until.secs().max(now + 1);
-        entries.by_key.insert(key, end);
+        let client: Arc<str> = match entries.by_client.get_key_value(client) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(client),
+        };
+        entries.by_key.insert(key, (end, Arc::clone(&client)));
         entries.by_end.insert((end, key));
+        entries
+            .by_client
+            .entry(client)
+            .or_default()
+            .insert((end, key));
         Ok(())
     }
 
@@ -270,30 +309,69 @@ mod tests {
     fn a_proof_is_recorded_once_until_it_ends() {
         let cache = ReplayCache::default();
         let now = t(1000);
-        assert_eq!(cache.record("k1", "j", t(1100), now), Ok(()));
-        assert_eq!(cache.record("k1", "j", t(1100), now), Err(Replay::Seen));
-        assert_eq!(cache.record("k1", "j", t(1100), t(1099)), Err(Replay::Seen));
+        assert_eq!(cache.record("c", "k1", "j", t(1100), now), Ok(()));
+        assert_eq!(
+            cache.record("c", "k1", "j", t(1100), now),
+            Err(Replay::Seen)
+        );
+        assert_eq!(
+            cache.record("c", "k1", "j", t(1100), t(1099)),
+            Err(Replay::Seen)
+        );
         // Another key's jti, or a pair that concatenates the same, is another proof.
-        assert_eq!(cache.record("k2", "j", t(1100), now), Ok(()));
-        assert_eq!(cache.record("k1j", "", t(1100), now), Ok(()));
+        assert_eq!(cache.record("c", "k2", "j", t(1100), now), Ok(()));
+        assert_eq!(cache.record("c", "k1j", "", t(1100), now), Ok(()));
         // After its end the proof's iat is outside the window anyway.
-        assert_eq!(cache.record("k1", "j", t(1300), t(1100)), Ok(()));
+        assert_eq!(cache.record("c", "k1", "j", t(1300), t(1100)), Ok(()));
     }
 
     #[test]
     fn a_full_cache_refuses_new_proofs_instead_of_forgetting_live_ones() {
         let cache = ReplayCache::with_capacity(2);
         let now = t(1000);
-        cache.record("k", "a", t(1010), now).unwrap();
-        cache.record("k", "b", t(1030), now).unwrap();
+        cache.record("c1", "k", "a", t(1010), now).unwrap();
+        cache.record("c2", "k", "b", t(1030), now).unwrap();
         assert_eq!(
-            cache.record("k", "c", t(1030), now),
+            cache.record("c3", "k", "c", t(1030), now),
             Err(Replay::Full { retry_after: 10 })
         );
-        assert_eq!(cache.record("k", "a", t(1030), now), Err(Replay::Seen));
+        assert_eq!(
+            cache.record("c1", "k", "a", t(1030), now),
+            Err(Replay::Seen)
+        );
         // Once an entry ended, its place is free again.
-        assert_eq!(cache.record("k", "c", t(1050), t(1010)), Ok(()));
-        assert_eq!(cache.record("k", "b", t(1050), t(1010)), Err(Replay::Seen));
+        assert_eq!(cache.record("c3", "k", "c", t(1050), t(1010)), Ok(()));
+        assert_eq!(
+            cache.record("c2", "k", "b", t(1050), t(1010)),
+            Err(Replay::Seen)
+        );
+    }
+
+    /// One client fills at most its share; the others still get theirs, and the client
+    /// is told when its own first entry ends.
+    #[test]
+    fn one_client_cannot_take_the_whole_cache() {
+        let cache = ReplayCache::with_capacity(4);
+        let now = t(1000);
+        cache.record("greedy", "k", "a", t(1010), now).unwrap();
+        cache.record("greedy", "k", "b", t(1020), now).unwrap();
+        assert_eq!(
+            cache.record("greedy", "k", "c", t(1030), now),
+            Err(Replay::Full { retry_after: 10 })
+        );
+        cache.record("other", "k", "c", t(1030), now).unwrap();
+        cache.record("third", "k", "d", t(1030), now).unwrap();
+        assert_eq!(
+            cache.record("fourth", "k", "e", t(1030), now),
+            Err(Replay::Full { retry_after: 10 })
+        );
+        // Once its first entry ended, the client has room again.
+        cache.record("greedy", "k", "e", t(1040), t(1010)).unwrap();
+        assert_eq!(
+            cache.record("greedy", "k", "f", t(1040), t(1010)),
+            Err(Replay::Full { retry_after: 10 }),
+            "full again: its first entry now ends at 1020"
+        );
     }
 
     #[test]
@@ -305,7 +383,7 @@ mod tests {
                 let (cache, barrier) = (Arc::clone(&cache), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
-                    cache.record("k", "same", t(1100), t(1000)).is_ok()
+                    cache.record("c", "k", "same", t(1100), t(1000)).is_ok()
                 })
             })
             .collect();
