@@ -3,6 +3,8 @@
 //! public token URL; then the server nonce), and the one place a checked proof is
 //! recorded in the replay cache, which the grants call once every other check passed.
 
+use std::time::Duration;
+
 use tessera_token::dpop::{self as proof, ProofCheck, VerifiedProof};
 
 use crate::oauth::OAuthError;
@@ -54,25 +56,31 @@ pub(crate) fn check(
     Ok(Some(Proof(verified)))
 }
 
-/// Records `proof` in this node's replay cache until its `iat` leaves the window:
+/// Records `proof` in this node's replay cache until its `iat` has left the window:
 /// `invalid_dpop_proof` when it was used before, `temporarily_unavailable` when the
-/// cache is full of live proofs. Call it only once every other check passed.
-pub(crate) fn record(core: &Core, proof: &Proof) -> Result<(), OAuthError> {
+/// cache is full of live proofs or `client` holds its share of it. Call it only once every other check passed, so a
+/// refused request does not spend its proof.
+pub(crate) fn record(core: &Core, client: &str, proof: &Proof) -> Result<(), OAuthError> {
     let config = &core.config.dpop;
+    // `verify_proof` still accepts `iat` at exactly window + leeway from now: the entry
+    // must outlive that second, so it ends one second later.
     let until = proof
         .0
         .iat
-        .saturating_add(config.proof_window + config.leeway);
+        .saturating_add(config.proof_window + config.leeway + Duration::from_secs(1));
     match core
         .dpop_replay
-        .record(&proof.0.jkt, &proof.0.jti, until, core.clock.now())
+        .record(client, &proof.0.jkt, &proof.0.jti, until, core.clock.now())
     {
         Ok(()) => Ok(()),
         Err(Replay::Seen) => Err(OAuthError::InvalidDpopProof(
             "the DPoP proof was used before",
         )),
         Err(Replay::Full { retry_after }) => {
-            tracing::warn!("DPoP replay cache full: proofs refused until entries end");
+            tracing::warn!(
+                client_id = client,
+                "DPoP replay cache (or this client's share) full: proofs refused until entries end"
+            );
             Err(OAuthError::ProofsBusy { retry_after })
         }
     }
@@ -109,8 +117,6 @@ fn refusal(e: tessera_token::Error) -> OAuthError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use serde_json::{Value, json};
     use tessera_token::dpop::sign_proof;
     use tessera_token::{Algorithm, SigningKey};
@@ -140,11 +146,11 @@ mod tests {
         let ok = checked(&core, &proof).unwrap().unwrap();
         assert_eq!(ok.jkt(), key.public_jwk().unwrap().thumbprint().unwrap());
         assert!(check(&core, &[], "POST", URL).unwrap().is_none());
-        record(&core, &ok).unwrap();
+        record(&core, "c", &ok).unwrap();
         // The same proof again passes the checks but not the replay cache.
         let again = checked(&core, &proof).unwrap().unwrap();
         assert_eq!(
-            record(&core, &again).unwrap_err(),
+            record(&core, "c", &again).unwrap_err(),
             OAuthError::InvalidDpopProof("the DPoP proof was used before")
         );
     }
@@ -178,6 +184,23 @@ mod tests {
         assert_eq!(code(checked(&core, "not.a.proof")), "invalid_dpop_proof");
         let hmac = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkhTMjU2In0.e30.c2ln";
         assert_eq!(code(checked(&core, hmac)), "invalid_dpop_proof");
+    }
+
+    /// `verify_proof` accepts `iat` up to window + leeway (65 s) away, inclusive: at that
+    /// very second the proof still passes the checks, so the cache must still know it.
+    #[tokio::test]
+    async fn a_proof_replayed_at_the_last_second_of_its_window_is_refused() {
+        let (core, _dir, clock) = testing::core().await;
+        let proof = sign_proof(&key(), &claims(&core, "edge")).unwrap();
+        record(&core, "c", &checked(&core, &proof).unwrap().unwrap()).unwrap();
+        clock.advance(Duration::from_secs(65));
+        let again = checked(&core, &proof).unwrap().unwrap();
+        assert_eq!(
+            record(&core, "c", &again).unwrap_err(),
+            OAuthError::InvalidDpopProof("the DPoP proof was used before")
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(checked(&core, &proof).is_err(), "out of the window");
     }
 
     #[tokio::test]
@@ -228,23 +251,28 @@ mod tests {
         let first = checked(&core, &sign_proof(&key, &claims(&core, "a")).unwrap())
             .unwrap()
             .unwrap();
-        record(&core, &first).unwrap();
+        record(&core, "c", &first).unwrap();
         let second = checked(&core, &sign_proof(&key, &claims(&core, "b")).unwrap())
             .unwrap()
             .unwrap();
-        let full = record(&core, &second).unwrap_err();
-        assert_eq!(full, OAuthError::ProofsBusy { retry_after: 65 });
+        let full = record(&core, "c", &second).unwrap_err();
+        assert_eq!(full, OAuthError::ProofsBusy { retry_after: 66 });
         let response = full.into_response();
         assert_eq!(response.status(), 503);
-        assert_eq!(response.headers()["retry-after"], "65");
-        // Once the first proof's window is over, its place is free; it is never forgotten
-        // before.
+        assert_eq!(response.headers()["retry-after"], "66");
+        // Once the first proof can no longer pass the window, its place is free; it is
+        // never forgotten before, not even at the window's last second.
+        clock.advance(Duration::from_secs(65));
         assert_eq!(
-            record(&core, &first).unwrap_err().code(),
+            record(&core, "c", &first).unwrap_err().code(),
             "invalid_dpop_proof"
         );
-        clock.advance(Duration::from_secs(65));
-        record(&core, &second).unwrap();
+        assert_eq!(
+            record(&core, "c", &second).unwrap_err().code(),
+            "temporarily_unavailable"
+        );
+        clock.advance(Duration::from_secs(1));
+        record(&core, "c", &second).unwrap();
     }
 
     #[tokio::test]
@@ -257,7 +285,7 @@ mod tests {
                 let (core, proof) = (std::sync::Arc::clone(&core), proof.clone());
                 tokio::spawn(async move {
                     let ok = checked(&core, &proof).unwrap().unwrap();
-                    record(&core, &ok).is_ok()
+                    record(&core, "c", &ok).is_ok()
                 })
             })
             .collect();

@@ -34,6 +34,11 @@ pub const MAX_JTI_LEN: usize = 256;
 /// The longest `nonce` accepted, in bytes.
 pub const MAX_NONCE_LEN: usize = 512;
 
+/// The largest RSA modulus a proof's key may have, in bits. Proofs are verified before the
+/// client is authenticated, so anyone may make the server verify one: a bigger key would
+/// only make each verification dearer.
+pub const MAX_PROOF_RSA_BITS: usize = 4096;
+
 /// Default `iat` window on either side of now (before the leeway).
 pub const DEFAULT_PROOF_WINDOW: Duration = Duration::from_secs(60);
 
@@ -327,6 +332,13 @@ enum ProofKey {
 
 impl ProofKey {
     fn new(jwk: &Jwk, alg: &'static str) -> Result<Self, Error> {
+        if jwk.kty == "RSA"
+            && bit_len(strip_leading_zeros(&b64_member(&jwk.n, "n")?)) > MAX_PROOF_RSA_BITS
+        {
+            return Err(Error::InvalidDpopProof(
+                "RSA keys in DPoP proofs must be at most 4096 bits",
+            ));
+        }
         if alg == "PS256" {
             if jwk.kty != "RSA" || jwk.alg.as_deref().is_some_and(|a| a != "PS256") {
                 return Err(Error::AlgMismatch);

@@ -377,11 +377,33 @@ async fn a_dpop_bound_client_without_a_proof_is_refused() {
     assert_eq!(token(&s, CC, c, &[]).await.str("token_type"), "Bearer");
 }
 
+/// Signs `alice` in at /authorize for the public client of `setup`, with `extra`
+/// parameters; returns the code.
+async fn code_for(
+    setup: &crate::authorize::Setup,
+    verifier: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    use crate::authorize::{Browser, authorize_url, form_of, post_form};
+
+    let s = &setup.s;
+    let mut b = Browser::new();
+    let url = authorize_url(s, &setup.spa, verifier, extra);
+    let login = b.get(&url).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let mut page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    if page.status == 200 {
+        let form = form_of(&page, &[("action", "approve")]);
+        page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    }
+    page.redirect_params()["code"].clone()
+}
+
 /// RFC 9449 section 10: a code requested with `dpop_jkt` is redeemed only with a proof
 /// by that key; a refused redemption leaves the code redeemable.
 #[tokio::test]
 async fn a_code_requested_with_dpop_jkt_needs_a_proof_by_that_key() {
-    use crate::authorize::{Browser, authorize_url, form_of, post_form, setup};
+    use crate::authorize::{Browser, authorize_url, setup};
 
     let setup = setup();
     let s = &setup.s;
@@ -390,15 +412,7 @@ async fn a_code_requested_with_dpop_jkt_needs_a_proof_by_that_key() {
     let verifier = tessera_token::pkce::generate_verifier().unwrap();
     let jkt = thumbprint(&key);
     let mut b = Browser::new();
-    let url = authorize_url(s, &setup.spa, &verifier, &[("dpop_jkt", &jkt)]);
-    let login = b.get(&url).await;
-    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
-    let mut page = post_form(&mut b, &s.url("/authorize"), &form).await;
-    if page.status == 200 {
-        let form = form_of(&page, &[("action", "approve")]);
-        page = post_form(&mut b, &s.url("/authorize"), &form).await;
-    }
-    let code = page.redirect_params()["code"].clone();
+    let code = code_for(&setup, &verifier, &[("dpop_jkt", &jkt)]).await;
     let form = [
         ("grant_type", "authorization_code"),
         ("client_id", setup.spa.as_str()),
@@ -595,6 +609,113 @@ async fn a_binding_and_a_nonce_made_on_one_replica_hold_on_the_other() {
     assert_eq!(next.str("token_type"), "DPoP");
     assert_eq!(
         jwt_claims(&next.str("access_token"))["cnf"]["jkt"],
+        thumbprint(&key)
+    );
+}
+
+/// A leaked `dpop_jkt` code replayed after its redemption by someone without the key is
+/// refused without side effects: the grant its redemption gave is not revoked. Replayed
+/// with the key, it is reuse as before, and revokes it.
+#[tokio::test]
+async fn a_redeemed_bound_code_replayed_without_its_key_revokes_nothing() {
+    let setup = crate::authorize::setup();
+    let s = &setup.s;
+    let (key, thief) = (es256(), es256());
+    let verifier = tessera_token::pkce::generate_verifier().unwrap();
+    let code = code_for(&setup, &verifier, &[("dpop_jkt", &thumbprint(&key))]).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", setup.spa.as_str()),
+        ("code", code.as_str()),
+        ("redirect_uri", crate::authorize::REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let htu = s.url("/token");
+    let by = |k: &SigningKey| proof_at(k, "POST", &htu, 0, None);
+    let ok = token(s, &form, None, &[&by(&key)]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json);
+    token(s, &form, None, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    token(s, &form, None, &[&by(&thief)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let spa = (setup.spa.as_str(), None);
+    let next = refresh(s, spa, &ok.str("refresh_token"), &[&by(&key)]).await;
+    assert_eq!(next.status, 200, "the grant survived: {:?}", next.json);
+    token(s, &form, None, &[&by(&key)])
+        .await
+        .assert_error(400, "invalid_grant");
+    refresh(s, spa, &next.str("refresh_token"), &[&by(&key)])
+        .await
+        .assert_error(400, "invalid_grant");
+}
+
+/// A proof is spent only by a request that passed every other check: a wrong password,
+/// a missing parameter or a scope beyond the client's leaves it usable, so nobody can
+/// fill the replay cache without credentials (RFC 9449 section 11.1).
+#[tokio::test]
+async fn a_request_refused_for_another_reason_does_not_spend_its_proof() {
+    let s = start("");
+    let (spa, _) = s.add_client("spa", "password,refresh_token", "a", &["--public"]);
+    s.add_user("alice", PASSWORD);
+    let key = es256();
+    let p = proof(&key);
+    let no_user = [("grant_type", "password"), ("client_id", spa.as_str())];
+    token(&s, &no_user, None, &[&p])
+        .await
+        .assert_error(400, "invalid_request");
+    let wrong = [
+        ("grant_type", "password"),
+        ("client_id", spa.as_str()),
+        ("username", "alice"),
+        ("password", "not-the-password"),
+    ];
+    token(&s, &wrong, None, &[&p])
+        .await
+        .assert_error(400, "invalid_grant");
+    let ok = login(&s, (&spa, None), &[&p]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json);
+    // Spent now.
+    login(&s, (&spa, None), &[&p])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+
+    let (svc, secret) = service(&s, &[]);
+    let q = proof(&key);
+    let wide = [("grant_type", "client_credentials"), ("scope", "admin")];
+    token(&s, &wide, Some((&svc, &secret)), &[&q])
+        .await
+        .assert_error(400, "invalid_scope");
+    let ok = token(&s, CC, Some((&svc, &secret)), &[&q]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json);
+}
+
+/// RFC 9449 section 5: a public client's refresh token issued in answer to a DPoP
+/// request is bound, even when the family began as a bearer sign-in.
+#[tokio::test]
+async fn a_public_clients_bearer_family_is_bound_by_its_first_dpop_refresh() {
+    let s = start("");
+    let (spa, _) = s.add_client("spa", "password,refresh_token", "a", &["--public"]);
+    s.add_user("alice", PASSWORD);
+    let spa = (spa.as_str(), None);
+    let (key, other) = (es256(), es256());
+    let first = login(&s, spa, &[]).await;
+    assert_eq!(first.str("token_type"), "Bearer");
+    let next = refresh(&s, spa, &first.str("refresh_token"), &[&proof(&key)]).await;
+    assert_eq!(next.status, 200, "{:?}", next.json);
+    assert_eq!(next.str("token_type"), "DPoP");
+    let rt = next.str("refresh_token");
+    refresh(&s, spa, &rt, &[])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    refresh(&s, spa, &rt, &[&proof(&other)])
+        .await
+        .assert_error(400, "invalid_dpop_proof");
+    let last = refresh(&s, spa, &rt, &[&proof(&key)]).await;
+    assert_eq!(last.status, 200, "{:?}", last.json);
+    assert_eq!(
+        jwt_claims(&last.str("access_token"))["cnf"]["jkt"],
         thumbprint(&key)
     );
 }

@@ -4,7 +4,8 @@
 //! stores the grant. A second redemption revokes the
 //! grant the first one issued (section 4.1.2: "SHOULD revoke ... tokens previously
 //! issued based on that authorization code"). A code requested with `dpop_jkt` (RFC 9449
-//! section 10) is redeemed only with a DPoP proof by that key.
+//! section 10) is redeemed only with a DPoP proof by that key; presented without one, even
+//! after its first redemption, it is refused and revokes nothing.
 
 use serde_json::json;
 use tessera_token::pkce::{self, ChallengeMethod};
@@ -97,6 +98,23 @@ pub(crate) async fn exchange(
     if record.client_id != client.id {
         return Err(OAuthError::InvalidGrant(BAD_CODE));
     }
+    // RFC 9449 section 10: a code requested with `dpop_jkt` is redeemed only with a proof
+    // by that key. Checked before reuse detection: whoever holds a leaked bound code but
+    // not the key can neither redeem it nor, by replaying it, revoke the grant it gave.
+    match (record.dpop_jkt.as_deref(), proof) {
+        (None, _) => {}
+        (Some(_), None) => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this code is bound to a DPoP key: send a proof made with it",
+            ));
+        }
+        (Some(bound), Some(p)) if bound == p.jkt() => {}
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this code is bound to another DPoP key",
+            ));
+        }
+    }
     if record.used_at.is_some() {
         revoke_reused(core, client, record.grant_id.as_deref(), &record.user_id).await?;
         return Err(OAuthError::InvalidGrant(BAD_CODE));
@@ -120,25 +138,6 @@ pub(crate) async fn exchange(
     )
     .map_err(|_| OAuthError::InvalidGrant("code_verifier does not match the code_challenge"))?;
     let mut audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
-    // RFC 9449 section 10: a code requested with `dpop_jkt` is redeemed only with a proof
-    // by that key; the proof is recorded once nothing else can refuse it.
-    match (record.dpop_jkt.as_deref(), proof) {
-        (None, _) => {}
-        (Some(_), None) => {
-            return Err(OAuthError::InvalidDpopProof(
-                "this code is bound to a DPoP key: send a proof made with it",
-            ));
-        }
-        (Some(bound), Some(p)) if bound == p.jkt() => {}
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::InvalidDpopProof(
-                "this code is bound to another DPoP key",
-            ));
-        }
-    }
-    if let Some(proof) = proof {
-        dpop::record(core, proof)?;
-    }
     let jkt = proof.map(Proof::jkt);
     // With `openid`, the token is also for the userinfo endpoint at the issuer.
     if record.scope.contains("openid") && !audience.contains(&core.issuer) {
@@ -172,6 +171,10 @@ pub(crate) async fn exchange(
             alg.name(),
             core.key_retry_after(),
         ));
+    }
+    // Every check passed: the proof is spent now, before the code is.
+    if let Some(proof) = proof {
+        dpop::record(core, &client.id, proof)?;
     }
     match core
         .store

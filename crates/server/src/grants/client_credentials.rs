@@ -1,7 +1,8 @@
 //! The client credentials grant (RFC 6749 section 4.4): a confidential client gets an
-//! access token for itself. No refresh token, and no store write per token.
+//! access token for itself. No refresh token, and no store write per token. A DPoP
+//! proof is recorded once the scope and audience were granted.
 
-use crate::dpop;
+use crate::dpop::{self, Proof};
 use crate::grants::{
     AccessGrant, Params, TokenResponse, mint_access_token, resolve_audience, resolve_scope,
     scope_member,
@@ -14,7 +15,7 @@ pub(crate) async fn exchange(
     core: &Core,
     client: &ClientRecord,
     params: &Params,
-    jkt: Option<&str>,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient(
@@ -23,6 +24,10 @@ pub(crate) async fn exchange(
     }
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
+    if let Some(proof) = proof {
+        dpop::record(core, &client.id, proof)?;
+    }
+    let jkt = proof.map(Proof::jkt);
     let sid = client_credentials_sid(&client.id);
     let (access_token, expires_in) = mint_access_token(
         core,
@@ -137,6 +142,16 @@ mod tests {
             json!({"jti": "j1", "htm": "POST", "htu": url, "iat": core.clock.now().secs()});
         let proof = sign_proof(&key, &claims).unwrap();
         let checked = dpop::check(&core, &[&proof], "POST", &url).unwrap();
+        // Refused for its scope, the request does not spend the proof.
+        let wide = Params::from_pairs([
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            ("scope".to_owned(), "admin".to_owned()),
+        ])
+        .unwrap();
+        let refused = crate::grants::exchange(&core, &svc, &wide, ctx(), checked.as_ref())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "invalid_scope");
         let issued = crate::grants::exchange(&core, &svc, &params, ctx(), checked.as_ref())
             .await
             .unwrap();

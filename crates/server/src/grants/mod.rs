@@ -19,7 +19,7 @@ use tessera_token::{
 use zeroize::Zeroizing;
 
 use crate::audit::RequestContext;
-use crate::dpop::{self, Proof};
+use crate::dpop::Proof;
 use crate::ids::random_id;
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
@@ -107,9 +107,11 @@ impl fmt::Debug for TokenResponse {
 
 /// Parses `grant_type`, checks the client may use it, and runs the grant. With a DPoP
 /// `proof` (checked by [`dpop::check`]) the access token is bound to its key; a client
-/// registered with `dpop_bound_access_tokens` must send one (RFC 9449 section 5.2). The
-/// proof is recorded against replay here, before the grant writes anything, except by
-/// the refresh and code grants, which first check the binding of the family or code.
+/// registered with `dpop_bound_access_tokens` must send one (RFC 9449 section 5.2). Each
+/// grant records the proof against replay ([`dpop::record`]) only once every one of its
+/// own checks passed (credentials, scope, audience, the binding of the family or code),
+/// just before it writes or mints: a request refused for any other reason does not spend
+/// its proof, and an unauthenticated caller cannot fill the replay cache.
 pub(crate) async fn exchange(
     core: &std::sync::Arc<Core>,
     client: &ClientRecord,
@@ -129,19 +131,11 @@ pub(crate) async fn exchange(
         ));
     }
     tracing::Span::current().record("grant_type", grant.as_str());
-    let binds_itself = matches!(
-        grant,
-        GrantType::RefreshToken | GrantType::AuthorizationCode
-    );
-    if let (Some(proof), false) = (proof, binds_itself) {
-        dpop::record(core, proof)?;
-    }
-    let jkt = proof.map(Proof::jkt);
     let issued = match grant {
         GrantType::ClientCredentials => {
-            client_credentials::exchange(core, client, params, jkt).await
+            client_credentials::exchange(core, client, params, proof).await
         }
-        GrantType::Password => password::exchange(core, client, params, ctx, jkt).await,
+        GrantType::Password => password::exchange(core, client, params, ctx, proof).await,
         GrantType::RefreshToken => refresh_token::exchange(core, client, params, &ctx, proof).await,
         GrantType::AuthorizationCode => {
             authorization_code::exchange(core, client, params, proof).await

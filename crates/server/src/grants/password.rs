@@ -1,6 +1,7 @@
 //! The resource owner password credentials grant (RFC 6749 section 4.3). The credentials
 //! go through the one login check ([`crate::login`]): unknown user, wrong password and
-//! disabled user give the same error after the same Argon2id work.
+//! disabled user give the same error after the same Argon2id work. A DPoP proof is
+//! recorded only once the user is signed in.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use serde_json::json;
 use tessera_token::SecretString;
 
 use crate::audit::{RequestContext, audit};
-use crate::dpop;
+use crate::dpop::{self, Proof};
 use crate::grants::{
     AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, refresh_binding,
     resolve_audience, resolve_scope, scope_member,
@@ -26,7 +27,7 @@ pub(crate) async fn exchange(
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,
-    jkt: Option<&str>,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let username = params.require("username")?;
     let password = SecretString::new(params.require("password")?);
@@ -48,6 +49,12 @@ pub(crate) async fn exchange(
         Err(LoginFailure::Unavailable(e)) => return Err(e),
     };
 
+    // Only a request that signed the user in spends its proof: a wrong password or a
+    // throttled attempt leaves it unrecorded.
+    if let Some(proof) = proof {
+        dpop::record(core, &client.id, proof)?;
+    }
+    let jkt = proof.map(Proof::jkt);
     let now = core.clock.now();
     let grant = GrantRecord {
         id: random_id("g_")?,

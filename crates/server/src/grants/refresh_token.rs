@@ -8,7 +8,8 @@
 //! the retry, on this server, of a rotation it could not confirm ([`super::unconfirmed`]).
 //! What follows a committed rotation is best effort; should the answer itself fail (no
 //! signing key), the rotation counts as unconfirmed too, so the retry gets the successor.
-//! A family bound to a DPoP key (a public client's) is refreshed only with a proof by it.
+//! A family bound to a DPoP key (a public client's) is refreshed only with a proof by it;
+//! a public client's unbound family is bound by the first refresh that brings a proof.
 
 use aws_lc_rs::hmac;
 use serde_json::json;
@@ -16,7 +17,9 @@ use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind, UnixTime};
 
 use crate::audit::{RequestContext, audit};
 use crate::dpop::{self, Proof};
-use crate::grants::{AccessGrant, Params, TokenResponse, mint_access_token, scope_member};
+use crate::grants::{
+    AccessGrant, Params, TokenResponse, mint_access_token, refresh_binding, scope_member,
+};
 use crate::oauth::OAuthError;
 use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord, NewRefreshToken, RotateOutcome};
@@ -65,8 +68,17 @@ pub(crate) async fn exchange(
     };
 
     let jkt = binding(&grant, proof)?;
+    // RFC 9449 section 5: a public client's refresh token issued in answer to a DPoP
+    // request is bound; an unbound family is bound by the rotation that answers one.
+    let bind = grant
+        .dpop_jkt
+        .is_none()
+        .then(|| refresh_binding(client, jkt))
+        .flatten();
+    // Every check passed; the proof is spent before the rotation commits, so of two
+    // concurrent refreshes with one proof only one gets past here.
     if let Some(proof) = proof {
-        dpop::record(core, proof)?;
+        dpop::record(core, &client.id, proof)?;
     }
 
     let next = successor(&core.refresh_key, &hash)?;
@@ -78,7 +90,11 @@ pub(crate) async fn exchange(
             .saturating_add(core.config.tokens.refresh_idle_ttl)
             .min(grant.expires_at),
     };
-    let outcome = match core.store.rotate_refresh_token(&hash, &new, now).await {
+    let outcome = match core
+        .store
+        .rotate_refresh_token(&hash, &new, now, bind.as_deref())
+        .await
+    {
         Ok(outcome) => outcome,
         Err(e) => {
             // Committed or not, this server cannot tell (a lost acknowledgement looks
@@ -150,7 +166,8 @@ fn answer(
 
 /// The key this refresh's access token is bound to. A bound family (a public client's,
 /// RFC 9449 section 5) needs a proof by its key, and keeps that binding; an unbound one
-/// stays unbound, its access token bound to the proof's key when there is one.
+/// has its access token bound to the proof's key when there is one (and, a public
+/// client's, the family too: see [`exchange`]).
 fn binding<'p>(
     grant: &GrantRecord,
     proof: Option<&'p Proof>,

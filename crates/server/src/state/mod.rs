@@ -47,8 +47,8 @@ pub struct Core {
     pub(crate) revoke_limit: ClientRateLimit,
     /// This server's in-memory login limits (targeted accounts, the busy warning).
     pub(crate) login_limits: LoginLimits,
-    /// DPoP server nonces, keyed by a key derived from `refresh_key` (the same on every
-    /// replica).
+    /// DPoP server nonces, keyed by a key derived from `refresh_key` and the issuer (the
+    /// same on every replica of this deployment, another on any other).
     pub(crate) dpop_nonces: dpop::Nonces,
     /// DPoP proofs this node accepted, until their `iat` leaves the window.
     pub(crate) dpop_replay: dpop::ReplayCache,
@@ -72,7 +72,7 @@ impl Core {
             unconfirmed: UnconfirmedRotations::default(),
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
-            dpop_nonces: dpop::Nonces::new(derive(&refresh_key, b"tessera/v1/dpop-nonce")),
+            dpop_nonces: dpop::Nonces::of_deployment(&refresh_key, &issuer),
             dpop_replay: dpop::ReplayCache::default(),
             feed_hub: Hub::default(),
             issuer,

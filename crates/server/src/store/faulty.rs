@@ -72,13 +72,14 @@ impl GrantStore for FaultyStore {
         parent: &TokenHash,
         successor: &NewRefreshToken,
         now: UnixTime,
+        bind: Option<&str>,
     ) -> Result<RotateOutcome, StoreError> {
         if self.fail_next_rotation.swap(false, Ordering::SeqCst) {
             return Err(injected("connection refused"));
         }
         let outcome = self
             .inner
-            .rotate_refresh_token(parent, successor, now)
+            .rotate_refresh_token(parent, successor, now, bind)
             .await?;
         if self.lose_next_rotation_ack.swap(false, Ordering::SeqCst) {
             return Err(injected("connection closed after COMMIT"));

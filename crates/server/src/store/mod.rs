@@ -153,12 +153,15 @@ pub trait GrantStore: Send + Sync {
         hash: &TokenHash,
     ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError>;
     /// Marks `parent` used at `now` if nobody has, and stores `successor`; one winner
-    /// among any number of concurrent callers (RFC 6749 section 10.4, rotation).
+    /// among any number of concurrent callers (RFC 6749 section 10.4, rotation). With
+    /// `bind`, the winner also binds the family to that DPoP key thumbprint if it is
+    /// unbound (RFC 9449 section 5), in the same transaction; a bound family keeps its key.
     async fn rotate_refresh_token(
         &self,
         parent: &TokenHash,
         successor: &NewRefreshToken,
         now: UnixTime,
+        bind: Option<&str>,
     ) -> Result<RotateOutcome, StoreError>;
     /// Revokes a grant (the whole family) and records its `sid` in the feed. Idempotent.
     async fn revoke_grant(&self, id: &str, revoked: Revoked) -> Result<bool, StoreError>;

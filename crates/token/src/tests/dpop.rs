@@ -98,6 +98,51 @@ fn ps256_proofs_verify_and_an_rs256_signature_does_not_pass_as_ps256() {
     );
 }
 
+/// Proofs are verified before the client is authenticated: a key whose verification costs
+/// more than an RSA-4096 one is refused before any signature is checked.
+#[test]
+fn an_rsa_key_over_4096_bits_is_refused_before_its_signature_is_checked() {
+    let mut n = vec![0xffu8; 4096 / 8 + 1];
+    n[0] = 0x01;
+    for alg in ["RS256", "PS256"] {
+        let h = json!({"typ": "dpop+jwt", "alg": alg,
+            "jwk": {"kty": "RSA", "n": b64::encode(&n), "e": "AQAB"}});
+        let input = format!(
+            "{}.{}",
+            b64::encode(h.to_string()),
+            b64::encode(claims().to_string())
+        );
+        let proof = format!("{input}.{}", b64::encode([0u8; 513]));
+        assert_eq!(
+            refusal(&proof),
+            Error::InvalidDpopProof("RSA keys in DPoP proofs must be at most 4096 bits"),
+            "{alg}"
+        );
+    }
+    // RSA-4096 itself is accepted.
+    let pair = RsaKeyPair::generate(KeySize::Rsa4096).unwrap();
+    let public = pair.public_key();
+    let h = json!({"typ": "dpop+jwt", "alg": "PS256", "jwk": {
+        "kty": "RSA",
+        "n": b64::encode(public.modulus().big_endian_without_leading_zero()),
+        "e": b64::encode(public.exponent().big_endian_without_leading_zero()),
+    }});
+    let input = format!(
+        "{}.{}",
+        b64::encode(h.to_string()),
+        b64::encode(claims().to_string())
+    );
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    pair.sign(
+        &signature::RSA_PSS_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    verify_proof(&format!("{input}.{}", b64::encode(sig)), &check()).unwrap();
+}
+
 #[test]
 fn a_private_or_symmetric_key_in_the_header_is_refused() {
     let key = SigningKey::generate(Algorithm::EdDsa).unwrap();

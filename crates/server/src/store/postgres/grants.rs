@@ -50,11 +50,14 @@ impl GrantStore for PgStore {
         parent: &TokenHash,
         successor: &NewRefreshToken,
         now: UnixTime,
+        bind: Option<&str>,
     ) -> Result<RotateOutcome, StoreError> {
         // One statement: the conditional UPDATE and the successor's INSERT commit together
         // or not at all. Under READ COMMITTED a concurrent caller blocks on the row lock,
         // then re-checks `used_at IS NULL` against the winner's committed row and matches
-        // nothing: exactly one winner, on any number of replicas.
+        // nothing: exactly one winner, on any number of replicas. The winner's binding
+        // of the family commits with it.
+        let mut tx = self.tx().await?;
         let won = sqlx::query(
             "WITH used AS ( \
                  UPDATE refresh_tokens SET used_at = $1 \
@@ -70,14 +73,19 @@ impl GrantStore for PgStore {
         .bind(&successor.grant_id)
         .bind(successor.issued_at.secs())
         .bind(successor.expires_at.secs())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?
         .rows_affected()
             == 1;
         if won {
+            if let Some(jkt) = bind {
+                Sql::bind_unbound_family(&mut *tx, &successor.grant_id, jkt).await?;
+            }
+            tx.commit().await.map_err(backend)?;
             return Ok(RotateOutcome::Rotated);
         }
+        tx.rollback().await.map_err(backend)?;
         Sql::lost_rotation(&self.pool, parent).await
     }
 

@@ -179,6 +179,22 @@ where
         Ok(Some((record, grant)))
     }
 
+    /// Binds grant `id` to the DPoP key thumbprint `jkt` unless it is bound already (a
+    /// rotation's winner, in its transaction).
+    pub(in crate::store) async fn bind_unbound_family<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &str,
+        jkt: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE grants SET dpop_jkt = $1 WHERE id = $2 AND dpop_jkt IS NULL")
+            .bind(jkt)
+            .bind(id)
+            .execute(ex)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// The outcome for a caller who lost a rotation of `parent`: when it was used (its
     /// grant live), or unknown.
     pub(in crate::store) async fn lost_rotation<'c>(

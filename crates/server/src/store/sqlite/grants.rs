@@ -70,6 +70,7 @@ impl GrantStore for SqliteStore {
         parent: &TokenHash,
         successor: &NewRefreshToken,
         now: UnixTime,
+        bind: Option<&str>,
     ) -> Result<RotateOutcome, StoreError> {
         // Under the write lock from the conditional update to the commit: one winner.
         // (PostgreSQL, without one writer, does both in one statement.)
@@ -87,6 +88,9 @@ impl GrantStore for SqliteStore {
             == 1;
         if won {
             Sql::insert_refresh(&mut *tx, successor).await?;
+            if let Some(jkt) = bind {
+                Sql::bind_unbound_family(&mut *tx, &successor.grant_id, jkt).await?;
+            }
             tx.commit().await.map_err(backend)?;
             return Ok(RotateOutcome::Rotated);
         }

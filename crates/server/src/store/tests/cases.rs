@@ -263,7 +263,7 @@ pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dy
 
     let next = token("g1");
     assert_eq!(
-        s.rotate_refresh_token(&first.hash, &next, t(5))
+        s.rotate_refresh_token(&first.hash, &next, t(5), None)
             .await
             .unwrap(),
         RotateOutcome::Rotated
@@ -273,19 +273,66 @@ pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dy
     let (rec, _) = s.refresh_token(&next.hash).await.unwrap().unwrap();
     assert_eq!(rec.used_at, None);
     assert_eq!(
-        s.rotate_refresh_token(&first.hash, &token("g1"), t(6))
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(6), None)
             .await
             .unwrap(),
         RotateOutcome::AlreadyUsed { used_at: t(5) }
     );
     let stranger = token("g1");
     assert_eq!(
-        s.rotate_refresh_token(&stranger.hash, &token("g1"), t(6))
+        s.rotate_refresh_token(&stranger.hash, &token("g1"), t(6), None)
             .await
             .unwrap(),
         RotateOutcome::Unknown
     );
     assert!(s.refresh_token(&stranger.hash).await.unwrap().is_none());
+}
+
+/// RFC 9449 section 5: the rotation that answers a public client's DPoP refresh binds an
+/// unbound family, in its own transaction; a bound family keeps its key, and a caller
+/// who lost the rotation binds nothing.
+pub(super) async fn a_rotation_binds_an_unbound_family_once(s: Arc<dyn Store>) {
+    alice_and_bob(&*s).await;
+    let first = token("g1");
+    s.insert_grant(&grant("g1", "u1"), Some(&first))
+        .await
+        .unwrap();
+    let next = token("g1");
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &next, t(5), Some("jkt-a"))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+    let (_, g) = s.refresh_token(&next.hash).await.unwrap().unwrap();
+    assert_eq!(g.dpop_jkt.as_deref(), Some("jkt-a"));
+    // The loser of a rotation (a reuse) binds nothing.
+    assert_eq!(
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(6), Some("jkt-b"))
+            .await
+            .unwrap(),
+        RotateOutcome::AlreadyUsed { used_at: t(5) }
+    );
+    // A bound family keeps its first key whatever a later rotation asks.
+    assert_eq!(
+        s.rotate_refresh_token(&next.hash, &token("g1"), t(7), Some("jkt-b"))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+    assert_eq!(
+        s.grant("g1").await.unwrap().unwrap().dpop_jkt.as_deref(),
+        Some("jkt-a")
+    );
+    // Without a binding an unbound family stays unbound.
+    let other = token("g2");
+    s.insert_grant(&grant("g2", "u1"), Some(&other))
+        .await
+        .unwrap();
+    s.rotate_refresh_token(&other.hash, &token("g2"), t(5), None)
+        .await
+        .unwrap();
+    assert_eq!(s.grant("g2").await.unwrap().unwrap().dpop_jkt, None);
 }
 
 pub(super) async fn rotation_has_exactly_one_winner(s: Arc<dyn Store>) {
@@ -303,7 +350,9 @@ pub(super) async fn rotation_has_exactly_one_winner(s: Arc<dyn Store>) {
         let (s, parent, barrier) = (Arc::clone(&s), first.hash, Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            s.rotate_refresh_token(&parent, &next, t(5)).await.unwrap()
+            s.rotate_refresh_token(&parent, &next, t(5), None)
+                .await
+                .unwrap()
         }));
     }
     let mut winners = Vec::new();
@@ -338,14 +387,14 @@ pub(super) async fn a_failed_rotation_leaves_the_parent_unused(s: Arc<dyn Store>
         ..other.clone()
     };
     assert!(
-        s.rotate_refresh_token(&first.hash, &clash, t(5))
+        s.rotate_refresh_token(&first.hash, &clash, t(5), None)
             .await
             .is_err()
     );
     let (rec, _) = s.refresh_token(&first.hash).await.unwrap().unwrap();
     assert_eq!(rec.used_at, None, "half a rotation was kept");
     assert_eq!(
-        s.rotate_refresh_token(&first.hash, &token("g1"), t(6))
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(6), None)
             .await
             .unwrap(),
         RotateOutcome::Rotated
@@ -410,7 +459,7 @@ pub(super) async fn revoking_a_family_feeds_its_sid_and_stops_rotation(s: Arc<dy
     assert!(!s.revoke_grant("g-nope", revoked(3)).await.unwrap());
     assert_eq!(s.grant("g1").await.unwrap().unwrap().revoked_at, Some(t(2)));
     assert_eq!(
-        s.rotate_refresh_token(&first.hash, &token("g1"), t(4))
+        s.rotate_refresh_token(&first.hash, &token("g1"), t(4), None)
             .await
             .unwrap(),
         RotateOutcome::Unknown

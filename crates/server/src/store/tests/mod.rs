@@ -393,6 +393,7 @@ suite!(
     users_round_trip_and_names_are_unique,
     rotation_marks_the_parent_and_stores_the_successor,
     rotation_has_exactly_one_winner,
+    a_rotation_binds_an_unbound_family_once,
     a_failed_rotation_leaves_the_parent_unused,
     a_failed_insert_grant_leaves_nothing_behind,
     a_failed_client_removal_leaves_nothing_behind,

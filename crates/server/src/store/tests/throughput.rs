@@ -33,7 +33,7 @@ async fn rotations_per_second(name: &str, s: Arc<dyn Store>) {
                 for i in 0..PER_CHAIN {
                     let next = token(&id);
                     let out = s
-                        .rotate_refresh_token(&parent, &next, t(i as i64))
+                        .rotate_refresh_token(&parent, &next, t(i as i64), None)
                         .await
                         .unwrap();
                     assert_eq!(out, RotateOutcome::Rotated);
