@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use browser::BrowserConfig;
 pub use file::FileConfig;
 pub use layers::{env_var, fields, layer, unknown_env_vars};
-pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, ThrottlePolicy};
+pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, MfaMode, ThrottlePolicy};
 pub(crate) use problems::{Problems, invalid};
 pub use serving::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, MetricsConfig, ServingConfig, TlsFiles,

@@ -110,6 +110,8 @@ pub struct FileConfig {
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
     pub password_hash_queue: Option<usize>,
+    /// Second factors at browser sign-in: "off", "optional" (default) or "required".
+    pub mfa: Option<String>,
 
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).

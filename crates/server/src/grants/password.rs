@@ -19,6 +19,9 @@ use crate::state::Core;
 use crate::store::{ClientRecord, GrantRecord};
 
 const BAD_LOGIN: &str = "invalid username or password";
+/// A user with a second factor: the password grant cannot carry it, so it would bypass it.
+const NEEDS_SECOND_FACTOR: &str = "this user signs in with a second factor, which the password grant cannot carry; \
+     use the authorization code flow";
 
 pub(crate) async fn exchange(
     core: &Arc<Core>,
@@ -45,6 +48,18 @@ pub(crate) async fn exchange(
         Err(LoginFailure::Busy { retry_after }) => return Err(OAuthError::Busy { retry_after }),
         Err(LoginFailure::Unavailable(e)) => return Err(e),
     };
+    // Told only after the password was right, so it says nothing to a guesser.
+    if crate::mfa::enrolled(core, &user.id).await? {
+        audit(
+            core,
+            "mfa.failure",
+            Some(&client.id),
+            Some(&user.id),
+            json!({ "reason": "password_grant", "via": "password_grant" }),
+        )
+        .await;
+        return Err(OAuthError::InvalidGrant(NEEDS_SECOND_FACTOR));
+    }
 
     let now = core.clock.now();
     let grant = GrantRecord {

@@ -405,6 +405,49 @@ pub struct SessionRecord {
     pub generation: i64,
 }
 
+/// A user's TOTP factor (RFC 6238). The secret is sealed before it gets here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    /// The user it belongs to.
+    pub user_id: String,
+    /// The shared secret, sealed with the factor key (derived from the master key).
+    pub sealed_secret: Vec<u8>,
+    /// The last time step accepted; that step and earlier ones are refused (replay).
+    pub last_step: Option<i64>,
+    /// When enrolment began.
+    pub created_at: UnixTime,
+    /// When enrolment was confirmed by a first code; `None` until then (not yet asked for).
+    pub confirmed_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("user_id", &self.user_id)
+            .field("sealed_secret", &"<sealed>")
+            .field("last_step", &self.last_step)
+            .field("created_at", &self.created_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .finish()
+    }
+}
+
+/// A browser sign-in whose password was accepted and whose second factor (or enrolment)
+/// is still due, by the hash of its cookie. Never holds a password or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    /// SHA-256 of the cookie value.
+    pub hash: TokenHash,
+    /// The user whose password was accepted.
+    pub user_id: String,
+    /// The user's [`UserRecord::generation`] read with the password.
+    pub generation: i64,
+    /// When the password was accepted.
+    pub auth_time: UnixTime,
+    /// The end of the pending state (a few minutes).
+    pub expires_at: UnixTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

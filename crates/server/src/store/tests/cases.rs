@@ -11,6 +11,7 @@ use crate::store::KeyChange;
 use crate::store::*;
 
 pub(super) use super::browser_cases::*;
+pub(super) use super::mfa_cases::*;
 pub(super) use super::user_cases::*;
 
 pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
