@@ -8,10 +8,27 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use crate::authorize::{Browser, Page, authorize_url, form_of, post_form, setup_with};
-use crate::harness::{PASSWORD, Server, register_secret};
+use crate::authorize::{Browser, Page, authorize_url, exchange, form_of, post_form, setup_with};
+use crate::harness::{PASSWORD, Server, jwt_claims, register_secret};
 
 const REQUIRED: &str = "mfa = \"required\"\n";
+/// The PKCE verifier of every sign-in here.
+const VERIFIER: &str = "mfa-e2e-verifier-0123456789-0123456789-abcdefghij";
+
+/// Exchanges the code of `redirect` and returns the token response.
+async fn tokens(s: &Server, client: &str, redirect: &Page) -> Value {
+    assert_eq!(redirect.status, StatusCode::SEE_OTHER, "{}", redirect.body);
+    let code = redirect.redirect_params()["code"].clone();
+    let r = exchange(s, client, &code, VERIFIER).await;
+    assert_eq!(r.status, 200, "{:?}", r.json);
+    r.json
+}
+
+/// `acr`, `amr` and `auth_time` of a token.
+fn assurance(token: &str) -> (Value, Value, Value) {
+    let c = jwt_claims(token);
+    (c["acr"].clone(), c["amr"].clone(), c["auth_time"].clone())
+}
 
 fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
@@ -41,8 +58,7 @@ fn next_code(app: &TOTP) -> String {
 
 /// Starts a sign-in for `client` and posts alice's password: the page after it.
 async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
-    let v = tessera_token::pkce::generate_verifier().unwrap();
-    let login = b.get(&authorize_url(s, client, &v, &[])).await;
+    let login = b.get(&authorize_url(s, client, VERIFIER, &[])).await;
     assert_eq!(login.status, 200, "{}", login.body);
     let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
     post_form(b, &s.url("/authorize"), &form).await
@@ -116,10 +132,39 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
         mut b,
         consent,
     } = enrol(s, spa).await;
-    // The session is real: approving gives a code that exchanges for tokens.
+    // The session is real: approving gives a code that exchanges for tokens that say
+    // how the user signed in, and a refresh keeps it (a refresh is not a sign-in).
     let done = submit(s, &mut b, &consent, &[("action", "approve")]).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-    assert!(done.redirect_params().contains_key("code"));
+    let t = tokens(s, spa, &done).await;
+    let mfa = (
+        Value::from("urn:tessera:acr:mfa"),
+        serde_json::json!(["pwd", "otp", "mfa"]),
+    );
+    let (acr, amr, auth_time) = assurance(t["access_token"].as_str().unwrap());
+    assert_eq!((acr, amr), mfa.clone(), "access token");
+    assert!(auth_time.is_number());
+    let (acr, amr, id_auth_time) = assurance(t["id_token"].as_str().unwrap());
+    assert_eq!((acr, amr), mfa.clone(), "ID token");
+    assert_eq!(id_auth_time, auth_time);
+    let refreshed = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", spa),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(refreshed.status, 200, "{:?}", refreshed.json);
+    let (acr, amr, refreshed_auth_time) = assurance(&refreshed.str("access_token"));
+    assert_eq!((acr, amr), mfa, "a refresh keeps the sign-in's assurance");
+    assert_eq!(refreshed_auth_time, auth_time);
+    let d = s.get("/.well-known/openid-configuration", None).await;
+    assert_eq!(
+        d.json["acr_values_supported"],
+        serde_json::json!(["urn:tessera:acr:pwd", "urn:tessera:acr:mfa"])
+    );
 
     // A new browser: the password alone leads to the code page, not to consent.
     let mut b = Browser::new();
@@ -209,9 +254,13 @@ async fn the_password_grant_and_a_reset() {
         ("username", "alice"),
         ("password", PASSWORD),
     ];
-    // Before enrolment the password grant works (it never enrols).
+    // Before enrolment the password grant works (it never enrols), at the password's level.
     let r = s.token(&grant, Some((&id, &secret))).await;
     assert_eq!(r.status, 200, "{:?}", r.json);
+    let (acr, amr, _) = assurance(&r.str("access_token"));
+    assert_eq!(acr, "urn:tessera:acr:pwd");
+    assert_eq!(amr, serde_json::json!(["pwd"]));
+
     let Enrolled { mut b, consent, .. } = enrol(s, spa).await;
     let r = s.token(&grant, Some((&id, &secret))).await;
     r.assert_error(400, "invalid_grant");
@@ -275,19 +324,26 @@ async fn optional_offers_enrolment_and_off_does_not() {
     let setup = setup_with("", &[]);
     let (s, spa) = (&setup.s, setup.spa.as_str());
     let mut b = Browser::new();
-    let v = tessera_token::pkce::generate_verifier().unwrap();
-    let login = b.get(&authorize_url(s, spa, &v, &[])).await;
+    let v = VERIFIER;
+    let login = b.get(&authorize_url(s, spa, v, &[])).await;
     assert!(
         login.body.contains("name=\"enrol\""),
         "optional is the default"
     );
-    // Without the box: straight to consent, as before.
+    // Without the box: straight to consent, as before, and tokens at the password's level.
     let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
     let page = post_form(&mut b, &s.url("/authorize"), &form).await;
     assert!(page.body.contains("Allow"), "{}", page.body);
+    let done = submit(s, &mut b, &page, &[("action", "approve")]).await;
+    let t = tokens(s, spa, &done).await;
+    for token in ["access_token", "id_token"] {
+        let (acr, amr, _) = assurance(t[token].as_str().unwrap());
+        assert_eq!(acr, "urn:tessera:acr:pwd", "{token}");
+        assert_eq!(amr, serde_json::json!(["pwd"]), "{token}");
+    }
     // With it: the enrolment page.
     let mut b = Browser::new();
-    let login = b.get(&authorize_url(s, spa, &v, &[])).await;
+    let login = b.get(&authorize_url(s, spa, v, &[])).await;
     let form = form_of(
         &login,
         &[
@@ -302,6 +358,6 @@ async fn optional_offers_enrolment_and_off_does_not() {
 
     let off = setup_with("mfa = \"off\"\n", &[]);
     let mut b = Browser::new();
-    let login = b.get(&authorize_url(&off.s, &off.spa, &v, &[])).await;
+    let login = b.get(&authorize_url(&off.s, &off.spa, v, &[])).await;
     assert!(!login.body.contains("name=\"enrol\""));
 }

@@ -33,3 +33,11 @@ CREATE TABLE mfa_pending (
     expires_at  INTEGER NOT NULL
 );
 CREATE INDEX mfa_pending_user ON mfa_pending (user_id);
+
+-- How the user signed in (RFC 8176 `amr` values, space-separated), from the browser
+-- session to its codes and grants, so every token of a grant (refreshes too) tells the
+-- sign-in it comes from. Rows from before are password sign-ins; a client's own grant
+-- has no user and its value is not read.
+ALTER TABLE browser_sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
+ALTER TABLE auth_codes ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
+ALTER TABLE grants ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';

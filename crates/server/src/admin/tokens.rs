@@ -73,6 +73,7 @@ impl Admin {
             audience: &audience,
             sid: &sid,
             auth_time: None,
+            amr: None,
             alg: client.signing_alg,
         };
         let token = sign_access_token(&ring, &issuer, now, ttl, &grant)?;

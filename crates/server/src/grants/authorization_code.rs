@@ -65,6 +65,7 @@ pub(crate) async fn issue(
         used_at: None,
         grant_id: None,
         generation: session.generation,
+        amr: session.amr.clone(),
     };
     if !core.store.insert_auth_code(&record).await? {
         return Ok(Issued::SessionRevoked);
@@ -129,6 +130,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
+        amr: record.amr.clone(),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.
@@ -176,6 +178,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &grant.id,
             auth_time: Some(record.auth_time),
+            amr: Some(&record.amr),
             alg: client.signing_alg,
         },
     )?;
@@ -186,6 +189,7 @@ pub(crate) async fn exchange(
                 sub: &record.user_id,
                 client,
                 auth_time: record.auth_time,
+                amr: &record.amr,
                 nonce: record.nonce.as_deref(),
                 sid: &grant.id,
                 access_token: &access_token,

@@ -31,6 +31,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &sid,
             auth_time: None,
+            amr: None,
             alg: client.signing_alg,
         },
     )?;

@@ -16,7 +16,7 @@ use crate::ids::random_id;
 use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::store::{ClientRecord, GrantRecord};
+use crate::store::{Amr, ClientRecord, GrantRecord};
 
 const BAD_LOGIN: &str = "invalid username or password";
 /// A user with a second factor: the password grant cannot carry it, so it would bypass it.
@@ -75,6 +75,7 @@ pub(crate) async fn exchange(
         // `sessions revoke --user`, `user passwd`, remove) during the check moves the user
         // on, and the grant is refused below instead of outliving it.
         generation: user.generation,
+        amr: Amr::password(),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     if !core.store.insert_grant(&grant, first.as_ref()).await? {
@@ -101,6 +102,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &grant.id,
             auth_time: Some(now),
+            amr: Some(&grant.amr),
             alg: client.signing_alg,
         },
     )?;

@@ -125,6 +125,8 @@ fn answer(
             audience: &grant.audience,
             sid: &grant.id,
             auth_time: Some(grant.created_at),
+            // A refresh is not a sign-in: the grant's own.
+            amr: grant.user_id.is_some().then_some(&grant.amr),
             alg: client.signing_alg,
         },
     )?;

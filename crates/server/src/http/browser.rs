@@ -19,7 +19,7 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::store::{PendingSignIn, SessionRecord, UserRecord};
+use crate::store::{Amr, PendingSignIn, SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).
 const SESSION: &str = "tessera_session";
@@ -132,11 +132,13 @@ pub(crate) async fn session(
     Ok(state.store.live_session(&hash, state.clock.now()).await?)
 }
 
-/// Starts a session for `user` (stamped with the generation read with their credentials):
+/// Starts a session for `user` (stamped with the generation read with their credentials
+/// and how they signed in):
 /// stores its hash and adds the cookie to `out`.
 pub(crate) async fn start_session(
     state: &AppState,
     user: &UserRecord,
+    amr: Amr,
     out: &mut HeaderMap,
 ) -> Result<SessionRecord, OAuthError> {
     // The opaque-token format gives 256 random bits and a checksum; the `tsr_at_` kind
@@ -153,6 +155,7 @@ pub(crate) async fn start_session(
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
         generation: user.generation,
+        amr,
     };
     state.store.insert_session(&record).await?;
     if let Some(c) = set_cookie(state, SESSION, token.expose(), ttl.as_secs()) {

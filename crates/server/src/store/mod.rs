@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
+    Amr, AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
     GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken, PendingSignIn,
     RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, TotpRecord,
     UserRecord, client_credentials_sid,

@@ -165,6 +165,8 @@ pub struct GrantRecord {
     /// The user's [`UserRecord::generation`] at the sign-in it comes from (0 without a
     /// user); it stands only while that is the user's current one.
     pub generation: i64,
+    /// How the user signed in (not read for a grant without a user).
+    pub amr: Amr,
 }
 
 /// A stored refresh token (only its hash).
@@ -386,6 +388,8 @@ pub struct AuthCodeRecord {
     pub grant_id: Option<String>,
     /// The session's [`SessionRecord::generation`], handed on to the grant.
     pub generation: i64,
+    /// The session's [`SessionRecord::amr`], handed on to the grant.
+    pub amr: Amr,
 }
 
 /// A browser session at the authorization server (the sign-in cookie), stored by hash.
@@ -403,6 +407,46 @@ pub struct SessionRecord {
     pub revoked_at: Option<UnixTime>,
     /// The user's [`UserRecord::generation`] read with the credentials at sign-in.
     pub generation: i64,
+    /// How the user signed in.
+    pub amr: Amr,
+}
+
+/// How the user signed in: RFC 8176 `amr` values (`pwd`; `pwd otp mfa` with a second
+/// factor), kept from the browser session to its codes and grants, so every token of a
+/// grant, refreshes too, tells the sign-in it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amr(Vec<String>);
+
+impl Amr {
+    /// A password alone.
+    pub fn password() -> Self {
+        Amr(vec!["pwd".into()])
+    }
+
+    /// A password and a one-time code (TOTP or recovery code).
+    pub fn password_and_otp() -> Self {
+        Amr(vec!["pwd".into(), "otp".into(), "mfa".into()])
+    }
+
+    /// The values, in order.
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
+    /// True when more than one factor was used (`mfa`).
+    pub fn is_mfa(&self) -> bool {
+        self.0.iter().any(|v| v == "mfa")
+    }
+
+    /// The stored form: space-separated.
+    pub(crate) fn to_db(&self) -> String {
+        self.0.join(" ")
+    }
+
+    /// From the stored form.
+    pub(crate) fn from_db(s: &str) -> Self {
+        Amr(s.split_whitespace().map(str::to_owned).collect())
+    }
 }
 
 /// A user's TOTP factor (RFC 6238). The secret is sealed before it gets here.

@@ -19,6 +19,7 @@ use crate::http::browser::{csrf_token, start_session};
 use crate::http::pages::{Login, render};
 use crate::http::peer::Peer;
 use crate::login::{self, Attempt, LoginFailure, Via};
+use crate::store::Amr;
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
 const BAD_LOGIN: &str = "Wrong username or password.";
@@ -132,7 +133,7 @@ pub(super) async fn sign_in(
         return mfa::start(state, headers, raw, req, &user, enrolled).await;
     }
     let mut out = HeaderMap::new();
-    let session = match start_session(state, &user, &mut out).await {
+    let session = match start_session(state, &user, Amr::password(), &mut out).await {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };

@@ -22,7 +22,7 @@ use crate::http::peer::Peer;
 use crate::login::{Attempt, LoginFailure, Via};
 use crate::mfa::{self as factors, Enrolment};
 use crate::oauth::OAuthError;
-use crate::store::{PendingSignIn, UserRecord};
+use crate::store::{Amr, PendingSignIn, UserRecord};
 
 /// The message for a wrong, replayed or used code.
 const BAD_CODE: &str =
@@ -152,7 +152,7 @@ async fn start_from(
         generation: pending.generation,
         ..user.clone()
     };
-    let session = start_session(state, &user, out).await?;
+    let session = start_session(state, &user, Amr::password_and_otp(), out).await?;
     audit(
         state,
         "session.start",

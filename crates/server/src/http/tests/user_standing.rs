@@ -35,6 +35,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
         expires_at: now.saturating_add(std::time::Duration::from_secs(3600)),
         revoked_at: None,
         generation,
+        amr: crate::store::Amr::password(),
     };
     let first = NewRefreshToken {
         hash: rt.hash(),
@@ -55,6 +56,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
             audience: &grant.audience,
             sid: &grant.id,
             auth_time: Some(now),
+            amr: None,
             alg: None,
         },
     )
