@@ -174,6 +174,21 @@ mod tests {
     }
 
     #[test]
+    fn mfa_is_optional_unless_set_and_a_wrong_value_names_the_choices() {
+        let c = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Optional);
+        let c = resolve_text("mfa = \"required\"\n", &[], &[]).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Required);
+        let c = resolve_text("", &[("TESSERA_MFA", "off")], &[]).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Off);
+        let e = resolve_text("mfa = \"sometimes\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mfa = \"sometimes\" is invalid"), "{e}");
+        assert!(e.contains("\"off\", \"optional\" or \"required\""), "{e}");
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_in_one_line_naming_it() {
         let e = resolve_text("acces_token_ttl_secs = 900\n", &[], &[])
             .unwrap_err()

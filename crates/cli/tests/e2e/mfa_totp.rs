@@ -204,9 +204,16 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
     let replay = submit(s, &mut b, &page, &[("code", &first)]).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
     let code = next_code(&app);
+    // A copy of this browser's cookies (the pending sign-in's among them).
+    let mut twin = b.clone();
     let ok = submit(s, &mut b, &replay, &[("code", &code)]).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("Allow"));
+    // The pending sign-in is single use: the copy finds it gone (and spends no code).
+    let late = submit(s, &mut twin, &replay, &[("code", &codes[1])]).await;
+    assert_eq!(late.status, 400);
+    assert!(late.body.contains("Your sign-in expired"), "{}", late.body);
+    assert!(late.location.is_none());
     let redirect = submit(s, &mut b, &ok, &[("action", "approve")]).await;
     assert_eq!(redirect.status, StatusCode::SEE_OTHER);
 

@@ -141,6 +141,7 @@ pub(super) async fn answer_code(
 /// gone) and starts the session stamped with the generation read with the password.
 async fn start_from(
     state: &AppState,
+    req: &AuthRequest,
     pending: &PendingSignIn,
     user: &UserRecord,
     out: &mut HeaderMap,
@@ -156,7 +157,7 @@ async fn start_from(
     audit(
         state,
         "session.start",
-        None,
+        Some(&req.client.id),
         Some(&user.id),
         json!({ "mfa": true }),
     )
@@ -173,7 +174,7 @@ async fn finish(
     user: &UserRecord,
     mut out: HeaderMap,
 ) -> Response {
-    match start_from(state, pending, user, &mut out).await {
+    match start_from(state, req, pending, user, &mut out).await {
         Ok(Some(session)) => consent::proceed(state, headers, raw, req, &session, out).await,
         Ok(None) => expired(state, headers, raw, req),
         Err(e) => unavailable(&e),
@@ -223,7 +224,7 @@ pub(super) async fn answer_enrol(
     )
     .await;
     let mut out = HeaderMap::new();
-    match start_from(state, &pending, &user, &mut out).await {
+    match start_from(state, req, &pending, &user, &mut out).await {
         Ok(Some(_)) => {}
         Ok(None) => return expired(state, headers, raw, req),
         Err(e) => return unavailable(&e),
