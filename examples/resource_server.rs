@@ -1,9 +1,12 @@
 //! A small notes API protected by tessera-guard: the FastAPI-tutorial equivalent.
 //!
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
-//! needs `notes:write`; `GET /healthz` is public; `GET /ping` answers like `/healthz`
-//! but needs any valid token (the benchmark's protected twin of the public route). Keys come from the issuer's discovery
-//! metadata and JWKS; with feed credentials, revocations reach it within seconds. With
+//! needs `notes:write`; `GET /notes/export` needs `notes:read` and a DPoP-bound token
+//! with its proof (RFC 9449); `GET /healthz` is public; `GET /ping` answers like `/healthz`
+//! but needs any valid token (the benchmark's protected twin of the public route). Every
+//! route takes DPoP-bound tokens (with their proofs) as well as bearer tokens, and the API
+//! describes itself at `/.well-known/oauth-protected-resource` (RFC 9728). Keys come from the issuer's discovery
+//! metadata and JWKS; with feed credentials, revocations reach it as they are committed (a push subscription; polls while it is down). With
 //! introspection credentials it checks every token at the issuer's RFC 7662 endpoint
 //! instead (a confidential client of its own; only access tokens are accepted).
 //! `--spa-client-id` serves the example SPA at `/spa/` (tokens in the page's memory);
@@ -17,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,8 +31,8 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_guard::{
-    Auth, FetchError, Guard, Introspection, RemoteIssuer, RevocationFeed, Scoped, SystemClock,
-    Verifier, discover,
+    Auth, FetchError, Guard, Introspection, RemoteIssuer, RequireDpop, ResourceMetadata,
+    RevocationFeed, Scoped, SystemClock, Verifier, discover,
 };
 use tessera_token::{SecretString, Validation};
 
@@ -85,6 +89,14 @@ struct Args {
         hide_env_values = true
     )]
     introspection_client_secret: Option<String>,
+    /// The URL clients reach this API at (DPoP proofs name it in `htu`; it is also the
+    /// RFC 9728 resource identifier); default `http://LISTEN`.
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Require guard-issued DPoP nonces, derived from this secret (at least 32 bytes;
+    /// every instance given the same secret accepts the others' nonces).
+    #[arg(long, env = "TESSERA_DPOP_NONCE_SECRET", hide_env_values = true)]
+    dpop_nonce_secret: Option<String>,
     /// Benchmark controls for bench/run.sh (never in a deployment: unauthenticated
     /// routes that each verify a signature).
     #[arg(long, hide = true)]
@@ -252,12 +264,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => Verifier::remote(RemoteIssuer::new(&args.issuer))?,
     };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let metadata = ResourceMetadata::new(public_url.clone())
+        .authorization_server(args.issuer.clone())
+        .scopes(["notes:read", "notes:write"])
+        .resource_name("Notes API");
     let mut builder = Guard::builder(
         verifier,
         Validation::access_token(&args.issuer, &args.audience),
     )
     .realm("notes")
-    .cache_capacity(args.cache_capacity);
+    .cache_capacity(args.cache_capacity)
+    .public_base_url(public_url)
+    .resource_metadata(metadata);
+    if let Some(secret) = &args.dpop_nonce_secret {
+        builder = builder.dpop_nonce(secret.as_bytes(), Duration::from_secs(60));
+    }
     if args.spa_cookie_client_id.is_some() {
         builder = builder.sources(cookie_mode::token_sources());
     }
@@ -272,7 +299,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )?);
                 builder = builder.revocation(feed.list());
                 feed.spawn(Arc::new(SystemClock));
-                tracing::info!(%endpoint, "polling the revocation feed");
+                tracing::info!(%endpoint, "following the revocation feed (push, polling while the subscription is down)");
             }
             None => tracing::warn!("issuer publishes no revocation feed"),
         }
@@ -287,9 +314,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut app = Router::new()
         .route("/me", get(me))
         .route("/notes", get(list_notes).post(create_note))
+        .route("/notes/export", get(list_notes).route_layer(RequireDpop))
         .route("/ping", get(|_: Auth| async { "ok" }))
         .layer(guard.layer())
         .route("/healthz", get(|| async { "ok" }))
+        .merge(guard.metadata_router())
         .with_state(notes);
     if args.bench_control {
         app = app.merge(bench_control::routes()?);
@@ -305,8 +334,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/spa/config.json", get(move || async move { Json(config) }));
     }
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let addr = listener.local_addr()?;
     if let Some(client_id) = &args.spa_cookie_client_id {
         let base = format!("http://{addr}");
         let mode = cookie_mode::CookieMode::discover(

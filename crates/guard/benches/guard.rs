@@ -5,12 +5,20 @@
 //! - `raw_verify`: `ParsedPublicKey::verify_sig` over the token's signing input: the floor.
 //! - `cold`: `Guard::authenticate` with the cache off: every request verifies.
 //! - `warm`: the same with the cache on and the token already seen: a hash and a lookup.
+//! - `dpop_cold`: a DPoP request (RFC 9449), cache off: the bound token's signature and
+//!   the proof (its embedded key parsed, its signature, thumbprint, `ath`, replay cache).
+//!   Proof and key of the token's algorithm, so one proof verify is one `raw_verify`.
+//! - `dpop_warm`: the same with the token cached: the proof check alone.
 //! - `router/*`: one request through an axum router, with and without the guard layer
 //!   (warm), the unauthenticated route being the floor.
 //!
-//! Before criterion runs, `interleaved` times raw verify, cold and warm one after the
-//! other, round after round, and prints their medians and ratios: on a shared machine
-//! whose load changes from second to second, this ratio is the one to trust.
+//! Each DPoP iteration gets a fresh proof (made outside the timed part), as the replay
+//! cache would refuse a second use.
+//!
+//! Before criterion runs, `interleaved` times raw verify, cold and warm (bearer and DPoP)
+//! one after the other, round after round, and prints their medians and ratios: on a
+//! shared machine whose load changes from second to second, this ratio is the one to
+//! trust.
 //!
 //! Results: `docs/benchmarks.md`, section "Guard".
 
@@ -30,10 +38,14 @@ use axum::body::Body;
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use criterion::{Criterion, criterion_group};
+use criterion::{BatchSize, Criterion, criterion_group};
 use http::Request;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tessera_guard::{Auth, Guard, ManualClock, RevocationList, Verifier};
-use tessera_token::{Algorithm, Audience, Claims, KeySet, SigningKey, UnixTime, Validation};
+use tessera_token::dpop::{access_token_hash, sign_proof};
+use tessera_token::{
+    Algorithm, Audience, Claims, Confirmation, KeySet, SigningKey, UnixTime, Validation,
+};
 use tower::ServiceExt;
 
 const ISSUER: &str = "https://auth.tessera.example";
@@ -91,6 +103,7 @@ fn guard(key: &SigningKey, cache: usize) -> Guard {
     )
     .clock(Arc::new(ManualClock::new(UnixTime::from_secs(NOW))))
     .cache_capacity(cache)
+    .public_base_url("https://notes.example")
     // A revocation list with entries, so the warm path pays for its lookup.
     .revocation({
         let l = Arc::new(RevocationList::new());
@@ -111,6 +124,50 @@ fn request_parts(token: &str) -> http::request::Parts {
         .0
 }
 
+/// A DPoP-bound token and its client's key.
+struct Bound {
+    token: String,
+    key: SigningKey,
+}
+
+static PROOFS: AtomicU64 = AtomicU64::new(0);
+
+impl Bound {
+    fn new(issuer: &SigningKey) -> Self {
+        let key = SigningKey::generate(issuer.algorithm()).unwrap();
+        let claims = Claims {
+            cnf: Some(Confirmation {
+                jkt: Some(key.public_jwk().unwrap().thumbprint().unwrap()),
+                ..Confirmation::default()
+            }),
+            ..claims()
+        };
+        let token = issuer.sign(&claims, Some("at+jwt")).unwrap();
+        Bound { token, key }
+    }
+
+    /// The head of `GET /notes?page=2` with the token and a fresh proof.
+    fn request(&self) -> http::request::Parts {
+        let proof = sign_proof(
+            &self.key,
+            &serde_json::json!({
+                "jti": format!("bench-{}", PROOFS.fetch_add(1, Ordering::Relaxed)),
+                "htm": "GET", "htu": "https://notes.example/notes", "iat": NOW,
+                "ath": access_token_hash(&self.token),
+            }),
+        )
+        .unwrap();
+        Request::get("/notes?page=2")
+            .header("authorization", format!("DPoP {}", self.token))
+            .header("dpop", proof)
+            .header("accept", "application/json")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+}
+
 struct Fixture {
     name: &'static str,
     raw: ParsedPublicKey,
@@ -119,6 +176,7 @@ struct Fixture {
     parts: http::request::Parts,
     cold: Guard,
     warm: Guard,
+    bound: Bound,
 }
 
 fn fixtures() -> Vec<Fixture> {
@@ -131,6 +189,8 @@ fn fixtures() -> Vec<Fixture> {
             let warm = guard(&key, 10_000);
             let parts = request_parts(&token);
             ready(warm.authenticate(&parts)).unwrap().unwrap();
+            let bound = Bound::new(&key);
+            ready(warm.authenticate(&bound.request())).unwrap().unwrap();
             Fixture {
                 name,
                 raw: raw_key(&key),
@@ -139,6 +199,7 @@ fn fixtures() -> Vec<Fixture> {
                 parts,
                 cold: guard(&key, 0),
                 warm,
+                bound,
             }
         })
         .collect()
@@ -154,6 +215,7 @@ fn interleaved() {
     const ROUNDS: usize = 4000;
     for f in fixtures() {
         let (mut raw, mut cold, mut warm) = (vec![], vec![], vec![]);
+        let (mut dpop_cold, mut dpop_warm) = (vec![], vec![]);
         for _ in 0..ROUNDS {
             let t = Instant::now();
             f.raw
@@ -166,12 +228,23 @@ fn interleaved() {
             let t = Instant::now();
             black_box(ready(f.warm.authenticate(black_box(&f.parts))).unwrap());
             warm.push(t.elapsed());
+            let (p1, p2) = (f.bound.request(), f.bound.request());
+            let t = Instant::now();
+            black_box(ready(f.cold.authenticate(black_box(&p1))).unwrap());
+            dpop_cold.push(t.elapsed());
+            let t = Instant::now();
+            black_box(ready(f.warm.authenticate(black_box(&p2))).unwrap());
+            dpop_warm.push(t.elapsed());
         }
         let (r, c, w) = (median(raw), median(cold), median(warm));
+        let (dc, dw) = (median(dpop_cold), median(dpop_warm));
         println!(
-            "interleaved guard/{}: median raw_verify {r:.2} us, cold {c:.2} us ({:.3}x raw), warm {w:.3} us",
+            "interleaved guard/{}: median raw_verify {r:.2} us, cold {c:.2} us ({:.3}x raw), warm {w:.3} us, \
+             dpop_cold {dc:.2} us ({:.3}x raw), dpop_warm {dw:.2} us ({:.3}x raw)",
             f.name,
-            c / r
+            c / r,
+            dc / r,
+            dw / r
         );
     }
 }
@@ -192,6 +265,21 @@ fn bench_guard(c: &mut Criterion) {
         });
         g.bench_function("warm", |b| {
             b.iter(|| ready(warm.authenticate(black_box(parts))).unwrap().unwrap())
+        });
+        let bound = &f.bound;
+        g.bench_function("dpop_cold", |b| {
+            b.iter_batched_ref(
+                || bound.request(),
+                |p| ready(cold.authenticate(black_box(p))).unwrap().unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("dpop_warm", |b| {
+            b.iter_batched_ref(
+                || bound.request(),
+                |p| ready(warm.authenticate(black_box(p))).unwrap().unwrap(),
+                BatchSize::SmallInput,
+            )
         });
         g.finish();
     }

@@ -3,10 +3,11 @@
 //! authorization server, [`BuildError`] for a bad configuration.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 
-use crate::challenge;
+use crate::challenge::{self, Challenges, Scheme};
 
 /// Why a request was refused, in the order the guard's pipeline checks. The mapping to
 /// HTTP (status, `WWW-Authenticate`, body) is [`crate::Guard::error_response`], and only there.
@@ -29,6 +30,19 @@ pub enum GuardError {
     /// The token, or its grant, was revoked.
     #[error("token revoked")]
     Revoked,
+    /// The token's binding does not fit how it was presented (401 `invalid_token`): a
+    /// DPoP-bound token sent as `Bearer`, an unbound token sent as `DPoP`, a confirmation
+    /// method the guard does not understand, or a bearer token on a route requiring DPoP.
+    #[error("token binding: {0}")]
+    TokenBinding(&'static str),
+    /// The DPoP proof is missing, malformed, replayed, or does not match the request or the
+    /// token (RFC 9449 section 7.1: 401 `invalid_dpop_proof`).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(Cow<'static, str>),
+    /// The proof lacks the guard's current nonce, or carries a stale one (RFC 9449 section
+    /// 9: 401 `use_dpop_nonce` with this nonce in the `DPoP-Nonce` header).
+    #[error("a fresh DPoP nonce is required")]
+    UseDpopNonce(String),
     /// The token lacks the scope the route needs (403 `insufficient_scope`).
     #[error("insufficient scope, needs {scope}")]
     InsufficientScope {
@@ -44,16 +58,30 @@ pub enum GuardError {
 }
 
 impl GuardError {
-    /// The RFC 6750 error code, if the response carries one.
+    /// True for the refusals only the DPoP scheme can fix: their error goes on the `DPoP`
+    /// challenge whichever scheme the request used.
+    pub fn concerns_dpop(&self) -> bool {
+        matches!(
+            self,
+            GuardError::TokenBinding(_)
+                | GuardError::InvalidDpopProof(_)
+                | GuardError::UseDpopNonce(_)
+        )
+    }
+
+    /// The RFC 6750 (or RFC 9449) error code, if the response carries one.
     pub fn code(&self) -> Option<&'static str> {
         match self {
             GuardError::MissingToken | GuardError::Unavailable(_) | GuardError::NotConfigured => {
                 None
             }
             GuardError::InvalidRequest(_) => Some("invalid_request"),
-            GuardError::InvalidToken(_) | GuardError::Inactive | GuardError::Revoked => {
-                Some("invalid_token")
-            }
+            GuardError::InvalidToken(_)
+            | GuardError::Inactive
+            | GuardError::Revoked
+            | GuardError::TokenBinding(_) => Some("invalid_token"),
+            GuardError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            GuardError::UseDpopNonce(_) => Some("use_dpop_nonce"),
             GuardError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
@@ -74,6 +102,9 @@ impl GuardError {
             GuardError::InvalidToken(_) => "invalid_token",
             GuardError::Inactive => "inactive",
             GuardError::Revoked => "revoked",
+            GuardError::TokenBinding(_) => "token_binding",
+            GuardError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            GuardError::UseDpopNonce(_) => "use_dpop_nonce",
             GuardError::InsufficientScope { .. } => "insufficient_scope",
             GuardError::Unavailable(_) => "unavailable",
             GuardError::NotConfigured => "not_configured",
@@ -89,6 +120,11 @@ impl GuardError {
             GuardError::InvalidRequest(why) => why.clone(),
             GuardError::Inactive => "token is not active".into(),
             GuardError::Revoked => "token revoked".into(),
+            GuardError::TokenBinding(why) => Cow::Borrowed(why),
+            GuardError::InvalidDpopProof(why) => why.clone(),
+            GuardError::UseDpopNonce(_) => {
+                "the DPoP proof must carry the nonce this server sent".into()
+            }
             GuardError::InsufficientScope { .. } => "the token lacks the required scope".into(),
             GuardError::Unavailable(_) => "token verification is temporarily unavailable".into(),
             GuardError::InvalidToken(e) => match e {
@@ -119,16 +155,16 @@ impl GuardError {
 #[error("{error}")]
 pub struct AuthRejection {
     error: GuardError,
-    realm: String,
-    json_body: bool,
+    challenges: Arc<Challenges>,
+    scheme: Scheme,
 }
 
 impl AuthRejection {
-    pub(crate) fn new(error: GuardError, realm: &str, json_body: bool) -> Self {
+    pub(crate) fn new(error: GuardError, challenges: Arc<Challenges>, scheme: Scheme) -> Self {
         AuthRejection {
             error,
-            realm: realm.to_owned(),
-            json_body,
+            challenges,
+            scheme,
         }
     }
 
@@ -141,7 +177,7 @@ impl AuthRejection {
 impl IntoResponse for AuthRejection {
     /// The RFC 6750 response: status, `WWW-Authenticate`, optional JSON body.
     fn into_response(self) -> Response {
-        challenge::response(&self.realm, self.json_body, &self.error)
+        challenge::response(&self.challenges, self.scheme, &self.error)
     }
 }
 

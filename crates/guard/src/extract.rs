@@ -14,6 +14,7 @@ use http::request::Parts;
 use serde::de::{Deserialize, DeserializeOwned, Deserializer, IgnoredAny};
 use tessera_token::Error as TokenError;
 
+use crate::challenge::Scheme;
 use crate::layer::{Anonymous, Authenticated};
 use crate::{AuthRejection, Guard, GuardError, Identity, ScopeRequirement};
 
@@ -135,16 +136,17 @@ pub(crate) async fn identity(parts: &mut Parts) -> Result<Option<Arc<Identity>>,
             Ok(Some(id))
         }
         Ok(None) => Ok(None),
-        Err(e) => Err(guard.rejection(e)),
+        Err(e) => Err(guard.rejection(e, Scheme::of(&parts.headers))),
     }
 }
 
 /// The refusal for `err`, shaped by the guard's settings when one is installed (else by
 /// the builder's defaults: realm `api`, JSON body).
 pub(crate) fn reject(parts: &Parts, err: GuardError) -> AuthRejection {
+    let scheme = Scheme::of(&parts.headers);
     match parts.extensions.get::<Guard>() {
-        Some(g) => g.rejection(err),
-        None => AuthRejection::new(err, "api", true),
+        Some(g) => g.rejection(err, scheme),
+        None => AuthRejection::new(err, Arc::default(), scheme),
     }
 }
 

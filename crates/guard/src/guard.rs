@@ -1,8 +1,9 @@
 //! The [`Guard`]: the policy value (verifier, validation, sources, cache, revocation,
-//! clock) and the pipeline that runs it on a request.
+//! DPoP, clock) and the pipeline that runs it on a request.
 //!
-//! source -> RFC 6750 parse -> size limit -> cache lookup by token hash -> verify ->
-//! validate -> revocation check -> identity (the scope check is per route).
+//! source -> RFC 6750 / RFC 9449 parse -> size limit -> cache lookup by token hash ->
+//! verify -> validate -> revocation check -> binding (scheme, DPoP proof, nonce, replay;
+//! on every request, cached or not) -> identity (the scope check is per route).
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,58 +11,35 @@ use std::time::Duration;
 
 use axum::response::Response;
 use http::request::Parts;
-use tessera_token::{
-    BearerToken, Clock, Error as TokenError, SystemClock, TokenHash, UnixTime, Validation,
-};
+use tessera_token::{BearerToken, Clock, Error as TokenError, TokenHash, UnixTime, Validation};
 
 use crate::cache::VerifiedCache;
+use crate::challenge::{self, Challenges, Scheme};
+use crate::dpop::DpopSettings;
+use crate::metadata::ResourceMetadata;
 use crate::revocation::RevocationCheck;
 use crate::source::{self, Found, TokenSources};
-use crate::{AuthRejection, BuildError, FetchError, GuardError, Identity, Verifier, challenge};
+use crate::{AuthRejection, FetchError, GuardError, Identity, Verifier};
 
 /// The resource-server guard: cheap to clone (an `Arc` inside), built once at start-up
 /// with [`Guard::builder`], shared by the layer and the extractors.
 #[derive(Clone)]
-pub struct Guard(Arc<Inner>);
+pub struct Guard(pub(crate) Arc<Inner>);
 
-struct Inner {
-    verifier: Verifier,
-    validation: Validation,
-    realm: String,
-    sources: TokenSources,
-    cache: VerifiedCache,
-    cache_ttl: Duration,
-    revocation: Option<Arc<dyn RevocationCheck>>,
-    clock: Arc<dyn Clock>,
-    json_body: bool,
-}
-
-/// Builds a [`Guard`]. The verifier and the validation policy (issuer and audience) are
-/// mandatory; everything else has a safe default.
-pub struct GuardBuilder {
-    inner: Inner,
-    cache_capacity: usize,
+pub(crate) struct Inner {
+    pub(crate) verifier: Verifier,
+    pub(crate) validation: Validation,
+    pub(crate) sources: TokenSources,
+    pub(crate) cache: VerifiedCache,
+    pub(crate) cache_ttl: Duration,
+    pub(crate) revocation: Option<Arc<dyn RevocationCheck>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) challenges: Arc<Challenges>,
+    pub(crate) dpop: DpopSettings,
+    pub(crate) metadata: Option<ResourceMetadata>,
 }
 
 impl Guard {
-    /// Starts a guard verifying with `verifier` under `validation`.
-    pub fn builder(verifier: Verifier, validation: Validation) -> GuardBuilder {
-        GuardBuilder {
-            inner: Inner {
-                verifier,
-                validation,
-                realm: "api".into(),
-                sources: TokenSources::default(),
-                cache: VerifiedCache::new(0),
-                cache_ttl: Duration::from_secs(300),
-                revocation: None,
-                clock: Arc::new(SystemClock),
-                json_body: true,
-            },
-            cache_capacity: 10_000,
-        }
-    }
-
     /// Authenticates a request head: `Ok(None)` when no token came. Form bodies are not
     /// read here (only the layer reads them).
     pub async fn authenticate(&self, parts: &Parts) -> Result<Option<Arc<Identity>>, GuardError> {
@@ -71,13 +49,50 @@ impl Guard {
         let found =
             source::from_parts(parts, &self.0.sources).inspect_err(|e| self.log(e, None))?;
         match found {
-            Found::Token(t) => self.verify(&t).await.map(Some),
+            Found::Token(t, scheme) => self.verify_presented(parts, &t, scheme).await.map(Some),
             Found::MaybeInForm | Found::Nothing => Ok(None),
         }
     }
 
-    /// Verifies one token: cache, verifier, revocation.
+    /// Verifies one token presented alone, as `Bearer`: cache, verifier, revocation. A
+    /// DPoP-bound token is refused here (its proof belongs to a request: use
+    /// [`Guard::authenticate`] or the layer).
     pub async fn verify(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
+        let parts = http::Request::new(()).into_parts().0;
+        self.verify_presented(&parts, token, Scheme::Bearer).await
+    }
+
+    /// Verifies `token`, then how the request `parts` presented it ([`DpopSettings::check`]).
+    pub(crate) async fn verify_presented(
+        &self,
+        parts: &Parts,
+        token: &BearerToken,
+        scheme: Scheme,
+    ) -> Result<Arc<Identity>, GuardError> {
+        let identity = self.verify_token(token).await?;
+        self.check_binding(parts, scheme, token.expose(), identity)
+    }
+
+    /// The binding check of a verified (or cached) token, on every request.
+    fn check_binding(
+        &self,
+        parts: &Parts,
+        scheme: Scheme,
+        raw: &str,
+        identity: Arc<Identity>,
+    ) -> Result<Arc<Identity>, GuardError> {
+        let now = self.0.clock.now();
+        match self.0.dpop.check(parts, scheme, raw, &identity, now) {
+            Ok(()) => Ok(identity),
+            Err(e) => {
+                self.log(&e, Some(raw));
+                Err(e)
+            }
+        }
+    }
+
+    /// Verifies one token: cache, verifier, revocation.
+    async fn verify_token(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
         let inner = &*self.0;
         let now = inner.clock.now();
         let raw = token.expose();
@@ -125,9 +140,10 @@ impl Guard {
     }
 
     /// The warm path: a request whose only `Authorization` header is exactly
-    /// `Bearer <token>` with a token already in the cache. A cached token passed the
-    /// strict RFC 6750 parse before, and those exact bytes parse the same way again, so
-    /// the parse is skipped; the query rule and the revocation check still apply. `None`
+    /// `Bearer <token>` or `DPoP <token>` with a token already in the cache. A cached
+    /// token passed the strict RFC 6750 parse before, and those exact bytes parse the
+    /// same way again, so the parse is skipped; the query rule, the revocation check and
+    /// the binding check (a fresh, unreplayed proof for a DPoP token) still apply. `None`
     /// sends the request down the full path.
     pub(crate) fn cached(&self, parts: &Parts) -> Option<Result<Arc<Identity>, GuardError>> {
         if !self.0.cache.is_enabled() {
@@ -145,7 +161,10 @@ impl Guard {
         if values.next().is_some() {
             return None;
         }
-        let token = value.as_bytes().strip_prefix(b"Bearer ")?;
+        let (token, scheme) = match value.as_bytes().strip_prefix(b"Bearer ") {
+            Some(t) => (t, Scheme::Bearer),
+            None => (value.as_bytes().strip_prefix(b"DPoP ")?, Scheme::Dpop),
+        };
         if token.is_empty() || token.len() > self.0.validation.token_len_limit() {
             return None;
         }
@@ -153,7 +172,10 @@ impl Guard {
         let hash = TokenHash::of(token);
         let identity = self.0.cache.get(&hash, now)?;
         let raw = std::str::from_utf8(token).unwrap_or_default();
-        Some(self.check_revoked(identity, Some(&hash), now, raw))
+        Some(
+            self.check_revoked(identity, Some(&hash), now, raw)
+                .and_then(|id| self.check_binding(parts, scheme, raw, id)),
+        )
     }
 
     fn check_revoked(
@@ -175,14 +197,27 @@ impl Guard {
         Ok(identity)
     }
 
-    /// The RFC 6750 response for `err` (status, `WWW-Authenticate`, optional JSON body).
+    /// The RFC 6750 response for `err` (status, `WWW-Authenticate` challenges, optional
+    /// JSON body) to a request that used the `Bearer` scheme; [`Guard::error_response_to`]
+    /// answers a request in its own scheme.
     pub fn error_response(&self, err: &GuardError) -> Response {
-        challenge::response(&self.0.realm, self.0.json_body, err)
+        challenge::response(&self.0.challenges, Scheme::Bearer, err)
+    }
+
+    /// The response for `err` to the request `parts`: the error goes on the challenge of
+    /// the scheme the request used (`Bearer` or `DPoP`, RFC 9449 section 7.1).
+    pub fn error_response_to(&self, parts: &Parts, err: &GuardError) -> Response {
+        challenge::response(&self.0.challenges, Scheme::of(&parts.headers), err)
     }
 
     /// The extractors' typed refusal for `err`, shaped by this guard's settings.
-    pub(crate) fn rejection(&self, err: GuardError) -> AuthRejection {
-        AuthRejection::new(err, &self.0.realm, self.0.json_body)
+    pub(crate) fn rejection(&self, err: GuardError, scheme: Scheme) -> AuthRejection {
+        AuthRejection::new(err, self.0.challenges.clone(), scheme)
+    }
+
+    /// The RFC 9728 metadata this guard serves, if configured.
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.0.metadata.as_ref()
     }
 
     /// Fetches remote keys now, so the first request does not wait for them.
@@ -243,72 +278,14 @@ impl Guard {
     }
 }
 
-impl GuardBuilder {
-    /// The `realm` of challenges (default `api`).
-    pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.inner.realm = realm.into();
-        self
-    }
-
-    /// Token sources besides the `Authorization` header (default: none).
-    pub fn sources(mut self, sources: TokenSources) -> Self {
-        self.inner.sources = sources;
-        self
-    }
-
-    /// Verified-token cache capacity in tokens (default 10 000; 0 turns it off).
-    pub fn cache_capacity(mut self, capacity: usize) -> Self {
-        self.cache_capacity = capacity;
-        self
-    }
-
-    /// Longest time a verified token stays cached (default 5 min; never past `exp`).
-    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
-        self.inner.cache_ttl = ttl;
-        self
-    }
-
-    /// Revocation check run on every accepted token (e.g. a feed's [`crate::RevocationList`]).
-    pub fn revocation(mut self, check: Arc<dyn RevocationCheck>) -> Self {
-        self.inner.revocation = Some(check);
-        self
-    }
-
-    /// The time source (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.inner.clock = clock;
-        self
-    }
-
-    /// Whether error responses carry a JSON body `{"error", "error_description"}`
-    /// (default true).
-    pub fn json_body(mut self, json: bool) -> Self {
-        self.inner.json_body = json;
-        self
-    }
-
-    /// The guard. Refuses a remote issuer the validation policy would not accept (every
-    /// token would then fail with "issuer not accepted").
-    pub fn build(mut self) -> Result<Guard, BuildError> {
-        if let Some(issuer) = self.inner.verifier.issuer()
-            && !self.inner.validation.issuers().iter().any(|i| i == issuer)
-        {
-            return Err(BuildError::Invalid(
-                "validation: the remote issuer must be one of the accepted issuers; build the Validation with the same issuer URL",
-            ));
-        }
-        self.inner.cache = VerifiedCache::new(self.cache_capacity);
-        Ok(Guard(Arc::new(self.inner)))
-    }
-}
-
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")
             .field("verifier", &self.0.verifier)
             .field("issuers", &self.0.validation.issuers())
             .field("audiences", &self.0.validation.audiences())
-            .field("realm", &self.0.realm)
+            .field("realm", &self.0.challenges.realm)
+            .field("dpop", &self.0.dpop.policy)
             .field("sources", &self.0.sources)
             .finish_non_exhaustive()
     }

@@ -1,5 +1,6 @@
 //! The tower layers: [`GuardLayer`] authenticates every request of the routes it wraps,
-//! [`RequireScope`] adds a per-route scope requirement.
+//! [`RequireScope`] adds a per-route scope requirement, [`RequireDpop`] a per-route
+//! requirement of a DPoP-bound token.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +15,8 @@ use http_body_util::{BodyExt, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::challenge::Scheme;
+use crate::dpop::{DPOP, DPOP_REQUIRED};
 use crate::extract;
 use crate::source::{self, Found};
 use crate::{Guard, GuardError, Identity, ScopeRequirement};
@@ -79,13 +82,14 @@ pub struct GuardService<S> {
     inner: S,
 }
 
-/// Marks the credential-bearing headers sensitive, so `Debug` and tracing of the
-/// request never print them.
+/// Marks the credential-bearing headers (a DPoP proof included: it is replayable for a
+/// minute) sensitive, so `Debug` and tracing of the request never print them.
 fn mark_sensitive(req: &mut Request<Body>) {
     for name in [
         header::AUTHORIZATION,
         header::COOKIE,
         header::PROXY_AUTHORIZATION,
+        DPOP,
     ] {
         if let http::header::Entry::Occupied(mut e) = req.headers_mut().entry(name) {
             for v in e.iter_mut() {
@@ -122,15 +126,15 @@ where
                     parts.extensions.insert(Authenticated(identity));
                     return inner.call(Request::from_parts(parts, body)).await;
                 }
-                Some(Err(e)) => return Ok(guard.error_response(&e)),
+                Some(Err(e)) => return Ok(guard.error_response_to(&parts, &e)),
                 None => {}
             }
             let found = match source::from_parts(&parts, guard.sources()) {
                 Ok(f) => f,
-                Err(e) => return Ok(refuse(&guard, &e, None)),
+                Err(e) => return Ok(refuse(&guard, &parts, &e)),
             };
             let (token, body) = match found {
-                Found::Token(t) => (Some(t), body),
+                Found::Token(t, scheme) => (Some((t, scheme)), body),
                 Found::Nothing => (None, body),
                 Found::MaybeInForm => {
                     let bytes = match Limited::new(body, MAX_FORM_BODY).collect().await {
@@ -139,25 +143,27 @@ where
                             let e = GuardError::InvalidRequest(
                                 "form body too large or unreadable".into(),
                             );
-                            return Ok(refuse(&guard, &e, None));
+                            return Ok(refuse(&guard, &parts, &e));
                         }
                     };
                     match source::from_form(&bytes, guard.sources()) {
-                        Ok(t) => (t, Body::from(bytes)),
-                        Err(e) => return Ok(refuse(&guard, &e, None)),
+                        Ok(t) => (t.map(|t| (t, Scheme::Bearer)), Body::from(bytes)),
+                        Err(e) => return Ok(refuse(&guard, &parts, &e)),
                     }
                 }
             };
             parts.extensions.insert(guard.clone());
             match token {
-                Some(t) => match guard.verify(&t).await {
+                Some((t, scheme)) => match guard.verify_presented(&parts, &t, scheme).await {
                     Ok(identity) => {
                         parts.extensions.insert(Authenticated(identity));
                     }
-                    // verify() has logged the refusal with kid/iss.
-                    Err(e) => return Ok(guard.error_response(&e)),
+                    // verify_presented() has logged the refusal with kid/iss.
+                    Err(e) => return Ok(guard.error_response_to(&parts, &e)),
                 },
-                None if required => return Ok(refuse(&guard, &GuardError::MissingToken, None)),
+                None if required => {
+                    return Ok(refuse(&guard, &parts, &GuardError::MissingToken));
+                }
                 None => {
                     parts.extensions.insert(Anonymous);
                 }
@@ -167,9 +173,9 @@ where
     }
 }
 
-fn refuse(guard: &Guard, e: &GuardError, raw: Option<&str>) -> Response {
-    guard.log(e, raw);
-    guard.error_response(e)
+fn refuse(guard: &Guard, parts: &http::request::Parts, e: &GuardError) -> Response {
+    guard.log(e, None);
+    guard.error_response_to(parts, e)
 }
 
 /// A per-route scope requirement, as a layer: `get(handler.layer(RequireScope::all(["notes:read"])))`
@@ -241,6 +247,58 @@ where
                 Err(rejection) => return Ok(rejection.into_response()),
             };
             if let Err(e) = requirement.check(identity.scope.as_ref()) {
+                return Ok(extract::refuse(&parts, e).into_response());
+            }
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+/// A per-route requirement of a DPoP-bound token, as a layer:
+/// `.route("/transfer", post(h).route_layer(RequireDpop))`. A bearer token is refused
+/// with `invalid_token` and a `DPoP` challenge only. The guard already refuses a bound
+/// token without its valid proof, so a bound identity here is a proven one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequireDpop;
+
+impl<S> Layer<S> for RequireDpop {
+    type Service = RequireDpopService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireDpopService { inner }
+    }
+}
+
+/// The service of [`RequireDpop`].
+#[derive(Clone, Debug)]
+pub struct RequireDpopService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for RequireDpopService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let bound = match extract::identity(&mut parts).await {
+                Ok(id) => id.is_some_and(|id| id.cnf.as_ref().is_some_and(|c| c.jkt.is_some())),
+                Err(rejection) => return Ok(rejection.into_response()),
+            };
+            if !bound {
+                let e = GuardError::TokenBinding(DPOP_REQUIRED);
                 return Ok(extract::refuse(&parts, e).into_response());
             }
             inner.call(Request::from_parts(parts, body)).await

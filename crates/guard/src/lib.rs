@@ -6,6 +6,9 @@
 //! or [`Scoped`] in handlers; [`RequireScope`] adds a scope to a route as a layer.
 //! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]); the
 //! extractors refuse with the typed [`AuthRejection`], which becomes that same response.
+//! DPoP-bound tokens (RFC 9449) are taken with their proofs by default ([`DpopPolicy`]);
+//! [`RequireDpop`] requires them on a route; [`ResourceMetadata`] is served (RFC 9728)
+//! by [`Guard::metadata_router`] and named in every challenge.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -29,26 +32,35 @@
 //! # Ok(app) }
 //! ```
 
+mod builder;
 mod cache;
 mod challenge;
+mod dpop;
 mod error;
 mod extract;
 mod feed;
 mod guard;
 mod identity;
 mod layer;
+mod metadata;
 mod net;
 mod revocation;
 mod scope;
 mod source;
+mod sse;
 mod verifier;
 
+pub use builder::GuardBuilder;
+pub use dpop::DpopPolicy;
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;
-pub use guard::{Guard, GuardBuilder};
+pub use guard::Guard;
 pub use identity::{Identity, Origin};
-pub use layer::{GuardLayer, GuardService, RequireScope, RequireScopeService};
+pub use layer::{
+    GuardLayer, GuardService, RequireDpop, RequireDpopService, RequireScope, RequireScopeService,
+};
+pub use metadata::{ResourceMetadata, WELL_KNOWN_PATH};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
 pub use source::{CookieSource, Csrf, TokenSources};

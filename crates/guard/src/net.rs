@@ -26,6 +26,12 @@ pub(crate) fn url_allowed(url: &Url) -> bool {
     }
 }
 
+/// True when a `Host` header value (host and optional port) names a loopback host.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    Url::parse(&format!("http://{host}/"))
+        .is_ok_and(|u| u.path() == "/" && u.username().is_empty() && url_allowed(&u))
+}
+
 /// Parses and checks a configured URL.
 pub(crate) fn config_url(s: &str, field: &'static str) -> Result<Url, BuildError> {
     let url = Url::parse(s).map_err(|_| BuildError::InvalidUrl { field })?;

@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 use tessera_token::{BearerToken, Error as TokenError, parse_authorization};
 
 use crate::GuardError;
+use crate::challenge::Scheme;
 
 /// Which token sources the guard reads, besides the `Authorization` header.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +38,11 @@ impl TokenSources {
     pub fn accept_form_body(mut self, accept: bool) -> Self {
         self.form_body = accept;
         self
+    }
+
+    /// True when form-body tokens are accepted.
+    pub(crate) fn accepts_form_body(&self) -> bool {
+        self.form_body
     }
 }
 
@@ -100,8 +106,8 @@ impl CookieSource {
 
 /// What the request-head sources yielded.
 pub(crate) enum Found {
-    /// A token from the header or the cookie.
-    Token(BearerToken),
+    /// A token from the header (`Bearer` or `DPoP`) or the cookie (`Bearer`).
+    Token(BearerToken, Scheme),
     /// No token in the head; a form body might carry one and must be inspected.
     MaybeInForm,
     /// No token at all.
@@ -124,8 +130,11 @@ pub(crate) fn from_parts(parts: &Parts, sources: &TokenSources) -> Result<Found,
         if auth.next().is_some() {
             return Err(invalid("more than one Authorization header"));
         }
+        if let Some(token) = dpop_credentials(value.as_bytes()) {
+            return Ok(Found::Token(token?, Scheme::Dpop));
+        }
         match parse_authorization(value.as_bytes()) {
-            Ok(Some(token)) => return Ok(Found::Token(token)),
+            Ok(Some(token)) => return Ok(Found::Token(token, Scheme::Bearer)),
             Ok(None) => {} // another scheme: no bearer credentials
             Err(TokenError::MalformedAuthorization(why)) => return Err(invalid(why)),
             Err(_) => return Err(invalid("malformed Authorization header")),
@@ -139,12 +148,30 @@ pub(crate) fn from_parts(parts: &Parts, sources: &TokenSources) -> Result<Found,
         if !is_safe(&parts.method) {
             check_csrf(&parts.headers, &cookie.csrf)?;
         }
-        return Ok(Found::Token(token));
+        return Ok(Found::Token(token, Scheme::Bearer));
     }
     if is_form(&parts.headers) && !matches!(parts.method, Method::GET | Method::HEAD) {
         return Ok(Found::MaybeInForm);
     }
     Ok(Found::Nothing)
+}
+
+/// `DPoP <token>` credentials (RFC 9449 section 7.1: `token68`, the b64token syntax):
+/// `None` for another scheme.
+fn dpop_credentials(value: &[u8]) -> Option<Result<BearerToken, GuardError>> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = value.split_at_checked(4)?;
+    if !scheme.eq_ignore_ascii_case(b"dpop") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    if token.is_empty() {
+        return Some(Err(invalid("no token after DPoP")));
+    }
+    let token = std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| BearerToken::new(t).ok());
+    Some(token.ok_or_else(|| invalid("the DPoP token is not a token68")))
 }
 
 /// Looks for `access_token` in a form body. Present but not accepted: `invalid_request`.

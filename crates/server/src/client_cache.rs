@@ -100,6 +100,7 @@ mod tests {
             first_party: false,
             signing_alg: None,
             id_token_alg: None,
+            dpop_bound_access_tokens: false,
             created_at: UnixTime::from_secs(0),
         })
     }

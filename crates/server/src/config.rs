@@ -12,6 +12,7 @@
 //! every field is there), and its checked value in the section that uses it.
 
 mod browser;
+mod dpop;
 mod file;
 mod layers;
 mod login;
@@ -24,6 +25,7 @@ mod tokens;
 use std::path::{Path, PathBuf};
 
 pub use browser::BrowserConfig;
+pub use dpop::DpopConfig;
 pub use file::FileConfig;
 pub use layers::{env_var, fields, layer, unknown_env_vars};
 pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, MfaMode, ThrottlePolicy};
@@ -82,6 +84,8 @@ pub struct ServerConfig {
     pub login: LoginConfig,
     /// The `/revoke` rate limit.
     pub revocation: RevocationConfig,
+    /// DPoP proofs at the token endpoint: `iat` window, leeway, nonces.
+    pub dpop: DpopConfig,
 }
 
 impl ServerConfig {
@@ -121,6 +125,7 @@ impl ServerConfig {
             signing,
             login: LoginConfig::resolve(f, p),
             revocation: RevocationConfig::resolve(f, p),
+            dpop: DpopConfig::resolve(f, p),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Tessera's OAuth 2 authorization server.
 //!
 //! The token endpoint (RFC 6749) with the client credentials, password and refresh token
-//! grants, RFC 9068 JWT access tokens signed with keys sealed at rest, discovery and the
+//! grants, RFC 9068 JWT access tokens signed with keys sealed at rest (bound to the
+//! client's key with DPoP, RFC 9449, when it sends a proof), discovery and the
 //! JWK Set; storage behind narrow traits with an embedded SQLite backend and a PostgreSQL
 //! backend for several replicas; and the
 //! operator operations the `tessera` CLI runs ([`admin`]).
 //!
 //! Layout (docs/architecture.md): [`http`] (the router, one module per endpoint, its
-//! `AppState`) → the domain (`grants`, `login`, `tokens`, `oidc`, `throttle`, [`keys`],
+//! `AppState`) → the domain (`grants`, `dpop`, `login`, `tokens`, `oidc`, `throttle`, [`keys`],
 //! [`password`], [`secrets`], all taking `&Core`) → [`store`] (records and traits; SQL
 //! only in its backends) → `tessera-token`. Time comes from a [`Clock`].
 
@@ -17,7 +18,9 @@ mod client_addr;
 mod client_cache;
 mod clock;
 pub mod config;
+mod dpop;
 mod error;
+mod feed;
 pub mod http;
 mod ids;
 pub mod keys;

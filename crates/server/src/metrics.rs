@@ -48,6 +48,8 @@ pub const KEY_AGE: &str = "tessera_signing_key_age_seconds";
 pub const CONNECTIONS_REFUSED: &str = "tessera_connections_refused_total";
 /// Requests other than the health probes answered 503 on a probe-reserve connection.
 pub const RESERVE_BUSY: &str = "tessera_reserve_busy_total";
+/// Push subscriptions to the revocation feed open now on this node (gauge).
+pub const FEED_SUBSCRIPTIONS: &str = "tessera_feed_subscriptions";
 
 /// Latency buckets, seconds: sub-millisecond reads up to slow password hashing.
 const BUCKETS: [f64; 14] = [
@@ -107,6 +109,10 @@ fn describe() {
     describe_counter!(
         RESERVE_BUSY,
         "Requests answered 503 on a probe-reserve connection (max_connections reached)."
+    );
+    metrics::describe_gauge!(
+        FEED_SUBSCRIPTIONS,
+        "Push subscriptions to the revocation feed open now."
     );
 }
 

@@ -23,6 +23,16 @@ pub enum OAuthError {
     InvalidScope(&'static str),
     /// `invalid_target` (RFC 8707): the `resource` is not one of the client's audiences.
     InvalidTarget,
+    /// `invalid_dpop_proof` (RFC 9449 section 5): the `DPoP` proof is missing where it is
+    /// required, malformed, replayed, or by a key other than the one the grant is bound
+    /// to.
+    InvalidDpopProof(&'static str),
+    /// `use_dpop_nonce` (RFC 9449 section 8): the proof must carry the server nonce sent
+    /// in the `DPoP-Nonce` header of this answer.
+    UseDpopNonce {
+        /// The nonce to retry with.
+        nonce: String,
+    },
     /// Too many failed attempts: 429 with `Retry-After`.
     TooManyRequests {
         /// Seconds to wait.
@@ -53,6 +63,22 @@ pub enum OAuthError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// `temporarily_unavailable` (503 with `Retry-After`): this server's DPoP replay cache
+    /// is full of live proofs; new proofs wait for entries to end rather than a live one
+    /// being forgotten.
+    ProofsBusy {
+        /// Seconds until the first entry ends.
+        retry_after: u64,
+    },
+    /// `temporarily_unavailable` (429 with `Retry-After`): the client holds
+    /// `feed_subscriptions_per_client` push subscriptions already.
+    TooManySubscriptions {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// `temporarily_unavailable` (503 with `Retry-After`): the server is draining and
+    /// opens no push subscription (pulling still works).
+    Draining,
 }
 
 impl OAuthError {
@@ -71,13 +97,17 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::InvalidTarget => "invalid_target",
-            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                "temporarily_unavailable"
-            }
+            OAuthError::InvalidDpopProof(_) => "invalid_dpop_proof",
+            OAuthError::UseDpopNonce { .. } => "use_dpop_nonce",
+            OAuthError::TooManyRequests { .. }
+            | OAuthError::RateLimited { .. }
+            | OAuthError::TooManySubscriptions { .. } => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
             OAuthError::Unavailable(_)
             | OAuthError::NoSigningKey { .. }
-            | OAuthError::Busy { .. } => "temporarily_unavailable",
+            | OAuthError::Busy { .. }
+            | OAuthError::ProofsBusy { .. }
+            | OAuthError::Draining => "temporarily_unavailable",
         }
     }
 
@@ -88,7 +118,11 @@ impl OAuthError {
             OAuthError::InvalidClient => Some("client authentication failed"),
             OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
-            | OAuthError::InvalidScope(d) => Some(d),
+            | OAuthError::InvalidScope(d)
+            | OAuthError::InvalidDpopProof(d) => Some(d),
+            OAuthError::UseDpopNonce { .. } => {
+                Some("the DPoP proof must carry the nonce in the DPoP-Nonce header")
+            }
             OAuthError::UnsupportedGrantType => Some(
                 "grant_type must be client_credentials, password, refresh_token or authorization_code",
             ),
@@ -101,6 +135,13 @@ impl OAuthError {
                 Some("no signing key is active for this client's algorithm yet; retry later")
             }
             OAuthError::Busy { .. } => Some("too many sign-ins in progress; retry later"),
+            OAuthError::ProofsBusy { .. } => Some("too many DPoP proofs in flight; retry later"),
+            OAuthError::TooManySubscriptions { .. } => {
+                Some("this client holds as many feed subscriptions as it may; retry later")
+            }
+            OAuthError::Draining => {
+                Some("this server is shutting down; subscribe again, or poll meanwhile")
+            }
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }
     }

@@ -108,6 +108,11 @@ pub(crate) struct IntrospectionResponse {
     aud: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
+    /// RFC 7800 confirmation of a DPoP-bound access token: `{"jkt": <thumbprint>}`
+    /// (RFC 9449 section 6.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    cnf: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     exp: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,7 +127,7 @@ pub(crate) struct IntrospectionResponse {
     sid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
-    /// `Bearer` for access tokens; absent for refresh tokens.
+    /// `Bearer` for access tokens, `DPoP` for DPoP-bound ones; absent for refresh tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     token_type: Option<&'static str>,
     /// `access_token` or `refresh_token` (what was introspected).
@@ -132,7 +137,8 @@ pub(crate) struct IntrospectionResponse {
 
 /// RFC 7662 section 2.2: the token's state. Anything not active is `{"active": false}`
 /// and nothing else. Active answers carry `token_use` (`access_token` or `refresh_token`,
-/// as Ory Hydra names it), `iss` and `aud`; `token_type` (`Bearer`) only for access tokens.
+/// as Ory Hydra names it), `iss` and `aud`; `token_type` (`Bearer`, or `DPoP` with `cnf`
+/// for a bound token) only for access tokens.
 pub(crate) async fn introspect(
     core: &Core,
     client: &ClientRecord,
@@ -184,9 +190,11 @@ pub(crate) async fn introspect(
         return Ok(inactive);
     }
     let claims = claims.into_claims();
+    let jkt = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
     Ok(IntrospectionResponse {
         active: true,
-        token_type: Some("Bearer"),
+        token_type: Some(crate::dpop::token_type(jkt)),
+        cnf: jkt.map(|jkt| json!({ "jkt": jkt })),
         token_use: Some("access_token"),
         aud: Some(claims.aud.iter().map(str::to_owned).collect()),
         exp: claims.exp.map(|t| t.secs()),

@@ -286,6 +286,14 @@ fn audience(value: Value) -> Result<Audience, Error> {
     }
 }
 
+impl Confirmation {
+    /// Reads a `cnf` member from JSON (an introspection answer, RFC 7662 with RFC 9449
+    /// section 6.2): `jkt` and `x5t#S256` typed, anything else kept in `other`.
+    pub fn from_value(value: Value) -> Result<Self, Error> {
+        confirmation(value)
+    }
+}
+
 fn confirmation(value: Value) -> Result<Confirmation, Error> {
     let Value::Object(members) = value else {
         return Err(Error::InvalidClaim("cnf"));

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::jws::Compact;
 use crate::keys::{b64_member, bit_len, strip_leading_zeros};
-use crate::{Error, Jwk, MIN_RSA_BITS, UnixTime, VerifyingKey, b64};
+use crate::{Error, Jwk, MIN_RSA_BITS, SigningKey, UnixTime, VerifyingKey, b64};
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -171,6 +171,23 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         nonce,
         alg: header.alg,
     })
+}
+
+/// Signs a DPoP proof with `key` (the client side, for tests, benches and tools): header
+/// `{"typ": "dpop+jwt", "alg", "jwk"}` with the key's public JWK (no `kid`), payload
+/// `claims` as given (`jti`, `htm`, `htu`, `iat`, and `ath`/`nonce` when needed). An HMAC
+/// key has no public JWK and is refused with [`Error::Unsupported`].
+pub fn sign_proof(key: &SigningKey, claims: &Value) -> Result<String, Error> {
+    let mut jwk = key.public_jwk().ok_or(Error::Unsupported)?;
+    jwk.kid = None;
+    let header = serde_json::json!({
+        "typ": PROOF_TYP,
+        "alg": key.algorithm().name(),
+        "jwk": jwk,
+    });
+    let header = serde_json::to_vec(&header).map_err(|_| Error::Crypto)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| Error::InvalidClaim("claims"))?;
+    key.sign_raw(&header, &payload)
 }
 
 /// Normalises an `htu` or request URL for comparison (RFC 9449 section 4.3, RFC 3986

@@ -47,6 +47,10 @@ pub(crate) enum ClientCommand {
         /// EdDSA); default: RS256, what relying parties expect unless configured otherwise.
         #[arg(long, value_parser = parse_alg)]
         id_token_alg: Option<Algorithm>,
+        /// Every token request must carry a DPoP proof, so all its access tokens are bound
+        /// to the client's key (RFC 9449 `dpop_bound_access_tokens`).
+        #[arg(long)]
+        dpop_bound_access_tokens: bool,
         /// Print JSON (for scripts).
         #[arg(long)]
         json: bool,
@@ -73,8 +77,12 @@ pub(crate) enum ClientCommand {
         #[arg(allow_hyphen_values = true)]
         client: String,
         /// Algorithm of its ID tokens (`id_token_signed_response_alg`: RS256, ES256, EdDSA).
-        #[arg(long, value_parser = parse_alg)]
-        id_token_alg: Algorithm,
+        #[arg(long, value_parser = parse_alg, required_unless_present = "dpop_bound_access_tokens")]
+        id_token_alg: Option<Algorithm>,
+        /// Whether every token request must carry a DPoP proof (RFC 9449
+        /// `dpop_bound_access_tokens`): true or false.
+        #[arg(long, value_name = "true|false")]
+        dpop_bound_access_tokens: Option<bool>,
     },
     /// Remove a client and revoke everything issued to it.
     Remove {
@@ -129,6 +137,7 @@ fn describe(c: &ClientRecord) -> serde_json::Value {
         "first_party": c.first_party,
         "signing_alg": c.signing_alg.map(|a| a.name()),
         "id_token_alg": c.id_token_alg.unwrap_or(ID_TOKEN_ALG).name(),
+        "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
     })
 }
 
@@ -146,6 +155,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
             public,
             signing_alg,
             id_token_alg,
+            dpop_bound_access_tokens,
             json,
         } => {
             let (client, secret) = admin
@@ -160,6 +170,7 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     public,
                     signing_alg,
                     id_token_alg,
+                    dpop_bound_access_tokens,
                 })
                 .await?;
             let chosen: Vec<Algorithm> = client
@@ -192,8 +203,8 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                 println!("{}", serde_json::Value::from(list));
             } else {
                 println!(
-                    "{:<20} {:<24} {:<12} {:<8} {:<40} scope",
-                    "NAME", "CLIENT_ID", "TYPE", "ID_TOKEN", "GRANTS"
+                    "{:<20} {:<24} {:<12} {:<8} {:<5} {:<40} scope",
+                    "NAME", "CLIENT_ID", "TYPE", "ID_TOKEN", "DPOP", "GRANTS"
                 );
                 for c in clients {
                     let grants: Vec<&str> = c.grant_types.iter().map(|g| g.as_str()).collect();
@@ -202,12 +213,18 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
                     } else {
                         "confidential"
                     };
+                    let dpop = if c.dpop_bound_access_tokens {
+                        "yes"
+                    } else {
+                        "no"
+                    };
                     println!(
-                        "{:<20} {:<24} {:<12} {:<8} {:<40} {}",
+                        "{:<20} {:<24} {:<12} {:<8} {:<5} {:<40} {}",
                         c.name,
                         c.id,
                         kind,
                         c.id_token_alg.unwrap_or(ID_TOKEN_ALG).name(),
+                        dpop,
                         grants.join(","),
                         c.scope
                     );
@@ -230,11 +247,22 @@ pub(crate) async fn run(global: &Global, cmd: ClientCommand) -> Result<(), CliEr
         ClientCommand::Update {
             client,
             id_token_alg,
+            dpop_bound_access_tokens,
         } => {
-            let alg = id_token_alg;
-            let c = admin.set_id_token_alg(&client, alg).await?;
-            println!("client {} ({}): ID tokens signed with {alg}", c.name, c.id);
-            note_missing_keys(&admin, &[alg]).await?;
+            if let Some(alg) = id_token_alg {
+                let c = admin.set_id_token_alg(&client, alg).await?;
+                println!("client {} ({}): ID tokens signed with {alg}", c.name, c.id);
+                note_missing_keys(&admin, &[alg]).await?;
+            }
+            if let Some(required) = dpop_bound_access_tokens {
+                let c = admin.set_dpop_bound(&client, required).await?;
+                let what = if required {
+                    "every token request must carry a DPoP proof"
+                } else {
+                    "DPoP proofs are optional"
+                };
+                println!("client {} ({}): {what}", c.name, c.id);
+            }
             let ttl = global.config(Overrides::default())?.store.client_cache_ttl;
             eprintln!(
                 "Running servers apply it within client_cache_ttl_secs ({}s); \

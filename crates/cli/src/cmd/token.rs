@@ -52,6 +52,9 @@ pub(crate) enum TokenCommand {
         /// Issuer (`iss`); default: this data directory's issuer.
         #[arg(long, env = "TESSERA_ISSUER")]
         issuer: Option<String>,
+        /// Bind the token to a DPoP key: its RFC 7638 thumbprint, put in `cnf.jkt`.
+        #[arg(long)]
+        cnf_jkt: Option<String>,
     },
 }
 
@@ -103,6 +106,7 @@ pub(crate) async fn run(global: &Global, cmd: TokenCommand) -> Result<(), CliErr
             audience,
             ttl,
             issuer,
+            cnf_jkt,
         } => {
             let admin = global.admin().await?;
             let token = admin
@@ -113,6 +117,7 @@ pub(crate) async fn run(global: &Global, cmd: TokenCommand) -> Result<(), CliErr
                     audience,
                     ttl: ttl.map(Duration::from_secs),
                     issuer,
+                    cnf_jkt,
                 })
                 .await?;
             println!("{token}");

@@ -402,7 +402,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(resp: reqwest::Response) -> Self {
+    pub async fn from(resp: reqwest::Response) -> Self {
         let status = resp.status();
         let headers = resp.headers().clone();
         for cookie in headers.get_all("set-cookie") {

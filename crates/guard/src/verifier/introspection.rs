@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tessera_token::{
-    Audience, Claims, Error as TokenError, OpaqueToken, SecretString, UnixTime, Validation,
+    Audience, Claims, Confirmation, Error as TokenError, OpaqueToken, SecretString, UnixTime,
+    Validation,
 };
 use url::Url;
 
@@ -270,7 +271,10 @@ fn claims_from_answer(
         sid: string(&mut m, "sid")?,
         auth_time: time(&mut m, "auth_time")?,
         acr: string(&mut m, "acr")?,
-        cnf: None,
+        cnf: match m.remove("cnf") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Confirmation::from_value(v).map_err(|_| bad("cnf"))?),
+        },
         extra: m,
     };
     if !is_access_token(&claims.extra) {

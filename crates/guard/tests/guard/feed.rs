@@ -19,6 +19,7 @@ use crate::common::*;
 struct Fake {
     calls: AtomicUsize,
     queries: Mutex<Vec<String>>,
+    pushes: AtomicUsize,
 }
 
 async fn feed(
@@ -154,5 +155,57 @@ async fn spawned_feed_polls_at_its_interval() {
     let list = client.list();
     let handle = client.spawn(clock());
     eventually(|| list.len() == 2 && fake.calls.load(Ordering::SeqCst) >= 3).await;
+    handle.abort();
+}
+
+/// The feed above, and for `Accept: text/event-stream` a stream whose event is garbage.
+async fn garbled_push(
+    state: State<Arc<Fake>>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+) -> Response {
+    let streams = headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !streams {
+        return feed(state, headers, query).await;
+    }
+    state.0.pushes.fetch_add(1, Ordering::SeqCst);
+    (
+        [("content-type", "text/event-stream")],
+        "event: revoked\nid: 9\ndata: {\"revoked\": \"not a list\"}\n\n",
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn a_garbled_push_falls_back_to_polling_and_applies_each_entry_once() {
+    let fake = Arc::new(Fake::default());
+    let base = serve(
+        Router::new()
+            .route("/feed", get(garbled_push))
+            .with_state(fake.clone()),
+    )
+    .await;
+    let client = Arc::new(
+        RevocationFeed::new(
+            &format!("{base}/feed"),
+            "guard",
+            SecretString::new("feed-secret"),
+        )
+        .unwrap()
+        .interval(std::time::Duration::from_millis(20)),
+    );
+    let list = client.list();
+    let handle = Arc::clone(&client).spawn(clock());
+    // Polled (the three entries of the two pages), and the subscription tried again.
+    eventually(|| list.len() == 2 && fake.pushes.load(Ordering::SeqCst) >= 2).await;
+    assert_eq!(
+        client.applied(),
+        3,
+        "polls after the first find nothing new"
+    );
+    assert!(!client.subscribed());
     handle.abort();
 }

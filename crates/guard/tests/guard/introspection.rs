@@ -57,6 +57,10 @@ async fn introspect(State(f): State<Arc<Fake>>, headers: HeaderMap, body: String
         // ... and before it: no aud, no token_type, no token_use.
         "old-refresh-token" => json!({"active": true, "sub": "bob", "client_id": "cli",
                                       "iss": ISS, "exp": NOW + 3600, "scope": "notes:read"}),
+        // A DPoP-bound token (RFC 9449 section 6.2).
+        "bound-token" => json!({"active": true, "sub": "bob", "iss": ISS, "aud": AUD,
+                                "exp": NOW + 3600, "token_use": "access_token",
+                                "token_type": "DPoP", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
         "no-iss" => json!({"active": true, "sub": "bob", "aud": AUD, "exp": NOW + 3600,
                            "token_use": "access_token"}),
         "no-aud" => json!({"active": true, "sub": "bob", "iss": ISS, "exp": NOW + 3600,
@@ -183,4 +187,13 @@ async fn refresh_tokens_and_answers_without_iss_or_aud_are_refused() {
         assert_eq!(r.json()["error"], "invalid_token", "{token}");
     }
     assert_eq!(me(&guard, "good-token").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_introspected_bound_token_is_refused_as_bearer() {
+    let (_fake, guard, _c) = setup("s3cret/+").await;
+    let r = me(&guard, "bound-token").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_token");
+    assert!(r.body.contains("DPoP scheme"), "{}", r.body);
 }

@@ -1,5 +1,5 @@
 //! Operator client management: register (with the checks that name the fix), list,
-//! rotate a secret, change the ID-token algorithm, remove.
+//! rotate a secret, change the ID-token algorithm or the DPoP requirement, remove.
 
 use serde_json::json;
 use tessera_token::{Algorithm, OpaqueToken, TokenKind};
@@ -32,6 +32,8 @@ pub struct NewClient {
     pub signing_alg: Option<Algorithm>,
     /// Algorithm of its ID tokens (`id_token_signed_response_alg`); `None` for RS256.
     pub id_token_alg: Option<Algorithm>,
+    /// RFC 9449 `dpop_bound_access_tokens`: every token request must carry a DPoP proof.
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl Admin {
@@ -111,6 +113,7 @@ impl Admin {
             first_party: new.first_party,
             signing_alg: new.signing_alg,
             id_token_alg: new.id_token_alg,
+            dpop_bound_access_tokens: new.dpop_bound_access_tokens,
             created_at: self.clock.now(),
         };
         self.store
@@ -184,6 +187,27 @@ impl Admin {
         )
         .await;
         client.id_token_alg = Some(alg);
+        Ok(client)
+    }
+
+    /// Sets whether a client must send a DPoP proof with every token request (RFC 9449
+    /// `dpop_bound_access_tokens`), in place. Servers apply it once their client cache
+    /// entry expires (`client_cache_ttl_secs`); tokens issued before keep their binding
+    /// or lack of one.
+    pub async fn set_dpop_bound(&self, key: &str, required: bool) -> Result<ClientRecord, Error> {
+        let mut client = self.client(key).await?;
+        let from = client.dpop_bound_access_tokens;
+        self.store
+            .set_client_dpop_bound(&client.id, required)
+            .await?;
+        self.audit(
+            "client.update",
+            Some(&client.id),
+            None,
+            json!({ "dpop_bound_access_tokens": { "from": from, "to": required } }),
+        )
+        .await;
+        client.dpop_bound_access_tokens = required;
         Ok(client)
     }
 

@@ -27,6 +27,9 @@ pub struct MintRequest {
     pub ttl: Option<Duration>,
     /// Issuer; default: this data directory's issuer.
     pub issuer: Option<String>,
+    /// Binds the token to a DPoP key (RFC 9449 section 6.1): `cnf.jkt`, the key's RFC 7638
+    /// thumbprint.
+    pub cnf_jkt: Option<String>,
 }
 
 impl Admin {
@@ -61,6 +64,9 @@ impl Admin {
             now,
         )
         .await?;
+        if let Some(jkt) = &req.cnf_jkt {
+            check_jkt(jkt)?;
+        }
         let sub = req.sub.clone().unwrap_or_else(|| client.id.clone());
         let sid = match &req.sub {
             None => crate::store::client_credentials_sid(&client.id),
@@ -75,13 +81,14 @@ impl Admin {
             auth_time: None,
             amr: None,
             alg: client.signing_alg,
+            jkt: req.cnf_jkt.as_deref(),
         };
         let token = sign_access_token(&ring, &issuer, now, ttl, &grant)?;
         self.audit(
             "token.mint",
             Some(&client.id),
             None,
-            json!({ "sub": sub, "sid": sid, "ttl": ttl.as_secs() }),
+            json!({ "sub": sub, "sid": sid, "ttl": ttl.as_secs(), "dpop_bound": req.cnf_jkt.is_some() }),
         )
         .await;
         Ok(token)
@@ -124,4 +131,15 @@ impl Admin {
         )
         .map_err(invalid)
     }
+}
+
+/// Checks that `jkt` looks like an RFC 7638 SHA-256 thumbprint (43 base64url characters).
+fn check_jkt(jkt: &str) -> Result<(), Error> {
+    let is_b64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if jkt.len() != 43 || !jkt.chars().all(is_b64url) {
+        return Err(Error::Invalid(
+            "--cnf-jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)".into(),
+        ));
+    }
+    Ok(())
 }

@@ -107,11 +107,30 @@ pub struct FileConfig {
     /// per client, each node on its own (default 600, 1 to 1000000); beyond it 429 with
     /// `Retry-After`.
     pub revoke_requests_per_minute: Option<u32>,
+    /// Push subscriptions to the revocation feed one client may hold open at once, per
+    /// node (default 64, 1 to 100000); beyond it 429 with `Retry-After`.
+    pub feed_subscriptions_per_client: Option<u32>,
+    /// Longest life of one push subscription, seconds (default 300, 1 to 540); it then
+    /// ends with a final event and the guard subscribes again from its cursor.
+    pub feed_subscription_max_secs: Option<u64>,
+    /// Keep-alive comment on an idle push subscription every this many seconds (default
+    /// 15, 1 to 30), so dead peers are noticed on both sides.
+    pub feed_keepalive_secs: Option<u64>,
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
     pub password_hash_queue: Option<usize>,
     /// Second factors at browser sign-in: "off", "optional" (default) or "required".
     pub mfa: Option<String>,
+
+    // --- DPoP (RFC 9449) ---
+    /// How far a DPoP proof's `iat` may be from now, either side, seconds (default 60,
+    /// 1 to 300), plus `dpop_leeway_secs`.
+    pub dpop_proof_window_secs: Option<u64>,
+    /// Allowance for a DPoP client's clock, seconds (default 5, 0 to 60).
+    pub dpop_leeway_secs: Option<u64>,
+    /// Every DPoP proof at /token must carry a server nonce (default false): otherwise
+    /// 400 `use_dpop_nonce` with a `DPoP-Nonce` header to retry with.
+    pub dpop_require_nonce: Option<bool>,
 
     // --- browser sign-in ---
     /// Authorization-code lifetime, seconds (default 60, 1 to 600).

@@ -80,11 +80,18 @@ impl TokenConfig {
     }
 }
 
-/// Revocation: for the `/revoke` rate limit in the shared state.
+/// Revocation: the `/revoke` rate limit in the shared state, and the feed's push
+/// subscriptions.
 #[derive(Debug, Clone)]
 pub struct RevocationConfig {
     /// `/revoke` requests that write, per minute per client, per node.
     pub revoke_requests_per_minute: NonZeroU32,
+    /// Push subscriptions one client may hold open at once, per node.
+    pub feed_subscriptions_per_client: usize,
+    /// Longest life of one push subscription (below the serving layer's connection age).
+    pub feed_subscription_max: Duration,
+    /// Keep-alive interval of an idle push subscription.
+    pub feed_keepalive: Duration,
 }
 
 impl RevocationConfig {
@@ -97,8 +104,25 @@ impl RevocationConfig {
             1,
             1_000_000,
         );
+        let per_client = p.within(
+            "feed_subscriptions_per_client",
+            f.feed_subscriptions_per_client,
+            64,
+            1,
+            100_000,
+        );
         RevocationConfig {
             revoke_requests_per_minute: NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
+            feed_subscriptions_per_client: per_client as usize,
+            feed_subscription_max: p.secs(
+                "feed_subscription_max_secs",
+                f.feed_subscription_max_secs,
+                300,
+                1,
+                540,
+            ),
+            // At most 30: under the guard's default idle limit (45 s) with room to spare.
+            feed_keepalive: p.secs("feed_keepalive_secs", f.feed_keepalive_secs, 15, 1, 30),
         }
     }
 }

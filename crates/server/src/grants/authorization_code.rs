@@ -3,16 +3,18 @@
 //! redirect URI and S256 challenge; it is redeemed once, in the same transaction that
 //! stores the grant. A second redemption revokes the
 //! grant the first one issued (section 4.1.2: "SHOULD revoke ... tokens previously
-//! issued based on that authorization code").
+//! issued based on that authorization code"). A code requested with `dpop_jkt` (RFC 9449
+//! section 10) is redeemed only with a DPoP proof by that key.
 
 use serde_json::json;
 use tessera_token::pkce::{self, ChallengeMethod};
 use tessera_token::{OpaqueToken, Scope, TokenKind};
 
 use crate::audit::audit;
+use crate::dpop::{self, Proof};
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, resolve_audience,
-    scope_member,
+    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, refresh_binding,
+    resolve_audience, scope_member,
 };
 use crate::ids::random_id;
 use crate::oauth::OAuthError;
@@ -29,6 +31,8 @@ pub(crate) struct CodeRequest<'a> {
     pub(crate) code_challenge: &'a str,
     pub(crate) scope: &'a Scope,
     pub(crate) nonce: Option<&'a str>,
+    /// The thumbprint of the DPoP key the code is bound to (RFC 9449 section 10).
+    pub(crate) dpop_jkt: Option<&'a str>,
 }
 
 /// The outcome of [`issue`].
@@ -66,6 +70,7 @@ pub(crate) async fn issue(
         grant_id: None,
         generation: session.generation,
         amr: session.amr.clone(),
+        dpop_jkt: request.dpop_jkt.map(str::to_owned),
     };
     if !core.store.insert_auth_code(&record).await? {
         return Ok(Issued::SessionRevoked);
@@ -78,6 +83,7 @@ pub(crate) async fn exchange(
     core: &Core,
     client: &ClientRecord,
     params: &Params,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.require("code")?;
     let redirect_uri = params.require("redirect_uri")?;
@@ -115,6 +121,26 @@ pub(crate) async fn exchange(
     )
     .map_err(|_| OAuthError::InvalidGrant("code_verifier does not match the code_challenge"))?;
     let mut audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
+    // RFC 9449 section 10: a code requested with `dpop_jkt` is redeemed only with a proof
+    // by that key; the proof is recorded once nothing else can refuse it.
+    match (record.dpop_jkt.as_deref(), proof) {
+        (None, _) => {}
+        (Some(_), None) => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this code is bound to a DPoP key: send a proof made with it",
+            ));
+        }
+        (Some(bound), Some(p)) if bound == p.jkt() => {}
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this code is bound to another DPoP key",
+            ));
+        }
+    }
+    if let Some(proof) = proof {
+        dpop::record(core, proof)?;
+    }
+    let jkt = proof.map(Proof::jkt);
     // With `openid`, the token is also for the userinfo endpoint at the issuer.
     if record.scope.contains("openid") && !audience.contains(&core.issuer) {
         audience.push(core.issuer.clone());
@@ -131,6 +157,7 @@ pub(crate) async fn exchange(
         revoked_at: None,
         generation: record.generation,
         amr: record.amr.clone(),
+        dpop_jkt: refresh_binding(client, jkt),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     // The keys are checked before the code is spent, so a missing one leaves it redeemable.
@@ -180,6 +207,7 @@ pub(crate) async fn exchange(
             auth_time: Some(record.auth_time),
             amr: Some(&record.amr),
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     let id_token = if record.scope.contains("openid") {
@@ -200,7 +228,7 @@ pub(crate) async fn exchange(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: refresh.map(|t| t.expose().to_owned()),
         scope: scope_member(&record.scope),

@@ -13,10 +13,13 @@ use std::fmt;
 use serde::Serialize;
 use std::time::Duration;
 
-use tessera_token::{Algorithm, Audience, Claims, OpaqueToken, Scope, TokenKind, UnixTime};
+use tessera_token::{
+    Algorithm, Audience, Claims, Confirmation, OpaqueToken, Scope, TokenKind, UnixTime,
+};
 use zeroize::Zeroizing;
 
 use crate::audit::RequestContext;
+use crate::dpop::{self, Proof};
 use crate::ids::random_id;
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
@@ -80,6 +83,8 @@ impl fmt::Debug for Params {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct TokenResponse {
     pub(crate) access_token: String,
+    /// `Bearer`, or `DPoP` when the access token is bound to the key of the request's
+    /// DPoP proof (RFC 9449 section 5).
     pub(crate) token_type: &'static str,
     pub(crate) expires_in: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,12 +105,17 @@ impl fmt::Debug for TokenResponse {
     }
 }
 
-/// Parses `grant_type`, checks the client may use it, and runs the grant.
+/// Parses `grant_type`, checks the client may use it, and runs the grant. With a DPoP
+/// `proof` (checked by [`dpop::check`]) the access token is bound to its key; a client
+/// registered with `dpop_bound_access_tokens` must send one (RFC 9449 section 5.2). The
+/// proof is recorded against replay here, before the grant writes anything, except by
+/// the refresh and code grants, which first check the binding of the family or code.
 pub(crate) async fn exchange(
     core: &std::sync::Arc<Core>,
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let grant = grant_type(params)?;
     if !client.allows(grant) {
@@ -113,12 +123,29 @@ pub(crate) async fn exchange(
             "this client is not registered for this grant type",
         ));
     }
+    if client.dpop_bound_access_tokens && proof.is_none() {
+        return Err(OAuthError::InvalidDpopProof(
+            "this client must send a DPoP proof with every token request",
+        ));
+    }
     tracing::Span::current().record("grant_type", grant.as_str());
+    let binds_itself = matches!(
+        grant,
+        GrantType::RefreshToken | GrantType::AuthorizationCode
+    );
+    if let (Some(proof), false) = (proof, binds_itself) {
+        dpop::record(core, proof)?;
+    }
+    let jkt = proof.map(Proof::jkt);
     let issued = match grant {
-        GrantType::ClientCredentials => client_credentials::exchange(core, client, params).await,
-        GrantType::Password => password::exchange(core, client, params, ctx).await,
-        GrantType::RefreshToken => refresh_token::exchange(core, client, params, &ctx).await,
-        GrantType::AuthorizationCode => authorization_code::exchange(core, client, params).await,
+        GrantType::ClientCredentials => {
+            client_credentials::exchange(core, client, params, jkt).await
+        }
+        GrantType::Password => password::exchange(core, client, params, ctx, jkt).await,
+        GrantType::RefreshToken => refresh_token::exchange(core, client, params, &ctx, proof).await,
+        GrantType::AuthorizationCode => {
+            authorization_code::exchange(core, client, params, proof).await
+        }
     }?;
     crate::metrics::token_issued(grant);
     Ok(issued)
@@ -176,6 +203,8 @@ pub(crate) struct AccessGrant<'a> {
     pub(crate) amr: Option<&'a Amr>,
     /// The client's signing algorithm, `None` for the server's default.
     pub(crate) alg: Option<Algorithm>,
+    /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`), if any.
+    pub(crate) jkt: Option<&'a str>,
 }
 
 /// Signs an RFC 9068 access token (`typ: at+jwt`) with the active key; returns the token
@@ -214,6 +243,10 @@ pub(crate) fn sign_access_token(
         scope: (!g.scope.is_empty()).then(|| g.scope.clone()),
         sid: Some(g.sid.to_owned()),
         auth_time: g.auth_time,
+        cnf: g.jkt.map(|jkt| Confirmation {
+            jkt: Some(jkt.to_owned()),
+            ..Confirmation::default()
+        }),
         ..Claims::default()
     };
     if let Some(amr) = g.amr {
@@ -239,6 +272,13 @@ pub(crate) fn sign_access_token(
 /// The response's `scope` member: present when not empty.
 pub(crate) fn scope_member(scope: &Scope) -> Option<String> {
     (!scope.is_empty()).then(|| scope.to_string())
+}
+
+/// The key a new grant's refresh tokens are bound to: a public client's proof key
+/// (RFC 9449 section 5); a confidential client's refresh tokens stay unbound, its
+/// authentication protects them.
+pub(crate) fn refresh_binding(client: &ClientRecord, jkt: Option<&str>) -> Option<String> {
+    jkt.filter(|_| client.is_public()).map(str::to_owned)
 }
 
 /// The first refresh token of a new grant when the client may refresh: the token for the

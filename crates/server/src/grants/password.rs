@@ -8,9 +8,10 @@ use serde_json::json;
 use tessera_token::SecretString;
 
 use crate::audit::{RequestContext, audit};
+use crate::dpop;
 use crate::grants::{
-    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, resolve_audience,
-    resolve_scope, scope_member,
+    AccessGrant, Params, TokenResponse, first_refresh_token, mint_access_token, refresh_binding,
+    resolve_audience, resolve_scope, scope_member,
 };
 use crate::ids::random_id;
 use crate::login::{self, Attempt, LoginFailure, Via};
@@ -28,6 +29,7 @@ pub(crate) async fn exchange(
     client: &ClientRecord,
     params: &Params,
     ctx: RequestContext,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let username = params.require("username")?;
     let password = SecretString::new(params.require("password")?);
@@ -76,6 +78,7 @@ pub(crate) async fn exchange(
         // on, and the grant is refused below instead of outliving it.
         generation: user.generation,
         amr: Amr::password(),
+        dpop_jkt: refresh_binding(client, jkt),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
     if !core.store.insert_grant(&grant, first.as_ref()).await? {
@@ -104,11 +107,12 @@ pub(crate) async fn exchange(
             auth_time: Some(now),
             amr: Some(&grant.amr),
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: refresh.map(|t| t.expose().to_owned()),
         scope: scope_member(&scope),

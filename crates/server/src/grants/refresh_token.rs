@@ -8,12 +8,14 @@
 //! the retry, on this server, of a rotation it could not confirm ([`super::unconfirmed`]).
 //! What follows a committed rotation is best effort; should the answer itself fail (no
 //! signing key), the rotation counts as unconfirmed too, so the retry gets the successor.
+//! A family bound to a DPoP key (a public client's) is refreshed only with a proof by it.
 
 use aws_lc_rs::hmac;
 use serde_json::json;
 use tessera_token::{OpaqueToken, Scope, TokenHash, TokenKind, UnixTime};
 
 use crate::audit::{RequestContext, audit};
+use crate::dpop::{self, Proof};
 use crate::grants::{AccessGrant, Params, TokenResponse, mint_access_token, scope_member};
 use crate::oauth::OAuthError;
 use crate::state::Core;
@@ -26,6 +28,7 @@ pub(crate) async fn exchange(
     client: &ClientRecord,
     params: &Params,
     ctx: &RequestContext,
+    proof: Option<&Proof>,
 ) -> Result<TokenResponse, OAuthError> {
     let presented = params.require("refresh_token")?;
     let token = OpaqueToken::parse_kind(presented, TokenKind::RefreshToken)
@@ -60,6 +63,11 @@ pub(crate) async fn exchange(
             asked
         }
     };
+
+    let jkt = binding(&grant, proof)?;
+    if let Some(proof) = proof {
+        dpop::record(core, proof)?;
+    }
 
     let next = successor(&core.refresh_key, &hash)?;
     let new = NewRefreshToken {
@@ -99,7 +107,7 @@ pub(crate) async fn exchange(
         RotateOutcome::Unknown => return Err(OAuthError::InvalidGrant(BAD_TOKEN)),
     }
 
-    let answer = answer(core, client, &grant, &scope, &next);
+    let answer = answer(core, client, &grant, &scope, &next, jkt);
     if answer.is_err() {
         // The rotation stands but its successor was not handed out: let a retry have it.
         core.unconfirmed.remember(&hash, now);
@@ -114,6 +122,7 @@ fn answer(
     grant: &GrantRecord,
     scope: &Scope,
     next: &OpaqueToken,
+    jkt: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let sub = grant.user_id.as_deref().unwrap_or(&grant.client_id);
     let (access_token, expires_in) = mint_access_token(
@@ -128,16 +137,36 @@ fn answer(
             // A refresh is not a sign-in: the grant's own.
             amr: grant.user_id.is_some().then_some(&grant.amr),
             alg: client.signing_alg,
+            jkt,
         },
     )?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: dpop::token_type(jkt),
         expires_in,
         refresh_token: Some(next.expose().to_owned()),
         scope: scope_member(scope),
         id_token: None,
     })
+}
+
+/// The key this refresh's access token is bound to. A bound family (a public client's,
+/// RFC 9449 section 5) needs a proof by its key, and keeps that binding; an unbound one
+/// stays unbound, its access token bound to the proof's key when there is one.
+fn binding<'p>(
+    grant: &GrantRecord,
+    proof: Option<&'p Proof>,
+) -> Result<Option<&'p str>, OAuthError> {
+    match (grant.dpop_jkt.as_deref(), proof) {
+        (None, proof) => Ok(proof.map(Proof::jkt)),
+        (Some(_), None) => Err(OAuthError::InvalidDpopProof(
+            "this refresh token is bound to a DPoP key: send a proof made with it",
+        )),
+        (Some(bound), Some(proof)) if bound == proof.jkt() => Ok(Some(proof.jkt())),
+        (Some(_), Some(_)) => Err(OAuthError::InvalidDpopProof(
+            "this refresh token is bound to another DPoP key",
+        )),
+    }
 }
 
 /// True when the rotation of `parent` was unconfirmed on this server and its successor
@@ -267,5 +296,56 @@ mod tests {
         assert_ne!(a, successor(&k2, &parent).unwrap());
         assert_ne!(a.hash(), parent);
         assert!(OpaqueToken::parse_kind(a.expose(), TokenKind::RefreshToken).is_ok());
+    }
+
+    /// RFC 9449 section 5: a bound family needs a proof by its key and keeps the binding;
+    /// an unbound one binds only the access token, to whatever key proves.
+    #[tokio::test]
+    async fn a_bound_family_is_refreshed_only_with_a_proof_by_its_key() {
+        use serde_json::json;
+        use tessera_token::dpop::sign_proof;
+        use tessera_token::{Algorithm, SigningKey};
+
+        let (core, _dir, _clock) = crate::state::testing::core().await;
+        let url = core.url("/token");
+        let proof_by = |key: &SigningKey, jti: &str| {
+            let claims =
+                json!({"jti": jti, "htm": "POST", "htu": url, "iat": core.clock.now().secs()});
+            let proof = sign_proof(key, &claims).unwrap();
+            dpop::check(&core, &[&proof], "POST", &url)
+                .unwrap()
+                .unwrap()
+        };
+        let (mine, other) = (
+            SigningKey::generate(Algorithm::Es256).unwrap(),
+            SigningKey::generate(Algorithm::EdDsa).unwrap(),
+        );
+        let (mine_proof, other_proof) = (proof_by(&mine, "a"), proof_by(&other, "b"));
+        let mut grant = GrantRecord {
+            id: "g_1".into(),
+            client_id: "spa".into(),
+            user_id: Some("u_1".into()),
+            scope: Scope::default(),
+            audience: vec![],
+            created_at: UnixTime::from_secs(0),
+            expires_at: UnixTime::from_secs(i64::MAX),
+            revoked_at: None,
+            generation: 0,
+            amr: crate::store::Amr::password(),
+            dpop_jkt: Some(mine_proof.jkt().to_owned()),
+        };
+        assert_eq!(
+            binding(&grant, Some(&mine_proof)).unwrap(),
+            Some(mine_proof.jkt())
+        );
+        for refused in [binding(&grant, None), binding(&grant, Some(&other_proof))] {
+            assert_eq!(refused.unwrap_err().code(), "invalid_dpop_proof");
+        }
+        grant.dpop_jkt = None;
+        assert_eq!(binding(&grant, None).unwrap(), None);
+        assert_eq!(
+            binding(&grant, Some(&other_proof)).unwrap(),
+            Some(other_proof.jkt())
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::BrowserConfig;
@@ -26,8 +26,17 @@ pub(super) fn layer(browser: &BrowserConfig) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+            // RFC 9449: a browser client sends `DPoP` and reads `DPoP-Nonce`.
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("dpop"),
+            ])
+            .expose_headers([
+                header::WWW_AUTHENTICATE,
+                header::RETRY_AFTER,
+                super::error::DPOP_NONCE,
+            ])
             .max_age(PREFLIGHT_MAX_AGE),
     )
 }

@@ -28,14 +28,17 @@ pub(crate) struct OAuthErrorBody<'a> {
 /// Realm of the `WWW-Authenticate: Basic` challenge.
 pub(crate) const REALM: &str = "tessera";
 
+/// The `DPoP-Nonce` response header (RFC 9449 section 8).
+pub(crate) const DPOP_NONCE: header::HeaderName = header::HeaderName::from_static("dpop-nonce");
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         metrics::counter!(metrics_names::OAUTH_ERRORS, "error" => self.code()).increment(1);
         let status = match &self {
             OAuthError::InvalidClient => StatusCode::UNAUTHORIZED,
-            OAuthError::TooManyRequests { .. } | OAuthError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            OAuthError::TooManyRequests { .. }
+            | OAuthError::RateLimited { .. }
+            | OAuthError::TooManySubscriptions { .. } => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Server(detail) => {
                 tracing::error!(detail = %detail, "server error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -49,7 +52,9 @@ impl IntoResponse for OAuthError {
                 tracing::warn!(detail = %detail, "cannot sign");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            OAuthError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Busy { .. } | OAuthError::ProofsBusy { .. } | OAuthError::Draining => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let body = OAuthErrorBody {
@@ -70,11 +75,18 @@ impl IntoResponse for OAuthError {
             OAuthError::TooManyRequests { retry_after }
             | OAuthError::RateLimited { retry_after }
             | OAuthError::NoSigningKey { retry_after, .. }
-            | OAuthError::Busy { retry_after } => {
+            | OAuthError::Busy { retry_after }
+            | OAuthError::ProofsBusy { retry_after }
+            | OAuthError::TooManySubscriptions { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
-            OAuthError::Unavailable(_) => {
+            OAuthError::Unavailable(_) | OAuthError::Draining => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            OAuthError::UseDpopNonce { nonce } => {
+                if let Ok(v) = HeaderValue::from_str(&nonce) {
+                    headers.insert(DPOP_NONCE, v);
+                }
             }
             _ => {}
         }

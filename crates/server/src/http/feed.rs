@@ -1,5 +1,6 @@
 //! `GET /revocations`: the revocation feed, exactly as docs/revocation-feed.md specifies.
-//! HTTP Basic only; any confidential client may read it.
+//! A page of JSON (pull), or with `Accept: text/event-stream` a push subscription
+//! ([`feed_push`](super::feed_push)). HTTP Basic only; any confidential client may read it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::feed::{self, DEFAULT_LIMIT, MAX_LIMIT, Page};
 use crate::http::AppState;
 use crate::http::client_auth;
 use crate::http::error::no_store;
+use crate::http::feed_push;
 use crate::http::openapi::ClientErrors;
 use crate::oauth::OAuthError;
 
@@ -39,9 +42,29 @@ pub(crate) enum RevokedEntry {
     Grant { exp: i64, sid: Option<String> },
 }
 
-/// Default and largest page size.
-const DEFAULT_LIMIT: u32 = 500;
-const MAX_LIMIT: u32 = 1000;
+impl From<Page> for RevocationFeed {
+    fn from(p: Page) -> Self {
+        let revoked = p
+            .entries
+            .into_iter()
+            .map(|e| match e.jti {
+                Some(jti) => RevokedEntry::Token {
+                    exp: e.exp.secs(),
+                    jti,
+                },
+                None => RevokedEntry::Grant {
+                    exp: e.exp.secs(),
+                    sid: e.sid,
+                },
+            })
+            .collect();
+        RevocationFeed {
+            cursor: p.cursor.to_string(),
+            has_more: p.has_more,
+            revoked,
+        }
+    }
+}
 
 #[utoipa::path(
     get,
@@ -50,8 +73,12 @@ const MAX_LIMIT: u32 = 1000;
     params(
         ("after" = Option<String>, Query, description = "Cursor of the previous page"),
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 500)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "With Accept: text/event-stream, the cursor to resume after (wins over after)"),
     ),
-    responses((status = 200, description = "One page of the feed", body = RevocationFeed), ClientErrors),
+    responses(
+        (status = 200, description = "One page of the feed; with Accept: text/event-stream, a push subscription whose `revoked` events carry pages of this shape", body = RevocationFeed),
+        ClientErrors
+    ),
     security(("client_basic" = []))
 )]
 pub(crate) async fn feed(
@@ -65,6 +92,12 @@ pub(crate) async fn feed(
             return OAuthError::invalid_request("a query parameter is repeated").into_response();
         }
     }
+    if feed_push::wanted(&headers) {
+        return match feed_push::subscribe(&state, &headers, &params).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    }
     match run(&state, &headers, &params).await {
         Ok(v) => {
             let mut r = Json(v).into_response();
@@ -75,27 +108,30 @@ pub(crate) async fn feed(
     }
 }
 
+/// Authenticates the feed's reader (HTTP Basic, a confidential client); its id.
+pub(super) async fn reader(state: &AppState, headers: &HeaderMap) -> Result<String, OAuthError> {
+    let Some((id, secret)) = client_auth::basic_credentials(headers)? else {
+        return Err(OAuthError::InvalidClient);
+    };
+    client_auth::confidential(state, &id, &secret).await?;
+    Ok(id)
+}
+
+/// The cursor `raw` names (absent: 0, the beginning), if this server issued it.
+pub(super) async fn cursor(state: &AppState, raw: Option<&str>) -> Result<i64, OAuthError> {
+    let Some(raw) = raw else { return Ok(0) };
+    let last = state.store.last_revocation_seq().await?;
+    feed::cursor(raw, last)
+        .ok_or_else(|| OAuthError::invalid_request("after is not a cursor this server issued"))
+}
+
 async fn run(
     state: &AppState,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
 ) -> Result<RevocationFeed, OAuthError> {
-    let Some((id, secret)) = client_auth::basic_credentials(headers)? else {
-        return Err(OAuthError::InvalidClient);
-    };
-    client_auth::confidential(state, &id, &secret).await?;
-    let last = state.store.last_revocation_seq().await?;
-    let after = match query.get("after") {
-        None => 0,
-        Some(a) => match a.parse::<i64>() {
-            Ok(n) if (0..=last).contains(&n) && a.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "after is not a cursor this server issued",
-                ));
-            }
-        },
-    };
+    reader(state, headers).await?;
+    let after = cursor(state, query.get("after").map(String::as_str)).await?;
     let limit = match query.get("limit") {
         None => DEFAULT_LIMIT,
         Some(l) => match l.parse::<u64>() {
@@ -107,33 +143,6 @@ async fn run(
             }
         },
     };
-    let mut entries = state
-        .store
-        .revocations_after(after, limit + 1, state.clock.now())
-        .await?;
-    let has_more = entries.len() > limit as usize;
-    entries.truncate(limit as usize);
-    let cursor = match entries.last() {
-        Some(e) => e.seq,
-        // Nothing live after `after`: everything up to `last` is served or expired.
-        None => after.max(last),
-    };
-    let revoked = entries
-        .into_iter()
-        .map(|e| match e.jti {
-            Some(jti) => RevokedEntry::Token {
-                exp: e.exp.secs(),
-                jti,
-            },
-            None => RevokedEntry::Grant {
-                exp: e.exp.secs(),
-                sid: e.sid,
-            },
-        })
-        .collect();
-    Ok(RevocationFeed {
-        cursor: cursor.to_string(),
-        has_more,
-        revoked,
-    })
+    let page = feed::page(&*state.store, after, limit, state.clock.now()).await?;
+    Ok(page.into())
 }

@@ -48,6 +48,8 @@ pub(crate) struct ServerMetadata {
     authorization_response_iss_parameter_supported: bool,
     claims_supported: &'static [&'static str],
     code_challenge_methods_supported: &'static [&'static str],
+    /// Algorithms a DPoP proof may use at the token endpoint (RFC 9449 section 5.1).
+    dpop_signing_alg_values_supported: &'static [&'static str],
     /// OpenID Connect RP-Initiated Logout.
     end_session_endpoint: String,
     grant_types_supported: Vec<&'static str>,
@@ -102,6 +104,7 @@ fn metadata(state: &AppState) -> ServerMetadata {
         response_types_supported: &["code"],
         response_modes_supported: &["query"],
         code_challenge_methods_supported: &["S256"],
+        dpop_signing_alg_values_supported: &tessera_token::dpop::PROOF_ALGS,
         authorization_response_iss_parameter_supported: true,
         prompt_values_supported: &["none"],
         scopes_supported: &["openid", "profile"],

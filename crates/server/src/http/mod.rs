@@ -7,6 +7,7 @@ mod client_auth;
 mod cors;
 mod error;
 mod feed;
+mod feed_push;
 mod form;
 mod introspect;
 mod logout;
@@ -59,7 +60,7 @@ pub const LOGOUT_PATH: &str = "/logout";
 pub use openapi::OPENAPI_PATH;
 
 /// The server's routes. Every request gets an id, a log line and metrics
-/// ([`observe`]); `Authorization` and `Cookie` are marked sensitive as well, so no
+/// ([`observe`]); `Authorization`, `Cookie` and `DPoP` are marked sensitive as well, so no
 /// layer can log them. `/metrics` is among them unless `metrics_listen` moves it to
 /// [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {
@@ -107,6 +108,7 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
+            header::HeaderName::from_static("dpop"),
         ]))
         .with_state(state)
 }

@@ -77,9 +77,12 @@ impl AppState {
         self
     }
 
-    /// Enters the lame-duck phase: `/readyz` answers 503 from now on.
+    /// Enters the lame-duck phase: `/readyz` answers 503 from now on, and the revocation
+    /// feed's push subscriptions end (new ones are refused).
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        // Push subscriptions end now, each with its final event, so none delays the stop.
+        self.core.feed_hub.close();
     }
 }
 

@@ -11,6 +11,7 @@ use crate::http::AppState;
 use crate::store::sqlite::SqliteStore;
 
 mod code_issuance;
+mod feed_push;
 mod login_cancel;
 mod refresh_retry;
 mod user_standing;
@@ -165,6 +166,7 @@ async fn client_and_user(state: &AppState) -> (String, String) {
         first_party: false,
         signing_alg: None,
         id_token_alg: None,
+        dpop_bound_access_tokens: false,
         created_at: state.clock.now(),
     };
     state.store.insert_client(&client).await.unwrap();
@@ -374,6 +376,7 @@ async fn a_client_whose_algorithm_has_no_active_key_gets_503_not_500() {
         first_party: false,
         signing_alg: Some(Algorithm::Es256),
         id_token_alg: None,
+        dpop_bound_access_tokens: false,
         created_at: s.clock.now(),
     };
     s.store.insert_client(&client).await.unwrap();

@@ -1,6 +1,7 @@
 //! The OpenID Connect userinfo endpoint (Core section 5.3), protected by tessera-guard
-//! in-process: the same bearer-token rules (RFC 6750) and challenges as any resource
-//! server, verified with the server's own key ring. The token must carry scope `openid`
+//! in-process: the same token rules (RFC 6750 `Bearer`, RFC 9449 `DPoP` with a proof
+//! whose `htu` is the issuer's `/userinfo`) and both challenges as any resource server,
+//! verified with the server's own key ring. The token must carry scope `openid`
 //! and name the issuer as an audience (the authorization code grant adds it for
 //! `openid`); revoked grants and disabled users get `invalid_token`.
 
@@ -42,6 +43,7 @@ impl UserinfoGuard {
         let validation = Validation::access_token(state.issuer.clone(), state.issuer.clone());
         let guard = Guard::builder(Verifier::keys(ring.verifier().clone()), validation)
             .realm("tessera")
+            .public_base_url(state.issuer.clone())
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the userinfo guard"))
             .ok()?;
@@ -68,7 +70,7 @@ pub(crate) struct UserinfoResponse {
     tag = "browser",
     responses(
         (status = 200, description = "Claims about the signed-in user", body = UserinfoResponse),
-        (status = 401, description = "RFC 6750 `invalid_token`", headers(("WWW-Authenticate" = String))),
+        (status = 401, description = "RFC 6750 `invalid_token`, or RFC 9449 `invalid_dpop_proof` (`Bearer` and `DPoP` challenges)", headers(("WWW-Authenticate" = String))),
         (status = 403, description = "RFC 6750 `insufficient_scope` (needs `openid`)", headers(("WWW-Authenticate" = String))),
         (status = 503, description = "The store is unreachable", headers(("Retry-After" = u64))),
     ),
@@ -81,13 +83,16 @@ pub(crate) async fn userinfo(State(state): State<Arc<AppState>>, request: Reques
     let (parts, _) = request.into_parts();
     let identity = match guard.authenticate(&parts).await {
         Ok(Some(i)) => i,
-        Ok(None) => return guard.error_response(&GuardError::MissingToken),
-        Err(e) => return guard.error_response(&e),
+        Ok(None) => return guard.error_response_to(&parts, &GuardError::MissingToken),
+        Err(e) => return guard.error_response_to(&parts, &e),
     };
     if !identity.has_scope("openid") {
-        return guard.error_response(&GuardError::InsufficientScope {
-            scope: "openid".into(),
-        });
+        return guard.error_response_to(
+            &parts,
+            &GuardError::InsufficientScope {
+                scope: "openid".into(),
+            },
+        );
     }
     match state
         .store
@@ -95,16 +100,20 @@ pub(crate) async fn userinfo(State(state): State<Arc<AppState>>, request: Reques
         .await
     {
         Ok(false) => {}
-        Ok(true) => return guard.error_response(&GuardError::Revoked),
-        Err(_) => return guard.error_response(&GuardError::Unavailable("store unavailable")),
+        Ok(true) => return guard.error_response_to(&parts, &GuardError::Revoked),
+        Err(_) => {
+            return guard.error_response_to(&parts, &GuardError::Unavailable("store unavailable"));
+        }
     }
     let Some(sub) = identity.sub.as_deref() else {
-        return guard.error_response(&GuardError::Revoked);
+        return guard.error_response_to(&parts, &GuardError::Revoked);
     };
     let user = match state.store.user_by_id(sub).await {
         Ok(Some(u)) if !u.disabled => u,
-        Ok(_) => return guard.error_response(&GuardError::Revoked),
-        Err(_) => return guard.error_response(&GuardError::Unavailable("store unavailable")),
+        Ok(_) => return guard.error_response_to(&parts, &GuardError::Revoked),
+        Err(_) => {
+            return guard.error_response_to(&parts, &GuardError::Unavailable("store unavailable"));
+        }
     };
     let body = UserinfoResponse {
         preferred_username: identity.has_scope("profile").then_some(user.name),

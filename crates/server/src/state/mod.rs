@@ -1,8 +1,10 @@
 //! The domain's shared state, [`Core`]: issuer, configuration, store, keys, clock,
 //! password pool, the keys derived from the master key, and what this node remembers in
-//! memory (unconfirmed rotations, login limits, revocation rate). Grants, tokens, OIDC,
-//! login and throttling take `&Core`; the HTTP layer wraps it in its `AppState`.
+//! memory (unconfirmed rotations, login limits, revocation rate, DPoP proofs seen).
+//! Grants, tokens, OIDC, login and throttling take `&Core`; the HTTP layer wraps it in
+//! its `AppState`.
 
+pub(crate) mod dpop;
 mod login_limits;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -19,6 +21,7 @@ use aws_lc_rs::hmac;
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::feed::hub::Hub;
 use crate::keys::Keys;
 use crate::password::Passwords;
 use crate::rate_limit::ClientRateLimit;
@@ -47,6 +50,13 @@ pub struct Core {
     pub(crate) revoke_limit: ClientRateLimit,
     /// This server's in-memory login limits (targeted accounts, the busy warning).
     pub(crate) login_limits: LoginLimits,
+    /// DPoP server nonces, keyed by a key derived from `refresh_key` (the same on every
+    /// replica).
+    pub(crate) dpop_nonces: dpop::Nonces,
+    /// DPoP proofs this node accepted, until their `iat` leaves the window.
+    pub(crate) dpop_replay: dpop::ReplayCache,
+    /// The revocation feed's fan-out to this node's push subscribers.
+    pub(crate) feed_hub: Hub,
 }
 
 impl Core {
@@ -66,6 +76,9 @@ impl Core {
             unconfirmed: UnconfirmedRotations::default(),
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
+            dpop_nonces: dpop::Nonces::new(derive(&refresh_key, b"tessera/v1/dpop-nonce")),
+            dpop_replay: dpop::ReplayCache::default(),
+            feed_hub: Hub::default(),
             issuer,
             config,
             store,

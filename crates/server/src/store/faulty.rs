@@ -33,6 +33,11 @@ pub(crate) struct FaultyStore {
     pub(crate) fail_next_block: AtomicBool,
     /// How many clears stalled.
     pub(crate) failure_clears_stalled: std::sync::atomic::AtomicU64,
+    /// Once: the next read of the feed's counter announces itself on `feed_counter_held`
+    /// and waits for `release_feed_counter` (a reader slow at the worst moment).
+    pub(crate) hold_next_feed_counter: AtomicBool,
+    pub(crate) feed_counter_held: tokio::sync::Notify,
+    pub(crate) release_feed_counter: tokio::sync::Notify,
 }
 
 impl FaultyStore {
@@ -49,6 +54,9 @@ impl FaultyStore {
             fail_next_failure_clear: AtomicBool::new(false),
             fail_next_block: AtomicBool::new(false),
             failure_clears_stalled: std::sync::atomic::AtomicU64::new(0),
+            hold_next_feed_counter: AtomicBool::new(false),
+            feed_counter_held: tokio::sync::Notify::new(),
+            release_feed_counter: tokio::sync::Notify::new(),
         }
     }
 }
@@ -140,6 +148,7 @@ forward!(ClientStore {
     fn clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
     fn set_client_secret(&self, id: &str, hash: &TokenHash) -> Result<(), StoreError>;
     fn set_client_id_token_alg(&self, id: &str, alg: tessera_token::Algorithm) -> Result<(), StoreError>;
+    fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError>;
     fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 });
 
@@ -210,17 +219,38 @@ forward!(MfaStore {
     fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError>;
 });
 
-forward!(RevocationStore {
-    fn revoke_jti(&self, jti: &str, exp: UnixTime, now: UnixTime) -> Result<bool, StoreError>;
-    fn revocations_after(
+#[async_trait]
+impl RevocationStore for FaultyStore {
+    async fn revoke_jti(
+        &self,
+        jti: &str,
+        exp: UnixTime,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_jti(jti, exp, now).await
+    }
+    async fn revocations_after(
         &self,
         after: i64,
         limit: u32,
-        now: UnixTime
-    ) -> Result<Vec<RevocationEntry>, StoreError>;
-    fn last_revocation_seq(&self) -> Result<i64, StoreError>;
-    fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
-});
+        now: UnixTime,
+    ) -> Result<Vec<RevocationEntry>, StoreError> {
+        self.inner.revocations_after(after, limit, now).await
+    }
+    async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        if self.hold_next_feed_counter.swap(false, Ordering::SeqCst) {
+            self.feed_counter_held.notify_one();
+            self.release_feed_counter.notified().await;
+        }
+        self.inner.last_revocation_seq().await
+    }
+    async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
+        self.inner.is_revoked(jti, sid).await
+    }
+    fn feed_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.inner.feed_changes()
+    }
+}
 
 #[async_trait]
 impl KeyStore for FaultyStore {

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 pub(crate) mod faulty;
+mod feed_signal;
 pub mod postgres;
 mod records;
 mod sql;
@@ -90,6 +91,9 @@ pub trait ClientStore: Send + Sync {
         id: &str,
         alg: tessera_token::Algorithm,
     ) -> Result<(), StoreError>;
+    /// Sets whether the client must send a DPoP proof with every token request (RFC 9449
+    /// section 5.2 `dpop_bound_access_tokens`); nothing else of it changes.
+    async fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError>;
     /// Removes a client, revokes its grants and records each grant's `sid` in the feed.
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError>;
 }
@@ -300,6 +304,12 @@ pub trait RevocationStore: Send + Sync {
     async fn last_revocation_seq(&self) -> Result<i64, StoreError>;
     /// True when `jti` or `sid` is in the feed.
     async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError>;
+    /// A receiver woken after commits that may have added feed entries: this process's
+    /// (SQLite), or any replica's (PostgreSQL `LISTEN`/`NOTIFY`), and whenever a wake-up may
+    /// have been lost (a dropped listening connection). A wake-up carries no data and may
+    /// come with nothing new: it says "read from your cursor". Wake-ups that come while
+    /// the receiver is busy merge into one. Called inside the tokio runtime.
+    fn feed_changes(&self) -> tokio::sync::watch::Receiver<()>;
 }
 
 /// Signing keys, private halves sealed by the caller before they get here.
@@ -465,4 +475,4 @@ pub fn is_postgres_url(url: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

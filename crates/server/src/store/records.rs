@@ -85,6 +85,9 @@ pub struct ClientRecord {
     /// Its `id_token_signed_response_alg` (OpenID Connect Registration section 2); `None`
     /// for RS256, the default every relying party assumes.
     pub id_token_alg: Option<Algorithm>,
+    /// RFC 9449 section 5.2 `dpop_bound_access_tokens`: every token request must carry a
+    /// DPoP proof, so all its access tokens are bound to a key.
+    pub dpop_bound_access_tokens: bool,
     /// Registration time.
     pub created_at: UnixTime,
 }
@@ -167,6 +170,9 @@ pub struct GrantRecord {
     pub generation: i64,
     /// How the user signed in (not read for a grant without a user).
     pub amr: Amr,
+    /// The RFC 7638 thumbprint of the DPoP key the family's refresh tokens are bound to
+    /// (public clients, RFC 9449 section 5); `None`: unbound.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A stored refresh token (only its hash).
@@ -390,6 +396,9 @@ pub struct AuthCodeRecord {
     pub generation: i64,
     /// The session's [`SessionRecord::amr`], handed on to the grant.
     pub amr: Amr,
+    /// The request's `dpop_jkt` (RFC 9449 section 10): redeeming the code needs a DPoP
+    /// proof by the key with this thumbprint.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A browser session at the authorization server (the sign-in cookie), stored by hash.

@@ -8,7 +8,7 @@ use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};
 use serde_json::{Value, json};
 
 use super::NOW;
-use crate::dpop::{ProofCheck, access_token_hash, normalize_htu, verify_proof};
+use crate::dpop::{ProofCheck, access_token_hash, normalize_htu, sign_proof, verify_proof};
 use crate::{Algorithm, Error, SigningKey, b64};
 
 const URL: &str = "https://auth.example/token";
@@ -347,4 +347,25 @@ fn htu_normalisation() {
     ] {
         assert_eq!(normalize_htu(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn sign_proof_makes_proofs_that_verify_and_refuses_hmac() {
+    for alg in [Algorithm::EdDsa, Algorithm::Es256, Algorithm::Rs256] {
+        let key = SigningKey::generate(alg).unwrap().with_kid("k");
+        let mut c = claims();
+        c["ath"] = json!(access_token_hash(TOKEN));
+        let proof = sign_proof(&key, &c).unwrap();
+        let verified = verify_proof(&proof, &check().with_access_token(TOKEN)).unwrap();
+        assert_eq!(
+            verified.jkt,
+            key.public_jwk().unwrap().thumbprint().unwrap()
+        );
+        let header = b64::decode(proof.split('.').next().unwrap(), "header").unwrap();
+        let header: Value = serde_json::from_slice(&header).unwrap();
+        assert_eq!(header["typ"], "dpop+jwt");
+        assert_eq!(header["jwk"].get("kid"), None, "the proof key names no kid");
+    }
+    let hmac = SigningKey::from_hmac_secret(&[7u8; 32]).unwrap();
+    assert_eq!(sign_proof(&hmac, &claims()), Err(Error::Unsupported));
 }

@@ -18,7 +18,7 @@ use crate::http::pages::Hidden;
 use crate::store::{ClientRecord, GrantType};
 
 /// Parameters carried from the request into the forms and back.
-const CARRIED: [&str; 8] = [
+const CARRIED: [&str; 9] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -27,6 +27,7 @@ const CARRIED: [&str; 8] = [
     "code_challenge",
     "code_challenge_method",
     "nonce",
+    "dpop_jkt",
 ];
 
 /// Raw parameters: each name at most once (repeats are remembered, then refused), no
@@ -70,6 +71,8 @@ pub(super) struct AuthRequest {
     pub(super) scope: Scope,
     pub(super) code_challenge: String,
     pub(super) nonce: Option<String>,
+    /// RFC 9449 section 10: the thumbprint of the DPoP key the code is bound to.
+    pub(super) dpop_jkt: Option<String>,
     pub(super) prompt_none: bool,
 }
 
@@ -90,6 +93,7 @@ impl AuthRequest {
             code_challenge: &self.code_challenge,
             scope: &self.scope,
             nonce: self.nonce.as_deref(),
+            dpop_jkt: self.dpop_jkt.as_deref(),
         }
     }
 }
@@ -129,6 +133,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("code_challenge_format", check_code_challenge_format),
     ("no_request_object", reject_request_object),
     ("nonce_and_state_length", check_nonce_and_state_length),
+    ("dpop_jkt_format", check_dpop_jkt_format),
 ];
 
 /// Validates the request: first the client and redirect URI (refused as a page, section
@@ -149,6 +154,7 @@ pub(super) async fn validate(state: &AppState, raw: &Raw) -> Result<AuthRequest,
         scope,
         code_challenge,
         nonce: raw.get("nonce").map(str::to_owned),
+        dpop_jkt: raw.get("dpop_jkt").map(str::to_owned),
         prompt_none: raw.get("prompt") == Some("none"),
     })
 }
@@ -282,6 +288,25 @@ fn check_code_challenge_format(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzE
     })
 }
 
+/// RFC 9449 section 10: `dpop_jkt` is an RFC 7638 SHA-256 thumbprint, 43 base64url
+/// characters.
+fn check_dpop_jkt_format(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    match raw.get("dpop_jkt") {
+        Some(jkt)
+            if jkt.len() != 43
+                || !jkt
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Err(authz_error(
+                "invalid_request",
+                "dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn reject_request_object(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
     if raw.get("request").is_some() || raw.get("request_uri").is_some() {
         Err(authz_error(
@@ -322,6 +347,7 @@ mod tests {
             first_party: false,
             signing_alg: None,
             id_token_alg: None,
+            dpop_bound_access_tokens: false,
             created_at: UnixTime::from_secs(0),
         }
     }
@@ -366,6 +392,8 @@ mod tests {
     fn a_good_request_passes_every_check() {
         let c = client(vec![GrantType::AuthorizationCode]);
         assert_eq!(first_failure(&c, &query(&[], "")), None);
+        let jkt = [("dpop_jkt", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")];
+        assert_eq!(first_failure(&c, &query(&jkt, "")), None);
     }
 
     #[test]
@@ -427,6 +455,16 @@ mod tests {
                 &[("state", &long_state)],
                 "",
                 ("nonce_and_state_length", "invalid_request"),
+            ),
+            (
+                &[("dpop_jkt", "short")],
+                "",
+                ("dpop_jkt_format", "invalid_request"),
+            ),
+            (
+                &[("dpop_jkt", "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4=")],
+                "",
+                ("dpop_jkt_format", "invalid_request"),
             ),
         ];
         for (changes, tail, expected) in cases {

@@ -35,6 +35,7 @@ async fn a_code_is_stored_bound_to_its_request_and_session_and_refused_after_a_d
         code_challenge: CHALLENGE,
         scope: &scope,
         nonce: Some("n-1"),
+        dpop_jkt: None,
     };
 
     let Issued::Code(code) = issue(&s, &request, &session).await.unwrap() else {

@@ -260,6 +260,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         first_party: false,
         signing_alg: Some(Algorithm::Es256),
         id_token_alg: None,
+        dpop_bound_access_tokens: false,
         created_at: now,
     };
     t.state.store.insert_client(&client).await.unwrap();
@@ -274,6 +275,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         revoked_at: None,
         generation: 0,
         amr: crate::store::Amr::password(),
+        dpop_jkt: None,
     };
     let rt1 = OpaqueToken::generate(TokenKind::RefreshToken).unwrap();
     let first = NewRefreshToken {

@@ -36,6 +36,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
         revoked_at: None,
         generation,
         amr: crate::store::Amr::password(),
+        dpop_jkt: None,
     };
     let first = NewRefreshToken {
         hash: rt.hash(),
@@ -58,6 +59,7 @@ async fn escaped(s: &AppState, store: &SqliteStore, generation: i64) -> (String,
             auth_time: Some(now),
             amr: None,
             alg: None,
+            jkt: None,
         },
     )
     .unwrap();

@@ -33,6 +33,10 @@ impl ClientStore for PgStore {
         Sql::set_client_id_token_alg(&self.pool, id, alg).await
     }
 
+    async fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError> {
+        Sql::set_client_dpop_bound(&self.pool, id, required).await
+    }
+
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError> {
         let mut tx = self.tx().await?;
         lock_feed(&mut tx).await?;

@@ -21,6 +21,7 @@ mod throttle;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,6 +53,10 @@ pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Rung on every `NOTIFY tessera_revocations` (any replica's commit to the feed),
+    /// once the listener runs (started by the first
+    /// [`feed_changes`](crate::store::RevocationStore::feed_changes)).
+    feed: Arc<revocations::FeedListener>,
 }
 
 impl PgStore {
@@ -81,7 +86,10 @@ impl PgStore {
             .await
             .map_err(backend)?;
         migrate(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            feed: Arc::default(),
+        })
     }
 
     /// Starts a transaction (READ COMMITTED, the server's default).

@@ -12,8 +12,8 @@ macro_rules! select_clients {
     ($tail:literal) => {
         concat!(
             "SELECT id, name, secret_hash, grant_types, scope, audience, redirect_uris, \
-             signing_alg, created_at, post_logout_redirect_uris, first_party, id_token_alg \
-             FROM clients",
+             signing_alg, created_at, post_logout_redirect_uris, first_party, id_token_alg, \
+             dpop_bound_access_tokens FROM clients",
             $tail
         )
     };
@@ -63,6 +63,7 @@ where
                 .map(|a| a.parse())
                 .transpose()
                 .map_err(|_| StoreError::Backend("stored id_token_alg is unknown".into()))?,
+            dpop_bound_access_tokens: row.try_get("dpop_bound_access_tokens").map_err(backend)?,
         })
     }
 
@@ -74,7 +75,8 @@ where
         sqlx::query(
             "INSERT INTO clients (id, name, secret_hash, grant_types, scope, audience, \
              redirect_uris, signing_alg, created_at, post_logout_redirect_uris, first_party, \
-             id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             id_token_alg, dpop_bound_access_tokens) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.id.as_str())
         .bind(c.name.as_str())
@@ -88,6 +90,7 @@ where
         .bind(join(&c.post_logout_redirect_uris))
         .bind(c.first_party)
         .bind(c.id_token_alg.map(|a| a.name()))
+        .bind(c.dpop_bound_access_tokens)
         .execute(ex)
         .await
         .map_err(conflict("a client with this name"))?;
@@ -165,6 +168,25 @@ where
     ) -> Result<(), StoreError> {
         let n = sqlx::query("UPDATE clients SET id_token_alg = $1 WHERE id = $2")
             .bind(alg.name())
+            .bind(id)
+            .execute(ex)
+            .await
+            .map_err(backend)?
+            .rows();
+        if n == 0 {
+            return Err(StoreError::NotFound("client"));
+        }
+        Ok(())
+    }
+
+    /// Sets whether the client must bind its access tokens with DPoP.
+    pub(in crate::store) async fn set_client_dpop_bound<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        id: &str,
+        required: bool,
+    ) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE clients SET dpop_bound_access_tokens = $1 WHERE id = $2")
+            .bind(required)
             .bind(id)
             .execute(ex)
             .await

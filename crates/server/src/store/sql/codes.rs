@@ -39,6 +39,7 @@ where
             grant_id: row.try_get("grant_id").map_err(backend)?,
             generation: row.try_get("generation").map_err(backend)?,
             amr: Amr::from_db(&row.try_get::<String, _>("amr").map_err(backend)?),
+            dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
         })
     }
 
@@ -49,8 +50,8 @@ where
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
-             scope, nonce, auth_time, created_at, expires_at, generation, amr) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             scope, nonce, auth_time, created_at, expires_at, generation, amr, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.hash.as_bytes().as_slice())
         .bind(c.client_id.as_str())
@@ -64,6 +65,7 @@ where
         .bind(c.expires_at.secs())
         .bind(c.generation)
         .bind(c.amr.to_db())
+        .bind(c.dpop_jkt.as_deref())
         .execute(ex)
         .await
         .map_err(backend)?;
@@ -76,7 +78,7 @@ where
     ) -> Result<Option<AuthCodeRecord>, StoreError> {
         sqlx::query(
             "SELECT hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, \
-             auth_time, created_at, expires_at, used_at, grant_id, generation, amr \
+             auth_time, created_at, expires_at, used_at, grant_id, generation, amr, dpop_jkt \
              FROM auth_codes WHERE hash = $1",
         )
         .bind(hash.as_bytes().as_slice())

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tessera_token::{Algorithm, TokenHash};
 
-use super::{Sql, SqliteStore, backend, feed_sid_in, revoke_grant_in};
+use super::{Sql, SqliteStore, feed_sid_in, revoke_grant_in};
 use crate::store::{ClientRecord, ClientStore, Revoked, StoreError, client_credentials_sid};
 
 #[async_trait]
@@ -33,6 +33,10 @@ impl ClientStore for SqliteStore {
         Sql::set_client_id_token_alg(&self.pool, id, alg).await
     }
 
+    async fn set_client_dpop_bound(&self, id: &str, required: bool) -> Result<(), StoreError> {
+        Sql::set_client_dpop_bound(&self.pool, id, required).await
+    }
+
     async fn remove_client(&self, id: &str, revoked: Revoked) -> Result<(), StoreError> {
         let mut tx = self.write_tx().await?;
         let grants = Sql::client_grant_ids(&mut *tx, id).await?;
@@ -42,6 +46,6 @@ impl ClientStore for SqliteStore {
         // Its client-credentials tokens share one sid.
         feed_sid_in(&mut tx, &client_credentials_sid(id), revoked).await?;
         Sql::delete_client(&mut *tx, id).await?;
-        tx.commit().await.map_err(backend)
+        self.commit_feed(tx).await
     }
 }

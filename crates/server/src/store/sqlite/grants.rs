@@ -98,7 +98,7 @@ impl GrantStore for SqliteStore {
     async fn revoke_grant(&self, id: &str, revoked: Revoked) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
         let done = revoke_grant_in(&mut tx, id, revoked).await?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_feed(tx).await?;
         Ok(done)
     }
 
@@ -113,7 +113,7 @@ impl GrantStore for SqliteStore {
     async fn revoke_user_grants(&self, user_id: &str, revoked: Revoked) -> Result<u64, StoreError> {
         let mut tx = self.write_tx().await?;
         let n = super::users::revoke_all_in(&mut tx, user_id, revoked).await?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_feed(tx).await?;
         Ok(n)
     }
 

@@ -19,8 +19,10 @@ pub(super) use super::sql::IS_REVOKED;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::feed_signal::FeedSignal;
 use super::sql::backend;
 use super::{Purge, Revoked, Store, StoreError};
 use async_trait::async_trait;
@@ -45,6 +47,10 @@ pub struct SqliteStore {
     /// retries and so capped refresh rotation at a fraction of what one writer does.
     /// Other processes (the CLI) still meet the busy timeout.
     writer: SqlitePool,
+    /// Rung after each commit that wrote feed entries: everything that writes this
+    /// database's feed from this process goes through [`SqliteStore::commit_feed`] (or,
+    /// for a single-statement jti, rings it itself).
+    feed: Arc<FeedSignal>,
 }
 
 impl SqliteStore {
@@ -110,7 +116,11 @@ impl SqliteStore {
                 .max_lifetime(Some(Duration::from_secs(3600)))
                 .connect_lazy_with(writer_options)
         };
-        Ok(SqliteStore { pool, writer })
+        Ok(SqliteStore {
+            pool,
+            writer,
+            feed: Arc::new(FeedSignal::new()),
+        })
     }
 
     /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`),
@@ -120,6 +130,13 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)
+    }
+
+    /// Commits `tx`, which may have written feed entries, and wakes the feed's readers.
+    async fn commit_feed(&self, tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(backend)?;
+        self.feed.ring();
+        Ok(())
     }
 
     /// Closes the writer, checkpoints the write-ahead log into the database file, then

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use tessera_token::UnixTime;
+use tokio::sync::watch;
 
 use super::{Sql, SqliteStore, backend};
 use crate::store::{RevocationEntry, RevocationStore, StoreError};
@@ -29,6 +30,9 @@ impl RevocationStore for SqliteStore {
         .await
         .map_err(backend)?
         .rows_affected();
+        if n == 1 {
+            self.feed.ring();
+        }
         Ok(n == 1)
     }
 
@@ -53,5 +57,11 @@ impl RevocationStore for SqliteStore {
 
     async fn is_revoked(&self, jti: Option<&str>, sid: Option<&str>) -> Result<bool, StoreError> {
         Sql::is_revoked(&self.pool, jti, sid).await
+    }
+
+    fn feed_changes(&self) -> watch::Receiver<()> {
+        // One process writes this database's feed (the CLI beside the server is the
+        // exception; the push hub's periodic check covers it).
+        self.feed.subscribe()
     }
 }

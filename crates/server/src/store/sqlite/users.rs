@@ -38,7 +38,7 @@ impl UserStore for SqliteStore {
         if let Some(revoked) = evict {
             revoke_all_in(&mut tx, &id, revoked).await?;
         }
-        tx.commit().await.map_err(backend)
+        self.commit_feed(tx).await
     }
 
     async fn disable_user(&self, name: &str, revoked: Revoked) -> Result<(), StoreError> {
@@ -46,7 +46,7 @@ impl UserStore for SqliteStore {
         let id = Sql::set_disabled(&mut *tx, name, true).await?;
         let id = id.ok_or(StoreError::NotFound("user"))?;
         revoke_all_in(&mut tx, &id, revoked).await?;
-        tx.commit().await.map_err(backend)
+        self.commit_feed(tx).await
     }
 
     async fn enable_user(&self, name: &str) -> Result<String, StoreError> {
@@ -66,7 +66,7 @@ impl UserStore for SqliteStore {
         revoke_all_in(&mut tx, &id, revoked).await?;
         Sql::delete_factors(&mut *tx, &id).await?;
         Sql::delete_user(&mut *tx, &id).await?;
-        tx.commit().await.map_err(backend)?;
+        self.commit_feed(tx).await?;
         Ok(id)
     }
 }

@@ -27,6 +27,7 @@ pub(super) fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
         grant_id: None,
         generation: 0,
         amr: Amr::password(),
+        dpop_jkt: None,
     }
 }
 

@@ -34,6 +34,7 @@ pub(super) fn client(name: &str) -> ClientRecord {
         first_party: true,
         signing_alg: Some(tessera_token::Algorithm::Es256),
         id_token_alg: Some(tessera_token::Algorithm::EdDsa),
+        dpop_bound_access_tokens: false,
         created_at: t(0),
     }
 }
@@ -61,6 +62,7 @@ pub(super) fn grant(id: &str, user: &str) -> GrantRecord {
         revoked_at: None,
         generation: 0,
         amr: Amr::password(),
+        dpop_jkt: None,
     }
 }
 
@@ -76,6 +78,7 @@ pub(super) fn client_grant(id: &str, client_id: &str) -> GrantRecord {
         revoked_at: None,
         generation: 0,
         amr: Amr::password(),
+        dpop_jkt: None,
     }
 }
 

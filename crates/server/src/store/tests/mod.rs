@@ -6,6 +6,7 @@
 
 mod browser_cases;
 mod cases;
+mod feed_cases;
 mod fixtures;
 mod mfa_cases;
 mod throughput;
@@ -40,7 +41,7 @@ async fn pg_store() -> Option<Arc<dyn Store>> {
 }
 
 /// The URL of a fresh PostgreSQL database, or `None` (skip) when there is no server.
-async fn pg_url() -> Option<String> {
+pub(crate) async fn pg_url() -> Option<String> {
     let pg = tokio::task::spawn_blocking(cluster).await.unwrap()?;
     let url = tokio::task::spawn_blocking(|| pg.fresh_database("store"))
         .await
@@ -351,6 +352,16 @@ async fn postgres_migration_keeps_one_feed_entry_per_jti_and_sid() {
     check_deduplicated(&store).await;
 }
 
+/// PostgreSQL only: two store instances on one database are two replicas; a feed commit
+/// through either wakes the readers of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_feed_commit_on_one_replica_wakes_the_other() {
+    let Some(url) = pg_url().await else { return };
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    feed_cases::a_commit_on_one_replica_wakes_the_other(a, b).await;
+}
+
 /// One test per backend for each named case in [`cases`].
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
@@ -379,6 +390,7 @@ suite!(
     clients_round_trip_and_names_are_unique,
     client_secrets_and_removal,
     a_clients_id_token_alg_changes_in_place,
+    dpop_bindings_round_trip,
     users_round_trip_and_names_are_unique,
     rotation_marks_the_parent_and_stores_the_successor,
     rotation_has_exactly_one_winner,
@@ -421,4 +433,5 @@ suite!(
     recovery_codes_are_used_once_and_replaced_on_confirmation,
     pending_sign_ins_follow_the_user_and_are_taken_once,
     an_mfa_reset_removes_factors_and_ends_sessions,
+    every_feed_writer_wakes_the_readers,
 );

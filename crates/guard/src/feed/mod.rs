@@ -1,8 +1,13 @@
-//! The revocation feed client (contract in `docs/revocation-feed.md`): polls the
-//! authorization server for revoked `jti`s and `sid`s and fills a [`RevocationList`].
+//! The revocation feed client (contract in `docs/revocation-feed.md`): holds a push
+//! subscription to the authorization server ([`push`]) and polls it when the
+//! subscription is down, for revoked `jti`s and `sid`s, and fills a [`RevocationList`].
+//! Both resume from one cursor, so an entry is applied once whichever way it came.
+
+mod push;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -26,6 +31,12 @@ pub struct RevocationFeed {
     list: Arc<RevocationList>,
     cursor: tokio::sync::Mutex<Option<String>>,
     client: reqwest::Client,
+    push: bool,
+    idle_limit: Duration,
+    /// Entries applied since start (each once).
+    applied: AtomicU64,
+    /// Whether a push subscription is open now.
+    subscribed: AtomicBool,
 }
 
 #[derive(Deserialize)]
@@ -64,13 +75,43 @@ impl RevocationFeed {
             list: Arc::new(RevocationList::new()),
             cursor: tokio::sync::Mutex::new(None),
             client: default_client()?,
+            push: true,
+            idle_limit: push::IDLE_LIMIT,
+            applied: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
         })
     }
 
-    /// Time between polls (default 5 s): the longest a revocation takes to reach this guard.
+    /// Time between polls (default 5 s) while no push subscription is open: the longest
+    /// a revocation then takes to reach this guard.
     pub fn interval(mut self, d: Duration) -> Self {
         self.interval = d;
         self
+    }
+
+    /// Whether to hold a push subscription (default on): revocations arrive as they are
+    /// committed; polling at the interval takes over while the subscription is down.
+    pub fn push(mut self, on: bool) -> Self {
+        self.push = on;
+        self
+    }
+
+    /// Longest silence on a push subscription before it counts as dead (default 45 s:
+    /// three of the server's default keep-alive intervals, and above its largest, 30 s).
+    pub fn push_idle_limit(mut self, d: Duration) -> Self {
+        self.idle_limit = d;
+        self
+    }
+
+    /// Entries applied to the list since start. Each entry the server sends is applied
+    /// once, whether it came by push or by poll.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    /// Whether a push subscription is open now.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
     }
 
     /// How long past its `exp` an entry is kept (default: the validation leeway, 30 s).
@@ -108,20 +149,7 @@ impl RevocationFeed {
                 }
                 other => other?,
             };
-            for e in page.revoked {
-                let exp = UnixTime::from_secs(e.exp);
-                match (e.jti, e.sid) {
-                    (Some(jti), None) => self.list.revoke_jti(jti, exp),
-                    (None, Some(sid)) => self.list.revoke_sid(sid, exp),
-                    _ => {
-                        tracing::warn!(
-                            "revocation feed entry names neither or both of jti and sid"
-                        );
-                        continue;
-                    }
-                }
-                read += 1;
-            }
+            read += self.apply(page.revoked);
             if page.cursor.is_some() {
                 *cursor = page.cursor;
             }
@@ -131,6 +159,26 @@ impl RevocationFeed {
         }
         self.list.prune(now.saturating_sub(self.leeway));
         Ok(read)
+    }
+
+    /// Puts `entries` into the list (the caller holds the cursor and moves it past them);
+    /// returns how many.
+    fn apply(&self, entries: Vec<Entry>) -> usize {
+        let mut n = 0;
+        for e in entries {
+            let exp = UnixTime::from_secs(e.exp);
+            match (e.jti, e.sid) {
+                (Some(jti), None) => self.list.revoke_jti(jti, exp),
+                (None, Some(sid)) => self.list.revoke_sid(sid, exp),
+                _ => {
+                    tracing::warn!("revocation feed entry names neither or both of jti and sid");
+                    continue;
+                }
+            }
+            n += 1;
+        }
+        self.applied.fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     async fn fetch(&self, after: Option<&str>) -> Result<Page, FetchError> {
@@ -157,15 +205,38 @@ impl RevocationFeed {
         serde_json::from_slice(&body).map_err(|_| FetchError::Invalid("not a revocation feed page"))
     }
 
-    /// Polls forever at the interval on the current tokio runtime. Failures are logged
-    /// (never the credentials) and the last known list is kept.
+    /// Follows the feed forever on the current tokio runtime: a poll, then (with
+    /// [`push`](Self::push)) a subscription held until it ends; when it ends at the
+    /// server's request the guard polls and subscribes again at once, when it fails it
+    /// polls and retries after a backoff (1 s doubling to 10 s, never longer than the
+    /// interval). Without push it polls at the interval. Failures are logged (never the
+    /// credentials) and the last known list is kept.
     pub fn spawn(self: Arc<Self>, clock: Arc<dyn Clock>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut retry = push::RETRY_MIN;
             loop {
                 if let Err(e) = self.poll_once(clock.now()).await {
                     tracing::warn!(endpoint = %self.endpoint, error = %e, "revocation feed poll failed; keeping the last known list");
                 }
-                tokio::time::sleep(self.interval).await;
+                if !self.push {
+                    tokio::time::sleep(self.interval).await;
+                    continue;
+                }
+                match self.subscribe(&*clock).await {
+                    Ok(push::Ended::Renew) => {
+                        retry = push::RETRY_MIN;
+                        continue;
+                    }
+                    Ok(push::Ended::Elsewhere(why)) => {
+                        retry = push::RETRY_MIN;
+                        tracing::info!(endpoint = %self.endpoint, reason = why, "revocation feed subscription ended; polling until it is back");
+                    }
+                    Err(e) => {
+                        tracing::warn!(endpoint = %self.endpoint, error = %e, "revocation feed subscription failed; polling until it is back");
+                    }
+                }
+                tokio::time::sleep(retry.min(self.interval)).await;
+                retry = (retry * 2).min(push::RETRY_MAX);
             }
         })
     }
@@ -178,6 +249,7 @@ impl fmt::Debug for RevocationFeed {
             .field("client_id", &self.client_id)
             .field("secret", &"<redacted>")
             .field("interval", &self.interval)
+            .field("push", &self.push)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,216 @@
+//! DPoP at the resource server (RFC 9449 section 7): which schemes a guard accepts, and
+//! the check of a request's binding after its token verified, run on every request
+//! (warm cache or not): the token's `cnf` against the scheme, then the proof (method,
+//! public URL, `iat`, `ath`, key thumbprint), the nonce, and last the replay cache.
+
+mod nonce;
+mod replay;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::extract::OriginalUri;
+use http::HeaderName;
+use http::request::Parts;
+use subtle::ConstantTimeEq;
+use tessera_token::dpop::{self, ProofCheck};
+use tessera_token::{Error as TokenError, UnixTime};
+
+pub(crate) use nonce::NonceKey;
+pub(crate) use replay::ReplayCache;
+
+use crate::challenge::Scheme;
+use crate::{GuardError, Identity};
+
+/// The `DPoP` request header carrying the proof.
+pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
+/// The `DPoP-Nonce` response header (RFC 9449 section 8.1).
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+/// The refusal of a bearer token on a route that requires DPoP.
+pub(crate) const DPOP_REQUIRED: &str = "this resource requires a DPoP-bound token";
+
+/// Which authentication schemes a guard accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DpopPolicy {
+    /// `Bearer` only: the `DPoP` scheme is refused, and so is every DPoP-bound token.
+    Disabled,
+    /// Both (the default): unbound tokens as `Bearer`, bound tokens only as `DPoP` with
+    /// their proof.
+    #[default]
+    Allowed,
+    /// `DPoP` only: every token must be bound and come with its proof (for a whole
+    /// guard; [`crate::RequireDpop`] does it per route).
+    Required,
+}
+
+/// The guard's DPoP settings and state.
+pub(crate) struct DpopSettings {
+    pub(crate) policy: DpopPolicy,
+    /// The public URL the API is reached at (scheme, host, optional path prefix).
+    pub(crate) public_base_url: Option<String>,
+    pub(crate) window: Duration,
+    pub(crate) leeway: Duration,
+    pub(crate) nonce: Option<NonceKey>,
+    pub(crate) replay: ReplayCache,
+}
+
+impl DpopSettings {
+    pub(crate) fn new(replay_capacity: usize) -> Self {
+        DpopSettings {
+            policy: DpopPolicy::Allowed,
+            public_base_url: None,
+            window: dpop::DEFAULT_PROOF_WINDOW,
+            leeway: Duration::from_secs(5),
+            nonce: None,
+            replay: ReplayCache::new(replay_capacity),
+        }
+    }
+
+    /// Checks how the verified token `raw` (with `identity`) was presented with `scheme`
+    /// on the request `parts`.
+    pub(crate) fn check(
+        &self,
+        parts: &Parts,
+        scheme: Scheme,
+        raw: &str,
+        identity: &Identity,
+        now: UnixTime,
+    ) -> Result<(), GuardError> {
+        let jkt = bound_key(identity)?;
+        let mut proofs = parts.headers.get_all(DPOP).iter();
+        let proof = proofs.next();
+        match scheme {
+            Scheme::Bearer => {
+                if proof.is_some() {
+                    return Err(GuardError::InvalidRequest(
+                        "a DPoP proof came with the Bearer scheme".into(),
+                    ));
+                }
+                if jkt.is_some() {
+                    return Err(GuardError::TokenBinding(
+                        "the token is bound to a key: present it with the DPoP scheme and a proof",
+                    ));
+                }
+                if self.policy == DpopPolicy::Required {
+                    return Err(GuardError::TokenBinding(DPOP_REQUIRED));
+                }
+                Ok(())
+            }
+            Scheme::Dpop => {
+                if self.policy == DpopPolicy::Disabled {
+                    return Err(GuardError::InvalidRequest(
+                        "the DPoP scheme is not accepted here".into(),
+                    ));
+                }
+                let Some(jkt) = jkt else {
+                    return Err(GuardError::TokenBinding(
+                        "the token is not bound to a key: present it with the Bearer scheme",
+                    ));
+                };
+                let Some(proof) = proof else {
+                    return Err(invalid_proof("missing DPoP proof"));
+                };
+                if proofs.next().is_some() {
+                    return Err(invalid_proof("more than one DPoP header"));
+                }
+                let proof = proof
+                    .to_str()
+                    .map_err(|_| invalid_proof("malformed DPoP proof"))?;
+                self.check_proof(parts, proof, raw, jkt, now)
+            }
+        }
+    }
+
+    fn check_proof(
+        &self,
+        parts: &Parts,
+        proof: &str,
+        raw: &str,
+        jkt: &str,
+        now: UnixTime,
+    ) -> Result<(), GuardError> {
+        let url = self.request_url(parts)?;
+        let check = ProofCheck::new(parts.method.as_str(), &url, now)
+            .with_access_token(raw)
+            .with_window(self.window, self.leeway);
+        let verified = dpop::verify_proof(proof, &check).map_err(|e| match e {
+            TokenError::InvalidDpopProof(why) => invalid_proof(why),
+            TokenError::BadSignature => invalid_proof("invalid proof signature"),
+            _ => invalid_proof("the proof is not an acceptable JWS"),
+        })?;
+        if !bool::from(verified.jkt.as_bytes().ct_eq(jkt.as_bytes())) {
+            return Err(invalid_proof(
+                "the proof key is not the key the token is bound to",
+            ));
+        }
+        if let Some(nonces) = &self.nonce
+            && !verified
+                .nonce
+                .as_deref()
+                .is_some_and(|n| nonces.accepts(n, now))
+        {
+            return Err(GuardError::UseDpopNonce(nonces.current(now)));
+        }
+        // Last: a proof is spent only when everything else about it passed.
+        let until = verified.iat.saturating_add(self.window + self.leeway);
+        if !self
+            .replay
+            .record(&verified.jkt, &verified.jti, verified.iat, until, now)
+        {
+            return Err(invalid_proof("the proof was already used"));
+        }
+        Ok(())
+    }
+
+    /// The request's public URL: the configured base URL plus the request's path (the
+    /// original one when the router is nested); else the request's own absolute URI, or
+    /// its `Host` with `http` on loopback and `https` elsewhere.
+    fn request_url(&self, parts: &Parts) -> Result<String, GuardError> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |o| &o.0);
+        let path = uri.path();
+        if let Some(base) = &self.public_base_url {
+            return Ok(format!("{}{path}", base.trim_end_matches('/')));
+        }
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            return Ok(format!("{scheme}://{authority}{path}"));
+        }
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| invalid_proof("the request has no Host to check htu against"))?;
+        let scheme = if crate::net::is_loopback_host(host) {
+            "http"
+        } else {
+            "https"
+        };
+        Ok(format!("{scheme}://{host}{path}"))
+    }
+}
+
+fn invalid_proof(why: &'static str) -> GuardError {
+    GuardError::InvalidDpopProof(Cow::Borrowed(why))
+}
+
+/// The token's DPoP key thumbprint, if bound; a confirmation method the guard cannot
+/// check (mutual TLS, or anything unknown) refuses the token rather than ignoring it.
+fn bound_key(identity: &Identity) -> Result<Option<&str>, GuardError> {
+    let Some(cnf) = &identity.cnf else {
+        return Ok(None);
+    };
+    if cnf.x5t_s256.is_some() || !cnf.other.is_empty() {
+        return Err(GuardError::TokenBinding(
+            "the token is bound by a confirmation method this resource does not support",
+        ));
+    }
+    match cnf.jkt.as_deref() {
+        Some(jkt) => Ok(Some(jkt)),
+        None => Err(GuardError::TokenBinding(
+            "the token has an empty confirmation",
+        )),
+    }
+}
