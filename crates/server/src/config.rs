@@ -28,7 +28,7 @@ pub use browser::BrowserConfig;
 pub use dpop::DpopConfig;
 pub use file::FileConfig;
 pub use layers::{env_var, fields, layer, unknown_env_vars};
-pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, ThrottlePolicy};
+pub use login::{DEFAULT_HASH_QUEUE, HashPriority, LoginConfig, MfaMode, ThrottlePolicy};
 pub(crate) use problems::{Problems, invalid};
 pub use serving::{
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, MetricsConfig, ServingConfig, TlsFiles,
@@ -176,6 +176,21 @@ mod tests {
         let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
         let f = layer(Some(&path), &env_of(vars), &sets)?;
         ServerConfig::resolve(f, Overrides::default())
+    }
+
+    #[test]
+    fn mfa_is_optional_unless_set_and_a_wrong_value_names_the_choices() {
+        let c = ServerConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Optional);
+        let c = resolve_text("mfa = \"required\"\n", &[], &[]).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Required);
+        let c = resolve_text("", &[("TESSERA_MFA", "off")], &[]).unwrap();
+        assert_eq!(c.login.mfa, MfaMode::Off);
+        let e = resolve_text("mfa = \"sometimes\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mfa = \"sometimes\" is invalid"), "{e}");
+        assert!(e.contains("\"off\", \"optional\" or \"required\""), "{e}");
     }
 
     #[test]

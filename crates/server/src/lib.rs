@@ -27,6 +27,7 @@ pub mod keys;
 mod lockfile;
 mod login;
 pub mod metrics;
+mod mfa;
 mod oauth;
 mod oidc;
 pub mod password;

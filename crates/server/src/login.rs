@@ -1,7 +1,8 @@
 //! The one password check of every login (the password grant and the browser sign-in
 //! form): throttle reservation, the bounded Argon2id check, the failure metric, the audit
 //! record and spray detection, in that order, with one answer for an unknown user, a
-//! wrong password and a disabled user.
+//! wrong password and a disabled user. The second factor's check, throttled and audited
+//! the same way, is [`second_factor`].
 
 use std::net::IpAddr;
 use std::sync::{Arc, Weak};
@@ -18,6 +19,9 @@ use crate::password::{Admission, Source};
 use crate::state::Core;
 use crate::store::UserRecord;
 use crate::throttle;
+
+mod second_factor;
+pub(crate) use second_factor::second_factor;
 
 /// Seconds a login refused for a full hash queue is told to wait.
 const BUSY_RETRY_AFTER: u64 = 1;

@@ -30,7 +30,8 @@ pub const REFRESH_REUSE: &str = "tessera_refresh_reuse_detected_total";
 /// Failed password logins (password grant and sign-in form), all with `reason` =
 /// `bad_credentials`: unknown user, wrong password and disabled user look the same here
 /// (a separate count per reason would tell which names exist); the audit log keeps the
-/// distinction.
+/// distinction. A wrong or replayed second-factor code (asked only after a correct
+/// password) counts with `reason` = `second_factor`.
 pub const LOGIN_FAILURES: &str = "tessera_login_failures_total";
 /// Logins refused with 429 because the account (from that network) or the network is
 /// throttled (password grant and sign-in form).

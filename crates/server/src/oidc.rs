@@ -9,13 +9,37 @@ use tessera_token::{Algorithm, Audience, Claims, UnixTime};
 
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::store::ClientRecord;
+use crate::store::{Amr, ClientRecord};
+
+/// The assurance ladder (`acr`), lowest first: a password alone, then a password and a
+/// second factor. docs/server.md documents it; discovery lists it.
+pub(crate) const ACR_VALUES: [&str; 2] = [ACR_PWD, ACR_MFA];
+/// `acr` of a sign-in with a password alone.
+pub(crate) const ACR_PWD: &str = "urn:tessera:acr:pwd";
+/// `acr` of a sign-in with a password and a second factor.
+pub(crate) const ACR_MFA: &str = "urn:tessera:acr:mfa";
+
+/// The `acr` of a sign-in made with `amr`.
+pub(crate) fn acr(amr: &Amr) -> &'static str {
+    if amr.is_mfa() { ACR_MFA } else { ACR_PWD }
+}
+
+/// Adds `acr` and `amr` (OpenID Connect Core section 2, RFC 8176) for a sign-in made
+/// with `amr` to `claims`.
+pub(crate) fn add_assurance(claims: &mut Claims, amr: &Amr) {
+    claims.acr = Some(acr(amr).to_owned());
+    claims
+        .extra
+        .insert("amr".into(), Value::from(amr.values().to_vec()));
+}
 
 /// What an ID token is about.
 pub(crate) struct IdTokenFor<'a> {
     pub(crate) sub: &'a str,
     pub(crate) client: &'a ClientRecord,
     pub(crate) auth_time: UnixTime,
+    /// How the user signed in (`amr`, and the `acr` it earns).
+    pub(crate) amr: &'a Amr,
     pub(crate) nonce: Option<&'a str>,
     pub(crate) sid: &'a str,
     /// The access token issued with it (for `at_hash`).
@@ -24,8 +48,8 @@ pub(crate) struct IdTokenFor<'a> {
 
 /// Signs an ID token (`typ: JWT`) for the client with its `id_token_signed_response_alg`
 /// (RS256 unless it registered another; its access tokens keep their own algorithm):
-/// `iss`, `sub`, `aud` = client_id, `exp`, `iat`, `auth_time`, `nonce` (when the request
-/// had one), `sid` and `at_hash`.
+/// `iss`, `sub`, `aud` = client_id, `exp`, `iat`, `auth_time`, `acr`, `amr`, `nonce` (when
+/// the request had one), `sid` and `at_hash`.
 pub(crate) fn mint_id_token(core: &Core, t: &IdTokenFor<'_>) -> Result<String, OAuthError> {
     let ring = core.keys.current();
     let key = ring.id_token_signer(t.client.id_token_alg).ok_or_else(|| {
@@ -43,6 +67,7 @@ pub(crate) fn mint_id_token(core: &Core, t: &IdTokenFor<'_>) -> Result<String, O
         sid: Some(t.sid.to_owned()),
         ..Claims::default()
     };
+    add_assurance(&mut claims, t.amr);
     if let Some(nonce) = t.nonce {
         claims.extra.insert("nonce".into(), Value::from(nonce));
     }

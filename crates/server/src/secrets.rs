@@ -233,6 +233,16 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
+    /// A sealer under a key derived from `key` (itself derived from the master key) with
+    /// its own `label`: second-factor secrets are sealed under one, never the signing
+    /// keys' key-encryption key.
+    pub(crate) fn derived(key: &hmac::Key, label: &[u8]) -> Result<Self, Error> {
+        let tag = hmac::sign(key, label);
+        let key = UnboundKey::new(&AES_256_GCM, tag.as_ref())
+            .map_err(|_| Error::Internal("AES-256-GCM key setup failed".into()))?;
+        Ok(Sealer(LessSafeKey::new(key)))
+    }
+
     /// `nonce || ciphertext || tag` of `plaintext`.
     pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; NONCE_LEN];

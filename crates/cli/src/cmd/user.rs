@@ -1,4 +1,5 @@
-//! `tessera user`: add, list, disable, enable and remove users and set their passwords.
+//! `tessera user`: add, list, disable, enable and remove users, set their passwords, and
+//! list or reset their second factors.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -49,6 +50,20 @@ pub(crate) enum UserCommand {
         /// Keep the user's sessions and tokens (by default a password change ends them).
         #[arg(long)]
         keep_sessions: bool,
+    },
+    /// List a user's second factors (never a secret).
+    Mfa {
+        /// Login name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's second factors and recovery codes; also ends their sessions and
+    /// revokes their tokens. With mfa = "required" they enrol again at their next sign-in.
+    MfaReset {
+        /// Login name.
+        name: String,
     },
 }
 
@@ -106,6 +121,34 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
                 println!("password of {name} changed; their sessions were kept");
             } else {
                 println!("password of {name} changed and their sessions revoked");
+            }
+        }
+        UserCommand::Mfa { name, json } => {
+            let f = global.admin().await?.user_factors(&name).await?;
+            let (totp, since) = match f.totp {
+                None => ("none", None),
+                Some((_, None)) => ("pending", None),
+                Some((_, Some(at))) => ("enrolled", Some(at.secs())),
+            };
+            if json {
+                let out = json!({
+                    "name": name,
+                    "totp": totp,
+                    "totp_confirmed_at": since,
+                    "recovery_codes_left": f.recovery_codes_left,
+                });
+                println!("{out}");
+            } else {
+                println!("totp: {totp}");
+                println!("recovery codes left: {}", f.recovery_codes_left);
+            }
+        }
+        UserCommand::MfaReset { name } => {
+            let had = global.admin().await?.reset_mfa(&name).await?;
+            if had {
+                println!("removed the second factors of {name} and revoked their sessions");
+            } else {
+                println!("{name} had no second factor; their sessions were revoked");
             }
         }
     }

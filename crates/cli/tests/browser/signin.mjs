@@ -5,7 +5,9 @@
 // post without its CSRF token. Run by crates/cli/tests/e2e/browser.rs, which starts
 // `tessera serve` and the example resource server and passes:
 //   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path), and
-//   COOKIE_URL (the cookie-mode page, whose script never sees the access token).
+//   COOKIE_URL (the cookie-mode page, whose script never sees the access token), and
+//   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario).
+import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -233,6 +235,82 @@ await scenario("cookie mode: the token stays in an HttpOnly cookie, POST needs t
   assert.equal(forged, 400);
 });
 
+/// RFC 4648 base32 (the TOTP key as the enrolment page shows it).
+function base32(s) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const c of s.replace(/=+$/, "")) {
+    const i = alphabet.indexOf(c);
+    if (i < 0) throw new Error(`not base32: ${c}`);
+    value = ((value << 5) | i) & 0xffff;
+    bits += 5;
+    if (bits >= 8) { out.push((value >>> (bits - 8)) & 0xff); bits -= 8; }
+  }
+  return Buffer.from(out);
+}
+
+/// The authenticator app: the RFC 6238 code (SHA-1, 6 digits, 30 s) at `secs`.
+function totp(key, secs) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(secs / 30)));
+  const h = createHmac("sha1", base32(key)).update(counter).digest();
+  const o = h[h.length - 1] & 15;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
+await scenario("enrol TOTP from the sign-in page, then sign in with a code", async (page) => {
+  const MFA_USER = env("MFA_USER");
+  await toLogin(page);
+  await page.fill("#username", MFA_USER);
+  await page.fill("#password", PASSWORD);
+  await page.check("#enrol");
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Set up a second factor" }).waitFor();
+  // The QR code is an inline SVG from the server itself; no image or script is loaded.
+  assert.equal(await page.locator(".qr svg").count(), 1);
+  assert.equal(await page.locator("img, script").count(), 0);
+  await page.screenshot({ path: join(SHOTS, "mfa-enrol.png"), fullPage: true });
+  const key = await page.inputValue("#secret");
+  assert.match(key, /^[A-Z2-7]{32}$/);
+  // A wrong code: announced, the page stays.
+  await page.fill("#code", "000000");
+  await page.click("button[type=submit]");
+  await page.locator("[role=alert]", { hasText: "That code is not right" }).waitFor();
+  const now = Date.now() / 1000;
+  await page.fill("#code", totp(key, now));
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Your recovery codes" }).waitFor();
+  assert.equal(await page.locator(".recovery-codes code").count(), 10);
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_/ }).waitFor();
+
+  // A fresh browser: password, then the code page; the next step's code (the one just
+  // used is spent).
+  const context = await browser.newContext();
+  const again = await context.newPage();
+  try {
+    await toLogin(again);
+    await again.fill("#username", MFA_USER);
+    await again.fill("#password", PASSWORD);
+    await again.click("button[type=submit]");
+    await again.locator("h1", { hasText: "Enter your code" }).waitFor();
+    assert.equal(await again.evaluate(() => document.activeElement?.id), "code");
+    await again.screenshot({ path: join(SHOTS, "mfa-code.png"), fullPage: true });
+    await again.keyboard.type(totp(key, now + 30));
+    await again.keyboard.press("Enter");
+    await again.locator("h1", { hasText: "Allow" }).waitFor();
+    await again.keyboard.press("Enter");
+    await again.waitForURL((u) => u.href.startsWith(SPA));
+    await status(again).filter({ hasText: /^Signed in as u_/ }).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
 await browser.close();
-console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")}`);
+console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")}`);
 process.exit(failed ? 1 : 0);

@@ -2,8 +2,9 @@
 //! server (which serves the example single-page app at `/spa/`), then runs
 //! `tests/browser/signin.mjs` with node (playwright-core driving Debian's
 //! `/usr/bin/chromium`). The scenarios live in the script; this test passes it the URLs
-//! and credentials and fails when any scenario fails. Screenshots of the login and
-//! consent pages are saved under `CARGO_TARGET_TMPDIR/browser-screenshots/`.
+//! and credentials and fails when any scenario fails (one enrols TOTP as bob and signs in
+//! with it). Screenshots of the login, consent, TOTP enrolment and code pages are saved
+//! under `CARGO_TARGET_TMPDIR/browser-screenshots/`.
 //!
 //! Needs chromium, node and `npm ci` in `tests/browser/` (`.ci/run` installs all three)
 //! and the example binary (`cargo test --workspace` builds it). Under `CI=true` a missing
@@ -118,6 +119,9 @@ pub fn start_resource_server(issuer: &str, port: u16, extra: &[&str]) -> Running
     running
 }
 
+/// The pages the scenarios photograph.
+const SCREENSHOTS: [&str; 4] = ["login.png", "consent.png", "mfa-enrol.png", "mfa-code.png"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     if let Some(why) = missing() {
@@ -136,6 +140,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         &[],
     );
     s.add_user("alice", PASSWORD);
+    s.add_user("bob", PASSWORD);
     let (client_id, _) = s.add_client(
         "notes-spa",
         "authorization_code,refresh_token",
@@ -176,7 +181,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for f in ["login.png", "consent.png"] {
+    for f in SCREENSHOTS {
         let _ = std::fs::remove_file(shots.join(f));
     }
     let mut node = tokio::process::Command::new("node");
@@ -186,6 +191,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         .env("COOKIE_URL", &cookie_url)
         .env("ISSUER", &s.base)
         .env("USERNAME", "alice")
+        .env("MFA_USER", "bob")
         .env("PASSWORD", PASSWORD)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", CHROMIUM)
@@ -203,7 +209,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         "browser scenarios failed:\n{stdout}\nserver log:\n{}",
         s.log()
     );
-    for f in ["login.png", "consent.png"] {
+    for f in SCREENSHOTS {
         let path = shots.join(f);
         assert!(path.exists(), "no screenshot {}", path.display());
         println!("screenshot: {}", path.display());

@@ -23,6 +23,7 @@ mod hardening_users;
 mod interop;
 mod keys;
 mod meta;
+mod mfa_totp;
 mod observe;
 mod postgres;
 mod push_revocation;

@@ -1,16 +1,18 @@
 //! Operator operations behind the `tessera` CLI, run directly against the local store:
 //! the [`Admin`] handle (opening the store with the master key, audit) here; users,
-//! clients, sessions, keys and tokens in the files named for them. They validate their
+//! second factors, clients, sessions, keys and tokens in the files named for them. They validate their
 //! input and name the fix when it is wrong.
 
 mod clients;
 mod keys;
+mod mfa;
 mod sessions;
 mod tokens;
 mod users;
 
 pub use clients::NewClient;
 pub use keys::KeyInfo;
+pub use mfa::UserFactors;
 pub use tokens::MintRequest;
 
 use std::sync::Arc;

@@ -79,6 +79,7 @@ impl Admin {
             audience: &audience,
             sid: &sid,
             auth_time: None,
+            amr: None,
             alg: client.signing_alg,
             jkt: req.cnf_jkt.as_deref(),
         };

@@ -119,6 +119,8 @@ pub struct FileConfig {
     /// Password checks that may wait for a hashing thread (default 32, 0 to 10000); past
     /// that a login is answered 503 `temporarily_unavailable` with `Retry-After` at once.
     pub password_hash_queue: Option<usize>,
+    /// Second factors at browser sign-in: "off", "optional" (default) or "required".
+    pub mfa: Option<String>,
 
     // --- DPoP (RFC 9449) ---
     /// How far a DPoP proof's `iat` may be from now, either side, seconds (default 60,

@@ -35,6 +35,32 @@ impl std::str::FromStr for HashPriority {
     }
 }
 
+/// Whether browser sign-in offers or requires a second factor (`mfa`). A factor once
+/// enrolled is asked for in every mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MfaMode {
+    /// Enrolment is not offered.
+    Off,
+    /// A user may enrol from the sign-in page.
+    #[default]
+    Optional,
+    /// A user without a factor enrols at their next sign-in.
+    Required,
+}
+
+impl std::str::FromStr for MfaMode {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "off" => Ok(MfaMode::Off),
+            "optional" => Ok(MfaMode::Optional),
+            "required" => Ok(MfaMode::Required),
+            _ => Err(()),
+        }
+    }
+}
+
 /// Largest `password_hash_queue`.
 const MAX_HASH_QUEUE: usize = 10_000;
 
@@ -49,6 +75,8 @@ pub struct LoginConfig {
     pub password_hash_queue: usize,
     /// Failed-login throttling.
     pub throttle: ThrottlePolicy,
+    /// Second factors at browser sign-in.
+    pub mfa: MfaMode,
 }
 
 /// Throttling policy (from the configuration).
@@ -100,7 +128,20 @@ impl LoginConfig {
             0,
             MAX_HASH_QUEUE,
         );
+        let mfa = match f.mfa.as_deref() {
+            None => MfaMode::default(),
+            Some(name) => p
+                .take(name.parse().map_err(|()| {
+                    invalid(
+                        "mfa",
+                        format!("{name:?}"),
+                        "must be \"off\", \"optional\" or \"required\"",
+                    )
+                }))
+                .unwrap_or_default(),
+        };
         LoginConfig {
+            mfa,
             password_hash_concurrency,
             password_hash_priority,
             password_hash_queue,

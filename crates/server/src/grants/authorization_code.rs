@@ -70,6 +70,7 @@ pub(crate) async fn issue(
         used_at: None,
         grant_id: None,
         generation: session.generation,
+        amr: session.amr.clone(),
         dpop_jkt: request.dpop_jkt.map(str::to_owned),
     };
     if !core.store.insert_auth_code(&record).await? {
@@ -154,6 +155,7 @@ pub(crate) async fn exchange(
         expires_at: now.saturating_add(core.config.tokens.refresh_absolute_ttl),
         revoked_at: None,
         generation: record.generation,
+        amr: record.amr.clone(),
         dpop_jkt: refresh_binding(client, jkt),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
@@ -206,6 +208,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &grant.id,
             auth_time: Some(record.auth_time),
+            amr: Some(&record.amr),
             alg: client.signing_alg,
             jkt,
         },
@@ -217,6 +220,7 @@ pub(crate) async fn exchange(
                 sub: &record.user_id,
                 client,
                 auth_time: record.auth_time,
+                amr: &record.amr,
                 nonce: record.nonce.as_deref(),
                 sid: &grant.id,
                 access_token: &access_token,

@@ -38,6 +38,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &sid,
             auth_time: None,
+            amr: None,
             alg: client.signing_alg,
             jkt,
         },

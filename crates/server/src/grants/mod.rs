@@ -24,7 +24,7 @@ use crate::ids::random_id;
 use crate::keys::KeyRing;
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::store::{ClientRecord, GrantRecord, GrantType, NewRefreshToken};
+use crate::store::{Amr, ClientRecord, GrantRecord, GrantType, NewRefreshToken};
 
 #[cfg(test)]
 pub(crate) use refresh_token::successor;
@@ -193,6 +193,8 @@ pub(crate) struct AccessGrant<'a> {
     pub(crate) audience: &'a [String],
     pub(crate) sid: &'a str,
     pub(crate) auth_time: Option<UnixTime>,
+    /// How the user signed in (`acr`, `amr`); `None` for a client's own token.
+    pub(crate) amr: Option<&'a Amr>,
     /// The client's signing algorithm, `None` for the server's default.
     pub(crate) alg: Option<Algorithm>,
     /// The thumbprint of the DPoP key the token is bound to (`cnf.jkt`), if any.
@@ -224,7 +226,7 @@ pub(crate) fn sign_access_token(
     ttl: Duration,
     g: &AccessGrant<'_>,
 ) -> Result<String, crate::Error> {
-    let claims = Claims {
+    let mut claims = Claims {
         iss: Some(issuer.to_owned()),
         sub: Some(g.sub.to_owned()),
         aud: Audience::new(g.audience.iter().cloned()),
@@ -241,6 +243,9 @@ pub(crate) fn sign_access_token(
         }),
         ..Claims::default()
     };
+    if let Some(amr) = g.amr {
+        crate::oidc::add_assurance(&mut claims, amr);
+    }
     let key = ring.signer(g.alg).ok_or_else(|| {
         let alg = g.alg.map_or("the default algorithm", |a| a.name());
         crate::Error::Key(format!(

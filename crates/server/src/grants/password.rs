@@ -18,9 +18,12 @@ use crate::ids::random_id;
 use crate::login::{self, Attempt, LoginFailure, Via};
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::store::{ClientRecord, GrantRecord};
+use crate::store::{Amr, ClientRecord, GrantRecord};
 
 const BAD_LOGIN: &str = "invalid username or password";
+/// A user with a second factor: the password grant cannot carry it, so it would bypass it.
+const NEEDS_SECOND_FACTOR: &str = "this user signs in with a second factor, which the password grant cannot carry; \
+     use the authorization code flow";
 
 pub(crate) async fn exchange(
     core: &Arc<Core>,
@@ -48,6 +51,18 @@ pub(crate) async fn exchange(
         Err(LoginFailure::Busy { retry_after }) => return Err(OAuthError::Busy { retry_after }),
         Err(LoginFailure::Unavailable(e)) => return Err(e),
     };
+    // Told only after the password was right, so it says nothing to a guesser.
+    if crate::mfa::enrolled(core, &user.id).await? {
+        audit(
+            core,
+            "mfa.failure",
+            Some(&client.id),
+            Some(&user.id),
+            json!({ "reason": "password_grant", "via": "password_grant" }),
+        )
+        .await;
+        return Err(OAuthError::InvalidGrant(NEEDS_SECOND_FACTOR));
+    }
 
     // Only a request that signed the user in spends its proof: a wrong password or a
     // throttled attempt leaves it unrecorded.
@@ -69,6 +84,7 @@ pub(crate) async fn exchange(
         // `sessions revoke --user`, `user passwd`, remove) during the check moves the user
         // on, and the grant is refused below instead of outliving it.
         generation: user.generation,
+        amr: Amr::password(),
         dpop_jkt: refresh_binding(client, jkt),
     };
     let (refresh, first) = first_refresh_token(core, client, &grant, now)?;
@@ -96,6 +112,7 @@ pub(crate) async fn exchange(
             audience: &audience,
             sid: &grant.id,
             auth_time: Some(now),
+            amr: Some(&grant.amr),
             alg: client.signing_alg,
             jkt,
         },

@@ -150,6 +150,8 @@ fn answer(
             audience: &grant.audience,
             sid: &grant.id,
             auth_time: Some(grant.created_at),
+            // A refresh is not a sign-in: the grant's own.
+            amr: grant.user_id.is_some().then_some(&grant.amr),
             alg: client.signing_alg,
             jkt,
         },
@@ -346,6 +348,7 @@ mod tests {
             expires_at: UnixTime::from_secs(i64::MAX),
             revoked_at: None,
             generation: 0,
+            amr: crate::store::Amr::password(),
             dpop_jkt: Some(mine_proof.jkt().to_owned()),
         };
         assert_eq!(

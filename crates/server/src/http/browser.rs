@@ -19,12 +19,16 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::store::{SessionRecord, UserRecord};
+use crate::store::{Amr, PendingSignIn, SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).
 const SESSION: &str = "tessera_session";
 /// Name of the CSRF cookie (without prefix).
 const CSRF: &str = "tessera_csrf";
+/// Name of the cookie of a sign-in waiting for its second factor (without prefix).
+const PENDING: &str = "tessera_mfa";
+/// How long a sign-in waits for its second factor (or enrolment) after the password.
+pub(crate) const PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// True when cookies can be `Secure` (an `https` issuer).
 fn secure(state: &AppState) -> bool {
@@ -128,11 +132,13 @@ pub(crate) async fn session(
     Ok(state.store.live_session(&hash, state.clock.now()).await?)
 }
 
-/// Starts a session for `user` (stamped with the generation read with their credentials):
+/// Starts a session for `user` (stamped with the generation read with their credentials
+/// and how they signed in):
 /// stores its hash and adds the cookie to `out`.
 pub(crate) async fn start_session(
     state: &AppState,
     user: &UserRecord,
+    amr: Amr,
     out: &mut HeaderMap,
 ) -> Result<SessionRecord, OAuthError> {
     // The opaque-token format gives 256 random bits and a checksum; the `tsr_at_` kind
@@ -149,12 +155,69 @@ pub(crate) async fn start_session(
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
         generation: user.generation,
+        amr,
     };
     state.store.insert_session(&record).await?;
     if let Some(c) = set_cookie(state, SESSION, token.expose(), ttl.as_secs()) {
         out.append(header::SET_COOKIE, c);
     }
     Ok(record)
+}
+
+/// Records that `user`'s password was accepted and a second factor (or enrolment) is due:
+/// a short-lived pending sign-in in the store, by the hash of a new cookie added to `out`
+/// (so it is bound to this browser). It holds no password and no secret.
+pub(crate) async fn start_pending(
+    state: &AppState,
+    user: &UserRecord,
+    out: &mut HeaderMap,
+) -> Result<(), OAuthError> {
+    let token = OpaqueToken::generate(TokenKind::AccessToken)
+        .map_err(|e| OAuthError::Server(e.to_string()))?;
+    let now = state.clock.now();
+    let record = PendingSignIn {
+        hash: token.hash(),
+        user_id: user.id.clone(),
+        generation: user.generation,
+        auth_time: now,
+        expires_at: now.saturating_add(PENDING_TTL),
+    };
+    state.store.insert_pending(&record).await?;
+    if let Some(c) = set_cookie(state, PENDING, token.expose(), PENDING_TTL.as_secs()) {
+        out.append(header::SET_COOKIE, c);
+    }
+    Ok(())
+}
+
+/// The request's live pending sign-in, if any.
+pub(crate) async fn pending(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<PendingSignIn>, OAuthError> {
+    let Some(value) = cookie(headers, &cookie_name(state, PENDING)) else {
+        return Ok(None);
+    };
+    let Ok(token) = OpaqueToken::parse_kind(&value, TokenKind::AccessToken) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .pending(&token.hash(), state.clock.now())
+        .await?)
+}
+
+/// Takes the pending sign-in (single use: true for the one caller that took it) and
+/// deletes its cookie.
+pub(crate) async fn take_pending(
+    state: &AppState,
+    pending: &PendingSignIn,
+    out: &mut HeaderMap,
+) -> Result<bool, OAuthError> {
+    let taken = state.store.take_pending(&pending.hash).await?;
+    if let Some(c) = set_cookie(state, PENDING, "", 0) {
+        out.append(header::SET_COOKIE, c);
+    }
+    Ok(taken)
 }
 
 /// Ends the request's session (if any) and deletes the cookie.

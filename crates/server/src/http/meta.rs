@@ -42,6 +42,8 @@ pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 // produced.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ServerMetadata {
+    /// The assurance ladder of `acr` in ID tokens and user access tokens, lowest first.
+    acr_values_supported: &'static [&'static str],
     authorization_endpoint: String,
     authorization_response_iss_parameter_supported: bool,
     claims_supported: &'static [&'static str],
@@ -92,6 +94,7 @@ fn metadata(state: &AppState) -> ServerMetadata {
     let ring = state.keys.current();
     ServerMetadata {
         issuer: state.issuer.clone(),
+        acr_values_supported: &crate::oidc::ACR_VALUES,
         authorization_endpoint: state.url(AUTHORIZE_PATH),
         token_endpoint: state.url(TOKEN_PATH),
         jwks_uri: state.url(JWKS_PATH),
@@ -112,6 +115,8 @@ fn metadata(state: &AppState) -> ServerMetadata {
             "exp",
             "iat",
             "auth_time",
+            "acr",
+            "amr",
             "nonce",
             "at_hash",
             "sid",

@@ -196,17 +196,22 @@ pub(crate) struct AuthorizeParams {
     prompt: Option<String>,
 }
 
-/// `POST /authorize` form: the login (`action=login`) or consent (`approve`, `deny`) form,
-/// with the authorization request's parameters carried along.
+/// `POST /authorize` form: the login (`action=login`), second-factor (`mfa`, `enrol`,
+/// `continue`) or consent (`approve`, `deny`) form, with the authorization request's
+/// parameters carried along.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct AuthorizeForm {
     /// CSRF token from the page (must match its cookie).
     csrf: String,
-    /// `login`, `approve` or `deny`.
+    /// `login`, `mfa`, `enrol`, `continue`, `approve` or `deny`.
     action: String,
     username: Option<String>,
     password: Option<String>,
+    /// `login` with `mfa = "optional"`: `1` to set up a second factor after the password.
+    enrol: Option<String>,
+    /// `mfa`: a TOTP code or a recovery code; `enrol`: the first TOTP code.
+    code: Option<String>,
     response_type: Option<String>,
     client_id: Option<String>,
     redirect_uri: Option<String>,

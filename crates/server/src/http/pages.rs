@@ -1,5 +1,6 @@
 //! The server-rendered pages of browser sign-in (askama templates in `templates/`,
-//! compiled into the binary, HTML-escaped by default): login, consent, logout and a
+//! compiled into the binary, HTML-escaped by default): login, the second factor
+//! (code, enrolment, recovery codes), consent, logout and a
 //! message page for errors that must not redirect.
 
 use askama::Template;
@@ -19,6 +20,39 @@ pub(crate) struct Login<'a> {
     pub(crate) hidden: &'a Hidden,
     pub(crate) username: &'a str,
     pub(crate) error: Option<&'a str>,
+    /// Shows the "set up a second factor" box (`mfa = "optional"`).
+    pub(crate) offer_enrol: bool,
+}
+
+/// The second-factor page: a TOTP code or a recovery code.
+#[derive(Template)]
+#[template(path = "mfa_code.html")]
+pub(crate) struct MfaCode<'a> {
+    pub(crate) client_name: &'a str,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+    pub(crate) error: Option<&'a str>,
+}
+
+/// The enrolment page: the QR code (an inline SVG this server rendered), the key for
+/// manual entry, and the field for the first code.
+#[derive(Template)]
+#[template(path = "mfa_enrol.html")]
+pub(crate) struct MfaEnrol<'a> {
+    pub(crate) qr_svg: &'a str,
+    pub(crate) secret: &'a str,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+    pub(crate) error: Option<&'a str>,
+}
+
+/// The recovery codes, shown once after enrolment.
+#[derive(Template)]
+#[template(path = "mfa_recovery.html")]
+pub(crate) struct MfaRecovery<'a> {
+    pub(crate) codes: Vec<&'a str>,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
 }
 
 #[derive(Template)]

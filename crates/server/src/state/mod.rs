@@ -25,6 +25,7 @@ use crate::feed::hub::Hub;
 use crate::keys::Keys;
 use crate::password::Passwords;
 use crate::rate_limit::ClientRateLimit;
+use crate::secrets::Sealer;
 use crate::store::{Revoked, Store};
 
 /// Everything the domain needs, built once at start-up and shared behind an `Arc`.
@@ -41,6 +42,8 @@ pub struct Core {
     /// record of a failed login for no existing account; derived from `refresh_key`
     /// with its own label.
     pub(crate) login_name_key: hmac::Key,
+    /// Seals second-factor secrets (TOTP); derived from `refresh_key` with its own label.
+    pub(crate) factor_sealer: Sealer,
     /// Refresh tokens whose rotation this server could not confirm (hashes only).
     pub(crate) unconfirmed: UnconfirmedRotations,
     /// Revocations that write, per client (`revoke_requests_per_minute`).
@@ -69,6 +72,7 @@ impl Core {
     ) -> Self {
         Core {
             login_name_key: derive(&refresh_key, b"tessera/v1/login-name"),
+            factor_sealer: factor_sealer(&refresh_key),
             unconfirmed: UnconfirmedRotations::default(),
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
@@ -108,6 +112,15 @@ impl Core {
     /// algorithm: until the next key refresh.
     pub(crate) fn key_retry_after(&self) -> u64 {
         self.config.signing.key_refresh_interval.as_secs().max(1)
+    }
+}
+
+/// The sealer of second-factor secrets.
+fn factor_sealer(refresh_key: &hmac::Key) -> Sealer {
+    match Sealer::derived(refresh_key, b"tessera/v1/factor-seal") {
+        Ok(s) => s,
+        // AES-256-GCM accepts every 32-byte key, and an HMAC-SHA256 tag is 32 bytes.
+        Err(e) => unreachable!("a 32-byte AES-256-GCM key is always valid: {e}"),
     }
 }
 

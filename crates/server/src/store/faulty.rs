@@ -207,6 +207,19 @@ forward!(SessionStore {
     fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
 });
 
+forward!(MfaStore {
+    fn begin_totp(&self, totp: &TotpRecord) -> Result<bool, StoreError>;
+    fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
+    fn confirm_totp(&self, user_id: &str, step: i64, codes: &[TokenHash], now: UnixTime) -> Result<bool, StoreError>;
+    fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    fn use_recovery_code(&self, user_id: &str, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
+    fn recovery_codes_left(&self, user_id: &str) -> Result<u32, StoreError>;
+    fn reset_mfa(&self, user_id: &str, revoked: Revoked) -> Result<bool, StoreError>;
+    fn insert_pending(&self, pending: &PendingSignIn) -> Result<(), StoreError>;
+    fn pending(&self, hash: &TokenHash, now: UnixTime) -> Result<Option<PendingSignIn>, StoreError>;
+    fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+});
+
 #[async_trait]
 impl RevocationStore for FaultyStore {
     async fn revoke_jti(

@@ -21,9 +21,10 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
-    GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken, RefreshRecord,
-    RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, UserRecord, client_credentials_sid,
+    Amr, AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
+    GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken, PendingSignIn,
+    RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, TotpRecord,
+    UserRecord, client_credentials_sid,
 };
 
 /// Why a store operation failed.
@@ -239,6 +240,54 @@ pub trait SessionStore: Send + Sync {
     async fn end_session(&self, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
 }
 
+/// Second factors (TOTP, recovery codes) and the browser sign-ins waiting for one.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores `totp` unconfirmed, replacing an unconfirmed one of its user; false, and
+    /// nothing stored, when the user has a confirmed one.
+    async fn begin_totp(&self, totp: &TotpRecord) -> Result<bool, StoreError>;
+    /// The user's TOTP factor, confirmed or not.
+    async fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
+    /// Confirms the user's unconfirmed factor with its first accepted `step` and, in the
+    /// same transaction, replaces their recovery codes with `codes` (hashes); false, and
+    /// nothing changed, when there is no unconfirmed factor (confirmed meanwhile, reset).
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        step: i64,
+        codes: &[TokenHash],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Records `step` as the last used step of the user's confirmed factor if it is later
+    /// than the one recorded (RFC 6238 section 5.2: a code is accepted once); one winner
+    /// among any number of concurrent callers.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
+    /// Marks the user's unused recovery code with this hash used; one winner.
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u32, StoreError>;
+    /// Removes the user's factors, recovery codes and pending sign-ins and revokes
+    /// everything they hold ([`UserStore::disable_user`]'s "revoke all"), in one
+    /// transaction; false (and nothing revoked) when there is no such user.
+    async fn reset_mfa(&self, user_id: &str, revoked: Revoked) -> Result<bool, StoreError>;
+    /// Stores a pending sign-in.
+    async fn insert_pending(&self, pending: &PendingSignIn) -> Result<(), StoreError>;
+    /// The pending sign-in with this hash if it is live at `now`: unexpired, its user
+    /// enabled and still at its generation.
+    async fn pending(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<PendingSignIn>, StoreError>;
+    /// Deletes the pending sign-in; true for the one caller that deleted it (single use).
+    async fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+}
+
 /// The revocation feed (docs/revocation-feed.md).
 #[async_trait]
 pub trait RevocationStore: Send + Sync {
@@ -390,6 +439,7 @@ pub trait Store:
     + ThrottleStore
     + AuthCodeStore
     + SessionStore
+    + MfaStore
 {
     /// Cheap liveness check of the backend (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -168,6 +168,8 @@ pub struct GrantRecord {
     /// The user's [`UserRecord::generation`] at the sign-in it comes from (0 without a
     /// user); it stands only while that is the user's current one.
     pub generation: i64,
+    /// How the user signed in (not read for a grant without a user).
+    pub amr: Amr,
     /// The RFC 7638 thumbprint of the DPoP key the family's refresh tokens are bound to
     /// (public clients, RFC 9449 section 5); `None`: unbound.
     pub dpop_jkt: Option<String>,
@@ -392,6 +394,8 @@ pub struct AuthCodeRecord {
     pub grant_id: Option<String>,
     /// The session's [`SessionRecord::generation`], handed on to the grant.
     pub generation: i64,
+    /// The session's [`SessionRecord::amr`], handed on to the grant.
+    pub amr: Amr,
     /// The request's `dpop_jkt` (RFC 9449 section 10): redeeming the code needs a DPoP
     /// proof by the key with this thumbprint.
     pub dpop_jkt: Option<String>,
@@ -412,6 +416,89 @@ pub struct SessionRecord {
     pub revoked_at: Option<UnixTime>,
     /// The user's [`UserRecord::generation`] read with the credentials at sign-in.
     pub generation: i64,
+    /// How the user signed in.
+    pub amr: Amr,
+}
+
+/// How the user signed in: RFC 8176 `amr` values (`pwd`; `pwd otp mfa` with a second
+/// factor), kept from the browser session to its codes and grants, so every token of a
+/// grant, refreshes too, tells the sign-in it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amr(Vec<String>);
+
+impl Amr {
+    /// A password alone.
+    pub fn password() -> Self {
+        Amr(vec!["pwd".into()])
+    }
+
+    /// A password and a one-time code (TOTP or recovery code).
+    pub fn password_and_otp() -> Self {
+        Amr(vec!["pwd".into(), "otp".into(), "mfa".into()])
+    }
+
+    /// The values, in order.
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
+    /// True when more than one factor was used (`mfa`).
+    pub fn is_mfa(&self) -> bool {
+        self.0.iter().any(|v| v == "mfa")
+    }
+
+    /// The stored form: space-separated.
+    pub(crate) fn to_db(&self) -> String {
+        self.0.join(" ")
+    }
+
+    /// From the stored form.
+    pub(crate) fn from_db(s: &str) -> Self {
+        Amr(s.split_whitespace().map(str::to_owned).collect())
+    }
+}
+
+/// A user's TOTP factor (RFC 6238). The secret is sealed before it gets here.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    /// The user it belongs to.
+    pub user_id: String,
+    /// The shared secret, sealed with the factor key (derived from the master key).
+    pub sealed_secret: Vec<u8>,
+    /// The last time step accepted; that step and earlier ones are refused (replay).
+    pub last_step: Option<i64>,
+    /// When enrolment began.
+    pub created_at: UnixTime,
+    /// When enrolment was confirmed by a first code; `None` until then (not yet asked for).
+    pub confirmed_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("user_id", &self.user_id)
+            .field("sealed_secret", &"<sealed>")
+            .field("last_step", &self.last_step)
+            .field("created_at", &self.created_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .finish()
+    }
+}
+
+/// A browser sign-in whose password was accepted and whose second factor (or enrolment)
+/// is still due, by the hash of its cookie. Never holds a password or a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSignIn {
+    /// SHA-256 of the cookie value.
+    pub hash: TokenHash,
+    /// The user whose password was accepted.
+    pub user_id: String,
+    /// The user's [`UserRecord::generation`] read with the password.
+    pub generation: i64,
+    /// When the password was accepted.
+    pub auth_time: UnixTime,
+    /// The end of the pending state (a few minutes).
+    pub expires_at: UnixTime,
 }
 
 #[cfg(test)]

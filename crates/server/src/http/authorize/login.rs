@@ -1,6 +1,7 @@
 //! The login step of the authorization endpoint: the sign-in page, and the sign-in form
 //! checked through the one login check ([`crate::login`], as the password grant does),
-//! which starts a browser session.
+//! which starts a browser session, or, for a user with a second factor (or one to
+//! enrol), hands over to [`mfa`].
 
 use std::sync::Arc;
 
@@ -10,13 +11,15 @@ use serde_json::json;
 use tessera_token::SecretString;
 
 use super::request::{AuthRequest, Raw};
-use super::{consent, unavailable};
+use super::{consent, mfa, unavailable};
 use crate::audit::{RequestContext, audit};
+use crate::config::MfaMode;
 use crate::http::AppState;
 use crate::http::browser::{csrf_token, start_session};
 use crate::http::pages::{Login, render};
 use crate::http::peer::Peer;
 use crate::login::{self, Attempt, LoginFailure, Via};
+use crate::store::Amr;
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
 const BAD_LOGIN: &str = "Wrong username or password.";
@@ -45,13 +48,26 @@ pub(super) fn page(
             hidden: &hidden,
             username,
             error,
+            offer_enrol: state.config.login.mfa == MfaMode::Optional,
         },
         out,
     )
 }
 
+/// The peer and its user agent (truncated), for throttling and audit.
+pub(super) fn context(headers: &HeaderMap, peer: Peer) -> RequestContext {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect());
+    RequestContext {
+        ip: peer.0,
+        user_agent,
+    }
+}
+
 /// Adds `Retry-After` to a page answering 429 or 503.
-fn retry_later(mut page: Response, retry_after: u64) -> Response {
+pub(super) fn retry_later(mut page: Response, retry_after: u64) -> Response {
     page.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     page
@@ -66,14 +82,7 @@ pub(super) async fn sign_in(
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(200).collect());
-    let ctx = RequestContext {
-        ip: peer.0,
-        user_agent,
-    };
+    let ctx = context(headers, peer);
     let username = raw.get("username").unwrap_or_default();
     let again = |status, error| page(state, headers, raw, req, status, username, Some(error));
     if username.is_empty() || raw.get("password").is_none() {
@@ -110,8 +119,21 @@ pub(super) async fn sign_in(
         }
         Err(LoginFailure::Unavailable(e)) => return unavailable(&e),
     };
+    let enrolled = match crate::mfa::enrolled(state, &user.id).await {
+        Ok(e) => e,
+        Err(e) => return unavailable(&e),
+    };
+    let enrol = match state.config.login.mfa {
+        MfaMode::Off => false,
+        MfaMode::Optional => raw.get("enrol") == Some("1"),
+        MfaMode::Required => true,
+    };
+    if enrolled || enrol {
+        // A factor enrolled is always asked for: no session until it is given.
+        return mfa::start(state, headers, raw, req, &user, enrolled).await;
+    }
     let mut out = HeaderMap::new();
-    let session = match start_session(state, &user, &mut out).await {
+    let session = match start_session(state, &user, Amr::password(), &mut out).await {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };

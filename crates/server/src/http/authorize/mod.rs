@@ -9,6 +9,7 @@
 
 mod consent;
 mod login;
+mod mfa;
 mod request;
 
 use std::sync::Arc;
@@ -118,8 +119,8 @@ pub(crate) async fn get(
     }
 }
 
-/// `POST /authorize`: the login form (`action=login`) and the consent form
-/// (`action=approve` or `deny`). Every post must carry the CSRF token.
+/// `POST /authorize`: the login form (`action=login`), the second-factor forms
+/// (`action=mfa`, `enrol`, `continue`) and the consent form (`action=approve` or `deny`). Every post must carry the CSRF token.
 #[utoipa::path(
     post,
     path = "/authorize",
@@ -155,6 +156,15 @@ pub(crate) async fn post(
     tracing::Span::current().record("client_id", req.client.id.as_str());
     match raw.get("action") {
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
+        Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
+        Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
+        Some("continue") => match session(&state, &headers).await {
+            Ok(Some(s)) => {
+                consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await
+            }
+            Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
+            Err(e) => unavailable(&e),
+        },
         Some(action @ ("approve" | "deny")) => {
             consent::answer(&state, &headers, &raw, &req, action == "approve").await
         }

@@ -26,6 +26,7 @@ async fn a_code_is_stored_bound_to_its_request_and_session_and_refused_after_a_d
         expires_at: signed_in.saturating_add(Duration::from_secs(3600)),
         revoked_at: None,
         generation: 0,
+        amr: crate::store::Amr::password(),
     };
     let scope: Scope = "a".parse().unwrap();
     let request = CodeRequest {

@@ -274,6 +274,7 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         expires_at: now.saturating_add(std::time::Duration::from_secs(86_400)),
         revoked_at: None,
         generation: 0,
+        amr: crate::store::Amr::password(),
         dpop_jkt: None,
     };
     let rt1 = OpaqueToken::generate(TokenKind::RefreshToken).unwrap();

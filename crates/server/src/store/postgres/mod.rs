@@ -15,6 +15,7 @@ mod browser;
 mod clients;
 mod grants;
 mod keys;
+mod mfa;
 mod revocations;
 mod throttle;
 mod users;
@@ -139,7 +140,7 @@ impl Store for PgStore {
 /// `revoked_before`, `$3` `audit_before` (see [`Purge`]). SKIP LOCKED: janitors of several
 /// replicas take different rows instead of waiting for each other. Refresh tokens go before
 /// grants (whose delete cascades to what is left of their tokens).
-pub(super) const PURGE: [&str; 7] = [
+pub(super) const PURGE: [&str; 8] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
      WHERE exp < $1 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens \
@@ -154,6 +155,8 @@ pub(super) const PURGE: [&str; 7] = [
      WHERE expires_at < $1 OR revoked_at < $2 LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
      WHERE at < $3 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM mfa_pending WHERE hash IN (SELECT hash FROM mfa_pending \
+     WHERE expires_at < $1 LIMIT $4 FOR UPDATE SKIP LOCKED)",
 ];
 
 impl PgStore {

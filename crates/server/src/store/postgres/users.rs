@@ -69,6 +69,7 @@ impl UserStore for PgStore {
                 .map_err(backend)?;
         let id = id.ok_or(StoreError::NotFound("user"))?;
         revoke_all_in(&mut tx, &id, revoked).await?;
+        Sql::delete_factors(&mut *tx, &id).await?;
         Sql::delete_user(&mut *tx, &id).await?;
         tx.commit().await.map_err(backend)?;
         Ok(id)

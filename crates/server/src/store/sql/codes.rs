@@ -5,7 +5,7 @@ use tessera_token::{TokenHash, UnixTime};
 
 use super::codec::{hash_from_db, scope_from_db, time};
 use super::{Bind, Changed, Column, Sql, backend};
-use crate::store::{AuthCodeRecord, GrantRecord, NewRefreshToken, RedeemOutcome, StoreError};
+use crate::store::{Amr, AuthCodeRecord, GrantRecord, NewRefreshToken, RedeemOutcome, StoreError};
 
 impl<DB> Sql<DB>
 where
@@ -38,6 +38,7 @@ where
                 .map(time),
             grant_id: row.try_get("grant_id").map_err(backend)?,
             generation: row.try_get("generation").map_err(backend)?,
+            amr: Amr::from_db(&row.try_get::<String, _>("amr").map_err(backend)?),
             dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
         })
     }
@@ -49,8 +50,8 @@ where
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO auth_codes (hash, client_id, user_id, redirect_uri, code_challenge, \
-             scope, nonce, auth_time, created_at, expires_at, generation, dpop_jkt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             scope, nonce, auth_time, created_at, expires_at, generation, amr, dpop_jkt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c.hash.as_bytes().as_slice())
         .bind(c.client_id.as_str())
@@ -63,6 +64,7 @@ where
         .bind(c.created_at.secs())
         .bind(c.expires_at.secs())
         .bind(c.generation)
+        .bind(c.amr.to_db())
         .bind(c.dpop_jkt.as_deref())
         .execute(ex)
         .await
@@ -76,7 +78,7 @@ where
     ) -> Result<Option<AuthCodeRecord>, StoreError> {
         sqlx::query(
             "SELECT hash, client_id, user_id, redirect_uri, code_challenge, scope, nonce, \
-             auth_time, created_at, expires_at, used_at, grant_id, generation, dpop_jkt \
+             auth_time, created_at, expires_at, used_at, grant_id, generation, amr, dpop_jkt \
              FROM auth_codes WHERE hash = $1",
         )
         .bind(hash.as_bytes().as_slice())

@@ -7,7 +7,7 @@ use tessera_token::{TokenHash, UnixTime};
 use super::codec::{hash_from_db, join, scope_from_db, split, time};
 use super::{Bind, Changed, Column, Sql, backend};
 use crate::store::{
-    GrantOwner, GrantRecord, NewRefreshToken, RefreshRecord, RotateOutcome, StoreError,
+    Amr, GrantOwner, GrantRecord, NewRefreshToken, RefreshRecord, RotateOutcome, StoreError,
 };
 
 /// `SELECT` of every grant column, followed by `$tail` (a literal).
@@ -15,7 +15,7 @@ macro_rules! select_grants {
     ($tail:literal) => {
         concat!(
             "SELECT id, client_id, user_id, scope, audience, created_at, expires_at, revoked_at, \
-             generation, dpop_jkt FROM grants",
+             generation, amr, dpop_jkt FROM grants",
             $tail
         )
     };
@@ -48,6 +48,7 @@ where
                 .map_err(backend)?
                 .map(time),
             generation: row.try_get("generation").map_err(backend)?,
+            amr: Amr::from_db(&row.try_get::<String, _>("amr").map_err(backend)?),
             dpop_jkt: row.try_get("dpop_jkt").map_err(backend)?,
         })
     }
@@ -93,7 +94,7 @@ where
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO grants (id, client_id, user_id, scope, audience, created_at, expires_at, \
-             generation, dpop_jkt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             generation, amr, dpop_jkt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(g.id.as_str())
         .bind(g.client_id.as_str())
@@ -103,6 +104,7 @@ where
         .bind(g.created_at.secs())
         .bind(g.expires_at.secs())
         .bind(g.generation)
+        .bind(g.amr.to_db())
         .bind(g.dpop_jkt.as_deref())
         .execute(&mut *conn)
         .await
@@ -133,7 +135,8 @@ where
     ) -> Result<Option<(GrantRecord, GrantOwner)>, StoreError> {
         let row = sqlx::query(
             "SELECT g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, \
-                    g.revoked_at, g.generation, g.dpop_jkt, u.id AS u_id, u.disabled AS u_disabled, \
+                    g.revoked_at, g.generation, g.amr, g.dpop_jkt, u.id AS u_id, \
+                    u.disabled AS u_disabled, \
                     u.generation AS u_generation \
              FROM grants g LEFT JOIN users u ON u.id = g.user_id WHERE g.id = $1",
         )
@@ -154,7 +157,8 @@ where
         let row = sqlx::query(
             "SELECT r.hash, r.issued_at AS r_issued, r.expires_at AS r_expires, r.used_at, \
                     g.id, g.client_id, g.user_id, g.scope, g.audience, g.created_at, g.expires_at, \
-                    g.revoked_at, g.generation, g.dpop_jkt, u.id AS u_id, u.disabled AS u_disabled, \
+                    g.revoked_at, g.generation, g.amr, g.dpop_jkt, u.id AS u_id, \
+                    u.disabled AS u_disabled, \
                     u.generation AS u_generation \
              FROM refresh_tokens r JOIN grants g ON g.id = r.grant_id \
              LEFT JOIN users u ON u.id = g.user_id WHERE r.hash = $1",

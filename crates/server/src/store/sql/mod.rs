@@ -14,6 +14,7 @@ mod codec;
 mod codes;
 mod grants;
 mod keys;
+mod mfa;
 mod revocations;
 mod sessions;
 mod throttle;

@@ -5,14 +5,14 @@ use tessera_token::{TokenHash, UnixTime};
 
 use super::codec::time;
 use super::{Bind, Changed, Column, Sql, backend};
-use crate::store::{SessionRecord, StoreError};
+use crate::store::{Amr, SessionRecord, StoreError};
 
 impl<DB> Sql<DB>
 where
     DB: Database<Arguments: IntoArguments<DB>, QueryResult: Changed>,
     for<'a> &'a str: Bind<DB> + ColumnIndex<DB::Row>,
     for<'a> &'a [u8]: Bind<DB>,
-    String: Column<DB>,
+    String: Bind<DB> + Column<DB>,
     i64: Bind<DB> + Column<DB>,
 {
     pub(in crate::store) async fn insert_session<'c>(
@@ -20,14 +20,15 @@ where
         s: &SessionRecord,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at, generation) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO browser_sessions (hash, user_id, created_at, expires_at, generation, amr) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(s.hash.as_bytes().as_slice())
         .bind(s.user_id.as_str())
         .bind(s.created_at.secs())
         .bind(s.expires_at.secs())
         .bind(s.generation)
+        .bind(s.amr.to_db())
         .execute(ex)
         .await
         .map_err(backend)?;
@@ -42,7 +43,7 @@ where
         now: UnixTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.user_id, s.created_at, s.expires_at, s.generation FROM browser_sessions s \
+            "SELECT s.user_id, s.created_at, s.expires_at, s.generation, s.amr FROM browser_sessions s \
              JOIN users u ON u.id = s.user_id \
              WHERE s.hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT u.disabled \
              AND s.generation = u.generation",
@@ -60,6 +61,7 @@ where
             expires_at: time(row.try_get("expires_at").map_err(backend)?),
             revoked_at: None,
             generation: row.try_get("generation").map_err(backend)?,
+            amr: Amr::from_db(&row.try_get::<String, _>("amr").map_err(backend)?),
         }))
     }
 

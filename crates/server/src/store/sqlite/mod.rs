@@ -9,6 +9,7 @@ mod browser;
 mod clients;
 mod grants;
 mod keys;
+mod mfa;
 mod revocations;
 mod throttle;
 mod users;
@@ -179,7 +180,7 @@ impl Store for SqliteStore {
 /// `revoked_before`, `?3` `audit_before` (see [`Purge`]). Each is one statement, so it holds
 /// the write lock only while it deletes its batch. Refresh tokens go before grants (whose
 /// delete cascades to what is left of their tokens).
-pub(super) const PURGE: [&str; 7] = [
+pub(super) const PURGE: [&str; 8] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
      WHERE exp < ?1 ORDER BY seq LIMIT ?4)",
     "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens \
@@ -194,6 +195,8 @@ pub(super) const PURGE: [&str; 7] = [
      WHERE expires_at < ?1 OR revoked_at < ?2 LIMIT ?4)",
     "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
      WHERE at < ?3 ORDER BY id LIMIT ?4)",
+    "DELETE FROM mfa_pending WHERE rowid IN (SELECT rowid FROM mfa_pending \
+     WHERE expires_at < ?1 LIMIT ?4)",
 ];
 
 impl SqliteStore {

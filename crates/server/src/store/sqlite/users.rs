@@ -64,6 +64,7 @@ impl UserStore for SqliteStore {
             .map_err(backend)?;
         let id = id.ok_or(StoreError::NotFound("user"))?;
         revoke_all_in(&mut tx, &id, revoked).await?;
+        Sql::delete_factors(&mut *tx, &id).await?;
         Sql::delete_user(&mut *tx, &id).await?;
         self.commit_feed(tx).await?;
         Ok(id)

@@ -26,6 +26,7 @@ pub(super) fn code(user_id: &str, expires: i64) -> AuthCodeRecord {
         used_at: None,
         grant_id: None,
         generation: 0,
+        amr: Amr::password(),
         dpop_jkt: None,
     }
 }
@@ -40,6 +41,7 @@ pub(super) fn session(user_id: &str, expires: i64) -> SessionRecord {
         expires_at: t(expires),
         revoked_at: None,
         generation: 0,
+        amr: Amr::password(),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::store::*;
 
 pub(super) use super::browser_cases::*;
 pub(super) use super::feed_cases::*;
+pub(super) use super::mfa_cases::*;
 pub(super) use super::user_cases::*;
 
 pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {
@@ -218,25 +219,37 @@ pub(super) async fn dpop_bindings_round_trip(s: Arc<dyn Store>) {
     let first = token("g1");
     let mut bound = grant("g1", "u1");
     bound.dpop_jkt = Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into());
+    // With the sign-in's amr beside it, each in its own column (both text).
+    bound.amr = Amr::password_and_otp();
     s.insert_grant(&bound, Some(&first)).await.unwrap();
+    let g = s.grant("g1").await.unwrap().unwrap();
     assert_eq!(
-        s.grant("g1").await.unwrap().unwrap().dpop_jkt,
-        bound.dpop_jkt
+        (g.dpop_jkt, g.amr),
+        (bound.dpop_jkt.clone(), bound.amr.clone())
+    );
+    let (g, _) = s.grant_owner("g1").await.unwrap().unwrap();
+    assert_eq!(
+        (g.dpop_jkt, g.amr),
+        (bound.dpop_jkt.clone(), bound.amr.clone())
     );
     let (_, g) = s.refresh_token(&first.hash).await.unwrap().unwrap();
-    assert_eq!(g.dpop_jkt, bound.dpop_jkt);
+    assert_eq!(
+        (g.dpop_jkt, g.amr),
+        (bound.dpop_jkt.clone(), bound.amr.clone())
+    );
     let plain = token("g2");
     s.insert_grant(&grant("g2", "u1"), Some(&plain))
         .await
         .unwrap();
     let (_, g) = s.refresh_token(&plain.hash).await.unwrap().unwrap();
-    assert_eq!(g.dpop_jkt, None);
+    assert_eq!((g.dpop_jkt, g.amr), (None, Amr::password()));
     // An authorization code's dpop_jkt (RFC 9449 section 10) comes back with it.
     let mut code = super::browser_cases::code("u1", 60);
     code.dpop_jkt = bound.dpop_jkt.clone();
+    code.amr = Amr::password_and_otp();
     assert!(s.insert_auth_code(&code).await.unwrap());
     let back = s.auth_code(&code.hash).await.unwrap().unwrap();
-    assert_eq!(back.dpop_jkt, bound.dpop_jkt);
+    assert_eq!((back.dpop_jkt, back.amr), (bound.dpop_jkt, code.amr));
 }
 
 pub(super) async fn rotation_marks_the_parent_and_stores_the_successor(s: Arc<dyn Store>) {

@@ -61,6 +61,7 @@ pub(super) fn grant(id: &str, user: &str) -> GrantRecord {
         expires_at: t(86_400),
         revoked_at: None,
         generation: 0,
+        amr: Amr::password(),
         dpop_jkt: None,
     }
 }
@@ -76,6 +77,7 @@ pub(super) fn client_grant(id: &str, client_id: &str) -> GrantRecord {
         expires_at: t(86_400),
         revoked_at: None,
         generation: 0,
+        amr: Amr::password(),
         dpop_jkt: None,
     }
 }

@@ -8,6 +8,7 @@ mod browser_cases;
 mod cases;
 mod feed_cases;
 mod fixtures;
+mod mfa_cases;
 mod throughput;
 mod user_cases;
 
@@ -428,5 +429,10 @@ suite!(
     a_redemption_racing_a_disable_never_leaves_a_live_grant,
     what_a_sign_in_read_before_a_revoke_all_is_refused,
     a_sign_in_racing_a_revoke_all_never_leaves_a_live_grant,
+    a_totp_factor_is_confirmed_once_and_each_step_used_once,
+    a_totp_step_has_exactly_one_winner,
+    recovery_codes_are_used_once_and_replaced_on_confirmation,
+    pending_sign_ins_follow_the_user_and_are_taken_once,
+    an_mfa_reset_removes_factors_and_ends_sessions,
     every_feed_writer_wakes_the_readers,
 );

@@ -1,0 +1,108 @@
+//! The second factor of a sign-in whose password was accepted: a TOTP or recovery code
+//! checked by [`crate::mfa`], throttled like a password on a key of its own, and audited.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{Attempt, LoginFailure, give_back, name_tag};
+use crate::audit::audit;
+use crate::oauth::OAuthError;
+use crate::state::Core;
+use crate::store::UserRecord;
+use crate::throttle;
+
+/// Which second factor completed a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Factor {
+    /// A TOTP code.
+    Totp,
+    /// A recovery code.
+    Recovery,
+}
+
+/// Checks the second factor `code` (a TOTP code or a recovery code) of `user`, whose
+/// password was accepted, throttled like a password: its own (account, network) key, so a
+/// correct password does not clear the failures of the second factor, and the network's
+/// key the passwords share. A wrong or replayed code counts as a failed login (metric,
+/// audit `mfa.failure`, throttle); a good one is audited `mfa.success`. Runs in a task of
+/// its own, so a client going away cannot cancel a failure before it is counted.
+pub(crate) async fn second_factor(
+    core: &Arc<Core>,
+    user: &UserRecord,
+    code: &str,
+    attempt: &Attempt<'_>,
+) -> Result<Factor, LoginFailure> {
+    let core = Arc::clone(core);
+    let (user_id, code) = (user.id.clone(), code.to_owned());
+    let (client_id, ctx, via) = (
+        attempt.client_id.to_owned(),
+        attempt.ctx.clone(),
+        attempt.via,
+    );
+    let task = tokio::spawn(async move {
+        let core = &*core;
+        let ip = ctx.ip;
+        let tag = name_tag(core, &format!("\u{1f}mfa\u{1f}{user_id}"));
+        let reservation = match throttle::reserve(core, &tag, ip).await? {
+            Ok(r) => r,
+            Err(retry_after) => {
+                metrics::counter!(crate::metrics::THROTTLED).increment(1);
+                return Err(LoginFailure::Throttled { retry_after });
+            }
+        };
+        let checked = match crate::mfa::check(core, &user_id, &code).await {
+            Ok(c) => c,
+            Err(e) => {
+                give_back(core, reservation).await;
+                return Err(e.into());
+            }
+        };
+        let ip_text = ip.map(|ip| ip.to_string());
+        let (factor, detail) = match checked {
+            crate::mfa::Checked::Totp => (Factor::Totp, json!({ "factor": "totp" })),
+            crate::mfa::Checked::Recovery { left } => (
+                Factor::Recovery,
+                json!({ "factor": "recovery_code", "recovery_codes_left": left }),
+            ),
+            failed => {
+                let reason = if failed == crate::mfa::Checked::Replayed {
+                    "replayed"
+                } else {
+                    "wrong_code"
+                };
+                metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => "second_factor")
+                    .increment(1);
+                let detail = json!({ "reason": reason, "ip": ip_text, "via": via.as_str() });
+                audit(
+                    core,
+                    "mfa.failure",
+                    Some(&client_id),
+                    Some(&user_id),
+                    detail,
+                )
+                .await;
+                reservation.failed(core).await?;
+                return Err(LoginFailure::BadCredentials);
+            }
+        };
+        reservation.succeeded(core.clock.now()).await?;
+        let mut detail = detail;
+        detail["ip"] = json!(ip_text);
+        detail["via"] = json!(via.as_str());
+        audit(
+            core,
+            "mfa.success",
+            Some(&client_id),
+            Some(&user_id),
+            detail,
+        )
+        .await;
+        Ok(factor)
+    });
+    task.await.map_err(|e| {
+        LoginFailure::Unavailable(OAuthError::Server(format!(
+            "second factor check failed: {e}"
+        )))
+    })?
+}

@@ -1,0 +1,92 @@
+//! PostgreSQL: second factors and pending sign-ins. The statements are shared; PostgreSQL's
+//! own is the reset's locking (the feed lock first, then the user's row, as removal does).
+
+use async_trait::async_trait;
+use tessera_token::{TokenHash, UnixTime};
+
+use super::users::revoke_all_in;
+use super::{PgStore, Sql, backend, lock_feed};
+use crate::store::{MfaStore, PendingSignIn, Revoked, StoreError, TotpRecord};
+
+#[async_trait]
+impl MfaStore for PgStore {
+    async fn begin_totp(&self, t: &TotpRecord) -> Result<bool, StoreError> {
+        Sql::begin_totp(&self.pool, t).await
+    }
+
+    async fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError> {
+        Sql::totp(&self.pool, user_id).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        step: i64,
+        codes: &[TokenHash],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        if !Sql::confirm_totp(&mut *tx, user_id, step, now).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        Sql::delete_recovery_codes(&mut *tx, user_id).await?;
+        for hash in codes {
+            Sql::insert_recovery_code(&mut *tx, user_id, hash, now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError> {
+        Sql::use_totp_step(&self.pool, user_id, step).await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: &str,
+        hash: &TokenHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Sql::use_recovery_code(&self.pool, user_id, hash, now).await
+    }
+
+    async fn recovery_codes_left(&self, user_id: &str) -> Result<u32, StoreError> {
+        Sql::recovery_codes_left(&self.pool, user_id).await
+    }
+
+    async fn reset_mfa(&self, user_id: &str, revoked: Revoked) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        lock_feed(&mut tx).await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if found.is_none() {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        Sql::delete_factors(&mut *tx, user_id).await?;
+        revoke_all_in(&mut tx, user_id, revoked).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn insert_pending(&self, p: &PendingSignIn) -> Result<(), StoreError> {
+        Sql::insert_pending(&self.pool, p).await
+    }
+
+    async fn pending(
+        &self,
+        hash: &TokenHash,
+        now: UnixTime,
+    ) -> Result<Option<PendingSignIn>, StoreError> {
+        Sql::pending(&self.pool, hash, now).await
+    }
+
+    async fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError> {
+        Sql::take_pending(&self.pool, hash).await
+    }
+}
