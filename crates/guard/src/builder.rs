@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::VerifiedCache;
 use crate::challenge::Challenges;
-use crate::dpop::{DpopPolicy, DpopSettings, NonceKey, ReplayCache};
+use crate::dpop::{DpopPolicy, DpopReplayCache, DpopSettings, NonceKey, ReplayCache};
 use crate::guard::Inner;
 use crate::metadata::ResourceMetadata;
 use crate::revocation::RevocationCheck;
@@ -23,6 +23,7 @@ pub struct GuardBuilder {
     cache_capacity: usize,
     challenges: Challenges,
     replay_capacity: usize,
+    replay: Option<DpopReplayCache>,
     nonce: Option<(Zeroizing<Vec<u8>>, Duration)>,
 }
 
@@ -53,6 +54,7 @@ impl Guard {
             cache_capacity: 10_000,
             challenges: Challenges::default(),
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            replay: None,
             nonce: None,
         }
     }
@@ -108,6 +110,15 @@ impl GuardBuilder {
     /// rather than a live one forgotten; one proof key may hold at most a quarter of it.
     pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
         self.replay_capacity = capacity;
+        self
+    }
+
+    /// Uses `cache` as the DPoP replay cache (instead of a new one of
+    /// [`GuardBuilder::dpop_replay_capacity`]): give a guard that replaces another (a key
+    /// rotation) the cache of the one it replaces, so the proofs that one accepted stay
+    /// spent. The guards sharing it should have the same proof window.
+    pub fn dpop_replay_cache(mut self, cache: DpopReplayCache) -> Self {
+        self.replay = Some(cache);
         self
     }
 
@@ -206,8 +217,10 @@ impl GuardBuilder {
             self.inner.dpop.nonce = Some(NonceKey::new(secret, *step));
         }
         let policy = self.inner.dpop.policy;
-        let replay = ReplayCache::new(self.replay_capacity);
-        self.inner.dpop.replay = replay;
+        self.inner.dpop.replay = match self.replay.take() {
+            Some(shared) => shared.0,
+            None => Arc::new(ReplayCache::new(self.replay_capacity)),
+        };
         self.challenges.policy = policy;
         if let Some(meta) = &mut self.inner.metadata {
             meta.settle(policy, &self.inner.sources)?;

@@ -8,6 +8,7 @@ mod nonce;
 mod replay;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::OriginalUri;
@@ -44,6 +45,26 @@ pub enum DpopPolicy {
     Required,
 }
 
+/// A DPoP replay cache several guards can share
+/// ([`crate::GuardBuilder::dpop_replay_cache`]): a guard rebuilt (say, on a key rotation)
+/// with the cache of the one it replaces still refuses the proofs that one accepted.
+#[derive(Clone)]
+pub struct DpopReplayCache(pub(crate) Arc<ReplayCache>);
+
+impl DpopReplayCache {
+    /// A cache of at most `capacity` live proofs (see
+    /// [`crate::GuardBuilder::dpop_replay_capacity`]).
+    pub fn new(capacity: usize) -> Self {
+        DpopReplayCache(Arc::new(ReplayCache::new(capacity)))
+    }
+}
+
+impl std::fmt::Debug for DpopReplayCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopReplayCache").finish_non_exhaustive()
+    }
+}
+
 /// The guard's DPoP settings and state.
 pub(crate) struct DpopSettings {
     pub(crate) policy: DpopPolicy,
@@ -52,7 +73,7 @@ pub(crate) struct DpopSettings {
     pub(crate) window: Duration,
     pub(crate) leeway: Duration,
     pub(crate) nonce: Option<NonceKey>,
-    pub(crate) replay: ReplayCache,
+    pub(crate) replay: Arc<ReplayCache>,
 }
 
 impl DpopSettings {
@@ -63,7 +84,7 @@ impl DpopSettings {
             window: dpop::DEFAULT_PROOF_WINDOW,
             leeway: Duration::from_secs(5),
             nonce: None,
-            replay: ReplayCache::new(replay_capacity),
+            replay: Arc::new(ReplayCache::new(replay_capacity)),
         }
     }
 

@@ -822,3 +822,27 @@ async fn a_proof_is_remembered_through_the_last_second_it_could_pass() {
     assert_eq!(r.json()["error"], "invalid_dpop_proof");
     assert_eq!(r.json()["error_description"], "the proof was already used");
 }
+
+/// A guard rebuilt with its predecessor's replay cache (the server's `/userinfo` does it
+/// on every key rotation) still refuses the proofs its predecessor accepted.
+#[tokio::test]
+async fn a_rebuilt_guard_sharing_the_replay_cache_refuses_earlier_proofs() {
+    let (k, client) = (key("k1"), client_key());
+    let shared = tessera_guard::DpopReplayCache::new(1000);
+    let before = guard_with(&k, clock())
+        .dpop_replay_cache(shared.clone())
+        .build()
+        .unwrap();
+    let after = guard_with(&k, clock())
+        .dpop_replay_cache(shared)
+        .build()
+        .unwrap();
+    let t = bound_token(&k, &client);
+    let p = proof(&client, &format!("{BASE}/me"), &t);
+    assert_eq!(me_dpop(&app(&before), &t, &p).await.status, StatusCode::OK);
+    let r = me_dpop(&app(&after), &t, &p).await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    // Without sharing, each guard has its own.
+    let alone = guard_with(&k, clock()).build().unwrap();
+    assert_eq!(me_dpop(&app(&alone), &t, &p).await.status, StatusCode::OK);
+}
