@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::VerifiedCache;
 use crate::challenge::Challenges;
-use crate::dpop::{DpopPolicy, DpopSettings, NonceKey, ReplayCache};
+use crate::dpop::{DpopPolicy, DpopReplayCache, DpopSettings, NonceKey, ReplayCache};
 use crate::guard::Inner;
 use crate::metadata::ResourceMetadata;
 use crate::revocation::RevocationCheck;
@@ -23,11 +23,17 @@ pub struct GuardBuilder {
     cache_capacity: usize,
     challenges: Challenges,
     replay_capacity: usize,
+    replay: Option<DpopReplayCache>,
     nonce: Option<(Zeroizing<Vec<u8>>, Duration)>,
 }
 
 /// Default capacity of the DPoP replay cache, in proofs.
 const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+/// Longest DPoP proof window accepted by [`GuardBuilder::dpop_proof_window`].
+const MAX_PROOF_WINDOW: Duration = Duration::from_secs(300);
+/// Longest clock-skew leeway accepted by [`GuardBuilder::dpop_proof_window`].
+const MAX_PROOF_LEEWAY: Duration = Duration::from_secs(60);
 
 impl Guard {
     /// Starts a guard verifying with `verifier` under `validation`.
@@ -48,6 +54,7 @@ impl Guard {
             cache_capacity: 10_000,
             challenges: Challenges::default(),
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            replay: None,
             nonce: None,
         }
     }
@@ -69,15 +76,18 @@ impl GuardBuilder {
 
     /// The public URL clients reach this API at (e.g. `https://api.example` behind a
     /// proxy, with a path prefix if any): a proof's `htu` must be it plus the request's
-    /// path. Without it the guard trusts the request's `Host` header (https, or http on
-    /// loopback); set it in production.
+    /// path. Without it the guard builds the URL from the request's `Host` header (https,
+    /// or http on loopback; a `Host` that is not a bare `host[:port]` is refused), which
+    /// the client controls: set it in production. [`GuardBuilder::build`] logs a warning
+    /// when DPoP is accepted without it.
     pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
         self.inner.dpop.public_base_url = Some(url.into());
         self
     }
 
     /// How far a proof's `iat` may be from now (default 60 s) and the clock-skew leeway
-    /// on top (default 5 s). A proof is remembered in the replay cache this long.
+    /// on top (default 5 s), at most 300 s and 60 s ([`GuardBuilder::build`] refuses
+    /// more). A proof is remembered in the replay cache this long.
     pub fn dpop_proof_window(mut self, window: Duration, leeway: Duration) -> Self {
         self.inner.dpop.window = window;
         self.inner.dpop.leeway = leeway;
@@ -87,16 +97,28 @@ impl GuardBuilder {
     /// Requires guard-issued nonces in proofs (RFC 9449 section 9): a proof without the
     /// current one is refused with `use_dpop_nonce` and a fresh `DPoP-Nonce`. Nonces are
     /// an HMAC of the time step under `secret` (at least 32 bytes), so every instance
-    /// configured with the same secret accepts the others' nonces; one lives one to two
-    /// `step`s. Off by default.
+    /// configured with the same secret accepts the others' nonces; the previous, current
+    /// and next step's nonces are accepted (an instance whose clock runs up to a step
+    /// ahead hands out the next one), so a nonce lives one to two `step`s. Off by default.
     pub fn dpop_nonce(mut self, secret: impl Into<Vec<u8>>, step: Duration) -> Self {
         self.nonce = Some((Zeroizing::new(secret.into()), step));
         self
     }
 
-    /// Capacity of the DPoP replay cache in proofs (default 100 000).
+    /// Capacity of the DPoP replay cache in proofs (default 100 000). When it is full of
+    /// proofs still inside their window, new proofs are refused (503 with `Retry-After`)
+    /// rather than a live one forgotten; one proof key may hold at most a quarter of it.
     pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
         self.replay_capacity = capacity;
+        self
+    }
+
+    /// Uses `cache` as the DPoP replay cache (instead of a new one of
+    /// [`GuardBuilder::dpop_replay_capacity`]): give a guard that replaces another (a key
+    /// rotation) the cache of the one it replaces, so the proofs that one accepted stay
+    /// spent. The guards sharing it should have the same proof window.
+    pub fn dpop_replay_cache(mut self, cache: DpopReplayCache) -> Self {
+        self.replay = Some(cache);
         self
     }
 
@@ -157,6 +179,18 @@ impl GuardBuilder {
             ));
         }
         self.inner.cache = VerifiedCache::new(self.cache_capacity);
+        if self.inner.dpop.window > MAX_PROOF_WINDOW || self.inner.dpop.leeway > MAX_PROOF_LEEWAY {
+            return Err(BuildError::Invalid(
+                "dpop_proof_window: the window may be at most 300 s and the leeway at most 60 s",
+            ));
+        }
+        if self.inner.dpop.policy != DpopPolicy::Disabled
+            && self.inner.dpop.public_base_url.is_none()
+        {
+            tracing::warn!(
+                "DPoP is accepted without public_base_url: proofs are checked against the URL the request's Host header names; set public_base_url in production"
+            );
+        }
         if let Some(base) = &self.inner.dpop.public_base_url {
             // Plain http is the operator's choice (the server's dangerous_allow_http); the
             // comparison works the same.
@@ -183,8 +217,10 @@ impl GuardBuilder {
             self.inner.dpop.nonce = Some(NonceKey::new(secret, *step));
         }
         let policy = self.inner.dpop.policy;
-        let replay = ReplayCache::new(self.replay_capacity);
-        self.inner.dpop.replay = replay;
+        self.inner.dpop.replay = match self.replay.take() {
+            Some(shared) => shared.0,
+            None => Arc::new(ReplayCache::new(self.replay_capacity)),
+        };
         self.challenges.policy = policy;
         if let Some(meta) = &mut self.inner.metadata {
             meta.settle(policy, &self.inner.sources)?;

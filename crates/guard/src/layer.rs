@@ -30,6 +30,12 @@ const MAX_FORM_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub(crate) struct Authenticated(pub(crate) Arc<Identity>);
 
+/// Which guard put the [`Authenticated`] identity there: a second layer of the same guard
+/// (an optional layer on the app and a required one on a nested router) passes the
+/// request on instead of checking it again, which would spend its DPoP proof twice.
+#[derive(Clone)]
+pub(crate) struct AuthenticatedBy(Guard);
+
 /// Marks a request the optional layer found anonymous (no token at all).
 #[derive(Clone, Copy)]
 pub(crate) struct Anonymous;
@@ -120,9 +126,18 @@ where
         mark_sensitive(&mut req);
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
+            if parts.extensions.get::<Authenticated>().is_some()
+                && parts
+                    .extensions
+                    .get::<AuthenticatedBy>()
+                    .is_some_and(|by| Arc::ptr_eq(&by.0.0, &guard.0))
+            {
+                return inner.call(Request::from_parts(parts, body)).await;
+            }
             match guard.cached(&parts) {
                 Some(Ok(identity)) => {
                     parts.extensions.insert(guard.clone());
+                    parts.extensions.insert(AuthenticatedBy(guard.clone()));
                     parts.extensions.insert(Authenticated(identity));
                     return inner.call(Request::from_parts(parts, body)).await;
                 }
@@ -156,6 +171,7 @@ where
             match token {
                 Some((t, scheme)) => match guard.verify_presented(&parts, &t, scheme).await {
                     Ok(identity) => {
+                        parts.extensions.insert(AuthenticatedBy(guard.clone()));
                         parts.extensions.insert(Authenticated(identity));
                     }
                     // verify_presented() has logged the refusal with kid/iss.
@@ -256,7 +272,8 @@ where
 
 /// A per-route requirement of a DPoP-bound token, as a layer:
 /// `.route("/transfer", post(h).route_layer(RequireDpop))`. A bearer token is refused
-/// with `invalid_token` and a `DPoP` challenge only. The guard already refuses a bound
+/// with `invalid_token` and a `DPoP` challenge only; a request without a token (under an
+/// optional layer) gets 401 with the bare challenges, no error code. The guard already refuses a bound
 /// token without its valid proof, so a bound identity here is a proven one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequireDpop;
@@ -294,7 +311,11 @@ where
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let bound = match extract::identity(&mut parts).await {
-                Ok(id) => id.is_some_and(|id| id.cnf.as_ref().is_some_and(|c| c.jkt.is_some())),
+                Ok(Some(id)) => id.cnf.as_ref().is_some_and(|c| c.jkt.is_some()),
+                // No credentials: a bare challenge, no error code (RFC 6750 section 3.1).
+                Ok(None) => {
+                    return Ok(extract::reject(&parts, GuardError::MissingToken).into_response());
+                }
                 Err(rejection) => return Ok(rejection.into_response()),
             };
             if !bound {

@@ -51,7 +51,7 @@ mod sse;
 mod verifier;
 
 pub use builder::GuardBuilder;
-pub use dpop::DpopPolicy;
+pub use dpop::{DpopPolicy, DpopReplayCache};
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};
 pub use extract::{Auth, MaybeAuth, NoCustomClaims, ScopeSpec, Scoped};
 pub use feed::RevocationFeed;

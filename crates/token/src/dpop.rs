@@ -59,6 +59,9 @@ pub struct ProofCheck<'a> {
     /// The access token presented with the proof, if any: its hash must be the proof's
     /// `ath`.
     pub access_token: Option<&'a str>,
+    /// The thumbprint of the key the proof must be signed with, if known (a bound
+    /// token's `cnf.jkt`): checked, constant-time, before the signature.
+    pub jkt: Option<&'a str>,
 }
 
 impl<'a> ProofCheck<'a> {
@@ -72,7 +75,14 @@ impl<'a> ProofCheck<'a> {
             window: DEFAULT_PROOF_WINDOW,
             leeway: Duration::ZERO,
             access_token: None,
+            jkt: None,
         }
+    }
+
+    /// Sets the thumbprint the proof's key must have (a bound token's `cnf.jkt`).
+    pub fn with_jkt(mut self, jkt: &'a str) -> Self {
+        self.jkt = Some(jkt);
+        self
     }
 
     /// Sets the access token presented with the proof (its `ath` is then required).
@@ -109,17 +119,25 @@ pub fn access_token_hash(token: &str) -> String {
     b64::encode(digest::digest(&digest::SHA256, token.as_bytes()))
 }
 
-/// Verifies a DPoP proof: header (`typ`, `alg`, public `jwk`), signature by that key, and
-/// claims (`jti`, `htm`, `htu`, `iat`, optional `nonce`, and `ath` when an access token
-/// is presented). Every refusal is an [`Error::InvalidDpopProof`] naming the reason, or a
-/// JWS error for a proof that is not a well-formed JWS.
+/// Verifies a DPoP proof: header (`typ`, `alg`, public `jwk`), the key's thumbprint when
+/// [`ProofCheck::jkt`] is set, claims (`jti`, `htm`, `htu`, `iat`, optional `nonce`, and
+/// `ath` when an access token is presented), and last (being the expensive check) the
+/// signature by that key. Every refusal is an [`Error::InvalidDpopProof`] naming the
+/// reason, or a JWS error for a proof that is not a well-formed JWS (or whose signature
+/// fails). Nothing unverified leaves this function: a proof failing a cheap check is
+/// refused without its signature being checked, one passing them all is returned only
+/// once its signature verified.
 pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, Error> {
     let jws = Compact::parse_with(proof, MAX_PROOF_LEN, ProofHeader::from_object)?;
-    jws.header
-        .key
-        .verify(jws.signing_input.as_bytes(), &jws.signature)?;
+    if let Some(expected) = check.jkt
+        && constant_time::verify_slices_are_equal(jws.header.jkt.as_bytes(), expected.as_bytes())
+            .is_err()
+    {
+        return Err(Error::InvalidDpopProof(
+            "the proof key is not the key the token is bound to",
+        ));
+    }
     let claims = jws.payload_object()?;
-    let header = jws.header;
     let jti = string_claim(&claims, "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(Error::InvalidDpopProof("jti is empty or too long"));
@@ -145,7 +163,8 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         Some(_) => return Err(Error::InvalidDpopProof("iat is not a number")),
         None => return Err(Error::InvalidDpopProof("missing iat")),
     };
-    let allowed = i64::try_from((check.window + check.leeway).as_secs()).unwrap_or(i64::MAX);
+    let allowed =
+        i64::try_from(check.window.saturating_add(check.leeway).as_secs()).unwrap_or(i64::MAX);
     if iat.abs_diff(check.now.secs()) > allowed.unsigned_abs() {
         return Err(Error::InvalidDpopProof(
             "iat is outside the accepted window",
@@ -169,6 +188,10 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             ));
         }
     }
+    jws.header
+        .key
+        .verify(jws.signing_input.as_bytes(), &jws.signature)?;
+    let header = jws.header;
     Ok(VerifiedProof {
         jkt: header.jkt,
         jti: jti.to_owned(),

@@ -48,8 +48,10 @@ fn proof(c: &Client, method: &str, url: &str, token: &str, age: i64, extra: Valu
 fn mint(s: &Server, args: &[&str], jkt: Option<&str>) -> String {
     let mut all = vec!["token", "mint", "--issuer", &s.base];
     all.extend_from_slice(args);
-    if let Some(jkt) = jkt {
-        all.extend_from_slice(&["--cnf-jkt", jkt]);
+    // `--cnf-jkt=…` in one argument: a thumbprint may start with '-' (base64url).
+    let flag = jkt.map(|jkt| format!("--cnf-jkt={jkt}"));
+    if let Some(flag) = &flag {
+        all.push(flag);
     }
     let t = s.cli_ok(&all, None).trim().to_owned();
     register_secret(&t);

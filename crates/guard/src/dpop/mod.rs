@@ -1,23 +1,24 @@
 //! DPoP at the resource server (RFC 9449 section 7): which schemes a guard accepts, and
 //! the check of a request's binding after its token verified, run on every request
-//! (warm cache or not): the token's `cnf` against the scheme, then the proof (method,
-//! public URL, `iat`, `ath`, key thumbprint), the nonce, and last the replay cache.
+//! (warm cache or not): the token's `cnf` against the scheme, then the proof (key
+//! thumbprint, method, public URL, `iat`, `ath`, and last its signature), the nonce, and
+//! last the replay cache.
 
 mod nonce;
 mod replay;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::OriginalUri;
 use http::HeaderName;
 use http::request::Parts;
-use subtle::ConstantTimeEq;
 use tessera_token::dpop::{self, ProofCheck};
 use tessera_token::{Error as TokenError, UnixTime};
 
 pub(crate) use nonce::NonceKey;
-pub(crate) use replay::ReplayCache;
+pub(crate) use replay::{Replay, ReplayCache};
 
 use crate::challenge::Scheme;
 use crate::{GuardError, Identity};
@@ -44,6 +45,26 @@ pub enum DpopPolicy {
     Required,
 }
 
+/// A DPoP replay cache several guards can share
+/// ([`crate::GuardBuilder::dpop_replay_cache`]): a guard rebuilt (say, on a key rotation)
+/// with the cache of the one it replaces still refuses the proofs that one accepted.
+#[derive(Clone)]
+pub struct DpopReplayCache(pub(crate) Arc<ReplayCache>);
+
+impl DpopReplayCache {
+    /// A cache of at most `capacity` live proofs (see
+    /// [`crate::GuardBuilder::dpop_replay_capacity`]).
+    pub fn new(capacity: usize) -> Self {
+        DpopReplayCache(Arc::new(ReplayCache::new(capacity)))
+    }
+}
+
+impl std::fmt::Debug for DpopReplayCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpopReplayCache").finish_non_exhaustive()
+    }
+}
+
 /// The guard's DPoP settings and state.
 pub(crate) struct DpopSettings {
     pub(crate) policy: DpopPolicy,
@@ -52,7 +73,7 @@ pub(crate) struct DpopSettings {
     pub(crate) window: Duration,
     pub(crate) leeway: Duration,
     pub(crate) nonce: Option<NonceKey>,
-    pub(crate) replay: ReplayCache,
+    pub(crate) replay: Arc<ReplayCache>,
 }
 
 impl DpopSettings {
@@ -63,7 +84,7 @@ impl DpopSettings {
             window: dpop::DEFAULT_PROOF_WINDOW,
             leeway: Duration::from_secs(5),
             nonce: None,
-            replay: ReplayCache::new(replay_capacity),
+            replay: Arc::new(ReplayCache::new(replay_capacity)),
         }
     }
 
@@ -133,17 +154,13 @@ impl DpopSettings {
         let url = self.request_url(parts)?;
         let check = ProofCheck::new(parts.method.as_str(), &url, now)
             .with_access_token(raw)
+            .with_jkt(jkt)
             .with_window(self.window, self.leeway);
         let verified = dpop::verify_proof(proof, &check).map_err(|e| match e {
             TokenError::InvalidDpopProof(why) => invalid_proof(why),
             TokenError::BadSignature => invalid_proof("invalid proof signature"),
             _ => invalid_proof("the proof is not an acceptable JWS"),
         })?;
-        if !bool::from(verified.jkt.as_bytes().ct_eq(jkt.as_bytes())) {
-            return Err(invalid_proof(
-                "the proof key is not the key the token is bound to",
-            ));
-        }
         if let Some(nonces) = &self.nonce
             && !verified
                 .nonce
@@ -153,14 +170,21 @@ impl DpopSettings {
             return Err(GuardError::UseDpopNonce(nonces.current(now)));
         }
         // Last: a proof is spent only when everything else about it passed.
-        let until = verified.iat.saturating_add(self.window + self.leeway);
-        if !self
+        // `verify_proof` accepts `iat` up to window + leeway away, that last second
+        // included: the entry outlives it by a second.
+        let until = verified.iat.saturating_add(
+            self.window
+                .saturating_add(self.leeway)
+                .saturating_add(Duration::from_secs(1)),
+        );
+        match self
             .replay
             .record(&verified.jkt, &verified.jti, verified.iat, until, now)
         {
-            return Err(invalid_proof("the proof was already used"));
+            Ok(()) => Ok(()),
+            Err(Replay::Seen) => Err(invalid_proof("the proof was already used")),
+            Err(Replay::Full) => Err(GuardError::Unavailable("the DPoP replay cache is full")),
         }
-        Ok(())
     }
 
     /// The request's public URL: the configured base URL plus the request's path (the
@@ -176,6 +200,7 @@ impl DpopSettings {
             return Ok(format!("{}{path}", base.trim_end_matches('/')));
         }
         if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            let authority = bare_host(authority.as_str())?;
             return Ok(format!("{scheme}://{authority}{path}"));
         }
         let host = parts
@@ -183,6 +208,7 @@ impl DpopSettings {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .ok_or_else(|| invalid_proof("the request has no Host to check htu against"))?;
+        let host = bare_host(host)?;
         let scheme = if crate::net::is_loopback_host(host) {
             "http"
         } else {
@@ -190,6 +216,22 @@ impl DpopSettings {
         };
         Ok(format!("{scheme}://{host}{path}"))
     }
+}
+
+/// `host` if it is a bare `host[:port]`: a `Host` (or authority) with a path, query,
+/// fragment, userinfo or whitespace would shift the URL the proof's `htu` is compared with
+/// (`Host: api.example/notes` with `GET /export` would check `/notes/export`).
+fn bare_host(host: &str) -> Result<&str, GuardError> {
+    if host.is_empty()
+        || host.chars().any(|c| {
+            matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()
+        })
+    {
+        return Err(GuardError::InvalidRequest(
+            "the Host header is not a bare host[:port]".into(),
+        ));
+    }
+    Ok(host)
 }
 
 fn invalid_proof(why: &'static str) -> GuardError {

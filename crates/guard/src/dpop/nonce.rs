@@ -1,7 +1,8 @@
 //! Guard-side DPoP nonces (RFC 9449 section 9) without shared state: the nonce of a time
 //! step is an HMAC of the step under a secret, so every instance configured with the same
-//! secret issues and accepts the same nonces. The current and the previous step's nonce
-//! are accepted, so a nonce lives between one and two steps.
+//! secret issues and accepts the same nonces. The previous, current and next step's nonces
+//! are accepted (the next one for an instance whose clock runs up to a step ahead), so a
+//! nonce lives between one and two steps.
 
 use std::fmt;
 use std::time::Duration;
@@ -48,13 +49,18 @@ impl NonceKey {
         self.at_step(self.index(now))
     }
 
-    /// True when `nonce` is the current or the previous step's nonce.
+    /// True when `nonce` is the previous, current or next step's nonce.
     pub(crate) fn accepts(&self, nonce: &str, now: UnixTime) -> bool {
         let i = self.index(now);
-        [i, i.saturating_sub(1)].into_iter().any(|step| {
-            constant_time::verify_slices_are_equal(nonce.as_bytes(), self.at_step(step).as_bytes())
+        [i, i.saturating_sub(1), i.saturating_add(1)]
+            .into_iter()
+            .any(|step| {
+                constant_time::verify_slices_are_equal(
+                    nonce.as_bytes(),
+                    self.at_step(step).as_bytes(),
+                )
                 .is_ok()
-        })
+            })
     }
 }
 
@@ -89,6 +95,12 @@ mod tests {
             "two steps later"
         );
         assert!(!b.accepts("", NOW));
+        // An instance whose clock runs a step ahead hands out a nonce the others take;
+        // two steps ahead, not.
+        let ahead = a.current(UnixTime::from_secs(NOW.secs() + 60));
+        assert!(b.accepts(&ahead, NOW), "the next step's nonce");
+        let far = a.current(UnixTime::from_secs(NOW.secs() + 120));
+        assert!(!b.accepts(&far, NOW), "two steps ahead");
         assert!(!b.accepts(&format!("{n}x"), NOW));
     }
 }

@@ -660,3 +660,189 @@ async fn protected_resource_metadata_is_served_and_named_in_challenges() {
         .build();
     assert!(e.is_err());
 }
+
+/// A flood of fresh proofs by one key fills its share of the replay cache: further proofs
+/// are refused with 503 and `Retry-After`, and a captured proof is still a replay (an
+/// evicting cache would forget it and accept it again).
+#[tokio::test]
+async fn a_full_replay_cache_refuses_new_proofs_and_still_knows_the_old_ones() {
+    let (k, client, other) = (key("k1"), client_key(), client_key());
+    let guard = guard_with(&k, clock())
+        .dpop_replay_capacity(8)
+        .build()
+        .unwrap();
+    let app = app(&guard);
+    let t = bound_token(&k, &client);
+    let url = format!("{BASE}/me");
+    let captured = proof(&client, &url, &t);
+    assert_eq!(me_dpop(&app, &t, &captured).await.status, StatusCode::OK);
+    // Its share is a quarter of 8: one more proof fits, the next is refused.
+    assert_eq!(
+        me_dpop(&app, &t, &proof(&client, &url, &t)).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..20 {
+        let r = me_dpop(&app, &t, &proof(&client, &url, &t)).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    let r = me_dpop(&app, &t, &captured).await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof", "still a replay");
+    // Another key still has room.
+    let t2 = bound_token(&k, &other);
+    assert_eq!(
+        me_dpop(&app, &t2, &proof(&other, &url, &t2)).await.status,
+        StatusCode::OK
+    );
+}
+
+/// Without a base URL, a `Host` that is not a bare host[:port] would move the path the
+/// proof is checked against (`Host: api.test/admin` with `GET /me` checks `/admin/me`).
+#[tokio::test]
+async fn a_host_with_a_path_or_userinfo_is_refused() {
+    let (k, client) = (key("k1"), client_key());
+    let guard = static_guard(&k, clock()).build().unwrap();
+    let app = app(&guard);
+    let t = bound_token(&k, &client);
+    for (host, htu) in [
+        ("api.test/admin", "https://api.test/admin/me"),
+        ("api.test?x=", "https://api.test?x=/me"),
+        ("user@api.test", "https://user@api.test/me"),
+        ("api.test#", "https://api.test#/me"),
+    ] {
+        let p = proof(&client, htu, &t);
+        let r = send(
+            &app,
+            get_with(
+                "/me",
+                &[("host", host), ("authorization", &dpop(&t)), ("dpop", &p)],
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: {}", r.body);
+        assert_eq!(r.json()["error"], "invalid_request", "{host}");
+    }
+}
+
+/// The same guard as an optional layer on the app and a required one on a nested router:
+/// the second passes the request on instead of spending its proof again.
+#[tokio::test]
+async fn the_same_guard_layered_twice_checks_a_proof_once() {
+    async fn me(auth: Auth) -> String {
+        auth.sub.clone().unwrap_or_default()
+    }
+    let (k, client) = (key("k1"), client_key());
+    let guard = guard_with(&k, clock()).build().unwrap();
+    let other = guard_with(&k, clock()).build().unwrap();
+    let api = Router::new().route("/me", get(me)).layer(guard.layer());
+    let app = Router::new().nest("/v1", api).layer(guard.optional_layer());
+    let t = bound_token(&k, &client);
+    let p = proof(&client, &format!("{BASE}/v1/me"), &t);
+    let r = send(
+        &app,
+        get_with("/v1/me", &[("authorization", &dpop(&t)), ("dpop", &p)]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The proof is spent all the same.
+    let r = send(
+        &app,
+        get_with("/v1/me", &[("authorization", &dpop(&t)), ("dpop", &p)]),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    // An anonymous request passes the optional layer and meets the required one.
+    let r = send(&app, get_with("/v1/me", &[])).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Another guard (its own replay cache) checks for itself.
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(other.layer())
+        .layer(guard.layer());
+    let p = proof(&client, &format!("{BASE}/me"), &t);
+    let r = me_dpop(&app, &t, &p).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+#[tokio::test]
+async fn an_oversized_proof_window_is_a_build_error_not_a_panic() {
+    let k = key("k1");
+    for (window, leeway) in [
+        (Duration::MAX, Duration::from_secs(5)),
+        (Duration::from_secs(60), Duration::MAX),
+        (Duration::from_secs(301), Duration::ZERO),
+        (Duration::from_secs(60), Duration::from_secs(61)),
+    ] {
+        let built = guard_with(&k, clock())
+            .dpop_proof_window(window, leeway)
+            .build();
+        assert!(built.is_err(), "{window:?} {leeway:?}");
+    }
+    assert!(
+        guard_with(&k, clock())
+            .dpop_proof_window(Duration::from_secs(300), Duration::from_secs(60))
+            .build()
+            .is_ok()
+    );
+}
+
+/// RFC 6750 section 3.1: a request that sent no credentials gets no error code.
+#[tokio::test]
+async fn require_dpop_on_an_anonymous_request_is_a_bare_challenge() {
+    async fn me(auth: Option<Auth>) -> String {
+        auth.and_then(|a| a.sub.clone()).unwrap_or_default()
+    }
+    let k = key("k1");
+    let guard = guard_with(&k, clock()).build().unwrap();
+    let app = Router::new()
+        .route("/transfer", get(me).route_layer(RequireDpop))
+        .layer(guard.optional_layer());
+    let r = send(&app, get_with("/transfer", &[])).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenges(&r).iter().all(|c| !c.contains("error=")),
+        "{:?}",
+        challenges(&r)
+    );
+}
+
+/// A proof is accepted until its `iat` is window + leeway away, that second included; its
+/// replay-cache entry must outlive that second.
+#[tokio::test]
+async fn a_proof_is_remembered_through_the_last_second_it_could_pass() {
+    let (k, client) = (key("k1"), client_key());
+    let c = clock();
+    let guard = guard_with(&k, c.clone()).build().unwrap();
+    let app = app(&guard);
+    let t = bound_token(&k, &client);
+    let p = proof(&client, &format!("{BASE}/me"), &t);
+    assert_eq!(me_dpop(&app, &t, &p).await.status, StatusCode::OK);
+    c.set(UnixTime::from_secs(NOW + 65));
+    let r = me_dpop(&app, &t, &p).await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    assert_eq!(r.json()["error_description"], "the proof was already used");
+}
+
+/// A guard rebuilt with its predecessor's replay cache (the server's `/userinfo` does it
+/// on every key rotation) still refuses the proofs its predecessor accepted.
+#[tokio::test]
+async fn a_rebuilt_guard_sharing_the_replay_cache_refuses_earlier_proofs() {
+    let (k, client) = (key("k1"), client_key());
+    let shared = tessera_guard::DpopReplayCache::new(1000);
+    let before = guard_with(&k, clock())
+        .dpop_replay_cache(shared.clone())
+        .build()
+        .unwrap();
+    let after = guard_with(&k, clock())
+        .dpop_replay_cache(shared)
+        .build()
+        .unwrap();
+    let t = bound_token(&k, &client);
+    let p = proof(&client, &format!("{BASE}/me"), &t);
+    assert_eq!(me_dpop(&app(&before), &t, &p).await.status, StatusCode::OK);
+    let r = me_dpop(&app(&after), &t, &p).await;
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    // Without sharing, each guard has its own.
+    let alone = guard_with(&k, clock()).build().unwrap();
+    assert_eq!(me_dpop(&app(&alone), &t, &p).await.status, StatusCode::OK);
+}

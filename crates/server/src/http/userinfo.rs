@@ -11,16 +11,32 @@ use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tessera_guard::{Guard, GuardError, Verifier};
+use tessera_guard::{DpopReplayCache, Guard, GuardError, Verifier};
 use tessera_token::Validation;
 
 use crate::http::AppState;
 use crate::http::error::no_store;
 use crate::keys::KeyRing;
 
-/// The userinfo guard, rebuilt when the key ring changes (rotation, reload).
-#[derive(Default)]
-pub(crate) struct UserinfoGuard(Mutex<Option<(Arc<KeyRing>, Guard)>>);
+/// The userinfo guard, rebuilt when the key ring changes (rotation, reload); every guard
+/// it builds shares one DPoP replay cache, so a rebuild does not make the proofs the
+/// previous guard accepted usable again.
+pub(crate) struct UserinfoGuard {
+    current: Mutex<Option<(Arc<KeyRing>, Guard)>>,
+    replay: DpopReplayCache,
+}
+
+/// Capacity of the userinfo guard's DPoP replay cache, in proofs (the guard's default).
+const USERINFO_REPLAY_CAPACITY: usize = 100_000;
+
+impl Default for UserinfoGuard {
+    fn default() -> Self {
+        UserinfoGuard {
+            current: Mutex::default(),
+            replay: DpopReplayCache::new(USERINFO_REPLAY_CAPACITY),
+        }
+    }
+}
 
 impl std::fmt::Debug for UserinfoGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,7 +47,7 @@ impl std::fmt::Debug for UserinfoGuard {
 impl UserinfoGuard {
     fn get(&self, state: &AppState) -> Option<Guard> {
         let ring = state.keys.current();
-        let mut slot = match self.0.lock() {
+        let mut slot = match self.current.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
@@ -44,6 +60,7 @@ impl UserinfoGuard {
         let guard = Guard::builder(Verifier::keys(ring.verifier().clone()), validation)
             .realm("tessera")
             .public_base_url(state.issuer.clone())
+            .dpop_replay_cache(self.replay.clone())
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the userinfo guard"))
             .ok()?;

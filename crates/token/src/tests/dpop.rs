@@ -414,3 +414,41 @@ fn sign_proof_makes_proofs_that_verify_and_refuses_hmac() {
     let hmac = SigningKey::from_hmac_secret(&[7u8; 32]).unwrap();
     assert_eq!(sign_proof(&hmac, &claims()), Err(Error::Unsupported));
 }
+
+#[test]
+fn the_expected_key_is_checked_and_cheap_checks_come_before_the_signature() {
+    let key = SigningKey::generate(Algorithm::Es256).unwrap();
+    let other = SigningKey::generate(Algorithm::Es256).unwrap();
+    let jkt = key.public_jwk().unwrap().thumbprint().unwrap();
+    let other_jkt = other.public_jwk().unwrap().thumbprint().unwrap();
+    let p = proof(&key);
+    assert!(verify_proof(&p, &check().with_jkt(&jkt)).is_ok());
+    assert_eq!(
+        verify_proof(&p, &check().with_jkt(&other_jkt)).unwrap_err(),
+        Error::InvalidDpopProof("the proof key is not the key the token is bound to")
+    );
+    // A proof with a broken signature that also fails a cheap check is refused for the
+    // cheap check: the signature was never verified.
+    let mut broken = p.clone();
+    broken.truncate(broken.rfind('.').unwrap() + 1);
+    broken.push_str(&b64::encode([0u8; 64]));
+    assert_eq!(
+        verify_proof(&broken, &check()).unwrap_err(),
+        Error::BadSignature
+    );
+    assert_eq!(
+        verify_proof(&broken, &check().with_jkt(&other_jkt)).unwrap_err(),
+        Error::InvalidDpopProof("the proof key is not the key the token is bound to")
+    );
+    assert!(matches!(
+        verify_proof(&broken, &ProofCheck::new("GET", URL, NOW)).unwrap_err(),
+        Error::InvalidDpopProof(_)
+    ));
+}
+
+#[test]
+fn a_huge_window_does_not_overflow() {
+    let key = SigningKey::generate(Algorithm::Es256).unwrap();
+    let wide = check().with_window(Duration::MAX, Duration::MAX);
+    assert!(verify_proof(&proof(&key), &wide).is_ok());
+}
