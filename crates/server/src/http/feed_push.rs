@@ -84,6 +84,11 @@ pub(super) async fn subscribe(
     no_store(h);
     // Proxies that buffer responses (nginx) would hold the events back.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // The guard counts the subscription dead after twice this plus a few seconds of silence.
+    h.insert(
+        "tessera-feed-keepalive",
+        HeaderValue::from(config.feed_keepalive.as_secs()),
+    );
     Ok(response)
 }
 
