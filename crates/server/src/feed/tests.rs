@@ -206,3 +206,45 @@ async fn postgres_an_entry_committed_on_one_replica_reaches_the_others_subscribe
     assert_eq!(next_jtis(&mut on_a).await, ["on-b"]);
     assert_eq!(next_jtis(&mut on_b).await, ["on-b"]);
 }
+
+#[tokio::test]
+async fn an_entry_is_served_and_kept_for_the_grace_after_its_exp() {
+    // A guard accepts a token up to exp + leeway: one catching up 30 s after exp must
+    // still be told, and the janitor must not have purged the entry yet.
+    let store = sqlite().await;
+    let now = UnixTime::from_secs(NOW);
+    let exp = UnixTime::from_secs(NOW - 30);
+    assert!(
+        store
+            .revoke_jti("just-expired", exp, UnixTime::from_secs(NOW - 100))
+            .await
+            .unwrap()
+    );
+    let purge = |at: i64| crate::store::Purge {
+        now: UnixTime::from_secs(at),
+        revoked_before: UnixTime::from_secs(0),
+        audit_before: UnixTime::from_secs(0),
+        batch: 1000,
+    };
+    store.purge_expired(&purge(NOW)).await.unwrap();
+    let p = super::page(&*store, 0, 10, now).await.unwrap();
+    assert_eq!(p.entries.len(), 1, "served 30 s after its exp");
+    let later = UnixTime::from_secs(NOW + 31);
+    assert!(
+        super::page(&*store, 0, 10, later)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    store.purge_expired(&purge(NOW + 31)).await.unwrap();
+    assert_eq!(store.last_revocation_seq().await.unwrap(), 1);
+    assert!(
+        store
+            .revocations_after(0, 10, UnixTime::from_secs(0))
+            .await
+            .unwrap()
+            .is_empty(),
+        "purged once past the grace"
+    );
+}
