@@ -88,6 +88,9 @@ pub struct RevocationConfig {
     pub revoke_requests_per_minute: NonZeroU32,
     /// Push subscriptions one client may hold open at once, per node.
     pub feed_subscriptions_per_client: usize,
+    /// Push subscriptions this node holds open at once (the rest of `max_connections`
+    /// stays for everything else).
+    pub feed_subscriptions_max: usize,
     /// Longest life of one push subscription (below the serving layer's connection age).
     pub feed_subscription_max: Duration,
     /// Keep-alive interval of an idle push subscription.
@@ -111,7 +114,19 @@ impl RevocationConfig {
             1,
             100_000,
         );
+        let connections = f
+            .max_connections
+            .unwrap_or(super::serving::DEFAULT_MAX_CONNECTIONS)
+            .max(1);
+        let total = p.within(
+            "feed_subscriptions_max",
+            f.feed_subscriptions_max,
+            (connections / 2).max(1),
+            1,
+            (connections * 3 / 4).max(1),
+        );
         RevocationConfig {
+            feed_subscriptions_max: total,
             revoke_requests_per_minute: NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
             feed_subscriptions_per_client: per_client as usize,
             feed_subscription_max: p.secs(

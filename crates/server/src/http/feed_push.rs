@@ -59,19 +59,21 @@ pub(super) async fn subscribe(
             &state.clock,
             &client,
             config.feed_subscriptions_per_client,
+            config.feed_subscriptions_max,
         )
         .map_err(|r| match r {
             Refused::TooMany => OAuthError::TooManySubscriptions {
                 retry_after: RETRY_TOO_MANY,
             },
             Refused::Draining => OAuthError::Draining,
+            Refused::Full => OAuthError::SubscriptionsFull,
         })?;
     let subscriber = Subscriber::new(
         state.store.clone(),
         state.clock.clone(),
         sub,
         after,
-        Instant::now() + config.feed_subscription_max,
+        Instant::now() + jittered(config.feed_subscription_max),
     );
     let events = futures_util::stream::unfold(subscriber, |mut s| async move {
         let next = s.next().await?;
@@ -90,6 +92,20 @@ pub(super) async fn subscribe(
         HeaderValue::from(config.feed_keepalive.as_secs()),
     );
     Ok(response)
+}
+
+/// `max` give or take up to a fifth, at random (never past 540 s, the option's ceiling,
+/// under the serving layer's 10-minute connection age): subscriptions opened together
+/// (after a restart) do not all end, and come back, together.
+fn jittered(max: std::time::Duration) -> std::time::Duration {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 2];
+    // Without randomness (never seen) the subscription simply lasts `max`.
+    let r = SystemRandom::new().fill(&mut b).map_or(0.5, |()| {
+        f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+    });
+    max.mul_f64(0.8 + 0.4 * r)
+        .min(std::time::Duration::from_secs(540))
 }
 
 /// The SSE event for what the subscription sends.
