@@ -141,3 +141,29 @@ impl RevocationConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{FileConfig, Overrides, ServerConfig};
+
+    fn resolve(max_connections: Option<usize>, cap: Option<usize>) -> Result<usize, String> {
+        let f = FileConfig {
+            max_connections,
+            feed_subscriptions_max: cap,
+            ..FileConfig::default()
+        };
+        ServerConfig::resolve(f, Overrides::default())
+            .map(|c| c.revocation.feed_subscriptions_max)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_node_subscription_cap_leaves_room_for_other_connections() {
+        assert_eq!(resolve(None, None).unwrap(), 256);
+        assert_eq!(resolve(Some(100), None).unwrap(), 50);
+        assert_eq!(resolve(Some(100), Some(75)).unwrap(), 75);
+        let e = resolve(Some(100), Some(76)).unwrap_err();
+        assert!(e.contains("feed_subscriptions_max"), "{e}");
+        assert!(resolve(Some(100), Some(0)).is_err());
+    }
+}

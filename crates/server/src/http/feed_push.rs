@@ -123,3 +123,22 @@ fn event(p: Pushed) -> Event {
             .data(format!("{{\"reason\":\"{}\"}}", why.as_str())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::jittered;
+
+    #[test]
+    fn subscription_lifetimes_are_spread_and_stay_under_the_ceiling() {
+        let max = Duration::from_secs(300);
+        let got: Vec<_> = (0..64).map(|_| jittered(max)).collect();
+        assert!(
+            got.iter()
+                .all(|d| *d >= max.mul_f64(0.8) && *d <= max.mul_f64(1.2))
+        );
+        assert!(got.iter().any(|d| *d != got[0]), "not all the same");
+        assert!(jittered(Duration::from_secs(540)) <= Duration::from_secs(540));
+    }
+}
