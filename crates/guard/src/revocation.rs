@@ -1,18 +1,19 @@
 //! The revocation hook: a check the guard runs on every accepted token (cache hits
 //! included), and [`RevocationList`], the in-memory set the feed client fills.
 //!
-//! The set keeps a 128-bit keyed hash of each `jti`/`sid` (two SipHash keys drawn at
-//! random per list), not the string: 24 bytes a slot whatever the id's length, about
+//! The set keeps a 128-bit keyed hash of each `jti`/`sid` (HMAC-SHA256 truncated to
+//! 128 bits, under a key drawn from the operating system's RNG per list), not the string: 24 bytes a slot whatever the id's length, about
 //! 33 bytes an entry with the table's spare room (measured by
 //! `tests/revocation_memory.rs`). Keyed and random, the hash cannot be aimed at: nobody
 //! can choose an id that collides with a revoked one.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};
 
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::SystemRandom;
 use tessera_token::{Claims, UnixTime};
 
 /// Decides whether an otherwise valid token was revoked. It runs on every request,
@@ -64,7 +65,7 @@ struct Sets {
 pub struct RevocationList {
     sets: RwLock<Sets>,
     empty: AtomicBool,
-    keys: [RandomState; 2],
+    key: Option<hmac::Key>,
 }
 
 impl Default for RevocationList {
@@ -79,12 +80,31 @@ impl RevocationList {
         RevocationList {
             sets: RwLock::default(),
             empty: AtomicBool::new(true),
-            keys: [RandomState::new(), RandomState::new()],
+            // Without an RNG (never seen on a supported platform) the list stays usable:
+            // ids are then hashed with SHA-256 unkeyed, and the failure is logged.
+            key: hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+                .inspect_err(|_| {
+                    tracing::error!("no OS randomness for the revocation list's hash key")
+                })
+                .ok(),
         }
     }
 
     fn key(&self, id: &str) -> Key {
-        Key([self.keys[0].hash_one(id), self.keys[1].hash_one(id)])
+        let mut tag = [0u8; 16];
+        match &self.key {
+            Some(k) => tag.copy_from_slice(&hmac::sign(k, id.as_bytes()).as_ref()[..16]),
+            None => tag.copy_from_slice(
+                &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes()).as_ref()
+                    [..16],
+            ),
+        }
+        let [a, b] = [&tag[..8], &tag[8..]].map(|h| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(h);
+            u64::from_le_bytes(w)
+        });
+        Key([a, b])
     }
 
     /// Revokes one access token by `jti`, remembered until `exp`.

@@ -79,6 +79,9 @@ pub enum OAuthError {
     /// `temporarily_unavailable` (503 with `Retry-After`): the server is draining and
     /// opens no push subscription (pulling still works).
     Draining,
+    /// `temporarily_unavailable` (503 with `Retry-After`): the node holds
+    /// `feed_subscriptions_max` push subscriptions already (pulling still works).
+    SubscriptionsFull,
 }
 
 impl OAuthError {
@@ -107,7 +110,8 @@ impl OAuthError {
             | OAuthError::NoSigningKey { .. }
             | OAuthError::Busy { .. }
             | OAuthError::ProofsBusy { .. }
-            | OAuthError::Draining => "temporarily_unavailable",
+            | OAuthError::Draining
+            | OAuthError::SubscriptionsFull => "temporarily_unavailable",
         }
     }
 
@@ -141,6 +145,9 @@ impl OAuthError {
             }
             OAuthError::Draining => {
                 Some("this server is shutting down; subscribe again, or poll meanwhile")
+            }
+            OAuthError::SubscriptionsFull => {
+                Some("this server holds as many feed subscriptions as it may; poll meanwhile")
             }
             OAuthError::Server(_) | OAuthError::Unavailable(_) => None,
         }

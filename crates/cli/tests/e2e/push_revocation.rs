@@ -482,3 +482,35 @@ async fn ends_at_shutdown(mut s: Server) {
         "a subscription held the stop"
     );
 }
+
+#[tokio::test]
+async fn push_subscriptions_stop_at_the_node_cap_and_pulls_still_answer() {
+    let s = Server::start_with(
+        "max_connections = 16\nmax_connections_per_ip = 100\nfeed_subscriptions_max = 2\nfeed_keepalive_secs = 7\n",
+        &[],
+    );
+    let c = clients(&s);
+    let http = streaming();
+    let first = subscribe(&http, &s, &c.rs.0, &c.rs.1, None).await;
+    assert_eq!(first.status(), 200);
+    // The guard's idle limit follows the announced keep-alive.
+    assert_eq!(first.headers()["tessera-feed-keepalive"], "7");
+    let (other, other_secret) = s.add_client("rs2", "client_credentials", "", &[]);
+    let other_secret = other_secret.unwrap();
+    let second = subscribe(&http, &s, &other, &other_secret, None).await;
+    assert_eq!(second.status(), 200);
+    // Every client counts toward the node's cap: the third is refused, not queued.
+    let r = subscribe(&http, &s, &other, &other_secret, None).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // Polling, the guard's fallback, is still served.
+    let pull = http
+        .get(s.url("/revocations"))
+        .header("authorization", basic_header(&other, &other_secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 200);
+}

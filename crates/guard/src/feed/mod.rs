@@ -82,8 +82,10 @@ impl RevocationFeed {
         })
     }
 
-    /// Time between polls (default 5 s) while no push subscription is open: the longest
-    /// a revocation then takes to reach this guard.
+    /// Time between polls (default 5 s): the longest a revocation takes to reach this
+    /// guard without push. While a subscription is open the guard still polls at this
+    /// interval (a safety poll), so a subscription that went silent without closing
+    /// never leaves it less informed than polling alone.
     pub fn interval(mut self, d: Duration) -> Self {
         self.interval = d;
         self
@@ -98,6 +100,8 @@ impl RevocationFeed {
 
     /// Longest silence on a push subscription before it counts as dead (default 45 s:
     /// three of the server's default keep-alive intervals, and above its largest, 30 s).
+    /// A server that announces its keep-alive interval (`Tessera-Feed-Keepalive`) shortens
+    /// it to twice that interval plus 5 s.
     pub fn push_idle_limit(mut self, d: Duration) -> Self {
         self.idle_limit = d;
         self
@@ -150,9 +154,7 @@ impl RevocationFeed {
                 other => other?,
             };
             read += self.apply(page.revoked);
-            if page.cursor.is_some() {
-                *cursor = page.cursor;
-            }
+            advance(&mut cursor, page.cursor);
             if !page.has_more {
                 break;
             }
@@ -206,8 +208,9 @@ impl RevocationFeed {
     }
 
     /// Follows the feed forever on the current tokio runtime: a poll, then (with
-    /// [`push`](Self::push)) a subscription held until it ends; when it ends at the
-    /// server's request the guard polls and subscribes again at once, when it fails it
+    /// [`push`](Self::push)) a subscription held until it ends (polling at the interval
+    /// meanwhile); when it ends at the server's request the guard polls and subscribes
+    /// again after a short random pause (up to 1 s), when it fails it
     /// polls and retries after a backoff (1 s doubling to 10 s, never longer than the
     /// interval). Without push it polls at the interval. Failures are logged (never the
     /// credentials) and the last known list is kept.
@@ -225,6 +228,8 @@ impl RevocationFeed {
                 match self.subscribe(&*clock).await {
                     Ok(push::Ended::Renew) => {
                         retry = push::RETRY_MIN;
+                        // Spread the guards the server ended at once over a moment.
+                        tokio::time::sleep(push::renew_pause()).await;
                         continue;
                     }
                     Ok(push::Ended::Elsewhere(why)) => {
@@ -242,6 +247,21 @@ impl RevocationFeed {
     }
 }
 
+/// Moves `cursor` to `new` only if `new` is further along: the cursors are decimal
+/// sequence numbers, compared as integers, and a lagging replica's answer (or a poll that
+/// raced a push) never sends the guard back over entries it applied.
+fn advance(cursor: &mut Option<String>, new: Option<String>) {
+    let Some(new) = new else { return };
+    let forward = match (cursor.as_deref().map(str::parse::<u64>), new.parse::<u64>()) {
+        (Some(Ok(old)), Ok(n)) => n > old,
+        (Some(Ok(_)), Err(_)) => false,
+        _ => true,
+    };
+    if forward {
+        *cursor = Some(new);
+    }
+}
+
 impl fmt::Debug for RevocationFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RevocationFeed")
@@ -251,5 +271,29 @@ impl fmt::Debug for RevocationFeed {
             .field("interval", &self.interval)
             .field("push", &self.push)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+
+    #[test]
+    fn the_cursor_only_moves_forward() {
+        let mut c = None;
+        advance(&mut c, Some("9".into()));
+        assert_eq!(c.as_deref(), Some("9"));
+        advance(&mut c, Some("10".into()));
+        assert_eq!(
+            c.as_deref(),
+            Some("10"),
+            "compared as integers, not strings"
+        );
+        for back in ["3", "10", "x", ""] {
+            advance(&mut c, Some(back.into()));
+            assert_eq!(c.as_deref(), Some("10"), "{back:?}");
+        }
+        advance(&mut c, None);
+        assert_eq!(c.as_deref(), Some("10"));
     }
 }

@@ -209,3 +209,152 @@ async fn a_garbled_push_falls_back_to_polling_and_applies_each_entry_once() {
     assert!(!client.subscribed());
     handle.abort();
 }
+
+/// A feed on a raw socket whose push subscriptions answer, announce a keep-alive of one
+/// second (when `announce`) and then say nothing, ever, without closing: a half-open
+/// connection or a buffering proxy. Polls answer one entry after cursor 0 once it is visible.
+struct Silent {
+    subscriptions: AtomicUsize,
+    polls: Mutex<Vec<String>>,
+    entry_visible: std::sync::atomic::AtomicBool,
+}
+
+async fn silent_feed(announce: bool) -> (String, Arc<Silent>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(Silent {
+        subscriptions: AtomicUsize::new(0),
+        polls: Mutex::new(Vec::new()),
+        entry_visible: std::sync::atomic::AtomicBool::new(false),
+    });
+    let s = Arc::clone(&state);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                match conn.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(m) => n += m,
+                }
+            }
+            let req = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            if req.contains("text/event-stream") {
+                s.subscriptions.fetch_add(1, Ordering::SeqCst);
+                let announce = if announce {
+                    "tessera-feed-keepalive: 1\r\n"
+                } else {
+                    ""
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n{announce}transfer-encoding: chunked\r\n\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                held.push(conn);
+                continue;
+            }
+            let after = req
+                .split("after=")
+                .nth(1)
+                .map(|r| r.split(['&', ' ']).next().unwrap_or("").to_owned())
+                .unwrap_or_default();
+            s.polls.lock().unwrap().push(after.clone());
+            let body = if (after.is_empty() || after == "0") && s.entry_visible.load(Ordering::SeqCst) {
+                json!({"revoked": [{"jti": "late", "exp": NOW + 600}], "cursor": "1", "has_more": false})
+            } else {
+                json!({"revoked": [], "cursor": if after.is_empty() { "0" } else { &after }, "has_more": false})
+            }
+            .to_string();
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        }
+    });
+    (format!("{base}/feed"), state)
+}
+
+/// Waits (at most 20 s) for `f`.
+async fn within_20s(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not reached in 20 s: {what}");
+}
+
+#[tokio::test]
+async fn a_silent_subscription_still_gets_revocations_by_the_safety_poll() {
+    let (url, silent) = silent_feed(false).await;
+    let client = Arc::new(
+        RevocationFeed::new(&url, "guard", SecretString::new("feed-secret"))
+            .unwrap()
+            .interval(std::time::Duration::from_millis(100)),
+    );
+    let handle = Arc::clone(&client).spawn(clock());
+    within_20s("subscribed", || client.subscribed()).await;
+    // Revoked after the subscription opened; the subscription never says so.
+    silent.entry_visible.store(true, Ordering::SeqCst);
+    within_20s("applied by the safety poll", || client.applied() == 1).await;
+    assert!(
+        client.subscribed(),
+        "still subscribed: the poll ran alongside"
+    );
+    assert_eq!(silent.subscriptions.load(Ordering::SeqCst), 1);
+    handle.abort();
+}
+
+#[tokio::test]
+async fn a_silent_subscription_counts_as_dead_after_twice_the_announced_keepalive() {
+    let (url, silent) = silent_feed(true).await;
+    let client = Arc::new(
+        RevocationFeed::new(&url, "guard", SecretString::new("feed-secret"))
+            .unwrap()
+            .interval(std::time::Duration::from_millis(100)),
+    );
+    let handle = Arc::clone(&client).spawn(clock());
+    // 2 × 1 s + 5 s of silence, not the 45 s default: the guard subscribes again.
+    within_20s("a second subscription", || {
+        silent.subscriptions.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    handle.abort();
+}
+
+#[tokio::test]
+async fn a_lagging_answer_never_moves_the_cursor_back() {
+    let queries = Arc::new(Mutex::new(Vec::<String>::new()));
+    async fn lagging(
+        State(q): State<Arc<Mutex<Vec<String>>>>,
+        Query(p): Query<HashMap<String, String>>,
+    ) -> Response {
+        let after = p.get("after").cloned().unwrap_or_default();
+        q.lock().unwrap().push(after.clone());
+        // The first answer moves the guard to 10; the next (a replica behind) says 3.
+        let cursor = if after.is_empty() { "10" } else { "3" };
+        Json(json!({"revoked": [], "cursor": cursor, "has_more": false})).into_response()
+    }
+    let base = serve(
+        Router::new()
+            .route("/feed", get(lagging))
+            .with_state(queries.clone()),
+    )
+    .await;
+    let client = RevocationFeed::new(
+        &format!("{base}/feed"),
+        "guard",
+        SecretString::new("feed-secret"),
+    )
+    .unwrap();
+    let now = UnixTime::from_secs(NOW);
+    for _ in 0..3 {
+        client.poll_once(now).await.unwrap();
+    }
+    assert_eq!(*queries.lock().unwrap(), vec!["", "10", "10"]);
+}

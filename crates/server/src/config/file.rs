@@ -110,6 +110,9 @@ pub struct FileConfig {
     /// Push subscriptions to the revocation feed one client may hold open at once, per
     /// node (default 64, 1 to 100000); beyond it 429 with `Retry-After`.
     pub feed_subscriptions_per_client: Option<u32>,
+    /// Push subscriptions this node holds open at once, over all clients (default half of
+    /// `max_connections`, 1 to three quarters of it); beyond it 503 with `Retry-After`.
+    pub feed_subscriptions_max: Option<usize>,
     /// Longest life of one push subscription, seconds (default 300, 1 to 540); it then
     /// ends with a final event and the guard subscribes again from its cursor.
     pub feed_subscription_max_secs: Option<u64>,

@@ -88,6 +88,9 @@ pub struct RevocationConfig {
     pub revoke_requests_per_minute: NonZeroU32,
     /// Push subscriptions one client may hold open at once, per node.
     pub feed_subscriptions_per_client: usize,
+    /// Push subscriptions this node holds open at once (the rest of `max_connections`
+    /// stays for everything else).
+    pub feed_subscriptions_max: usize,
     /// Longest life of one push subscription (below the serving layer's connection age).
     pub feed_subscription_max: Duration,
     /// Keep-alive interval of an idle push subscription.
@@ -111,7 +114,19 @@ impl RevocationConfig {
             1,
             100_000,
         );
+        let connections = f
+            .max_connections
+            .unwrap_or(super::serving::DEFAULT_MAX_CONNECTIONS)
+            .max(1);
+        let total = p.within(
+            "feed_subscriptions_max",
+            f.feed_subscriptions_max,
+            (connections / 2).max(1),
+            1,
+            (connections * 3 / 4).max(1),
+        );
         RevocationConfig {
+            feed_subscriptions_max: total,
             revoke_requests_per_minute: NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
             feed_subscriptions_per_client: per_client as usize,
             feed_subscription_max: p.secs(
@@ -124,5 +139,31 @@ impl RevocationConfig {
             // At most 30: under the guard's default idle limit (45 s) with room to spare.
             feed_keepalive: p.secs("feed_keepalive_secs", f.feed_keepalive_secs, 15, 1, 30),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{FileConfig, Overrides, ServerConfig};
+
+    fn resolve(max_connections: Option<usize>, cap: Option<usize>) -> Result<usize, String> {
+        let f = FileConfig {
+            max_connections,
+            feed_subscriptions_max: cap,
+            ..FileConfig::default()
+        };
+        ServerConfig::resolve(f, Overrides::default())
+            .map(|c| c.revocation.feed_subscriptions_max)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_node_subscription_cap_leaves_room_for_other_connections() {
+        assert_eq!(resolve(None, None).unwrap(), 256);
+        assert_eq!(resolve(Some(100), None).unwrap(), 50);
+        assert_eq!(resolve(Some(100), Some(75)).unwrap(), 75);
+        let e = resolve(Some(100), Some(76)).unwrap_err();
+        assert!(e.contains("feed_subscriptions_max"), "{e}");
+        assert!(resolve(Some(100), Some(0)).is_err());
     }
 }

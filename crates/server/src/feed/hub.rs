@@ -1,20 +1,26 @@
 //! This node's fan-out of the revocation feed to its push subscribers: one task reads
-//! each new batch from the store once, on the store's wake-up, and publishes it in a
-//! `watch` every subscription looks at; the per-client count of open subscriptions;
-//! and the end of every subscription when the server starts draining.
+//! each new batch from the store once, on the store's wake-up, keeps the recent batches
+//! in a bounded ring and announces each in a `watch` every subscription looks at (a
+//! subscriber that fell behind catches up from the ring; only one that fell out of it
+//! reads the store); the fan-out's liveness (when a store read last succeeded; the task
+//! is restarted by the next subscription if it ended); the per-client and per-node
+//! counts of open subscriptions; and the end of every subscription when the server
+//! starts draining.
 //!
 //! Idle, it costs one task waiting on the wake-up and one cheap read of the feed's
 //! counter a second ([`CHECK_EVERY`]): no subscriber polls the database.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::{MAX_LIMIT, page};
 use crate::clock::Clock;
-use crate::store::{RevocationEntry, Store};
+use crate::store::{RevocationEntry, Store, StoreError};
 
 /// How often the fan-out also checks the feed's counter itself, in case a wake-up never
 /// came: a `tessera` command beside a SQLite server writes the feed from another process,
@@ -22,6 +28,14 @@ use crate::store::{RevocationEntry, Store};
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Pages the fan-out reads for one wake-up at most (the check picks up the rest).
 const MAX_PAGES: usize = 100;
+/// Longest a store call of the fan-out may take before it counts as failed.
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A fan-out with no successful store read for this long is dead: its subscriptions end
+/// with `unavailable` (their subscribers poll, and subscribe again later).
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(8);
+/// The ring keeps at most this many recent batches, and this many entries in them.
+const RING_BATCHES: usize = 1024;
+const RING_ENTRIES: usize = 10_000;
 
 /// The newest batch the fan-out read: the live entries after `after`, up to `cursor`.
 #[derive(Debug, Default)]
@@ -31,12 +45,90 @@ pub(crate) struct Tail {
     pub(crate) entries: Vec<RevocationEntry>,
 }
 
+/// The recent batches, oldest first, each starting where the one before ended.
+#[derive(Debug, Default)]
+pub(crate) struct Ring {
+    batches: VecDeque<Arc<Tail>>,
+    entries: usize,
+}
+
+impl Ring {
+    fn push(&mut self, t: Arc<Tail>) {
+        if self.batches.back().is_some_and(|b| b.cursor != t.after) {
+            // Not contiguous (the fan-out started over): what is held no longer chains.
+            self.batches.clear();
+            self.entries = 0;
+        }
+        self.entries += t.entries.len();
+        self.batches.push_back(t);
+        while self.batches.len() > RING_BATCHES
+            || (self.entries > RING_ENTRIES && self.batches.len() > 1)
+        {
+            if let Some(old) = self.batches.pop_front() {
+                self.entries -= old.entries.len();
+            }
+        }
+    }
+
+    /// The batches after `cursor`, up to about `limit` entries, if the ring reaches back
+    /// to `cursor`; `None` when the subscriber fell out of it.
+    pub(crate) fn after(&self, cursor: i64, limit: usize) -> Option<Vec<Arc<Tail>>> {
+        let start = self.batches.iter().position(|b| b.cursor > cursor)?;
+        if self.batches[start].after > cursor {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut n = 0;
+        for b in self.batches.iter().skip(start) {
+            if n > 0 && n + b.entries.len() > limit {
+                break;
+            }
+            n += b.entries.len();
+            out.push(Arc::clone(b));
+        }
+        Some(out)
+    }
+}
+
+/// What a subscription shares with the fan-out: the ring, and when the fan-out's store
+/// read last succeeded.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) ring: Mutex<Ring>,
+    pub(crate) last_ok: Mutex<Instant>,
+}
+
+impl Shared {
+    /// Whether the fan-out read the store successfully within [`STALE_AFTER`].
+    pub(crate) fn alive(&self) -> bool {
+        self.last_ok
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            < STALE_AFTER
+    }
+
+    fn ok(&self) {
+        *self.last_ok.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    fn publish(&self, tail: &watch::Sender<Arc<Tail>>, t: Tail) {
+        let t = Arc::new(t);
+        self.ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&t));
+        tail.send_replace(t);
+    }
+}
+
 /// The fan-out, the subscription counts and the drain switch of one node.
 #[derive(Debug)]
 pub(crate) struct Hub {
     tail: watch::Sender<Arc<Tail>>,
     closing: watch::Sender<bool>,
-    started: OnceLock<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    shared: Arc<Shared>,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
@@ -45,6 +137,8 @@ pub(crate) struct Hub {
 pub(crate) enum Refused {
     /// The client holds `feed_subscriptions_per_client` already.
     TooMany,
+    /// The node holds `feed_subscriptions_max` already: poll, or subscribe elsewhere.
+    Full,
     /// The server is draining (lame duck): subscribe elsewhere, or later.
     Draining,
 }
@@ -55,7 +149,15 @@ pub(crate) enum Refused {
 pub(crate) struct Subscription {
     pub(crate) tail: watch::Receiver<Arc<Tail>>,
     pub(crate) closing: watch::Receiver<bool>,
-    _held: Held,
+    pub(crate) shared: Arc<Shared>,
+    held: Held,
+}
+
+impl Subscription {
+    /// The client holding it.
+    pub(crate) fn client(&self) -> &str {
+        &self.held.client
+    }
 }
 
 #[derive(Debug)]
@@ -82,27 +184,36 @@ impl Default for Hub {
         Hub {
             tail: watch::Sender::new(Arc::default()),
             closing: watch::Sender::new(false),
-            started: OnceLock::new(),
+            task: Mutex::new(None),
+            shared: Arc::new(Shared {
+                ring: Mutex::default(),
+                last_ok: Mutex::new(Instant::now()),
+            }),
             open: Arc::default(),
         }
     }
 }
 
 impl Hub {
-    /// Opens a subscription for `client` if it holds fewer than `per_client` and the server
-    /// is not draining; starts the fan-out on first use (inside the tokio runtime).
+    /// Opens a subscription for `client` if it holds fewer than `per_client`, the node
+    /// fewer than `total`, and the server is not draining; starts the fan-out on first use
+    /// and again if it ended (inside the tokio runtime).
     pub(crate) fn subscribe(
         &self,
         store: &Arc<dyn Store>,
         clock: &Arc<dyn Clock>,
         client: &str,
         per_client: usize,
+        total: usize,
     ) -> Result<Subscription, Refused> {
         if *self.closing.borrow() {
             return Err(Refused::Draining);
         }
         {
             let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            if open.values().sum::<usize>() >= total {
+                return Err(Refused::Full);
+            }
             let n = open.entry(client.to_owned()).or_default();
             if *n >= per_client {
                 return Err(Refused::TooMany);
@@ -114,18 +225,27 @@ impl Hub {
             open: Arc::clone(&self.open),
             client: client.to_owned(),
         };
-        self.started.get_or_init(|| {
-            tokio::spawn(fan_out(
-                Arc::clone(store),
-                Arc::clone(clock),
-                self.tail.clone(),
-                self.closing.subscribe(),
-            ));
-        });
+        {
+            let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+            if task.as_ref().is_none_or(JoinHandle::is_finished) {
+                if task.is_some() {
+                    tracing::warn!("revocation feed fan-out had ended; restarting it");
+                }
+                self.shared.ok();
+                *task = Some(tokio::spawn(fan_out(
+                    Arc::clone(store),
+                    Arc::clone(clock),
+                    self.tail.clone(),
+                    Arc::clone(&self.shared),
+                    self.closing.subscribe(),
+                )));
+            }
+        }
         Ok(Subscription {
             tail: self.tail.subscribe(),
             closing: self.closing.subscribe(),
-            _held: held,
+            shared: Arc::clone(&self.shared),
+            held,
         })
     }
 
@@ -154,6 +274,7 @@ async fn fan_out(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     tail: watch::Sender<Arc<Tail>>,
+    shared: Arc<Shared>,
     mut closing: watch::Receiver<bool>,
 ) {
     // Subscribed before the cursor is read: a commit in between wakes it.
@@ -166,9 +287,17 @@ async fn fan_out(
                 () = closed(&mut closing) => return,
                 r = wake.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(CHECK_EVERY) => {
-                    match store.last_revocation_seq().await {
-                        Ok(last) if last > after => {}
-                        _ => continue,
+                    match timed(store.last_revocation_seq()).await {
+                        Ok(last) => {
+                            shared.ok();
+                            if last <= after {
+                                continue;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "revocation feed fan-out cannot read the feed's counter");
+                            continue;
+                        }
                     }
                 }
             }
@@ -177,15 +306,19 @@ async fn fan_out(
         }
         wake.borrow_and_update();
         match cursor {
-            None => match store.last_revocation_seq().await {
+            None => match timed(store.last_revocation_seq()).await {
                 Ok(last) => {
+                    shared.ok();
                     // Published, so a subscriber that read the store before this (and
                     // missed what was committed in between) sees that it is behind.
-                    tail.send_replace(Arc::new(Tail {
-                        after: last,
-                        cursor: last,
-                        entries: Vec::new(),
-                    }));
+                    shared.publish(
+                        &tail,
+                        Tail {
+                            after: last,
+                            cursor: last,
+                            entries: Vec::new(),
+                        },
+                    );
                     cursor = Some(last);
                 }
                 Err(e) => {
@@ -193,7 +326,7 @@ async fn fan_out(
                     tokio::time::sleep(CHECK_EVERY).await;
                 }
             },
-            Some(after) => cursor = Some(read_new(&*store, &*clock, &tail, after).await),
+            Some(after) => cursor = Some(read_new(&*store, &*clock, &tail, &shared, after).await),
         }
     }
 }
@@ -204,17 +337,22 @@ async fn read_new(
     store: &dyn Store,
     clock: &dyn Clock,
     tail: &watch::Sender<Arc<Tail>>,
+    shared: &Shared,
     mut after: i64,
 ) -> i64 {
     for _ in 0..MAX_PAGES {
-        match page(store, after, MAX_LIMIT, clock.now()).await {
+        match timed(page(store, after, MAX_LIMIT, clock.now())).await {
             Ok(p) => {
+                shared.ok();
                 if p.cursor != after {
-                    tail.send_replace(Arc::new(Tail {
-                        after,
-                        cursor: p.cursor,
-                        entries: p.entries,
-                    }));
+                    shared.publish(
+                        tail,
+                        Tail {
+                            after,
+                            cursor: p.cursor,
+                            entries: p.entries,
+                        },
+                    );
                     after = p.cursor;
                 }
                 if !p.has_more {
@@ -228,4 +366,13 @@ async fn read_new(
         }
     }
     after
+}
+
+/// `call`, failed after [`STORE_TIMEOUT`]: a hung store read must not hang the fan-out.
+pub(crate) async fn timed<T>(
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Backend("revocation feed read timed out".into())))
 }

@@ -16,6 +16,11 @@ use crate::store::{RevocationEntry, Store, StoreError};
 pub(crate) const DEFAULT_LIMIT: u32 = 500;
 /// Largest page, pulled or pushed.
 pub(crate) const MAX_LIMIT: u32 = 1000;
+/// How long past its `exp` an entry is still served (and kept by the janitor, whose
+/// purge statements spell out the same 60): a guard accepts a token up to its `exp` plus
+/// its leeway (30 s by default, at most 60 s), so a guard that catches up just after
+/// `exp` must still learn of it.
+pub(crate) const GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One page of the feed: entries after a cursor, in revocation order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +42,9 @@ pub(crate) fn cursor(raw: &str, last: i64) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|n| (0..=last).contains(n))
 }
 
-/// At most `limit` live entries after `after`. With none, the cursor moves to the highest
-/// handed out: everything up to it is served or expired.
+/// At most `limit` live entries after `after` (live: `exp` no more than [`GRACE`] ago).
+/// With none, the cursor moves to the highest handed out: everything up to it is served
+/// or expired.
 pub(crate) async fn page(
     store: &dyn Store,
     after: i64,
@@ -46,7 +52,9 @@ pub(crate) async fn page(
     now: UnixTime,
 ) -> Result<Page, StoreError> {
     let last = store.last_revocation_seq().await?;
-    let mut entries = store.revocations_after(after, limit + 1, now).await?;
+    let mut entries = store
+        .revocations_after(after, limit + 1, now.saturating_sub(GRACE))
+        .await?;
     let has_more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let cursor = match entries.last() {

@@ -1,17 +1,18 @@
 //! One push subscription as a sequence of pages: first what is new after the
-//! subscriber's cursor (read from the store, as a pull would), then each batch the hub
-//! publishes, filtered by the cursor, until the subscription's time is up or the server
-//! drains. Pages are produced only as the connection takes them: a subscriber that does
+//! subscriber's cursor (read from the store, as a pull would), then the batches the hub
+//! published (from its ring; from the store only when the subscriber fell out of it),
+//! filtered by the cursor, until the subscription's time is up, the server drains, the
+//! fan-out stops reading the store, or the subscribing client is removed. Pages are produced only as the connection takes them: a subscriber that does
 //! not read holds no growing buffer, only its place.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::hub::{Subscription, closed};
+use super::hub::{CHECK_EVERY, Subscription, closed, timed};
 use super::{MAX_LIMIT, Page, page};
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::{RevocationEntry, Store, client_credentials_sid};
 
 /// What a subscription sends next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +31,10 @@ pub(crate) enum Ending {
     MaxAge,
     /// The server is draining: subscribe again (another replica answers), polling meanwhile.
     Draining,
-    /// The store failed: poll, and subscribe again later.
+    /// The store failed (here, or in the node's fan-out): poll, and subscribe again later.
     Unavailable,
+    /// The subscribing client was removed (its `cc_` entry went by).
+    ClientRemoved,
 }
 
 impl Ending {
@@ -41,6 +44,7 @@ impl Ending {
             Ending::MaxAge => "max_age",
             Ending::Draining => "draining",
             Ending::Unavailable => "unavailable",
+            Ending::ClientRemoved => "client_removed",
         }
     }
 }
@@ -58,6 +62,8 @@ pub(crate) struct Subscriber {
     /// The first page goes out even when empty.
     opened: bool,
     ends: Instant,
+    /// The final event to send next, decided while sending a page.
+    ending: Option<Ending>,
     done: bool,
 }
 
@@ -80,6 +86,7 @@ impl Subscriber {
             behind: true,
             opened: false,
             ends,
+            ending: None,
             done: false,
         }
     }
@@ -89,12 +96,16 @@ impl Subscriber {
         if self.done {
             return None;
         }
+        if let Some(why) = self.ending {
+            return self.end(why);
+        }
         loop {
             if *self.sub.closing.borrow() {
                 return self.end(Ending::Draining);
             }
             if self.behind {
-                let p = match page(&*self.store, self.cursor, MAX_LIMIT, self.clock.now()).await {
+                let read = timed(page(&*self.store, self.cursor, MAX_LIMIT, self.clock.now()));
+                let p = match read.await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(error = %e, "revocation feed subscription cannot read the feed; ending it");
@@ -105,43 +116,73 @@ impl Subscriber {
                 self.cursor = p.cursor;
                 if !p.entries.is_empty() || !self.opened {
                     self.opened = true;
-                    return Some(Pushed::Page(p));
+                    return Some(self.send(p));
                 }
             }
-            let published = tokio::select! {
+            let latest = Arc::clone(&self.sub.tail.borrow_and_update());
+            if latest.cursor > self.cursor {
+                let batches = self
+                    .sub
+                    .shared
+                    .ring
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .after(self.cursor, MAX_LIMIT as usize);
+                let Some(batches) = batches else {
+                    // Fell out of the ring (or before it): read the store.
+                    self.behind = true;
+                    continue;
+                };
+                let entries: Vec<_> = batches
+                    .iter()
+                    .flat_map(|b| b.entries.iter())
+                    .filter(|e| e.seq > self.cursor)
+                    .cloned()
+                    .collect();
+                if let Some(last) = batches.last() {
+                    self.cursor = self.cursor.max(last.cursor);
+                }
+                if !entries.is_empty() {
+                    let has_more = self.cursor < latest.cursor;
+                    return Some(self.send(Page {
+                        entries,
+                        cursor: self.cursor,
+                        has_more,
+                    }));
+                }
+                continue;
+            }
+            tokio::select! {
                 biased;
                 () = closed(&mut self.sub.closing) => return self.end(Ending::Draining),
                 () = tokio::time::sleep_until(self.ends) => return self.end(Ending::MaxAge),
-                r = self.sub.tail.changed() => r.is_ok(),
-            };
-            if !published {
-                return self.end(Ending::Draining);
-            }
-            let tail = Arc::clone(&self.sub.tail.borrow_and_update());
-            if tail.after > self.cursor {
-                // Batches went by unseen (this subscriber was slow): read them.
-                self.behind = true;
-                continue;
-            }
-            let entries: Vec<_> = tail
-                .entries
-                .iter()
-                .filter(|e| e.seq > self.cursor)
-                .cloned()
-                .collect();
-            self.cursor = self.cursor.max(tail.cursor);
-            if !entries.is_empty() {
-                return Some(Pushed::Page(Page {
-                    entries,
-                    cursor: self.cursor,
-                    has_more: false,
-                }));
+                r = self.sub.tail.changed() => if r.is_err() { return self.end(Ending::Draining) },
+                () = tokio::time::sleep(CHECK_EVERY) => {
+                    if !self.sub.shared.alive() {
+                        tracing::warn!("revocation feed fan-out has not read the store lately; ending a subscription");
+                        return self.end(Ending::Unavailable);
+                    }
+                }
             }
         }
+    }
+
+    /// `p` as the next event; if it revokes the subscribing client itself, the one after
+    /// is the final event.
+    fn send(&mut self, p: Page) -> Pushed {
+        if p.entries.iter().any(|e| removes(e, self.sub.client())) {
+            self.ending = Some(Ending::ClientRemoved);
+        }
+        Pushed::Page(p)
     }
 
     fn end(&mut self, why: Ending) -> Option<Pushed> {
         self.done = true;
         Some(Pushed::End(why))
     }
+}
+
+/// Whether `e` is the entry a removal of `client` feeds (its `cc_<id>` sid).
+fn removes(e: &RevocationEntry, client: &str) -> bool {
+    e.sid.as_deref() == Some(client_credentials_sid(client).as_str())
 }

@@ -46,7 +46,7 @@ fn subscriber(
     client: &str,
     after: i64,
 ) -> Subscriber {
-    let sub = hub.subscribe(store, clock, client, 10).unwrap();
+    let sub = hub.subscribe(store, clock, client, 10, 100).unwrap();
     Subscriber::new(
         Arc::clone(store),
         Arc::clone(clock),
@@ -109,18 +109,18 @@ async fn a_subscriber_that_fell_behind_gets_every_entry_once_from_the_store() {
 #[tokio::test]
 async fn subscriptions_are_counted_per_client_and_given_back() {
     let (store, clock, hub) = (sqlite().await, clock(), Hub::default());
-    let a1 = hub.subscribe(&store, &clock, "a", 2).unwrap();
-    let _a2 = hub.subscribe(&store, &clock, "a", 2).unwrap();
+    let a1 = hub.subscribe(&store, &clock, "a", 2, 100).unwrap();
+    let _a2 = hub.subscribe(&store, &clock, "a", 2, 100).unwrap();
     assert_eq!(
-        hub.subscribe(&store, &clock, "a", 2).unwrap_err(),
+        hub.subscribe(&store, &clock, "a", 2, 100).unwrap_err(),
         Refused::TooMany
     );
     // Another client has its own count.
-    let _b = hub.subscribe(&store, &clock, "b", 2).unwrap();
+    let _b = hub.subscribe(&store, &clock, "b", 2, 100).unwrap();
     assert_eq!(hub.open(), 3);
     drop(a1);
     assert_eq!(hub.open(), 2);
-    let _a3 = hub.subscribe(&store, &clock, "a", 2).unwrap();
+    let _a3 = hub.subscribe(&store, &clock, "a", 2, 100).unwrap();
 }
 
 #[tokio::test]
@@ -138,7 +138,7 @@ async fn draining_ends_every_subscription_and_refuses_new_ones() {
     assert_eq!(last, Some(Pushed::End(Ending::Draining)));
     assert_eq!(after, None);
     assert_eq!(
-        hub.subscribe(&store, &clock, "c1", 10).unwrap_err(),
+        hub.subscribe(&store, &clock, "c1", 10, 100).unwrap_err(),
         Refused::Draining
     );
     assert_eq!(hub.open(), 0, "the ended subscription gave its place back");
@@ -147,7 +147,7 @@ async fn draining_ends_every_subscription_and_refuses_new_ones() {
 #[tokio::test]
 async fn a_subscription_ends_at_its_time() {
     let (store, clock, hub) = (sqlite().await, clock(), Hub::default());
-    let sub = hub.subscribe(&store, &clock, "c1", 10).unwrap();
+    let sub = hub.subscribe(&store, &clock, "c1", 10, 100).unwrap();
     let mut s = Subscriber::new(Arc::clone(&store), clock, sub, 0, Instant::now());
     assert!(next_jtis(&mut s).await.is_empty());
     assert_eq!(s.next().await, Some(Pushed::End(Ending::MaxAge)));
@@ -205,4 +205,143 @@ async fn postgres_an_entry_committed_on_one_replica_reaches_the_others_subscribe
     revoke(&*b, "on-b").await;
     assert_eq!(next_jtis(&mut on_a).await, ["on-b"]);
     assert_eq!(next_jtis(&mut on_b).await, ["on-b"]);
+}
+
+#[tokio::test]
+async fn an_entry_is_served_and_kept_for_the_grace_after_its_exp() {
+    // A guard accepts a token up to exp + leeway: one catching up 30 s after exp must
+    // still be told, and the janitor must not have purged the entry yet.
+    let store = sqlite().await;
+    let now = UnixTime::from_secs(NOW);
+    let exp = UnixTime::from_secs(NOW - 30);
+    assert!(
+        store
+            .revoke_jti("just-expired", exp, UnixTime::from_secs(NOW - 100))
+            .await
+            .unwrap()
+    );
+    let purge = |at: i64| crate::store::Purge {
+        now: UnixTime::from_secs(at),
+        revoked_before: UnixTime::from_secs(0),
+        audit_before: UnixTime::from_secs(0),
+        batch: 1000,
+    };
+    store.purge_expired(&purge(NOW)).await.unwrap();
+    let p = super::page(&*store, 0, 10, now).await.unwrap();
+    assert_eq!(p.entries.len(), 1, "served 30 s after its exp");
+    let later = UnixTime::from_secs(NOW + 31);
+    assert!(
+        super::page(&*store, 0, 10, later)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    store.purge_expired(&purge(NOW + 31)).await.unwrap();
+    assert_eq!(store.last_revocation_seq().await.unwrap(), 1);
+    assert!(
+        store
+            .revocations_after(0, 10, UnixTime::from_secs(0))
+            .await
+            .unwrap()
+            .is_empty(),
+        "purged once past the grace"
+    );
+}
+
+#[tokio::test]
+async fn subscriptions_stop_at_the_node_cap() {
+    let (store, clock, hub) = (sqlite().await, clock(), Hub::default());
+    let a = hub.subscribe(&store, &clock, "a", 10, 2).unwrap();
+    let _b = hub.subscribe(&store, &clock, "b", 10, 2).unwrap();
+    assert_eq!(
+        hub.subscribe(&store, &clock, "c", 10, 2).unwrap_err(),
+        Refused::Full
+    );
+    drop(a);
+    let _c = hub.subscribe(&store, &clock, "c", 10, 2).unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_reaches_subscribers_that_fell_behind_from_memory() {
+    let faulty = Arc::new(FaultyStore::new(sqlite().await));
+    let store: Arc<dyn Store> = faulty.clone();
+    let (clock, hub) = (clock(), Hub::default());
+    let mut subs: Vec<_> = (0..5)
+        .map(|i| subscriber(&hub, &store, &clock, &format!("c{i}"), 0))
+        .collect();
+    for s in &mut subs {
+        assert!(next_jtis(s).await.is_empty());
+    }
+    // Nobody reads while the burst is committed and the fan-out publishes it.
+    for i in 0..300 {
+        revoke(&*store, &format!("j{i}")).await;
+    }
+    let mut watcher = hub.subscribe(&store, &clock, "w", 10, 100).unwrap();
+    tokio::time::timeout(WAIT, watcher.tail.wait_for(|t| t.cursor == 300))
+        .await
+        .expect("the fan-out published the burst")
+        .unwrap();
+    let reads = faulty.feed_reads.load(Ordering::SeqCst);
+    for s in &mut subs {
+        let mut got = 0;
+        while got < 300 {
+            got += next_jtis(s).await.len();
+        }
+        assert_eq!(got, 300);
+    }
+    assert_eq!(
+        faulty.feed_reads.load(Ordering::SeqCst),
+        reads,
+        "caught up from the hub's ring, not the store"
+    );
+}
+
+#[tokio::test]
+async fn a_fan_out_that_cannot_read_the_store_ends_its_subscriptions() {
+    let faulty = Arc::new(FaultyStore::new(sqlite().await));
+    let store: Arc<dyn Store> = faulty.clone();
+    let (clock, hub) = (clock(), Hub::default());
+    let mut s = subscriber(&hub, &store, &clock, "c1", 0);
+    assert!(next_jtis(&mut s).await.is_empty());
+    faulty.fail_feed_reads.store(true, Ordering::SeqCst);
+    // Keep-alives alone would hold this subscription to a dead fan-out until its max age.
+    let last = tokio::time::timeout(Duration::from_secs(30), s.next())
+        .await
+        .expect("ended well before its max age");
+    assert_eq!(last, Some(Pushed::End(Ending::Unavailable)));
+    faulty.fail_feed_reads.store(false, Ordering::SeqCst);
+    let mut again = subscriber(&hub, &store, &clock, "c1", 0);
+    assert!(next_jtis(&mut again).await.is_empty());
+    revoke(&*store, "after").await;
+    assert_eq!(next_jtis(&mut again).await, ["after"]);
+}
+
+#[tokio::test]
+async fn removing_a_client_ends_its_subscriptions_and_no_others() {
+    let (store, clock, hub) = (sqlite().await, clock(), Hub::default());
+    store
+        .insert_client(&crate::store::tests::fixtures::client("svc"))
+        .await
+        .unwrap();
+    let mut gone = subscriber(&hub, &store, &clock, "id-svc", 0);
+    let mut other = subscriber(&hub, &store, &clock, "other", 0);
+    assert!(next_jtis(&mut gone).await.is_empty());
+    assert!(next_jtis(&mut other).await.is_empty());
+    let revoked = crate::store::Revoked {
+        now: UnixTime::from_secs(NOW),
+        access_exp: UnixTime::from_secs(NOW + 600),
+    };
+    store.remove_client("id-svc", revoked).await.unwrap();
+    assert!(matches!(
+        tokio::time::timeout(WAIT, gone.next()).await.unwrap(),
+        Some(Pushed::Page(_))
+    ));
+    assert_eq!(gone.next().await, Some(Pushed::End(Ending::ClientRemoved)));
+    assert!(matches!(
+        tokio::time::timeout(WAIT, other.next()).await.unwrap(),
+        Some(Pushed::Page(_))
+    ));
+    revoke(&*store, "later").await;
+    assert_eq!(next_jtis(&mut other).await, ["later"]);
 }

@@ -52,9 +52,10 @@ impl IntoResponse for OAuthError {
                 tracing::warn!(detail = %detail, "cannot sign");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            OAuthError::Busy { .. } | OAuthError::ProofsBusy { .. } | OAuthError::Draining => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            OAuthError::Busy { .. }
+            | OAuthError::ProofsBusy { .. }
+            | OAuthError::Draining
+            | OAuthError::SubscriptionsFull => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let body = OAuthErrorBody {
@@ -82,6 +83,9 @@ impl IntoResponse for OAuthError {
             }
             OAuthError::Unavailable(_) | OAuthError::Draining => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            OAuthError::SubscriptionsFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             OAuthError::UseDpopNonce { nonce } => {
                 if let Ok(v) = HeaderValue::from_str(&nonce) {

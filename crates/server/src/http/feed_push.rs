@@ -59,19 +59,21 @@ pub(super) async fn subscribe(
             &state.clock,
             &client,
             config.feed_subscriptions_per_client,
+            config.feed_subscriptions_max,
         )
         .map_err(|r| match r {
             Refused::TooMany => OAuthError::TooManySubscriptions {
                 retry_after: RETRY_TOO_MANY,
             },
             Refused::Draining => OAuthError::Draining,
+            Refused::Full => OAuthError::SubscriptionsFull,
         })?;
     let subscriber = Subscriber::new(
         state.store.clone(),
         state.clock.clone(),
         sub,
         after,
-        Instant::now() + config.feed_subscription_max,
+        Instant::now() + jittered(config.feed_subscription_max),
     );
     let events = futures_util::stream::unfold(subscriber, |mut s| async move {
         let next = s.next().await?;
@@ -84,7 +86,26 @@ pub(super) async fn subscribe(
     no_store(h);
     // Proxies that buffer responses (nginx) would hold the events back.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // The guard counts the subscription dead after twice this plus a few seconds of silence.
+    h.insert(
+        "tessera-feed-keepalive",
+        HeaderValue::from(config.feed_keepalive.as_secs()),
+    );
     Ok(response)
+}
+
+/// `max` give or take up to a fifth, at random (never past 540 s, the option's ceiling,
+/// under the serving layer's 10-minute connection age): subscriptions opened together
+/// (after a restart) do not all end, and come back, together.
+fn jittered(max: std::time::Duration) -> std::time::Duration {
+    use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 2];
+    // Without randomness (never seen) the subscription simply lasts `max`.
+    let r = SystemRandom::new().fill(&mut b).map_or(0.5, |()| {
+        f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+    });
+    max.mul_f64(0.8 + 0.4 * r)
+        .min(std::time::Duration::from_secs(540))
 }
 
 /// The SSE event for what the subscription sends.
@@ -100,5 +121,24 @@ fn event(p: Pushed) -> Event {
         Pushed::End(why) => Event::default()
             .event("end")
             .data(format!("{{\"reason\":\"{}\"}}", why.as_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::jittered;
+
+    #[test]
+    fn subscription_lifetimes_are_spread_and_stay_under_the_ceiling() {
+        let max = Duration::from_secs(300);
+        let got: Vec<_> = (0..64).map(|_| jittered(max)).collect();
+        assert!(
+            got.iter()
+                .all(|d| *d >= max.mul_f64(0.8) && *d <= max.mul_f64(1.2))
+        );
+        assert!(got.iter().any(|d| *d != got[0]), "not all the same");
+        assert!(jittered(Duration::from_secs(540)) <= Duration::from_secs(540));
     }
 }

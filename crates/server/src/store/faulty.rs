@@ -38,6 +38,10 @@ pub(crate) struct FaultyStore {
     pub(crate) hold_next_feed_counter: AtomicBool,
     pub(crate) feed_counter_held: tokio::sync::Notify,
     pub(crate) release_feed_counter: tokio::sync::Notify,
+    /// Reads of the feed's entries so far (`revocations_after`).
+    pub(crate) feed_reads: std::sync::atomic::AtomicU64,
+    /// While set, every read of the feed (entries and counter) fails.
+    pub(crate) fail_feed_reads: AtomicBool,
 }
 
 impl FaultyStore {
@@ -57,6 +61,8 @@ impl FaultyStore {
             hold_next_feed_counter: AtomicBool::new(false),
             feed_counter_held: tokio::sync::Notify::new(),
             release_feed_counter: tokio::sync::Notify::new(),
+            feed_reads: std::sync::atomic::AtomicU64::new(0),
+            fail_feed_reads: AtomicBool::new(false),
         }
     }
 }
@@ -236,9 +242,16 @@ impl RevocationStore for FaultyStore {
         limit: u32,
         now: UnixTime,
     ) -> Result<Vec<RevocationEntry>, StoreError> {
+        self.feed_reads.fetch_add(1, Ordering::SeqCst);
+        if self.fail_feed_reads.load(Ordering::SeqCst) {
+            return Err(injected("feed read"));
+        }
         self.inner.revocations_after(after, limit, now).await
     }
     async fn last_revocation_seq(&self) -> Result<i64, StoreError> {
+        if self.fail_feed_reads.load(Ordering::SeqCst) {
+            return Err(injected("feed counter read"));
+        }
         if self.hold_next_feed_counter.swap(false, Ordering::SeqCst) {
             self.feed_counter_held.notify_one();
             self.release_feed_counter.notified().await;

@@ -140,9 +140,11 @@ impl Store for PgStore {
 /// `revoked_before`, `$3` `audit_before` (see [`Purge`]). SKIP LOCKED: janitors of several
 /// replicas take different rows instead of waiting for each other. Refresh tokens go before
 /// grants (whose delete cascades to what is left of their tokens).
+// Revocations stay 60 s (crate::feed::GRACE) past their exp: guards accept a token
+// up to its exp plus their leeway, so a guard catching up then still needs the entry.
 pub(super) const PURGE: [&str; 8] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
-     WHERE exp < $1 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
+     WHERE exp < $1 - 60 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens \
      WHERE expires_at < $1 LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM grants WHERE id IN (SELECT id FROM grants \

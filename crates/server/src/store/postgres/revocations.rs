@@ -65,9 +65,11 @@ async fn listen(pool: PgPool, feed: std::sync::Arc<FeedListener>) {
         feed.signal.ring();
         loop {
             match listener.try_recv().await {
-                // A notification, or the connection was lost and has been listening
-                // again since: either way, read from the cursor.
-                Ok(_) => feed.signal.ring(),
+                Ok(Some(_)) => feed.signal.ring(),
+                // The connection was lost. Listen again on a fresh one first, then ring
+                // (above): ringing now, before LISTEN, could read the feed before a
+                // commit whose notification then reaches nobody.
+                Ok(None) => break,
                 Err(_) if pool.is_closed() => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation feed notifications interrupted; listening again");

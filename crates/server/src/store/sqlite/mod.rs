@@ -180,9 +180,11 @@ impl Store for SqliteStore {
 /// `revoked_before`, `?3` `audit_before` (see [`Purge`]). Each is one statement, so it holds
 /// the write lock only while it deletes its batch. Refresh tokens go before grants (whose
 /// delete cascades to what is left of their tokens).
+// Revocations stay 60 s (crate::feed::GRACE) past their exp: guards accept a token
+// up to its exp plus their leeway, so a guard catching up then still needs the entry.
 pub(super) const PURGE: [&str; 8] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
-     WHERE exp < ?1 ORDER BY seq LIMIT ?4)",
+     WHERE exp < ?1 - 60 ORDER BY seq LIMIT ?4)",
     "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens \
      WHERE expires_at < ?1 LIMIT ?4)",
     "DELETE FROM grants WHERE rowid IN (SELECT rowid FROM grants \

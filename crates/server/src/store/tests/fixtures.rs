@@ -17,7 +17,7 @@ pub(super) fn revoked(at: i64) -> Revoked {
     }
 }
 
-pub(super) fn client(name: &str) -> ClientRecord {
+pub(crate) fn client(name: &str) -> ClientRecord {
     ClientRecord {
         id: format!("id-{name}"),
         name: name.into(),

@@ -7,7 +7,7 @@
 mod browser_cases;
 mod cases;
 mod feed_cases;
-mod fixtures;
+pub(crate) mod fixtures;
 mod mfa_cases;
 mod throughput;
 mod user_cases;
