@@ -368,3 +368,94 @@ async fn optional_offers_enrolment_and_off_does_not() {
     let login = b.get(&authorize_url(&off.s, &off.spa, v, &[])).await;
     assert!(!login.body.contains("name=\"enrol\""));
 }
+
+/// The reviewer's repro: a browser signed in with the password alone before the user
+/// enrolled (in another browser) gets no code afterwards, even silently (`prompt=none`),
+/// and the refresh token it got before is dead; the enrolling browser stays signed in.
+#[tokio::test]
+async fn enrolling_ends_what_was_had_with_the_password_alone() {
+    let setup = setup_with("", &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    // Browser A: password only (optional, no box), tokens, and a consent page kept open.
+    let mut a = Browser::new();
+    let consent = password(s, &mut a, spa).await;
+    assert!(consent.body.contains("Allow"), "{}", consent.body);
+    let done = submit(s, &mut a, &consent, &[("action", "approve")]).await;
+    let before = tokens(s, spa, &done).await;
+    let kept_open = consent_again(s, &mut a, spa).await;
+    // Browser B enrols.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &[])).await;
+    let form = form_of(
+        &login,
+        &[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("enrol", "1"),
+        ],
+    );
+    let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    let app = app(&page);
+    let codes_page = submit(
+        s,
+        &mut b,
+        &page,
+        &[("code", &app.generate_current().unwrap())],
+    )
+    .await;
+    assert_eq!(codes_page.status, 200, "{}", codes_page.body);
+    let b_consent_page = submit(s, &mut b, &codes_page, &[]).await;
+    assert!(
+        b_consent_page.body.contains("Allow"),
+        "the enrolling browser stays signed in: {}",
+        b_consent_page.body
+    );
+    // A, silently: login_required, no code.
+    let silent = a
+        .get(&authorize_url(s, spa, VERIFIER, &[("prompt", "none")]))
+        .await;
+    assert_eq!(silent.status, StatusCode::SEE_OTHER, "{}", silent.body);
+    let params = silent.redirect_params();
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("login_required")
+    );
+    assert!(!params.contains_key("code"));
+    // A, interactively: the sign-in page, not consent; A's open consent page approves nothing.
+    let again = a.get(&authorize_url(s, spa, VERIFIER, &[])).await;
+    assert!(
+        again.body.contains("<label for=\"username\">"),
+        "{}",
+        again.body
+    );
+    let approve = submit(s, &mut a, &kept_open, &[("action", "approve")]).await;
+    assert!(
+        approve.location.is_none(),
+        "no code from a password-only session"
+    );
+    assert!(approve.body.contains("<label for=\"username\">"));
+    // The refresh token had with the password alone is dead.
+    let r = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", spa),
+                ("refresh_token", before["refresh_token"].as_str().unwrap()),
+            ],
+            None,
+        )
+        .await;
+    r.assert_error(400, "invalid_grant");
+    // B's session gives a code at the second factor's level.
+    let done = submit(s, &mut b, &b_consent_page, &[("action", "approve")]).await;
+    let t = tokens(s, spa, &done).await;
+    let (acr, _, _) = assurance(t["id_token"].as_str().unwrap());
+    assert_eq!(acr, "urn:tessera:acr:mfa");
+}
+
+/// The consent page of a signed-in browser (the authorize page goes straight to it).
+async fn consent_again(s: &Server, a: &mut Browser, client: &str) -> Page {
+    let p = a.get(&authorize_url(s, client, VERIFIER, &[])).await;
+    assert!(p.body.contains("Allow"), "{}", p.body);
+    p
+}

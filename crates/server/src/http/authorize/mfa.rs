@@ -138,11 +138,14 @@ pub(super) async fn answer_code(
 }
 
 /// Takes the pending sign-in (once: a second browser tab posting the same step finds it
-/// gone) and starts the session stamped with the generation read with the password.
+/// gone) and starts the session stamped with `generation`: the one read with the password,
+/// or the one after it when this sign-in confirmed the factor (which did the user's
+/// revoke-all; any other revoke-all meanwhile leaves the session dead, never alive).
 async fn start_from(
     state: &AppState,
     req: &AuthRequest,
     pending: &PendingSignIn,
+    generation: i64,
     user: &UserRecord,
     out: &mut HeaderMap,
 ) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
@@ -150,7 +153,7 @@ async fn start_from(
         return Ok(None);
     }
     let user = UserRecord {
-        generation: pending.generation,
+        generation,
         ..user.clone()
     };
     let session = start_session(state, &user, Amr::password_and_otp(), out).await?;
@@ -174,7 +177,7 @@ async fn finish(
     user: &UserRecord,
     mut out: HeaderMap,
 ) -> Response {
-    match start_from(state, req, pending, user, &mut out).await {
+    match start_from(state, req, pending, pending.generation, user, &mut out).await {
         Ok(Some(session)) => consent::proceed(state, headers, raw, req, &session, out).await,
         Ok(None) => expired(state, headers, raw, req),
         Err(e) => unavailable(&e),
@@ -224,7 +227,8 @@ pub(super) async fn answer_enrol(
     )
     .await;
     let mut out = HeaderMap::new();
-    match start_from(state, req, &pending, &user, &mut out).await {
+    let confirmed = pending.generation.saturating_add(1);
+    match start_from(state, req, &pending, confirmed, &user, &mut out).await {
         Ok(Some(_)) => {}
         Ok(None) => return expired(state, headers, raw, req),
         Err(e) => return unavailable(&e),
