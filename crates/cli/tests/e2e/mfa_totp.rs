@@ -459,3 +459,49 @@ async fn consent_again(s: &Server, a: &mut Browser, client: &str) -> Page {
     assert!(p.body.contains("Allow"), "{}", p.body);
     p
 }
+
+/// The reviewer's spread: code guesses from many source networks. A pending sign-in ends
+/// after five wrong codes in all (the right code then finds it gone), and once the
+/// account's wrong codes from all networks reach the alarm (2 × the per-account
+/// threshold) the alarm is raised and the second factor is blocked from every network,
+/// even for the right code.
+#[tokio::test]
+async fn code_guesses_spread_over_networks_end_the_sign_in_and_then_block_the_account() {
+    let setup = setup_with(&format!("{REQUIRED}login_failures_per_account = 3\n"), &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    let app = enrol(s, spa).await.app;
+    let at = |c: u8, d: u8| std::net::IpAddr::from([127, 0, c, d]);
+    let mut b = Browser::new();
+    b.move_to(at(1, 1));
+    let mut page = password(s, &mut b, spa).await;
+    assert_code_page(&page);
+    for n in 0..5 {
+        b.move_to(at(1, 2 + n));
+        page = submit(s, &mut b, &page, &[("code", "123456")]).await;
+        assert_eq!(page.status, 400, "guess {n}: {}", page.body);
+    }
+    b.move_to(at(1, 9));
+    let gone = submit(s, &mut b, &page, &[("code", &next_code(&app))]).await;
+    assert!(gone.location.is_none());
+    assert!(gone.body.contains("Your sign-in expired"), "{}", gone.body);
+    // A new sign-in (a new password check), one more wrong code: the sixth in all.
+    let mut b = Browser::new();
+    b.move_to(at(2, 1));
+    let page = password(s, &mut b, spa).await;
+    assert_code_page(&page);
+    b.move_to(at(2, 2));
+    let page = submit(s, &mut b, &page, &[("code", "123456")]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    b.move_to(at(2, 3));
+    let blocked = submit(s, &mut b, &page, &[("code", &next_code(&app))]).await;
+    assert_eq!(
+        blocked.status, 429,
+        "blocked from a fresh network, right code or not"
+    );
+    assert!(blocked.retry_after.is_some());
+    let audit = s.cli_ok(&["audit", "--json"], None);
+    assert!(
+        audit.contains("login.account_targeted"),
+        "the alarm is raised"
+    );
+}

@@ -121,7 +121,7 @@ pub(super) async fn answer_code(
         ctx: &ctx,
         via: Via::Browser,
     };
-    match crate::login::second_factor(&state.core, &user, code, &attempt).await {
+    match crate::login::second_factor(&state.core, &user, &pending.hash, code, &attempt).await {
         Ok(_) => finish(state, headers, raw, req, &pending, &user, HeaderMap::new()).await,
         Err(LoginFailure::BadCredentials) => again(StatusCode::BAD_REQUEST, BAD_CODE),
         Err(LoginFailure::Throttled { retry_after } | LoginFailure::Busy { retry_after }) => {
