@@ -64,6 +64,20 @@ async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
     post_form(b, &s.url("/authorize"), &form).await
 }
 
+/// [`password`] with the "set up a second factor" box ticked.
+async fn password_enrolling(s: &Server, b: &mut Browser, client: &str) -> Page {
+    let login = b.get(&authorize_url(s, client, VERIFIER, &[])).await;
+    let form = form_of(
+        &login,
+        &[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("enrol", "1"),
+        ],
+    );
+    post_form(b, &s.url("/authorize"), &form).await
+}
+
 async fn submit(s: &Server, b: &mut Browser, page: &Page, more: &[(&str, &str)]) -> Page {
     post_form(b, &s.url("/authorize"), &form_of(page, more)).await
 }
@@ -84,10 +98,10 @@ struct Enrolled {
     consent: Page,
 }
 
-/// Enrols alice (required).
+/// Enrols alice (required, or optional with the box ticked).
 async fn enrol(s: &Server, client: &str) -> Enrolled {
     let mut b = Browser::new();
-    let page = password(s, &mut b, client).await;
+    let page = password_enrolling(s, &mut b, client).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<svg"), "an inline SVG QR code");
     assert!(!page.body.contains("<img") && !page.body.contains("<script"));
@@ -252,7 +266,7 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
 
 #[tokio::test]
 async fn the_password_grant_and_a_reset() {
-    let setup = setup_with(REQUIRED, &[]);
+    let setup = setup_with("", &[]);
     let (s, spa) = (&setup.s, setup.spa.as_str());
     let (id, secret) = s.add_client("legacy", "password", "profile", &[]);
     let secret = secret.unwrap();
@@ -296,9 +310,10 @@ async fn the_password_grant_and_a_reset() {
     let after = submit(s, &mut b, &consent, &[("action", "approve")]).await;
     assert!(after.location.is_none());
     assert!(after.body.contains("<label for=\"username\">"));
-    // Required: the next sign-in enrols again, with a new key.
-    let mut b = Browser::new();
-    let page = password(s, &mut b, spa).await;
+    // Reset: the password alone signs in again; the box enrols again, with a new key.
+    let page = password(s, &mut Browser::new(), spa).await;
+    assert!(page.body.contains("Allow"), "{}", page.body);
+    let page = password_enrolling(s, &mut Browser::new(), spa).await;
     assert!(page.body.contains("<svg"));
     let audit = s.cli_ok(&["audit", "--json"], None);
     assert!(audit.contains("mfa.reset"));
@@ -504,4 +519,31 @@ async fn code_guesses_spread_over_networks_end_the_sign_in_and_then_block_the_ac
         audit.contains("login.account_targeted"),
         "the alarm is raised"
     );
+}
+
+/// Under `mfa = "required"` the password grant is refused for every user, with or without
+/// a factor, before the password is checked (a wrong one gets the same answer).
+#[tokio::test]
+async fn required_refuses_the_password_grant_for_everyone() {
+    let setup = setup_with(REQUIRED, &[]);
+    let s = &setup.s;
+    let (id, secret) = s.add_client("legacy", "password", "profile", &[]);
+    let secret = secret.unwrap();
+    for password in [PASSWORD, "nope nope nope"] {
+        let grant = [
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", password),
+        ];
+        let r = s.token(&grant, Some((&id, &secret))).await;
+        r.assert_error(400, "invalid_grant");
+        assert!(
+            r.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("requires a second factor"),
+            "{:?}",
+            r.json
+        );
+    }
 }
