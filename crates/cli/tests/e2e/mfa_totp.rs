@@ -240,6 +240,14 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
     let ok = submit(s, &mut other, &again, &[("code", &codes[0].to_uppercase())]).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("Allow"));
+    // A recovery code is a second factor but not an app's one-time password: `mfa`, no `otp`.
+    let done = submit(s, &mut other, &ok, &[("action", "approve")]).await;
+    let t = tokens(s, spa, &done).await;
+    for token in ["access_token", "id_token"] {
+        let (acr, amr, _) = assurance(t[token].as_str().unwrap());
+        assert_eq!(acr, "urn:tessera:acr:mfa", "{token}");
+        assert_eq!(amr, serde_json::json!(["pwd", "mfa"]), "{token}");
+    }
     let mut third = Browser::new();
     let page = password(s, &mut third, spa).await;
     let used = submit(s, &mut third, &page, &[("code", &codes[0])]).await;

@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::http::browser::{csrf_token, pending, start_pending, start_session, take_pending};
 use crate::http::pages::{MfaCode, MfaEnrol, MfaRecovery, render};
 use crate::http::peer::Peer;
-use crate::login::{Attempt, LoginFailure, Via};
+use crate::login::{Attempt, Factor, LoginFailure, Via};
 use crate::mfa::{self as factors, Enrolment};
 use crate::oauth::OAuthError;
 use crate::store::{Amr, PendingSignIn, UserRecord};
@@ -122,7 +122,13 @@ pub(super) async fn answer_code(
         via: Via::Browser,
     };
     match crate::login::second_factor(&state.core, &user, &pending.hash, code, &attempt).await {
-        Ok(_) => finish(state, headers, raw, req, &pending, &user, HeaderMap::new()).await,
+        Ok(factor) => {
+            let amr = match factor {
+                Factor::Totp => Amr::password_and_otp(),
+                Factor::Recovery => Amr::password_and_recovery_code(),
+            };
+            finish(state, headers, raw, req, &pending, &user, amr).await
+        }
         Err(LoginFailure::BadCredentials) => again(StatusCode::BAD_REQUEST, BAD_CODE),
         Err(LoginFailure::Throttled { retry_after } | LoginFailure::Busy { retry_after }) => {
             retry_later(
@@ -147,6 +153,7 @@ async fn start_from(
     pending: &PendingSignIn,
     generation: i64,
     user: &UserRecord,
+    amr: Amr,
     out: &mut HeaderMap,
 ) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
     if !take_pending(state, pending, out).await? {
@@ -156,7 +163,7 @@ async fn start_from(
         generation,
         ..user.clone()
     };
-    let session = start_session(state, &user, Amr::password_and_otp(), out).await?;
+    let session = start_session(state, &user, amr, out).await?;
     audit(
         state,
         "session.start",
@@ -175,9 +182,10 @@ async fn finish(
     req: &AuthRequest,
     pending: &PendingSignIn,
     user: &UserRecord,
-    mut out: HeaderMap,
+    amr: Amr,
 ) -> Response {
-    match start_from(state, req, pending, pending.generation, user, &mut out).await {
+    let mut out = HeaderMap::new();
+    match start_from(state, req, pending, pending.generation, user, amr, &mut out).await {
         Ok(Some(session)) => consent::proceed(state, headers, raw, req, &session, out).await,
         Ok(None) => expired(state, headers, raw, req),
         Err(e) => unavailable(&e),
@@ -228,7 +236,8 @@ pub(super) async fn answer_enrol(
     .await;
     let mut out = HeaderMap::new();
     let confirmed = pending.generation.saturating_add(1);
-    match start_from(state, req, &pending, confirmed, &user, &mut out).await {
+    let amr = Amr::password_and_otp();
+    match start_from(state, req, &pending, confirmed, &user, amr, &mut out).await {
         Ok(Some(_)) => {}
         Ok(None) => return expired(state, headers, raw, req),
         Err(e) => return unavailable(&e),
