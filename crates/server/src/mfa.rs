@@ -225,7 +225,11 @@ pub(crate) async fn confirm(
         .map(|_| recovery_code())
         .collect::<Result<Vec<_>, _>>()?;
     let hashes: Vec<TokenHash> = codes.iter().map(|c| recovery_hash(c)).collect();
-    if !core.store.confirm_totp(user_id, step, &hashes, now).await? {
+    if !core
+        .store
+        .confirm_totp(user_id, &t.sealed_secret, step, &hashes, core.revoked_now())
+        .await?
+    {
         return Ok(None);
     }
     Ok(Some(codes))

@@ -96,6 +96,16 @@ impl Browser {
         }
     }
 
+    /// From now on, sends from the loopback address `ip` (its cookies kept): one browser
+    /// moving between source networks.
+    pub fn move_to(&mut self, ip: std::net::IpAddr) {
+        self.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(ip)
+            .build()
+            .unwrap();
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()

@@ -64,6 +64,20 @@ async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
     post_form(b, &s.url("/authorize"), &form).await
 }
 
+/// [`password`] with the "set up a second factor" box ticked.
+async fn password_enrolling(s: &Server, b: &mut Browser, client: &str) -> Page {
+    let login = b.get(&authorize_url(s, client, VERIFIER, &[])).await;
+    let form = form_of(
+        &login,
+        &[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("enrol", "1"),
+        ],
+    );
+    post_form(b, &s.url("/authorize"), &form).await
+}
+
 async fn submit(s: &Server, b: &mut Browser, page: &Page, more: &[(&str, &str)]) -> Page {
     post_form(b, &s.url("/authorize"), &form_of(page, more)).await
 }
@@ -84,10 +98,10 @@ struct Enrolled {
     consent: Page,
 }
 
-/// Enrols alice (required).
+/// Enrols alice (required, or optional with the box ticked).
 async fn enrol(s: &Server, client: &str) -> Enrolled {
     let mut b = Browser::new();
-    let page = password(s, &mut b, client).await;
+    let page = password_enrolling(s, &mut b, client).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<svg"), "an inline SVG QR code");
     assert!(!page.body.contains("<img") && !page.body.contains("<script"));
@@ -226,6 +240,14 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
     let ok = submit(s, &mut other, &again, &[("code", &codes[0].to_uppercase())]).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("Allow"));
+    // A recovery code is a second factor but not an app's one-time password: `mfa`, no `otp`.
+    let done = submit(s, &mut other, &ok, &[("action", "approve")]).await;
+    let t = tokens(s, spa, &done).await;
+    for token in ["access_token", "id_token"] {
+        let (acr, amr, _) = assurance(t[token].as_str().unwrap());
+        assert_eq!(acr, "urn:tessera:acr:mfa", "{token}");
+        assert_eq!(amr, serde_json::json!(["pwd", "mfa"]), "{token}");
+    }
     let mut third = Browser::new();
     let page = password(s, &mut third, spa).await;
     let used = submit(s, &mut third, &page, &[("code", &codes[0])]).await;
@@ -252,7 +274,7 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
 
 #[tokio::test]
 async fn the_password_grant_and_a_reset() {
-    let setup = setup_with(REQUIRED, &[]);
+    let setup = setup_with("", &[]);
     let (s, spa) = (&setup.s, setup.spa.as_str());
     let (id, secret) = s.add_client("legacy", "password", "profile", &[]);
     let secret = secret.unwrap();
@@ -296,9 +318,10 @@ async fn the_password_grant_and_a_reset() {
     let after = submit(s, &mut b, &consent, &[("action", "approve")]).await;
     assert!(after.location.is_none());
     assert!(after.body.contains("<label for=\"username\">"));
-    // Required: the next sign-in enrols again, with a new key.
-    let mut b = Browser::new();
-    let page = password(s, &mut b, spa).await;
+    // Reset: the password alone signs in again; the box enrols again, with a new key.
+    let page = password(s, &mut Browser::new(), spa).await;
+    assert!(page.body.contains("Allow"), "{}", page.body);
+    let page = password_enrolling(s, &mut Browser::new(), spa).await;
     assert!(page.body.contains("<svg"));
     let audit = s.cli_ok(&["audit", "--json"], None);
     assert!(audit.contains("mfa.reset"));
@@ -367,4 +390,168 @@ async fn optional_offers_enrolment_and_off_does_not() {
     let mut b = Browser::new();
     let login = b.get(&authorize_url(&off.s, &off.spa, v, &[])).await;
     assert!(!login.body.contains("name=\"enrol\""));
+}
+
+/// The reviewer's repro: a browser signed in with the password alone before the user
+/// enrolled (in another browser) gets no code afterwards, even silently (`prompt=none`),
+/// and the refresh token it got before is dead; the enrolling browser stays signed in.
+#[tokio::test]
+async fn enrolling_ends_what_was_had_with_the_password_alone() {
+    let setup = setup_with("", &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    // Browser A: password only (optional, no box), tokens, and a consent page kept open.
+    let mut a = Browser::new();
+    let consent = password(s, &mut a, spa).await;
+    assert!(consent.body.contains("Allow"), "{}", consent.body);
+    let done = submit(s, &mut a, &consent, &[("action", "approve")]).await;
+    let before = tokens(s, spa, &done).await;
+    let kept_open = consent_again(s, &mut a, spa).await;
+    // Browser B enrols.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &[])).await;
+    let form = form_of(
+        &login,
+        &[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("enrol", "1"),
+        ],
+    );
+    let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    let app = app(&page);
+    let codes_page = submit(
+        s,
+        &mut b,
+        &page,
+        &[("code", &app.generate_current().unwrap())],
+    )
+    .await;
+    assert_eq!(codes_page.status, 200, "{}", codes_page.body);
+    let b_consent_page = submit(s, &mut b, &codes_page, &[]).await;
+    assert!(
+        b_consent_page.body.contains("Allow"),
+        "the enrolling browser stays signed in: {}",
+        b_consent_page.body
+    );
+    // A, silently: login_required, no code.
+    let silent = a
+        .get(&authorize_url(s, spa, VERIFIER, &[("prompt", "none")]))
+        .await;
+    assert_eq!(silent.status, StatusCode::SEE_OTHER, "{}", silent.body);
+    let params = silent.redirect_params();
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("login_required")
+    );
+    assert!(!params.contains_key("code"));
+    // A, interactively: the sign-in page, not consent; A's open consent page approves nothing.
+    let again = a.get(&authorize_url(s, spa, VERIFIER, &[])).await;
+    assert!(
+        again.body.contains("<label for=\"username\">"),
+        "{}",
+        again.body
+    );
+    let approve = submit(s, &mut a, &kept_open, &[("action", "approve")]).await;
+    assert!(
+        approve.location.is_none(),
+        "no code from a password-only session"
+    );
+    assert!(approve.body.contains("<label for=\"username\">"));
+    // The refresh token had with the password alone is dead.
+    let r = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", spa),
+                ("refresh_token", before["refresh_token"].as_str().unwrap()),
+            ],
+            None,
+        )
+        .await;
+    r.assert_error(400, "invalid_grant");
+    // B's session gives a code at the second factor's level.
+    let done = submit(s, &mut b, &b_consent_page, &[("action", "approve")]).await;
+    let t = tokens(s, spa, &done).await;
+    let (acr, _, _) = assurance(t["id_token"].as_str().unwrap());
+    assert_eq!(acr, "urn:tessera:acr:mfa");
+}
+
+/// The consent page of a signed-in browser (the authorize page goes straight to it).
+async fn consent_again(s: &Server, a: &mut Browser, client: &str) -> Page {
+    let p = a.get(&authorize_url(s, client, VERIFIER, &[])).await;
+    assert!(p.body.contains("Allow"), "{}", p.body);
+    p
+}
+
+/// The reviewer's spread: code guesses from many source networks. A pending sign-in ends
+/// after five wrong codes in all (the right code then finds it gone), and once the
+/// account's wrong codes from all networks reach the alarm (2 × the per-account
+/// threshold) the alarm is raised and the second factor is blocked from every network,
+/// even for the right code.
+#[tokio::test]
+async fn code_guesses_spread_over_networks_end_the_sign_in_and_then_block_the_account() {
+    let setup = setup_with(&format!("{REQUIRED}login_failures_per_account = 3\n"), &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    let app = enrol(s, spa).await.app;
+    let at = |c: u8, d: u8| std::net::IpAddr::from([127, 0, c, d]);
+    let mut b = Browser::new();
+    b.move_to(at(1, 1));
+    let mut page = password(s, &mut b, spa).await;
+    assert_code_page(&page);
+    for n in 0..5 {
+        b.move_to(at(1, 2 + n));
+        page = submit(s, &mut b, &page, &[("code", "123456")]).await;
+        assert_eq!(page.status, 400, "guess {n}: {}", page.body);
+    }
+    b.move_to(at(1, 9));
+    let gone = submit(s, &mut b, &page, &[("code", &next_code(&app))]).await;
+    assert!(gone.location.is_none());
+    assert!(gone.body.contains("Your sign-in expired"), "{}", gone.body);
+    // A new sign-in (a new password check), one more wrong code: the sixth in all.
+    let mut b = Browser::new();
+    b.move_to(at(2, 1));
+    let page = password(s, &mut b, spa).await;
+    assert_code_page(&page);
+    b.move_to(at(2, 2));
+    let page = submit(s, &mut b, &page, &[("code", "123456")]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    b.move_to(at(2, 3));
+    let blocked = submit(s, &mut b, &page, &[("code", &next_code(&app))]).await;
+    assert_eq!(
+        blocked.status, 429,
+        "blocked from a fresh network, right code or not"
+    );
+    assert!(blocked.retry_after.is_some());
+    let audit = s.cli_ok(&["audit", "--json"], None);
+    assert!(
+        audit.contains("login.account_targeted"),
+        "the alarm is raised"
+    );
+}
+
+/// Under `mfa = "required"` the password grant is refused for every user, with or without
+/// a factor, before the password is checked (a wrong one gets the same answer).
+#[tokio::test]
+async fn required_refuses_the_password_grant_for_everyone() {
+    let setup = setup_with(REQUIRED, &[]);
+    let s = &setup.s;
+    let (id, secret) = s.add_client("legacy", "password", "profile", &[]);
+    let secret = secret.unwrap();
+    for password in [PASSWORD, "nope nope nope"] {
+        let grant = [
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", password),
+        ];
+        let r = s.token(&grant, Some((&id, &secret))).await;
+        r.assert_error(400, "invalid_grant");
+        assert!(
+            r.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("requires a second factor"),
+            "{:?}",
+            r.json
+        );
+    }
 }

@@ -24,6 +24,9 @@ const BAD_LOGIN: &str = "invalid username or password";
 /// A user with a second factor: the password grant cannot carry it, so it would bypass it.
 const NEEDS_SECOND_FACTOR: &str = "this user signs in with a second factor, which the password grant cannot carry; \
      use the authorization code flow";
+/// Under `mfa = "required"` every user signs in with a second factor (or enrols one).
+const SECOND_FACTOR_REQUIRED: &str = "this server requires a second factor (mfa = required), \
+     which the password grant cannot carry; use the authorization code flow";
 
 pub(crate) async fn exchange(
     core: &Arc<Core>,
@@ -37,6 +40,11 @@ pub(crate) async fn exchange(
     let scope = resolve_scope(params.get("scope"), &client.scope)?;
     let audience = resolve_audience(params.get("resource"), &client.audience, &core.issuer)?;
 
+    // Refused before any password check: no user may skip the factor (or its enrolment)
+    // this way, and no guess is checked.
+    if core.config.login.mfa == crate::config::MfaMode::Required {
+        return Err(OAuthError::InvalidGrant(SECOND_FACTOR_REQUIRED));
+    }
     let attempt = Attempt {
         client_id: &client.id,
         ctx: &ctx,

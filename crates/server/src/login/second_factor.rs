@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{Attempt, LoginFailure, give_back, name_tag};
+use tessera_token::TokenHash;
+
+use super::{Attempt, LoginFailure, account_failures, give_back, name_tag};
 use crate::audit::audit;
 use crate::oauth::OAuthError;
 use crate::state::Core;
@@ -21,20 +23,31 @@ pub(crate) enum Factor {
     Recovery,
 }
 
+/// Wrong codes one pending sign-in takes, from any networks together, before it ends: each
+/// further batch of guesses costs a new (throttled) password check.
+pub(crate) const CODES_PER_SIGN_IN: u32 = 5;
+
 /// Checks the second factor `code` (a TOTP code or a recovery code) of `user`, whose
-/// password was accepted, throttled like a password: its own (account, network) key, so a
-/// correct password does not clear the failures of the second factor, and the network's
-/// key the passwords share. A wrong or replayed code counts as a failed login (metric,
-/// audit `mfa.failure`, throttle); a good one is audited `mfa.success`. Runs in a task of
-/// its own, so a client going away cannot cancel a failure before it is counted.
+/// password was accepted in the pending sign-in `pending`, throttled like a password: its
+/// own (account, network) key, so a correct password does not clear the failures of the
+/// second factor, and the network's key the passwords share. A wrong or replayed code
+/// counts as a failed login (metric, audit `mfa.failure`, throttle, the account alarm
+/// `login.account_targeted`); the pending sign-in ends after [`CODES_PER_SIGN_IN`] wrong
+/// codes; once the account's wrong codes from all networks reach the alarm threshold
+/// within the window, the account's second factor is blocked from everywhere for the
+/// window (the guesser has the password: a locked second factor is the lesser harm). A
+/// good code is audited `mfa.success`. Runs in a task of its own, so a client going away
+/// cannot cancel a failure before it is counted.
 pub(crate) async fn second_factor(
     core: &Arc<Core>,
     user: &UserRecord,
+    pending: &TokenHash,
     code: &str,
     attempt: &Attempt<'_>,
 ) -> Result<Factor, LoginFailure> {
     let core = Arc::clone(core);
     let (user_id, code) = (user.id.clone(), code.to_owned());
+    let (name, pending) = (user.name.clone(), *pending);
     let (client_id, ctx, via) = (
         attempt.client_id.to_owned(),
         attempt.ctx.clone(),
@@ -44,6 +57,19 @@ pub(crate) async fn second_factor(
         let core = &*core;
         let ip = ctx.ip;
         let tag = name_tag(core, &format!("\u{1f}mfa\u{1f}{user_id}"));
+        // The account's failures from all networks (the row `Reservation::failed` counts).
+        let account_block = format!("acct:{tag}");
+        let now = core.clock.now();
+        if let Some(until) = core
+            .store
+            .login_blocked_until(&account_block, now)
+            .await
+            .map_err(OAuthError::from)?
+        {
+            metrics::counter!(crate::metrics::THROTTLED).increment(1);
+            let retry_after = u64::try_from(until.secs() - now.secs()).unwrap_or(1).max(1);
+            return Err(LoginFailure::Throttled { retry_after });
+        }
         let reservation = match throttle::reserve(core, &tag, ip).await? {
             Ok(r) => r,
             Err(retry_after) => {
@@ -82,7 +108,37 @@ pub(crate) async fn second_factor(
                     detail,
                 )
                 .await;
-                reservation.failed(core).await?;
+                let failures = reservation.failed(core).await?;
+                let attempt = Attempt {
+                    client_id: &client_id,
+                    ctx: &ctx,
+                    via,
+                };
+                let who = json!({ "username": name, "factor": "second" });
+                account_failures(core, &attempt, &tag, Some(&user_id), who, failures).await;
+                let policy = core.config.login.throttle;
+                let now = core.clock.now();
+                if failures >= policy.account_alarm() {
+                    core.store
+                        .block_login(&account_block, now.saturating_add(policy.window))
+                        .await
+                        .map_err(OAuthError::from)?;
+                }
+                let wrong = core
+                    .store
+                    .record_login_failure(
+                        &format!("mfa-pending:{}", pending.to_hex()),
+                        now,
+                        policy.window,
+                    )
+                    .await
+                    .map_err(OAuthError::from)?;
+                if wrong >= CODES_PER_SIGN_IN {
+                    core.store
+                        .take_pending(&pending)
+                        .await
+                        .map_err(OAuthError::from)?;
+                }
                 return Err(LoginFailure::BadCredentials);
             }
         };

@@ -216,7 +216,7 @@ forward!(SessionStore {
 forward!(MfaStore {
     fn begin_totp(&self, totp: &TotpRecord) -> Result<bool, StoreError>;
     fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
-    fn confirm_totp(&self, user_id: &str, step: i64, codes: &[TokenHash], now: UnixTime) -> Result<bool, StoreError>;
+    fn confirm_totp(&self, user_id: &str, sealed_secret: &[u8], step: i64, codes: &[TokenHash], revoked: Revoked) -> Result<bool, StoreError>;
     fn use_totp_step(&self, user_id: &str, step: i64) -> Result<bool, StoreError>;
     fn use_recovery_code(&self, user_id: &str, hash: &TokenHash, now: UnixTime) -> Result<bool, StoreError>;
     fn recovery_codes_left(&self, user_id: &str) -> Result<u32, StoreError>;

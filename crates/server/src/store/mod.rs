@@ -248,15 +248,18 @@ pub trait MfaStore: Send + Sync {
     async fn begin_totp(&self, totp: &TotpRecord) -> Result<bool, StoreError>;
     /// The user's TOTP factor, confirmed or not.
     async fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
-    /// Confirms the user's unconfirmed factor with its first accepted `step` and, in the
-    /// same transaction, replaces their recovery codes with `codes` (hashes); false, and
-    /// nothing changed, when there is no unconfirmed factor (confirmed meanwhile, reset).
+    /// Confirms the user's unconfirmed factor with its first accepted `step` if its secret
+    /// is still `sealed_secret` and, in the same transaction, replaces their recovery codes
+    /// with `codes` (hashes) and does their revoke-all (the next generation; every session
+    /// and grant had without the factor ends); false, and nothing changed, when there is no
+    /// such unconfirmed factor (confirmed meanwhile, reset, replaced by another begin).
     async fn confirm_totp(
         &self,
         user_id: &str,
+        sealed_secret: &[u8],
         step: i64,
         codes: &[TokenHash],
-        now: UnixTime,
+        revoked: Revoked,
     ) -> Result<bool, StoreError>;
     /// Records `step` as the last used step of the user's confirmed factor if it is later
     /// than the one recorded (RFC 6238 section 5.2: a code is accepted once); one winner

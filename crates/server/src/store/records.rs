@@ -437,6 +437,13 @@ impl Amr {
         Amr(vec!["pwd".into(), "otp".into(), "mfa".into()])
     }
 
+    /// A password and a recovery code: a second factor (`mfa`), but not a one-time
+    /// password from a device (RFC 8176 has no value for a recovery code; `otp` would claim
+    /// the authenticator app was used).
+    pub fn password_and_recovery_code() -> Self {
+        Amr(vec!["pwd".into(), "mfa".into()])
+    }
+
     /// The values, in order.
     pub fn values(&self) -> &[String] {
         &self.0

@@ -9,7 +9,7 @@ use super::request::{AuthRequest, AuthzError, Raw, authz_error};
 use super::{login, unavailable};
 use crate::grants::authorization_code::{self, Issued};
 use crate::http::AppState;
-use crate::http::browser::{csrf_token, session};
+use crate::http::browser::csrf_token;
 use crate::http::pages::{Consent, render};
 use crate::oauth::OAuthError;
 use crate::store::SessionRecord;
@@ -67,7 +67,7 @@ pub(super) async fn answer(
     req: &AuthRequest,
     approved: bool,
 ) -> Response {
-    match session(state, headers).await {
+    match super::signed_in(state, headers).await {
         Ok(None) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
         Ok(Some(_)) if !approved => req.target.error(state, DENIED, HeaderMap::new()),
         Ok(Some(s)) => issue_code(state, req, &s, HeaderMap::new()).await,

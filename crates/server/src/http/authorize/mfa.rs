@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::http::browser::{csrf_token, pending, start_pending, start_session, take_pending};
 use crate::http::pages::{MfaCode, MfaEnrol, MfaRecovery, render};
 use crate::http::peer::Peer;
-use crate::login::{Attempt, LoginFailure, Via};
+use crate::login::{Attempt, Factor, LoginFailure, Via};
 use crate::mfa::{self as factors, Enrolment};
 use crate::oauth::OAuthError;
 use crate::store::{Amr, PendingSignIn, UserRecord};
@@ -121,8 +121,14 @@ pub(super) async fn answer_code(
         ctx: &ctx,
         via: Via::Browser,
     };
-    match crate::login::second_factor(&state.core, &user, code, &attempt).await {
-        Ok(_) => finish(state, headers, raw, req, &pending, &user, HeaderMap::new()).await,
+    match crate::login::second_factor(&state.core, &user, &pending.hash, code, &attempt).await {
+        Ok(factor) => {
+            let amr = match factor {
+                Factor::Totp => Amr::password_and_otp(),
+                Factor::Recovery => Amr::password_and_recovery_code(),
+            };
+            finish(state, headers, raw, req, &pending, &user, amr).await
+        }
         Err(LoginFailure::BadCredentials) => again(StatusCode::BAD_REQUEST, BAD_CODE),
         Err(LoginFailure::Throttled { retry_after } | LoginFailure::Busy { retry_after }) => {
             retry_later(
@@ -138,22 +144,26 @@ pub(super) async fn answer_code(
 }
 
 /// Takes the pending sign-in (once: a second browser tab posting the same step finds it
-/// gone) and starts the session stamped with the generation read with the password.
+/// gone) and starts the session stamped with `generation`: the one read with the password,
+/// or the one after it when this sign-in confirmed the factor (which did the user's
+/// revoke-all; any other revoke-all meanwhile leaves the session dead, never alive).
 async fn start_from(
     state: &AppState,
     req: &AuthRequest,
     pending: &PendingSignIn,
+    generation: i64,
     user: &UserRecord,
+    amr: Amr,
     out: &mut HeaderMap,
 ) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
     if !take_pending(state, pending, out).await? {
         return Ok(None);
     }
     let user = UserRecord {
-        generation: pending.generation,
+        generation,
         ..user.clone()
     };
-    let session = start_session(state, &user, Amr::password_and_otp(), out).await?;
+    let session = start_session(state, &user, amr, out).await?;
     audit(
         state,
         "session.start",
@@ -172,9 +182,10 @@ async fn finish(
     req: &AuthRequest,
     pending: &PendingSignIn,
     user: &UserRecord,
-    mut out: HeaderMap,
+    amr: Amr,
 ) -> Response {
-    match start_from(state, req, pending, user, &mut out).await {
+    let mut out = HeaderMap::new();
+    match start_from(state, req, pending, pending.generation, user, amr, &mut out).await {
         Ok(Some(session)) => consent::proceed(state, headers, raw, req, &session, out).await,
         Ok(None) => expired(state, headers, raw, req),
         Err(e) => unavailable(&e),
@@ -224,7 +235,9 @@ pub(super) async fn answer_enrol(
     )
     .await;
     let mut out = HeaderMap::new();
-    match start_from(state, req, &pending, &user, &mut out).await {
+    let confirmed = pending.generation.saturating_add(1);
+    let amr = Amr::password_and_otp();
+    match start_from(state, req, &pending, confirmed, &user, amr, &mut out).await {
         Ok(Some(_)) => {}
         Ok(None) => return expired(state, headers, raw, req),
         Err(e) => return unavailable(&e),

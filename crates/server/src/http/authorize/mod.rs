@@ -79,6 +79,28 @@ fn refused(state: &AppState, refusal: Refusal) -> Response {
     }
 }
 
+/// The request's live session if it is strong enough to stand for a sign-in now: one
+/// without a second factor does not count for a user who has confirmed one since (or
+/// under `mfa = "required"`); they sign in again, with it. The confirmation ends such
+/// sessions already (the user's revoke-all); this holds the line should one escape it.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
+    let Some(s) = session(state, headers).await? else {
+        return Ok(None);
+    };
+    if s.amr.is_mfa() {
+        return Ok(Some(s));
+    }
+    if state.config.login.mfa == crate::config::MfaMode::Required
+        || crate::mfa::enrolled(state, &s.user_id).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(s))
+}
+
 fn unavailable(e: &OAuthError) -> Response {
     tracing::error!(error = %e, "authorization endpoint failed");
     error_page(
@@ -111,7 +133,7 @@ pub(crate) async fn get(
         Err(refusal) => return refused(&state, refusal),
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
-    match session(&state, &headers).await {
+    match signed_in(&state, &headers).await {
         Ok(Some(s)) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
         Ok(None) if req.prompt_none => req.target.error(&state, LOGIN_REQUIRED, HeaderMap::new()),
         Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
@@ -158,7 +180,7 @@ pub(crate) async fn post(
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
-        Some("continue") => match session(&state, &headers).await {
+        Some("continue") => match signed_in(&state, &headers).await {
             Ok(Some(s)) => {
                 consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await
             }

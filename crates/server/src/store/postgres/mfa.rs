@@ -21,12 +21,15 @@ impl MfaStore for PgStore {
     async fn confirm_totp(
         &self,
         user_id: &str,
+        sealed_secret: &[u8],
         step: i64,
         codes: &[TokenHash],
-        now: UnixTime,
+        revoked: Revoked,
     ) -> Result<bool, StoreError> {
+        let now = revoked.now;
         let mut tx = self.tx().await?;
-        if !Sql::confirm_totp(&mut *tx, user_id, step, now).await? {
+        lock_feed(&mut tx).await?;
+        if !Sql::confirm_totp(&mut *tx, user_id, sealed_secret, step, now).await? {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
@@ -34,6 +37,8 @@ impl MfaStore for PgStore {
         for hash in codes {
             Sql::insert_recovery_code(&mut *tx, user_id, hash, now).await?;
         }
+        // Sessions and grants from before the factor were had without it: they end here.
+        revoke_all_in(&mut tx, user_id, revoked).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }

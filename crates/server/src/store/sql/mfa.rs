@@ -68,20 +68,24 @@ where
         }))
     }
 
-    /// Confirms the user's unconfirmed factor with its first step; true when it did.
+    /// Confirms the user's unconfirmed factor with its first step, if its secret is still
+    /// `sealed_secret` (the one the code was checked against, not one a concurrent begin put
+    /// in its place); true when it did.
     pub(in crate::store) async fn confirm_totp<'c>(
         ex: impl Executor<'c, Database = DB>,
         user_id: &str,
+        sealed_secret: &[u8],
         step: i64,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
             "UPDATE mfa_totp SET confirmed_at = $1, last_step = $2 \
-             WHERE user_id = $3 AND confirmed_at IS NULL",
+             WHERE user_id = $3 AND confirmed_at IS NULL AND sealed_secret = $4",
         )
         .bind(now.secs())
         .bind(step)
         .bind(user_id)
+        .bind(sealed_secret)
         .execute(ex)
         .await
         .map_err(backend)?

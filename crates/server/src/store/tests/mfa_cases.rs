@@ -52,9 +52,15 @@ pub(crate) async fn a_totp_factor_is_confirmed_once_and_each_step_used_once(s: A
         !s.use_totp_step("u1", 5).await.unwrap(),
         "not before confirmation"
     );
-    assert!(s.confirm_totp("u1", 10, &codes(), t(1)).await.unwrap());
     assert!(
-        !s.confirm_totp("u1", 11, &codes(), t(2)).await.unwrap(),
+        s.confirm_totp("u1", b"second", 10, &codes(), revoked(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.confirm_totp("u1", b"second", 11, &codes(), revoked(2))
+            .await
+            .unwrap(),
         "confirmed once"
     );
     assert!(
@@ -85,7 +91,9 @@ pub(crate) async fn a_totp_factor_is_confirmed_once_and_each_step_used_once(s: A
 pub(crate) async fn a_totp_step_has_exactly_one_winner(s: Arc<dyn Store>) {
     s.insert_user(&user("u1", "alice")).await.unwrap();
     s.begin_totp(&totp("u1", b"x")).await.unwrap();
-    s.confirm_totp("u1", 1, &codes(), t(1)).await.unwrap();
+    s.confirm_totp("u1", b"x", 1, &codes(), revoked(1))
+        .await
+        .unwrap();
     for step in 2..5 {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -120,7 +128,9 @@ pub(crate) async fn recovery_codes_are_used_once_and_replaced_on_confirmation(s:
     s.insert_user(&user("u1", "alice")).await.unwrap();
     s.insert_user(&user("u2", "bob")).await.unwrap();
     s.begin_totp(&totp("u1", b"x")).await.unwrap();
-    s.confirm_totp("u1", 1, &codes(), t(1)).await.unwrap();
+    s.confirm_totp("u1", b"x", 1, &codes(), revoked(1))
+        .await
+        .unwrap();
     assert_eq!(s.recovery_codes_left("u1").await.unwrap(), 10);
     let one = TokenHash::of(&[1]);
     assert!(
@@ -163,11 +173,17 @@ pub(crate) async fn an_mfa_reset_removes_factors_and_ends_sessions(s: Arc<dyn St
     s.insert_user(&user("u2", "bob")).await.unwrap();
     for u in ["u1", "u2"] {
         s.begin_totp(&totp(u, b"x")).await.unwrap();
-        s.confirm_totp(u, 1, &codes(), t(1)).await.unwrap();
+        s.confirm_totp(u, b"x", 1, &codes(), revoked(1))
+            .await
+            .unwrap();
     }
-    let live = session("u1", 1000);
+    // Confirming moved alice to generation 1.
+    let live = SessionRecord {
+        generation: 1,
+        ..session("u1", 1000)
+    };
     s.insert_session(&live).await.unwrap();
-    let p = pending("u1", 0, 300);
+    let p = pending("u1", 1, 300);
     s.insert_pending(&p).await.unwrap();
     assert!(s.reset_mfa("u1", revoked(5)).await.unwrap());
     assert!(s.totp("u1").await.unwrap().is_none());
@@ -180,7 +196,7 @@ pub(crate) async fn an_mfa_reset_removes_factors_and_ends_sessions(s: Arc<dyn St
         !s.take_pending(&p.hash).await.unwrap(),
         "pending sign-ins go"
     );
-    assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().generation, 1);
+    assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().generation, 2);
     assert!(
         s.totp("u2").await.unwrap().is_some(),
         "another user's stays"
@@ -193,4 +209,52 @@ pub(crate) async fn an_mfa_reset_removes_factors_and_ends_sessions(s: Arc<dyn St
     s.remove_user("bob", revoked(6)).await.unwrap();
     assert!(s.totp("u2").await.unwrap().is_none());
     assert_eq!(s.recovery_codes_left("u2").await.unwrap(), 0);
+}
+
+/// Confirming a factor is a revoke-all: sessions, pending sign-ins and grants had with the
+/// password alone end with it; and it confirms only the secret the code was checked against.
+pub(crate) async fn confirming_a_factor_ends_what_was_had_without_it(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    s.insert_user(&user("u2", "bob")).await.unwrap();
+    let before = session("u1", 1000);
+    s.insert_session(&before).await.unwrap();
+    let bobs = session("u2", 1000);
+    s.insert_session(&bobs).await.unwrap();
+    let p = pending("u1", 0, 300);
+    s.insert_pending(&p).await.unwrap();
+    s.begin_totp(&totp("u1", b"checked")).await.unwrap();
+    // A concurrent begin replaced the secret the code was checked against.
+    s.begin_totp(&totp("u1", b"replaced")).await.unwrap();
+    assert!(
+        !s.confirm_totp("u1", b"checked", 1, &codes(), revoked(1))
+            .await
+            .unwrap(),
+        "not a secret the user never checked"
+    );
+    assert!(s.live_session(&before.hash, t(2)).await.unwrap().is_some());
+    assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().generation, 0);
+    assert!(
+        s.confirm_totp("u1", b"replaced", 1, &codes(), revoked(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.user_by_id("u1").await.unwrap().unwrap().generation, 1);
+    assert!(
+        s.live_session(&before.hash, t(4)).await.unwrap().is_none(),
+        "the password-only session ends"
+    );
+    assert_eq!(s.pending(&p.hash, t(4)).await.unwrap(), None);
+    assert!(
+        s.live_session(&bobs.hash, t(4)).await.unwrap().is_some(),
+        "another user's stays"
+    );
+    let after = SessionRecord {
+        generation: 1,
+        ..session("u1", 1000)
+    };
+    s.insert_session(&after).await.unwrap();
+    assert!(
+        s.live_session(&after.hash, t(4)).await.unwrap().is_some(),
+        "a session stamped with the new generation stands"
+    );
 }

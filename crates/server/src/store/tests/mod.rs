@@ -434,5 +434,6 @@ suite!(
     recovery_codes_are_used_once_and_replaced_on_confirmation,
     pending_sign_ins_follow_the_user_and_are_taken_once,
     an_mfa_reset_removes_factors_and_ends_sessions,
+    confirming_a_factor_ends_what_was_had_without_it,
     every_feed_writer_wakes_the_readers,
 );
