@@ -65,6 +65,11 @@ async function toLogin(page) {
 
 /// Fills the login form with the keyboard only: username has focus (autofocus).
 async function typeCredentials(page, user, password) {
+  // Autofocus lands once the page is parsed, which may be a moment after the heading
+  // shows on a loaded machine: wait for it (bounded), then insist on it.
+  await page
+    .waitForFunction(() => document.activeElement?.id === "username", null, { timeout: 5000 })
+    .catch(() => {});
   assert.equal(await page.evaluate(() => document.activeElement?.id), "username");
   await page.keyboard.type(user);
   await page.keyboard.press("Tab");
