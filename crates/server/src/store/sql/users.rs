@@ -60,22 +60,24 @@ where
         ex: impl Executor<'c, Database = DB>,
         name: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query(select_users!(" WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(ex)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(Self::user)
-            .transpose()
+        Self::one_user(ex, select_users!(" WHERE name = $1"), name).await
     }
 
     pub(in crate::store) async fn user_by_id<'c>(
         ex: impl Executor<'c, Database = DB>,
         id: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query(select_users!(" WHERE id = $1"))
-            .bind(id)
+        Self::one_user(ex, select_users!(" WHERE id = $1"), id).await
+    }
+
+    /// The user `sql` (one `$1` text parameter) finds, if any.
+    async fn one_user<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        sql: &'static str,
+        key: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query(sql)
+            .bind(key)
             .fetch_optional(ex)
             .await
             .map_err(backend)?
