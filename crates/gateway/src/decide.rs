@@ -1,0 +1,113 @@
+//! The one decision both modes share: match the route, run the guard on the request head,
+//! check the route's scopes and DPoP rule, and either allow (with the identity headers to
+//! add) or deny (with the guard's status and `WWW-Authenticate` intact).
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use tessera_guard::{Guard, GuardError, Identity, ScopeRequirement};
+
+use crate::config::DpopRule;
+use crate::identity::IdentityHeaders;
+use crate::routes::{Requirement, Routes};
+
+/// Guard, route table and identity headers: built once at start-up, shared by every request.
+pub struct Gateway {
+    guard: Guard,
+    routes: Routes,
+    identity: IdentityHeaders,
+}
+
+/// An allowed request.
+#[derive(Debug)]
+pub struct Allowed {
+    /// The caller's verified identity; `None` on a public route.
+    pub identity: Option<Arc<Identity>>,
+    /// The identity headers to add (after [`Gateway::strip_incoming`]).
+    pub headers: HeaderMap,
+}
+
+/// What the gateway decided.
+#[derive(Debug)]
+pub enum Decision {
+    /// Let it through.
+    Allow(Allowed),
+    /// Answer this instead (401/403 with the guard's challenge, 400 for an ambiguous path).
+    Deny(Response),
+}
+
+impl Gateway {
+    /// Assembles a gateway.
+    pub fn new(guard: Guard, routes: Routes, identity: IdentityHeaders) -> Gateway {
+        Gateway {
+            guard,
+            routes,
+            identity,
+        }
+    }
+
+    /// The guard (for its metadata router, warm-up and revocation feed).
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// Removes incoming identity headers (and credentials unless forwarded) from a request
+    /// bound for the upstream.
+    pub fn strip_incoming(&self, headers: &mut HeaderMap) {
+        self.identity.strip_incoming(headers);
+    }
+
+    /// Decides on a request head: `parts` carries the method, URI and headers of the
+    /// request as the client sent it (forward-auth rebuilds them from the proxy's headers).
+    pub async fn decide(&self, parts: &Parts) -> Decision {
+        let requirement = match self.routes.requirement(&parts.method, parts.uri.path()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "refused an ambiguous path");
+                return Decision::Deny((StatusCode::BAD_REQUEST, e.to_string()).into_response());
+            }
+        };
+        let (scopes, dpop) = match requirement {
+            Requirement::Public => {
+                return Decision::Allow(Allowed {
+                    identity: None,
+                    headers: HeaderMap::new(),
+                });
+            }
+            Requirement::Deny => {
+                return Decision::Deny(
+                    (StatusCode::FORBIDDEN, "no route allows this request").into_response(),
+                );
+            }
+            Requirement::Token { scopes, dpop } => (scopes, *dpop),
+        };
+        let identity = match self.guard.authenticate(parts).await {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return self.deny(parts, GuardError::MissingToken),
+            Err(e) => return self.deny(parts, e),
+        };
+        // An empty list asks for nothing (`all` of no scopes holds).
+        let needed = ScopeRequirement::all(scopes.iter().cloned());
+        if let Err(e) = needed.check(identity.scope.as_ref()) {
+            return self.deny(parts, e);
+        }
+        let bound = identity.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+        if dpop == DpopRule::Require && !bound {
+            return self.deny(
+                parts,
+                GuardError::TokenBinding("this route requires a DPoP-bound token"),
+            );
+        }
+        let headers = self.identity.for_identity(&identity);
+        Decision::Allow(Allowed {
+            identity: Some(identity),
+            headers,
+        })
+    }
+
+    fn deny(&self, parts: &Parts, err: GuardError) -> Decision {
+        Decision::Deny(self.guard.error_response_to(parts, &err))
+    }
+}
