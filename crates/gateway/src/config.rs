@@ -40,6 +40,12 @@ pub struct GatewayConfig {
     /// Reverse-proxy settings (required with `mode = "proxy"`).
     #[serde(default)]
     pub proxy: Option<ProxyConfig>,
+    /// Forward-auth settings (required with `mode = "forward_auth"`): which proxy asks.
+    #[serde(default)]
+    pub forward_auth: Option<ForwardAuthConfig>,
+    /// Connection limits of the gateway's own listener.
+    #[serde(default)]
+    pub serving: ServingConfig,
     /// The route table: the first route whose method and path match decides. A request no
     /// route matches is refused (403) unless `default` says otherwise.
     #[serde(default, rename = "route")]
@@ -123,6 +129,66 @@ impl ProxyConfig {
     /// The response-head timeout.
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+}
+
+/// Forward-auth settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// The proxy that sends the sub-requests. It decides which headers carry the original
+    /// method and URI; the others are ignored, so a client cannot pick the convention.
+    pub proxy: ProxyKind,
+    /// Envoy only: the `path_prefix` of Envoy's `http_service`. The check request's path is
+    /// this prefix followed by the original path; the gateway's own `/healthz` and metadata
+    /// stay outside it. Required with `proxy = "envoy"`.
+    #[serde(default)]
+    pub envoy_path_prefix: Option<String>,
+}
+
+/// The proxy in front of a forward-auth gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyKind {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Forwarded-Host`.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the check request's own method and path (after
+    /// `envoy_path_prefix`) and `Host`.
+    Envoy,
+}
+
+/// Limits of the gateway's listener, so slow or greedy clients cannot exhaust it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Longest wait for a request head, also between keep-alive requests (seconds).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further ones are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Header lines in one request head; more is answered 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Bytes of one request head; more closes the connection.
+    #[serde(default = "default_max_head_bytes")]
+    pub max_head_bytes: usize,
+    /// On SIGTERM or Ctrl-C, how long running requests may take to finish (seconds).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            max_connections: default_max_connections(),
+            max_headers: default_max_headers(),
+            max_head_bytes: default_max_head_bytes(),
+            shutdown_timeout_secs: default_shutdown_timeout(),
+        }
     }
 }
 
@@ -226,6 +292,49 @@ impl GatewayConfig {
                 "mode = \"proxy\" needs a [proxy] section with `upstream`".into(),
             ));
         }
+        if self.mode == Mode::ForwardAuth {
+            let Some(fa) = &self.forward_auth else {
+                return Err(ConfigError::Invalid(
+                    "mode = \"forward_auth\" needs a [forward_auth] section naming the proxy: proxy = \"nginx\", \"traefik\" or \"envoy\"".into(),
+                ));
+            };
+            match (fa.proxy, fa.envoy_path_prefix.as_deref()) {
+                (ProxyKind::Envoy, None) => {
+                    return Err(ConfigError::Invalid(
+                        "forward_auth.proxy = \"envoy\" needs envoy_path_prefix (Envoy's http_service path_prefix, such as \"/check\")".into(),
+                    ));
+                }
+                (ProxyKind::Envoy, Some(p)) => {
+                    if p.len() < 2 || p.ends_with('/') || crate::routes::check_path(p).is_err() {
+                        return Err(ConfigError::Invalid(format!(
+                            "forward_auth.envoy_path_prefix {p:?}: give a path such as \"/check\" (starting with /, not ending with one)"
+                        )));
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(ConfigError::Invalid(
+                        "forward_auth.envoy_path_prefix is only for proxy = \"envoy\"".into(),
+                    ));
+                }
+                (_, None) => {}
+            }
+        }
+        let s = &self.serving;
+        if s.header_read_timeout_secs == 0 || s.max_connections == 0 || s.max_headers == 0 {
+            return Err(ConfigError::Invalid(
+                "serving: header_read_timeout_secs, max_connections and max_headers must be above 0".into(),
+            ));
+        }
+        if s.max_connections > 100_000 {
+            return Err(ConfigError::Invalid(
+                "serving.max_connections must be at most 100000".into(),
+            ));
+        }
+        if s.max_head_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "serving.max_head_bytes must be at least 8192 (hyper's smallest buffer)".into(),
+            ));
+        }
         if !self.identity.header_prefix.is_empty()
             && http::HeaderName::from_bytes(self.identity.header_prefix.as_bytes()).is_err()
         {
@@ -252,6 +361,26 @@ fn default_cache_capacity() -> usize {
 
 fn default_header_prefix() -> String {
     "X-Auth-".into()
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_head_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_shutdown_timeout() -> u64 {
+    10
 }
 
 fn default_connect_timeout() -> u64 {

@@ -60,6 +60,13 @@ impl IdentityHeaders {
         }
     }
 
+    /// Every header name [`Self::for_identity`] may set.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.subject, &self.scope, &self.client_id]
+            .into_iter()
+            .chain(self.claims.iter().map(|(_, n)| n))
+    }
+
     /// The headers describing `identity`.
     pub fn for_identity(&self, identity: &Identity) -> HeaderMap {
         let mut out = HeaderMap::new();

@@ -4,7 +4,7 @@
 //! [`forward_auth`] answers a proxy's sub-request (nginx `auth_request`, Traefik
 //! `ForwardAuth`, Envoy `ext_authz`), [`proxy`] forwards the request to the upstream itself.
 //!
-//! Layers: `main` → modes (`forward_auth`, `proxy`) → [`decide`] → `routes`, `identity`,
+//! Layers: `main` → `startup` (building the gateway), `serve` (connections) → modes (`forward_auth`, `proxy`) → [`decide`] → `routes`, `identity`,
 //! `config` → `tessera-guard`.
 
 pub mod config;
@@ -13,6 +13,8 @@ pub mod forward_auth;
 pub mod identity;
 pub mod proxy;
 pub mod routes;
+pub mod serve;
+pub mod startup;
 
 pub use config::GatewayConfig;
 pub use decide::{Allowed, Decision, Gateway};
