@@ -28,6 +28,10 @@ pub struct GatewayConfig {
     /// The realm named in `WWW-Authenticate` challenges.
     #[serde(default)]
     pub realm: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` between the issuer and the gateway
+    /// (seconds, at most 300).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
     /// The verified-token cache capacity (0 verifies every request's signature).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
@@ -319,6 +323,11 @@ impl GatewayConfig {
                 (_, None) => {}
             }
         }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::Invalid(
+                "leeway_secs must be at most 300 (a larger skew is a clock to fix)".into(),
+            ));
+        }
         let s = &self.serving;
         if s.header_read_timeout_secs == 0 || s.max_connections == 0 || s.max_headers == 0 {
             return Err(ConfigError::Invalid(
@@ -361,6 +370,10 @@ fn default_cache_capacity() -> usize {
 
 fn default_header_prefix() -> String {
     "X-Auth-".into()
+}
+
+fn default_leeway() -> u64 {
+    30
 }
 
 fn default_header_read_timeout() -> u64 {

@@ -91,8 +91,30 @@ async fn check(State(c): State<Arc<Checker>>, request: Request) -> Response {
             }
             no_store((StatusCode::OK, headers).into_response())
         }
-        Decision::Deny(response) => no_store(response),
+        Decision::Deny(response) => no_store(one_challenge_line(response)),
     }
+}
+
+/// Joins several `WWW-Authenticate` lines (`Bearer` and `DPoP`) into one, a
+/// comma-separated list of challenges (RFC 9110 section 11.6.1): nginx 1.22's
+/// `$upstream_http_www_authenticate` holds only the first line of a header.
+fn one_challenge_line(mut response: Response) -> Response {
+    let lines: Vec<&[u8]> = response
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if lines.len() < 2 {
+        return response;
+    }
+    let joined = lines.join(&b", "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 fn no_store(mut response: Response) -> Response {

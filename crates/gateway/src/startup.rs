@@ -70,7 +70,8 @@ pub async fn gateway_from_config(config: &GatewayConfig) -> Result<Gateway, Star
     let verifier = Verifier::remote(RemoteIssuer::new(&config.issuer))?;
     let mut builder = Guard::builder(
         verifier,
-        Validation::access_token(&config.issuer, &config.audience),
+        Validation::access_token(&config.issuer, &config.audience)
+            .leeway(Duration::from_secs(config.leeway_secs)),
     )
     .cache_capacity(config.cache_capacity);
     if let Some(realm) = &config.realm {

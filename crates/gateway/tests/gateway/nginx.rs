@@ -1,0 +1,1 @@
+//! nginx `auth_request` in front of an upstream (end to end): to be written.
