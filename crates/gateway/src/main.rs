@@ -93,6 +93,7 @@ async fn run(config: GatewayConfig) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, mode = ?config.mode, issuer = %config.issuer, "tessera-gateway up");
+    eprintln!("listening on http://{addr}");
     serve::run_with(
         router,
         listener,
