@@ -323,6 +323,16 @@ impl GatewayConfig {
                 (_, None) => {}
             }
         }
+        if let Some(url) = &self.public_base_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(['?', '#'])) {
+                return Err(ConfigError::Invalid(format!(
+                    "public_base_url {url:?}: give the API's URL as clients see it: scheme (https or http), host and optional path prefix, such as \"https://api.example\""
+                )));
+            }
+        }
         if self.leeway_secs > 300 {
             return Err(ConfigError::Invalid(
                 "leeway_secs must be at most 300 (a larger skew is a clock to fix)".into(),
@@ -402,4 +412,64 @@ fn default_connect_timeout() -> u64 {
 
 fn default_response_timeout() -> u64 {
     30
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:0"
+mode = "forward_auth"
+issuer = "https://as.example"
+audience = "api"
+[forward_auth]
+proxy = "nginx"
+"#;
+
+    fn err(extra: &str, replace: (&str, &str)) -> String {
+        let text = format!("{BASE}{extra}").replace(replace.0, replace.1);
+        match GatewayConfig::parse(&text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_the_key_and_the_fix() {
+        assert!(GatewayConfig::parse(BASE).is_ok());
+        assert!(err("", ("[forward_auth]\nproxy = \"nginx\"", "")).contains("[forward_auth]"));
+        assert!(err("", ("proxy = \"nginx\"", "proxy = \"envoy\"")).contains("envoy_path_prefix"));
+        assert!(
+            err(
+                "envoy_path_prefix = \"/\"\n",
+                ("proxy = \"nginx\"", "proxy = \"envoy\"")
+            )
+            .contains("envoy_path_prefix")
+        );
+        assert!(err("envoy_path_prefix = \"/check\"\n", ("", "")).contains("only for"));
+        assert!(
+            err(
+                "",
+                (
+                    "audience = \"api\"",
+                    "audience = \"api\"\npublic_base_url = \"api.example\""
+                )
+            )
+            .contains("public_base_url")
+        );
+        assert!(
+            err(
+                "",
+                (
+                    "audience = \"api\"",
+                    "audience = \"api\"\nleeway_secs = 301"
+                )
+            )
+            .contains("leeway_secs")
+        );
+        assert!(err("[serving]\nmax_connections = 0\n", ("", "")).contains("max_connections"));
+        assert!(err("[serving]\nmax_head_bytes = 100\n", ("", "")).contains("max_head_bytes"));
+        assert!(err("", ("audience", "audiense")).contains("audiense"));
+    }
 }

@@ -392,3 +392,55 @@ async fn the_resource_metadata_is_served() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_dpop_bound_token_with_its_proof_passes_and_is_checked_against_the_public_url() {
+    use tessera_token::dpop::{access_token_hash, sign_proof};
+    let f = fixture("nginx");
+    let holder = tessera_token::SigningKey::generate(tessera_token::Algorithm::Es256).unwrap();
+    let jkt = holder.public_jwk().unwrap().thumbprint().unwrap();
+    let t = token(&f.key, json!({"cnf": {"jkt": jkt}}));
+    let auth = format!("DPoP {t}");
+    let proof = |htu: &str, jti: &str| {
+        sign_proof(
+            &holder,
+            &json!({"jti": jti, "htm": "GET", "htu": htu, "iat": NOW, "ath": access_token_hash(&t)}),
+        )
+        .unwrap()
+    };
+    // htu is public_base_url + the original path (the query is not part of it).
+    let good = proof("https://api.example/export", "p1");
+    let r = nginx(
+        &f.router,
+        "GET",
+        "/export?x=1",
+        &[("authorization", &auth), ("dpop", &good)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.challenge());
+    assert_eq!(r.header("x-auth-subject"), Some("alice"));
+    // The same proof again is a replay; a proof for the gateway's own URL is not one
+    // for the API.
+    let r = nginx(
+        &f.router,
+        "GET",
+        "/export",
+        &[("authorization", &auth), ("dpop", &good)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let wrong = proof("http://127.0.0.1:9000/auth", "p2");
+    let r = nginx(
+        &f.router,
+        "GET",
+        "/export",
+        &[("authorization", &auth), ("dpop", &wrong)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.challenge().contains("invalid_dpop_proof"),
+        "{}",
+        r.challenge()
+    );
+}
