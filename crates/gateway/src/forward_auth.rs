@@ -75,7 +75,15 @@ async fn check(State(c): State<Arc<Checker>>, request: Request) -> Response {
             return no_store((StatusCode::BAD_REQUEST, e.to_string()).into_response());
         }
     };
-    match c.gateway.decide(&original).await {
+    let decision = c.gateway.decide(&original).await;
+    // The path only: a query may carry anything, and no credential is ever logged.
+    tracing::debug!(
+        method = %original.method,
+        path = original.uri.path(),
+        allowed = matches!(decision, Decision::Allow(_)),
+        "forward-auth decision"
+    );
+    match decision {
         Decision::Allow(allowed) => {
             // Every identity header is sent, empty when the token lacks it, so a proxy
             // that copies the answer's headers over the request's (Traefik, Envoy)

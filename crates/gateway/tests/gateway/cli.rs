@@ -108,3 +108,55 @@ fn a_missing_secret_variable_fails_the_start_with_exit_1() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("TESSERA_GW_TEST_SECRET"), "{stderr}");
 }
+
+#[test]
+fn it_serves_with_the_issuer_down_and_stops_on_sigterm_with_exit_0() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    // No [revocation]; the issuer's port has nothing listening.
+    let config = GOOD.replace(
+        "[revocation]\nclient_id = \"rs\"\nclient_secret_env = \"TESSERA_GW_TEST_SECRET\"\n",
+        "",
+    );
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(GATEWAY)
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = String::new();
+    loop {
+        let line = lines
+            .next()
+            .expect("stderr closed before listening")
+            .unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with("listening on http://127.0.0.1:") {
+            break;
+        }
+    }
+    assert!(log.contains("public_base_url is not set"), "{log}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0));
+}

@@ -135,6 +135,25 @@ async fn an_oversized_head_is_refused() {
     assert!(!answer.contains(" 200 "), "{answer}");
 }
 
+/// A connection that has had one answer and stays open (keep-alive).
+async fn keep_alive(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&buf).ends_with("ok") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    s
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once() {
     let r = start(Limits {
@@ -143,10 +162,9 @@ async fn connections_over_the_cap_are_closed_at_once() {
         ..limits()
     })
     .await;
-    let held_a = TcpStream::connect(r.addr).await.unwrap();
-    let held_b = TcpStream::connect(r.addr).await.unwrap();
-    // Let the server take both before the third arrives.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two keep-alive connections, each answered once: both hold a slot now.
+    let held_a = keep_alive(r.addr).await;
+    let held_b = keep_alive(r.addr).await;
     let mut third = TcpStream::connect(r.addr).await.unwrap();
     let _ = third
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
