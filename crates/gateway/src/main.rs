@@ -89,46 +89,42 @@ async fn run(config: GatewayConfig) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     };
+    let stop = stop_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(listen = %addr, mode = ?config.mode, issuer = %config.issuer, "tessera-gateway up");
     eprintln!("listening on http://{addr}");
-    serve::run_with(
-        router,
-        listener,
-        Limits::from_config(&config.serving),
-        stop_signal(),
-    )
-    .await?;
+    serve::run_with(router, listener, Limits::from_config(&config.serving), stop).await?;
     tracing::info!("tessera-gateway stopped");
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// A future completing on SIGTERM or Ctrl-C (SIGINT). The handlers are installed now,
+/// before the gateway says it is listening, so a signal sent right after that line stops
+/// it cleanly instead of killing it.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("stopping: finishing running requests");
+        tracing::info!("stopping: finishing running requests");
+    })
+}
+
+/// A future completing on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping: finishing running requests");
+    })
 }
 
 /// What `--check` prints: the settings that decide who gets in, never a secret (the
