@@ -66,7 +66,12 @@ pub(crate) fn fixture(proxy: &str) -> Fixture {
         "envoy" => "proxy = \"envoy\"\nenvoy_path_prefix = \"/check\"".to_owned(),
         other => format!("proxy = \"{other}\""),
     };
-    let config = GatewayConfig::parse(&CONFIG.replace("PROXY", &section)).unwrap();
+    fixture_from(&CONFIG.replace("PROXY", &section))
+}
+
+/// A gateway from a whole configuration file's text.
+pub(crate) fn fixture_from(text: &str) -> Fixture {
+    let config = GatewayConfig::parse(text).unwrap();
     let (routes, identity) = startup::offline_parts(&config).unwrap();
     let key = SigningKey::generate(Algorithm::EdDsa)
         .unwrap()

@@ -169,6 +169,100 @@ async fn ambiguous_original_paths_are_refused_not_matched() {
     }
 }
 
+/// Routes: `/admin` needs scope `admin`, `/public` and `/` are public, `GET /notes` needs
+/// `notes:read`.
+fn broad_public_fixture(proxy: &str) -> crate::common::Fixture {
+    let section = match proxy {
+        "envoy" => "proxy = \"envoy\"\nenvoy_path_prefix = \"/check\"".to_owned(),
+        other => format!("proxy = \"{other}\""),
+    };
+    crate::common::fixture_from(&format!(
+        r#"
+listen = "127.0.0.1:0"
+mode = "forward_auth"
+issuer = "https://as.test"
+audience = "notes-api"
+public_base_url = "https://api.example"
+[forward_auth]
+{section}
+[[route]]
+path = "/admin"
+scopes = ["admin"]
+[[route]]
+methods = ["GET"]
+path = "/notes"
+scopes = ["notes:read"]
+[[route]]
+path = "/public"
+public = true
+[[route]]
+path = "/"
+public = true
+"#
+    ))
+}
+
+/// Each of these reaches a framework's `/admin` handler (percent-decoding, case-insensitive
+/// routing, `;params` dropped, `..;` read as `..`): never 200 without a token.
+const REWRITTEN_TO_ADMIN: &[&str] = &[
+    "/%61dmin/users",
+    "/admin;x=1",
+    "/ADMIN",
+    "/%41DMIN",
+    "/public/..;/admin",
+    "/public/..%3B/admin",
+    "/Admin/users",
+    "/adm%69n",
+];
+
+#[tokio::test]
+async fn paths_an_upstream_rewrites_to_a_protected_route_never_pass_as_public() {
+    for proxy in ["nginx", "traefik", "envoy"] {
+        let f = broad_public_fixture(proxy);
+        for uri in REWRITTEN_TO_ADMIN {
+            let r = match proxy {
+                "nginx" => nginx(&f.router, "GET", uri, &[]).await,
+                "traefik" => {
+                    let h: &[(&str, &[u8])] = &[
+                        ("x-forwarded-method", b"GET"),
+                        ("x-forwarded-uri", uri.as_bytes()),
+                        ("x-forwarded-host", b"api.example"),
+                        ("x-forwarded-proto", b"https"),
+                    ];
+                    send(&f.router, "GET", "/auth", h).await
+                }
+                _ => send(&f.router, "GET", &format!("/check{uri}"), &[]).await,
+            };
+            assert!(
+                r.status == StatusCode::BAD_REQUEST || r.status == StatusCode::UNAUTHORIZED,
+                "{proxy} {uri}: {}",
+                r.status
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn encoded_non_ascii_paths_still_pass_and_head_is_judged_as_get() {
+    let f = broad_public_fixture("nginx");
+    let t = token(&f.key, json!({}));
+    let auth = bearer(&t);
+    let r = nginx(
+        &f.router,
+        "GET",
+        "/notes/caf%C3%A9",
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-auth-subject"), Some("alice"));
+    // The upstream runs its GET handler for HEAD: the GET route's token rule holds.
+    let head = nginx(&f.router, "HEAD", "/notes/caf%C3%A9", &[]).await;
+    assert_eq!(head.status, StatusCode::UNAUTHORIZED);
+    let head = nginx(&f.router, "HEAD", "/notes/1", &[("authorization", &auth)]).await;
+    assert_eq!(head.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn garbled_sub_requests_get_400_never_200() {
     let f = fixture("nginx");
