@@ -309,9 +309,19 @@ impl GatewayConfig {
                     ));
                 }
                 (ProxyKind::Envoy, Some(p)) => {
-                    if p.len() < 2 || p.ends_with('/') || crate::routes::check_path(p).is_err() {
+                    // Only unreserved characters and `/`: the prefix becomes an axum route,
+                    // where `{`, `}` or `*` would be a pattern (or a panic at start).
+                    let plain = p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'/' | b'-')
+                    });
+                    if !plain
+                        || !p.starts_with('/')
+                        || p.len() < 2
+                        || p.ends_with('/')
+                        || crate::routes::check_path(p).is_err()
+                    {
                         return Err(ConfigError::Invalid(format!(
-                            "forward_auth.envoy_path_prefix {p:?}: give a path such as \"/check\" (starting with /, not ending with one)"
+                            "forward_auth.envoy_path_prefix {p:?}: give a path such as \"/check\" (starting with /, not ending with one, only letters, digits and . _ ~ - /)"
                         )));
                     }
                 }
@@ -447,6 +457,16 @@ proxy = "nginx"
             )
             .contains("envoy_path_prefix")
         );
+        for bad in ["/c{", "/c}", "/c*x", "/c:x", "/c%41", "check", "/c/../d"] {
+            assert!(
+                err(
+                    &format!("envoy_path_prefix = \"{bad}\"\n"),
+                    ("proxy = \"nginx\"", "proxy = \"envoy\"")
+                )
+                .contains("envoy_path_prefix"),
+                "{bad}"
+            );
+        }
         assert!(err("envoy_path_prefix = \"/check\"\n", ("", "")).contains("only for"));
         assert!(
             err(

@@ -85,6 +85,23 @@ fn a_bad_file_exits_2_naming_the_file_and_line() {
 }
 
 #[test]
+fn an_envoy_prefix_that_is_not_a_plain_path_is_refused_by_check_with_exit_2() {
+    for bad in ["/c{", "/c*", "c"] {
+        let out = run(
+            &GOOD.replace(
+                "proxy = \"traefik\"",
+                &format!("proxy = \"envoy\"\nenvoy_path_prefix = \"{bad}\""),
+            ),
+            &["--check"],
+            &[("TESSERA_GW_TEST_SECRET", "x")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("envoy_path_prefix"), "{stderr}");
+    }
+}
+
+#[test]
 fn help_names_the_modes_and_the_docs() {
     let out = Command::new(GATEWAY).arg("--help").output().unwrap();
     assert!(out.status.success());
