@@ -79,6 +79,20 @@ pub struct RevocationConfig {
     /// The environment variable holding the client secret (never the secret itself: the
     /// file may be world-readable and is shown by `--check`).
     pub client_secret_env: String,
+    /// Longest time the feed may stay out of reach (no poll read, nothing on the
+    /// subscription) before the gateway stops deciding on tokens: past it, requests needing
+    /// a token get 503 and `/readyz` 503 until the feed answers again, since revocations
+    /// committed meanwhile are unknown. 0 turns this off (revoked tokens then pass while the
+    /// feed is down). At least 10 when set (the feed is polled every 5 s).
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness_secs: u64,
+}
+
+impl RevocationConfig {
+    /// [`Self::max_staleness_secs`], `None` when off.
+    pub fn max_staleness(&self) -> Option<Duration> {
+        (self.max_staleness_secs > 0).then(|| Duration::from_secs(self.max_staleness_secs))
+    }
 }
 
 /// What the upstream learns about the caller.
@@ -377,6 +391,14 @@ impl GatewayConfig {
                 "identity.header_prefix must be at least two characters (it also selects which incoming headers are removed)".into(),
             ));
         }
+        if let Some(r) = &self.revocation
+            && r.max_staleness_secs != 0
+            && !(10..=86_400).contains(&r.max_staleness_secs)
+        {
+            return Err(ConfigError::Invalid(
+                "revocation.max_staleness_secs must be 0 (off) or from 10 to 86400 (the feed is polled every 5 s)".into(),
+            ));
+        }
         for route in &self.routes {
             crate::routes::check_route(route).map_err(ConfigError::Invalid)?;
         }
@@ -386,6 +408,10 @@ impl GatewayConfig {
 
 fn default_cache_capacity() -> usize {
     10_000
+}
+
+fn default_max_staleness() -> u64 {
+    300
 }
 
 fn default_header_prefix() -> String {
@@ -489,6 +515,16 @@ proxy = "nginx"
             .contains("leeway_secs")
         );
         assert!(err("[serving]\nmax_connections = 0\n", ("", "")).contains("max_connections"));
+        for bad in ["5", "9", "86401"] {
+            assert!(
+                err(
+                    &format!("[revocation]\nclient_id = \"rs\"\nclient_secret_env = \"S\"\nmax_staleness_secs = {bad}\n"),
+                    ("", "")
+                )
+                .contains("max_staleness_secs"),
+                "{bad}"
+            );
+        }
         assert!(err("[serving]\nmax_head_bytes = 100\n", ("", "")).contains("max_head_bytes"));
         assert!(err("", ("audience", "audiense")).contains("audiense"));
     }

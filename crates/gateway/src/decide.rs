@@ -20,7 +20,8 @@ pub struct Gateway {
     routes: Routes,
     identity: IdentityHeaders,
     /// False until start-up work the guard cannot do itself is done (the revocation
-    /// feed's first read): until then every request needing a token gets 503.
+    /// feed's first read), and again while the feed is stale: then every request needing
+    /// a token gets 503.
     ready: Arc<AtomicBool>,
 }
 
@@ -110,7 +111,9 @@ impl Gateway {
         if !self.is_ready() {
             return self.deny(
                 parts,
-                GuardError::Unavailable("the revocation feed has not been read yet"),
+                GuardError::Unavailable(
+                    "the revocation feed is not current (not read yet, or out of reach for longer than revocation.max_staleness_secs)",
+                ),
             );
         }
         let identity = match self.guard.authenticate(parts).await {

@@ -59,7 +59,7 @@ async fn readyz(State(c): State<Arc<Checker>>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the issuer's revocation feed",
+            "the issuer's revocation feed is not current (not read yet, or out of reach too long)",
         )
             .into_response()
     }

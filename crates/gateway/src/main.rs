@@ -163,8 +163,13 @@ fn summary(path: &str, c: &GatewayConfig) -> String {
             };
             let _ = writeln!(
                 out,
-                "  revocation      feed as client {}, secret from ${} ({set})",
-                r.client_id, r.client_secret_env
+                "  revocation      feed as client {}, secret from ${} ({set}); {}",
+                r.client_id,
+                r.client_secret_env,
+                match r.max_staleness() {
+                    Some(d) => format!("503 if out of reach over {} s", d.as_secs()),
+                    None => "no staleness limit (max_staleness_secs = 0)".to_owned(),
+                }
             );
         }
         None => {

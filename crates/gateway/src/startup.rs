@@ -5,7 +5,9 @@
 //! the gateway answers 503 to every request needing a token (a revoked token must not pass
 //! because the issuer was down when the gateway started); an issuer that is down at start
 //! is retried in the background with backoff (1 s doubling to 30 s) rather than failing the
-//! start, so a gateway and its issuer may start in any order.
+//! start, so a gateway and its issuer may start in any order. Once running, a feed out of
+//! reach for longer than `revocation.max_staleness_secs` closes the gate again (503) until
+//! it answers: revocations committed meanwhile are unknown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -96,6 +98,11 @@ pub async fn gateway_from_config(config: &GatewayConfig) -> Result<Gateway, Star
         ),
     }
     let ready = Arc::new(AtomicBool::new(true));
+    if config.revocation.is_none() {
+        tracing::warn!(
+            "no [revocation] section: revoked tokens stay valid at the gateway until they expire"
+        );
+    }
     if let Some(revocation) = &config.revocation {
         let secret = std::env::var(&revocation.client_secret_env)
             .map_err(|_| StartError::MissingSecret(revocation.client_secret_env.clone()))?;
@@ -108,6 +115,7 @@ pub async fn gateway_from_config(config: &GatewayConfig) -> Result<Gateway, Star
             secret: SecretString::new(secret),
             late,
             ready: ready.clone(),
+            max_staleness: revocation.max_staleness(),
         };
         // The first attempt decides the start: a wrong issuer fails it, one that is down
         // is retried in the background.
@@ -151,6 +159,8 @@ struct FeedStart {
     secret: SecretString,
     late: Arc<LateList>,
     ready: Arc<AtomicBool>,
+    /// `revocation.max_staleness_secs` (`None`: off).
+    max_staleness: Option<Duration>,
 }
 
 enum Attempt {
@@ -187,7 +197,10 @@ impl FeedStart {
         let _ = self.late.0.set(feed.list());
         self.ready.store(true, Ordering::Release);
         tracing::info!(%endpoint, "following the revocation feed (push, polling while the subscription is down)");
-        feed.spawn(clock);
+        feed.clone().spawn(clock.clone());
+        if let Some(max) = self.max_staleness {
+            tokio::spawn(watch_staleness(feed, clock, max, self.ready.clone()));
+        }
         Ok(())
     }
 
@@ -212,8 +225,58 @@ impl FeedStart {
     }
 }
 
+/// How often the staleness watch looks at the feed.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Closes the gate (`ready` false: 503 to requests needing a token, `/readyz` 503) while
+/// the feed has not been current for longer than `max`, and opens it again when it is.
+async fn watch_staleness(
+    feed: Arc<RevocationFeed>,
+    clock: Arc<SystemClock>,
+    max: Duration,
+    ready: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tick.tick().await;
+        let current = is_current(feed.last_synced(), tessera_token::Clock::now(&*clock), max);
+        match (ready.swap(current, Ordering::AcqRel), current) {
+            (true, false) => tracing::warn!(
+                max_staleness_secs = max.as_secs(),
+                "revocation feed out of reach for longer than revocation.max_staleness_secs; answering 503 to requests needing a token until it is back"
+            ),
+            (false, true) => tracing::info!("revocation feed current again; deciding on tokens"),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a list last synced at `last` may still be trusted at `now`.
+fn is_current(last: Option<UnixTime>, now: UnixTime, max: Duration) -> bool {
+    last.is_some_and(|t| now.saturating_sub(max) <= t)
+}
+
 fn dedup(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_is_current_up_to_max_staleness_after_its_last_sync() {
+        let max = Duration::from_secs(300);
+        let t = UnixTime::from_secs(1_800_000_000);
+        assert!(!is_current(None, t, max), "never synced");
+        assert!(is_current(Some(t), t, max));
+        assert!(is_current(Some(t), t.saturating_add(max), max));
+        assert!(!is_current(
+            Some(t),
+            t.saturating_add(max + Duration::from_secs(1)),
+            max
+        ));
+    }
 }

@@ -170,6 +170,44 @@ async fn with_the_issuer_down_at_start_tokens_get_503_until_it_is_up() {
 }
 
 #[tokio::test]
+async fn a_feed_out_of_reach_past_max_staleness_gives_503_until_it_is_back() {
+    let port = free_port().await;
+    let key = SigningKey::generate(Algorithm::EdDsa)
+        .unwrap()
+        .with_kid("k1");
+    let mut config = config(port, Some(SECRET_VAR));
+    if let Some(r) = config.revocation.as_mut() {
+        r.max_staleness_secs = 10;
+    }
+    let stop = fake_issuer(port, &key, None).await;
+    let gateway = Arc::new(startup::gateway_from_config(&config).await.unwrap());
+    let router = forward_auth::router(gateway.clone(), config.forward_auth.as_ref().unwrap());
+    let auth = bearer(&token(port, &key));
+    until_status(&router, &auth, StatusCode::OK).await;
+    // The issuer goes away mid-run: tokens keep passing up to max_staleness, then get 503
+    // (revocations committed meanwhile are unknown), and /readyz says so.
+    let _ = stop.send(());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = nginx(&router, "GET", "/notes", &[("authorization", &auth)]).await;
+        if r.status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(Instant::now() < deadline, "still allowed after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!gateway.is_ready());
+    let readyz = crate::common::send(&router, "GET", "/readyz", &[]).await;
+    assert_eq!(readyz.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Public paths and liveness are unaffected; the feed back: tokens pass again.
+    let _back = fake_issuer(port, &key, None).await;
+    until_status(&router, &auth, StatusCode::OK).await;
+    let readyz = crate::common::send(&router, "GET", "/readyz", &[]).await;
+    assert_eq!(readyz.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn without_a_feed_an_unreachable_issuer_gives_503_not_allow() {
     let port = free_port().await;
     let key = SigningKey::generate(Algorithm::EdDsa)
