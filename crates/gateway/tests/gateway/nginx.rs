@@ -142,8 +142,19 @@ async fn upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, seen)
 }
 
-/// nginx's configuration: the docs/gateway.md snippet with the test's ports and paths.
+/// The nginx example the README and docs/gateway.md show (they include this file's text;
+/// [`the_docs_show_the_nginx_example_the_test_runs`] checks it), with the API at
+/// `127.0.0.1:8000` and the gateway at `127.0.0.1:9000`.
+const EXAMPLE: &str = include_str!("../../../../docs/examples/nginx-gateway.conf");
+
+/// nginx's configuration: the example with the test's addresses, in a server block of the
+/// test's own prefix.
 fn nginx_conf(prefix: &Path, port: u16, gateway: &str, upstream: SocketAddr) -> String {
+    assert_eq!(EXAMPLE.matches("http://127.0.0.1:8000").count(), 1);
+    assert_eq!(EXAMPLE.matches("http://127.0.0.1:9000").count(), 2);
+    let locations = EXAMPLE
+        .replace("http://127.0.0.1:8000", &format!("http://{upstream}"))
+        .replace("http://127.0.0.1:9000", gateway);
     let p = prefix.display();
     format!(
         r#"
@@ -162,40 +173,27 @@ http {{
     scgi_temp_path {p}/tmp/scgi;
     server {{
         listen 127.0.0.1:{port};
-        location / {{
-            auth_request /_tessera_auth;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_scope $upstream_http_x_auth_scope;
-            auth_request_set $auth_client_id $upstream_http_x_auth_client_id;
-            auth_request_set $auth_www_authenticate $upstream_http_www_authenticate;
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Scope $auth_scope;
-            proxy_set_header X-Auth-Client-Id $auth_client_id;
-            proxy_set_header Authorization "";
-            proxy_set_header DPoP "";
-            error_page 403 = @tessera_forbidden;
-            proxy_pass http://{upstream};
-        }}
-        location = /_tessera_auth {{
-            internal;
-            proxy_pass {gateway}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Forwarded-Host $http_host;
-        }}
-        location @tessera_forbidden {{
-            add_header WWW-Authenticate $auth_www_authenticate always;
-            return 403;
-        }}
-        location = /.well-known/oauth-protected-resource {{
-            proxy_pass {gateway};
-        }}
+{locations}
     }}
 }}
 "#
     )
+}
+
+#[test]
+fn the_docs_show_the_nginx_example_the_test_runs() {
+    for doc in ["README.md", "docs/gateway.md"] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(doc),
+        )
+        .unwrap();
+        assert!(
+            text.contains(&format!("```nginx\n{EXAMPLE}```")),
+            "{doc} must show docs/examples/nginx-gateway.conf verbatim in a ```nginx block"
+        );
+    }
 }
 
 struct Stack {
@@ -512,10 +510,18 @@ async fn nginx_passes_valid_tokens_with_the_identity_and_refuses_the_rest() {
                 ("authorization", &auth),
                 ("x-auth-subject", "admin"),
                 ("x-auth-scope", "notes:admin"),
+                ("x-auth-client-id", "admin-console"),
+                ("x_auth_subject", "admin"),
             ],
         )
         .await;
     assert_eq!(spoofed.status, 200);
+    assert_eq!(
+        spoofed.upstream_header("x-auth-client-id"),
+        Some(s.svc.0.as_str())
+    );
+    // nginx drops names with `_` (underscores_in_headers off by default).
+    assert_eq!(spoofed.upstream_header("x_auth_subject"), None);
     assert_eq!(
         spoofed.upstream_header("x-auth-subject"),
         Some(s.svc.0.as_str())
@@ -526,10 +532,19 @@ async fn nginx_passes_valid_tokens_with_the_identity_and_refuses_the_rest() {
         .call(
             "GET",
             "/public/page",
-            &[("x-auth-subject", "admin"), ("x-auth-client-id", "x")],
+            &[
+                ("x-auth-subject", "admin"),
+                ("x-auth-client-id", "x"),
+                ("dpop", "a-proof"),
+            ],
         )
         .await;
     assert_eq!(public.status, 200);
+    assert_eq!(
+        public.upstream_header("dpop"),
+        None,
+        "the example clears DPoP"
+    );
     assert_eq!(
         public.upstream_header("x-auth-subject"),
         None,
