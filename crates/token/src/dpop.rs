@@ -7,6 +7,7 @@
 //! (a private member is refused), and the proof's `alg` must be one that key can verify
 //! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aws_lc_rs::constant_time;
@@ -159,7 +160,7 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         ));
     }
     let htu = string_claim(&claims, "htu")?;
-    match (normalize_htu(htu), normalize_htu(check.url)) {
+    match (normalized(htu), normalized(check.url)) {
         (Some(claimed), Some(actual)) if claimed == actual => {}
         _ => {
             return Err(Error::InvalidDpopProof(
@@ -276,6 +277,57 @@ pub fn normalize_htu(url: &str) -> Option<String> {
         normalize_percent(path, &mut out)?;
     }
     Some(out)
+}
+
+/// [`normalize_htu`], without a copy when `url` is already in normal form (what a
+/// client usually sends, and what a server builds from its own base URL).
+fn normalized(url: &str) -> Option<Cow<'_, str>> {
+    if is_normal(url) {
+        Some(Cow::Borrowed(url))
+    } else {
+        normalize_htu(url).map(Cow::Owned)
+    }
+}
+
+/// True only when [`normalize_htu`] returns `url` unchanged: a lower-case `http` or
+/// `https` scheme; a lower-case authority without user information and with a port, if
+/// any, of digits other than the scheme's default; a non-empty path; no query, fragment,
+/// percent sign, space or control character. (False for some normal URLs, which then
+/// take the copying path: the answer is the same.)
+pub(crate) fn is_normal(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return false,
+    };
+    if rest
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#' | b'%' | b' ') || b.is_ascii_control())
+    {
+        return false;
+    }
+    let Some(slash) = rest.find('/') else {
+        return false;
+    };
+    let authority = &rest[..slash];
+    if authority.is_empty()
+        || authority
+            .bytes()
+            .any(|b| b == b'@' || b.is_ascii_uppercase())
+    {
+        return false;
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    !host.is_empty()
+        && port.is_none_or(|p| {
+            !p.is_empty() && p != default_port && p.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// Appends `path` with percent-encodings upper-cased and unreserved characters decoded;

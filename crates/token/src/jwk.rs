@@ -205,34 +205,22 @@ impl<'a> JwkRef<'a> {
             "oct" => &[("k", need(self.k)?), ("kty", "oct")],
             _ => return Err(Error::Unsupported),
         };
-        let mut out = Sha256Writer(digest::Context::new(&digest::SHA256));
-        out.0.update(b"{");
+        // The canonical JSON in one buffer, hashed at once (the members are short).
+        let mut canonical =
+            Vec::with_capacity(64 + members.iter().map(|(_, v)| v.len()).sum::<usize>());
+        canonical.push(b'{');
         for (i, (name, value)) in members.iter().enumerate() {
             if i > 0 {
-                out.0.update(b",");
+                canonical.push(b',');
             }
             // serde_json escapes exactly as RFC 7638 section 3 requires (RFC 8259
-            // strings); writing into a hash cannot fail.
-            serde_json::to_writer(&mut out, name).map_err(|_| Error::Crypto)?;
-            out.0.update(b":");
-            serde_json::to_writer(&mut out, value).map_err(|_| Error::Crypto)?;
+            // strings); writing into a Vec cannot fail.
+            serde_json::to_writer(&mut canonical, name).map_err(|_| Error::Crypto)?;
+            canonical.push(b':');
+            serde_json::to_writer(&mut canonical, value).map_err(|_| Error::Crypto)?;
         }
-        out.0.update(b"}");
-        Ok(b64::encode(out.0.finish()))
-    }
-}
-
-/// Feeds what serde_json writes straight into a SHA-256.
-struct Sha256Writer(digest::Context);
-
-impl std::io::Write for Sha256Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        canonical.push(b'}');
+        Ok(b64::encode(digest::digest(&digest::SHA256, &canonical)))
     }
 }
 
