@@ -1,7 +1,8 @@
 -- One pre-signed DPoP proof per request (bench/dpop_proofs.rs wrote them; a proof is good
 -- for one request). wrk thread i spends the proofs in PROOFS.i, in order; when they run
--- out it stops, and the request it still has to send goes to a path that answers 404, so
--- the row counts it as refused. METHOD (default GET); TOKEN, if set, is sent as
+-- out its next requests go to a path that answers 404 (the row shows them as refused:
+-- its req/s is then wrong, wrk keeps timing until -d ends) and the thread stops once
+-- one of those answers is in. METHOD (default GET); TOKEN, if set, is sent as
 -- `Authorization: DPoP <token>`; BASIC (space-separated, one per thread, round robin) as
 -- HTTP Basic credentials; BODY as a form.
 dofile(os.getenv("BENCH_LUA") .. "/report.lua")
@@ -32,9 +33,13 @@ function request()
   used = used + 1
   local proof = proofs[used]
   if proof == nil then
-    wrk.thread:stop()
+    if ran_out_seen then wrk.thread:stop() end
     return wrk.format("GET", "/bench-dpop-proofs-ran-out")
   end
   headers["DPoP"] = proof
   return wrk.format(method, nil, headers, body)
+end
+
+function response(status, headers, body)
+  if status == 404 then ran_out_seen = true end
 end
