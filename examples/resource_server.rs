@@ -97,6 +97,12 @@ struct Args {
     /// every instance given the same secret accepts the others' nonces).
     #[arg(long, env = "TESSERA_DPOP_NONCE_SECRET", hide_env_values = true)]
     dpop_nonce_secret: Option<String>,
+    /// DPoP proofs remembered against replay (a proof is remembered for its `iat` window,
+    /// about a minute; one proof key may hold a quarter). The guard's default suits
+    /// deployments; a load test that spends more than 25,000 proofs of one key a minute
+    /// raises it.
+    #[arg(long, env = "TESSERA_DPOP_REPLAY_CAPACITY")]
+    dpop_replay_capacity: Option<usize>,
     /// Benchmark controls for bench/run.sh (never in a deployment: unauthenticated
     /// routes that each verify a signature).
     #[arg(long, hide = true)]
@@ -284,6 +290,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .resource_metadata(metadata);
     if let Some(secret) = &args.dpop_nonce_secret {
         builder = builder.dpop_nonce(secret.as_bytes(), Duration::from_secs(60));
+    }
+    if let Some(capacity) = args.dpop_replay_capacity {
+        builder = builder.dpop_replay_capacity(capacity);
     }
     if args.spa_cookie_client_id.is_some() {
         builder = builder.sources(cookie_mode::token_sources());

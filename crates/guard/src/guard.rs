@@ -69,20 +69,22 @@ impl Guard {
         token: &BearerToken,
         scheme: Scheme,
     ) -> Result<Arc<Identity>, GuardError> {
-        let identity = self.verify_token(token).await?;
-        self.check_binding(parts, scheme, token.expose(), identity)
+        let (identity, hash) = self.verify_token(token).await?;
+        self.check_binding(parts, scheme, token.expose(), hash.as_ref(), identity)
     }
 
-    /// The binding check of a verified (or cached) token, on every request.
+    /// The binding check of a verified (or cached) token, on every request. `hash` is
+    /// the cache's key for the token (its SHA-256), reused for the proof's `ath`.
     fn check_binding(
         &self,
         parts: &Parts,
         scheme: Scheme,
         raw: &str,
+        hash: Option<&TokenHash>,
         identity: Arc<Identity>,
     ) -> Result<Arc<Identity>, GuardError> {
         let now = self.0.clock.now();
-        match self.0.dpop.check(parts, scheme, raw, &identity, now) {
+        match self.0.dpop.check(parts, scheme, raw, hash, &identity, now) {
             Ok(()) => Ok(identity),
             Err(e) => {
                 self.log(&e, Some(raw));
@@ -91,8 +93,12 @@ impl Guard {
         }
     }
 
-    /// Verifies one token: cache, verifier, revocation.
-    async fn verify_token(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
+    /// Verifies one token: cache, verifier, revocation. Also returns the token's SHA-256
+    /// when the cache computed it.
+    async fn verify_token(
+        &self,
+        token: &BearerToken,
+    ) -> Result<(Arc<Identity>, Option<TokenHash>), GuardError> {
         let inner = &*self.0;
         let now = inner.clock.now();
         let raw = token.expose();
@@ -113,7 +119,8 @@ impl Guard {
         if let Some(hash) = &hash
             && let Some(identity) = inner.cache.get(hash, now)
         {
-            return self.check_revoked(identity, Some(hash), now, raw);
+            let identity = self.check_revoked(identity, Some(hash), now, raw)?;
+            return Ok((identity, Some(*hash)));
         }
         let verified = match inner.verifier.verify(token, &inner.validation, now).await {
             Ok(v) => v,
@@ -136,7 +143,7 @@ impl Guard {
         {
             inner.cache.insert(hash, identity.clone(), until);
         }
-        Ok(identity)
+        Ok((identity, hash))
     }
 
     /// The warm path: a request whose only `Authorization` header is exactly
@@ -174,7 +181,7 @@ impl Guard {
         let raw = std::str::from_utf8(token).unwrap_or_default();
         Some(
             self.check_revoked(identity, Some(&hash), now, raw)
-                .and_then(|id| self.check_binding(parts, scheme, raw, id)),
+                .and_then(|id| self.check_binding(parts, scheme, raw, Some(&hash), id)),
         )
     }
 
