@@ -246,7 +246,7 @@ pub(super) async fn answer_enrol(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         StatusCode::OK,
         &MfaRecovery {
@@ -271,7 +271,7 @@ fn code_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &MfaCode {
@@ -299,7 +299,7 @@ fn enrol_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &MfaEnrol {

@@ -7,10 +7,12 @@
 //! (section 4.1.2.1: never redirect to an unverified URI); after that they go back to the
 //! client as `error`, `error_description`, `state` and `iss` (RFC 9207) in the query.
 
+mod assurance;
 mod consent;
 mod login;
 mod mfa;
 mod request;
+mod seal;
 
 use std::sync::Arc;
 
@@ -19,7 +21,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use self::request::{AuthzError, Raw, Refusal, authz_error, validate};
+use self::assurance::{Shortfall, UNMET};
+use self::request::{AuthRequest, AuthzError, Raw, Refusal, Source, authz_error, validate};
 use crate::http::AppState;
 use crate::http::browser::{csrf_ok, session};
 use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
@@ -29,6 +32,9 @@ use crate::oauth::OAuthError;
 
 /// `prompt=none` without a signed-in user (OpenID Connect Core section 3.1.2.6).
 const LOGIN_REQUIRED: AuthzError = authz_error("login_required", "the user is not signed in");
+/// `prompt=none` where the signed-in user would have to give a (further) factor.
+const INTERACTION_REQUIRED: AuthzError =
+    authz_error("interaction_required", "the user must authenticate further");
 
 /// Where an answer to the client goes.
 #[derive(Clone)]
@@ -101,6 +107,75 @@ async fn signed_in(
     Ok(Some(s))
 }
 
+/// The live session if it stands for this request: signed in ([`signed_in`]), recently
+/// enough, and high enough on the ladder. Otherwise the response that gets there: the
+/// login page (no session, too old, or `prompt=login`), the second-factor page (a
+/// missing factor, from a live session), or an error for the client (`prompt=none`, or a
+/// level the user cannot reach).
+async fn assured(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Result<crate::store::SessionRecord, Response> {
+    let again = || {
+        if req.prompt_none {
+            req.target.error(state, LOGIN_REQUIRED, HeaderMap::new())
+        } else {
+            login::page(state, headers, raw, req, StatusCode::OK, "", None)
+        }
+    };
+    let session = match signed_in(state, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(again()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match req
+        .assurance
+        .shortfall(&session, &seal::session_tag(state, &session))
+    {
+        Shortfall::None => Ok(session),
+        Shortfall::Fresh => Err(again()),
+        Shortfall::Level => Err(step_up(state, headers, raw, req, &session).await),
+    }
+}
+
+/// A live, recent session below the `acr` asked. A user with a factor gives it (the
+/// code page, no password again); a user without one signs in with the password before
+/// enrolling (a session cookie alone never enrols a factor) where `mfa` allows
+/// enrolment; otherwise, or when even a second factor is not enough, the client gets
+/// `unmet_authentication_requirements`.
+async fn step_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    session: &crate::store::SessionRecord,
+) -> Response {
+    if req.prompt_none {
+        return req
+            .target
+            .error(state, INTERACTION_REQUIRED, HeaderMap::new());
+    }
+    if req.assurance.beyond(crate::oidc::ACR_MFA) {
+        return req.target.error(state, UNMET, HeaderMap::new());
+    }
+    let found = async {
+        let user = state.store.user_by_id(&session.user_id).await?;
+        let enrolled = crate::mfa::enrolled(state, &session.user_id).await?;
+        Ok::<_, OAuthError>((user, enrolled))
+    };
+    match found.await {
+        Ok((Some(user), true)) => mfa::start(state, headers, raw, req, &user, true).await,
+        Ok((Some(_), false)) if state.config.login.mfa != crate::config::MfaMode::Off => {
+            login::page(state, headers, raw, req, StatusCode::OK, "", None)
+        }
+        Ok((Some(_), false)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((None, _)) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
+        Err(e) => unavailable(&e),
+    }
+}
+
 fn unavailable(e: &OAuthError) -> Response {
     tracing::error!(error = %e, "authorization endpoint failed");
     error_page(
@@ -128,16 +203,22 @@ pub(crate) async fn get(
     RawQuery(query): RawQuery,
 ) -> Response {
     let raw = Raw::parse(query.unwrap_or_default().as_bytes());
-    let req = match validate(&state, &raw).await {
+    let mut req = match validate(&state, &raw, Source::Query).await {
         Ok(r) => r,
         Err(refusal) => return refused(&state, refusal),
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
-    match signed_in(&state, &headers).await {
-        Ok(Some(s)) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
-        Ok(None) if req.prompt_none => req.target.error(&state, LOGIN_REQUIRED, HeaderMap::new()),
-        Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
-        Err(e) => unavailable(&e),
+    if req.assurance.fresh {
+        // The session this request found never stands for it (prompt=login, max_age=0),
+        // however close its sign-in time is to now.
+        match session(&state, &headers).await {
+            Ok(s) => req.assurance.stale = s.map(|s| seal::session_tag(&state, &s)),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    match assured(&state, &headers, &raw, &req).await {
+        Ok(s) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
+        Err(response) => response,
     }
 }
 
@@ -171,7 +252,7 @@ pub(crate) async fn post(
             "This form expired or was sent from another site. Go back, reload the page and try again.",
         );
     }
-    let req = match validate(&state, &raw).await {
+    let req = match validate(&state, &raw, Source::Form).await {
         Ok(r) => r,
         Err(refusal) => return refused(&state, refusal),
     };
@@ -180,12 +261,9 @@ pub(crate) async fn post(
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
-        Some("continue") => match signed_in(&state, &headers).await {
-            Ok(Some(s)) => {
-                consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await
-            }
-            Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
-            Err(e) => unavailable(&e),
+        Some("continue") => match assured(&state, &headers, &raw, &req).await {
+            Ok(s) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
+            Err(response) => response,
         },
         Some(action @ ("approve" | "deny")) => {
             consent::answer(&state, &headers, &raw, &req, action == "approve").await

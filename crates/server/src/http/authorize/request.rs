@@ -10,6 +10,8 @@ use tessera_token::pkce::{self, ChallengeMethod};
 use zeroize::Zeroizing;
 
 use super::AuthTarget;
+use super::assurance::{self, Assurance};
+use super::seal;
 use crate::grants::authorization_code::CodeRequest;
 use crate::grants::resolve_scope;
 use crate::http::AppState;
@@ -74,15 +76,32 @@ pub(super) struct AuthRequest {
     /// RFC 9449 section 10: the thumbprint of the DPoP key the code is bound to.
     pub(super) dpop_jkt: Option<String>,
     pub(super) prompt_none: bool,
+    /// What the sign-in must be (`acr_values`, `claims`, `max_age`, `prompt=login`).
+    pub(super) assurance: Assurance,
 }
 
 impl AuthRequest {
-    /// The parameters to carry through the login and consent forms.
-    pub(super) fn hidden(&self, raw: &Raw) -> Hidden {
-        CARRIED
+    /// The parameters to carry through the login and consent forms: the request's,
+    /// the assurance it asks for, and the MAC over both ([`seal`]).
+    pub(super) fn hidden(&self, state: &AppState, raw: &Raw) -> Hidden {
+        let mut out: Hidden = CARRIED
             .iter()
             .filter_map(|&n| raw.get(n).map(|v| (n, v.to_owned())))
-            .collect()
+            .collect();
+        out.extend(self.assurance.fields());
+        let sealed: Vec<(&str, Option<&str>)> = CARRIED
+            .iter()
+            .chain(&assurance::FIELDS)
+            .map(|&n| {
+                (
+                    n,
+                    out.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str()),
+                )
+            })
+            .collect();
+        let mac = seal::form_mac(state, &sealed);
+        out.push((seal::FIELD, mac));
+        out
     }
 
     /// What a code issued for this request is bound to.
@@ -134,20 +153,42 @@ const CHECKS: &[(&str, Check)] = &[
     ("no_request_object", reject_request_object),
     ("nonce_and_state_length", check_nonce_and_state_length),
     ("dpop_jkt_format", check_dpop_jkt_format),
+    ("prompt", check_prompt),
+    ("max_age", check_max_age),
+    ("acr_values", check_acr_values),
+    ("claims", check_claims),
 ];
+
+/// Where the request's parameters come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// `GET /authorize`: the client's query.
+    Query,
+    /// `POST /authorize`: a form this server rendered, sealed ([`seal`]).
+    Form,
+}
 
 /// Validates the request: first the client and redirect URI (refused as a page, section
 /// 4.1.2.1: never redirect to an unverified URI), then [`CHECKS`].
-pub(super) async fn validate(state: &AppState, raw: &Raw) -> Result<AuthRequest, Refusal> {
+pub(super) async fn validate(
+    state: &AppState,
+    raw: &Raw,
+    source: Source,
+) -> Result<AuthRequest, Refusal> {
     let (client, target) = client_and_target(state, raw).await?;
     let refuse = |e| Refusal::Redirect(target.clone(), e);
     for (_, check) in CHECKS {
         check(&client, raw).map_err(refuse)?;
     }
+    let assurance = match source {
+        Source::Query => Assurance::asked(raw, state.clock.now()).map_err(refuse)?,
+        Source::Form => unsealed(state, raw)?,
+    };
     // The checks passed, so these cannot fail; they are read through the checks' own
     // functions all the same.
     let scope = scope_of(&client, raw).map_err(refuse)?;
     let code_challenge = challenge_of(raw).map_err(refuse)?.to_owned();
+    let prompt_none = assurance::prompt(raw).map_err(refuse)?.none;
     Ok(AuthRequest {
         client,
         target,
@@ -155,8 +196,28 @@ pub(super) async fn validate(state: &AppState, raw: &Raw) -> Result<AuthRequest,
         code_challenge,
         nonce: raw.get("nonce").map(str::to_owned),
         dpop_jkt: raw.get("dpop_jkt").map(str::to_owned),
-        prompt_none: raw.get("prompt") == Some("none"),
+        prompt_none,
+        assurance,
     })
+}
+
+/// The assurance a posted form carries, once its MAC shows the hidden fields are the
+/// ones this server rendered (a changed form is refused as a page: nothing in it can be
+/// trusted, its redirect URI included).
+fn unsealed(state: &AppState, raw: &Raw) -> Result<Assurance, Refusal> {
+    const CHANGED: Refusal = Refusal::Page(
+        "This form was changed after it was sent. Go back to the application and sign in again.",
+    );
+    let sealed: Vec<(&str, Option<&str>)> = CARRIED
+        .iter()
+        .chain(&assurance::FIELDS)
+        .map(|&n| (n, raw.get(n)))
+        .collect();
+    if !seal::form_mac_ok(state, &sealed, raw.get(seal::FIELD)) {
+        tracing::info!("authorization form with a changed or missing MAC refused");
+        return Err(CHANGED);
+    }
+    Assurance::carried(raw).ok_or(CHANGED)
 }
 
 /// The registered client and the redirect URI to answer it at.
@@ -326,6 +387,22 @@ fn check_nonce_and_state_length(_: &ClientRecord, raw: &Raw) -> Result<(), Authz
     } else {
         Ok(())
     }
+}
+
+fn check_prompt(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::prompt(raw).map(drop)
+}
+
+fn check_max_age(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::max_age(raw).map(drop)
+}
+
+fn check_acr_values(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::acr_values(raw).map(drop)
+}
+
+fn check_claims(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::claims_acr(raw).map(drop)
 }
 
 #[cfg(test)]
