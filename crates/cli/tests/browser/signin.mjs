@@ -6,7 +6,8 @@
 // `tessera serve` and the example resource server and passes:
 //   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path), and
 //   COOKIE_URL (the cookie-mode page, whose script never sees the access token), and
-//   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario).
+//   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario),
+//   STEP_UP_USER (another such user, for the RFC 9470 step-up scenario).
 import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -316,6 +317,49 @@ await scenario("enrol TOTP from the sign-in page, then sign in with a code", asy
   }
 });
 
+await scenario("step-up: the API asks for a second factor, the app signs in again with it and retries", async (page) => {
+  const STEP_UP_USER = env("STEP_UP_USER");
+  // Signed in with the password alone.
+  await toLogin(page);
+  await typeCredentials(page, STEP_UP_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_/ }).waitFor();
+  // The sensitive route refuses with the RFC 9470 challenge; the app follows it.
+  const isDelete = (r) => r.url().endsWith("/notes/0") && r.request().method() === "DELETE";
+  const challenged = page.waitForResponse(isDelete);
+  await page.click("#delete");
+  const first = await challenged;
+  assert.equal(first.status(), 401);
+  const challenge = first.headers()["www-authenticate"];
+  assert.match(challenge, /error="insufficient_user_authentication"/);
+  assert.match(challenge, /acr_values="urn:tessera:acr:mfa"/);
+  assert.match(challenge, /max_age=300/);
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  const asked = new URL(page.url()).searchParams;
+  assert.equal(asked.get("acr_values"), "urn:tessera:acr:mfa");
+  assert.equal(asked.get("max_age"), "300");
+  assert.equal(asked.get("code_challenge_method"), "S256");
+  // No factor yet: the password again (a session cookie alone never adds a factor),
+  // then the enrolment, confirmed with a TOTP code.
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await typeCredentials(page, STEP_UP_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Set up a second factor" }).waitFor();
+  await page.screenshot({ path: join(SHOTS, "step-up.png"), fullPage: true });
+  const key = await page.inputValue("#secret");
+  await page.fill("#code", totp(key, Date.now() / 1000));
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Your recovery codes" }).waitFor();
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  const retried = page.waitForResponse(isDelete);
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  assert.equal((await retried).status(), 204);
+  await status(page).filter({ hasText: "API answered 204 to the delete." }).waitFor();
+});
+
 await browser.close();
-console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")}`);
+console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")} ${join(SHOTS, "step-up.png")}`);
 process.exit(failed ? 1 : 0);
