@@ -271,3 +271,73 @@ pub(crate) async fn post(
         _ => error_page(StatusCode::BAD_REQUEST, "The form is incomplete."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use totp_rs::{Algorithm, Secret, TOTP};
+
+    use super::*;
+    use crate::http::browser::start_session;
+    use crate::store::{Amr, UserRecord};
+
+    /// Starts a session for `user` signed in with `amr`; the request headers carrying it.
+    async fn with_session(state: &AppState, user: &UserRecord, amr: Amr) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        start_session(state, user, amr, &mut out).await.unwrap();
+        let set = out.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        let pair = set.split(';').next().unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap());
+        headers
+    }
+
+    async fn user(state: &AppState) -> UserRecord {
+        let user = UserRecord {
+            id: "u_alice".into(),
+            name: "alice".into(),
+            password_hash: "$argon2id$unused".into(),
+            disabled: false,
+            created_at: state.clock.now(),
+            generation: 0,
+        };
+        state.store.insert_user(&user).await.unwrap();
+        user
+    }
+
+    /// Issue 17's MFA note: "a session without mfa counts as none for an enrolled user",
+    /// on its own. A password-only session that escaped the confirmation's revoke-all
+    /// (stamped with the new generation, so live in the store) is still no sign-in.
+    #[tokio::test]
+    async fn a_session_without_the_factor_is_no_session_for_an_enrolled_user() {
+        let (state, _dir) = crate::http::tests::state().await;
+        let alice = user(&state).await;
+        let before = with_session(&state, &alice, Amr::password()).await;
+        assert!(signed_in(&state, &before).await.unwrap().is_some());
+
+        let enrolment = crate::mfa::begin(&state, &alice).await.unwrap().unwrap();
+        let key = Secret::Encoded(enrolment.secret.to_string())
+            .to_bytes()
+            .unwrap();
+        let app = TOTP::new(Algorithm::SHA1, 6, 1, 30, key, None, "alice".into()).unwrap();
+        let now = u64::try_from(state.clock.now().secs()).unwrap();
+        let code = app.generate(now);
+        assert!(
+            crate::mfa::confirm(&state, &alice.id, &code)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(session(&state, &before).await.unwrap().is_none(), "revoked");
+
+        let alice = state.store.user_by_id(&alice.id).await.unwrap().unwrap();
+        let escaped = with_session(&state, &alice, Amr::password()).await;
+        assert!(
+            session(&state, &escaped).await.unwrap().is_some(),
+            "live in the store"
+        );
+        assert!(signed_in(&state, &escaped).await.unwrap().is_none());
+        let with_factor = with_session(&state, &alice, Amr::password_and_otp()).await;
+        assert!(signed_in(&state, &with_factor).await.unwrap().is_some());
+    }
+}
