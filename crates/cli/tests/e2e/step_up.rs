@@ -307,3 +307,45 @@ async fn a_password_session_steps_up_to_mfa_and_its_tokens_keep_the_level() {
     assert_eq!(acr, MFA);
     assert!(newer.as_i64() > auth_time.as_i64());
 }
+
+/// Issue 17's MFA note: enrolment codes were not throttled. Wrong ones now count with
+/// the code page's against the pending sign-in, which ends at the fifth; the password
+/// (throttled) comes first again.
+#[tokio::test]
+async fn wrong_enrolment_codes_end_the_sign_in_at_the_fifth() {
+    let Setup { s, first, .. } = setup_with("mfa = \"required\"\n", &[]);
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(&s, &first, VERIFIER, &[])).await;
+    let mut page = password_on(&s, &mut b, &login).await;
+    assert!(page.body.contains("<svg"), "{}", page.body);
+    let totp = app(&page);
+    for _ in 0..4 {
+        page = submit(&s, &mut b, &page, &[("code", "000000")]).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(
+            page.body.contains("That code is not right"),
+            "{}",
+            page.body
+        );
+    }
+    let enrol_form = page;
+    let ended = submit(&s, &mut b, &enrol_form, &[("code", "000000")]).await;
+    assert_eq!(ended.status, StatusCode::BAD_REQUEST);
+    assert!(
+        ended.body.contains("Your sign-in expired"),
+        "{}",
+        ended.body
+    );
+    // The right code on the old page finds the sign-in gone.
+    let right = totp.generate_current().unwrap();
+    let late = submit(&s, &mut b, &enrol_form, &[("code", &right)]).await;
+    assert!(late.body.contains("Your sign-in expired"), "{}", late.body);
+    assert!(late.location.is_none() && !b.has_cookie("tessera_session"));
+    // The password again, then the enrolment completes.
+    let login = b.get(&authorize_url(&s, &first, VERIFIER, &[])).await;
+    let page = password_on(&s, &mut b, &login).await;
+    let code = app(&page).generate_current().unwrap();
+    let codes = submit(&s, &mut b, &page, &[("code", &code)]).await;
+    assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
+    assert!(codes.body.contains("<code>"), "recovery codes shown");
+}
