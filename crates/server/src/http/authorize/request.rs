@@ -20,7 +20,7 @@ use crate::http::pages::Hidden;
 use crate::store::{ClientRecord, GrantType};
 
 /// Parameters carried from the request into the forms and back.
-const CARRIED: [&str; 9] = [
+pub(super) const CARRIED: [&str; 9] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -89,17 +89,10 @@ impl AuthRequest {
             .filter_map(|&n| raw.get(n).map(|v| (n, v.to_owned())))
             .collect();
         out.extend(self.assurance.fields());
-        let sealed: Vec<(&str, Option<&str>)> = CARRIED
-            .iter()
-            .chain(&assurance::FIELDS)
-            .map(|&n| {
-                (
-                    n,
-                    out.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str()),
-                )
-            })
-            .collect();
-        let mac = seal::form_mac(state, &sealed);
+        let mac = seal::form_mac(
+            state,
+            &seal::fields(|n| out.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())),
+        );
         out.push((seal::FIELD, mac));
         out
     }
@@ -182,7 +175,7 @@ pub(super) async fn validate(
     }
     let assurance = match source {
         Source::Query => Assurance::asked(raw, state.clock.now()).map_err(refuse)?,
-        Source::Form => unsealed(state, raw)?,
+        Source::Form => seal::open(state, raw)?,
     };
     // The checks passed, so these cannot fail; they are read through the checks' own
     // functions all the same.
@@ -199,25 +192,6 @@ pub(super) async fn validate(
         prompt_none,
         assurance,
     })
-}
-
-/// The assurance a posted form carries, once its MAC shows the hidden fields are the
-/// ones this server rendered (a changed form is refused as a page: nothing in it can be
-/// trusted, its redirect URI included).
-fn unsealed(state: &AppState, raw: &Raw) -> Result<Assurance, Refusal> {
-    const CHANGED: Refusal = Refusal::Page(
-        "This form was changed after it was sent. Go back to the application and sign in again.",
-    );
-    let sealed: Vec<(&str, Option<&str>)> = CARRIED
-        .iter()
-        .chain(&assurance::FIELDS)
-        .map(|&n| (n, raw.get(n)))
-        .collect();
-    if !seal::form_mac_ok(state, &sealed, raw.get(seal::FIELD)) {
-        tracing::info!("authorization form with a changed or missing MAC refused");
-        return Err(CHANGED);
-    }
-    Assurance::carried(raw).ok_or(CHANGED)
 }
 
 /// The registered client and the redirect URI to answer it at.

@@ -12,6 +12,8 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::assurance::{self, Assurance};
+use super::request::{CARRIED, Raw, Refusal};
 use crate::http::AppState;
 use crate::store::SessionRecord;
 
@@ -37,6 +39,32 @@ fn tag(state: &AppState, label: &[u8], fields: &[(&str, Option<&str>)]) -> hmac:
         }
     }
     ctx.sign()
+}
+
+/// Every sealed field in its fixed order (the request's, then the assurance's), with the
+/// value `value_of` finds for it, present or not.
+pub(super) fn fields<'a>(
+    value_of: impl Fn(&str) -> Option<&'a str>,
+) -> Vec<(&'static str, Option<&'a str>)> {
+    CARRIED
+        .iter()
+        .chain(&assurance::FIELDS)
+        .map(|&n| (n, value_of(n)))
+        .collect()
+}
+
+/// The assurance a posted form carries, once its MAC shows the hidden fields are the
+/// ones this server rendered (a changed form is refused as a page: nothing in it can be
+/// trusted, its redirect URI included).
+pub(super) fn open(state: &AppState, raw: &Raw) -> Result<Assurance, Refusal> {
+    const CHANGED: Refusal = Refusal::Page(
+        "This form was changed after it was sent. Go back to the application and sign in again.",
+    );
+    if !form_mac_ok(state, &fields(|n| raw.get(n)), raw.get(FIELD)) {
+        tracing::info!("authorization form with a changed or missing MAC refused");
+        return Err(CHANGED);
+    }
+    Assurance::carried(raw).ok_or(CHANGED)
 }
 
 /// The MAC of `fields` (every sealed name, in a fixed order, present or not).
