@@ -349,3 +349,85 @@ async fn wrong_enrolment_codes_end_the_sign_in_at_the_fifth() {
     assert_eq!(codes.status, StatusCode::OK, "{}", codes.body);
     assert!(codes.body.contains("<code>"), "recovery codes shown");
 }
+
+/// `DELETE /notes/{id}` at the example resource server: the status and its
+/// `WWW-Authenticate` challenges.
+async fn delete_note(rs: &str, token: &str) -> (StatusCode, Vec<String>) {
+    let r = reqwest::Client::new()
+        .delete(format!("{rs}/notes/0"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let challenges = r
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    (r.status(), challenges)
+}
+
+/// RFC 9470 end to end without a browser: the real server and the example API. A
+/// password token and a minted one (no `acr`, no `auth_time`) get the step-up challenge;
+/// the token of the stepped-up sign-in is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_api_challenges_a_password_token_and_takes_the_stepped_up_one() {
+    if !std::path::Path::new(&crate::browser::resource_server_bin()).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the example resource server is not built"
+        );
+        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+        return;
+    }
+    let Setup { s, first, .. } = setup_with("mfa = \"optional\"\n", &[]);
+    s.add_client(
+        "svc",
+        "client_credentials",
+        "notes:read",
+        &["--audience", "notes-api"],
+    );
+    let port = crate::browser::free_port();
+    let rs = format!("http://127.0.0.1:{port}");
+    let _api = crate::browser::start_resource_server(&s.base, port, &[]);
+
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(&s, &first, VERIFIER, &[])).await;
+    let t = tokens(&s, &first, &password_on(&s, &mut b, &login).await).await;
+    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bearer = challenges
+        .iter()
+        .find(|c| c.starts_with("Bearer "))
+        .unwrap();
+    assert!(
+        bearer.contains(r#"error="insufficient_user_authentication""#)
+            && bearer.contains(&format!(r#"acr_values="{MFA}""#))
+            && bearer.contains("max_age=300")
+            && bearer.contains("resource_metadata="),
+        "{bearer}"
+    );
+    let minted = s.cli_ok(
+        &["token", "mint", "--issuer", &s.base, "--client", "svc"],
+        None,
+    );
+    crate::harness::register_secret(minted.trim());
+    let (status, challenges) = delete_note(&rs, minted.trim()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenges
+            .iter()
+            .any(|c| c.contains("insufficient_user_authentication"))
+    );
+
+    // The step up the challenge asks for: acr_values and max_age from it.
+    let extra = [("acr_values", MFA), ("max_age", "300")];
+    let login = b.get(&authorize_url(&s, &first, VERIFIER, &extra)).await;
+    let enrol = password_on(&s, &mut b, &login).await;
+    let code = app(&enrol).generate_current().unwrap();
+    let codes = submit(&s, &mut b, &enrol, &[("code", &code)]).await;
+    let t = tokens(&s, &first, &submit(&s, &mut b, &codes, &[]).await).await;
+    let (status, _) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
