@@ -166,6 +166,8 @@ async fn step_up(
         Ok::<_, OAuthError>((user, enrolled))
     };
     match found.await {
+        // With TOTP the only factor, an enrolled user's live session is already `mfa`
+        // (`signed_in`), so this arm waits for a rung above it (passkeys) to be reached.
         Ok((Some(user), true)) => mfa::start(state, headers, raw, req, &user, true).await,
         Ok((Some(_), false)) if state.config.login.mfa != crate::config::MfaMode::Off => {
             login::page(state, headers, raw, req, StatusCode::OK, "", None)
