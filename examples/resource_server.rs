@@ -34,7 +34,7 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_guard::{
-    Auth, FetchError, Guard, Introspection, RemoteIssuer, RequireAcr, RequireDpop,
+    Auth, FetchError, Guard, Introspection, RemoteIssuer, RequireAcr, RequireDpop, RequireScope,
     ResourceMetadata, RevocationFeed, Scoped, SystemClock, Verifier, discover,
 };
 use tessera_token::{SecretString, Validation};
@@ -79,7 +79,7 @@ struct Args {
     #[arg(long, default_value = "openid notes:read notes:write")]
     spa_cookie_scope: String,
     /// Scope the single-page app asks for.
-    #[arg(long, default_value = "openid profile notes:read")]
+    #[arg(long, default_value = "openid profile notes:read notes:write")]
     spa_scope: String,
     /// Client id for RFC 7662 introspection (optional; with the secret, tokens are checked
     /// at the issuer's introspection endpoint instead of by signature).
@@ -155,8 +155,9 @@ async fn create_note(
 }
 
 /// Deletes the caller's note at position `id` among theirs (204 whether it was there or
-/// not: a repeated DELETE changes nothing). The route's [`RequireAcr`] layer let only a
-/// recent second-factor sign-in through.
+/// not: a repeated DELETE changes nothing). The route's layers let through only a token
+/// with `notes:write` ([`RequireScope`]) from a recent second-factor sign-in
+/// ([`RequireAcr`]).
 async fn delete_note(
     State(notes): State<Notes>,
     caller: Auth,
@@ -345,10 +346,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/notes/export", get(list_notes).route_layer(RequireDpop))
         .route(
             "/notes/{id}",
-            axum::routing::delete(delete_note).route_layer(
-                RequireAcr::new("urn:tessera:acr:mfa")
-                    .within(Duration::from_secs(args.step_up_max_age)),
-            ),
+            // The scope first (outermost): a token that may not write is refused 403
+            // before anyone is asked to step up for nothing.
+            axum::routing::delete(delete_note)
+                .route_layer(
+                    RequireAcr::new("urn:tessera:acr:mfa")
+                        .within(Duration::from_secs(args.step_up_max_age)),
+                )
+                .route_layer(RequireScope::all(["notes:write"])),
         )
         .route("/ping", get(|_: Auth| async { "ok" }))
         .layer(guard.layer())

@@ -113,7 +113,7 @@ await scenario("sign in, consent, code exchange, API call, refresh, logout", asy
   await status(page).filter({ hasText: "API answered 200." }).waitFor();
   const me = JSON.parse(await page.locator("#out").textContent());
   assert.match(me.sub, /^u_/);
-  assert.equal(me.scope, "openid profile notes:read");
+  assert.equal(me.scope, "openid profile notes:read notes:write");
 
   await page.click("#refresh");
   await status(page).filter({ hasText: "Tokens refreshed." }).waitFor();

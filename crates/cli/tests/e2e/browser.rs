@@ -151,7 +151,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     let (client_id, _) = s.add_client(
         "notes-spa",
         "authorization_code,refresh_token",
-        "openid profile notes:read",
+        "openid profile notes:read notes:write",
         &[
             "--public",
             "--audience",

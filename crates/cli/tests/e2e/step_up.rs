@@ -367,35 +367,78 @@ async fn delete_note(rs: &str, token: &str) -> (StatusCode, Vec<String>) {
     (r.status(), challenges)
 }
 
-/// RFC 9470 end to end without a browser: the real server and the example API. A
-/// password token and a minted one (no `acr`, no `auth_time`) get the step-up challenge;
-/// the token of the stepped-up sign-in is taken.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_example_api_challenges_a_password_token_and_takes_the_stepped_up_one() {
-    if !std::path::Path::new(&crate::browser::resource_server_bin()).exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the example resource server is not built"
-        );
-        eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
-        return;
-    }
-    let Setup { s, first, .. } = setup_with("mfa = \"optional\"\n", &[]);
-    s.add_client(
-        "svc",
-        "client_credentials",
-        "notes:read",
-        &["--audience", "notes-api"],
-    );
-    let port = crate::browser::free_port();
-    let rs = format!("http://127.0.0.1:{port}");
-    let _api = crate::browser::start_resource_server(&s.base, port, &[]);
+const WRITE: &str = "openid profile notes:read notes:write";
 
+/// The example resource server is built, or the test is skipped (outside CI).
+fn example_api_built() -> bool {
+    if std::path::Path::new(&crate::browser::resource_server_bin()).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the example resource server is not built"
+    );
+    eprintln!("skipping: build it with cargo build -p tessera-guard --example resource_server");
+    false
+}
+
+/// A first-party public client allowed `notes:write` (the example's `DELETE` needs it).
+fn writer(s: &crate::harness::Server) -> String {
+    let (id, _) = s.add_client(
+        "writer",
+        "authorization_code,refresh_token",
+        WRITE,
+        &[
+            "--public",
+            "--first-party",
+            "--audience",
+            "notes-api",
+            "--redirect-uri",
+            crate::authorize::REDIRECT,
+        ],
+    );
+    id
+}
+
+/// alice's password-only sign-in at `client` asking for `scope`: its tokens.
+async fn password_tokens(s: &crate::harness::Server, client: &str, scope: &str) -> Value {
     let mut b = Browser::new();
-    let login = b.get(&authorize_url(&s, &first, VERIFIER, &[])).await;
-    let t = tokens(&s, &first, &password_on(&s, &mut b, &login).await).await;
-    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let login = b
+        .get(&authorize_url(s, client, VERIFIER, &[("scope", scope)]))
+        .await;
+    tokens(s, client, &password_on(s, &mut b, &login).await).await
+}
+
+/// alice's step up as the example's challenge asks (`acr_values`, `max_age`): the
+/// password, then the enrolment with a TOTP code and the recovery codes (the app kept in
+/// `factor`), or the code page once enrolled; its tokens.
+async fn stepped_up_tokens(
+    s: &crate::harness::Server,
+    client: &str,
+    scope: &str,
+    factor: &mut Option<totp_rs::TOTP>,
+) -> Value {
+    let mut b = Browser::new();
+    let extra = [("acr_values", MFA), ("max_age", "300"), ("scope", scope)];
+    let login = b.get(&authorize_url(s, client, VERIFIER, &extra)).await;
+    let page = password_on(s, &mut b, &login).await;
+    let done = match factor {
+        Some(totp) => {
+            assert_code_page(&page);
+            submit(s, &mut b, &page, &[("code", &next_code(totp))]).await
+        }
+        None => {
+            let totp = factor.insert(app(&page));
+            let code = totp.generate_current().unwrap();
+            let codes = submit(s, &mut b, &page, &[("code", &code)]).await;
+            submit(s, &mut b, &codes, &[]).await
+        }
+    };
+    tokens(s, client, &done).await
+}
+
+fn assert_step_up_challenge(status: StatusCode, challenges: &[String]) {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenges:?}");
     let bearer = challenges
         .iter()
         .find(|c| c.starts_with("Bearer "))
@@ -407,8 +450,100 @@ async fn the_example_api_challenges_a_password_token_and_takes_the_stepped_up_on
             && bearer.contains("resource_metadata="),
         "{bearer}"
     );
+}
+
+/// Review finding 1: the example API checking tokens by introspection (RFC 7662) learns
+/// `acr` and `auth_time` from the answer (RFC 9470 section 6.1); they used to be missing,
+/// so no token ever met the step-up there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_api_under_introspection_takes_a_fresh_mfa_token_and_challenges_a_password_one()
+{
+    if !example_api_built() {
+        return;
+    }
+    let Setup { s, .. } = setup_with("mfa = \"optional\"\n", &[]);
+    let writer = writer(&s);
+    let (rs_client, rs_secret) = s.add_client(
+        "notes-api",
+        "client_credentials",
+        "notes:read",
+        &["--audience", "notes-api"],
+    );
+    let rs_secret = rs_secret.unwrap();
+    let port = crate::browser::free_port();
+    let rs = format!("http://127.0.0.1:{port}");
+    let _api = crate::browser::start_resource_server(
+        &s.base,
+        port,
+        &[
+            "--introspection-client-id",
+            &rs_client,
+            "--introspection-client-secret",
+            &rs_secret,
+        ],
+    );
+    let t = password_tokens(&s, &writer, WRITE).await;
+    let password_token = t["access_token"].as_str().unwrap();
+    // What introspection says of it: the level and the time of the sign-in.
+    let r = s
+        .http
+        .post(s.url("/introspect"))
+        .basic_auth(&rs_client, Some(&rs_secret))
+        .form(&[("token", password_token)])
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    let (acr, amr, auth_time) = assurance(password_token);
+    assert_eq!(
+        (&answer["acr"], &answer["amr"], &answer["auth_time"]),
+        (&acr, &amr, &auth_time),
+        "{answer}"
+    );
+    let (status, challenges) = delete_note(&rs, password_token).await;
+    assert_step_up_challenge(status, &challenges);
+
+    let t = stepped_up_tokens(&s, &writer, WRITE, &mut None).await;
+    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{challenges:?}");
+}
+
+/// RFC 9470 end to end without a browser: the real server and the example API. A
+/// password token and a minted one (no `acr`, no `auth_time`) get the step-up challenge;
+/// the token of the stepped-up sign-in is taken if it may write (review finding 2: the
+/// route checked no scope); a token without `notes:write` is refused 403 before any step
+/// up is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_api_challenges_a_password_token_and_takes_the_stepped_up_one() {
+    if !example_api_built() {
+        return;
+    }
+    let Setup { s, first, .. } = setup_with("mfa = \"optional\"\n", &[]);
+    let writer = writer(&s);
+    s.add_client(
+        "svc",
+        "client_credentials",
+        "notes:read notes:write",
+        &["--audience", "notes-api"],
+    );
+    let port = crate::browser::free_port();
+    let rs = format!("http://127.0.0.1:{port}");
+    let _api = crate::browser::start_resource_server(&s.base, port, &[]);
+
+    let t = password_tokens(&s, &writer, WRITE).await;
+    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_step_up_challenge(status, &challenges);
     let minted = s.cli_ok(
-        &["token", "mint", "--issuer", &s.base, "--client", "svc"],
+        &[
+            "token",
+            "mint",
+            "--issuer",
+            &s.base,
+            "--client",
+            "svc",
+            "--scope",
+            "notes:write",
+        ],
         None,
     );
     crate::harness::register_secret(minted.trim());
@@ -419,14 +554,19 @@ async fn the_example_api_challenges_a_password_token_and_takes_the_stepped_up_on
             .iter()
             .any(|c| c.contains("insufficient_user_authentication"))
     );
+    // No notes:write: 403 insufficient_scope, with a password token or a stepped-up one.
+    let t = password_tokens(&s, &first, "openid profile notes:read").await;
+    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{challenges:?}");
+    assert!(challenges.iter().any(|c| c.contains("insufficient_scope")));
+    let mut factor = None;
+    let t = stepped_up_tokens(&s, &first, "openid profile notes:read", &mut factor).await;
+    assert_eq!(assurance(t["access_token"].as_str().unwrap()).0, MFA);
+    let (status, challenges) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{challenges:?}");
 
-    // The step up the challenge asks for: acr_values and max_age from it.
-    let extra = [("acr_values", MFA), ("max_age", "300")];
-    let login = b.get(&authorize_url(&s, &first, VERIFIER, &extra)).await;
-    let enrol = password_on(&s, &mut b, &login).await;
-    let code = app(&enrol).generate_current().unwrap();
-    let codes = submit(&s, &mut b, &enrol, &[("code", &code)]).await;
-    let t = tokens(&s, &first, &submit(&s, &mut b, &codes, &[]).await).await;
+    // The step up the challenge asks for, with notes:write: taken.
+    let t = stepped_up_tokens(&s, &writer, WRITE, &mut factor).await;
     let (status, _) = delete_note(&rs, t["access_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
