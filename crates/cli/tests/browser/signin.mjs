@@ -7,7 +7,8 @@
 //   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path), and
 //   COOKIE_URL (the cookie-mode page, whose script never sees the access token), and
 //   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario),
-//   STEP_UP_USER (another such user, for the RFC 9470 step-up scenario).
+//   STEP_UP_USER (another such user, for the RFC 9470 step-up scenario),
+//   ABANDON_USER (another, for the abandoned step-up).
 import { createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -358,6 +359,54 @@ await scenario("step-up: the API asks for a second factor, the app signs in agai
   await page.waitForURL((u) => u.href.startsWith(SPA));
   assert.equal((await retried).status(), 204);
   await status(page).filter({ hasText: "API answered 204 to the delete." }).waitFor();
+});
+
+await scenario("an abandoned step-up leaves nothing pending: a later plain sign-in deletes nothing", async (page) => {
+  const ABANDON_USER = env("ABANDON_USER");
+  await toLogin(page);
+  await typeCredentials(page, ABANDON_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_/ }).waitFor();
+  await page.click("#add");
+  await status(page).filter({ hasText: "API answered 201 to the new note." }).waitFor();
+  // The delete is challenged and the app leaves for the step-up; the user abandons it.
+  await page.click("#delete");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  assert.equal(new URL(page.url()).searchParams.get("acr_values"), "urn:tessera:acr:mfa");
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await page.goto(SPA);
+  await status(page).filter({ hasText: "Not signed in." }).waitFor();
+  // Later (the server's session has ended meanwhile), a plain sign-in in which the user
+  // sets up a second factor (its token would pass the delete): the app must not delete
+  // anything by itself.
+  await page.context().clearCookies();
+  let deletes = 0;
+  page.on("request", (r) => { if (r.method() === "DELETE") deletes += 1; });
+  await page.click("#signin");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  assert.equal(new URL(page.url()).searchParams.get("acr_values"), null);
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await page.fill("#username", ABANDON_USER);
+  await page.fill("#password", PASSWORD);
+  await page.check("#enrol");
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Set up a second factor" }).waitFor();
+  const key = await page.inputValue("#secret");
+  await page.fill("#code", totp(key, Date.now() / 1000));
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Your recovery codes" }).waitFor();
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_|API answered/ }).waitFor();
+  await page.click("#list");
+  await status(page).filter({ hasText: "API answered 200 with the notes." }).waitFor();
+  const listed = JSON.parse(await page.locator("#out").textContent());
+  assert.equal(deletes, 0, "no DELETE was sent");
+  assert.equal(listed.notes.length, 1, "the note is still there");
 });
 
 await browser.close();

@@ -148,6 +148,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     s.add_user("alice", PASSWORD);
     s.add_user("bob", PASSWORD);
     s.add_user("carol", PASSWORD);
+    s.add_user("dave", PASSWORD);
     let (client_id, _) = s.add_client(
         "notes-spa",
         "authorization_code,refresh_token",
@@ -200,6 +201,7 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         .env("USERNAME", "alice")
         .env("MFA_USER", "bob")
         .env("STEP_UP_USER", "carol")
+        .env("ABANDON_USER", "dave")
         .env("PASSWORD", PASSWORD)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", CHROMIUM)
