@@ -95,6 +95,16 @@ async fn malformed_unknown_and_unreachable_assurance_requests_are_refused() {
         assert_eq!(error_of(&p), *expected, "{name}={value}");
         assert_eq!(p.redirect_params()["state"], "st-123");
     }
+    // Blank (only spaces): omitted, as a parameter without a value is (RFC 6749 3.1).
+    let blank = b
+        .get(&authorize_url(
+            &s,
+            &first,
+            VERIFIER,
+            &[("acr_values", "  ")],
+        ))
+        .await;
+    assert_login_page(&blank);
     // The parameter twice: refused like any repeated parameter.
     let twice = authorize_url(&s, &first, VERIFIER, &[("acr_values", PWD)]) + "&acr_values=" + PWD;
     assert_eq!(error_of(&b.get(&twice).await), "invalid_request");

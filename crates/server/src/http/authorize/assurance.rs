@@ -75,9 +75,10 @@ pub(super) fn max_age(raw: &Raw) -> Result<Option<u64>, AuthzError> {
         .map_err(|_| authz_error("invalid_request", "max_age is malformed"))
 }
 
-/// The lowest rung `acr_values` accepts. Malformed (too long, too many values, a
-/// repeated value, a character outside visible ASCII): `invalid_request`. Unknown values
-/// are skipped (the list is an order of preference); none known: [`UNMET`].
+/// The lowest rung `acr_values` accepts; blank (only spaces) is omitted. Malformed (too
+/// long, too many values, a repeated value, a character outside visible ASCII):
+/// `invalid_request`. Unknown values are skipped (the list is an order of preference);
+/// none known: [`UNMET`].
 pub(super) fn acr_values(raw: &Raw) -> Result<Option<&'static str>, AuthzError> {
     let Some(list) = raw.get("acr_values") else {
         return Ok(None);
@@ -87,6 +88,10 @@ pub(super) fn acr_values(raw: &Raw) -> Result<Option<&'static str>, AuthzError> 
         return malformed("acr_values is too long");
     }
     let values: Vec<&str> = list.split(' ').filter(|v| !v.is_empty()).collect();
+    if values.is_empty() {
+        // Only spaces: a parameter without a value, treated as omitted (RFC 6749 3.1).
+        return Ok(None);
+    }
     if values.len() > MAX_ACR_VALUES {
         return malformed("acr_values has too many values");
     }
@@ -324,6 +329,10 @@ mod tests {
         assert_eq!(acr_of(&[("acr_values", &many)]), invalid);
         assert_eq!(acr_of(&[("acr_values", "urn:\u{e9}")]), invalid);
         assert_eq!(acr_of(&[("acr_values", "a\"b")]), unmet);
+        // Blank, or only spaces: omitted (RFC 6749 section 3.1), not an unknown value.
+        for blank in ["", " ", "   "] {
+            assert_eq!(acr_of(&[("acr_values", blank)]), Ok(None), "{blank:?}");
+        }
     }
 
     #[test]
