@@ -219,8 +219,15 @@ pub(super) enum Shortfall {
 }
 
 impl Assurance {
-    /// What the query asks, at `now` (the checks in [`super::request`] ran already).
-    pub(super) fn asked(raw: &Raw, now: UnixTime) -> Result<Assurance, AuthzError> {
+    /// What the query asks, at `now` (the checks in [`super::request`] ran already). A
+    /// fresh sign-in is one made at most `leeway` before `now`: the password may be checked
+    /// by a replica whose clock is behind this one's, and the session found now is ruled
+    /// out by its tag ([`Assurance::stale`]), not by its time.
+    pub(super) fn asked(
+        raw: &Raw,
+        now: UnixTime,
+        leeway: std::time::Duration,
+    ) -> Result<Assurance, AuthzError> {
         let acr = match (acr_values(raw)?, claims_acr(raw)?) {
             (Some(a), Some(c)) => Some(higher(Some(a), c)),
             (a, c) => a.or(c),
@@ -228,7 +235,7 @@ impl Assurance {
         let max_age = max_age(raw)?;
         let fresh = prompt(raw)?.login || max_age == Some(0);
         let auth_after = if fresh {
-            Some(now)
+            Some(now.saturating_sub(leeway))
         } else {
             max_age.map(|secs| now.saturating_sub(std::time::Duration::from_secs(secs)))
         };
@@ -299,6 +306,8 @@ mod tests {
     use crate::store::Amr;
     use tessera_token::TokenHash;
 
+    const LEEWAY: std::time::Duration = std::time::Duration::from_secs(5);
+
     fn raw(query: &[(&str, &str)]) -> Raw {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.extend_pairs(query);
@@ -307,7 +316,7 @@ mod tests {
 
     fn acr_of(query: &[(&str, &str)]) -> Result<Option<&'static str>, &'static str> {
         let r = raw(query);
-        Assurance::asked(&r, UnixTime::from_secs(1000))
+        Assurance::asked(&r, UnixTime::from_secs(1000), LEEWAY)
             .map(|a| a.acr)
             .map_err(|e| e.error)
     }
@@ -368,14 +377,17 @@ mod tests {
     #[test]
     fn max_age_and_prompt_login_set_the_oldest_sign_in_accepted() {
         let now = UnixTime::from_secs(1000);
-        let at = |q: &[(&str, &str)]| Assurance::asked(&raw(q), now).map_err(|e| e.error);
+        let at = |q: &[(&str, &str)]| Assurance::asked(&raw(q), now, LEEWAY).map_err(|e| e.error);
         assert_eq!(
             at(&[("max_age", "60")]).unwrap().auth_after,
             Some(UnixTime::from_secs(940))
         );
         for fresh in [&[("max_age", "0")][..], &[("prompt", "login consent")]] {
             let a = at(fresh).unwrap();
-            assert_eq!((a.auth_after, a.fresh), (Some(now), true));
+            assert_eq!(
+                (a.auth_after, a.fresh),
+                (Some(UnixTime::from_secs(995)), true)
+            );
         }
         let huge = at(&[("max_age", "9999999999")]).unwrap();
         assert!(huge.auth_after.unwrap() < now);
@@ -424,5 +436,29 @@ mod tests {
         assert_eq!(back, a);
         assert_eq!(Assurance::carried(&raw(&[("acr", "urn:x")])), None);
         assert_eq!(Assurance::carried(&raw(&[("auth_after", "x")])), None);
+    }
+
+    /// Review finding 6: `prompt=login` rendered by a replica whose clock is ahead of the
+    /// one that checks the password. The new session (stamped by the slower clock) stands;
+    /// the one the request found never does, however recent.
+    #[test]
+    fn a_fresh_sign_in_on_a_replica_a_little_behind_stands_and_the_found_one_never() {
+        let now = UnixTime::from_secs(1000);
+        let mut a = Assurance::asked(&raw(&[("prompt", "login")]), now, LEEWAY).unwrap();
+        a.stale = Some("found".into());
+        let session = |created| SessionRecord {
+            hash: TokenHash::of(b"s"),
+            user_id: "u".into(),
+            created_at: UnixTime::from_secs(created),
+            expires_at: UnixTime::from_secs(10_000),
+            revoked_at: None,
+            generation: 0,
+            amr: Amr::password(),
+        };
+        // Signed in on a replica 3 s behind.
+        assert_eq!(a.shortfall(&session(997), "new"), Shortfall::None);
+        assert_eq!(a.shortfall(&session(1001), "found"), Shortfall::Fresh);
+        // Beyond the leeway: too old.
+        assert_eq!(a.shortfall(&session(994), "new"), Shortfall::Fresh);
     }
 }

@@ -32,7 +32,7 @@ pub(super) async fn proceed(
     mut out: HeaderMap,
 ) -> Response {
     if req.client.first_party {
-        return issue_code(state, req, session, out).await;
+        return issue_code(state, headers, raw, req, session, out).await;
     }
     if req.prompt_none {
         return req.target.error(state, CONSENT_REQUIRED, out);
@@ -71,7 +71,7 @@ pub(super) async fn answer(
 ) -> Response {
     if approved {
         return match super::assured(state, headers, raw, req).await {
-            Ok(s) => issue_code(state, req, &s, HeaderMap::new()).await,
+            Ok(s) => issue_code(state, headers, raw, req, &s, HeaderMap::new()).await,
             Err(response) => response,
         };
     }
@@ -93,17 +93,32 @@ async fn user_name(state: &AppState, user_id: &str) -> Result<String, OAuthError
 
 /// Issues a code bound to the client, redirect URI, challenge, user and nonce, and
 /// redirects to the client with it. The last line of defence: never for a session that
-/// falls short of what the request asked (every path here checked it already).
+/// falls short of what the request asked (every path here checked it already). A session
+/// found too old here (a sign-in stamped by a replica whose clock is further behind than
+/// `authorize_clock_leeway_secs`) sends the user to the login page, as
+/// [`super::assured`] would: the user can meet that, the client cannot.
 async fn issue_code(
     state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
     req: &AuthRequest,
     session: &SessionRecord,
     out: HeaderMap,
 ) -> Response {
     let tag = seal::session_tag(state, session);
-    if req.assurance.shortfall(session, &tag) != Shortfall::None {
-        tracing::warn!("code refused: the session falls short of the request's assurance");
-        return req.target.error(state, UNMET, out);
+    match req.assurance.shortfall(session, &tag) {
+        Shortfall::None => {}
+        Shortfall::Fresh if req.prompt_none => {
+            return req.target.error(state, super::LOGIN_REQUIRED, out);
+        }
+        Shortfall::Fresh => {
+            tracing::warn!("code refused: the sign-in is older than the request asks; login page");
+            return login::page(state, headers, raw, req, StatusCode::OK, "", None);
+        }
+        Shortfall::Level => {
+            tracing::warn!("code refused: the session falls short of the request's assurance");
+            return req.target.error(state, UNMET, out);
+        }
     }
     match authorization_code::issue(state, &req.code_request(), session).await {
         Ok(Issued::Code(code)) => req.target.redirect(state, &[("code", code.expose())], out),

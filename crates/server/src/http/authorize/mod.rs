@@ -342,4 +342,76 @@ mod tests {
         let with_factor = with_session(&state, &alice, Amr::password_and_otp()).await;
         assert!(signed_in(&state, &with_factor).await.unwrap().is_some());
     }
+
+    /// Review finding 6: a session the code's last check finds too old for the request
+    /// (signed in on a replica whose clock is further behind than the leeway) sends the
+    /// user to the login page; it used to send `unmet_authentication_requirements` to the
+    /// client, which no step-up could answer. `prompt=none` gets `login_required`.
+    #[tokio::test]
+    async fn a_session_the_last_check_finds_too_old_gets_the_login_page() {
+        use crate::store::{ClientRecord, GrantType};
+        let (state, _dir, clock) = crate::http::tests::state_with_clock().await;
+        let alice = user(&state).await;
+        let client = ClientRecord {
+            id: "first".into(),
+            name: "first".into(),
+            secret_hash: None,
+            grant_types: vec![GrantType::AuthorizationCode],
+            scope: "openid".parse().unwrap(),
+            audience: vec!["api".into()],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            first_party: true,
+            signing_alg: None,
+            id_token_alg: None,
+            dpop_bound_access_tokens: false,
+            created_at: state.clock.now(),
+        };
+        state.store.insert_client(&client).await.unwrap();
+        let query = |extra: &str| {
+            Raw::parse(
+                format!(
+                    "response_type=code&client_id=first&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+                     &scope=openid&state=st&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWBzbbJ0J3aNo\
+                     &code_challenge_method=S256{extra}"
+                )
+                .as_bytes(),
+            )
+        };
+        // The request arrived (on a replica) at now; the session was stamped by a clock
+        // a minute behind.
+        let headers = with_session(&state, &alice, Amr::password()).await;
+        let session = session(&state, &headers).await.unwrap().unwrap();
+        clock.advance(std::time::Duration::from_secs(60));
+        for (extra, expected) in [
+            ("&prompt=login", None),
+            ("&max_age=0&prompt=none", Some("login_required")),
+        ] {
+            let raw = query(extra);
+            let Ok(req) = request::validate(&state, &raw, request::Source::Query).await else {
+                panic!("a valid request");
+            };
+            let response =
+                consent::proceed(&state, &headers, &raw, &req, &session, HeaderMap::new()).await;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .map(|l| l.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            match expected {
+                None => {
+                    assert_eq!(status, StatusCode::OK, "{location:?}");
+                    assert!(body.contains("<label for=\"username\">"), "{body}");
+                }
+                Some(error) => {
+                    let location = location.unwrap();
+                    assert!(location.contains(&format!("error={error}")), "{location}");
+                }
+            }
+        }
+    }
 }

@@ -174,7 +174,12 @@ pub(super) async fn validate(
         check(&client, raw).map_err(refuse)?;
     }
     let assurance = match source {
-        Source::Query => Assurance::asked(raw, state.clock.now()).map_err(refuse)?,
+        Source::Query => Assurance::asked(
+            raw,
+            state.clock.now(),
+            state.config.login.authorize_clock_leeway,
+        )
+        .map_err(refuse)?,
         Source::Form => seal::open(state, raw)?,
     };
     // The checks passed, so these cannot fail; they are read through the checks' own
