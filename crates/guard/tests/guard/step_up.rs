@@ -1,7 +1,8 @@
 //! RFC 9470 step-up at the guard: `RequireAcr` and `RequireAuthAge` on routes behind the
-//! layer; a token below the `acr` asked, too old, without the claims, or with an
-//! `auth_time` in the future gets 401 `insufficient_user_authentication` naming
-//! `acr_values` and `max_age`; another issuer's ladder can be configured.
+//! layer; a token below the `acr` asked, too old, or without the claims gets 401
+//! `insufficient_user_authentication` naming `acr_values` and `max_age` (an `auth_time` in
+//! the future beyond the leeway is refused earlier, `invalid_token`, by the token
+//! validation); another issuer's ladder can be configured.
 
 use std::time::Duration;
 
@@ -71,13 +72,19 @@ async fn a_token_below_the_acr_or_too_old_gets_the_step_up_challenge() {
         assert_eq!(r.challenge(), STEP_UP, "{why}");
         assert_eq!(r.json()["error"], "insufficient_user_authentication");
     }
-    // An auth_time in the future is rejected by validation (beyond leeway) before the
-    // route is reached; within leeway it stands, and it never makes an old token fresh.
+    // An auth_time in the future beyond the leeway is refused by the token validation
+    // (invalid_token) before the step-up layer is reached: no step-up could fix it. The
+    // step-up rule's own refusal of it (defence in depth) is the unit test
+    // assurance::tests::auth_age_needs_a_recent_past_auth_time.
     let future = token(&k, json!({"acr": MFA, "auth_time": NOW + 3600}));
-    assert_eq!(
-        send(&app, del(&future)).await.status,
-        StatusCode::UNAUTHORIZED
+    let r = send(&app, del(&future)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.challenge().contains(r#"error="invalid_token""#),
+        "{}",
+        r.challenge()
     );
+    assert!(!r.challenge().contains("insufficient_user_authentication"));
 
     // RequireAuthAge alone names only max_age.
     let old = token(&k, json!({"acr": MFA, "auth_time": NOW - 61}));

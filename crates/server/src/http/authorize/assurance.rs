@@ -120,10 +120,12 @@ fn lowest_known<'a>(values: impl Iterator<Item = &'a str>) -> Result<&'static st
         .ok_or(UNMET)
 }
 
-/// The rung an essential `acr` claim request (OpenID Connect Core 5.5.1.1, in
-/// `id_token` or `userinfo`) needs: the lowest of its `value`/`values` we know, the
-/// higher of the two members. A voluntary request (`essential` absent or false) is
-/// answered by the `acr` every ID token carries and asks nothing more.
+/// The rung an essential `acr` claim request (OpenID Connect Core 5.5.1.1) in `id_token`
+/// needs: the lowest of its `value`/`values` we know. A voluntary request (`essential`
+/// absent or false) is answered by the `acr` every ID token carries and asks nothing
+/// more. An `acr` request under `userinfo` is checked for shape and otherwise ignored:
+/// `/userinfo` does not return `acr`, so it cannot promise one (the ID token's `acr` is
+/// the answer to ask for).
 pub(super) fn claims_acr(raw: &Raw) -> Result<Option<&'static str>, AuthzError> {
     let Some(text) = raw.get("claims") else {
         return Ok(None);
@@ -147,7 +149,15 @@ pub(super) fn claims_acr(raw: &Raw) -> Result<Option<&'static str>, AuthzError> 
             Some(Value::Object(r)) => r,
             Some(_) => return Err(malformed()),
         };
-        if let Some(rung) = essential_acr(request)? {
+        let rung = essential_acr(request);
+        if member == "userinfo" {
+            // Malformed is still refused; unknown values ask nothing here.
+            match rung {
+                Err(e) if e.error == "invalid_request" => return Err(e),
+                _ => continue,
+            }
+        }
+        if let Some(rung) = rung? {
             needed = Some(higher(needed, rung));
         }
     }
@@ -356,11 +366,21 @@ mod tests {
             acr_of(&[("claims", &essential), ("acr_values", ACR_PWD)]),
             Ok(Some(ACR_MFA))
         );
-        let unknown = r#"{"userinfo":{"acr":{"essential":true,"value":"urn:x"}}}"#;
+        let unknown = r#"{"id_token":{"acr":{"essential":true,"value":"urn:x"}}}"#;
         assert_eq!(
             acr_of(&[("claims", unknown)]),
             Err("unmet_authentication_requirements")
         );
+        // Review finding 8: /userinfo never returns acr, so an acr request there is
+        // ignored (only its shape is checked), whatever it asks.
+        for ignored in [
+            format!(r#"{{"userinfo":{{"acr":{{"essential":true,"value":"{ACR_MFA}"}}}}}}"#),
+            r#"{"userinfo":{"acr":{"essential":true,"value":"urn:x"}}}"#.to_owned(),
+        ] {
+            assert_eq!(acr_of(&[("claims", &ignored)]), Ok(None), "{ignored}");
+        }
+        let malformed = r#"{"userinfo":{"acr":{"essential":"yes"}}}"#;
+        assert_eq!(acr_of(&[("claims", malformed)]), Err("invalid_request"));
         for bad in [
             "[]",
             "not json",
