@@ -230,6 +230,15 @@ pub struct RouteConfig {
     /// proof).
     #[serde(default)]
     pub dpop: DpopRule,
+    /// The lowest `acr` the token's sign-in must have reached, on the guard's ladder
+    /// (Tessera's: `urn:tessera:acr:pwd` < `urn:tessera:acr:mfa` < `urn:tessera:acr:phr`);
+    /// below it, or without `acr`, 401 `insufficient_user_authentication` (RFC 9470).
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// The oldest the token's sign-in (`auth_time`) may be, seconds; older, or without
+    /// `auth_time`, 401 `insufficient_user_authentication` (RFC 9470).
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
 }
 
 /// Whether a route requires DPoP.
