@@ -32,6 +32,11 @@ pub struct GatewayConfig {
     /// (seconds, at most 300).
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The issuer's `acr` values, lowest first, for routes' `acr` (RFC 9470 step-up);
+    /// absent: Tessera's (`urn:tessera:acr:pwd`, `urn:tessera:acr:mfa`,
+    /// `urn:tessera:acr:phr`). A route's `acr` must be one of them.
+    #[serde(default)]
+    pub acr_values: Option<Vec<String>>,
     /// The verified-token cache capacity (0 verifies every request's signature).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,

@@ -640,3 +640,27 @@ async fn a_step_up_route_challenges_a_weak_or_old_sign_in_and_passes_a_recent_mf
         r.challenge()
     );
 }
+
+/// A route's `acr` off the ladder (Tessera's, or `acr_values`) could never be met: the
+/// configuration is refused instead of refusing every request.
+#[test]
+fn a_route_acr_off_the_ladder_is_a_start_up_error() {
+    let with = |top: &str, acr: &str| {
+        let text = crate::common::CONFIG
+            .replace("PROXY", "proxy = \"nginx\"")
+            .replace(
+                "[[route]]\npath = \"/public\"",
+                &format!(
+                    "[[route]]\npath = \"/admin\"\nacr = \"{acr}\"\n\n[[route]]\npath = \"/public\""
+                ),
+            );
+        let text = text.replacen("realm = \"notes\"", &format!("realm = \"notes\"\n{top}"), 1);
+        let config = tessera_gateway::GatewayConfig::parse(&text).unwrap();
+        tessera_gateway::startup::offline_parts(&config).map(drop)
+    };
+    assert!(with("", "urn:tessera:acr:mfa").is_ok());
+    let e = with("", "urn:other:gold").unwrap_err().to_string();
+    assert!(e.contains("urn:other:gold"), "{e}");
+    assert!(with("acr_values = [\"bronze\", \"gold\"]", "gold").is_ok());
+    assert!(with("acr_values = [\"bronze\", \"gold\"]", "urn:tessera:acr:mfa").is_err());
+}
