@@ -32,6 +32,11 @@ pub struct GatewayConfig {
     /// (seconds, at most 300).
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The issuer's `acr` values, lowest first, for routes' `acr` (RFC 9470 step-up);
+    /// absent: Tessera's (`urn:tessera:acr:pwd`, `urn:tessera:acr:mfa`,
+    /// `urn:tessera:acr:phr`). A route's `acr` must be one of them.
+    #[serde(default)]
+    pub acr_values: Option<Vec<String>>,
     /// The verified-token cache capacity (0 verifies every request's signature).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
@@ -230,6 +235,15 @@ pub struct RouteConfig {
     /// proof).
     #[serde(default)]
     pub dpop: DpopRule,
+    /// The lowest `acr` the token's sign-in must have reached, on the guard's ladder
+    /// (Tessera's: `urn:tessera:acr:pwd` < `urn:tessera:acr:mfa` < `urn:tessera:acr:phr`);
+    /// below it, or without `acr`, 401 `insufficient_user_authentication` (RFC 9470).
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// The oldest the token's sign-in (`auth_time`) may be, seconds; older, or without
+    /// `auth_time`, 401 `insufficient_user_authentication` (RFC 9470).
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
 }
 
 /// Whether a route requires DPoP.

@@ -1,5 +1,5 @@
 //! The one decision both modes share: match the route, run the guard on the request head,
-//! check the route's scopes and DPoP rule, and either allow (with the identity headers to
+//! check the route's scopes, DPoP rule and sign-in (`acr`, `max_age_secs`), and either allow (with the identity headers to
 //! add) or deny (with the guard's status and `WWW-Authenticate` intact).
 
 use std::sync::Arc;
@@ -94,7 +94,7 @@ impl Gateway {
                 return Decision::Deny((StatusCode::BAD_REQUEST, e.to_string()).into_response());
             }
         };
-        let (scopes, dpop) = match requirement {
+        let (scopes, dpop, auth) = match requirement {
             Requirement::Public => {
                 return Decision::Allow(Allowed {
                     identity: None,
@@ -106,7 +106,7 @@ impl Gateway {
                     (StatusCode::FORBIDDEN, "no route allows this request").into_response(),
                 );
             }
-            Requirement::Token { scopes, dpop } => (scopes, *dpop),
+            Requirement::Token { scopes, dpop, auth } => (scopes, *dpop, auth),
         };
         if !self.is_ready() {
             return self.deny(
@@ -132,6 +132,15 @@ impl Gateway {
                 parts,
                 GuardError::TokenBinding("this route requires a DPoP-bound token"),
             );
+        }
+        // RFC 9470: a sign-in too weak or too old for the route gets 401
+        // insufficient_user_authentication naming acr_values / max_age, by the guard's
+        // rule (its ladder, clock and leeway). After the scope: no step-up is asked for a
+        // token that may not do this anyway.
+        if let Some(auth) = auth
+            && let Err(e) = self.guard.check_authentication(&identity, auth)
+        {
+            return self.deny(parts, e);
         }
         let headers = self.identity.for_identity(&identity);
         Decision::Allow(Allowed {

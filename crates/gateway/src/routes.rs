@@ -8,9 +8,15 @@
 //! `/ADMIN` to `/admin`. A `GET` route also covers `HEAD` (frameworks answer HEAD with the
 //! GET handler).
 
+use std::time::Duration;
+
 use http::Method;
+use tessera_guard::AuthRequirement;
 
 use crate::config::{DefaultRoute, DpopRule, RouteConfig};
+
+/// Longest `max_age_secs` a route may ask (a year).
+const MAX_AGE_SECS: u64 = 366 * 86_400;
 
 /// What a matched request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +29,8 @@ pub enum Requirement {
         scopes: Vec<String>,
         /// Whether the token must be DPoP-bound.
         dpop: DpopRule,
+        /// The sign-in the token must come from (`acr`, `max_age_secs`; RFC 9470).
+        auth: Option<AuthRequirement>,
     },
     /// Refused (no route matched and the default is `deny`).
     Deny,
@@ -69,6 +77,7 @@ impl Routes {
                     Requirement::Token {
                         scopes: r.scopes.clone(),
                         dpop: r.dpop,
+                        auth: auth_requirement(r),
                     }
                 };
                 Ok(Route {
@@ -83,6 +92,7 @@ impl Routes {
             DefaultRoute::Authenticated => Requirement::Token {
                 scopes: Vec::new(),
                 dpop: DpopRule::Allow,
+                auth: None,
             },
         };
         Ok(Routes { routes, default })
@@ -143,12 +153,47 @@ pub fn check_path(path: &str) -> Result<(), AmbiguousPath> {
     Ok(())
 }
 
+/// The route's `acr` and `max_age_secs` as the guard's requirement, if it has either.
+fn auth_requirement(route: &RouteConfig) -> Option<AuthRequirement> {
+    let age = route.max_age_secs.map(Duration::from_secs);
+    match (&route.acr, age) {
+        (None, None) => None,
+        (Some(acr), None) => Some(AuthRequirement::acr(acr.clone())),
+        (None, Some(age)) => Some(AuthRequirement::max_age(age)),
+        (Some(acr), Some(age)) => Some(AuthRequirement::acr(acr.clone()).within(age)),
+    }
+}
+
 /// Checks one configured route.
 pub fn check_route(route: &RouteConfig) -> Result<(), String> {
     check_path(&route.path).map_err(|e| format!("route path {:?}: {e}", route.path))?;
-    if route.public && (!route.scopes.is_empty() || route.dpop == DpopRule::Require) {
+    let asks_sign_in = route.acr.is_some() || route.max_age_secs.is_some();
+    if route.public && (!route.scopes.is_empty() || route.dpop == DpopRule::Require || asks_sign_in)
+    {
         return Err(format!(
-            "route {:?} is public and also needs scopes or DPoP; pick one",
+            "route {:?} is public and also needs scopes, DPoP, acr or max_age_secs; pick one",
+            route.path
+        ));
+    }
+    if let Some(acr) = &route.acr {
+        // It goes into the challenge's quoted acr_values: visible ASCII, no quote or
+        // backslash, no space (one value).
+        let plain = !acr.is_empty()
+            && acr
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        if !plain {
+            return Err(format!(
+                "route {:?}: acr {acr:?} must be one value of visible ASCII without quotes",
+                route.path
+            ));
+        }
+    }
+    if let Some(age) = route.max_age_secs
+        && !(1..=MAX_AGE_SECS).contains(&age)
+    {
+        return Err(format!(
+            "route {:?}: max_age_secs {age} must be between 1 and {MAX_AGE_SECS}",
             route.path
         ));
     }
@@ -317,6 +362,37 @@ mod tests {
         assert_eq!(
             r.requirement(&Method::POST, "/healthz").unwrap(),
             &Requirement::Public
+        );
+    }
+
+    fn check_of(toml: &str) -> Result<(), String> {
+        let r: RouteConfig = toml::from_str(toml).unwrap();
+        check_route(&r)
+    }
+
+    #[test]
+    fn a_step_up_route_needs_a_plain_acr_and_a_sane_max_age_and_no_public() {
+        let ok = check_of("path = \"/a\"\nacr = \"urn:tessera:acr:mfa\"\nmax_age_secs = 300");
+        assert_eq!(ok, Ok(()));
+        for bad in [
+            "path = \"/a\"\npublic = true\nacr = \"urn:tessera:acr:mfa\"",
+            "path = \"/a\"\npublic = true\nmax_age_secs = 60",
+            "path = \"/a\"\nacr = \"\"",
+            "path = \"/a\"\nacr = \"a b\"",
+            "path = \"/a\"\nacr = 'a\"b'",
+            "path = \"/a\"\nmax_age_secs = 0",
+            "path = \"/a\"\nmax_age_secs = 99999999999",
+        ] {
+            assert!(check_of(bad).is_err(), "{bad}");
+        }
+        let r = table("[[route]]\npath = \"/a\"\nacr = \"x\"\nmax_age_secs = 60");
+        assert_eq!(
+            r.requirement(&Method::GET, "/a").unwrap(),
+            &Requirement::Token {
+                scopes: vec![],
+                dpop: DpopRule::Allow,
+                auth: Some(AuthRequirement::acr("x").within(Duration::from_secs(60))),
+            }
         );
     }
 }

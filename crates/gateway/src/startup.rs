@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tessera_guard::{
-    FetchError, Guard, RemoteIssuer, ResourceMetadata, RevocationCheck, RevocationFeed,
+    AcrLadder, FetchError, Guard, RemoteIssuer, ResourceMetadata, RevocationCheck, RevocationFeed,
     RevocationList, SystemClock, Verifier, discover,
 };
 use tessera_token::{Claims, SecretString, UnixTime, Validation};
@@ -61,6 +61,20 @@ pub enum StartError {
 /// (also what `--check` runs).
 pub fn offline_parts(config: &GatewayConfig) -> Result<(Routes, IdentityHeaders), StartError> {
     let routes = Routes::new(&config.routes, config.default).map_err(StartError::Config)?;
+    // A route's acr off the ladder could never be met: every request refused. A start-up
+    // error instead.
+    let ladder = acr_values(config);
+    if let Some(r) = config
+        .routes
+        .iter()
+        .find(|r| r.acr.as_ref().is_some_and(|a| !ladder.contains(a)))
+    {
+        return Err(StartError::Config(format!(
+            "route {:?}: acr {:?} is not one of acr_values {ladder:?}",
+            r.path,
+            r.acr.as_deref().unwrap_or_default()
+        )));
+    }
     let identity = IdentityHeaders::new(&config.identity).map_err(StartError::Config)?;
     Ok((routes, identity))
 }
@@ -75,7 +89,8 @@ pub async fn gateway_from_config(config: &GatewayConfig) -> Result<Gateway, Star
         Validation::access_token(&config.issuer, &config.audience)
             .leeway(Duration::from_secs(config.leeway_secs)),
     )
-    .cache_capacity(config.cache_capacity);
+    .cache_capacity(config.cache_capacity)
+    .acr_ladder(AcrLadder::new(acr_values(config)));
     if let Some(realm) = &config.realm {
         builder = builder.realm(realm.clone());
     }
@@ -254,6 +269,16 @@ async fn watch_staleness(
 /// Whether a list last synced at `last` may still be trusted at `now`.
 fn is_current(last: Option<UnixTime>, now: UnixTime, max: Duration) -> bool {
     last.is_some_and(|t| now.saturating_sub(max) <= t)
+}
+
+/// The configured `acr` ladder, or Tessera's.
+fn acr_values(config: &GatewayConfig) -> Vec<String> {
+    config.acr_values.clone().unwrap_or_else(|| {
+        tessera_guard::TESSERA_ACR_VALUES
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect()
+    })
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {

@@ -13,6 +13,7 @@ use axum::response::Response;
 use http::request::Parts;
 use tessera_token::{BearerToken, Clock, Error as TokenError, TokenHash, UnixTime, Validation};
 
+use crate::assurance::{AcrLadder, AuthRequirement};
 use crate::cache::VerifiedCache;
 use crate::challenge::{self, Challenges, Scheme};
 use crate::dpop::DpopSettings;
@@ -37,6 +38,7 @@ pub(crate) struct Inner {
     pub(crate) challenges: Arc<Challenges>,
     pub(crate) dpop: DpopSettings,
     pub(crate) metadata: Option<ResourceMetadata>,
+    pub(crate) acr_ladder: AcrLadder,
 }
 
 impl Guard {
@@ -230,6 +232,22 @@ impl Guard {
     /// Fetches remote keys now, so the first request does not wait for them.
     pub async fn warm_up(&self) -> Result<(), FetchError> {
         self.0.verifier.warm_up(self.0.clock.now()).await
+    }
+
+    /// Checks an authenticated identity against a route's authentication requirement
+    /// (RFC 9470) on the guard's `acr` ladder, clock and leeway; what [`crate::RequireAcr`]
+    /// and [`crate::RequireAuthAge`] run, for handlers that decide per request.
+    pub fn check_authentication(
+        &self,
+        identity: &Identity,
+        requirement: &AuthRequirement,
+    ) -> Result<(), GuardError> {
+        requirement.check(
+            identity.claims(),
+            &self.0.acr_ladder,
+            self.0.clock.now(),
+            self.0.validation.clock_leeway(),
+        )
     }
 
     /// The current time on the guard's clock.

@@ -538,3 +538,129 @@ async fn a_dpop_bound_token_with_its_proof_passes_and_is_checked_against_the_pub
         r.challenge()
     );
 }
+
+/// RFC 9470 step-up per route (`acr`, `max_age_secs`): a sign-in too weak, too old, or
+/// without `acr` / `auth_time` gets 401 `insufficient_user_authentication` naming both; a
+/// recent MFA sign-in passes; an `auth_time` in the future is `invalid_token`; the scope
+/// is judged first (403).
+#[tokio::test]
+async fn a_step_up_route_challenges_a_weak_or_old_sign_in_and_passes_a_recent_mfa_one() {
+    let config = crate::common::CONFIG
+        .replace("PROXY", "proxy = \"nginx\"")
+        .replace(
+            "[[route]]\npath = \"/public\"",
+            "[[route]]\nmethods = [\"DELETE\"]\npath = \"/notes\"\nscopes = [\"notes:write\"]\n\
+             acr = \"urn:tessera:acr:mfa\"\nmax_age_secs = 300\n\n[[route]]\npath = \"/public\"",
+        );
+    let f = crate::common::fixture_from(&config);
+    let mfa = "urn:tessera:acr:mfa";
+    let write = |extra: serde_json::Value| {
+        let mut claims = json!({"scope": "notes:write"});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        token(&f.key, claims)
+    };
+    let challenged = [
+        write(json!({"acr": "urn:tessera:acr:pwd", "auth_time": NOW})),
+        write(json!({"acr": mfa, "auth_time": NOW - 301})),
+        write(json!({"acr": mfa})),
+        write(json!({"auth_time": NOW})),
+        write(json!({"acr": "urn:other:gold", "auth_time": NOW})),
+    ];
+    for t in &challenged {
+        let r = nginx(
+            &f.router,
+            "DELETE",
+            "/notes/0",
+            &[("authorization", &bearer(t))],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let c = r.challenge();
+        assert!(
+            c.contains("error=\"insufficient_user_authentication\"")
+                && c.contains(&format!("acr_values=\"{mfa}\""))
+                && c.contains("max_age=300")
+                && c.contains("resource_metadata="),
+            "{c}"
+        );
+        assert!(r.header("x-auth-subject").is_none());
+    }
+    let future = write(json!({"acr": mfa, "auth_time": NOW + 3600}));
+    let r = nginx(
+        &f.router,
+        "DELETE",
+        "/notes/0",
+        &[("authorization", &bearer(&future))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.challenge().contains("error=\"invalid_token\""),
+        "{}",
+        r.challenge()
+    );
+    let recent = write(json!({"acr": mfa, "auth_time": NOW - 10}));
+    let r = nginx(
+        &f.router,
+        "DELETE",
+        "/notes/0",
+        &[("authorization", &bearer(&recent))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("x-auth-subject"), Some("alice"));
+    // The other routes ask nothing of the sign-in.
+    let plain = token(&f.key, json!({}));
+    let r = nginx(
+        &f.router,
+        "GET",
+        "/notes",
+        &[("authorization", &bearer(&plain))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Without the scope: 403, whatever the sign-in.
+    let read_only = token(
+        &f.key,
+        json!({"acr": "urn:tessera:acr:pwd", "auth_time": NOW}),
+    );
+    let r = nginx(
+        &f.router,
+        "DELETE",
+        "/notes/0",
+        &[("authorization", &bearer(&read_only))],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.challenge().contains("insufficient_scope"),
+        "{}",
+        r.challenge()
+    );
+}
+
+/// A route's `acr` off the ladder (Tessera's, or `acr_values`) could never be met: the
+/// configuration is refused instead of refusing every request.
+#[test]
+fn a_route_acr_off_the_ladder_is_a_start_up_error() {
+    let with = |top: &str, acr: &str| {
+        let text = crate::common::CONFIG
+            .replace("PROXY", "proxy = \"nginx\"")
+            .replace(
+                "[[route]]\npath = \"/public\"",
+                &format!(
+                    "[[route]]\npath = \"/admin\"\nacr = \"{acr}\"\n\n[[route]]\npath = \"/public\""
+                ),
+            );
+        let text = text.replacen("realm = \"notes\"", &format!("realm = \"notes\"\n{top}"), 1);
+        let config = tessera_gateway::GatewayConfig::parse(&text).unwrap();
+        tessera_gateway::startup::offline_parts(&config).map(drop)
+    };
+    assert!(with("", "urn:tessera:acr:mfa").is_ok());
+    let e = with("", "urn:other:gold").unwrap_err().to_string();
+    assert!(e.contains("urn:other:gold"), "{e}");
+    assert!(with("acr_values = [\"bronze\", \"gold\"]", "gold").is_ok());
+    assert!(with("acr_values = [\"bronze\", \"gold\"]", "urn:tessera:acr:mfa").is_err());
+}

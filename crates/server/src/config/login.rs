@@ -77,6 +77,9 @@ pub struct LoginConfig {
     pub throttle: ThrottlePolicy,
     /// Second factors at browser sign-in.
     pub mfa: MfaMode,
+    /// Allowance for replicas' clocks when `/authorize` asks for a fresh sign-in
+    /// (`authorize_clock_leeway_secs`).
+    pub authorize_clock_leeway: Duration,
 }
 
 /// Throttling policy (from the configuration).
@@ -142,6 +145,13 @@ impl LoginConfig {
         };
         LoginConfig {
             mfa,
+            authorize_clock_leeway: p.secs(
+                "authorize_clock_leeway_secs",
+                f.authorize_clock_leeway_secs,
+                5,
+                0,
+                60,
+            ),
             password_hash_concurrency,
             password_hash_priority,
             password_hash_queue,
