@@ -70,6 +70,19 @@ impl Gateway {
             }
         };
         let (scopes, dpop) = match requirement {
+            // A token in the URL is refused even where none is needed: it would reach the
+            // upstream's logs (the guard refuses it on every other route).
+            Requirement::Public
+                if parts
+                    .uri
+                    .query()
+                    .is_some_and(tessera_guard::query_has_access_token) =>
+            {
+                return self.deny(
+                    parts,
+                    GuardError::InvalidRequest("access tokens in the URL are not accepted".into()),
+                );
+            }
             Requirement::Public => {
                 return Decision::Allow(Allowed {
                     identity: None,
