@@ -88,6 +88,19 @@ pub struct IdentityConfig {
     /// default: the upstream gets the identity, not a working token.
     #[serde(default)]
     pub forward_token: bool,
+    /// Proxy mode: also send a short-lived identity JWT signed by the gateway in
+    /// `<prefix>Identity`, verifiable with the gateway's JWKS at
+    /// `/.well-known/tessera-gateway/jwks.json` (see docs/gateway.md, Reverse proxy).
+    #[serde(default)]
+    pub jwt: bool,
+    /// The identity JWT's lifetime in seconds.
+    #[serde(default = "default_jwt_ttl")]
+    pub jwt_ttl_secs: u64,
+    /// A PKCS#8 PEM private key (ES256, EdDSA or RS256) to sign identity JWTs with; without
+    /// it the gateway generates an ES256 key at start-up (then the key, and its `kid`,
+    /// change at every restart: upstreams must refetch the JWKS on an unknown `kid`).
+    #[serde(default)]
+    pub jwt_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for IdentityConfig {
@@ -96,6 +109,9 @@ impl Default for IdentityConfig {
             header_prefix: default_header_prefix(),
             claims: Vec::new(),
             forward_token: false,
+            jwt: false,
+            jwt_ttl_secs: default_jwt_ttl(),
+            jwt_key_file: None,
         }
     }
 }
@@ -112,6 +128,17 @@ pub struct ProxyConfig {
     /// Waiting for the upstream's response head, in seconds.
     #[serde(default = "default_response_timeout")]
     pub response_timeout_secs: u64,
+    /// Keep an incoming `X-Forwarded-For` and append the client's address to it, and keep
+    /// incoming `X-Forwarded-Proto`/`-Host`/`Forwarded`. Only when every client reaches the
+    /// gateway through a proxy you run; by default they are replaced, since a client could
+    /// write anything in them.
+    #[serde(default)]
+    pub trust_forwarded: bool,
+    /// Largest request body passed to the upstream, in bytes (a larger `Content-Length` gets
+    /// 413 before the upstream is contacted; a chunked body is cut off there). No limit by
+    /// default: bodies are streamed, never held whole.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 impl ProxyConfig {
@@ -260,4 +287,8 @@ fn default_connect_timeout() -> u64 {
 
 fn default_response_timeout() -> u64 {
     30
+}
+
+fn default_jwt_ttl() -> u64 {
+    60
 }
