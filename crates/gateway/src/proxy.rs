@@ -298,3 +298,28 @@ fn upstream_failed(e: &hyper_util::client::legacy::Error) -> Response {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_is_an_http_origin_without_path_query_or_credentials() {
+        let (scheme, authority) = upstream("http://127.0.0.1:8000/").unwrap();
+        assert_eq!(
+            (scheme.as_str(), authority.as_str()),
+            ("http", "127.0.0.1:8000")
+        );
+        assert!(upstream("http://api.internal").is_ok());
+        for bad in [
+            "https://127.0.0.1:8000",
+            "http://127.0.0.1:8000/api",
+            "http://127.0.0.1:8000/?x=1",
+            "http://user:pw@127.0.0.1:8000",
+            "127.0.0.1:8000",
+            "",
+        ] {
+            assert!(upstream(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -70,7 +70,10 @@ async fn connection_cannot_remove_the_gateways_own_identity_and_forwarding_heade
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let echo: Value = r.json().await.unwrap();
-    assert_eq!(seen_header(&echo, "x-auth-subject"), std::slice::from_ref(&f.svc.0));
+    assert_eq!(
+        seen_header(&echo, "x-auth-subject"),
+        std::slice::from_ref(&f.svc.0)
+    );
     assert_eq!(seen_header(&echo, "x-auth-identity").len(), 1);
     assert_eq!(seen_header(&echo, "x-forwarded-for"), ["127.0.0.1"]);
     assert!(
@@ -179,4 +182,42 @@ async fn a_client_sending_its_body_slowly_holds_up_nobody_and_its_body_arrives_w
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("\"body_bytes\":10"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_max_body_bytes_is_413_or_cut_off_and_never_arrives_whole() {
+    let Some(f) =
+        Fixture::start_with(|c| c.replace("[proxy]\n", "[proxy]\nmax_body_bytes = 1000\n")).await
+    else {
+        return;
+    };
+    let token = f.token("a").await;
+    let body = "x".repeat(2000);
+    let r = f
+        .http
+        .post(f.url("/too-long"))
+        .bearer_auth(&token)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!f.upstream.seen().await.iter().any(|p| p == "/too-long"));
+
+    // Chunked (no length): cut off at the limit, so the app never gets 2000 bytes.
+    let chunked = format!(
+        "POST /too-long-chunked HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n7d0\r\n{body}\r\n0\r\n\r\n"
+    );
+    let answer = raw(f.gateway.addr, chunked.as_bytes(), Duration::from_secs(10)).await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let r = f
+        .http
+        .post(f.url("/short"))
+        .bearer_auth(&token)
+        .body("x".repeat(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 }
