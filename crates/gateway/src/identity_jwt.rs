@@ -3,11 +3,14 @@
 //! gateway's URL, `aud` the upstream), and the JWKS the upstream verifies it with. Signing
 //! is tessera-token's; the key is generated at start-up (ES256) or read from a PKCS#8 file.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http::HeaderValue;
 use serde_json::Map;
-use tessera_guard::Identity;
+#[cfg(test)]
+use serde_json::Value;
 use tessera_token::{Algorithm, Audience, Claims, JwkSet, SigningKey, UnixTime};
 
 use crate::config::IdentityConfig;
@@ -26,7 +29,27 @@ pub struct IdentityJwt {
     audience: String,
     ttl: Duration,
     claims: Vec<String>,
+    /// Signed JWTs by identity (everything in them but `iat`/`exp`), reused for the first
+    /// half of their lifetime: a signature per identity per half-TTL, not per request.
+    recent: Mutex<HashMap<String, (HeaderValue, UnixTime)>>,
 }
+
+/// The claims an identity JWT sets itself.
+const OWN_CLAIMS: [&str; 9] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+];
+
+/// Past this many identities the reuse cache is emptied (its memory stays bounded; the
+/// only cost is one signature per identity again).
+const RECENT_MAX: usize = 10_000;
 
 /// Why the identity JWT cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +88,6 @@ impl IdentityJwt {
             None => SigningKey::generate(Algorithm::Es256)
                 .map_err(|e| IdentityJwtError::Key(e.to_string()))?,
         };
-        if key.algorithm() == Algorithm::Hs256 {
-            return Err(IdentityJwtError::Key(
-                "an HMAC key cannot be published in a JWKS; use ES256, EdDSA or RS256".into(),
-            ));
-        }
         let public = key
             .public_jwk()
             .ok_or_else(|| IdentityJwtError::Key("the key has no public JWK".into()))?;
@@ -88,6 +106,7 @@ impl IdentityJwt {
             audience: audience.to_owned(),
             ttl: Duration::from_secs(config.jwt_ttl_secs),
             claims: config.claims.clone(),
+            recent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -96,34 +115,66 @@ impl IdentityJwt {
         &self.jwks
     }
 
-    /// The identity JWT for `identity` at `now`, as a header value; `None` if signing
+    /// The identity JWT for the verified claims `identity` at `now`, as a header value; `None` if signing
     /// failed (logged; the request then goes without it, and an upstream that requires it
-    /// refuses).
-    pub fn header_for(&self, identity: &Identity, now: UnixTime) -> Option<HeaderValue> {
+    /// refuses). Its `exp` is `now` + the TTL, or the access token's `exp` if sooner; one
+    /// signed for the same identity less than half a TTL ago is reused.
+    pub fn header_for(&self, identity: &Claims, now: UnixTime) -> Option<HeaderValue> {
         let mut extra = Map::new();
-        for claim in &self.claims {
-            if let Some(v) = identity.extra.get(claim) {
-                extra.insert(claim.clone(), v.clone());
+        // Claims the JWT sets itself are not copied (a JSON object with two `iss` members
+        // is refused by careful parsers, tessera-token's included).
+        for claim in self
+            .claims
+            .iter()
+            .filter(|c| !OWN_CLAIMS.contains(&c.as_str()))
+        {
+            if let Some(v) = crate::identity::claim_value(identity, claim) {
+                extra.insert(claim.clone(), v);
             }
         }
-        let claims = Claims {
+        let mut claims = Claims {
             iss: Some(self.issuer.clone()),
             sub: identity.sub.clone(),
             aud: Audience::new([self.audience.clone()]),
-            iat: Some(now),
-            exp: Some(now.saturating_add(self.ttl)),
             client_id: identity.client_id.clone(),
             scope: identity.scope.clone(),
+            // The access token's expiry, only for the reuse key (replaced below).
+            exp: identity.exp,
             extra,
             ..Claims::default()
         };
-        match self.key.sign(&claims, Some(TYP)) {
-            Ok(jwt) => HeaderValue::from_str(&jwt).ok(),
+        let key = serde_json::to_string(&claims).ok()?;
+        let fresh = |issued: UnixTime| {
+            issued.secs() <= now.secs() && now.secs() < issued.saturating_add(self.ttl / 2).secs()
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((jwt, issued)) = recent.get(&key)
+            && fresh(*issued)
+        {
+            return Some(jwt.clone());
+        }
+        drop(recent);
+        let mut exp = now.saturating_add(self.ttl);
+        if let Some(token_exp) = identity.exp
+            && token_exp.secs() < exp.secs()
+        {
+            exp = token_exp;
+        }
+        claims.iat = Some(now);
+        claims.exp = Some(exp);
+        let jwt = match self.key.sign(&claims, Some(TYP)) {
+            Ok(jwt) => HeaderValue::from_str(&jwt).ok()?,
             Err(e) => {
                 tracing::error!(error = %e, "could not sign the identity JWT");
-                None
+                return None;
             }
+        };
+        recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_MAX {
+            recent.clear();
         }
+        recent.insert(key, (jwt.clone(), now));
+        Some(jwt)
     }
 }
 
@@ -134,5 +185,108 @@ impl std::fmt::Debug for IdentityJwt {
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_token::{KeySet, Validation};
+
+    fn signer(ttl: u64) -> IdentityJwt {
+        let config = IdentityConfig {
+            jwt: true,
+            jwt_ttl_secs: ttl,
+            claims: vec!["acr".into(), "tenant".into(), "iss".into(), "sub".into()],
+            ..IdentityConfig::default()
+        };
+        IdentityJwt::new(&config, "https://gw.example", "http://127.0.0.1:8000").unwrap()
+    }
+
+    fn caller(sub: &str, exp: i64) -> Claims {
+        let mut extra = Map::new();
+        extra.insert("tenant".into(), "t1".into());
+        extra.insert("secret_claim".into(), "not forwarded".into());
+        Claims {
+            acr: Some("urn:x".into()),
+            sub: Some(sub.into()),
+            client_id: Some("app".into()),
+            scope: Some("a b".parse().unwrap()),
+            exp: Some(UnixTime::from_secs(exp)),
+            extra,
+            ..Claims::default()
+        }
+    }
+
+    #[test]
+    fn the_jwt_verifies_with_the_published_jwks_and_carries_only_the_configured_claims() {
+        let s = signer(60);
+        let now = UnixTime::from_secs(1_800_000_000);
+        let jwt = s.header_for(&caller("alice", 1_800_000_600), now).unwrap();
+        let keys = KeySet::from_jwks(&JwkSet::from_json(s.jwks().as_bytes()).unwrap()).unwrap();
+        let policy = Validation::new("https://gw.example", "http://127.0.0.1:8000");
+        let v = keys.verify(jwt.to_str().unwrap(), &policy, now).unwrap();
+        assert_eq!(v.sub.as_deref(), Some("alice"));
+        assert_eq!(v.client_id.as_deref(), Some("app"));
+        assert_eq!(v.acr.as_deref(), Some("urn:x"));
+        assert_eq!(v.extra.get("tenant"), Some(&Value::from("t1")));
+        assert!(!v.extra.contains_key("secret_claim"));
+        assert_eq!(v.exp, Some(UnixTime::from_secs(1_800_000_060)));
+        assert!(!s.jwks().contains("\"d\""), "a private key in the JWKS");
+        // Another audience (another upstream) is refused.
+        let other = Validation::new("https://gw.example", "http://other");
+        assert!(keys.verify(jwt.to_str().unwrap(), &other, now).is_err());
+    }
+
+    #[test]
+    fn a_jwt_is_reused_for_half_its_lifetime_and_never_outlives_the_access_token() {
+        let s = signer(60);
+        let t0 = UnixTime::from_secs(1_800_000_000);
+        let alice = caller("alice", 1_800_000_600);
+        let first = s.header_for(&alice, t0).unwrap();
+        let at = |secs: i64| UnixTime::from_secs(1_800_000_000 + secs);
+        assert_eq!(s.header_for(&alice, at(29)).unwrap(), first);
+        assert_ne!(s.header_for(&alice, at(30)).unwrap(), first);
+        assert_ne!(
+            s.header_for(&caller("bob", 1_800_000_600), t0).unwrap(),
+            first
+        );
+        // A clock that went back does not reuse a JWT "from the future".
+        assert_ne!(
+            s.header_for(&alice, UnixTime::from_secs(1_799_999_990))
+                .unwrap(),
+            first
+        );
+
+        let short = caller("carol", 1_800_000_010);
+        let jwt = s.header_for(&short, t0).unwrap();
+        let keys = KeySet::from_jwks(&JwkSet::from_json(s.jwks().as_bytes()).unwrap()).unwrap();
+        let policy = Validation::new("https://gw.example", "http://127.0.0.1:8000");
+        let v = keys.verify(jwt.to_str().unwrap(), &policy, t0).unwrap();
+        assert_eq!(v.exp, Some(UnixTime::from_secs(1_800_000_010)));
+    }
+
+    #[test]
+    fn a_key_file_is_used_and_a_missing_one_is_a_start_up_error() {
+        let dir = std::env::temp_dir().join(format!("gw-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.pem");
+        let key = SigningKey::generate(Algorithm::Es256).unwrap();
+        std::fs::write(&path, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+        let config = IdentityConfig {
+            jwt_key_file: Some(path.clone()),
+            ..IdentityConfig::default()
+        };
+        let s = IdentityJwt::new(&config, "https://gw", "http://up").unwrap();
+        assert!(
+            s.jwks()
+                .contains(&key.public_jwk().unwrap().thumbprint().unwrap())
+        );
+        let missing = IdentityConfig {
+            jwt_key_file: Some(dir.join("missing.pem")),
+            ..IdentityConfig::default()
+        };
+        assert!(IdentityJwt::new(&missing, "https://gw", "http://up").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -195,7 +195,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         out.insert(name.clone(), value.clone());
     }
     if let (Some((name, signer)), Some(identity)) = (&proxy.jwt, &allowed.identity)
-        && let Some(value) = signer.header_for(identity, proxy.gateway.guard().now())
+        && let Some(value) = signer.header_for(identity.claims(), proxy.gateway.guard().now())
     {
         out.insert(name.clone(), value);
     }
