@@ -148,7 +148,7 @@ echo "loading for ${duration}s per row..." >&2
 measure upstream "upstream alone (no hop)" "$up_pid" "http://127.0.0.1:$up_port/notes"
 measure bare "bare hyper proxy hop" "$bare_pid" "http://127.0.0.1:$bare_port/notes"
 measure gateway "gateway, proxy mode, warm token (scope checked, identity headers)" "$gw_plain_pid" "http://127.0.0.1:$gw_plain_port/notes"
-measure gateway_jwt "gateway with the identity JWT (ES256 signed per request)" "$gw_jwt_pid" "http://127.0.0.1:$gw_jwt_port/notes"
+measure gateway_jwt "gateway with the identity JWT (ES256, reused per identity for 30 s)" "$gw_jwt_pid" "http://127.0.0.1:$gw_jwt_port/notes"
 measure bare2 "bare hyper proxy hop (again, for drift)" "$bare_pid" "http://127.0.0.1:$bare_port/notes"
 
 commit=$(cd "$root" && git rev-parse --short HEAD)$(cd "$root" && git diff --quiet || echo "+dirty")
