@@ -221,3 +221,30 @@ async fn a_body_over_max_body_bytes_is_413_or_cut_off_and_never_arrives_whole() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_reaches_the_app_only_with_forward_token() {
+    let Some(f) =
+        Fixture::start_with(|c| c.replace("[identity]\n", "[identity]\nforward_token = true\n"))
+            .await
+    else {
+        return;
+    };
+    let token = f.token("a").await;
+    let r = f.get("/with-token", Some(&token), &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(
+        seen_header(&echo, "authorization"),
+        [format!("Bearer {token}")]
+    );
+    // Still stripped: the identity prefix.
+    let r = f
+        .get("/with-token", Some(&token), &[("x-auth-subject", "admin")])
+        .await;
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(
+        seen_header(&echo, "x-auth-subject"),
+        std::slice::from_ref(&f.svc.0)
+    );
+}
