@@ -28,6 +28,10 @@ pub struct GatewayConfig {
     /// The realm named in `WWW-Authenticate` challenges.
     #[serde(default)]
     pub realm: Option<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` between the issuer and the gateway
+    /// (seconds, at most 300).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
     /// The verified-token cache capacity (0 verifies every request's signature).
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
@@ -40,6 +44,12 @@ pub struct GatewayConfig {
     /// Reverse-proxy settings (required with `mode = "proxy"`).
     #[serde(default)]
     pub proxy: Option<ProxyConfig>,
+    /// Forward-auth settings (required with `mode = "forward_auth"`): which proxy asks.
+    #[serde(default)]
+    pub forward_auth: Option<ForwardAuthConfig>,
+    /// Connection limits of the gateway's own listener.
+    #[serde(default)]
+    pub serving: ServingConfig,
     /// The route table: the first route whose method and path match decides. A request no
     /// route matches is refused (403) unless `default` says otherwise.
     #[serde(default, rename = "route")]
@@ -69,6 +79,20 @@ pub struct RevocationConfig {
     /// The environment variable holding the client secret (never the secret itself: the
     /// file may be world-readable and is shown by `--check`).
     pub client_secret_env: String,
+    /// Longest time the feed may stay out of reach (no poll read, nothing on the
+    /// subscription) before the gateway stops deciding on tokens: past it, requests needing
+    /// a token get 503 and `/readyz` 503 until the feed answers again, since revocations
+    /// committed meanwhile are unknown. 0 turns this off (revoked tokens then pass while the
+    /// feed is down). At least 10 when set (the feed is polled every 5 s).
+    #[serde(default = "default_max_staleness")]
+    pub max_staleness_secs: u64,
+}
+
+impl RevocationConfig {
+    /// [`Self::max_staleness_secs`], `None` when off.
+    pub fn max_staleness(&self) -> Option<Duration> {
+        (self.max_staleness_secs > 0).then(|| Duration::from_secs(self.max_staleness_secs))
+    }
 }
 
 /// What the upstream learns about the caller.
@@ -150,6 +174,66 @@ impl ProxyConfig {
     /// The response-head timeout.
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+}
+
+/// Forward-auth settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// The proxy that sends the sub-requests. It decides which headers carry the original
+    /// method and URI; the others are ignored, so a client cannot pick the convention.
+    pub proxy: ProxyKind,
+    /// Envoy only: the `path_prefix` of Envoy's `http_service`. The check request's path is
+    /// this prefix followed by the original path; the gateway's own `/healthz` and metadata
+    /// stay outside it. Required with `proxy = "envoy"`.
+    #[serde(default)]
+    pub envoy_path_prefix: Option<String>,
+}
+
+/// The proxy in front of a forward-auth gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyKind {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Forwarded-Host`.
+    Nginx,
+    /// Traefik `ForwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP service): the check request's own method and path (after
+    /// `envoy_path_prefix`) and `Host`.
+    Envoy,
+}
+
+/// Limits of the gateway's listener, so slow or greedy clients cannot exhaust it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Longest wait for a request head, also between keep-alive requests (seconds).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further ones are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Header lines in one request head; more is answered 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Bytes of one request head; more closes the connection.
+    #[serde(default = "default_max_head_bytes")]
+    pub max_head_bytes: usize,
+    /// On SIGTERM or Ctrl-C, how long running requests may take to finish (seconds).
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        ServingConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            max_connections: default_max_connections(),
+            max_headers: default_max_headers(),
+            max_head_bytes: default_max_head_bytes(),
+            shutdown_timeout_secs: default_shutdown_timeout(),
+        }
     }
 }
 
@@ -253,6 +337,74 @@ impl GatewayConfig {
                 "mode = \"proxy\" needs a [proxy] section with `upstream`".into(),
             ));
         }
+        if self.mode == Mode::ForwardAuth {
+            let Some(fa) = &self.forward_auth else {
+                return Err(ConfigError::Invalid(
+                    "mode = \"forward_auth\" needs a [forward_auth] section naming the proxy: proxy = \"nginx\", \"traefik\" or \"envoy\"".into(),
+                ));
+            };
+            match (fa.proxy, fa.envoy_path_prefix.as_deref()) {
+                (ProxyKind::Envoy, None) => {
+                    return Err(ConfigError::Invalid(
+                        "forward_auth.proxy = \"envoy\" needs envoy_path_prefix (Envoy's http_service path_prefix, such as \"/check\")".into(),
+                    ));
+                }
+                (ProxyKind::Envoy, Some(p)) => {
+                    // Only unreserved characters and `/`: the prefix becomes an axum route,
+                    // where `{`, `}` or `*` would be a pattern (or a panic at start).
+                    let plain = p.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'/' | b'-')
+                    });
+                    if !plain
+                        || !p.starts_with('/')
+                        || p.len() < 2
+                        || p.ends_with('/')
+                        || crate::routes::check_path(p).is_err()
+                    {
+                        return Err(ConfigError::Invalid(format!(
+                            "forward_auth.envoy_path_prefix {p:?}: give a path such as \"/check\" (starting with /, not ending with one, only letters, digits and . _ ~ - /)"
+                        )));
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(ConfigError::Invalid(
+                        "forward_auth.envoy_path_prefix is only for proxy = \"envoy\"".into(),
+                    ));
+                }
+                (_, None) => {}
+            }
+        }
+        if let Some(url) = &self.public_base_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(['?', '#'])) {
+                return Err(ConfigError::Invalid(format!(
+                    "public_base_url {url:?}: give the API's URL as clients see it: scheme (https or http), host and optional path prefix, such as \"https://api.example\""
+                )));
+            }
+        }
+        if self.leeway_secs > 300 {
+            return Err(ConfigError::Invalid(
+                "leeway_secs must be at most 300 (a larger skew is a clock to fix)".into(),
+            ));
+        }
+        let s = &self.serving;
+        if s.header_read_timeout_secs == 0 || s.max_connections == 0 || s.max_headers == 0 {
+            return Err(ConfigError::Invalid(
+                "serving: header_read_timeout_secs, max_connections and max_headers must be above 0".into(),
+            ));
+        }
+        if s.max_connections > 100_000 {
+            return Err(ConfigError::Invalid(
+                "serving.max_connections must be at most 100000".into(),
+            ));
+        }
+        if s.max_head_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "serving.max_head_bytes must be at least 8192 (hyper's smallest buffer)".into(),
+            ));
+        }
         if !self.identity.header_prefix.is_empty()
             && http::HeaderName::from_bytes(self.identity.header_prefix.as_bytes()).is_err()
         {
@@ -266,6 +418,14 @@ impl GatewayConfig {
                 "identity.header_prefix must be at least two characters (it also selects which incoming headers are removed)".into(),
             ));
         }
+        if let Some(r) = &self.revocation
+            && r.max_staleness_secs != 0
+            && !(10..=86_400).contains(&r.max_staleness_secs)
+        {
+            return Err(ConfigError::Invalid(
+                "revocation.max_staleness_secs must be 0 (off) or from 10 to 86400 (the feed is polled every 5 s)".into(),
+            ));
+        }
         for route in &self.routes {
             crate::routes::check_route(route).map_err(ConfigError::Invalid)?;
         }
@@ -277,8 +437,36 @@ fn default_cache_capacity() -> usize {
     10_000
 }
 
+fn default_max_staleness() -> u64 {
+    300
+}
+
 fn default_header_prefix() -> String {
     "X-Auth-".into()
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_head_bytes() -> usize {
+    64 * 1024
+}
+
+fn default_shutdown_timeout() -> u64 {
+    10
 }
 
 fn default_connect_timeout() -> u64 {
@@ -291,4 +479,84 @@ fn default_response_timeout() -> u64 {
 
 fn default_jwt_ttl() -> u64 {
     60
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:0"
+mode = "forward_auth"
+issuer = "https://as.example"
+audience = "api"
+[forward_auth]
+proxy = "nginx"
+"#;
+
+    fn err(extra: &str, replace: (&str, &str)) -> String {
+        let text = format!("{BASE}{extra}").replace(replace.0, replace.1);
+        match GatewayConfig::parse(&text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_the_key_and_the_fix() {
+        assert!(GatewayConfig::parse(BASE).is_ok());
+        assert!(err("", ("[forward_auth]\nproxy = \"nginx\"", "")).contains("[forward_auth]"));
+        assert!(err("", ("proxy = \"nginx\"", "proxy = \"envoy\"")).contains("envoy_path_prefix"));
+        assert!(
+            err(
+                "envoy_path_prefix = \"/\"\n",
+                ("proxy = \"nginx\"", "proxy = \"envoy\"")
+            )
+            .contains("envoy_path_prefix")
+        );
+        for bad in ["/c{", "/c}", "/c*x", "/c:x", "/c%41", "check", "/c/../d"] {
+            assert!(
+                err(
+                    &format!("envoy_path_prefix = \"{bad}\"\n"),
+                    ("proxy = \"nginx\"", "proxy = \"envoy\"")
+                )
+                .contains("envoy_path_prefix"),
+                "{bad}"
+            );
+        }
+        assert!(err("envoy_path_prefix = \"/check\"\n", ("", "")).contains("only for"));
+        assert!(
+            err(
+                "",
+                (
+                    "audience = \"api\"",
+                    "audience = \"api\"\npublic_base_url = \"api.example\""
+                )
+            )
+            .contains("public_base_url")
+        );
+        assert!(
+            err(
+                "",
+                (
+                    "audience = \"api\"",
+                    "audience = \"api\"\nleeway_secs = 301"
+                )
+            )
+            .contains("leeway_secs")
+        );
+        assert!(err("[serving]\nmax_connections = 0\n", ("", "")).contains("max_connections"));
+        for bad in ["5", "9", "86401"] {
+            assert!(
+                err(
+                    &format!("[revocation]\nclient_id = \"rs\"\nclient_secret_env = \"S\"\nmax_staleness_secs = {bad}\n"),
+                    ("", "")
+                )
+                .contains("max_staleness_secs"),
+                "{bad}"
+            );
+        }
+        assert!(err("[serving]\nmax_head_bytes = 100\n", ("", "")).contains("max_head_bytes"));
+        assert!(err("", ("audience", "audiense")).contains("audiense"));
+    }
 }

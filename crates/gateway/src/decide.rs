@@ -3,6 +3,7 @@
 //! add) or deny (with the guard's status and `WWW-Authenticate` intact).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
@@ -18,6 +19,10 @@ pub struct Gateway {
     guard: Guard,
     routes: Routes,
     identity: IdentityHeaders,
+    /// False until start-up work the guard cannot do itself is done (the revocation
+    /// feed's first read), and again while the feed is stale: then every request needing
+    /// a token gets 503.
+    ready: Arc<AtomicBool>,
 }
 
 /// An allowed request.
@@ -45,7 +50,27 @@ impl Gateway {
             guard,
             routes,
             identity,
+            ready: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Answers 503 to every request needing a token until `ready` turns true (the
+    /// start-up task sets it once the revocation feed has been read: before that, a
+    /// revoked token would pass).
+    pub fn ready_when(mut self, ready: Arc<AtomicBool>) -> Gateway {
+        self.ready = ready;
+        self
+    }
+
+    /// Whether the gateway decides on tokens yet.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The identity header names the gateway sets (subject, scope, client id, each
+    /// configured claim), for a mode that must overwrite every one of them.
+    pub fn identity_header_names(&self) -> impl Iterator<Item = &http::HeaderName> {
+        self.identity.names()
     }
 
     /// The guard (for its metadata router, warm-up and revocation feed).
@@ -96,6 +121,14 @@ impl Gateway {
             }
             Requirement::Token { scopes, dpop } => (scopes, *dpop),
         };
+        if !self.is_ready() {
+            return self.deny(
+                parts,
+                GuardError::Unavailable(
+                    "the revocation feed is not current (not read yet, or out of reach for longer than revocation.max_staleness_secs)",
+                ),
+            );
+        }
         let identity = match self.guard.authenticate(parts).await {
             Ok(Some(identity)) => identity,
             Ok(None) => return self.deny(parts, GuardError::MissingToken),

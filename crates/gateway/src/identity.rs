@@ -35,7 +35,7 @@ impl IdentityHeaders {
             .map(|c| Ok((c.clone(), name(&format!("Claim-{c}"))?)))
             .collect::<Result<_, String>>()?;
         Ok(IdentityHeaders {
-            prefix: config.header_prefix.to_ascii_lowercase(),
+            prefix: underscores_as_dashes(&config.header_prefix),
             subject: name("Subject")?,
             scope: name("Scope")?,
             client_id: name("Client-Id")?,
@@ -45,11 +45,13 @@ impl IdentityHeaders {
     }
 
     /// Removes every header with the identity prefix, and the caller's credentials unless
-    /// `forward_token` is set. Run on every request before anything is added.
+    /// `forward_token` is set. Run on every request before anything is added. A name with
+    /// `_` where the prefix has `-` (`X_Auth_Subject`) is removed too: WSGI and CGI servers
+    /// read both spellings as `HTTP_X_AUTH_SUBJECT`.
     pub fn strip_incoming(&self, headers: &mut HeaderMap) {
         let spoofed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| k.as_str().starts_with(&self.prefix))
+            .filter(|k| underscores_as_dashes(k.as_str()).starts_with(&self.prefix))
             .cloned()
             .collect();
         for name in spoofed {
@@ -59,6 +61,13 @@ impl IdentityHeaders {
             headers.remove(http::header::AUTHORIZATION);
             headers.remove("dpop");
         }
+    }
+
+    /// Every header name [`Self::for_identity`] may set.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.subject, &self.scope, &self.client_id]
+            .into_iter()
+            .chain(self.claims.iter().map(|(_, n)| n))
     }
 
     /// The headers describing `identity`.
@@ -100,6 +109,11 @@ pub(crate) fn claim_value(claims: &Claims, name: &str) -> Option<Value> {
         Ok(Value::Object(mut all)) => all.remove(name),
         _ => None,
     }
+}
+
+/// `name` in lower case with `_` read as `-`, the way CGI-style servers merge them.
+fn underscores_as_dashes(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
 }
 
 /// Percent-encodes every byte outside visible ASCII and space, and `%`.
@@ -163,6 +177,9 @@ mod tests {
         headers.insert("x-auth-subject", HeaderValue::from_static("admin"));
         headers.append("X-AUTH-Claim-role", HeaderValue::from_static("root"));
         headers.insert("x-auth-anything", HeaderValue::from_static("1"));
+        headers.insert("x_auth_subject", HeaderValue::from_static("admin"));
+        headers.insert("X_AUTH-Claim_role", HeaderValue::from_static("root"));
+        headers.insert("x-auth_scope", HeaderValue::from_static("admin"));
         headers.insert("authorization", HeaderValue::from_static("Bearer t"));
         headers.insert("accept", HeaderValue::from_static("*/*"));
         h.strip_incoming(&mut headers);

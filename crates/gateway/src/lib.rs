@@ -4,7 +4,7 @@
 //! [`forward_auth`] answers a proxy's sub-request (nginx `auth_request`, Traefik
 //! `ForwardAuth`, Envoy `ext_authz`), [`proxy`] forwards the request to the upstream itself.
 //!
-//! Layers: `main` → modes (`forward_auth`, `proxy`) → [`decide`] → `routes`, `identity`,
+//! Layers: `main` → `startup` (building the gateway), `serve` (connections) → modes (`forward_auth`, `proxy`) → [`decide`] → `routes`, `identity`,
 //! `config` → `tessera-guard`.
 
 pub mod config;
@@ -14,6 +14,8 @@ pub mod identity;
 pub mod identity_jwt;
 pub mod proxy;
 pub mod routes;
+pub mod serve;
+pub mod startup;
 
 pub use config::GatewayConfig;
 pub use decide::{Allowed, Decision, Gateway};

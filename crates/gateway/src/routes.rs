@@ -1,7 +1,12 @@
-//! The route table: methods and a path prefix on whole segments, first match wins. Paths
-//! are judged as the upstream will see them, so a path whose meaning could differ between
-//! the gateway and the upstream (dot segments, encoded `/` or `\`, `//`, NUL) is refused
-//! rather than matched: `/public/../admin` must not pass as `/public`.
+//! The route table: methods and a path prefix on whole segments, ASCII case ignored, first
+//! match wins. Paths are judged as the upstream will see them, so a path whose meaning could
+//! differ between the gateway and an upstream framework is refused rather than matched:
+//! dot segments, `//`, backslash, `;` (Tomcat and Spring drop `;params` and read `..;` as
+//! `..`), a percent-encoded unreserved character (frameworks decode `%61dmin` to `admin`
+//! before routing; a canonical URI never encodes them, RFC 3986 section 6.2.2.2) and an
+//! encoded `/`, `\`, `;`, `%` or NUL. Case is ignored because Express and ASP.NET route
+//! `/ADMIN` to `/admin`. A `GET` route also covers `HEAD` (frameworks answer HEAD with the
+//! GET handler).
 
 use http::Method;
 
@@ -49,11 +54,15 @@ impl Routes {
             .iter()
             .map(|r| {
                 check_route(r)?;
-                let methods = r
+                let mut methods: Vec<Method> = r
                     .methods
                     .iter()
                     .map(|m| Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string()))
                     .collect::<Result<_, _>>()?;
+                // Frameworks run the GET handler for HEAD: the GET route must judge it.
+                if methods.contains(&Method::GET) && !methods.contains(&Method::HEAD) {
+                    methods.push(Method::HEAD);
+                }
                 let requirement = if r.public {
                     Requirement::Public
                 } else {
@@ -89,15 +98,17 @@ impl Routes {
     }
 }
 
-/// True when `prefix` (without a trailing `/`) covers `path` on whole segments.
+/// True when `prefix` (without a trailing `/`) covers `path` on whole segments, ASCII
+/// case ignored (an upstream that routes case-insensitively reads `/ADMIN` as `/admin`).
 fn covers(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+    let (p, q) = (prefix.as_bytes(), path.as_bytes());
+    q.len() >= p.len()
+        && q[..p.len()].eq_ignore_ascii_case(p)
+        && (q.len() == p.len() || q[p.len()] == b'/')
 }
 
-/// Refuses paths the gateway and the upstream could read differently.
+/// Refuses paths the gateway and the upstream could read differently (see the module
+/// comment for why each is refused).
 pub fn check_path(path: &str) -> Result<(), AmbiguousPath> {
     if !path.starts_with('/') {
         return Err(AmbiguousPath("does not start with /"));
@@ -105,14 +116,26 @@ pub fn check_path(path: &str) -> Result<(), AmbiguousPath> {
     if path.contains("//") {
         return Err(AmbiguousPath("empty segment"));
     }
-    let lower = path.to_ascii_lowercase();
-    for encoded in ["%2f", "%5c", "%00", "%2e", "%25"] {
-        if lower.contains(encoded) {
-            return Err(AmbiguousPath("encoded separator, dot, NUL or percent"));
-        }
-    }
     if path.contains('\\') || path.contains('\0') {
         return Err(AmbiguousPath("backslash or NUL"));
+    }
+    if path.contains(';') {
+        return Err(AmbiguousPath("; (path parameters)"));
+    }
+    let bytes = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        let decoded = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or(AmbiguousPath("% not followed by two hex digits"))?;
+        if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+            return Err(AmbiguousPath("percent-encoded unreserved character"));
+        }
+        if matches!(decoded, b'/' | b'\\' | b';' | b'%' | 0) {
+            return Err(AmbiguousPath("encoded separator, ;, NUL or percent"));
+        }
     }
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(AmbiguousPath("dot segment"));
@@ -204,5 +227,96 @@ mod tests {
         ] {
             assert!(r.requirement(&Method::GET, p).is_err(), "{p}");
         }
+    }
+
+    /// Upstream frameworks rewrite paths before routing: percent-decoding unreserved
+    /// characters (Starlette, Flask, Django, Spring), ignoring case (Express, ASP.NET),
+    /// dropping `;params` and reading `..;` as `..` (Tomcat, Spring). None of these may
+    /// pass as the broader public route while the upstream sees `/admin`.
+    #[test]
+    fn paths_an_upstream_rewrites_into_a_protected_route_never_pass_as_public() {
+        let r = table(
+            r#"
+            [[route]]
+            path = "/admin"
+            scopes = ["admin"]
+            [[route]]
+            path = "/public"
+            public = true
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for p in [
+            "/%61dmin/users",
+            "/%61DMIN/users",
+            "/admin;x=1",
+            "/admin;/users",
+            "/ADMIN",
+            "/Admin/users",
+            "/%41DMIN",
+            "/%41dmin",
+            "/public/..;/admin",
+            "/public/..%3B/admin",
+            "/public/..%3b/admin",
+            "/public/%2E%2e/admin",
+            "/adm%69n",
+            "/admin%7e",
+            "/admin%5F",
+            "/%30",
+            "/x%2Dy",
+            "/public/%",
+            "/public/%4",
+            "/public/%zz",
+            "/public/%+1",
+        ] {
+            match r.requirement(&Method::GET, p) {
+                Err(_) => {}
+                Ok(Requirement::Token { scopes, .. }) => assert_eq!(scopes, &["admin"], "{p}"),
+                Ok(other) => panic!("{p} passed as {other:?}"),
+            }
+        }
+        assert!(matches!(
+            r.requirement(&Method::GET, "/ADMIN/users").unwrap(),
+            Requirement::Token { .. }
+        ));
+        // Other encoded bytes are left as they are (the upstream decodes them to the same
+        // characters the gateway would, and none changes the route).
+        for p in [
+            "/public/caf%C3%A9",
+            "/public/caf%c3%a9",
+            "/public/a%20b",
+            "/public/q%3F",
+        ] {
+            assert_eq!(
+                r.requirement(&Method::GET, p).unwrap(),
+                &Requirement::Public,
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_get_route_also_covers_head() {
+        let r = table(
+            r#"
+            [[route]]
+            methods = ["GET"]
+            path = "/notes"
+            scopes = ["notes:read"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        assert!(matches!(
+            r.requirement(&Method::HEAD, "/notes/1").unwrap(),
+            Requirement::Token { .. }
+        ));
+        assert_eq!(
+            r.requirement(&Method::POST, "/healthz").unwrap(),
+            &Requirement::Public
+        );
     }
 }
