@@ -2,9 +2,8 @@
 # The gateway bench (issue 18 section 3): what the reverse proxy costs per request against
 # a bare hyper proxy hop measured in the same run. Starts on random loopback ports the real
 # `tessera serve` (for the token and JWKS), a tiny upstream, a bare hyper hop to it
-# (crates/gateway/examples/bare_proxy.rs) and the gateway in proxy mode
-# (crates/gateway/examples/proxy_gateway, the stand-in for `tessera-gateway` until its
-# proxy mode is wired), then loads each with wrk for a bounded time. Every proxied row
+# (crates/gateway/examples/bare_proxy.rs) and the real `tessera-gateway` binary in proxy
+# mode, then loads each with wrk for a bounded time. Every proxied row
 # sends the same bearer token (warm: verified once, then cached). Stops what it started,
 # by PID.
 #
@@ -36,10 +35,10 @@ echo "building ($profile)..." >&2
 # The authorization server only issues the token and serves the JWKS once, off the measured
 # path: its debug build will do.
 (cd "$root" && cargo build -q -p tessera --bin tessera \
-  && cargo build -q "${flag[@]}" -p tessera-gateway --example proxy_gateway --example bare_proxy)
+  && cargo build -q "${flag[@]}" -p tessera-gateway --bin tessera-gateway --example bare_proxy)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 tessera="$target_dir/debug/tessera"
-gateway="$target_dir/$profile/examples/proxy_gateway"
+gateway="$target_dir/$profile/tessera-gateway"
 bare="$target_dir/$profile/examples/bare_proxy"
 
 work=$(mktemp -d)
@@ -121,6 +120,7 @@ listen = "127.0.0.1:$gw_port"
 mode = "proxy"
 issuer = "$issuer"
 audience = "api"
+public_base_url = "http://127.0.0.1:$gw_port"
 default = "authenticated"
 
 [revocation]
@@ -137,7 +137,7 @@ upstream = "http://127.0.0.1:$up_port"
 path = "/notes"
 scopes = ["notes:read"]
 TOML
-  RUST_LOG=warn "$gateway" "$work/$1.toml" >"$work/$1.log" 2>&1 &
+  RUST_LOG=warn "$gateway" --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
   gw_pid=$!; pids+=("$gw_pid")
   wait_ok "$gw_pid" "http://127.0.0.1:$gw_port/notes" "$TOKEN"
 }

@@ -337,6 +337,20 @@ impl GatewayConfig {
                 "mode = \"proxy\" needs a [proxy] section with `upstream`".into(),
             ));
         }
+        if let Some(p) = &self.proxy
+            && (p.connect_timeout_secs == 0 || p.response_timeout_secs == 0)
+        {
+            // hyper-util reads a zero connect timeout as "fail at once" and a zero response
+            // timeout would answer 504 to everything: never what was meant.
+            return Err(ConfigError::Invalid(
+                "proxy: connect_timeout_secs and response_timeout_secs must be above 0".into(),
+            ));
+        }
+        if self.identity.jwt_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "identity.jwt_ttl_secs must be above 0 (a JWT would be expired when sent)".into(),
+            ));
+        }
         if self.mode == Mode::ForwardAuth {
             let Some(fa) = &self.forward_auth else {
                 return Err(ConfigError::Invalid(
@@ -558,5 +572,42 @@ proxy = "nginx"
         }
         assert!(err("[serving]\nmax_head_bytes = 100\n", ("", "")).contains("max_head_bytes"));
         assert!(err("", ("audience", "audiense")).contains("audiense"));
+    }
+
+    const PROXY: &str = r#"
+listen = "127.0.0.1:0"
+mode = "proxy"
+issuer = "https://as.example"
+audience = "api"
+[proxy]
+upstream = "http://127.0.0.1:8000"
+"#;
+
+    #[test]
+    fn zero_proxy_timeouts_and_a_zero_jwt_lifetime_are_refused() {
+        assert!(GatewayConfig::parse(PROXY).is_ok());
+        for (extra, key) in [
+            ("connect_timeout_secs = 0\n", "connect_timeout_secs"),
+            ("response_timeout_secs = 0\n", "response_timeout_secs"),
+        ] {
+            match GatewayConfig::parse(&format!("{PROXY}{extra}")) {
+                Ok(_) => panic!("accepted {extra}"),
+                Err(e) => assert!(e.to_string().contains(key), "{e}"),
+            }
+        }
+        let zero_ttl = PROXY.replace(
+            "[proxy]",
+            "[identity]\njwt = true\njwt_ttl_secs = 0\n[proxy]",
+        );
+        match GatewayConfig::parse(&zero_ttl) {
+            Ok(_) => panic!("accepted jwt_ttl_secs = 0"),
+            Err(e) => assert!(e.to_string().contains("jwt_ttl_secs"), "{e}"),
+        }
+        assert!(
+            GatewayConfig::parse(&format!(
+                "{PROXY}connect_timeout_secs = 1\nresponse_timeout_secs = 1\n"
+            ))
+            .is_ok()
+        );
     }
 }

@@ -35,6 +35,12 @@ use crate::identity_jwt::{IdentityJwt, IdentityJwtError, JWKS_PATH};
 /// answered 502 rather than buffered.
 const MAX_UPSTREAM_HEAD: usize = 64 * 1024;
 
+/// The gateway's liveness probe in proxy mode (never proxied).
+pub const HEALTHZ_PATH: &str = "/.well-known/tessera-gateway/healthz";
+
+/// The gateway's readiness probe in proxy mode (never proxied).
+pub const READYZ_PATH: &str = "/.well-known/tessera-gateway/readyz";
+
 /// Idle keep-alive connections to the upstream are closed after this long.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
@@ -64,13 +70,13 @@ struct Proxy {
     jwt: Option<(HeaderName, IdentityJwt)>,
 }
 
-/// The proxy-mode router: the gateway's own endpoints (the identity-JWT JWKS when enabled,
-/// the RFC 9728 metadata when configured) and, for everything else, decide-then-forward.
+/// The proxy-mode router: the gateway's own endpoints (its liveness and readiness probes,
+/// the identity-JWT JWKS when enabled, the RFC 9728 metadata when configured) and, for everything else, decide-then-forward.
 /// Serve it with upgrades enabled (WebSockets) and with `ConnectInfo<SocketAddr>` (for
 /// `X-Forwarded-For`; without it the header carries no client address).
 pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, ProxyError> {
     let proxy_config = config.proxy.as_ref().ok_or(ProxyError::NotConfigured)?;
-    let (scheme, authority) = upstream(&proxy_config.upstream)?;
+    let (scheme, authority) = check_upstream(&proxy_config.upstream)?;
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(proxy_config.connect_timeout()));
     connector.set_nodelay(true);
@@ -110,15 +116,21 @@ pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, P
         proto,
         jwt,
     });
-    let mut router = Router::new();
+    // Liveness and readiness (the same gate as forward-auth's /readyz: 503 until the
+    // revocation feed is read and while it is stale), under the gateway's own prefix so
+    // the upstream keeps /healthz and /readyz.
+    let mut router = Router::new()
+        .route(HEALTHZ_PATH, get(|| async { "ok" }))
+        .route(READYZ_PATH, get(readyz));
     if proxy.jwt.is_some() {
         router = router.route(JWKS_PATH, get(jwks));
     }
     Ok(router.fallback(forward).with_state(proxy).merge(metadata))
 }
 
-/// Splits `http://host[:port]` (a trailing `/` allowed; no path, query or userinfo).
-fn upstream(url: &str) -> Result<(Scheme, Authority), ProxyError> {
+/// Splits `http://host[:port]` (a trailing `/` allowed; no path, query or userinfo);
+/// `--check` runs it too.
+pub fn check_upstream(url: &str) -> Result<(Scheme, Authority), ProxyError> {
     let bad = |why| ProxyError::Upstream(url.to_owned(), why);
     let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
     if uri.scheme() != Some(&Scheme::HTTP) {
@@ -136,6 +148,10 @@ fn upstream(url: &str) -> Result<(Scheme, Authority), ProxyError> {
         ));
     }
     Ok((Scheme::HTTP, authority))
+}
+
+async fn readyz(State(proxy): State<Arc<Proxy>>) -> Response {
+    proxy.gateway.readiness()
 }
 
 async fn jwks(State(proxy): State<Arc<Proxy>>) -> Response {
@@ -305,12 +321,12 @@ mod tests {
 
     #[test]
     fn the_upstream_is_an_http_origin_without_path_query_or_credentials() {
-        let (scheme, authority) = upstream("http://127.0.0.1:8000/").unwrap();
+        let (scheme, authority) = check_upstream("http://127.0.0.1:8000/").unwrap();
         assert_eq!(
             (scheme.as_str(), authority.as_str()),
             ("http", "127.0.0.1:8000")
         );
-        assert!(upstream("http://api.internal").is_ok());
+        assert!(check_upstream("http://api.internal").is_ok());
         for bad in [
             "https://127.0.0.1:8000",
             "http://127.0.0.1:8000/api",
@@ -319,7 +335,7 @@ mod tests {
             "127.0.0.1:8000",
             "",
         ] {
-            assert!(upstream(bad).is_err(), "{bad}");
+            assert!(check_upstream(bad).is_err(), "{bad}");
         }
     }
 }

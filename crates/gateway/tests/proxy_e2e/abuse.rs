@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::harness::free_port;
+use crate::harness::{Gateway, free_port};
 use crate::{Fixture, challenge, raw, seen_header};
 
 /// Two `Content-Length`s: hyper answers 400 before the gateway sees the request. Length
@@ -247,4 +247,70 @@ async fn the_token_reaches_the_app_only_with_forward_token() {
         seen_header(&echo, "x-auth-subject"),
         std::slice::from_ref(&f.svc.0)
     );
+}
+
+/// The issuer is down when the gateway starts: it serves, but answers 503 to every request
+/// needing a token (a revoked one could otherwise pass) and its readiness probe says 503,
+/// while a public route and the liveness probe still answer; nothing needing a token
+/// reaches the upstream. The same gate as forward-auth mode, in the binary's proxy mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_issuer_down_at_start_requests_needing_a_token_get_503_and_readyz_says_so() {
+    let dead = free_port();
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move |uri: http::Uri| {
+            log.lock().unwrap().push(uri.path().to_owned());
+            async { "upstream" }
+        });
+        let _ = axum::serve(upstream, app).await;
+    });
+    let toml = format!(
+        r#"
+listen = "{{listen}}"
+mode = "proxy"
+issuer = "http://127.0.0.1:{dead}"
+audience = "api"
+public_base_url = "{{public}}"
+[revocation]
+client_id = "rs"
+client_secret_env = "GW_FEED_SECRET"
+[proxy]
+upstream = "http://{up_addr}"
+[[route]]
+path = "/public"
+public = true
+[[route]]
+path = "/notes"
+"#
+    );
+    let gw = Gateway::start(&toml, &[("GW_FEED_SECRET", "x")]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut r = http.get(format!("{}{path}", gw.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = get("/notes", Some("eyJhbGciOiJFUzI1NiJ9.e30.c2ln"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = get("/notes", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = get("/.well-known/tessera-gateway/readyz", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = get("/.well-known/tessera-gateway/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = get("/public/x", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(*seen.lock().unwrap(), ["/public/x"]);
+    assert!(gw.log().contains("retrying"), "{}", gw.log());
 }

@@ -1,7 +1,6 @@
 //! The pieces of a proxy-mode e2e test: the real `tessera` binary (authorization server),
 //! a FastAPI app under uvicorn (a venv created once under the target directory), and the
-//! gateway's proxy router served in this process (the `tessera-gateway` binary's proxy
-//! mode is wired at merge; the router is the same). A small local copy of what
+//! real `tessera-gateway` binary in proxy mode. A small local copy of what
 //! crates/cli/tests/e2e/harness.rs does for the server.
 
 use std::io::{BufRead, BufReader};
@@ -12,10 +11,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera_gateway::GatewayConfig;
-
-#[path = "../../examples/proxy_gateway/start.rs"]
-mod start;
 
 /// Longest wait for a process to come up or a condition to hold.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -320,46 +315,47 @@ impl Upstream {
     }
 }
 
-/// The gateway's proxy router, served in this process on a loopback port.
+/// The real `tessera-gateway` binary in proxy mode on a free loopback port.
 pub struct Gateway {
     pub base: String,
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    _config: tempfile::NamedTempFile,
+    proc: Proc,
 }
 
 impl Gateway {
-    /// Serves the proxy router for `toml` (`{listen}`/`{public}` filled in here).
+    /// Starts the binary on `toml` (`{listen}`/`{public}` filled in here) with `env` added
+    /// to its environment; returns once it says it is listening (start-up reads the
+    /// revocation feed first, so it is ready then).
     pub async fn start(toml: &str, env: &[(&str, &str)]) -> Gateway {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let base = format!("http://{addr}");
         let text = toml
             .replace("{listen}", &addr.to_string())
             .replace("{public}", &base);
-        let config = GatewayConfig::parse(&text).unwrap();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let app = start::proxy_router(&config, move |k| {
-            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-        })
-        .await
-        .unwrap();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
-        Gateway { base, addr, task }
+        let mut config = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera-gateway"));
+        cmd.arg("--config")
+            .arg(config.path())
+            .env_remove("TESSERA_GATEWAY_CONFIG")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (proc, _) = Proc::spawn(cmd, |l| l.strip_prefix("listening on ").map(str::to_owned));
+        Gateway {
+            base,
+            addr,
+            _config: config,
+            proc,
+        }
     }
-}
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// What the gateway has logged so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
     }
 }
 

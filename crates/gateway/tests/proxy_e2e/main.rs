@@ -1,5 +1,5 @@
 //! Reverse-proxy mode end to end (issue 18 section 3): the real `tessera` server issues
-//! tokens, the gateway's proxy router (served in this process) guards a real FastAPI app
+//! tokens, the real `tessera-gateway` binary in proxy mode guards a real FastAPI app
 //! under uvicorn that only reads the identity headers. Valid, missing, expired, wrong
 //! audience, wrong scope and revoked tokens; spoofed identity headers; WebSockets; a large
 //! streamed body; the identity JWT verified by PyJWT; and the abuse cases in `abuse.rs`.
@@ -196,6 +196,18 @@ async fn a_valid_token_reaches_fastapi_as_identity_headers_and_the_token_does_no
         !echo.to_string().contains(&token),
         "the token reached the app"
     );
+    assert!(
+        !f.gateway.log().contains(&token),
+        "the token reached the gateway's log"
+    );
+
+    // The gateway's own probes: live, and ready (the revocation feed was read at start).
+    for probe in ["healthz", "readyz"] {
+        let r = f
+            .get(&format!("/.well-known/tessera-gateway/{probe}"), None, &[])
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{probe}");
+    }
 
     // A public route passes without a token and without identity headers.
     let r = f.get("/public/hello", None, &[]).await;
