@@ -273,12 +273,18 @@ impl Upstream {
     /// Starts the app on `port`; `gateway` is the gateway's URL (for the identity-JWT
     /// check route).
     pub fn start(python: &str, port: u16, gateway: &str) -> Upstream {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fastapi");
+        Self::start_app(python, port, Path::new(dir), "app:app", gateway)
+    }
+
+    /// Starts the ASGI app `app` (`module:attribute`) found in `dir` on `port`.
+    pub fn start_app(python: &str, port: u16, dir: &Path, app: &str, gateway: &str) -> Upstream {
         let base = format!("http://127.0.0.1:{port}");
         let mut cmd = Command::new(python);
         cmd.args([
             "-m",
             "uvicorn",
-            "app:app",
+            app,
             "--host",
             "127.0.0.1",
             "--log-level",
@@ -286,7 +292,7 @@ impl Upstream {
         ])
         .args(["--port", &port.to_string()])
         .arg("--app-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fastapi"))
+        .arg(dir)
         .env("GATEWAY_URL", gateway)
         .env("SELF_URL", &base);
         let (proc, _) = Proc::spawn(cmd, |l| l.contains("Uvicorn running on").then(String::new));

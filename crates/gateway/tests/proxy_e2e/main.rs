@@ -13,6 +13,7 @@
 
 mod abuse;
 mod harness;
+mod readme;
 
 use std::time::{Duration, Instant};
 
@@ -364,14 +365,22 @@ async fn a_revoked_token_is_refused_within_the_poll_bound() {
 
 /// A WebSocket handshake to `/ws` through the gateway; returns the stream after the head.
 async fn ws_handshake(f: &Fixture, token: Option<&str>) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(f.gateway.addr).await.unwrap();
+    ws_handshake_at(f.gateway.addr, token).await
+}
+
+/// A WebSocket handshake to `/ws` of the gateway at `addr`.
+pub async fn ws_handshake_at(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!(
         "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{auth}\r\n",
-        f.gateway.addr
+        addr
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -393,7 +402,7 @@ async fn ws_handshake(f: &Fixture, token: Option<&str>) -> (TcpStream, String) {
 }
 
 /// Reads one unmasked server text frame (payload under 126 bytes).
-async fn ws_read(s: &mut TcpStream) -> String {
+pub async fn ws_read(s: &mut TcpStream) -> String {
     let mut h = [0u8; 2];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut h))
         .await
