@@ -163,6 +163,22 @@ pub struct ProxyConfig {
     /// default: bodies are streamed, never held whole.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// The `Upgrade` protocols passed to the upstream (a `GET` with `Connection: upgrade`
+    /// and exactly one of these, ASCII case ignored). Any other upgrade is dropped and the
+    /// request forwarded as a plain one; `h2c` is refused here, since a tunnel to an
+    /// HTTP/2 upstream would carry requests the gateway never sees.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+    /// Upgraded connections (WebSockets) open at once; the next upgrade gets 503.
+    #[serde(default = "default_max_tunnels")]
+    pub max_tunnels: usize,
+    /// An upgraded connection with no byte either way for this long is closed (seconds).
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout_secs: u64,
+    /// The longest an upgraded connection stays open (seconds); one opened with a token is
+    /// closed at the token's `exp` if that is sooner.
+    #[serde(default = "default_tunnel_max_lifetime")]
+    pub tunnel_max_lifetime_secs: u64,
 }
 
 impl ProxyConfig {
@@ -174,6 +190,36 @@ impl ProxyConfig {
     /// The response-head timeout.
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+
+    /// Refuses values proxy mode cannot run with.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.connect_timeout_secs == 0 || self.response_timeout_secs == 0 {
+            // hyper-util reads a zero connect timeout as "fail at once" and a zero response
+            // timeout would answer 504 to everything: never what was meant.
+            return Err(ConfigError::Invalid(
+                "proxy: connect_timeout_secs and response_timeout_secs must be above 0".into(),
+            ));
+        }
+        if self.max_tunnels == 0
+            || self.tunnel_idle_timeout_secs == 0
+            || self.tunnel_max_lifetime_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "proxy: max_tunnels, tunnel_idle_timeout_secs and tunnel_max_lifetime_secs must be above 0 (an empty `upgrades` list turns upgrades off)".into(),
+            ));
+        }
+        for p in &self.upgrades {
+            let token = !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+            if !token || p.to_ascii_lowercase().starts_with("h2c") {
+                return Err(ConfigError::Invalid(format!(
+                    "proxy.upgrades: {p:?} is not allowed (give protocol tokens such as \"websocket\"; h2c is never passed: its tunnel would carry requests the gateway never sees)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -337,14 +383,8 @@ impl GatewayConfig {
                 "mode = \"proxy\" needs a [proxy] section with `upstream`".into(),
             ));
         }
-        if let Some(p) = &self.proxy
-            && (p.connect_timeout_secs == 0 || p.response_timeout_secs == 0)
-        {
-            // hyper-util reads a zero connect timeout as "fail at once" and a zero response
-            // timeout would answer 504 to everything: never what was meant.
-            return Err(ConfigError::Invalid(
-                "proxy: connect_timeout_secs and response_timeout_secs must be above 0".into(),
-            ));
+        if let Some(p) = &self.proxy {
+            p.check()?;
         }
         if self.identity.jwt_ttl_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -491,6 +531,22 @@ fn default_response_timeout() -> u64 {
     30
 }
 
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".into()]
+}
+
+fn default_max_tunnels() -> usize {
+    256
+}
+
+fn default_tunnel_idle_timeout() -> u64 {
+    300
+}
+
+fn default_tunnel_max_lifetime() -> u64 {
+    3600
+}
+
 fn default_jwt_ttl() -> u64 {
     60
 }
@@ -584,7 +640,7 @@ upstream = "http://127.0.0.1:8000"
 "#;
 
     #[test]
-    fn zero_proxy_timeouts_and_a_zero_jwt_lifetime_are_refused() {
+    fn zero_proxy_timeouts_tunnel_limits_h2c_and_a_zero_jwt_lifetime_are_refused() {
         assert!(GatewayConfig::parse(PROXY).is_ok());
         for (extra, key) in [
             ("connect_timeout_secs = 0\n", "connect_timeout_secs"),
@@ -595,6 +651,21 @@ upstream = "http://127.0.0.1:8000"
                 Err(e) => assert!(e.to_string().contains(key), "{e}"),
             }
         }
+        for (extra, key) in [
+            ("max_tunnels = 0\n", "max_tunnels"),
+            ("tunnel_idle_timeout_secs = 0\n", "tunnel_idle_timeout_secs"),
+            ("tunnel_max_lifetime_secs = 0\n", "tunnel_max_lifetime_secs"),
+            ("upgrades = [\"h2c\"]\n", "h2c"),
+            ("upgrades = [\"H2C\"]\n", "h2c"),
+            ("upgrades = [\"websocket, h2c\"]\n", "upgrades"),
+            ("upgrades = [\"\"]\n", "upgrades"),
+        ] {
+            match GatewayConfig::parse(&format!("{PROXY}{extra}")) {
+                Ok(_) => panic!("accepted {extra}"),
+                Err(e) => assert!(e.to_string().contains(key), "{e}"),
+            }
+        }
+        assert!(GatewayConfig::parse(&format!("{PROXY}upgrades = []\n")).is_ok());
         let zero_ttl = PROXY.replace(
             "[proxy]",
             "[identity]\njwt = true\njwt_ttl_secs = 0\n[proxy]",

@@ -1,7 +1,9 @@
-//! The optional identity JWT (proxy mode): a short-lived JWT the gateway signs for each
-//! forwarded request (`sub`, `scope`, `client_id`, the forwarded claims; `iss` the
-//! gateway's URL, `aud` the upstream), and the JWKS the upstream verifies it with. Signing
-//! is tessera-token's; the key is generated at start-up (ES256) or read from a PKCS#8 file.
+//! The optional identity JWT (proxy mode): a short-lived JWT the gateway signs per
+//! identity and reuses for half its lifetime (`sub`, `scope`, `client_id`, the forwarded
+//! claims; `iss` the gateway's URL, `aud` the upstream), so it says who the caller is, not
+//! which request was allowed; and the JWKS the upstream verifies it with. Signing is
+//! tessera-token's; the key is generated at start-up (ES256) or read from a PKCS#8 file
+//! (a WARN when group or others can read it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -82,6 +84,13 @@ impl IdentityJwt {
                         path: path.display().to_string(),
                         source,
                     })?;
+                if let Some(mode) = loose_permissions(path) {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = %format!("{mode:o}"),
+                        "identity.jwt_key_file can be read or written by group or others: whoever reads it can sign identity JWTs the upstream accepts (chmod 600 it)"
+                    );
+                }
                 SigningKey::from_pkcs8_pem(&pem)
                     .map_err(|e| IdentityJwtError::Key(e.to_string()))?
             }
@@ -175,6 +184,22 @@ impl IdentityJwt {
         }
         recent.insert(key, (jwt.clone(), now));
         Some(jwt)
+    }
+}
+
+/// The permission bits of `path` when group or others have any access to it (a private
+/// key should be the owner's alone); `None` when not, or not knowable.
+fn loose_permissions(path: &std::path::Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -282,6 +307,14 @@ mod tests {
             s.jwks()
                 .contains(&key.public_jwk().unwrap().thumbprint().unwrap())
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert_eq!(loose_permissions(&path), None);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(loose_permissions(&path), Some(0o644));
+        }
         let missing = IdentityConfig {
             jwt_key_file: Some(dir.join("missing.pem")),
             ..IdentityConfig::default()

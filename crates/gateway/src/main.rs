@@ -164,6 +164,18 @@ fn summary(path: &str, c: &GatewayConfig) -> String {
             "  upstream        connect timeout {} s, response timeout {} s, {body}; {forwarded}",
             p.connect_timeout_secs, p.response_timeout_secs
         );
+        let upgrades = if p.upgrades.is_empty() {
+            "none passed".to_owned()
+        } else {
+            format!(
+                "{} (GET only); at most {} tunnels, closed after {} s idle or {} s (or the token's exp)",
+                p.upgrades.join(", "),
+                p.max_tunnels,
+                p.tunnel_idle_timeout_secs,
+                p.tunnel_max_lifetime_secs
+            )
+        };
+        let _ = writeln!(out, "  upgrades        {upgrades}");
         let _ = writeln!(
             out,
             "  own paths       {}, {}{}",

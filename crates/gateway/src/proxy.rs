@@ -2,7 +2,9 @@
 //! allowed one goes to the upstream over a keep-alive HTTP/1.1 pool (hyper-util's client)
 //! with its bodies streamed both ways, hop-by-hop headers removed, the client's identity
 //! headers stripped before the gateway's own are added, and `X-Forwarded-*` set. A denied
-//! request never reaches the upstream. WebSocket upgrades pass through once allowed. The
+//! request never reaches the upstream. WebSocket upgrades pass through once allowed (no
+//! other protocol: an `h2c` tunnel would carry requests the gateway never sees), within
+//! a cap on open tunnels, an idle timeout and a lifetime bounded by the token's. The
 //! gateway also answers its identity-JWT JWKS and the RFC 9728 metadata itself.
 
 mod headers;
@@ -11,6 +13,7 @@ mod upgrade;
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +24,7 @@ use axum::routing::get;
 use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderName, HeaderValue, StatusCode, Uri, Version};
-use http_body_util::Limited;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -68,6 +71,8 @@ struct Proxy {
     max_body: Option<u64>,
     proto: HeaderValue,
     jwt: Option<(HeaderName, IdentityJwt)>,
+    upgrades: Vec<String>,
+    tunnels: upgrade::Tunnels,
 }
 
 /// The proxy-mode router: the gateway's own endpoints (its liveness and readiness probes,
@@ -115,6 +120,12 @@ pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, P
         max_body: proxy_config.max_body_bytes,
         proto,
         jwt,
+        upgrades: proxy_config.upgrades.clone(),
+        tunnels: upgrade::Tunnels::new(
+            proxy_config.max_tunnels,
+            Duration::from_secs(proxy_config.tunnel_idle_timeout_secs),
+            Duration::from_secs(proxy_config.tunnel_max_lifetime_secs),
+        ),
     });
     // Liveness and readiness (the same gate as forward-auth's /readyz: 503 until the
     // revocation feed is read and while it is stale), under the gateway's own prefix so
@@ -180,6 +191,12 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     if headers::ambiguous_framing(&parts.headers) {
         return plain(StatusCode::BAD_REQUEST, "ambiguous message framing");
     }
+    if headers::unsupported_coding(&parts.headers) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "only Transfer-Encoding: chunked is accepted",
+        );
+    }
     let allowed = match proxy.gateway.decide(&parts).await {
         Decision::Allow(allowed) => allowed,
         Decision::Deny(response) => return response,
@@ -189,7 +206,20 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    let protocol = upgrade::requested(&parts.headers);
+    let protocol = upgrade::requested(&parts.method, &parts.headers, &proxy.upgrades);
+    let tunnel = match &protocol {
+        Some(_) => match proxy.tunnels.slot() {
+            Some(slot) => Some(slot),
+            None => {
+                tracing::warn!("max_tunnels upgraded connections are open; refused one more");
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many upgraded connections are open",
+                );
+            }
+        },
+        None => None,
+    };
     let mut extensions = std::mem::take(&mut parts.extensions);
     let client_upgrade = protocol
         .as_ref()
@@ -236,13 +266,27 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     };
     parts.version = Version::HTTP_11;
     parts.extensions = Extensions::new();
+    // Set when a body without a length runs past `max_body_bytes`: the upload then fails,
+    // and the client gets 413 rather than the 502 of a failed upstream.
+    let too_large = Arc::new(AtomicBool::new(false));
     let body = match proxy.max_body {
-        Some(max) => Body::new(Limited::new(
-            body,
-            usize::try_from(max).unwrap_or(usize::MAX),
-        )),
+        Some(max) => {
+            let flag = Arc::clone(&too_large);
+            Body::new(
+                Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).map_err(move |e| {
+                    if e.is::<LengthLimitError>() {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    e
+                }),
+            )
+        }
         None => body,
     };
+    let until_exp = allowed.identity.as_ref().and_then(|i| i.exp).map(|exp| {
+        let now = proxy.gateway.guard().now().secs();
+        Duration::from_secs(u64::try_from(exp.secs().saturating_sub(now)).unwrap_or(0))
+    });
 
     let sent = tokio::time::timeout(
         proxy.response_timeout,
@@ -251,6 +295,9 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     .await;
     let mut response = match sent {
         Ok(Ok(response)) => response,
+        Ok(Err(_)) if too_large.load(Ordering::Relaxed) => {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
         Ok(Err(e)) => return upstream_failed(&e),
         Err(_) => {
             tracing::warn!("the upstream did not answer in time");
@@ -262,32 +309,39 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let (Some(client), Some(_)) = (client_upgrade, protocol) else {
+        // Dropping `response` un-upgraded closes the upstream connection.
+        let (Some(client), Some(asked), Some(slot)) = (client_upgrade, protocol, tunnel) else {
             tracing::warn!("the upstream switched protocols unasked");
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                "the upstream answered with an unrequested upgrade",
-            );
+            return bad_switch("the upstream answered with an unrequested upgrade");
         };
         let accepted = response.headers().get(UPGRADE).cloned();
+        if !upgrade::switched_to(&asked, accepted.as_ref()) {
+            tracing::warn!("the upstream switched to another protocol than the one asked");
+            return bad_switch("the upstream switched to another protocol");
+        }
         let upstream_side = hyper::upgrade::on(&mut response);
         let (mut head, _) = response.into_parts();
         headers::remove_hop_by_hop(&mut head.headers);
-        let Some(accepted) = accepted else {
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                "the upstream's 101 names no protocol",
-            );
-        };
         head.headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        head.headers.insert(UPGRADE, accepted);
-        upgrade::splice(client, upstream_side);
+        head.headers.insert(UPGRADE, asked);
+        let lifetime = proxy.tunnels.lifetime(until_exp);
+        proxy.tunnels.splice(client, upstream_side, slot, lifetime);
         return Response::from_parts(head, Body::empty());
     }
     let (mut head, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut head.headers);
     Response::from_parts(head, Body::new(body))
+}
+
+/// 502 for a 101 the gateway will not splice, closing the client's connection (its
+/// bytes after the request are not HTTP the gateway would judge).
+fn bad_switch(why: &'static str) -> Response {
+    let mut response = plain(StatusCode::BAD_GATEWAY, why);
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// 504 when connecting timed out, 502 for everything else (refused, reset, a response

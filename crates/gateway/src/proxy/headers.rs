@@ -1,6 +1,8 @@
 //! Which headers cross the proxy: hop-by-hop headers removed both ways (RFC 9110 section
 //! 7.6.1: `Connection` and every header it names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`,
-//! `Transfer-Encoding`, `Upgrade`), and the `X-Forwarded-*` headers the upstream reads.
+//! `Transfer-Encoding`, `Upgrade`, `HTTP2-Settings`), the `X-Forwarded-*` headers the
+//! upstream reads, and the headers that would let a client restate the method or path
+//! behind the route table's back.
 
 use std::net::IpAddr;
 
@@ -8,7 +10,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers removed whatever `Connection` says.
-const HOP_BY_HOP: [&str; 7] = [
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "te",
@@ -16,6 +18,25 @@ const HOP_BY_HOP: [&str; 7] = [
     "transfer-encoding",
     "upgrade",
     "proxy-connection",
+    "http2-settings",
+];
+
+/// Headers frameworks and proxies read as the request's "real" method or path (Rails,
+/// Express's method-override, Symfony's trusted headers, nginx's auth_request, Traefik,
+/// IIS): always removed, since the route table judged the method and path it saw. Compared
+/// with `_` read as `-`.
+const RESTATED_TARGET: [&str; 11] = [
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-original-uri",
+    "x-original-url",
+    "x-original-method",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
 ];
 
 /// Headers a `Connection` option cannot remove: they frame the message or are rebuilt by
@@ -25,8 +46,6 @@ const NOT_NOMINABLE: [&str; 2] = ["content-length", "host"];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Removes hop-by-hop headers: first those `Connection` names, then the fixed list and
 /// every `Proxy-*` header. Run before the gateway adds its own headers, so naming one of
@@ -63,6 +82,45 @@ pub(crate) fn ambiguous_framing(headers: &HeaderMap) -> bool {
     lengths > 1 || (lengths == 1 && headers.contains_key(TRANSFER_ENCODING))
 }
 
+/// Whether the request names a transfer coding other than plain `chunked` (`gzip,
+/// chunked`): the gateway removes `Transfer-Encoding` as hop-by-hop, so the upstream would
+/// read the still-encoded bytes as the body.
+pub(crate) fn unsupported_coding(headers: &HeaderMap) -> bool {
+    let mut codings = headers.get_all(TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(v), None) => !v
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked")),
+        (Some(_), Some(_)) => true,
+    }
+}
+
+/// `name` in lower case with `_` read as `-` (WSGI, CGI and PHP merge both spellings).
+fn normalized(name: &HeaderName) -> String {
+    name.as_str().replace('_', "-")
+}
+
+/// Removes what a client could use to restate the method or path ([`RESTATED_TARGET`]),
+/// and the forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) in every
+/// spelling unless `trust`; with `trust`, only their `_` spellings (a load balancer writes
+/// `-`). Run before [`set_forwarded`].
+pub(crate) fn strip_forwarding(headers: &mut HeaderMap, trust: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = normalized(name);
+            let forwarding = n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip";
+            RESTATED_TARGET.contains(&n.as_str())
+                || (forwarding && (!trust || name.as_str().contains('_')))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
 /// The request's `Content-Length`, if it has one that parses.
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -75,9 +133,9 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Sets `X-Forwarded-For` (the client's address), `-Proto` and `-Host` (the `Host` the
-/// client sent). Unless `trust` is set, incoming copies (and `Forwarded`, `X-Real-IP`) are
-/// replaced: a client can write anything in them. With `trust`, the address is appended to
-/// an incoming `X-Forwarded-For` and incoming `-Proto`/`-Host` are kept.
+/// client sent), after [`strip_forwarding`]: unless `trust` is set, incoming copies are
+/// replaced, since a client can write anything in them. With `trust`, the address is
+/// appended to an incoming `X-Forwarded-For` and incoming `-Proto`/`-Host` are kept.
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     client: Option<IpAddr>,
@@ -92,17 +150,7 @@ pub(crate) fn set_forwarded(
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
         .collect();
-    if !trust {
-        for name in [
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_PROTO,
-            &X_FORWARDED_HOST,
-            &FORWARDED,
-            &X_REAL_IP,
-        ] {
-            headers.remove(name);
-        }
-    }
+    strip_forwarding(headers, trust);
     headers.remove(&X_FORWARDED_FOR);
     let mut chain = if trust { previous } else { Vec::new() };
     if let Some(ip) = client {
@@ -151,6 +199,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("proxy-authorization", "Basic x"),
             ("proxy-connection", "keep-alive"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
             ("content-length", "3"),
             ("host", "a"),
             ("accept", "*/*"),
@@ -176,6 +225,58 @@ mod tests {
             "transfer-encoding",
             "chunked"
         )])));
+    }
+
+    #[test]
+    fn only_plain_chunked_is_a_transfer_coding_the_proxy_passes() {
+        assert!(!unsupported_coding(&map(&[])));
+        assert!(!unsupported_coding(&map(&[(
+            "transfer-encoding",
+            "Chunked"
+        )])));
+        for bad in ["gzip, chunked", "chunked, chunked", "gzip", "identity"] {
+            assert!(
+                unsupported_coding(&map(&[("transfer-encoding", bad)])),
+                "{bad}"
+            );
+        }
+        assert!(unsupported_coding(&map(&[
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked")
+        ])));
+    }
+
+    #[test]
+    fn forwarding_and_method_or_path_overrides_go_in_every_spelling() {
+        let incoming = [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("X_Forwarded-Proto", "https"),
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x_forwarded_port", "443"),
+            ("x-original-uri", "/admin"),
+            ("x_original_method", "DELETE"),
+            ("x-http-method-override", "DELETE"),
+            ("x_method_override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x_real_ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("accept", "*/*"),
+        ];
+        let mut h = map(&incoming);
+        strip_forwarding(&mut h, false);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["accept"]);
+        // Trusted: the load balancer's dash spellings stay, the rest still goes.
+        let mut h = map(&incoming);
+        strip_forwarding(&mut h, true);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            ["accept", "forwarded", "x-forwarded-for", "x-forwarded-ssl"]
+        );
     }
 
     #[test]

@@ -94,6 +94,7 @@ fn check_prints_the_proxy_setup_and_refuses_a_bad_upstream_or_zero_timeout() {
         "/.well-known/tessera-gateway/jwks.json",
         "X-Auth-Identity, 60 s, ES256 key generated at start",
         "none: revoked tokens pass",
+        "upgrades        websocket (GET only); at most 256 tunnels, closed after 300 s idle or 3600 s",
     ] {
         assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
     }
@@ -117,6 +118,11 @@ fn check_prints_the_proxy_setup_and_refuses_a_bad_upstream_or_zero_timeout() {
             "response_timeout_secs = 7",
             "connect_timeout_secs = 0",
             "connect_timeout_secs",
+        ),
+        (
+            "response_timeout_secs = 7",
+            "upgrades = [\"websocket\", \"h2c\"]",
+            "h2c",
         ),
     ] {
         let out = run(&PROXY.replace(from, to), &["--check"], &[]);

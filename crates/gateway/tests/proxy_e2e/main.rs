@@ -14,6 +14,7 @@
 mod abuse;
 mod harness;
 mod readme;
+mod review;
 
 use std::time::{Duration, Instant};
 
@@ -233,6 +234,27 @@ async fn spoofed_identity_headers_are_stripped_in_every_spelling() {
         ("x-forwarded-for", "10.9.9.9"),
         ("forwarded", "for=10.9.9.9"),
         ("x-real-ip", "10.9.9.9"),
+        // `_` spellings, which WSGI/CGI servers read as the `-` ones.
+        ("x_auth_subject", "root"),
+        ("X_Auth_Identity", "forged"),
+        ("x-auth_scope", "admin"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("X_Forwarded_Host", "evil.example"),
+        ("x_real_ip", "6.6.6.6"),
+        // Restating the method or the path behind the route table's back.
+        ("x-forwarded-prefix", "/evil"),
+        ("x_forwarded_prefix", "/evil"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-uri", "/admin"),
+        ("x-forwarded-method", "DELETE"),
+        ("x-original-uri", "/admin"),
+        ("x_original_uri", "/admin"),
+        ("x-original-url", "/admin"),
+        ("x-original-method", "DELETE"),
+        ("x-http-method-override", "DELETE"),
+        ("x_http_method_override", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
     ];
     for (path, token) in [("/notes", Some(token.as_str())), ("/public/x", None)] {
         let r = f.get(path, token, &spoofed).await;
@@ -258,6 +280,49 @@ async fn spoofed_identity_headers_are_stripped_in_every_spelling() {
         );
         assert!(seen_header(&echo, "forwarded").is_empty(), "{path}");
         assert!(seen_header(&echo, "x-real-ip").is_empty(), "{path}");
+        let forwarding: Vec<_> = echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                h[0].as_str()
+                    .unwrap()
+                    .to_ascii_lowercase()
+                    .replace('_', "-")
+            })
+            .filter(|n| {
+                n.starts_with("x-auth")
+                    && ![
+                        "x-auth-subject",
+                        "x-auth-scope",
+                        "x-auth-client-id",
+                        "x-auth-identity",
+                    ]
+                    .contains(&n.as_str())
+                    || n.starts_with("x-original")
+                    || n.contains("method")
+                    || (n.starts_with("x-forwarded-")
+                        && !["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+                            .contains(&n.as_str()))
+            })
+            .collect();
+        assert!(forwarding.is_empty(), "{path}: {forwarding:?}");
+        for name in [
+            "x-forwarded-host",
+            "x-auth-subject",
+            "x-auth-identity",
+            "x-auth-scope",
+        ] {
+            assert!(
+                seen_header(&echo, &name.replace('-', "_")).is_empty(),
+                "{path}: {name} with underscores"
+            );
+        }
+        assert_eq!(
+            seen_header(&echo, "x-forwarded-host"),
+            [f.gateway.addr.to_string()],
+            "{path}"
+        );
     }
 }
 
