@@ -96,9 +96,19 @@ pub(crate) fn unsupported_coding(headers: &HeaderMap) -> bool {
     }
 }
 
-/// `name` in lower case with `_` read as `-` (WSGI, CGI and PHP merge both spellings).
-fn normalized(name: &HeaderName) -> String {
-    name.as_str().replace('_', "-")
+/// Whether `name` (lower case, as hyper gives it) starts with `prefix` once every `_` is
+/// read as `-` (WSGI, CGI and PHP merge both spellings); no allocation per header.
+fn dashed_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
+}
+
+/// [`dashed_prefix`] for the whole name.
+fn dashed_eq(name: &str, other: &str) -> bool {
+    name.len() == other.len() && dashed_prefix(name, other)
 }
 
 /// Removes what a client could use to restate the method or path ([`RESTATED_TARGET`]),
@@ -109,10 +119,12 @@ pub(crate) fn strip_forwarding(headers: &mut HeaderMap, trust: bool) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            let n = normalized(name);
-            let forwarding = n.starts_with("x-forwarded-") || n == "forwarded" || n == "x-real-ip";
-            RESTATED_TARGET.contains(&n.as_str())
-                || (forwarding && (!trust || name.as_str().contains('_')))
+            let n = name.as_str();
+            let forwarding = dashed_prefix(n, "x-forwarded-")
+                || dashed_eq(n, "forwarded")
+                || dashed_eq(n, "x-real-ip");
+            RESTATED_TARGET.iter().any(|r| dashed_eq(n, r))
+                || (forwarding && (!trust || n.contains('_')))
         })
         .cloned()
         .collect();
