@@ -117,6 +117,19 @@ pub struct IdentityConfig {
     /// default: the upstream gets the identity, not a working token.
     #[serde(default)]
     pub forward_token: bool,
+    /// Proxy mode: also send a short-lived identity JWT signed by the gateway in
+    /// `<prefix>Identity`, verifiable with the gateway's JWKS at
+    /// `/.well-known/tessera-gateway/jwks.json` (see docs/gateway.md, Reverse proxy).
+    #[serde(default)]
+    pub jwt: bool,
+    /// The identity JWT's lifetime in seconds.
+    #[serde(default = "default_jwt_ttl")]
+    pub jwt_ttl_secs: u64,
+    /// A PKCS#8 PEM private key (ES256, EdDSA or RS256) to sign identity JWTs with; without
+    /// it the gateway generates an ES256 key at start-up (then the key, and its `kid`,
+    /// change at every restart: upstreams must refetch the JWKS on an unknown `kid`).
+    #[serde(default)]
+    pub jwt_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for IdentityConfig {
@@ -125,6 +138,9 @@ impl Default for IdentityConfig {
             header_prefix: default_header_prefix(),
             claims: Vec::new(),
             forward_token: false,
+            jwt: false,
+            jwt_ttl_secs: default_jwt_ttl(),
+            jwt_key_file: None,
         }
     }
 }
@@ -141,6 +157,33 @@ pub struct ProxyConfig {
     /// Waiting for the upstream's response head, in seconds.
     #[serde(default = "default_response_timeout")]
     pub response_timeout_secs: u64,
+    /// Keep an incoming `X-Forwarded-For` and append the client's address to it, and keep
+    /// incoming `X-Forwarded-Proto`/`-Host`/`Forwarded`. Only when every client reaches the
+    /// gateway through a proxy you run; by default they are replaced, since a client could
+    /// write anything in them.
+    #[serde(default)]
+    pub trust_forwarded: bool,
+    /// Largest request body passed to the upstream, in bytes (a larger `Content-Length` gets
+    /// 413 before the upstream is contacted; a chunked body is cut off there). No limit by
+    /// default: bodies are streamed, never held whole.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// The `Upgrade` protocols passed to the upstream (a `GET` with `Connection: upgrade`
+    /// and exactly one of these, ASCII case ignored). Any other upgrade is dropped and the
+    /// request forwarded as a plain one; `h2c` is refused here, since a tunnel to an
+    /// HTTP/2 upstream would carry requests the gateway never sees.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+    /// Upgraded connections (WebSockets) open at once; the next upgrade gets 503.
+    #[serde(default = "default_max_tunnels")]
+    pub max_tunnels: usize,
+    /// An upgraded connection with no byte either way for this long is closed (seconds).
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout_secs: u64,
+    /// The longest an upgraded connection stays open (seconds); one opened with a token is
+    /// closed at the token's `exp` if that is sooner.
+    #[serde(default = "default_tunnel_max_lifetime")]
+    pub tunnel_max_lifetime_secs: u64,
 }
 
 impl ProxyConfig {
@@ -152,6 +195,36 @@ impl ProxyConfig {
     /// The response-head timeout.
     pub fn response_timeout(&self) -> Duration {
         Duration::from_secs(self.response_timeout_secs)
+    }
+
+    /// Refuses values proxy mode cannot run with.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.connect_timeout_secs == 0 || self.response_timeout_secs == 0 {
+            // hyper-util reads a zero connect timeout as "fail at once" and a zero response
+            // timeout would answer 504 to everything: never what was meant.
+            return Err(ConfigError::Invalid(
+                "proxy: connect_timeout_secs and response_timeout_secs must be above 0".into(),
+            ));
+        }
+        if self.max_tunnels == 0
+            || self.tunnel_idle_timeout_secs == 0
+            || self.tunnel_max_lifetime_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "proxy: max_tunnels, tunnel_idle_timeout_secs and tunnel_max_lifetime_secs must be above 0 (an empty `upgrades` list turns upgrades off)".into(),
+            ));
+        }
+        for p in &self.upgrades {
+            let token = !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b));
+            if !token || p.to_ascii_lowercase().starts_with("h2c") {
+                return Err(ConfigError::Invalid(format!(
+                    "proxy.upgrades: {p:?} is not allowed (give protocol tokens such as \"websocket\"; h2c is never passed: its tunnel would carry requests the gateway never sees)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -324,6 +397,14 @@ impl GatewayConfig {
                 "mode = \"proxy\" needs a [proxy] section with `upstream`".into(),
             ));
         }
+        if let Some(p) = &self.proxy {
+            p.check()?;
+        }
+        if self.identity.jwt_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "identity.jwt_ttl_secs must be above 0 (a JWT would be expired when sent)".into(),
+            ));
+        }
         if self.mode == Mode::ForwardAuth {
             let Some(fa) = &self.forward_auth else {
                 return Err(ConfigError::Invalid(
@@ -464,6 +545,26 @@ fn default_response_timeout() -> u64 {
     30
 }
 
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".into()]
+}
+
+fn default_max_tunnels() -> usize {
+    256
+}
+
+fn default_tunnel_idle_timeout() -> u64 {
+    300
+}
+
+fn default_tunnel_max_lifetime() -> u64 {
+    3600
+}
+
+fn default_jwt_ttl() -> u64 {
+    60
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,5 +642,57 @@ proxy = "nginx"
         }
         assert!(err("[serving]\nmax_head_bytes = 100\n", ("", "")).contains("max_head_bytes"));
         assert!(err("", ("audience", "audiense")).contains("audiense"));
+    }
+
+    const PROXY: &str = r#"
+listen = "127.0.0.1:0"
+mode = "proxy"
+issuer = "https://as.example"
+audience = "api"
+[proxy]
+upstream = "http://127.0.0.1:8000"
+"#;
+
+    #[test]
+    fn zero_proxy_timeouts_tunnel_limits_h2c_and_a_zero_jwt_lifetime_are_refused() {
+        assert!(GatewayConfig::parse(PROXY).is_ok());
+        for (extra, key) in [
+            ("connect_timeout_secs = 0\n", "connect_timeout_secs"),
+            ("response_timeout_secs = 0\n", "response_timeout_secs"),
+        ] {
+            match GatewayConfig::parse(&format!("{PROXY}{extra}")) {
+                Ok(_) => panic!("accepted {extra}"),
+                Err(e) => assert!(e.to_string().contains(key), "{e}"),
+            }
+        }
+        for (extra, key) in [
+            ("max_tunnels = 0\n", "max_tunnels"),
+            ("tunnel_idle_timeout_secs = 0\n", "tunnel_idle_timeout_secs"),
+            ("tunnel_max_lifetime_secs = 0\n", "tunnel_max_lifetime_secs"),
+            ("upgrades = [\"h2c\"]\n", "h2c"),
+            ("upgrades = [\"H2C\"]\n", "h2c"),
+            ("upgrades = [\"websocket, h2c\"]\n", "upgrades"),
+            ("upgrades = [\"\"]\n", "upgrades"),
+        ] {
+            match GatewayConfig::parse(&format!("{PROXY}{extra}")) {
+                Ok(_) => panic!("accepted {extra}"),
+                Err(e) => assert!(e.to_string().contains(key), "{e}"),
+            }
+        }
+        assert!(GatewayConfig::parse(&format!("{PROXY}upgrades = []\n")).is_ok());
+        let zero_ttl = PROXY.replace(
+            "[proxy]",
+            "[identity]\njwt = true\njwt_ttl_secs = 0\n[proxy]",
+        );
+        match GatewayConfig::parse(&zero_ttl) {
+            Ok(_) => panic!("accepted jwt_ttl_secs = 0"),
+            Err(e) => assert!(e.to_string().contains("jwt_ttl_secs"), "{e}"),
+        }
+        assert!(
+            GatewayConfig::parse(&format!(
+                "{PROXY}connect_timeout_secs = 1\nresponse_timeout_secs = 1\n"
+            ))
+            .is_ok()
+        );
     }
 }

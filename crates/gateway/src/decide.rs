@@ -67,6 +67,21 @@ impl Gateway {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The answer of the readiness probe (`/readyz` in forward-auth mode,
+    /// `/.well-known/tessera-gateway/readyz` in proxy mode): 200 while deciding on tokens,
+    /// 503 before the revocation feed is first read and while it is stale.
+    pub fn readiness(&self) -> Response {
+        if self.is_ready() {
+            "ready".into_response()
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the issuer's revocation feed is not current (not read yet, or out of reach too long)",
+            )
+                .into_response()
+        }
+    }
+
     /// The identity header names the gateway sets (subject, scope, client id, each
     /// configured claim), for a mode that must overwrite every one of them.
     pub fn identity_header_names(&self) -> impl Iterator<Item = &http::HeaderName> {
@@ -95,6 +110,19 @@ impl Gateway {
             }
         };
         let (scopes, dpop, auth) = match requirement {
+            // A token in the URL is refused even where none is needed: it would reach the
+            // upstream's logs (the guard refuses it on every other route).
+            Requirement::Public
+                if parts
+                    .uri
+                    .query()
+                    .is_some_and(tessera_guard::query_has_access_token) =>
+            {
+                return self.deny(
+                    parts,
+                    GuardError::InvalidRequest("access tokens in the URL are not accepted".into()),
+                );
+            }
             Requirement::Public => {
                 return Decision::Allow(Allowed {
                     identity: None,

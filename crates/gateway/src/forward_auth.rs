@@ -54,15 +54,7 @@ pub fn router(gateway: Arc<Gateway>, config: &ForwardAuthConfig) -> Router {
 }
 
 async fn readyz(State(c): State<Arc<Checker>>) -> Response {
-    if c.gateway.is_ready() {
-        "ready".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the issuer's revocation feed is not current (not read yet, or out of reach too long)",
-        )
-            .into_response()
-    }
+    c.gateway.readiness()
 }
 
 /// One sub-request: rebuild the original head, decide, answer.

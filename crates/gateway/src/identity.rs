@@ -7,6 +7,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tessera_guard::Identity;
+use tessera_token::Claims;
 
 use crate::config::IdentityConfig;
 
@@ -87,14 +88,26 @@ impl IdentityHeaders {
             put(&self.client_id, client_id);
         }
         for (claim, name) in &self.claims {
-            match identity.extra.get(claim) {
-                Some(Value::String(s)) => put(name, s),
+            match claim_value(identity, claim) {
+                Some(Value::String(s)) => put(name, &s),
                 Some(Value::Number(n)) => put(name, &n.to_string()),
-                Some(Value::Bool(b)) => put(name, if *b { "true" } else { "false" }),
+                Some(Value::Bool(b)) => put(name, if b { "true" } else { "false" }),
                 _ => {}
             }
         }
         out
+    }
+}
+
+/// The claim `name` of `claims`, registered (`acr`, `auth_time`, `sid`, ...: typed fields
+/// of [`Claims`]) or not (`extra`).
+pub(crate) fn claim_value(claims: &Claims, name: &str) -> Option<Value> {
+    if let Some(v) = claims.extra.get(name) {
+        return Some(v.clone());
+    }
+    match serde_json::to_value(claims) {
+        Ok(Value::Object(mut all)) => all.remove(name),
+        _ => None,
     }
 }
 
@@ -129,6 +142,32 @@ mod tests {
         );
         assert_eq!(encode("100%"), "100%25");
         assert_eq!(encode("zoë"), "zo%C3%AB");
+    }
+
+    #[test]
+    fn registered_and_custom_claims_are_forwarded() {
+        let config = IdentityConfig {
+            claims: vec!["acr".into(), "tenant".into(), "missing".into()],
+            ..IdentityConfig::default()
+        };
+        let h = IdentityHeaders::new(&config).unwrap();
+        let mut claims = Claims {
+            sub: Some("alice".into()),
+            acr: Some("urn:tessera:acr:phr".into()),
+            ..Claims::default()
+        };
+        claims.extra.insert("tenant".into(), Value::from(7));
+        assert_eq!(
+            claim_value(&claims, "acr"),
+            Some(Value::from("urn:tessera:acr:phr"))
+        );
+        assert_eq!(claim_value(&claims, "tenant"), Some(Value::from(7)));
+        assert_eq!(claim_value(&claims, "missing"), None);
+        assert!(
+            h.claims
+                .iter()
+                .any(|(c, n)| c == "acr" && n == "x-auth-claim-acr")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod forward_auth;
 pub mod identity;
+pub mod identity_jwt;
 pub mod proxy;
 pub mod routes;
 pub mod serve;

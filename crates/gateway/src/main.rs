@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tessera_gateway::config::{DefaultRoute, Mode};
 use tessera_gateway::serve::{self, Limits};
-use tessera_gateway::{GatewayConfig, forward_auth, startup};
+use tessera_gateway::{GatewayConfig, forward_auth, proxy, startup};
 
 /// Tessera's guard in front of any HTTP API: answers the authorization sub-requests of
 /// nginx (auth_request), Traefik (ForwardAuth) or Envoy (ext_authz), or proxies to the
@@ -52,6 +52,12 @@ fn main() -> ExitCode {
         eprintln!("tessera-gateway: {}: {e}", args.config.display());
         return ExitCode::from(2);
     }
+    if let Some(p) = &config.proxy
+        && let Err(e) = proxy::check_upstream(&p.upstream)
+    {
+        eprintln!("tessera-gateway: {}: {e}", args.config.display());
+        return ExitCode::from(2);
+    }
     if args.check {
         print!("{}", summary(&args.config.display().to_string(), &config));
         return ExitCode::SUCCESS;
@@ -84,9 +90,8 @@ async fn run(config: GatewayConfig) -> Result<(), Box<dyn std::error::Error>> {
         }
         (Mode::ForwardAuth, None) => return Err("[forward_auth] is missing".into()),
         (Mode::Proxy, _) => {
-            return Err(
-                "mode = \"proxy\" is not built in this version yet (issue 18 section 3)".into(),
-            );
+            let gateway = Arc::new(startup::gateway_from_config(&config).await?);
+            proxy::router(gateway, &config)?
         }
     };
     let stop = stop_signal().map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -145,6 +150,44 @@ fn summary(path: &str, c: &GatewayConfig) -> String {
         ),
     };
     let _ = writeln!(out, "  mode            {mode}");
+    if let (Mode::Proxy, Some(p)) = (&c.mode, &c.proxy) {
+        let body = p.max_body_bytes.map_or("no body limit".to_owned(), |n| {
+            format!("bodies over {n} bytes 413")
+        });
+        let forwarded = if p.trust_forwarded {
+            "X-Forwarded-* from the client kept (trust_forwarded)"
+        } else {
+            "X-Forwarded-* from the client replaced"
+        };
+        let _ = writeln!(
+            out,
+            "  upstream        connect timeout {} s, response timeout {} s, {body}; {forwarded}",
+            p.connect_timeout_secs, p.response_timeout_secs
+        );
+        let upgrades = if p.upgrades.is_empty() {
+            "none passed".to_owned()
+        } else {
+            format!(
+                "{} (GET only); at most {} tunnels, closed after {} s idle or {} s (or the token's exp)",
+                p.upgrades.join(", "),
+                p.max_tunnels,
+                p.tunnel_idle_timeout_secs,
+                p.tunnel_max_lifetime_secs
+            )
+        };
+        let _ = writeln!(out, "  upgrades        {upgrades}");
+        let _ = writeln!(
+            out,
+            "  own paths       {}, {}{}",
+            proxy::HEALTHZ_PATH,
+            proxy::READYZ_PATH,
+            if c.identity.jwt {
+                format!(", {}", tessera_gateway::identity_jwt::JWKS_PATH)
+            } else {
+                String::new()
+            }
+        );
+    }
     let _ = writeln!(out, "  issuer          {}", c.issuer);
     let _ = writeln!(out, "  audience        {}", c.audience);
     let _ = writeln!(
@@ -216,5 +259,16 @@ fn summary(path: &str, c: &GatewayConfig) -> String {
         "  identity        headers {}Subject/-Scope/-Client-Id{claims}; token forwarded: {}",
         c.identity.header_prefix, c.identity.forward_token
     );
+    if c.identity.jwt {
+        let key = match &c.identity.jwt_key_file {
+            Some(path) => format!("key {}", path.display()),
+            None => "ES256 key generated at start".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  identity JWT    {}Identity, {} s, {key}",
+            c.identity.header_prefix, c.identity.jwt_ttl_secs
+        );
+    }
     out
 }

@@ -1,7 +1,7 @@
 //! Serving a router on a listener with hyper: a header-read timeout (a slow or idle client
 //! gives its connection back), caps on header lines and head bytes, a cap on open
 //! connections (further ones are closed at once), HTTP/1.1 upgrades (WebSockets in proxy
-//! mode), and a graceful stop: on `shutdown` the listener closes, running requests get
+//! mode), the client's address as `ConnectInfo<SocketAddr>` on each request, and a graceful stop: on `shutdown` the listener closes, running requests get
 //! `shutdown_timeout` to finish.
 
 use std::future::Future;
@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -97,7 +100,13 @@ pub async fn run_with(
             tracing::debug!(%peer, "connection cap reached; closing the connection");
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Each request carries the client's address, as axum's `ConnectInfo` (proxy mode
+        // writes it into `X-Forwarded-For`).
+        let inner = TowerToHyperService::new(router.clone());
+        let service = service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            inner.call(request)
+        });
         let conn = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

@@ -67,7 +67,7 @@ pub use layer::{
 pub use metadata::{ResourceMetadata, WELL_KNOWN_PATH};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
-pub use source::{CookieSource, Csrf, TokenSources};
+pub use source::{CookieSource, Csrf, TokenSources, query_has_access_token};
 pub use step_up::{RequireAcr, RequireAuthAge, RequireAuthService};
 pub use tessera_token::{Clock, ManualClock, SystemClock};
 /// The guard's refusal counter, recorded through the [`metrics`] facade with a `reason`

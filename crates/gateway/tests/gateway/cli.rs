@@ -60,6 +60,78 @@ fn check_prints_the_setup_and_never_the_secret() {
     assert!(!stdout.contains(secret) && !stderr.contains(secret));
 }
 
+const PROXY: &str = r#"
+listen = "127.0.0.1:0"
+mode = "proxy"
+issuer = "http://127.0.0.1:9"
+audience = "notes-api"
+[identity]
+jwt = true
+[proxy]
+upstream = "http://127.0.0.1:8000"
+response_timeout_secs = 7
+max_body_bytes = 1000
+[[route]]
+path = "/notes"
+scopes = ["notes:read"]
+"#;
+
+#[test]
+fn check_prints_the_proxy_setup_and_refuses_a_bad_upstream_or_zero_timeout() {
+    let out = run(PROXY, &["--check"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "proxy to http://127.0.0.1:8000",
+        "response timeout 7 s",
+        "bodies over 1000 bytes 413",
+        "X-Forwarded-* from the client replaced",
+        "/.well-known/tessera-gateway/readyz",
+        "/.well-known/tessera-gateway/jwks.json",
+        "X-Auth-Identity, 60 s, ES256 key generated at start",
+        "none: revoked tokens pass",
+        "upgrades        websocket (GET only); at most 256 tunnels, closed after 300 s idle or 3600 s",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    for (from, to, says) in [
+        (
+            "http://127.0.0.1:8000",
+            "https://127.0.0.1:8000",
+            "proxy.upstream",
+        ),
+        (
+            "http://127.0.0.1:8000",
+            "http://127.0.0.1:8000/api",
+            "proxy.upstream",
+        ),
+        (
+            "response_timeout_secs = 7",
+            "response_timeout_secs = 0",
+            "response_timeout_secs",
+        ),
+        (
+            "response_timeout_secs = 7",
+            "connect_timeout_secs = 0",
+            "connect_timeout_secs",
+        ),
+        (
+            "response_timeout_secs = 7",
+            "upgrades = [\"websocket\", \"h2c\"]",
+            "h2c",
+        ),
+    ] {
+        let out = run(&PROXY.replace(from, to), &["--check"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{to}: {stderr}");
+        assert!(stderr.contains(says), "{to}: {stderr}");
+    }
+}
+
 #[test]
 fn a_bad_file_exits_2_naming_the_file_and_line() {
     let out = run(&format!("{GOOD}\nbogus_option = 1\n"), &["--check"], &[]);
