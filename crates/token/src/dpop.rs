@@ -7,7 +7,10 @@
 //! (a private member is refused), and the proof's `alg` must be one that key can verify
 //! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
 
+mod cache;
+
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::constant_time;
@@ -15,9 +18,11 @@ use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use serde_json::{Map, Value};
 
 use crate::jwk::JwkRef;
-use crate::jws::Compact;
+use crate::jws::{Compact, header_object};
 use crate::keys::{b64_member, bit_len, strip_leading_zeros};
 use crate::{Error, MIN_RSA_BITS, SigningKey, TokenHash, UnixTime, VerifyingKey, b64};
+
+pub use cache::ProofKeyCache;
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -140,7 +145,35 @@ const ATH_LEN: usize = 43;
 /// refused without its signature being checked, one passing them all is returned only
 /// once its signature verified.
 pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, Error> {
-    let jws = Compact::parse_with(proof, MAX_PROOF_LEN, ProofHeader::from_object)?;
+    verify(proof, check, None)
+}
+
+/// [`verify_proof`], with the proof's header looked up in `cache` by its exact bytes:
+/// found, its decode, parse, key build and thumbprint are skipped (the signature is
+/// still checked, with the key those bytes name); not found, it is read as
+/// [`verify_proof`] reads it and cached once the proof's signature verified. The answer
+/// is [`verify_proof`]'s for every proof.
+pub fn verify_proof_cached(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    cache: &ProofKeyCache,
+) -> Result<VerifiedProof, Error> {
+    verify(proof, check, Some(cache))
+}
+
+fn verify(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    cache: Option<&ProofKeyCache>,
+) -> Result<VerifiedProof, Error> {
+    let mut fresh = false;
+    let jws = Compact::parse_with(proof, MAX_PROOF_LEN, |segment| {
+        if let Some(known) = cache.and_then(|c| c.get(segment)) {
+            return Ok(known);
+        }
+        fresh = true;
+        ProofHeader::from_object(&header_object(segment)?).map(Arc::new)
+    })?;
     if let Some(expected) = check.jkt
         && constant_time::verify_slices_are_equal(jws.header.jkt.as_bytes(), expected.as_bytes())
             .is_err()
@@ -201,12 +234,15 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             ));
         }
     }
-    jws.header
+    let header = &jws.header;
+    header
         .key
         .verify(jws.signing_input.as_bytes(), &jws.signature)?;
-    let header = jws.header;
+    if fresh && let Some(cache) = cache {
+        cache.insert(jws.header_b64, Arc::clone(header));
+    }
     Ok(VerifiedProof {
-        jkt: header.jkt,
+        jkt: header.jkt.clone(),
         jti: jti.to_owned(),
         iat: UnixTime::from_secs(iat),
         nonce,
@@ -359,7 +395,7 @@ fn normalize_percent(path: &str, out: &mut String) -> Option<()> {
     Some(())
 }
 
-/// The checked protected header of a proof.
+/// The checked protected header of a proof (what [`ProofKeyCache`] holds).
 struct ProofHeader {
     alg: &'static str,
     key: ProofKey,
