@@ -8,6 +8,7 @@
 //! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
 
 mod cache;
+mod claims;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use std::time::Duration;
 use aws_lc_rs::constant_time;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use serde_json::{Map, Value};
+
+use self::claims::{Member, ProofClaims};
 
 use crate::jwk::JwkRef;
 use crate::jws::{Compact, header_object};
@@ -182,17 +185,18 @@ fn verify(
             "the proof key is not the key the token is bound to",
         ));
     }
-    let claims = jws.payload_object()?;
-    let jti = string_claim(&claims, "jti")?;
+    let payload = b64::decode(jws.payload_b64, "payload is not base64url")?;
+    let claims = ProofClaims::parse(&payload)?;
+    let jti = string_claim(claims.jti.as_ref(), "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(Error::InvalidDpopProof("jti is empty or too long"));
     }
-    if string_claim(&claims, "htm")? != check.method {
+    if string_claim(claims.htm.as_ref(), "htm")? != check.method {
         return Err(Error::InvalidDpopProof(
             "htm does not match the request method",
         ));
     }
-    let htu = string_claim(&claims, "htu")?;
+    let htu = string_claim(claims.htu.as_ref(), "htu")?;
     match (normalized(htu), normalized(check.url)) {
         (Some(claimed), Some(actual)) if claimed == actual => {}
         _ => {
@@ -201,8 +205,8 @@ fn verify(
             ));
         }
     }
-    let iat = match claims.get("iat") {
-        Some(Value::Number(n)) => n
+    let iat = match &claims.iat {
+        Some(Member::Other(Value::Number(n))) => n
             .as_i64()
             .ok_or(Error::InvalidDpopProof("iat is not an integer"))?,
         Some(_) => return Err(Error::InvalidDpopProof("iat is not a number")),
@@ -215,14 +219,14 @@ fn verify(
             "iat is outside the accepted window",
         ));
     }
-    let nonce = match claims.get("nonce") {
+    let nonce = match &claims.nonce {
         None => None,
-        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(Member::Str(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.to_string()),
         Some(_) => return Err(Error::InvalidDpopProof("nonce is not a short string")),
     };
     if let Some(hash) = &check.access_token_hash {
-        let ath = match claims.get("ath") {
-            Some(Value::String(ath)) => ath,
+        let ath = match &claims.ath {
+            Some(Member::Str(ath)) => ath,
             Some(_) => return Err(Error::InvalidDpopProof("ath is not a string")),
             None => return Err(Error::InvalidDpopProof("missing ath")),
         };
@@ -497,10 +501,10 @@ impl ProofKey {
     }
 }
 
-fn string_claim<'m>(claims: &'m Map<String, Value>, name: &'static str) -> Result<&'m str, Error> {
-    match claims.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Error::InvalidDpopProof(match name {
+fn string_claim<'m>(claim: Option<&'m Member<'_>>, name: &'static str) -> Result<&'m str, Error> {
+    match claim {
+        Some(Member::Str(s)) => Ok(s),
+        Some(Member::Other(_)) => Err(Error::InvalidDpopProof(match name {
             "jti" => "jti is not a string",
             "htm" => "htm is not a string",
             _ => "htu is not a string",
