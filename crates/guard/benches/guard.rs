@@ -115,6 +115,9 @@ fn guard_with(key: &SigningKey, cache: usize, key_cache: usize) -> Guard {
     .clock(Arc::new(ManualClock::new(UnixTime::from_secs(NOW))))
     .cache_capacity(cache)
     .dpop_key_cache_capacity(key_cache)
+    // The clock stands still, so no proof ever leaves the replay cache: room for every
+    // proof a criterion row makes (the default's per-key share, 25,000, ran out).
+    .dpop_replay_capacity(1_000_000)
     .public_base_url("https://notes.example")
     // A revocation list with entries, so the warm path pays for its lookup.
     .revocation({
