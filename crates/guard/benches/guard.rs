@@ -9,6 +9,9 @@
 //!   the proof (its embedded key parsed, its signature, thumbprint, `ath`, replay cache).
 //!   Proof and key of the token's algorithm, so one proof verify is one `raw_verify`.
 //! - `dpop_warm`: the same with the token cached: the proof check alone.
+//! - `dpop_cold_nokey`: `dpop_cold` with the proof-header cache off too (a client's first
+//!   proof: its header parsed, key built and thumbprinted); `dpop_cold` finds the header
+//!   there, as every proof after a client's first does.
 //! - `router/*`: one request through an axum router, with and without the guard layer
 //!   (warm), the unauthenticated route being the floor.
 //!
@@ -96,6 +99,14 @@ fn raw_key(key: &SigningKey) -> ParsedPublicKey {
 }
 
 fn guard(key: &SigningKey, cache: usize) -> Guard {
+    guard_with(
+        key,
+        cache,
+        tessera_token::dpop::ProofKeyCache::DEFAULT_CAPACITY,
+    )
+}
+
+fn guard_with(key: &SigningKey, cache: usize, key_cache: usize) -> Guard {
     let keys = KeySet::new(vec![key.verifying_key().unwrap()]).unwrap();
     Guard::builder(
         Verifier::keys(keys),
@@ -103,6 +114,10 @@ fn guard(key: &SigningKey, cache: usize) -> Guard {
     )
     .clock(Arc::new(ManualClock::new(UnixTime::from_secs(NOW))))
     .cache_capacity(cache)
+    .dpop_key_cache_capacity(key_cache)
+    // The clock stands still, so no proof ever leaves the replay cache: room for every
+    // proof a criterion row makes (the default's per-key share, 25,000, ran out).
+    .dpop_replay_capacity(1_000_000)
     .public_base_url("https://notes.example")
     // A revocation list with entries, so the warm path pays for its lookup.
     .revocation({
@@ -175,6 +190,7 @@ struct Fixture {
     sig: Vec<u8>,
     parts: http::request::Parts,
     cold: Guard,
+    cold_nokey: Guard,
     warm: Guard,
     bound: Bound,
 }
@@ -191,13 +207,16 @@ fn fixtures() -> Vec<Fixture> {
             ready(warm.authenticate(&parts)).unwrap().unwrap();
             let bound = Bound::new(&key);
             ready(warm.authenticate(&bound.request())).unwrap().unwrap();
+            let cold = guard(&key, 0);
+            ready(cold.authenticate(&bound.request())).unwrap().unwrap();
             Fixture {
                 name,
                 raw: raw_key(&key),
                 input: input.to_owned(),
                 sig: URL_SAFE_NO_PAD.decode(sig).unwrap(),
                 parts,
-                cold: guard(&key, 0),
+                cold,
+                cold_nokey: guard_with(&key, 0, 0),
                 warm,
                 bound,
             }
@@ -215,7 +234,7 @@ fn interleaved() {
     const ROUNDS: usize = 4000;
     for f in fixtures() {
         let (mut raw, mut cold, mut warm) = (vec![], vec![], vec![]);
-        let (mut dpop_cold, mut dpop_warm) = (vec![], vec![]);
+        let (mut dpop_cold, mut dpop_warm, mut dpop_nokey) = (vec![], vec![], vec![]);
         for _ in 0..ROUNDS {
             let t = Instant::now();
             f.raw
@@ -235,15 +254,21 @@ fn interleaved() {
             let t = Instant::now();
             black_box(ready(f.warm.authenticate(black_box(&p2))).unwrap());
             dpop_warm.push(t.elapsed());
+            let p3 = f.bound.request();
+            let t = Instant::now();
+            black_box(ready(f.cold_nokey.authenticate(black_box(&p3))).unwrap());
+            dpop_nokey.push(t.elapsed());
         }
         let (r, c, w) = (median(raw), median(cold), median(warm));
-        let (dc, dw) = (median(dpop_cold), median(dpop_warm));
+        let (dc, dw, dn) = (median(dpop_cold), median(dpop_warm), median(dpop_nokey));
         println!(
             "interleaved guard/{}: median raw_verify {r:.2} us, cold {c:.2} us ({:.3}x raw), warm {w:.3} us, \
-             dpop_cold {dc:.2} us ({:.3}x raw), dpop_warm {dw:.2} us ({:.3}x raw)",
+             dpop_cold {dc:.2} us ({:.3}x raw), dpop_cold_nokey {dn:.2} us ({:.3}x raw), \
+             dpop_warm {dw:.2} us ({:.3}x raw)",
             f.name,
             c / r,
             dc / r,
+            dn / r,
             dw / r
         );
     }
@@ -252,7 +277,7 @@ fn interleaved() {
 fn bench_guard(c: &mut Criterion) {
     for f in fixtures() {
         let (raw, input, sig, parts) = (&f.raw, &f.input, &f.sig, &f.parts);
-        let (cold, warm) = (&f.cold, &f.warm);
+        let (cold, cold_nokey, warm) = (&f.cold, &f.cold_nokey, &f.warm);
         let mut g = c.benchmark_group(format!("guard/{}", f.name));
         g.bench_function("raw_verify", |b| {
             b.iter(|| {
@@ -271,6 +296,17 @@ fn bench_guard(c: &mut Criterion) {
             b.iter_batched_ref(
                 || bound.request(),
                 |p| ready(cold.authenticate(black_box(p))).unwrap().unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("dpop_cold_nokey", |b| {
+            b.iter_batched_ref(
+                || bound.request(),
+                |p| {
+                    ready(cold_nokey.authenticate(black_box(p)))
+                        .unwrap()
+                        .unwrap()
+                },
                 BatchSize::SmallInput,
             )
         });

@@ -115,6 +115,16 @@ impl GuardBuilder {
         self
     }
 
+    /// Capacity of the cache of DPoP proof headers (default
+    /// [`ProofKeyCache::DEFAULT_CAPACITY`](tessera_token::dpop::ProofKeyCache::DEFAULT_CAPACITY);
+    /// 0 turns it off). A client sends the same header (its public key) with every proof:
+    /// a header seen in a proof that verified is not parsed, nor its key built and
+    /// thumbprinted, again. Every proof's signature is still checked.
+    pub fn dpop_key_cache_capacity(mut self, capacity: usize) -> Self {
+        self.inner.dpop.keys = tessera_token::dpop::ProofKeyCache::new(capacity);
+        self
+    }
+
     /// Uses `cache` as the DPoP replay cache (instead of a new one of
     /// [`GuardBuilder::dpop_replay_capacity`]): give a guard that replaces another (a key
     /// rotation) the cache of the one it replaces, so the proofs that one accepted stay

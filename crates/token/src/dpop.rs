@@ -7,17 +7,25 @@
 //! (a private member is refused), and the proof's `alg` must be one that key can verify
 //! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
 
+mod cache;
+mod claims;
+
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::constant_time;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use serde_json::{Map, Value};
 
+use self::claims::{Member, ProofClaims};
+
 use crate::jwk::JwkRef;
-use crate::jws::Compact;
+use crate::jws::{Compact, header_object};
 use crate::keys::{b64_member, bit_len, strip_leading_zeros};
 use crate::{Error, MIN_RSA_BITS, SigningKey, TokenHash, UnixTime, VerifyingKey, b64};
+
+pub use cache::ProofKeyCache;
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -140,7 +148,35 @@ const ATH_LEN: usize = 43;
 /// refused without its signature being checked, one passing them all is returned only
 /// once its signature verified.
 pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof, Error> {
-    let jws = Compact::parse_with(proof, MAX_PROOF_LEN, ProofHeader::from_object)?;
+    verify(proof, check, None)
+}
+
+/// [`verify_proof`], with the proof's header looked up in `cache` by its exact bytes:
+/// found, its decode, parse, key build and thumbprint are skipped (the signature is
+/// still checked, with the key those bytes name); not found, it is read as
+/// [`verify_proof`] reads it and cached once the proof's signature verified. The answer
+/// is [`verify_proof`]'s for every proof.
+pub fn verify_proof_cached(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    cache: &ProofKeyCache,
+) -> Result<VerifiedProof, Error> {
+    verify(proof, check, Some(cache))
+}
+
+fn verify(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    cache: Option<&ProofKeyCache>,
+) -> Result<VerifiedProof, Error> {
+    let mut fresh = false;
+    let jws = Compact::parse_with(proof, MAX_PROOF_LEN, |segment| {
+        if let Some(known) = cache.and_then(|c| c.get(segment)) {
+            return Ok(known);
+        }
+        fresh = true;
+        ProofHeader::from_object(&header_object(segment)?).map(Arc::new)
+    })?;
     if let Some(expected) = check.jkt
         && constant_time::verify_slices_are_equal(jws.header.jkt.as_bytes(), expected.as_bytes())
             .is_err()
@@ -149,17 +185,18 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             "the proof key is not the key the token is bound to",
         ));
     }
-    let claims = jws.payload_object()?;
-    let jti = string_claim(&claims, "jti")?;
+    let payload = b64::decode(jws.payload_b64, "payload is not base64url")?;
+    let claims = ProofClaims::parse(&payload)?;
+    let jti = string_claim(claims.jti.as_ref(), "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(Error::InvalidDpopProof("jti is empty or too long"));
     }
-    if string_claim(&claims, "htm")? != check.method {
+    if string_claim(claims.htm.as_ref(), "htm")? != check.method {
         return Err(Error::InvalidDpopProof(
             "htm does not match the request method",
         ));
     }
-    let htu = string_claim(&claims, "htu")?;
+    let htu = string_claim(claims.htu.as_ref(), "htu")?;
     match (normalized(htu), normalized(check.url)) {
         (Some(claimed), Some(actual)) if claimed == actual => {}
         _ => {
@@ -168,8 +205,8 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             ));
         }
     }
-    let iat = match claims.get("iat") {
-        Some(Value::Number(n)) => n
+    let iat = match &claims.iat {
+        Some(Member::Other(Value::Number(n))) => n
             .as_i64()
             .ok_or(Error::InvalidDpopProof("iat is not an integer"))?,
         Some(_) => return Err(Error::InvalidDpopProof("iat is not a number")),
@@ -182,14 +219,14 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             "iat is outside the accepted window",
         ));
     }
-    let nonce = match claims.get("nonce") {
+    let nonce = match &claims.nonce {
         None => None,
-        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(Member::Str(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.to_string()),
         Some(_) => return Err(Error::InvalidDpopProof("nonce is not a short string")),
     };
     if let Some(hash) = &check.access_token_hash {
-        let ath = match claims.get("ath") {
-            Some(Value::String(ath)) => ath,
+        let ath = match &claims.ath {
+            Some(Member::Str(ath)) => ath,
             Some(_) => return Err(Error::InvalidDpopProof("ath is not a string")),
             None => return Err(Error::InvalidDpopProof("missing ath")),
         };
@@ -201,12 +238,15 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
             ));
         }
     }
-    jws.header
+    let header = &jws.header;
+    header
         .key
         .verify(jws.signing_input.as_bytes(), &jws.signature)?;
-    let header = jws.header;
+    if fresh && let Some(cache) = cache {
+        cache.insert(jws.header_b64, Arc::clone(header));
+    }
     Ok(VerifiedProof {
-        jkt: header.jkt,
+        jkt: header.jkt.clone(),
         jti: jti.to_owned(),
         iat: UnixTime::from_secs(iat),
         nonce,
@@ -359,7 +399,7 @@ fn normalize_percent(path: &str, out: &mut String) -> Option<()> {
     Some(())
 }
 
-/// The checked protected header of a proof.
+/// The checked protected header of a proof (what [`ProofKeyCache`] holds).
 struct ProofHeader {
     alg: &'static str,
     key: ProofKey,
@@ -461,10 +501,10 @@ impl ProofKey {
     }
 }
 
-fn string_claim<'m>(claims: &'m Map<String, Value>, name: &'static str) -> Result<&'m str, Error> {
-    match claims.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Error::InvalidDpopProof(match name {
+fn string_claim<'m>(claim: Option<&'m Member<'_>>, name: &'static str) -> Result<&'m str, Error> {
+    match claim {
+        Some(Member::Str(s)) => Ok(s),
+        Some(Member::Other(_)) => Err(Error::InvalidDpopProof(match name {
             "jti" => "jti is not a string",
             "htm" => "htm is not a string",
             _ => "htu is not a string",

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 
-const DUPLICATE: &str = "tessera: duplicate member";
+pub(crate) const DUPLICATE: &str = "tessera: duplicate member";
 
 /// Parses `bytes` as one JSON object, refusing duplicate member names at any depth.
 pub(crate) fn parse_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, Error> {
@@ -25,7 +25,7 @@ pub(crate) fn parse_object(bytes: &[u8], what: &'static str) -> Result<Map<Strin
     }
 }
 
-fn classify(e: &serde_json::Error, what: &'static str) -> Error {
+pub(crate) fn classify(e: &serde_json::Error, what: &'static str) -> Error {
     if e.to_string().starts_with(DUPLICATE) {
         Error::DuplicateMember
     } else {
@@ -33,7 +33,8 @@ fn classify(e: &serde_json::Error, what: &'static str) -> Error {
     }
 }
 
-struct StrictValue;
+/// A JSON value with duplicate member names refused at any depth.
+pub(crate) struct StrictValue;
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;

@@ -62,24 +62,28 @@ fn optional_string(map: &Map<String, Value>, name: &'static str) -> Result<Optio
 /// DPoP proofs (the one place an embedded `jwk` is allowed).
 pub(crate) struct Compact<'a, H = Header> {
     pub(crate) header: H,
+    /// The header segment as sent (base64url).
+    pub(crate) header_b64: &'a str,
     pub(crate) signing_input: &'a str,
-    payload_b64: &'a str,
+    pub(crate) payload_b64: &'a str,
     pub(crate) signature: Vec<u8>,
 }
 
 impl<'a> Compact<'a> {
     fn parse(token: &'a str, max_len: usize) -> Result<Self, Error> {
-        Self::parse_with(token, max_len, Header::from_object)
+        Self::parse_with(token, max_len, |h| Header::from_object(&header_object(h)?))
     }
 }
 
 impl<'a, H> Compact<'a, H> {
-    /// Splits `token`, decoding and checking its header with `read_header` first (so
-    /// `alg: none` is named as such even when unsigned), then the other segments.
+    /// Splits `token`, reading its header segment (base64url, not empty) with
+    /// `read_header` first (so `alg: none` is named as such even when unsigned), then the
+    /// other segments. `read_header` decodes the segment with [`header_object`], or finds
+    /// what it read from these exact bytes before.
     pub(crate) fn parse_with(
         token: &'a str,
         max_len: usize,
-        read_header: impl FnOnce(&Map<String, Value>) -> Result<H, Error>,
+        read_header: impl FnOnce(&'a str) -> Result<H, Error>,
     ) -> Result<Self, Error> {
         if token.len() > max_len {
             return Err(Error::TooLarge {
@@ -99,11 +103,7 @@ impl<'a, H> Compact<'a, H> {
         if h.is_empty() {
             return Err(Error::Malformed("empty segment"));
         }
-        let header_json = b64::decode(h, "header is not base64url")?;
-        let header = read_header(&json::parse_object(
-            &header_json,
-            "header is not a JSON object",
-        )?)?;
+        let header = read_header(h)?;
         if p.is_empty() || s.is_empty() {
             return Err(Error::Malformed("empty segment"));
         }
@@ -113,6 +113,7 @@ impl<'a, H> Compact<'a, H> {
         }
         Ok(Compact {
             header,
+            header_b64: h,
             signing_input: &token[..h.len() + 1 + p.len()],
             payload_b64: p,
             signature,
@@ -129,6 +130,12 @@ impl<'a, H> Compact<'a, H> {
     fn claims(&self) -> Result<Claims, Error> {
         Claims::from_object(self.payload_object()?)
     }
+}
+
+/// A JWS header segment decoded and parsed as a JSON object (duplicate members refused).
+pub(crate) fn header_object(segment: &str) -> Result<Map<String, Value>, Error> {
+    let json = b64::decode(segment, "header is not base64url")?;
+    json::parse_object(&json, "header is not a JSON object")
 }
 
 /// Keys a resource server trusts, looked up by `kid`.

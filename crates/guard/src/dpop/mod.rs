@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::OriginalUri;
 use http::HeaderName;
 use http::request::Parts;
-use tessera_token::dpop::{self, ProofCheck};
+use tessera_token::dpop::{self, ProofCheck, ProofKeyCache};
 use tessera_token::{Error as TokenError, TokenHash, UnixTime};
 
 pub(crate) use nonce::NonceKey;
@@ -74,6 +74,8 @@ pub(crate) struct DpopSettings {
     pub(crate) leeway: Duration,
     pub(crate) nonce: Option<NonceKey>,
     pub(crate) replay: Arc<ReplayCache>,
+    /// Proof headers (client keys) seen in proofs that verified.
+    pub(crate) keys: ProofKeyCache,
 }
 
 impl DpopSettings {
@@ -85,6 +87,7 @@ impl DpopSettings {
             leeway: Duration::from_secs(5),
             nonce: None,
             replay: Arc::new(ReplayCache::new(replay_capacity)),
+            keys: ProofKeyCache::default(),
         }
     }
 
@@ -164,11 +167,12 @@ impl DpopSettings {
             .with_access_token_hash(token_hash)
             .with_jkt(jkt)
             .with_window(self.window, self.leeway);
-        let verified = dpop::verify_proof(proof, &check).map_err(|e| match e {
-            TokenError::InvalidDpopProof(why) => invalid_proof(why),
-            TokenError::BadSignature => invalid_proof("invalid proof signature"),
-            _ => invalid_proof("the proof is not an acceptable JWS"),
-        })?;
+        let verified =
+            dpop::verify_proof_cached(proof, &check, &self.keys).map_err(|e| match e {
+                TokenError::InvalidDpopProof(why) => invalid_proof(why),
+                TokenError::BadSignature => invalid_proof("invalid proof signature"),
+                _ => invalid_proof("the proof is not an acceptable JWS"),
+            })?;
         if let Some(nonces) = &self.nonce
             && !verified
                 .nonce

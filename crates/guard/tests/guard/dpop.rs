@@ -868,3 +868,43 @@ async fn a_rebuilt_guard_sharing_the_replay_cache_refuses_earlier_proofs() {
     let alone = guard_with(&k, clock()).build().unwrap();
     assert_eq!(me_dpop(&app(&alone), &t, &p).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_proof_key_cache_saves_the_parse_never_the_signature() {
+    let (k, client) = (key("k1"), client_key());
+    let url = format!("{BASE}/me");
+    let t = bound_token(&k, &client);
+    for capacity in [16, 0] {
+        let guard = guard_with(&k, clock())
+            .dpop_key_cache_capacity(capacity)
+            .build()
+            .unwrap();
+        let app = app(&guard);
+        // The client's first proof (its header now cached, capacity allowing).
+        let first = proof(&client, &url, &t);
+        assert_eq!(me_dpop(&app, &t, &first).await.status, StatusCode::OK);
+        let (header, _) = first.split_once('.').unwrap();
+        let parts = |p: &str| -> (String, String) {
+            let (_, rest) = p.split_once('.').unwrap();
+            let (payload, sig) = rest.split_once('.').unwrap();
+            (payload.to_owned(), sig.to_owned())
+        };
+        // The client's header on fresh claims signed by another key, and on fresh
+        // claims with the first proof's signature: neither was signed by the key.
+        let (payload, sig) = parts(&proof(&client_key(), &url, &t));
+        let (_, first_sig) = parts(&first);
+        for forged in [
+            format!("{header}.{payload}.{sig}"),
+            format!("{header}.{payload}.{first_sig}"),
+        ] {
+            let r = me_dpop(&app, &t, &forged).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{capacity}: {}", r.body);
+            assert_eq!(r.json()["error"], "invalid_dpop_proof");
+        }
+        // The first proof is still spent; a fresh one by the client still passes.
+        let r = me_dpop(&app, &t, &first).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let next = proof(&client, &url, &t);
+        assert_eq!(me_dpop(&app, &t, &next).await.status, StatusCode::OK);
+    }
+}
