@@ -35,6 +35,9 @@ const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 const MAX_PROOF_WINDOW: Duration = Duration::from_secs(300);
 /// Longest clock-skew leeway accepted by [`GuardBuilder::dpop_proof_window`].
 const MAX_PROOF_LEEWAY: Duration = Duration::from_secs(60);
+/// Largest [`GuardBuilder::dpop_key_cache_capacity`]: one client can fill the cache with
+/// headers of its own (each at most 8 KiB), so its size must stay a memory bound.
+const MAX_KEY_CACHE_CAPACITY: usize = 65_536;
 
 impl Guard {
     /// Starts a guard verifying with `verifier` under `validation`.
@@ -119,7 +122,8 @@ impl GuardBuilder {
     /// [`ProofKeyCache::DEFAULT_CAPACITY`](tessera_token::dpop::ProofKeyCache::DEFAULT_CAPACITY);
     /// 0 turns it off). A client sends the same header (its public key) with every proof:
     /// a header seen in a proof that verified is not parsed, nor its key built and
-    /// thumbprinted, again. Every proof's signature is still checked.
+    /// thumbprinted, again. Every proof's signature is still checked. At most 65,536
+    /// ([`GuardBuilder::build`] refuses more).
     pub fn dpop_key_cache_capacity(mut self, capacity: usize) -> Self {
         self.inner.dpop.keys = tessera_token::dpop::ProofKeyCache::new(capacity);
         self
@@ -198,6 +202,11 @@ impl GuardBuilder {
             ));
         }
         self.inner.cache = VerifiedCache::new(self.cache_capacity);
+        if self.inner.dpop.keys.capacity() > MAX_KEY_CACHE_CAPACITY {
+            return Err(BuildError::Invalid(
+                "dpop_key_cache_capacity: at most 65536 headers (each up to 8 KiB)",
+            ));
+        }
         if self.inner.dpop.window > MAX_PROOF_WINDOW || self.inner.dpop.leeway > MAX_PROOF_LEEWAY {
             return Err(BuildError::Invalid(
                 "dpop_proof_window: the window may be at most 300 s and the leeway at most 60 s",

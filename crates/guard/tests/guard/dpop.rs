@@ -808,6 +808,23 @@ async fn an_oversized_proof_window_is_a_build_error_not_a_panic() {
     );
 }
 
+#[tokio::test]
+async fn an_unbounded_proof_header_cache_is_a_build_error() {
+    let k = key("k1");
+    for capacity in [usize::MAX, 65_537] {
+        let built = guard_with(&k, clock())
+            .dpop_key_cache_capacity(capacity)
+            .build();
+        assert!(built.is_err(), "{capacity}");
+    }
+    for capacity in [0, 65_536] {
+        let built = guard_with(&k, clock())
+            .dpop_key_cache_capacity(capacity)
+            .build();
+        assert!(built.is_ok(), "{capacity}");
+    }
+}
+
 /// RFC 6750 section 3.1: a request that sent no credentials gets no error code.
 #[tokio::test]
 async fn require_dpop_on_an_anonymous_request_is_a_bare_challenge() {

@@ -30,6 +30,11 @@ impl ProofKeyCache {
         }
     }
 
+    /// The most headers it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// How many headers are cached.
     pub fn len(&self) -> usize {
         self.read().len()
