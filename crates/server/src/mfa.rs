@@ -193,13 +193,15 @@ fn enrolment(core: &Core, user: &UserRecord, secret: &[u8]) -> Result<Enrolment,
     })
 }
 
-/// True when the user has a confirmed factor (then it is asked for at every sign-in).
+/// True when the user has a confirmed factor, TOTP or passkey (then one is asked for at
+/// every sign-in).
 pub(crate) async fn enrolled(core: &Core, user_id: &str) -> Result<bool, OAuthError> {
     Ok(core
         .store
         .totp(user_id)
         .await?
-        .is_some_and(|t| t.confirmed_at.is_some()))
+        .is_some_and(|t| t.confirmed_at.is_some())
+        || !core.store.passkeys(user_id).await?.is_empty())
 }
 
 /// Confirms the enrolment under way with its first `code`: the ten recovery codes (to

@@ -124,6 +124,9 @@ pub struct FileConfig {
     pub password_hash_queue: Option<usize>,
     /// Second factors at browser sign-in: "off", "optional" (default) or "required".
     pub mfa: Option<String>,
+    /// The WebAuthn relying party id of passkeys; default: the issuer's host. Must be
+    /// that host or a parent domain of it.
+    pub passkey_rp_id: Option<String>,
 
     // --- DPoP (RFC 9449) ---
     /// How far a DPoP proof's `iat` may be from now, either side, seconds (default 60,

@@ -77,6 +77,8 @@ pub struct LoginConfig {
     pub throttle: ThrottlePolicy,
     /// Second factors at browser sign-in.
     pub mfa: MfaMode,
+    /// The WebAuthn relying party id (`passkey_rp_id`); `None`: the issuer's host.
+    pub passkey_rp_id: Option<String>,
 }
 
 /// Throttling policy (from the configuration).
@@ -142,6 +144,7 @@ impl LoginConfig {
         };
         LoginConfig {
             mfa,
+            passkey_rp_id: f.passkey_rp_id.clone(),
             password_hash_concurrency,
             password_hash_priority,
             password_hash_queue,

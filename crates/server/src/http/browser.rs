@@ -171,7 +171,7 @@ pub(crate) async fn start_pending(
     state: &AppState,
     user: &UserRecord,
     out: &mut HeaderMap,
-) -> Result<(), OAuthError> {
+) -> Result<TokenHash, OAuthError> {
     let token = OpaqueToken::generate(TokenKind::AccessToken)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
     let now = state.clock.now();
@@ -186,7 +186,7 @@ pub(crate) async fn start_pending(
     if let Some(c) = set_cookie(state, PENDING, token.expose(), PENDING_TTL.as_secs()) {
         out.append(header::SET_COOKIE, c);
     }
-    Ok(())
+    Ok(record.hash)
 }
 
 /// The request's live pending sign-in, if any.
@@ -235,7 +235,8 @@ pub(crate) async fn end_session(
     Ok(())
 }
 
-/// Headers of every HTML page: never cached, never framed, no scripts, no referrer.
+/// Headers of every HTML page: never cached, never framed, no referrer, and no script
+/// but this origin's files (the server serves one: `/passkey.js`; no inline script).
 pub(crate) fn page_headers(out: &mut HeaderMap) {
     out.insert(
         header::CONTENT_TYPE,
@@ -245,7 +246,7 @@ pub(crate) fn page_headers(out: &mut HeaderMap) {
     out.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

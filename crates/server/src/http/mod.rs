@@ -76,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(FEED_PATH, get(feed::feed))
         .route("/healthz", get(meta::healthz))
+        .route("/passkey.js", get(pages::passkey_js))
         .route("/readyz", get(meta::readyz))
         .route(OPENAPI_PATH, get(openapi::openapi_json));
     if state.config.metrics.metrics_listen.is_none() {

@@ -22,6 +22,29 @@ pub(crate) struct Login<'a> {
     pub(crate) error: Option<&'a str>,
     /// Shows the "set up a second factor" box (`mfa = "optional"`).
     pub(crate) offer_enrol: bool,
+    /// Shows the "Sign in with a passkey" button (the issuer has a host name).
+    pub(crate) offer_passkey: bool,
+}
+
+/// A WebAuthn ceremony a page offers: `/passkey.js` runs it when the form is submitted
+/// (the options are public data; the id is a random, single-use handle).
+pub(crate) struct PasskeyForm<'a> {
+    /// The ceremony id, posted back.
+    pub(crate) id: &'a str,
+    /// The options for `navigator.credentials` (JSON).
+    pub(crate) options: &'a str,
+}
+
+/// The passwordless sign-in page: the named user's passkey.
+#[derive(Template)]
+#[template(path = "passkey_signin.html")]
+pub(crate) struct PasskeySignIn<'a> {
+    pub(crate) client_name: &'a str,
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+    pub(crate) username: &'a str,
+    pub(crate) passkey: PasskeyForm<'a>,
+    pub(crate) error: Option<&'a str>,
 }
 
 /// The second-factor page: a TOTP code or a recovery code.
@@ -32,6 +55,8 @@ pub(crate) struct MfaCode<'a> {
     pub(crate) csrf: &'a str,
     pub(crate) hidden: &'a Hidden,
     pub(crate) error: Option<&'a str>,
+    /// The user's passkeys, offered next to the code.
+    pub(crate) passkey: Option<PasskeyForm<'a>>,
 }
 
 /// The enrolment page: the QR code (an inline SVG this server rendered), the key for
@@ -44,6 +69,10 @@ pub(crate) struct MfaEnrol<'a> {
     pub(crate) csrf: &'a str,
     pub(crate) hidden: &'a Hidden,
     pub(crate) error: Option<&'a str>,
+    /// Registering a passkey instead of (or before) the app.
+    pub(crate) passkey: Option<PasskeyForm<'a>>,
+    /// The default label of the new passkey.
+    pub(crate) label: &'a str,
 }
 
 /// The recovery codes, shown once after enrolment.
@@ -108,4 +137,25 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
         },
         HeaderMap::new(),
     )
+}
+
+/// `GET /passkey.js`: the one script of the sign-in pages (the WebAuthn call), served by
+/// this server so the pages' policy allows scripts from this origin only.
+#[utoipa::path(
+    get,
+    path = "/passkey.js",
+    tag = "browser",
+    responses((status = 200, description = "The passkey script of the sign-in pages", body = String, content_type = "text/javascript"))
+)]
+pub(crate) async fn passkey_js() -> Response {
+    let mut out = HeaderMap::new();
+    out.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    out.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    (StatusCode::OK, out, include_str!("../../static/passkey.js")).into_response()
 }

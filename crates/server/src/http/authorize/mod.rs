@@ -10,6 +10,7 @@
 mod consent;
 mod login;
 mod mfa;
+mod passkey;
 mod request;
 
 use std::sync::Arc;
@@ -142,7 +143,8 @@ pub(crate) async fn get(
 }
 
 /// `POST /authorize`: the login form (`action=login`), the second-factor forms
-/// (`action=mfa`, `enrol`, `continue`) and the consent form (`action=approve` or `deny`). Every post must carry the CSRF token.
+/// (`action=mfa`, `enrol`, `continue`, `passkey`, `passkey_register`), the passkey
+/// sign-in (`login` with `passkey=1`, then `passkey_login`) and the consent form (`action=approve` or `deny`). Every post must carry the CSRF token.
 #[utoipa::path(
     post,
     path = "/authorize",
@@ -177,8 +179,14 @@ pub(crate) async fn post(
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
     match raw.get("action") {
+        Some("login") if raw.get("passkey") == Some("1") => {
+            passkey::start(&state, &headers, &raw, &req).await
+        }
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
+        Some("passkey") => mfa::answer_passkey(&state, &headers, peer, &raw, &req).await,
+        Some("passkey_register") => passkey::register(&state, &headers, &raw, &req).await,
+        Some("passkey_login") => passkey::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
         Some("continue") => match signed_in(&state, &headers).await {
             Ok(Some(s)) => {

@@ -176,8 +176,9 @@ where
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Deletes the user's TOTP factor, recovery codes and pending sign-ins (one statement
-    /// each, so they run in the caller's transaction).
+    /// Deletes the user's TOTP factor, recovery codes, pending sign-ins, ceremonies and
+    /// passkeys (one statement each, so they run in the caller's transaction); true when
+    /// there was a factor (TOTP or passkey).
     pub(in crate::store) async fn delete_factors(
         conn: &mut DB::Connection,
         user_id: &str,
@@ -193,12 +194,23 @@ where
             .rows()
             == 1;
         Self::delete_recovery_codes(&mut *conn, user_id).await?;
-        sqlx::query("DELETE FROM mfa_pending WHERE user_id = $1")
+        for sql in [
+            "DELETE FROM mfa_pending WHERE user_id = $1",
+            "DELETE FROM mfa_ceremonies WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+        }
+        let passkeys = sqlx::query("DELETE FROM mfa_passkeys WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *conn)
             .await
-            .map_err(backend)?;
-        Ok(had)
+            .map_err(backend)?
+            .rows();
+        Ok(had || passkeys > 0)
     }
 
     pub(in crate::store) async fn insert_pending<'c>(
