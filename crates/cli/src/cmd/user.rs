@@ -136,11 +136,24 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
                     "totp": totp,
                     "totp_confirmed_at": since,
                     "recovery_codes_left": f.recovery_codes_left,
+                    "passkeys": f.passkeys.iter().map(|(label, created, used)| json!({
+                        "label": label,
+                        "created_at": created.secs(),
+                        "last_used_at": used.map(|u| u.secs()),
+                    })).collect::<Vec<_>>(),
                 });
                 println!("{out}");
             } else {
                 println!("totp: {totp}");
                 println!("recovery codes left: {}", f.recovery_codes_left);
+                println!("passkeys: {}", f.passkeys.len());
+                for (label, created, used) in &f.passkeys {
+                    let used = used.map_or("never".to_owned(), |u| u.secs().to_string());
+                    println!(
+                        "  {label} (registered {}, last used {used})",
+                        created.secs()
+                    );
+                }
             }
         }
         UserCommand::MfaReset { name } => {

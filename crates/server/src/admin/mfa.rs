@@ -1,5 +1,5 @@
 //! Operator second-factor management: list a user's factors (never a secret) and reset
-//! them (removes the factors and recovery codes and, in the same transaction, revokes
+//! them (removes the factors (TOTP, passkeys) and recovery codes and, in the same transaction, revokes
 //! everything the user holds, as `user disable` does without disabling), audited.
 
 use serde_json::json;
@@ -16,6 +16,8 @@ pub struct UserFactors {
     pub totp: Option<(UnixTime, Option<UnixTime>)>,
     /// Unused recovery codes.
     pub recovery_codes_left: u32,
+    /// Passkeys, oldest first: label, when registered, when last used.
+    pub passkeys: Vec<(String, UnixTime, Option<UnixTime>)>,
 }
 
 impl Admin {
@@ -30,6 +32,13 @@ impl Admin {
         Ok(UserFactors {
             totp,
             recovery_codes_left: self.store.recovery_codes_left(&user.id).await?,
+            passkeys: self
+                .store
+                .passkeys(&user.id)
+                .await?
+                .into_iter()
+                .map(|p| (p.label, p.created_at, p.last_used_at))
+                .collect(),
         })
     }
 
@@ -38,7 +47,8 @@ impl Admin {
     /// With `mfa = "required"` they enrol again at their next sign-in.
     pub async fn reset_mfa(&self, name: &str) -> Result<bool, Error> {
         let user = self.user(name).await?;
-        let had = self.store.totp(&user.id).await?.is_some();
+        let had = self.store.totp(&user.id).await?.is_some()
+            || !self.store.passkeys(&user.id).await?.is_empty();
         if !self.store.reset_mfa(&user.id, self.revoked()).await? {
             return Err(Error::NotFound(format!(
                 "no user {name}; see `tessera user list`"
