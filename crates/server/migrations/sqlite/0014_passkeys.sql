@@ -28,3 +28,5 @@ CREATE TABLE mfa_ceremonies (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX mfa_ceremonies_user ON mfa_ceremonies (user_id);
+-- The janitor deletes dead ceremonies by expiry.
+CREATE INDEX mfa_ceremonies_expiry ON mfa_ceremonies (expires_at);

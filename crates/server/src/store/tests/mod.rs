@@ -440,5 +440,6 @@ suite!(
     a_passkey_use_has_exactly_one_winner,
     a_ceremony_is_taken_once_live_and_as_its_kind,
     an_mfa_reset_removes_passkeys_and_ceremonies,
+    the_janitor_purges_dead_ceremonies_only,
     every_feed_writer_wakes_the_readers,
 );

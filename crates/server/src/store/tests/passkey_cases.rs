@@ -207,3 +207,27 @@ pub(crate) async fn an_mfa_reset_removes_passkeys_and_ceremonies(s: Arc<dyn Stor
         None
     );
 }
+
+pub(crate) async fn the_janitor_purges_dead_ceremonies_only(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    let dead = ceremony("u1", CeremonyKind::FirstFactor, 100);
+    let live = ceremony("u1", CeremonyKind::FirstFactor, 2000);
+    s.insert_ceremony(&dead).await.unwrap();
+    s.insert_ceremony(&live).await.unwrap();
+    let purged = s
+        .purge_expired(&Purge {
+            now: t(1000),
+            revoked_before: t(0),
+            audit_before: t(0),
+            batch: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(
+        s.take_ceremony(&live.hash, CeremonyKind::FirstFactor, t(1000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
