@@ -225,7 +225,49 @@ async fn register_then_sign_in_with_a_passkey_as_second_factor_and_alone() {
     let (form, options) = passkey_form(&code_page, "get");
     let assertion = get(&mut d, &options).await;
     let consent = submit(s, &mut b2, &form, &[("response", &assertion)]).await;
+    // A fresh sign-in with a second factor may add another passkey (from the consent page).
+    assert!(consent.body.contains("Add a passkey"), "{}", consent.body);
+    let add = submit(s, &mut b2, &consent, &[("action", "passkey_add")]).await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    assert!(add.body.contains("<label for=\"passkey-label\">"));
+    let (form, options) = passkey_form(&add, "create");
+    let mut phone = device();
+    let response = create(&mut phone, &options).await;
+    let consent = submit(
+        s,
+        &mut b2,
+        &form,
+        &[("response", &response), ("label", "phone")],
+    )
+    .await;
     let t = approve(s, &mut b2, spa, &consent).await;
+    let listed: Value =
+        serde_json::from_str(&s.cli_ok(&["user", "mfa", "alice", "--json"], None)).unwrap();
+    let labels: Vec<&str> = listed["passkeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["label"].as_str())
+        .collect();
+    assert_eq!(labels.len(), 2, "{listed}");
+    assert!(
+        labels.contains(&"laptop") && labels.contains(&"phone"),
+        "{listed}"
+    );
+    // Without a signed-in session there is nothing to add a passkey to.
+    let mut nobody = Browser::new();
+    let login = nobody.get(&authorize_url(s, spa, VERIFIER, &[])).await;
+    for action in ["passkey_add", "passkey_register_more", "passkey_register"] {
+        let p = submit(
+            s,
+            &mut nobody,
+            &login,
+            &[("action", action), ("response", "{}")],
+        )
+        .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{action}: {}", p.body);
+        assert!(p.body.contains("<label for=\"username\">"), "{action}");
+    }
     assert_eq!(assurance(&t), (phr.clone(), json!(["pwd", "hwk", "mfa"])));
 
     // A replayed assertion: the used one posted on a new sign-in's form.
@@ -257,6 +299,13 @@ async fn register_then_sign_in_with_a_passkey_as_second_factor_and_alone() {
     let consent = submit(s, &mut b4, &form, &[("response", &assertion)]).await;
     let alone = approve(s, &mut b4, spa, &consent).await;
     assert_eq!(assurance(&alone), (phr, json!(["hwk", "user", "mfa"])));
+    // The second passkey works too.
+    let mut b4b = Browser::new();
+    let page = passkey_start(s, &mut b4b, spa).await;
+    let (form, options) = passkey_form(&page, "get");
+    let assertion = get(&mut phone, &options).await;
+    let consent = submit(s, &mut b4b, &form, &[("response", &assertion)]).await;
+    approve(s, &mut b4b, spa, &consent).await;
     let audit = s.cli_ok(&["audit", "--json", "--limit", "10000"], None);
     assert!(audit.contains("\"factor\":\"passkey\""), "{audit}");
     assert!(audit.contains("mfa.enroll"), "{audit}");

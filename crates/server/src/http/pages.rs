@@ -92,6 +92,19 @@ pub(crate) struct Consent<'a> {
     pub(crate) scopes: Vec<&'a str>,
     pub(crate) csrf: &'a str,
     pub(crate) hidden: &'a Hidden,
+    /// Shows "Add a passkey" (a fresh sign-in with a second factor).
+    pub(crate) offer_passkey: bool,
+}
+
+/// Registering another passkey, from a fresh sign-in.
+#[derive(Template)]
+#[template(path = "passkey_add.html")]
+pub(crate) struct PasskeyAdd<'a> {
+    pub(crate) csrf: &'a str,
+    pub(crate) hidden: &'a Hidden,
+    pub(crate) passkey: PasskeyForm<'a>,
+    pub(crate) label: &'a str,
+    pub(crate) error: Option<&'a str>,
 }
 
 #[derive(Template)]

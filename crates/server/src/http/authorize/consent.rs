@@ -53,6 +53,7 @@ pub(super) async fn proceed(
             scopes: req.scope.iter().collect(),
             csrf: &csrf,
             hidden: &hidden,
+            offer_passkey: super::passkey::may_add(state, session),
         },
         out,
     )

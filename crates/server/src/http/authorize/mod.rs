@@ -84,7 +84,7 @@ fn refused(state: &AppState, refusal: Refusal) -> Response {
 /// without a second factor does not count for a user who has confirmed one since (or
 /// under `mfa = "required"`); they sign in again, with it. The confirmation ends such
 /// sessions already (the user's revoke-all); this holds the line should one escape it.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
@@ -186,6 +186,8 @@ pub(crate) async fn post(
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
         Some("passkey") => mfa::answer_passkey(&state, &headers, peer, &raw, &req).await,
         Some("passkey_register") => passkey::register(&state, &headers, &raw, &req).await,
+        Some("passkey_add") => passkey::add(&state, &headers, &raw, &req).await,
+        Some("passkey_register_more") => passkey::register_more(&state, &headers, &raw, &req).await,
         Some("passkey_login") => passkey::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
         Some("continue") => match signed_in(&state, &headers).await {
