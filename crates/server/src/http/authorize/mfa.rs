@@ -4,6 +4,8 @@
 //! recovery codes shown once. The state in between is a pending sign-in in the store,
 //! by the hash of a short-lived cookie ([`crate::http::browser::start_pending`]), taken
 //! once by the step that starts the session. Without it no step here does anything.
+//! (Over 400 lines: the code and enrolment pages share these helpers with the passkey
+//! steps in [`super::passkey`].)
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ mod consent;
 mod login;
 mod mfa;
 mod passkey;
+mod passkey_add;
 mod request;
 
 use std::sync::Arc;
@@ -186,8 +187,10 @@ pub(crate) async fn post(
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
         Some("passkey") => mfa::answer_passkey(&state, &headers, peer, &raw, &req).await,
         Some("passkey_register") => passkey::register(&state, &headers, &raw, &req).await,
-        Some("passkey_add") => passkey::add(&state, &headers, &raw, &req).await,
-        Some("passkey_register_more") => passkey::register_more(&state, &headers, &raw, &req).await,
+        Some("passkey_add") => passkey_add::add(&state, &headers, &raw, &req).await,
+        Some("passkey_register_more") => {
+            passkey_add::register_more(&state, &headers, &raw, &req).await
+        }
         Some("passkey_login") => passkey::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
         Some("continue") => match signed_in(&state, &headers).await {
