@@ -152,11 +152,15 @@ pub(crate) async fn begin(core: &Core, user: &UserRecord) -> Result<Option<Enrol
     enrolment(core, user, &secret).map(Some)
 }
 
-/// The enrolment under way (unconfirmed), to show its page again.
+/// The enrolment under way (unconfirmed), to show its page again; `None` for a user
+/// with a factor (a passkey registered meanwhile): its secret is never shown again.
 pub(crate) async fn under_way(
     core: &Core,
     user: &UserRecord,
 ) -> Result<Option<Enrolment>, OAuthError> {
+    if !core.store.passkeys(&user.id).await?.is_empty() {
+        return Ok(None);
+    }
     match core.store.totp(&user.id).await? {
         Some(t) if t.confirmed_at.is_none() => {
             let secret = open(core, &t)?;

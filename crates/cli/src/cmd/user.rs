@@ -136,10 +136,11 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
                     "totp": totp,
                     "totp_confirmed_at": since,
                     "recovery_codes_left": f.recovery_codes_left,
-                    "passkeys": f.passkeys.iter().map(|(label, created, used)| json!({
-                        "label": label,
-                        "created_at": created.secs(),
-                        "last_used_at": used.map(|u| u.secs()),
+                    "passkeys": f.passkeys.iter().map(|p| json!({
+                        "label": p.label,
+                        "created_at": p.created_at.secs(),
+                        "last_used_at": p.last_used_at.map(|u| u.secs()),
+                        "suspect_at": p.suspect_at.map(|u| u.secs()),
                     })).collect::<Vec<_>>(),
                 });
                 println!("{out}");
@@ -147,11 +148,20 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
                 println!("totp: {totp}");
                 println!("recovery codes left: {}", f.recovery_codes_left);
                 println!("passkeys: {}", f.passkeys.len());
-                for (label, created, used) in &f.passkeys {
-                    let used = used.map_or("never".to_owned(), |u| u.secs().to_string());
+                for p in &f.passkeys {
+                    let used = p
+                        .last_used_at
+                        .map_or("never".to_owned(), |u| u.secs().to_string());
+                    let suspect = p.suspect_at.map_or(String::new(), |u| {
+                        format!(
+                            "; SUSPECT since {}: its counter went back, refused until mfa-reset",
+                            u.secs()
+                        )
+                    });
                     println!(
-                        "  {label} (registered {}, last used {used})",
-                        created.secs()
+                        "  {} (registered {}, last used {used}{suspect})",
+                        p.label,
+                        p.created_at.secs()
                     );
                 }
             }

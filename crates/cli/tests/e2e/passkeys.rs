@@ -22,14 +22,14 @@ use crate::harness::{PASSWORD, Server, jwt_claims};
 /// The issuer the pages and the authenticator agree on: a host name (WebAuthn has no
 /// relying party for an IP address). Nothing listens on it; requests go to the server's
 /// real address, and the authenticator is told this origin.
-const ORIGIN: &str = "http://localhost:1";
+pub(crate) const ORIGIN: &str = "http://localhost:1";
 /// Enough failures per account for the abuse cases below before the block this test
 /// checks at its end.
-const CONFIG: &str =
+pub(crate) const CONFIG: &str =
     "mfa = \"required\"\nissuer = \"http://localhost:1\"\nlogin_failures_per_account = 10\n";
-const VERIFIER: &str = "passkey-e2e-verifier-0123456789-0123456789-abcdefgh";
+pub(crate) const VERIFIER: &str = "passkey-e2e-verifier-0123456789-0123456789-abcdefgh";
 
-struct Verified;
+pub(crate) struct Verified;
 
 #[async_trait::async_trait]
 impl UserValidationMethod for Verified {
@@ -56,9 +56,10 @@ impl UserValidationMethod for Verified {
     }
 }
 
-type Device = Client<Option<Key>, Verified, AwsLcRsBackend, public_suffix::PublicSuffixList, ()>;
+pub(crate) type Device =
+    Client<Option<Key>, Verified, AwsLcRsBackend, public_suffix::PublicSuffixList, ()>;
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     let mut a = Authenticator::new(Aaguid::new_empty(), None, Verified, AwsLcRsBackend);
     a.set_make_credentials_with_signature_counter(true);
     Client::new(a).allows_insecure_localhost(true)
@@ -99,7 +100,7 @@ fn unescape(s: &str) -> String {
 
 /// The page's passkey form (`data-passkey="create"` or `"get"`) as a page of its own,
 /// and its options.
-fn passkey_form(page: &Page, kind: &str) -> (Page, String) {
+pub(crate) fn passkey_form(page: &Page, kind: &str) -> (Page, String) {
     let marker = format!("data-passkey=\"{kind}\"");
     let start = page
         .body
@@ -119,7 +120,7 @@ fn passkey_form(page: &Page, kind: &str) -> (Page, String) {
     (sub, options)
 }
 
-async fn create(d: &mut Device, options: &str) -> String {
+pub(crate) async fn create(d: &mut Device, options: &str) -> String {
     let o: CredentialCreationOptions = serde_json::from_str(options).unwrap();
     let c = d
         .register(&Url::parse(ORIGIN).unwrap(), o, DefaultClientData)
@@ -128,7 +129,7 @@ async fn create(d: &mut Device, options: &str) -> String {
     page_json(serde_json::to_value(&c).unwrap())
 }
 
-async fn get(d: &mut Device, options: &str) -> String {
+pub(crate) async fn get(d: &mut Device, options: &str) -> String {
     let o: CredentialRequestOptions = serde_json::from_str(options).unwrap();
     let c = d
         .authenticate(&Url::parse(ORIGIN).unwrap(), o, DefaultClientData)
@@ -137,12 +138,17 @@ async fn get(d: &mut Device, options: &str) -> String {
     page_json(serde_json::to_value(&c).unwrap())
 }
 
-async fn submit(s: &Server, b: &mut Browser, page: &Page, more: &[(&str, &str)]) -> Page {
+pub(crate) async fn submit(
+    s: &Server,
+    b: &mut Browser,
+    page: &Page,
+    more: &[(&str, &str)],
+) -> Page {
     post_form(b, &s.url("/authorize"), &form_of(page, more)).await
 }
 
 /// The login page, then alice's password.
-async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
+pub(crate) async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
     let login = b.get(&authorize_url(s, client, VERIFIER, &[])).await;
     assert_eq!(login.status, 200, "{}", login.body);
     let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
@@ -150,7 +156,7 @@ async fn password(s: &Server, b: &mut Browser, client: &str) -> Page {
 }
 
 /// The login page's "Sign in with a passkey" for alice: the passkey page.
-async fn passkey_start(s: &Server, b: &mut Browser, client: &str) -> Page {
+pub(crate) async fn passkey_start(s: &Server, b: &mut Browser, client: &str) -> Page {
     let login = b.get(&authorize_url(s, client, VERIFIER, &[])).await;
     assert!(
         login.body.contains("Sign in with a passkey"),
@@ -162,7 +168,7 @@ async fn passkey_start(s: &Server, b: &mut Browser, client: &str) -> Page {
 }
 
 /// Approves the consent page and exchanges the code: the token response.
-async fn approve(s: &Server, b: &mut Browser, client: &str, consent: &Page) -> Value {
+pub(crate) async fn approve(s: &Server, b: &mut Browser, client: &str, consent: &Page) -> Value {
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("Allow"), "{}", consent.body);
     let done = submit(s, b, consent, &[("action", "approve")]).await;
@@ -173,14 +179,14 @@ async fn approve(s: &Server, b: &mut Browser, client: &str, consent: &Page) -> V
     r.json
 }
 
-fn assurance(t: &Value) -> (Value, Value) {
+pub(crate) fn assurance(t: &Value) -> (Value, Value) {
     let c = jwt_claims(t["access_token"].as_str().unwrap());
     let id = jwt_claims(t["id_token"].as_str().unwrap());
     assert_eq!((&c["acr"], &c["amr"]), (&id["acr"], &id["amr"]));
     (c["acr"].clone(), c["amr"].clone())
 }
 
-fn assert_refused(p: &Page) {
+pub(crate) fn assert_refused(p: &Page) {
     assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
     assert!(p.body.contains("role=\"alert\""), "{}", p.body);
 }

@@ -16,8 +16,21 @@ pub struct UserFactors {
     pub totp: Option<(UnixTime, Option<UnixTime>)>,
     /// Unused recovery codes.
     pub recovery_codes_left: u32,
-    /// Passkeys, oldest first: label, when registered, when last used.
-    pub passkeys: Vec<(String, UnixTime, Option<UnixTime>)>,
+    /// Passkeys, oldest first.
+    pub passkeys: Vec<PasskeyListing>,
+}
+
+/// One passkey as `user mfa` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyListing {
+    /// Its label.
+    pub label: String,
+    /// When it was registered.
+    pub created_at: UnixTime,
+    /// When it last completed a sign-in.
+    pub last_used_at: Option<UnixTime>,
+    /// When its counter went back (refused from then on, until `user mfa-reset`).
+    pub suspect_at: Option<UnixTime>,
 }
 
 impl Admin {
@@ -37,7 +50,12 @@ impl Admin {
                 .passkeys(&user.id)
                 .await?
                 .into_iter()
-                .map(|p| (p.label, p.created_at, p.last_used_at))
+                .map(|p| PasskeyListing {
+                    label: p.label,
+                    created_at: p.created_at,
+                    last_used_at: p.last_used_at,
+                    suspect_at: p.suspect_at,
+                })
                 .collect(),
         })
     }

@@ -19,7 +19,7 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::store::{Amr, PendingSignIn, SessionRecord, UserRecord};
+use crate::store::{Amr, PendingPurpose, PendingSignIn, SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).
 const SESSION: &str = "tessera_session";
@@ -170,6 +170,7 @@ pub(crate) async fn start_session(
 pub(crate) async fn start_pending(
     state: &AppState,
     user: &UserRecord,
+    purpose: PendingPurpose,
     out: &mut HeaderMap,
 ) -> Result<TokenHash, OAuthError> {
     let token = OpaqueToken::generate(TokenKind::AccessToken)
@@ -181,6 +182,7 @@ pub(crate) async fn start_pending(
         generation: user.generation,
         auth_time: now,
         expires_at: now.saturating_add(PENDING_TTL),
+        purpose,
     };
     state.store.insert_pending(&record).await?;
     if let Some(c) = set_cookie(state, PENDING, token.expose(), PENDING_TTL.as_secs()) {

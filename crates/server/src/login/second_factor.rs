@@ -1,6 +1,7 @@
 //! The second factor of a sign-in whose password was accepted (a TOTP or recovery code
 //! checked by [`crate::mfa`], or a passkey checked by [`crate::passkeys`]), and a passkey
-//! alone: throttled like a password on a key of its own, and audited. One implementation
+//! alone: throttled like a password on keys of their own (a passkey alone on others than
+//! the second factor's), and audited. One implementation
 //! for every factor.
 
 use std::sync::Arc;
@@ -91,7 +92,9 @@ pub(crate) const CODES_PER_SIGN_IN: u32 = 5;
 /// password was accepted in the pending sign-in `pending` (`None`: a passkey alone, the
 /// user named on the login page), throttled like a password: its
 /// own (account, network) key, so a correct password does not clear the failures of the
-/// second factor, and the network's key the passwords share. A wrong or replayed code
+/// second factor, and the network's key the passwords share. A passkey alone counts on
+/// (account, network) and account keys of its own: failures posted without a password
+/// may block passwordless sign-in for the account, never its password-backed factor. A wrong or replayed code
 /// counts as a failed login (metric, audit `mfa.failure`, throttle, the account alarm
 /// `login.account_targeted`); the pending sign-in ends after [`CODES_PER_SIGN_IN`] wrong
 /// codes; once the account's wrong codes from all networks reach the alarm threshold
@@ -117,7 +120,14 @@ pub(crate) async fn second_factor(
     let task = tokio::spawn(async move {
         let core = &*core;
         let ip = ctx.ip;
-        let tag = name_tag(core, &format!("\u{1f}mfa\u{1f}{user_id}"));
+        // A passkey alone (no password: anyone who knows the username may post one) counts
+        // on keys of its own, so its failures never block the password-backed factor.
+        let scope = if pending.is_some() {
+            "mfa"
+        } else {
+            "passkey-alone"
+        };
+        let tag = name_tag(core, &format!("\u{1f}{scope}\u{1f}{user_id}"));
         // The account's failures from all networks (the row `Reservation::failed` counts).
         let account_block = format!("acct:{tag}");
         let now = core.clock.now();
@@ -168,7 +178,12 @@ pub(crate) async fn second_factor(
                     ctx: &ctx,
                     via,
                 };
-                let who = json!({ "username": name, "factor": "second" });
+                let step = if pending.is_some() {
+                    "second"
+                } else {
+                    "passkey_alone"
+                };
+                let who = json!({ "username": name, "factor": step });
                 account_failures(core, &attempt, &tag, Some(&user_id), who, failures).await;
                 let policy = core.config.login.throttle;
                 let now = core.clock.now();

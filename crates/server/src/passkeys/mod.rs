@@ -24,6 +24,9 @@ pub(crate) const CEREMONY_SECS: i64 = 300;
 pub(crate) const MAX_RESPONSE: usize = 16 * 1024;
 /// Passkeys one user may register.
 pub(crate) const MAX_PER_USER: usize = 20;
+/// Live passwordless ceremonies one user may have (anyone may begin one with the
+/// username): beginning another replaces the oldest.
+pub(crate) const LIVE_ALONE: u32 = 5;
 
 /// The relying party of `issuer`: its origin is the issuer's origin (the pages are served
 /// there) and its id the issuer's host, or `rp_id` when set, which must be that host or a
@@ -96,9 +99,15 @@ pub(crate) enum Refused {
     UnknownCredential,
     /// webauthn-rs refused it (signature, challenge, origin, RP id, user verification).
     Invalid,
-    /// The signature counter did not advance: a cloned authenticator (webauthn-rs's
-    /// advice: refuse the credential).
+    /// The signature counter did not advance: a cloned authenticator. The credential is
+    /// marked suspect (webauthn-rs's advice: invalidate it).
     CounterRegressed,
+    /// The credential is suspect (its counter went back once): refused until the user's
+    /// factors are reset.
+    Suspect,
+    /// Another use of the same credential updated its stored counter meanwhile (two
+    /// sign-ins at once): this one is refused, nothing is suspected.
+    Concurrent,
     /// The credential id is registered already (to this user or another).
     Duplicate,
     /// The user has the largest number of passkeys already.
@@ -114,6 +123,8 @@ impl Refused {
             Refused::UnknownCredential => "unknown_credential",
             Refused::Invalid => "invalid",
             Refused::CounterRegressed => "counter_regressed",
+            Refused::Suspect => "suspect",
+            Refused::Concurrent => "concurrent_use",
             Refused::Duplicate => "duplicate",
             Refused::TooMany => "too_many",
         }
@@ -149,6 +160,11 @@ async fn store_ceremony(
             .now()
             .saturating_add(std::time::Duration::from_secs(CEREMONY_SECS as u64)),
     };
+    if kind == CeremonyKind::FirstFactor {
+        core.store
+            .trim_ceremonies(user_id, kind, LIVE_ALONE - 1)
+            .await?;
+    }
     core.store.insert_ceremony(&record).await?;
     Ok(Started {
         id: id.expose().to_owned(),
@@ -257,6 +273,7 @@ pub(crate) async fn finish_registration(
         passkey: serde_json::to_string(&passkey).map_err(server("a passkey"))?,
         created_at: now,
         last_used_at: None,
+        suspect_at: None,
     };
     if !core.store.add_passkey(&record, core.revoked_now()).await? {
         return Ok(Err(Refused::Duplicate));
@@ -322,12 +339,16 @@ pub(crate) async fn check(
     else {
         return Ok(Err(Refused::UnknownCredential));
     };
+    if record.suspect_at.is_some() {
+        return Ok(Err(Refused::Suspect));
+    }
     let state: PasskeyAuthentication =
         serde_json::from_str(&c.state).map_err(server("sign-in state"))?;
     let wa = webauthn(core)?.ok_or_else(unavailable)?;
     let result = match wa.finish_passkey_authentication(&response, &state) {
         Ok(r) => r,
         Err(WebauthnError::CredentialPossibleCompromise) => {
+            suspect(core, record).await?;
             return Ok(Err(Refused::CounterRegressed));
         }
         Err(_) => return Ok(Err(Refused::Invalid)),
@@ -339,7 +360,8 @@ pub(crate) async fn check(
     let mut passkey = stored(record)?;
     passkey.update_credential(&result);
     let updated = serde_json::to_string(&passkey).map_err(server("a passkey"))?;
-    // One winner per stored counter: a parallel use of the same state loses here.
+    // One winner per stored counter: a parallel use of the credential loses here (not a
+    // regression: both counters were ahead of the one read).
     if !core
         .store
         .update_passkey(
@@ -350,9 +372,33 @@ pub(crate) async fn check(
         )
         .await?
     {
-        return Ok(Err(Refused::CounterRegressed));
+        return Ok(Err(Refused::Concurrent));
     }
     Ok(Ok(()))
+}
+
+/// Marks `record` suspect (its counter went back: a cloned authenticator) and raises the
+/// alarm `mfa.passkey_suspect` (once: the call that marked it).
+async fn suspect(core: &Core, record: &PasskeyRecord) -> Result<(), OAuthError> {
+    if core
+        .store
+        .mark_passkey_suspect(&record.credential_id, core.clock.now())
+        .await?
+    {
+        tracing::warn!(
+            user_id = %record.user_id,
+            "a passkey's signature counter went back (a cloned authenticator?): refused until `user mfa-reset`"
+        );
+        crate::audit::audit(
+            core,
+            "mfa.passkey_suspect",
+            None,
+            Some(&record.user_id),
+            serde_json::json!({ "factor": "passkey", "label": record.label }),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

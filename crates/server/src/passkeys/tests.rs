@@ -339,6 +339,27 @@ async fn a_counter_that_goes_back_is_refused() {
         check_second(&core, "u1", &s, &response).await,
         Err(Refused::CounterRegressed)
     );
+    // The credential is suspect from now on: even an assertion whose counter is ahead (the
+    // original device) is refused, and the alarm was raised once.
+    for _ in 0..3 {
+        let s = begin_second(&core, "u1").await;
+        let ahead = get(&mut d, ORIGIN, &s.options).await;
+        assert_eq!(
+            check_second(&core, "u1", &s, &ahead).await,
+            Err(Refused::Suspect)
+        );
+    }
+    let stored = core.store.passkeys("u1").await.unwrap();
+    assert!(stored[0].suspect_at.is_some());
+    let alarms = core
+        .store
+        .recent_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "mfa.passkey_suspect")
+        .count();
+    assert_eq!(alarms, 1);
 }
 
 #[tokio::test]

@@ -524,6 +524,38 @@ pub struct PendingSignIn {
     pub auth_time: UnixTime,
     /// The end of the pending state (a few minutes).
     pub expires_at: UnixTime,
+    /// What the sign-in is for: enrolling a first factor, or giving the one enrolled.
+    pub purpose: PendingPurpose,
+}
+
+/// What a pending sign-in is for, decided when the password was accepted. Only an
+/// `Enrol` sign-in of a user who still has no factor may enrol one: the password alone
+/// never adds a factor to an account that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingPurpose {
+    /// The user has no factor: the enrolment page (TOTP or a first passkey).
+    Enrol,
+    /// The user has a factor: the code page (a code or a passkey).
+    Verify,
+}
+
+impl PendingPurpose {
+    /// The stored form.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PendingPurpose::Enrol => "enrol",
+            PendingPurpose::Verify => "verify",
+        }
+    }
+
+    /// The stored form read back; anything unknown is `Verify` (the narrower).
+    pub(crate) fn parse(s: &str) -> Self {
+        if s == "enrol" {
+            PendingPurpose::Enrol
+        } else {
+            PendingPurpose::Verify
+        }
+    }
 }
 
 /// A registered passkey (WebAuthn credential). The credential id is unique across users.
@@ -542,6 +574,9 @@ pub struct PasskeyRecord {
     pub created_at: UnixTime,
     /// When it last completed a sign-in.
     pub last_used_at: Option<UnixTime>,
+    /// When its signature counter went back (a cloned authenticator): refused from then
+    /// on, until the user's factors are reset.
+    pub suspect_at: Option<UnixTime>,
 }
 
 /// What a WebAuthn ceremony is for.

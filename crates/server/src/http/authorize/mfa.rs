@@ -25,7 +25,7 @@ use crate::login::{Attempt, Factor, LoginFailure, Proof, Via};
 use crate::mfa::{self as factors, Enrolment};
 use crate::oauth::OAuthError;
 use crate::passkeys::Started;
-use crate::store::{Amr, CeremonyKind, PendingSignIn, UserRecord};
+use crate::store::{Amr, CeremonyKind, PendingPurpose, PendingSignIn, UserRecord};
 use tessera_token::TokenHash;
 
 /// The message for a wrong, replayed or used code.
@@ -44,30 +44,56 @@ pub(super) async fn start(
     enrolled: bool,
 ) -> Response {
     let mut out = HeaderMap::new();
-    let pending = match start_pending(state, user, &mut out).await {
+    // An enrolment only for a user without a factor ([`factors::begin`] refuses one over
+    // a confirmed TOTP factor; a passkey counts too). Confirmed meanwhile (another
+    // browser): the code page.
+    let enrolment = if enrolled {
+        None
+    } else {
+        match factors::begin(state, user).await {
+            Ok(e) => e,
+            Err(e) => return unavailable(&e),
+        }
+    };
+    let purpose = match enrolment {
+        Some(_) => PendingPurpose::Enrol,
+        None => PendingPurpose::Verify,
+    };
+    let pending = match start_pending(state, user, purpose, &mut out).await {
         Ok(p) => p,
         Err(e) => return unavailable(&e),
     };
-    if enrolled {
+    let Some(e) = enrolment else {
         let pk = offer(state, user, &pending, CeremonyKind::SecondFactor).await;
         return code_page(state, headers, raw, req, StatusCode::OK, None, out, pk);
+    };
+    let pk = offer(state, user, &pending, CeremonyKind::Register).await;
+    let page = EnrolPage {
+        enrolment: &e,
+        passkey: pk.as_ref(),
+        label: "passkey 1",
+    };
+    enrol_page(state, headers, raw, req, &page, StatusCode::OK, None, out)
+}
+
+/// The request's pending sign-in and its user if it may enrol a first factor: it began
+/// as an enrolment ([`PendingPurpose::Enrol`]) and the user has no factor now (none
+/// confirmed in another browser meanwhile). Otherwise the login page saying the sign-in
+/// expired: the password alone never adds a factor to an account that has one.
+pub(super) async fn enrolling_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Result<(PendingSignIn, UserRecord), Response> {
+    let (pending, user) = pending_user(state, headers, raw, req).await?;
+    if pending.purpose != PendingPurpose::Enrol {
+        return Err(expired(state, headers, raw, req));
     }
-    match factors::begin(state, user).await {
-        Ok(Some(e)) => {
-            let pk = offer(state, user, &pending, CeremonyKind::Register).await;
-            let page = EnrolPage {
-                enrolment: &e,
-                passkey: pk.as_ref(),
-                label: "passkey 1",
-            };
-            enrol_page(state, headers, raw, req, &page, StatusCode::OK, None, out)
-        }
-        // Confirmed meanwhile (another browser): ask for it.
-        Ok(None) => {
-            let pk = offer(state, user, &pending, CeremonyKind::SecondFactor).await;
-            code_page(state, headers, raw, req, StatusCode::OK, None, out, pk)
-        }
-        Err(e) => unavailable(&e),
+    match factors::enrolled(state, &user.id).await {
+        Ok(false) => Ok((pending, user)),
+        Ok(true) => Err(expired(state, headers, raw, req)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
@@ -332,7 +358,7 @@ pub(super) async fn answer_enrol(
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
-    let (pending, user) = match pending_user(state, headers, raw, req).await {
+    let (pending, user) = match enrolling_user(state, headers, raw, req).await {
         Ok(found) => found,
         Err(page) => return page,
     };

@@ -181,7 +181,7 @@ pub(crate) async fn post(
     tracing::Span::current().record("client_id", req.client.id.as_str());
     match raw.get("action") {
         Some("login") if raw.get("passkey") == Some("1") => {
-            passkey::start(&state, &headers, &raw, &req).await
+            passkey::start(&state, &headers, peer, &raw, &req).await
         }
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,

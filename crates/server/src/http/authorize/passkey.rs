@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::login::{context, retry_later};
-use super::mfa::{EnrolPage, enrol_page, expired, offer, pending_user, start_from};
+use super::mfa::{EnrolPage, enrol_page, enrolling_user, expired, offer, start_from};
 use super::request::{AuthRequest, Raw};
 use super::{consent, login, unavailable};
 use crate::audit::audit;
@@ -37,7 +37,7 @@ pub(super) async fn register(
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
-    let (pending, user) = match pending_user(state, headers, raw, req).await {
+    let (pending, user) = match enrolling_user(state, headers, raw, req).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -122,7 +122,8 @@ async fn refused_registration(
     }
 }
 
-/// The user the login page named, if they stand (enabled) and have a passkey.
+/// The user the login page named, if they stand (enabled) and have a passkey: nobody
+/// else has anything to check, so nothing is counted against them.
 async fn named_user(
     state: &AppState,
     raw: &Raw,
@@ -131,11 +132,18 @@ async fn named_user(
     if name.is_empty() || name.len() > 256 {
         return Ok(None);
     }
-    Ok(state
+    let Some(user) = state
         .store
         .user_by_name(name)
         .await?
-        .filter(|u| !u.disabled))
+        .filter(|u| !u.disabled)
+    else {
+        return Ok(None);
+    };
+    if state.store.passkeys(&user.id).await?.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(user))
 }
 
 /// The login page's "Sign in with a passkey": begins a ceremony over the named user's
@@ -145,10 +153,30 @@ async fn named_user(
 pub(super) async fn start(
     state: &AppState,
     headers: &HeaderMap,
+    peer: Peer,
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
     let username = raw.get("username").unwrap_or_default();
+    let username = if username.len() > 256 { "" } else { username };
+    // Each start writes a ceremony: counted per source network, whoever is named.
+    match crate::throttle::count_start(state, peer.0).await {
+        Ok(Ok(())) => {}
+        Ok(Err(retry_after)) => {
+            metrics::counter!(crate::metrics::THROTTLED).increment(1);
+            let page = login::page(
+                state,
+                headers,
+                raw,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                username,
+                Some("Too many sign-ins from your network. Wait a little and try again."),
+            );
+            return retry_later(page, retry_after);
+        }
+        Err(e) => return unavailable(&e),
+    }
     let no_passkey = || {
         login::page(
             state,
@@ -165,8 +193,20 @@ pub(super) async fn start(
         Ok(None) => return no_passkey(),
         Err(e) => return unavailable(&e),
     };
-    match crate::passkeys::begin_authentication(state, &user, CeremonyKind::FirstFactor, None).await
-    {
+    let started =
+        crate::passkeys::begin_authentication(state, &user, CeremonyKind::FirstFactor, None).await;
+    if let Ok(Some(_)) = started {
+        let ip = peer.0.map(|ip| ip.to_string());
+        audit(
+            state,
+            "mfa.passkey_start",
+            Some(&req.client.id),
+            Some(&user.id),
+            json!({ "ip": ip, "via": "browser" }),
+        )
+        .await;
+    }
+    match started {
         Ok(Some(started)) => signin_page(
             state,
             headers,
@@ -226,9 +266,23 @@ pub(super) async fn sign_in(
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
+    // A name without passkeys (unknown, disabled, password only): the login page saying
+    // the passkey was not accepted, with nothing counted (the start tells as much).
     let user = match named_user(state, raw).await {
         Ok(Some(u)) => u,
-        Ok(None) => return expired(state, headers, raw, req),
+        Ok(None) => {
+            let name = raw.get("username").unwrap_or_default();
+            let name = if name.len() > 256 { "" } else { name };
+            return login::page(
+                state,
+                headers,
+                raw,
+                req,
+                StatusCode::BAD_REQUEST,
+                name,
+                Some(NOT_ACCEPTED),
+            );
+        }
         Err(e) => return unavailable(&e),
     };
     let ctx = context(headers, peer);
@@ -248,7 +302,8 @@ pub(super) async fn sign_in(
             .await
         {
             Ok(Some(s)) => signin_page(state, headers, raw, req, user, &s, status, Some(message)),
-            Ok(None) => expired(state, headers, raw, req),
+            // The passkeys went meanwhile: the login page, with the same status.
+            Ok(None) => login::page(state, headers, raw, req, status, "", Some(message)),
             Err(e) => unavailable(&e),
         }
     };

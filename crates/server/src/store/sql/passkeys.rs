@@ -41,12 +41,27 @@ where
             == 1)
     }
 
+    /// Deletes the user's unconfirmed TOTP enrolment (in the transaction that registers a
+    /// passkey: the enrolment page's secret must not stay confirmable by a password alone).
+    pub(in crate::store) async fn delete_unconfirmed_totp<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
+            .bind(user_id)
+            .execute(ex)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     pub(in crate::store) async fn passkeys<'c>(
         ex: impl Executor<'c, Database = DB>,
         user_id: &str,
     ) -> Result<Vec<PasskeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT credential_id, label, passkey, created_at, last_used_at FROM mfa_passkeys \
+            "SELECT credential_id, label, passkey, created_at, last_used_at, suspect_at \
+             FROM mfa_passkeys \
              WHERE user_id = $1 ORDER BY created_at, credential_id",
         )
         .bind(user_id)
@@ -65,9 +80,32 @@ where
                         .try_get::<Option<i64>, _>("last_used_at")
                         .map_err(backend)?
                         .map(time),
+                    suspect_at: row
+                        .try_get::<Option<i64>, _>("suspect_at")
+                        .map_err(backend)?
+                        .map(time),
                 })
             })
             .collect()
+    }
+
+    /// Marks the credential suspect (first time only); true when this call marked it.
+    pub(in crate::store) async fn mark_passkey_suspect<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        credential_id: &[u8],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE mfa_passkeys SET suspect_at = $1 \
+             WHERE credential_id = $2 AND suspect_at IS NULL",
+        )
+        .bind(now.secs())
+        .bind(credential_id)
+        .execute(ex)
+        .await
+        .map_err(backend)?
+        .rows()
+            == 1)
     }
 
     /// Replaces the stored passkey if it is still `old`.
@@ -115,6 +153,26 @@ where
 
     /// Deletes the ceremony (whatever its kind or age: a wrong or late take ends it too)
     /// and returns it if it is of `kind` and live at `now`.
+    pub(in crate::store) async fn trim_ceremonies<'c>(
+        ex: impl Executor<'c, Database = DB>,
+        user_id: &str,
+        kind: CeremonyKind,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM mfa_ceremonies WHERE user_id = $1 AND kind = $2 AND hash NOT IN \
+             (SELECT hash FROM mfa_ceremonies WHERE user_id = $1 AND kind = $2 \
+              ORDER BY expires_at DESC, hash DESC LIMIT $3)",
+        )
+        .bind(user_id)
+        .bind(kind.as_str())
+        .bind(i64::from(keep))
+        .execute(ex)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     pub(in crate::store) async fn take_ceremony<'c>(
         ex: impl Executor<'c, Database = DB>,
         hash: &TokenHash,

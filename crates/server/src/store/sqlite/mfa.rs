@@ -101,6 +101,7 @@ impl MfaStore for SqliteStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(false);
         }
+        Sql::delete_unconfirmed_totp(&mut *tx, &p.user_id).await?;
         // Sessions and grants from before the factor were had without it: they end here.
         revoke_all_in(&mut tx, &p.user_id, revoked).await?;
         tx.commit().await.map_err(backend)?;
@@ -123,6 +124,23 @@ impl MfaStore for SqliteStore {
 
     async fn insert_ceremony(&self, c: &CeremonyRecord) -> Result<(), StoreError> {
         Sql::insert_ceremony(&self.writer, c).await
+    }
+
+    async fn mark_passkey_suspect(
+        &self,
+        credential_id: &[u8],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Sql::mark_passkey_suspect(&self.writer, credential_id, now).await
+    }
+
+    async fn trim_ceremonies(
+        &self,
+        user_id: &str,
+        kind: CeremonyKind,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        Sql::trim_ceremonies(&self.writer, user_id, kind, keep).await
     }
 
     async fn take_ceremony(

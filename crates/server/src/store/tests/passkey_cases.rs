@@ -19,6 +19,7 @@ fn passkey(user_id: &str, id: &[u8], created: i64) -> PasskeyRecord {
         passkey: format!("{{\"counter\":0,\"id\":{id:?}}}"),
         created_at: t(created),
         last_used_at: None,
+        suspect_at: None,
     }
 }
 
@@ -85,6 +86,49 @@ pub(crate) async fn a_credential_id_is_registered_once_across_users(s: Arc<dyn S
     assert!(s.passkeys("u2").await.unwrap().is_empty());
 }
 
+/// The enrolment page began a TOTP enrolment and the user registered a passkey instead:
+/// the unconfirmed secret goes in the same transaction (it must not stay confirmable by
+/// the password alone); a confirmed TOTP factor stays.
+pub(crate) async fn a_passkey_ends_an_unconfirmed_totp_enrolment_only(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    s.insert_user(&user("u2", "bob")).await.unwrap();
+    let totp = |id: &str| TotpRecord {
+        user_id: id.into(),
+        sealed_secret: b"sealed".to_vec(),
+        last_step: None,
+        created_at: t(0),
+        confirmed_at: None,
+    };
+    assert!(s.begin_totp(&totp("u1")).await.unwrap());
+    assert!(
+        s.add_passkey(&passkey("u1", b"cred-a", 1), revoked(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.totp("u1").await.unwrap(),
+        None,
+        "the enrolment under way ended"
+    );
+    assert!(s.begin_totp(&totp("u2")).await.unwrap());
+    assert!(
+        s.confirm_totp("u2", b"sealed", 7, &[TokenHash::of(b"c")], revoked(2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.add_passkey(&passkey("u2", b"cred-b", 3), revoked(3))
+            .await
+            .unwrap()
+    );
+    let kept = s
+        .totp("u2")
+        .await
+        .unwrap()
+        .expect("a confirmed factor stays");
+    assert!(kept.confirmed_at.is_some());
+}
+
 pub(crate) async fn a_passkey_use_has_exactly_one_winner(s: Arc<dyn Store>) {
     s.insert_user(&user("u1", "alice")).await.unwrap();
     let p = passkey("u1", b"cred", 1);
@@ -112,6 +156,53 @@ pub(crate) async fn a_passkey_use_has_exactly_one_winner(s: Arc<dyn Store>) {
             .await
             .unwrap(),
         "an unknown credential"
+    );
+    assert!(s.mark_passkey_suspect(b"cred", t(7)).await.unwrap());
+    assert!(
+        !s.mark_passkey_suspect(b"cred", t(8)).await.unwrap(),
+        "marked once"
+    );
+    assert!(!s.mark_passkey_suspect(b"other", t(8)).await.unwrap());
+    let stored = s.passkeys("u1").await.unwrap().remove(0);
+    assert_eq!(stored.suspect_at, Some(t(7)));
+}
+
+/// The cap on a user's live passwordless ceremonies: the oldest go, another kind or
+/// another user's stay.
+pub(crate) async fn trimming_keeps_the_latest_ceremonies_of_one_user_and_kind(s: Arc<dyn Store>) {
+    s.insert_user(&user("u1", "alice")).await.unwrap();
+    s.insert_user(&user("u2", "bob")).await.unwrap();
+    let first: Vec<CeremonyRecord> = (0..6)
+        .map(|i| ceremony("u1", CeremonyKind::FirstFactor, 300 + i))
+        .collect();
+    for c in &first {
+        s.insert_ceremony(c).await.unwrap();
+    }
+    let second = ceremony("u1", CeremonyKind::SecondFactor, 200);
+    let bobs = ceremony("u2", CeremonyKind::FirstFactor, 100);
+    s.insert_ceremony(&second).await.unwrap();
+    s.insert_ceremony(&bobs).await.unwrap();
+    s.trim_ceremonies("u1", CeremonyKind::FirstFactor, 4)
+        .await
+        .unwrap();
+    for (i, c) in first.iter().enumerate() {
+        let taken = s
+            .take_ceremony(&c.hash, CeremonyKind::FirstFactor, t(10))
+            .await
+            .unwrap();
+        assert_eq!(taken.is_some(), i >= 2, "ceremony {i}: the two oldest went");
+    }
+    assert!(
+        s.take_ceremony(&second.hash, CeremonyKind::SecondFactor, t(10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.take_ceremony(&bobs.hash, CeremonyKind::FirstFactor, t(10))
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 
