@@ -237,9 +237,16 @@ pub(crate) async fn end_session(
     Ok(())
 }
 
+/// The pages' policy: nothing but inline styles, never framed.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy of a page with a passkey form: the same, and this origin's scripts (the
+/// server serves one: `/passkey.js`; no inline script).
+const CSP_PASSKEY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Headers of every HTML page: never cached, never framed, no referrer, and no script
-/// but this origin's files (the server serves one: `/passkey.js`; no inline script).
-pub(crate) fn page_headers(out: &mut HeaderMap) {
+/// at all, but for a page with a passkey form (`scripts`): this origin's files.
+pub(crate) fn page_headers(out: &mut HeaderMap, scripts: bool) {
     out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -247,9 +254,7 @@ pub(crate) fn page_headers(out: &mut HeaderMap) {
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     out.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(if scripts { CSP_PASSKEY } else { CSP }),
     );
     out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     out.insert(

@@ -122,15 +122,21 @@ pub(crate) struct Message<'a> {
     pub(crate) message: &'a str,
 }
 
+/// How a page loads the passkey script (each template with a passkey form has it).
+const PASSKEY_SCRIPT: &str = "<script src=\"/passkey.js\"></script>";
+
 /// Renders `page` with `status`, the page headers and the extra headers in `extra`
 /// (cookies). A template error is a plain 500.
 pub(crate) fn render(status: StatusCode, page: &impl Template, extra: HeaderMap) -> Response {
     match page.render() {
         Ok(html) => {
+            // Scripts are allowed only on a page that loads the passkey script (the
+            // templates include it with a passkey form only).
+            let scripts = html.contains(PASSKEY_SCRIPT);
             let mut response = (status, html).into_response();
             let headers = response.headers_mut();
             headers.extend(extra);
-            page_headers(headers);
+            page_headers(headers, scripts);
             response
         }
         Err(e) => {
@@ -171,4 +177,44 @@ pub(crate) async fn passkey_js() -> Response {
         axum::http::HeaderValue::from_static("nosniff"),
     );
     (StatusCode::OK, out, include_str!("../../static/passkey.js")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::CONTENT_SECURITY_POLICY;
+
+    use super::*;
+
+    fn policy(passkey: Option<PasskeyForm<'_>>) -> String {
+        let hidden = Hidden::new();
+        let page = MfaCode {
+            client_name: "app",
+            csrf: "c",
+            hidden: &hidden,
+            error: None,
+            passkey,
+        };
+        let r = render(StatusCode::OK, &page, HeaderMap::new());
+        r.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Scripts (this origin's only) are allowed on a page with a passkey form, and on
+    /// no other page.
+    #[test]
+    fn only_a_page_with_a_passkey_form_may_run_a_script() {
+        let with = policy(Some(PasskeyForm {
+            id: "id",
+            options: "{}",
+        }));
+        assert!(with.contains("script-src 'self'"), "{with}");
+        let without = policy(None);
+        assert!(!without.contains("script-src"), "{without}");
+        assert!(without.starts_with("default-src 'none'"), "{without}");
+        let error = error_page(StatusCode::BAD_REQUEST, "no");
+        let csp = error.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(!csp.contains("script-src"), "{csp}");
+    }
 }
