@@ -97,6 +97,8 @@ pub(crate) enum Refused {
     Malformed,
     /// The credential is not one of this user's passkeys.
     UnknownCredential,
+    /// The assertion names another user (its `userHandle` is not this user's).
+    UserHandle,
     /// webauthn-rs refused it (signature, challenge, origin, RP id, user verification).
     Invalid,
     /// The signature counter did not advance: a cloned authenticator. The credential is
@@ -121,6 +123,7 @@ impl Refused {
             Refused::Ceremony => "ceremony",
             Refused::Malformed => "malformed",
             Refused::UnknownCredential => "unknown_credential",
+            Refused::UserHandle => "user_handle",
             Refused::Invalid => "invalid",
             Refused::CounterRegressed => "counter_regressed",
             Refused::Suspect => "suspect",
@@ -339,6 +342,13 @@ pub(crate) async fn check(
     else {
         return Ok(Err(Refused::UnknownCredential));
     };
+    // The authenticator's user handle, when it sends one, must be this user's.
+    if response
+        .get_user_unique_id()
+        .is_some_and(|h| h != user_handle(user_id).as_bytes())
+    {
+        return Ok(Err(Refused::UserHandle));
+    }
     if record.suspect_at.is_some() {
         return Ok(Err(Refused::Suspect));
     }

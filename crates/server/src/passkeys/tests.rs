@@ -220,6 +220,39 @@ async fn a_passkey_signs_in_once_per_challenge_and_a_replay_is_refused() {
     assert!(stored.last_used_at.is_some());
 }
 
+/// An assertion whose `userHandle` (not covered by the signature) names another user is
+/// refused; this user's handle, or none, passes.
+#[tokio::test]
+async fn an_assertion_naming_another_user_is_refused() {
+    use base64::Engine;
+    let (core, _dir, _clock) = setup().await;
+    let mut d = device();
+    register(&core, &mut d, "u1").await;
+    let with_handle = |response: &str, handle: Option<&[u8]>| {
+        let mut v: serde_json::Value = serde_json::from_str(response).unwrap();
+        v["response"]["userHandle"] = match handle {
+            Some(h) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(h)
+                .into(),
+            None => serde_json::Value::Null,
+        };
+        v.to_string()
+    };
+    let s = begin_second(&core, "u1").await;
+    let response = get(&mut d, ORIGIN, &s.options).await;
+    let other = with_handle(&response, Some(user_handle("u2").as_bytes()));
+    assert_eq!(
+        check_second(&core, "u1", &s, &other).await,
+        Err(Refused::UserHandle)
+    );
+    for handle in [Some(user_handle("u1").as_bytes().as_slice()), None] {
+        let s = begin_second(&core, "u1").await;
+        let response = get(&mut d, ORIGIN, &s.options).await;
+        let own = with_handle(&response, handle);
+        assert_eq!(check_second(&core, "u1", &s, &own).await, Ok(()));
+    }
+}
+
 #[tokio::test]
 async fn an_expired_or_misbound_ceremony_is_refused() {
     let (core, _dir, clock) = setup().await;
