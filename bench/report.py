@@ -93,6 +93,19 @@ def main():
                     f"(+{extra:.1f} us <= 0.2 x raw = {0.2 * raw[k]:.1f} us)"
                 )
             return verdict
+        if k in ("dpop_warm", "dpop_cold"):
+            # Issue 16: a DPoP request costs at most the floor + 2.2 x raw (token and
+            # proof verified), on a warm token the floor + 1.2 x raw (the proof alone).
+            n = 1.2 if k == "dpop_warm" else 2.2
+            total = floor["cpu_us"] + n * raw_ed
+            user = floor["user_us"] + n * raw_ed
+            return (
+                f"total {ok(r['cpu_us'] <= total)} (<= {total:.1f} us: floor + {n} x raw {raw_ed:.1f} us); "
+                f"user {ok(r['user_us'] <= user)} (<= {user:.1f} us)"
+            )
+        if k == "dpop_cc" and "cc" in by:
+            extra = r["cpu_us"] - by["cc"]["cpu_us"]
+            return f"no budget (+{extra:.1f} us over plain issuance: {extra / raw_ed:.2f} x raw EdDSA verify)"
         if k.startswith("control"):
             return "control: floor + one raw verification over HTTP, no guard"
         if k == "invalid" and "cold_eddsa" in by:

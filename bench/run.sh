@@ -44,11 +44,13 @@ fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "building release binaries..." >&2
 (cd "$root" && cargo build --release -q -p tessera \
-  && cargo build --release -q -p tessera-guard --example resource_server --example raw_verify)
+  && cargo build --release -q -p tessera-guard --example resource_server --example raw_verify \
+    --example dpop_proofs)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 tessera="$target_dir/release/tessera"
 resource_server="$target_dir/release/examples/resource_server"
 raw_verify="$target_dir/release/examples/raw_verify"
+dpop_proofs="$target_dir/release/examples/dpop_proofs"
 
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -207,6 +209,69 @@ measure control_es256 "control: raw ES256 verify in an unguarded handler" "$rs_c
 BODY="grant_type=client_credentials&scope=notes:read" BASIC=$basic \
   measure cc "client-credentials issuance (JWT, EdDSA)" "$as_pid" as "$issuer/token" post_form.lua
 
+# --- DPoP (RFC 9449): one fresh proof per request, signed ahead (wrk cannot sign) --------
+# A DPoP request costs the server at least one raw EdDSA verification (the proof's), so a
+# row of D seconds on C server CPUs spends at most D * C * 1e6 / raw proofs: write twice
+# that, capped at 600,000. Proofs are written right before their row (iat = now; the
+# guard and the server accept iat up to 65 s old, so rows up to ~30 s keep them fresh).
+server_cpus=$(if [ "$placement" = shared ]; then nproc; else echo 1; fi)
+proof_count=$(python3 -c "print(max(1000, min(600000, int(2 * $duration * $server_cpus * 1e6 / $raw_eddsa))))")
+dpop_key="$work/dpop-key.pem"
+# proofs NAME HTM HTU COUNT FILES [ACCESS_TOKEN]: writes $work/NAME.0 .. NAME.<FILES-1>.
+proofs() {
+  DPOP_ACCESS_TOKEN=${6:-} "$dpop_proofs" --key "$dpop_key" --htm "$2" --htu "$3" --count "$4" \
+    --out "$work/$1" --files "$5" >/dev/null
+}
+# A DPoP-bound token for the resource server: client credentials with a proof.
+proofs bind POST "$issuer/token" 1 1
+dpop_token=$(curl -fsS -u "$client_id:$client_secret" -H "DPoP: $(cat "$work/bind.0")" \
+  -d "grant_type=client_credentials&scope=notes:read" "$issuer/token" | json_field access_token)
+# The guard's replay cache holds a proof ~66 s and gives one key a quarter of it (100,000
+# by default): these resource servers are sized for the row's proofs, so the rows measure
+# the work, not the cache's refusals (503). The default is what a deployment runs.
+replay_capacity=$((4 * proof_count + 1000))
+rs_dpop_port=$(free_port)
+"${server_cpu[@]}" "$resource_server" --issuer "$issuer" --audience notes-api --listen "127.0.0.1:$rs_dpop_port" \
+  --dpop-replay-capacity "$replay_capacity" >"$work/rs-dpop.log" 2>&1 &
+rs_dpop_pid=$!; pids+=("$rs_dpop_pid")
+rs_dpop_cold_port=$(free_port)
+"${server_cpu[@]}" "$resource_server" --issuer "$issuer" --audience notes-api --listen "127.0.0.1:$rs_dpop_cold_port" \
+  --cache-capacity 0 --dpop-replay-capacity "$replay_capacity" >"$work/rs-dpop-cold.log" 2>&1 &
+rs_dpop_cold_pid=$!; pids+=("$rs_dpop_cold_pid")
+wait_ready "$rs_dpop_pid" "$rs_dpop_port"
+wait_ready "$rs_dpop_cold_pid" "$rs_dpop_cold_port"
+# The row's setup must work before it is measured: one proof, one 200 (this also puts
+# the token in the warm server's cache).
+for port in "$rs_dpop_port" "$rs_dpop_cold_port"; do
+  proofs check GET "http://127.0.0.1:$port/ping" 1 1 "$dpop_token"
+  curl -fsS -o /dev/null -H "Authorization: DPoP $dpop_token" -H "DPoP: $(cat "$work/check.0")" \
+    "http://127.0.0.1:$port/ping" || { echo "the DPoP setup is refused on port $port; see $work" >&2; exit 1; }
+done
+proofs dpop_warm GET "http://127.0.0.1:$rs_dpop_port/ping" "$proof_count" 2 "$dpop_token"
+PROOFS="$work/dpop_warm" TOKEN=$dpop_token \
+  measure dpop_warm "protected GET /ping, DPoP-bound token + proof, warm cache (EdDSA)" "$rs_dpop_pid" rs \
+  "http://127.0.0.1:$rs_dpop_port/ping" dpop.lua
+rm -f "$work"/dpop_warm.*
+proofs dpop_cold GET "http://127.0.0.1:$rs_dpop_cold_port/ping" "$proof_count" 2 "$dpop_token"
+PROOFS="$work/dpop_cold" TOKEN=$dpop_token \
+  measure dpop_cold "protected GET /ping, DPoP-bound token + proof, verify every request (EdDSA)" "$rs_dpop_cold_pid" rs \
+  "http://127.0.0.1:$rs_dpop_cold_port/ping" dpop.lua
+rm -f "$work"/dpop_cold.*
+# Client credentials with a proof: the server's replay cache (100,000 proofs a node, half
+# for one client) is not configurable, so the row spreads its proofs over two clients
+# (one per wrk thread) and stays under each one's share.
+dpop_basics=""
+for name in bench-dpop-a bench-dpop-b; do
+  j=$(cli client add "$name" --grant-types client_credentials --scope notes:read --audience notes-api --json)
+  dpop_basics="$dpop_basics $(printf '%s:%s' "$(json_field client_id <<<"$j")" "$(json_field client_secret <<<"$j")" | base64 -w0)"
+done
+cc_proofs=$(( proof_count < 90000 ? proof_count : 90000 ))
+proofs dpop_cc POST "$issuer/token" "$cc_proofs" 2
+PROOFS="$work/dpop_cc" METHOD=POST BODY="grant_type=client_credentials&scope=notes:read" BASIC=$dpop_basics \
+  measure dpop_cc "client-credentials issuance with a DPoP proof (bound JWT, EdDSA)" "$as_pid" as "$issuer/token" dpop.lua
+rm -f "$work"/dpop_cc.*
+rs_dpop_peak=$(rss_kb "$rs_dpop_pid" VmHWM)
+
 # Refresh rotation: one family per wrk thread, followed one request at a time.
 refresh_tokens=""
 for _ in 1 2 3 4; do
@@ -275,6 +340,7 @@ commit=$(cd "$root" && git rev-parse --short HEAD)$( cd "$root" && git diff --qu
 echo
 echo "Tessera load benchmark — commit $commit, $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${duration}s per row, wrk -c$connections$(case "$placement" in pinned) echo ', pinned: servers on CPU 0, wrk on CPU 1' ;; colocated) echo ', colocated: servers and wrk on CPU 0' ;; esac), load average before: $load_before"
 echo "Raw aws-lc-rs on the servers' CPU (keys parsed once): verify EdDSA ${raw_eddsa} us, ES256 ${raw_es256} us; sign EdDSA ${raw_sign} us; SHA-256 of a 620-byte token ${raw_sha} us"
+echo "DPoP rows: $proof_count proofs written per resource-server row, $cc_proofs for /token (two clients); replay cache of the DPoP resource servers $replay_capacity proofs; peak RSS of the warm one $(( rs_dpop_peak / 1024 )) MB"
 echo
 python3 "$root/bench/report.py" "$results" "$raw_eddsa" "$raw_es256" "$raw_sign" "$raw_sha" \
   "$as_idle_rss" "$(rss_kb "$as_pid" VmHWM)" "$rs_idle_rss" "$(rss_kb "$rs_pid" VmHWM)" "$(rss_kb "$rs_cold_pid" VmHWM)"

@@ -1,7 +1,10 @@
 //! A small notes API protected by tessera-guard: the FastAPI-tutorial equivalent.
 //!
 //! `GET /me` needs any valid token; `GET /notes` needs scope `notes:read`; `POST /notes`
-//! needs `notes:write`; `GET /notes/export` needs `notes:read` and a DPoP-bound token
+//! needs `notes:write`; `DELETE /notes/{id}` (the caller's note at that position) needs a
+//! sign-in with a second factor (`acr` `urn:tessera:acr:mfa` or higher) within the last
+//! `--step-up-max-age` seconds (default 300), else 401 with the RFC 9470 step-up
+//! challenge the SPA follows; `GET /notes/export` needs `notes:read` and a DPoP-bound token
 //! with its proof (RFC 9449); `GET /healthz` is public; `GET /ping` answers like `/healthz`
 //! but needs any valid token (the benchmark's protected twin of the public route). Every
 //! route takes DPoP-bound tokens (with their proofs) as well as bearer tokens, and the API
@@ -22,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::get;
@@ -31,8 +34,8 @@ use clap::Parser;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_guard::{
-    Auth, FetchError, Guard, Introspection, RemoteIssuer, RequireDpop, ResourceMetadata,
-    RevocationFeed, Scoped, SystemClock, Verifier, discover,
+    Auth, FetchError, Guard, Introspection, RemoteIssuer, RequireAcr, RequireDpop, RequireScope,
+    ResourceMetadata, RevocationFeed, Scoped, SystemClock, Verifier, discover,
 };
 use tessera_token::{SecretString, Validation};
 
@@ -76,7 +79,7 @@ struct Args {
     #[arg(long, default_value = "openid notes:read notes:write")]
     spa_cookie_scope: String,
     /// Scope the single-page app asks for.
-    #[arg(long, default_value = "openid profile notes:read")]
+    #[arg(long, default_value = "openid profile notes:read notes:write")]
     spa_scope: String,
     /// Client id for RFC 7662 introspection (optional; with the secret, tokens are checked
     /// at the issuer's introspection endpoint instead of by signature).
@@ -97,6 +100,15 @@ struct Args {
     /// every instance given the same secret accepts the others' nonces).
     #[arg(long, env = "TESSERA_DPOP_NONCE_SECRET", hide_env_values = true)]
     dpop_nonce_secret: Option<String>,
+    /// DPoP proofs remembered against replay (a proof is remembered for its `iat` window,
+    /// about a minute; one proof key may hold a quarter). The guard's default suits
+    /// deployments; a load test that spends more than 25,000 proofs of one key a minute
+    /// raises it.
+    #[arg(long, env = "TESSERA_DPOP_REPLAY_CAPACITY")]
+    dpop_replay_capacity: Option<usize>,
+    /// How recent (seconds) the second-factor sign-in behind `DELETE /notes/{id}` must be.
+    #[arg(long, default_value_t = 300)]
+    step_up_max_age: u64,
     /// Benchmark controls for bench/run.sh (never in a deployment: unauthenticated
     /// routes that each verify a signature).
     #[arg(long, hide = true)]
@@ -146,6 +158,29 @@ async fn create_note(
         .unwrap_or_else(|e| e.into_inner())
         .push((sub, note.text.clone()));
     (StatusCode::CREATED, Json(json!({ "text": note.text })))
+}
+
+/// Deletes the caller's note at position `id` among theirs (204 whether it was there or
+/// not: a repeated DELETE changes nothing). The route's layers let through only a token
+/// with `notes:write` ([`RequireScope`]) from a recent second-factor sign-in
+/// ([`RequireAcr`]).
+async fn delete_note(
+    State(notes): State<Notes>,
+    caller: Auth,
+    Path(id): Path<usize>,
+) -> StatusCode {
+    let sub = caller.sub.clone().unwrap_or_default();
+    let mut notes = notes.lock().unwrap_or_else(|e| e.into_inner());
+    let position = notes
+        .iter()
+        .enumerate()
+        .filter(|(_, (owner, _))| *owner == sub)
+        .nth(id)
+        .map(|(i, _)| i);
+    if let Some(i) = position {
+        notes.remove(i);
+    }
+    StatusCode::NO_CONTENT
 }
 
 /// A client id and secret given together, or neither; one without the other fails the
@@ -285,6 +320,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secret) = &args.dpop_nonce_secret {
         builder = builder.dpop_nonce(secret.as_bytes(), Duration::from_secs(60));
     }
+    if let Some(capacity) = args.dpop_replay_capacity {
+        builder = builder.dpop_replay_capacity(capacity);
+    }
     if args.spa_cookie_client_id.is_some() {
         builder = builder.sources(cookie_mode::token_sources());
     }
@@ -315,6 +353,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/me", get(me))
         .route("/notes", get(list_notes).post(create_note))
         .route("/notes/export", get(list_notes).route_layer(RequireDpop))
+        .route(
+            "/notes/{id}",
+            // The scope first (outermost): a token that may not write is refused 403
+            // before anyone is asked to step up for nothing.
+            axum::routing::delete(delete_note)
+                .route_layer(
+                    RequireAcr::new("urn:tessera:acr:mfa")
+                        .within(Duration::from_secs(args.step_up_max_age)),
+                )
+                .route_layer(RequireScope::all(["notes:write"])),
+        )
         .route("/ping", get(|_: Auth| async { "ok" }))
         .layer(guard.layer())
         .route("/healthz", get(|| async { "ok" }))

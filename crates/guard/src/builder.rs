@@ -7,6 +7,7 @@ use std::time::Duration;
 use tessera_token::{SystemClock, Validation};
 use zeroize::Zeroizing;
 
+use crate::assurance::AcrLadder;
 use crate::cache::VerifiedCache;
 use crate::challenge::Challenges;
 use crate::dpop::{DpopPolicy, DpopReplayCache, DpopSettings, NonceKey, ReplayCache};
@@ -50,6 +51,7 @@ impl Guard {
                 challenges: Arc::default(),
                 dpop: DpopSettings::new(1),
                 metadata: None,
+                acr_ladder: AcrLadder::default(),
             },
             cache_capacity: 10_000,
             challenges: Challenges::default(),
@@ -158,6 +160,13 @@ impl GuardBuilder {
     /// The time source (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.inner.clock = clock;
+        self
+    }
+
+    /// The issuer's `acr` values, lowest first, for [`crate::RequireAcr`] (default
+    /// Tessera's, [`crate::TESSERA_ACR_VALUES`]).
+    pub fn acr_ladder(mut self, ladder: AcrLadder) -> Self {
+        self.inner.acr_ladder = ladder;
         self
     }
 

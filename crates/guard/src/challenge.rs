@@ -124,6 +124,20 @@ fn push_error(v: &mut String, err: &GuardError) {
         v.push_str(", scope=");
         push_quoted(v, scope);
     }
+    if let GuardError::InsufficientUserAuthentication {
+        acr_values,
+        max_age,
+    } = err
+    {
+        // RFC 9470 section 3.
+        if let Some(acr) = acr_values {
+            v.push_str(", acr_values=");
+            push_quoted(v, acr);
+        }
+        if let Some(secs) = max_age {
+            v.push_str(&format!(", max_age={secs}"));
+        }
+    }
 }
 
 fn push_metadata(v: &mut String, c: &Challenges) {
@@ -142,7 +156,8 @@ pub(crate) fn status(err: &GuardError) -> StatusCode {
         | GuardError::Revoked
         | GuardError::TokenBinding(_)
         | GuardError::InvalidDpopProof(_)
-        | GuardError::UseDpopNonce(_) => StatusCode::UNAUTHORIZED,
+        | GuardError::UseDpopNonce(_)
+        | GuardError::InsufficientUserAuthentication { .. } => StatusCode::UNAUTHORIZED,
         GuardError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         GuardError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
         GuardError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -264,6 +279,31 @@ mod tests {
             one(&c, Scheme::Bearer, &proof)[1],
             r#"DPoP algs="EdDSA ES256 RS256 PS256", error="invalid_dpop_proof", error_description="proof replayed""#
         );
+    }
+
+    #[test]
+    fn step_up_goes_on_the_scheme_used_and_keeps_resource_metadata() {
+        let c = Challenges {
+            resource_metadata: Some(
+                "https://api.example/.well-known/oauth-protected-resource".into(),
+            ),
+            ..Challenges::default()
+        };
+        let e = GuardError::InsufficientUserAuthentication {
+            acr_values: Some("urn:tessera:acr:mfa".into()),
+            max_age: Some(300),
+        };
+        let step_up = r#"error="insufficient_user_authentication", error_description="a stronger and more recent authentication is required", acr_values="urn:tessera:acr:mfa", max_age=300, resource_metadata="https://api.example/.well-known/oauth-protected-resource""#;
+        let bearer = one(&c, Scheme::Bearer, &e);
+        assert_eq!(bearer[0], format!(r#"Bearer realm="api", {step_up}"#));
+        assert!(!bearer[1].contains("error="));
+        let dpop = one(&c, Scheme::Dpop, &e);
+        assert!(!dpop[0].contains("error="));
+        assert_eq!(
+            dpop[1],
+            format!(r#"DPoP algs="EdDSA ES256 RS256 PS256", {step_up}"#)
+        );
+        assert_eq!(status(&e), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

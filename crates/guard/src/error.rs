@@ -49,6 +49,15 @@ pub enum GuardError {
         /// The scope the route needs, space-delimited (the challenge's `scope` attribute).
         scope: String,
     },
+    /// The token's authentication is too weak or too old for the route (RFC 9470 section
+    /// 3: 401 `insufficient_user_authentication`, with `acr_values` and `max_age`).
+    #[error("insufficient user authentication")]
+    InsufficientUserAuthentication {
+        /// The minimum `acr` the route needs (the challenge's `acr_values`).
+        acr_values: Option<String>,
+        /// The maximum age of the authentication, in seconds (the challenge's `max_age`).
+        max_age: Option<u64>,
+    },
     /// Keys or introspection are unreachable and nothing usable is cached (503).
     #[error("token verification unavailable: {0}")]
     Unavailable(&'static str),
@@ -83,6 +92,9 @@ impl GuardError {
             GuardError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             GuardError::UseDpopNonce(_) => Some("use_dpop_nonce"),
             GuardError::InsufficientScope { .. } => Some("insufficient_scope"),
+            GuardError::InsufficientUserAuthentication { .. } => {
+                Some("insufficient_user_authentication")
+            }
         }
     }
 
@@ -106,6 +118,7 @@ impl GuardError {
             GuardError::InvalidDpopProof(_) => "invalid_dpop_proof",
             GuardError::UseDpopNonce(_) => "use_dpop_nonce",
             GuardError::InsufficientScope { .. } => "insufficient_scope",
+            GuardError::InsufficientUserAuthentication { .. } => "insufficient_user_authentication",
             GuardError::Unavailable(_) => "unavailable",
             GuardError::NotConfigured => "not_configured",
         }
@@ -126,6 +139,15 @@ impl GuardError {
                 "the DPoP proof must carry the nonce this server sent".into()
             }
             GuardError::InsufficientScope { .. } => "the token lacks the required scope".into(),
+            GuardError::InsufficientUserAuthentication {
+                acr_values,
+                max_age,
+            } => match (acr_values, max_age) {
+                (Some(_), Some(_)) => "a stronger and more recent authentication is required",
+                (Some(_), None) => "a stronger authentication is required",
+                _ => "a more recent authentication is required",
+            }
+            .into(),
             GuardError::Unavailable(_) => "token verification is temporarily unavailable".into(),
             GuardError::InvalidToken(e) => match e {
                 E::Expired => "token expired",

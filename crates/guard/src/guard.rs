@@ -13,6 +13,7 @@ use axum::response::Response;
 use http::request::Parts;
 use tessera_token::{BearerToken, Clock, Error as TokenError, TokenHash, UnixTime, Validation};
 
+use crate::assurance::{AcrLadder, AuthRequirement};
 use crate::cache::VerifiedCache;
 use crate::challenge::{self, Challenges, Scheme};
 use crate::dpop::DpopSettings;
@@ -37,6 +38,7 @@ pub(crate) struct Inner {
     pub(crate) challenges: Arc<Challenges>,
     pub(crate) dpop: DpopSettings,
     pub(crate) metadata: Option<ResourceMetadata>,
+    pub(crate) acr_ladder: AcrLadder,
 }
 
 impl Guard {
@@ -69,20 +71,22 @@ impl Guard {
         token: &BearerToken,
         scheme: Scheme,
     ) -> Result<Arc<Identity>, GuardError> {
-        let identity = self.verify_token(token).await?;
-        self.check_binding(parts, scheme, token.expose(), identity)
+        let (identity, hash) = self.verify_token(token).await?;
+        self.check_binding(parts, scheme, token.expose(), hash.as_ref(), identity)
     }
 
-    /// The binding check of a verified (or cached) token, on every request.
+    /// The binding check of a verified (or cached) token, on every request. `hash` is
+    /// the cache's key for the token (its SHA-256), reused for the proof's `ath`.
     fn check_binding(
         &self,
         parts: &Parts,
         scheme: Scheme,
         raw: &str,
+        hash: Option<&TokenHash>,
         identity: Arc<Identity>,
     ) -> Result<Arc<Identity>, GuardError> {
         let now = self.0.clock.now();
-        match self.0.dpop.check(parts, scheme, raw, &identity, now) {
+        match self.0.dpop.check(parts, scheme, raw, hash, &identity, now) {
             Ok(()) => Ok(identity),
             Err(e) => {
                 self.log(&e, Some(raw));
@@ -91,8 +95,12 @@ impl Guard {
         }
     }
 
-    /// Verifies one token: cache, verifier, revocation.
-    async fn verify_token(&self, token: &BearerToken) -> Result<Arc<Identity>, GuardError> {
+    /// Verifies one token: cache, verifier, revocation. Also returns the token's SHA-256
+    /// when the cache computed it.
+    async fn verify_token(
+        &self,
+        token: &BearerToken,
+    ) -> Result<(Arc<Identity>, Option<TokenHash>), GuardError> {
         let inner = &*self.0;
         let now = inner.clock.now();
         let raw = token.expose();
@@ -113,7 +121,8 @@ impl Guard {
         if let Some(hash) = &hash
             && let Some(identity) = inner.cache.get(hash, now)
         {
-            return self.check_revoked(identity, Some(hash), now, raw);
+            let identity = self.check_revoked(identity, Some(hash), now, raw)?;
+            return Ok((identity, Some(*hash)));
         }
         let verified = match inner.verifier.verify(token, &inner.validation, now).await {
             Ok(v) => v,
@@ -136,7 +145,7 @@ impl Guard {
         {
             inner.cache.insert(hash, identity.clone(), until);
         }
-        Ok(identity)
+        Ok((identity, hash))
     }
 
     /// The warm path: a request whose only `Authorization` header is exactly
@@ -174,7 +183,7 @@ impl Guard {
         let raw = std::str::from_utf8(token).unwrap_or_default();
         Some(
             self.check_revoked(identity, Some(&hash), now, raw)
-                .and_then(|id| self.check_binding(parts, scheme, raw, id)),
+                .and_then(|id| self.check_binding(parts, scheme, raw, Some(&hash), id)),
         )
     }
 
@@ -223,6 +232,22 @@ impl Guard {
     /// Fetches remote keys now, so the first request does not wait for them.
     pub async fn warm_up(&self) -> Result<(), FetchError> {
         self.0.verifier.warm_up(self.0.clock.now()).await
+    }
+
+    /// Checks an authenticated identity against a route's authentication requirement
+    /// (RFC 9470) on the guard's `acr` ladder, clock and leeway; what [`crate::RequireAcr`]
+    /// and [`crate::RequireAuthAge`] run, for handlers that decide per request.
+    pub fn check_authentication(
+        &self,
+        identity: &Identity,
+        requirement: &AuthRequirement,
+    ) -> Result<(), GuardError> {
+        requirement.check(
+            identity.claims(),
+            &self.0.acr_ladder,
+            self.0.clock.now(),
+            self.0.validation.clock_leeway(),
+        )
     }
 
     /// The current time on the guard's clock.

@@ -7,7 +7,8 @@
 //! Refusals are RFC 6750 responses built in one place ([`Guard::error_response`]); the
 //! extractors refuse with the typed [`AuthRejection`], which becomes that same response.
 //! DPoP-bound tokens (RFC 9449) are taken with their proofs by default ([`DpopPolicy`]);
-//! [`RequireDpop`] requires them on a route; [`ResourceMetadata`] is served (RFC 9728)
+//! [`RequireDpop`] requires them on a route; [`RequireAcr`] and [`RequireAuthAge`] ask
+//! for a stronger or more recent sign-in (RFC 9470 step-up); [`ResourceMetadata`] is served (RFC 9728)
 //! by [`Guard::metadata_router`] and named in every challenge.
 //!
 //! ```no_run
@@ -32,6 +33,7 @@
 //! # Ok(app) }
 //! ```
 
+mod assurance;
 mod builder;
 mod cache;
 mod challenge;
@@ -48,8 +50,10 @@ mod revocation;
 mod scope;
 mod source;
 mod sse;
+mod step_up;
 mod verifier;
 
+pub use assurance::{AcrLadder, AuthRequirement, TESSERA_ACR_VALUES};
 pub use builder::GuardBuilder;
 pub use dpop::{DpopPolicy, DpopReplayCache};
 pub use error::{AuthRejection, BuildError, FetchError, GuardError};
@@ -63,7 +67,8 @@ pub use layer::{
 pub use metadata::{ResourceMetadata, WELL_KNOWN_PATH};
 pub use revocation::{RevocationCheck, RevocationList};
 pub use scope::ScopeRequirement;
-pub use source::{CookieSource, Csrf, TokenSources};
+pub use source::{CookieSource, Csrf, TokenSources, query_has_access_token};
+pub use step_up::{RequireAcr, RequireAuthAge, RequireAuthService};
 pub use tessera_token::{Clock, ManualClock, SystemClock};
 /// The guard's refusal counter, recorded through the [`metrics`] facade with a `reason`
 /// label ([`GuardError::reason`]). It costs nothing until the application installs a

@@ -219,8 +219,10 @@ fn is_safe(m: &Method) -> bool {
     )
 }
 
-/// True when the raw query has an `access_token` parameter (name percent-decoded).
-pub(crate) fn query_has_access_token(q: &str) -> bool {
+/// True when the raw query has an `access_token` parameter (name percent-decoded): the
+/// guard refuses such requests (RFC 6750 section 2.3 is not supported), and a gateway uses
+/// this to refuse them on public routes too, so a token in a URL is never forwarded.
+pub fn query_has_access_token(q: &str) -> bool {
     q.split('&').any(|pair| {
         let key = pair.split('=').next().unwrap_or("");
         percent_decode(key.as_bytes()) == b"access_token"

@@ -23,6 +23,22 @@ pub(crate) const ACR_MFA: &str = "urn:tessera:acr:mfa";
 /// `acr` of a sign-in with a passkey (origin-bound, so phishing-resistant).
 pub(crate) const ACR_PHR: &str = "urn:tessera:acr:phr";
 
+/// Where `acr` stands on the ladder ([`ACR_VALUES`], lowest first); `None` when it is
+/// not one of ours. Every comparison of assurance goes through this, so a new rung is one
+/// more entry in [`ACR_VALUES`] (and the arm of [`acr`] that earns it).
+pub(crate) fn acr_rank(acr: &str) -> Option<usize> {
+    ACR_VALUES.iter().position(|v| *v == acr)
+}
+
+/// True when a sign-in that reached `reached` satisfies a request for `asked` (at least
+/// as high on the ladder); an unknown value on either side never does.
+pub(crate) fn acr_meets(reached: &str, asked: &str) -> bool {
+    match (acr_rank(reached), acr_rank(asked)) {
+        (Some(r), Some(a)) => r >= a,
+        _ => false,
+    }
+}
+
 /// The `acr` of a sign-in made with `amr`.
 pub(crate) fn acr(amr: &Amr) -> &'static str {
     if amr.has_passkey() {
@@ -106,6 +122,17 @@ pub(crate) fn at_hash(alg: Algorithm, access_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ladder_compares_by_rank_and_refuses_unknown_values() {
+        assert!(acr_meets(ACR_MFA, ACR_PWD));
+        assert!(acr_meets(ACR_MFA, ACR_MFA));
+        assert!(!acr_meets(ACR_PWD, ACR_MFA));
+        assert!(!acr_meets("urn:other", ACR_PWD));
+        assert!(!acr_meets(ACR_MFA, "urn:other"));
+        let ranks: Vec<_> = ACR_VALUES.iter().map(|v| acr_rank(v)).collect();
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn at_hash_is_the_left_half_of_the_algs_hash() {

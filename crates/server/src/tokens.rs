@@ -103,9 +103,19 @@ pub(crate) async fn revoke(
 // the bytes the former `json!` map (sorted) produced.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub(crate) struct IntrospectionResponse {
+    /// The sign-in's Authentication Context Class Reference (RFC 9470 section 6.1); user
+    /// access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<String>,
     active: bool,
+    /// How the user signed in (RFC 8176 values); user access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amr: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<Vec<String>>,
+    /// When the user last authenticated (RFC 9470 section 6.1); user access tokens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
     /// RFC 7800 confirmation of a DPoP-bound access token: `{"jkt": <thumbprint>}`
@@ -189,10 +199,22 @@ pub(crate) async fn introspect(
     if !owner_stands(core, &claims).await? {
         return Ok(inactive);
     }
-    let claims = claims.into_claims();
+    let mut claims = claims.into_claims();
     let jkt = claims.cnf.as_ref().and_then(|c| c.jkt.as_deref());
+    // RFC 9470 section 6.1: a resource server that introspects learns the sign-in's
+    // assurance as one that verifies the JWT does (RFC 7662 allows extra members).
+    let amr = match claims.extra.remove("amr") {
+        Some(serde_json::Value::Array(values)) => values
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
     Ok(IntrospectionResponse {
         active: true,
+        acr: claims.acr,
+        amr,
+        auth_time: claims.auth_time.map(|t| t.secs()),
         token_type: Some(crate::dpop::token_type(jkt)),
         cnf: jkt.map(|jkt| json!({ "jkt": jkt })),
         token_use: Some("access_token"),

@@ -39,6 +39,13 @@ pub(crate) fn encode(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Encodes base64url without padding into `out`, which must be exactly the encoded
+/// length (a caller's fixed-size buffer: no allocation).
+pub(crate) fn encode_slice(bytes: impl AsRef<[u8]>, out: &mut [u8]) {
+    let written = URL_SAFE_NO_PAD.encode_slice(bytes, out);
+    debug_assert_eq!(written, Ok(out.len()));
+}
+
 /// Appends the base64url encoding of `bytes` to `out`.
 pub(crate) fn encode_into(bytes: impl AsRef<[u8]>, out: &mut String) {
     URL_SAFE_NO_PAD.encode_string(bytes, out);

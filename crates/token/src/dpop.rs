@@ -7,15 +7,17 @@
 //! (a private member is refused), and the proof's `alg` must be one that key can verify
 //! (EdDSA, ES256, RS256 or PS256; never `none` or HMAC).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use aws_lc_rs::constant_time;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use aws_lc_rs::{constant_time, digest};
 use serde_json::{Map, Value};
 
+use crate::jwk::JwkRef;
 use crate::jws::Compact;
 use crate::keys::{b64_member, bit_len, strip_leading_zeros};
-use crate::{Error, Jwk, MIN_RSA_BITS, SigningKey, UnixTime, VerifyingKey, b64};
+use crate::{Error, MIN_RSA_BITS, SigningKey, TokenHash, UnixTime, VerifyingKey, b64};
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";
@@ -56,9 +58,9 @@ pub struct ProofCheck<'a> {
     pub window: Duration,
     /// Allowance for clock skew.
     pub leeway: Duration,
-    /// The access token presented with the proof, if any: its hash must be the proof's
-    /// `ath`.
-    pub access_token: Option<&'a str>,
+    /// SHA-256 of the access token presented with the proof, if any: its base64url
+    /// must be the proof's `ath`.
+    pub access_token_hash: Option<TokenHash>,
     /// The thumbprint of the key the proof must be signed with, if known (a bound
     /// token's `cnf.jkt`): checked, constant-time, before the signature.
     pub jkt: Option<&'a str>,
@@ -74,7 +76,7 @@ impl<'a> ProofCheck<'a> {
             now,
             window: DEFAULT_PROOF_WINDOW,
             leeway: Duration::ZERO,
-            access_token: None,
+            access_token_hash: None,
             jkt: None,
         }
     }
@@ -86,8 +88,15 @@ impl<'a> ProofCheck<'a> {
     }
 
     /// Sets the access token presented with the proof (its `ath` is then required).
-    pub fn with_access_token(mut self, token: &'a str) -> Self {
-        self.access_token = Some(token);
+    pub fn with_access_token(self, token: &str) -> Self {
+        self.with_access_token_hash(&TokenHash::of(token.as_bytes()))
+    }
+
+    /// Sets the SHA-256 of the access token presented with the proof, for a caller that
+    /// hashed the token already (a cache keyed by [`TokenHash::of`] its bytes): the same
+    /// check as [`ProofCheck::with_access_token`] without hashing the token again.
+    pub fn with_access_token_hash(mut self, hash: &TokenHash) -> Self {
+        self.access_token_hash = Some(*hash);
         self
     }
 
@@ -116,8 +125,11 @@ pub struct VerifiedProof {
 
 /// The `ath` of an access token: base64url of the SHA-256 of its ASCII bytes.
 pub fn access_token_hash(token: &str) -> String {
-    b64::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+    b64::encode(TokenHash::of(token.as_bytes()).as_bytes())
 }
+
+/// Length of an `ath`: base64url of 32 bytes, unpadded.
+const ATH_LEN: usize = 43;
 
 /// Verifies a DPoP proof: header (`typ`, `alg`, public `jwk`), the key's thumbprint when
 /// [`ProofCheck::jkt`] is set, claims (`jti`, `htm`, `htu`, `iat`, optional `nonce`, and
@@ -148,7 +160,7 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         ));
     }
     let htu = string_claim(&claims, "htu")?;
-    match (normalize_htu(htu), normalize_htu(check.url)) {
+    match (normalized(htu), normalized(check.url)) {
         (Some(claimed), Some(actual)) if claimed == actual => {}
         _ => {
             return Err(Error::InvalidDpopProof(
@@ -175,14 +187,15 @@ pub fn verify_proof(proof: &str, check: &ProofCheck<'_>) -> Result<VerifiedProof
         Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
         Some(_) => return Err(Error::InvalidDpopProof("nonce is not a short string")),
     };
-    if let Some(token) = check.access_token {
+    if let Some(hash) = &check.access_token_hash {
         let ath = match claims.get("ath") {
             Some(Value::String(ath)) => ath,
             Some(_) => return Err(Error::InvalidDpopProof("ath is not a string")),
             None => return Err(Error::InvalidDpopProof("missing ath")),
         };
-        let expected = access_token_hash(token);
-        if constant_time::verify_slices_are_equal(ath.as_bytes(), expected.as_bytes()).is_err() {
+        let mut expected = [0u8; ATH_LEN];
+        b64::encode_slice(hash.as_bytes(), &mut expected);
+        if constant_time::verify_slices_are_equal(ath.as_bytes(), &expected).is_err() {
             return Err(Error::InvalidDpopProof(
                 "ath does not match the access token",
             ));
@@ -266,6 +279,57 @@ pub fn normalize_htu(url: &str) -> Option<String> {
     Some(out)
 }
 
+/// [`normalize_htu`], without a copy when `url` is already in normal form (what a
+/// client usually sends, and what a server builds from its own base URL).
+fn normalized(url: &str) -> Option<Cow<'_, str>> {
+    if is_normal(url) {
+        Some(Cow::Borrowed(url))
+    } else {
+        normalize_htu(url).map(Cow::Owned)
+    }
+}
+
+/// True only when [`normalize_htu`] returns `url` unchanged: a lower-case `http` or
+/// `https` scheme; a lower-case authority without user information and with a port, if
+/// any, of digits other than the scheme's default; a non-empty path; no query, fragment,
+/// percent sign, space or control character. (False for some normal URLs, which then
+/// take the copying path: the answer is the same.)
+pub(crate) fn is_normal(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let default_port = match scheme {
+        "https" => "443",
+        "http" => "80",
+        _ => return false,
+    };
+    if rest
+        .bytes()
+        .any(|b| matches!(b, b'?' | b'#' | b'%' | b' ') || b.is_ascii_control())
+    {
+        return false;
+    }
+    let Some(slash) = rest.find('/') else {
+        return false;
+    };
+    let authority = &rest[..slash];
+    if authority.is_empty()
+        || authority
+            .bytes()
+            .any(|b| b == b'@' || b.is_ascii_uppercase())
+    {
+        return false;
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    !host.is_empty()
+        && port.is_none_or(|p| {
+            !p.is_empty() && p != default_port && p.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// Appends `path` with percent-encodings upper-cased and unreserved characters decoded;
 /// `None` for a malformed encoding or a control character.
 fn normalize_percent(path: &str, out: &mut String) -> Option<()> {
@@ -330,8 +394,9 @@ impl ProofHeader {
             Some(_) => return Err(Error::InvalidDpopProof("jwk is not an object")),
             None => return Err(Error::InvalidDpopProof("missing jwk")),
         };
-        let jwk: Jwk = serde_json::from_value(Value::Object(jwk.clone()))
-            .map_err(|_| Error::InvalidDpopProof("jwk is not a JSON Web Key"))?;
+        // Read in place, accepting exactly what deserializing a `Jwk` accepts.
+        let jwk =
+            JwkRef::from_object(jwk).ok_or(Error::InvalidDpopProof("jwk is not a JSON Web Key"))?;
         if jwk.is_private() || jwk.kty == "oct" {
             return Err(Error::InvalidDpopProof("jwk is not a public key"));
         }
@@ -354,7 +419,7 @@ enum ProofKey {
 }
 
 impl ProofKey {
-    fn new(jwk: &Jwk, alg: &'static str) -> Result<Self, Error> {
+    fn new(jwk: &JwkRef<'_>, alg: &'static str) -> Result<Self, Error> {
         if jwk.kty == "RSA"
             && bit_len(strip_leading_zeros(&b64_member(&jwk.n, "n")?)) > MAX_PROOF_RSA_BITS
         {
@@ -363,7 +428,7 @@ impl ProofKey {
             ));
         }
         if alg == "PS256" {
-            if jwk.kty != "RSA" || jwk.alg.as_deref().is_some_and(|a| a != "PS256") {
+            if jwk.kty != "RSA" || jwk.alg.is_some_and(|a| a != "PS256") {
                 return Err(Error::AlgMismatch);
             }
             let n = b64_member(&jwk.n, "n")?;
@@ -379,7 +444,7 @@ impl ProofKey {
             return Ok(ProofKey::RsaPss(key));
         }
         // An RSA key with `alg: PS256` would be refused by the RS256 key's own check.
-        let key = VerifyingKey::from_jwk(jwk)?;
+        let key = VerifyingKey::from_jwk_ref(jwk)?;
         if key.algorithm().name() != alg {
             return Err(Error::AlgMismatch);
         }

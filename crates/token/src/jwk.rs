@@ -4,6 +4,7 @@
 use crate::{Error, SecretString, b64, json};
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// One JSON Web Key. Only the members Tessera reads are kept; unknown members are ignored.
 ///
@@ -76,48 +77,150 @@ impl Jwk {
     /// RFC 7638 thumbprint: base64url of the SHA-256 of the required members in
     /// lexicographic order, without whitespace.
     pub fn thumbprint(&self) -> Result<String, Error> {
-        let missing = Error::InvalidKey("JWK lacks a member its thumbprint needs");
-        let members: Vec<(&str, &str)> = match self.kty.as_str() {
-            "EC" => vec![
-                ("crv", self.crv.as_deref().ok_or(missing.clone())?),
+        JwkRef::of(self).thumbprint()
+    }
+}
+
+/// A JWK's members borrowed where they lie: from a [`Jwk`], or read in place from a
+/// parsed JSON object (a DPoP proof's `jwk` header, with no copy of the object).
+/// [`JwkRef::from_object`] accepts exactly what deserializing a [`Jwk`] accepts, so
+/// both paths build the same keys and thumbprints.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct JwkRef<'a> {
+    pub(crate) kty: &'a str,
+    pub(crate) use_: Option<&'a str>,
+    /// False when `key_ops` is present and does not list `verify`.
+    pub(crate) ops_allow_verify: bool,
+    pub(crate) alg: Option<&'a str>,
+    pub(crate) kid: Option<&'a str>,
+    pub(crate) crv: Option<&'a str>,
+    pub(crate) x: Option<&'a str>,
+    pub(crate) y: Option<&'a str>,
+    pub(crate) n: Option<&'a str>,
+    pub(crate) e: Option<&'a str>,
+    /// Private members: their presence is what matters outside the thumbprint of an
+    /// `oct` key (`k`).
+    d: Option<&'a str>,
+    k: Option<&'a str>,
+}
+
+impl<'a> JwkRef<'a> {
+    /// The members of `jwk`.
+    pub(crate) fn of(jwk: &'a Jwk) -> Self {
+        JwkRef {
+            kty: &jwk.kty,
+            use_: jwk.use_.as_deref(),
+            ops_allow_verify: jwk
+                .key_ops
+                .as_ref()
+                .is_none_or(|ops| ops.iter().any(|o| o == "verify")),
+            alg: jwk.alg.as_deref(),
+            kid: jwk.kid.as_deref(),
+            crv: jwk.crv.as_deref(),
+            x: jwk.x.as_deref(),
+            y: jwk.y.as_deref(),
+            n: jwk.n.as_deref(),
+            e: jwk.e.as_deref(),
+            d: jwk.d.as_ref().map(SecretString::expose),
+            k: jwk.k.as_ref().map(SecretString::expose),
+        }
+    }
+
+    /// The members of a JWK given as a parsed JSON object, or `None` when the object is
+    /// not one (as serde reads a [`Jwk`]: `kty` a string; every other member Tessera
+    /// reads absent, `null` or a string, `key_ops` an array of strings; members it does
+    /// not read ignored, whatever their type).
+    pub(crate) fn from_object(map: &'a Map<String, Value>) -> Option<Self> {
+        let mut jwk = JwkRef {
+            ops_allow_verify: true,
+            ..JwkRef::default()
+        };
+        let mut kty = None;
+        for (name, value) in map {
+            let slot = match name.as_str() {
+                "kty" => &mut kty,
+                "use" => &mut jwk.use_,
+                "alg" => &mut jwk.alg,
+                "kid" => &mut jwk.kid,
+                "crv" => &mut jwk.crv,
+                "x" => &mut jwk.x,
+                "y" => &mut jwk.y,
+                "n" => &mut jwk.n,
+                "e" => &mut jwk.e,
+                "d" => &mut jwk.d,
+                "k" => &mut jwk.k,
+                "key_ops" => {
+                    jwk.ops_allow_verify = match value {
+                        Value::Null => true,
+                        Value::Array(ops) => {
+                            let mut verify = false;
+                            for op in ops {
+                                verify |= op.as_str()? == "verify";
+                            }
+                            verify
+                        }
+                        _ => return None,
+                    };
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = match value {
+                Value::Null => None,
+                Value::String(s) => Some(s.as_str()),
+                _ => return None,
+            };
+        }
+        jwk.kty = kty?;
+        Some(jwk)
+    }
+
+    /// The symmetric key, if any (only an `oct` key's verifier reads it).
+    pub(crate) fn k(&self) -> Option<&'a str> {
+        self.k
+    }
+
+    /// True when private key material is present.
+    pub(crate) fn is_private(&self) -> bool {
+        self.d.is_some() || self.k.is_some()
+    }
+
+    /// RFC 7638 thumbprint, hashed as it is written (no intermediate JSON text).
+    pub(crate) fn thumbprint(&self) -> Result<String, Error> {
+        let missing = || Error::InvalidKey("JWK lacks a member its thumbprint needs");
+        let need = |m: Option<&'a str>| m.ok_or_else(missing);
+        let members: &[(&str, &str)] = match self.kty {
+            "EC" => &[
+                ("crv", need(self.crv)?),
                 ("kty", "EC"),
-                ("x", self.x.as_deref().ok_or(missing.clone())?),
-                ("y", self.y.as_deref().ok_or(missing)?),
+                ("x", need(self.x)?),
+                ("y", need(self.y)?),
             ],
-            "OKP" => vec![
-                ("crv", self.crv.as_deref().ok_or(missing.clone())?),
+            "OKP" => &[
+                ("crv", need(self.crv)?),
                 ("kty", "OKP"),
-                ("x", self.x.as_deref().ok_or(missing)?),
+                ("x", need(self.x)?),
             ],
-            "RSA" => vec![
-                ("e", self.e.as_deref().ok_or(missing.clone())?),
-                ("kty", "RSA"),
-                ("n", self.n.as_deref().ok_or(missing)?),
-            ],
-            "oct" => vec![
-                (
-                    "k",
-                    self.k.as_ref().map(SecretString::expose).ok_or(missing)?,
-                ),
-                ("kty", "oct"),
-            ],
+            "RSA" => &[("e", need(self.e)?), ("kty", "RSA"), ("n", need(self.n)?)],
+            "oct" => &[("k", need(self.k)?), ("kty", "oct")],
             _ => return Err(Error::Unsupported),
         };
-        let mut canonical = String::from("{");
+        // The canonical JSON in one buffer, hashed at once (the members are short).
+        let mut canonical =
+            Vec::with_capacity(64 + members.iter().map(|(_, v)| v.len()).sum::<usize>());
+        canonical.push(b'{');
         for (i, (name, value)) in members.iter().enumerate() {
             if i > 0 {
-                canonical.push(',');
+                canonical.push(b',');
             }
-            // serde_json escapes exactly as RFC 7638 section 3 requires (RFC 8259 strings).
-            canonical.push_str(&serde_json::Value::from(*name).to_string());
-            canonical.push(':');
-            canonical.push_str(&serde_json::Value::from(*value).to_string());
+            // serde_json escapes exactly as RFC 7638 section 3 requires (RFC 8259
+            // strings); writing into a Vec cannot fail.
+            serde_json::to_writer(&mut canonical, name).map_err(|_| Error::Crypto)?;
+            canonical.push(b':');
+            serde_json::to_writer(&mut canonical, value).map_err(|_| Error::Crypto)?;
         }
-        canonical.push('}');
-        Ok(b64::encode(digest::digest(
-            &digest::SHA256,
-            canonical.as_bytes(),
-        )))
+        canonical.push(b'}');
+        Ok(b64::encode(digest::digest(&digest::SHA256, &canonical)))
     }
 }
 

@@ -13,6 +13,7 @@ use aws_lc_rs::signature::{
 use aws_lc_rs::{hmac, rsa};
 use zeroize::Zeroizing;
 
+use crate::jwk::JwkRef;
 use crate::{Algorithm, Error, Jwk, b64};
 
 /// Smallest RSA modulus accepted, in bits.
@@ -126,7 +127,7 @@ impl SigningKey {
             }
             ("EC", Some("P-256")) => {
                 let d = Zeroizing::new(b64_member(&jwk.d, "d")?);
-                let point = ec_point(jwk)?;
+                let point = ec_point(&jwk.x, &jwk.y)?;
                 let pair = EcdsaKeyPair::from_private_key_and_public_key(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                     &d,
@@ -146,7 +147,7 @@ impl SigningKey {
             }
             _ => return Err(Error::Unsupported),
         };
-        check_jwk_alg(jwk, key.algorithm())?;
+        check_jwk_alg(jwk.alg.as_deref(), key.algorithm())?;
         Ok(key.with_kid_opt(jwk.kid.clone()))
     }
 
@@ -308,15 +309,18 @@ impl VerifyingKey {
     /// and `crv`, checked against its `alg` member when that is present. Keys marked
     /// `use: enc`, or whose `key_ops` lack `verify`, are refused.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, Error> {
-        if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        Self::from_jwk_ref(&JwkRef::of(jwk))
+    }
+
+    /// [`VerifyingKey::from_jwk`] over borrowed members (a proof's header read in place).
+    pub(crate) fn from_jwk_ref(jwk: &JwkRef<'_>) -> Result<Self, Error> {
+        if jwk.use_.is_some_and(|u| u != "sig") {
             return Err(Error::InvalidKey("key is not for signatures (use)"));
         }
-        if let Some(ops) = &jwk.key_ops
-            && !ops.iter().any(|o| o == "verify")
-        {
+        if !jwk.ops_allow_verify {
             return Err(Error::InvalidKey("key_ops does not allow verify"));
         }
-        let (alg, inner) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        let (alg, inner) = match (jwk.kty, jwk.crv) {
             ("OKP", Some("Ed25519")) => {
                 let x = b64_member(&jwk.x, "x")?;
                 if x.len() != 32 {
@@ -325,7 +329,7 @@ impl VerifyingKey {
                 (Algorithm::EdDsa, parse_public(&signature::ED25519, &x)?)
             }
             ("EC", Some("P-256")) => {
-                let point = ec_point(jwk)?;
+                let point = ec_point(&jwk.x, &jwk.y)?;
                 (
                     Algorithm::Es256,
                     parse_public(&signature::ECDSA_P256_SHA256_FIXED, &point)?,
@@ -345,7 +349,7 @@ impl VerifyingKey {
                 (Algorithm::Rs256, Verifier::Public(parsed))
             }
             ("oct", _) => {
-                let k = Zeroizing::new(b64_member(&jwk.k, "k")?);
+                let k = Zeroizing::new(b64_member(&jwk.k(), "k")?);
                 if k.len() < MIN_HMAC_SECRET {
                     return Err(Error::WeakKey("HMAC secret must be at least 32 bytes"));
                 }
@@ -356,9 +360,9 @@ impl VerifyingKey {
             }
             _ => return Err(Error::Unsupported),
         };
-        check_jwk_alg(jwk, alg)?;
+        check_jwk_alg(jwk.alg, alg)?;
         Ok(VerifyingKey {
-            kid: jwk.kid.clone(),
+            kid: jwk.kid.map(str::to_owned),
             alg,
             inner,
         })
@@ -437,9 +441,9 @@ fn missing_member(name: &'static str) -> &'static str {
 }
 
 /// The uncompressed P-256 point `0x04 || x || y` from a JWK; coordinates must be 32 bytes.
-fn ec_point(jwk: &Jwk) -> Result<Vec<u8>, Error> {
-    let x = b64_member(&jwk.x, "x")?;
-    let y = b64_member(&jwk.y, "y")?;
+fn ec_point<S: AsRef<str>>(x: &Option<S>, y: &Option<S>) -> Result<Vec<u8>, Error> {
+    let x = b64_member(x, "x")?;
+    let y = b64_member(y, "y")?;
     if x.len() != 32 || y.len() != 32 {
         return Err(Error::InvalidKey("P-256 coordinates must be 32 bytes"));
     }
@@ -464,8 +468,8 @@ pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 }
 
 /// A JWK's `alg`, when present, must name the algorithm its key type implies.
-fn check_jwk_alg(jwk: &Jwk, alg: Algorithm) -> Result<(), Error> {
-    match jwk.alg.as_deref() {
+fn check_jwk_alg(named: Option<&str>, alg: Algorithm) -> Result<(), Error> {
+    match named {
         None => Ok(()),
         Some(named) if named == alg.name() => Ok(()),
         Some(_) => Err(Error::Unsupported),

@@ -148,6 +148,11 @@ impl Validation {
         self.max_token_len
     }
 
+    /// The allowed clock skew ([`Validation::leeway`]).
+    pub fn clock_leeway(&self) -> Duration {
+        self.leeway
+    }
+
     /// The accepted issuers.
     pub fn issuers(&self) -> &[String] {
         &self.issuers

@@ -6,7 +6,9 @@
 // `tessera serve` and the example resource server and passes:
 //   SPA_URL, ISSUER, USERNAME, PASSWORD, SCREENSHOT_DIR, CHROMIUM (executable path), and
 //   COOKIE_URL (the cookie-mode page, whose script never sees the access token), and
-//   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario).
+//   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario),
+//   STEP_UP_USER (another such user, for the RFC 9470 step-up scenario),
+//   ABANDON_USER (another, for the abandoned step-up).
 import { createHash, createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
@@ -112,7 +114,7 @@ await scenario("sign in, consent, code exchange, API call, refresh, logout", asy
   await status(page).filter({ hasText: "API answered 200." }).waitFor();
   const me = JSON.parse(await page.locator("#out").textContent());
   assert.match(me.sub, /^u_/);
-  assert.equal(me.scope, "openid profile notes:read");
+  assert.equal(me.scope, "openid profile notes:read notes:write");
 
   await page.click("#refresh");
   await status(page).filter({ hasText: "Tokens refreshed." }).waitFor();
@@ -408,6 +410,97 @@ await scenario("register a passkey, then sign in with it (second factor and alon
   await page.locator("[role=alert]", { hasText: "The passkey was not accepted" }).waitFor();
 });
 
+await scenario("step-up: the API asks for a second factor, the app signs in again with it and retries", async (page) => {
+  const STEP_UP_USER = env("STEP_UP_USER");
+  // Signed in with the password alone.
+  await toLogin(page);
+  await typeCredentials(page, STEP_UP_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_/ }).waitFor();
+  // The sensitive route refuses with the RFC 9470 challenge; the app follows it.
+  const isDelete = (r) => r.url().endsWith("/notes/0") && r.request().method() === "DELETE";
+  const challenged = page.waitForResponse(isDelete);
+  await page.click("#delete");
+  const first = await challenged;
+  assert.equal(first.status(), 401);
+  const challenge = first.headers()["www-authenticate"];
+  assert.match(challenge, /error="insufficient_user_authentication"/);
+  assert.match(challenge, /acr_values="urn:tessera:acr:mfa"/);
+  assert.match(challenge, /max_age=300/);
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  const asked = new URL(page.url()).searchParams;
+  assert.equal(asked.get("acr_values"), "urn:tessera:acr:mfa");
+  assert.equal(asked.get("max_age"), "300");
+  assert.equal(asked.get("code_challenge_method"), "S256");
+  // No factor yet: the password again (a session cookie alone never adds a factor),
+  // then the enrolment, confirmed with a TOTP code.
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await typeCredentials(page, STEP_UP_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Set up a second factor" }).waitFor();
+  await page.screenshot({ path: join(SHOTS, "step-up.png"), fullPage: true });
+  const key = await page.inputValue("#secret");
+  await page.fill("#code", totp(key, Date.now() / 1000));
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Your recovery codes" }).waitFor();
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  const retried = page.waitForResponse(isDelete);
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  assert.equal((await retried).status(), 204);
+  await status(page).filter({ hasText: "API answered 204 to the delete." }).waitFor();
+});
+
+await scenario("an abandoned step-up leaves nothing pending: a later plain sign-in deletes nothing", async (page) => {
+  const ABANDON_USER = env("ABANDON_USER");
+  await toLogin(page);
+  await typeCredentials(page, ABANDON_USER, PASSWORD);
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_/ }).waitFor();
+  await page.click("#add");
+  await status(page).filter({ hasText: "API answered 201 to the new note." }).waitFor();
+  // The delete is challenged and the app leaves for the step-up; the user abandons it.
+  await page.click("#delete");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  assert.equal(new URL(page.url()).searchParams.get("acr_values"), "urn:tessera:acr:mfa");
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await page.goto(SPA);
+  await status(page).filter({ hasText: "Not signed in." }).waitFor();
+  // Later (the server's session has ended meanwhile), a plain sign-in in which the user
+  // sets up a second factor (its token would pass the delete): the app must not delete
+  // anything by itself.
+  await page.context().clearCookies();
+  let deletes = 0;
+  page.on("request", (r) => { if (r.method() === "DELETE") deletes += 1; });
+  await page.click("#signin");
+  await page.waitForURL((u) => u.href.startsWith(ISSUER + "/authorize"));
+  assert.equal(new URL(page.url()).searchParams.get("acr_values"), null);
+  await page.locator("h1", { hasText: "Sign in" }).waitFor();
+  await page.fill("#username", ABANDON_USER);
+  await page.fill("#password", PASSWORD);
+  await page.check("#enrol");
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Set up a second factor" }).waitFor();
+  const key = await page.inputValue("#secret");
+  await page.fill("#code", totp(key, Date.now() / 1000));
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Your recovery codes" }).waitFor();
+  await page.click("button[type=submit]");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForURL((u) => u.href.startsWith(SPA));
+  await status(page).filter({ hasText: /^Signed in as u_|API answered/ }).waitFor();
+  await page.click("#list");
+  await status(page).filter({ hasText: "API answered 200 with the notes." }).waitFor();
+  const listed = JSON.parse(await page.locator("#out").textContent());
+  assert.equal(deletes, 0, "no DELETE was sent");
+  assert.equal(listed.notes.length, 1, "the note is still there");
+});
+
 await browser.close();
-console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")} ${join(SHOTS, "passkey-enrol.png")} ${join(SHOTS, "passkey-signin.png")}`);
+console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")} ${join(SHOTS, "passkey-enrol.png")} ${join(SHOTS, "passkey-signin.png")} ${join(SHOTS, "step-up.png")}`);
 process.exit(failed ? 1 : 0);

@@ -120,13 +120,14 @@ pub fn start_resource_server(issuer: &str, port: u16, extra: &[&str]) -> Running
 }
 
 /// The pages the scenarios photograph.
-const SCREENSHOTS: [&str; 6] = [
+const SCREENSHOTS: [&str; 7] = [
     "login.png",
     "consent.png",
     "mfa-enrol.png",
     "mfa-code.png",
     "passkey-enrol.png",
     "passkey-signin.png",
+    "step-up.png",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,10 +149,12 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     );
     s.add_user("alice", PASSWORD);
     s.add_user("bob", PASSWORD);
+    s.add_user("carol", PASSWORD);
+    s.add_user("dave", PASSWORD);
     let (client_id, _) = s.add_client(
         "notes-spa",
         "authorization_code,refresh_token",
-        "openid profile notes:read",
+        "openid profile notes:read notes:write",
         &[
             "--public",
             "--audience",
@@ -224,6 +227,8 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         .env("PASSKEY_CLIENT", &pk_client_id)
         .env("PASSKEY_REDIRECT", &pk_redirect)
         .env("PASSKEY_USER", "carol")
+        .env("STEP_UP_USER", "carol")
+        .env("ABANDON_USER", "dave")
         .env("PASSWORD", PASSWORD)
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", CHROMIUM)

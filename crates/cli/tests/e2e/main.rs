@@ -34,5 +34,6 @@ mod replicas;
 mod revocation;
 mod security;
 mod shutdown;
+mod step_up;
 mod tls;
 mod token;

@@ -13,10 +13,10 @@ use crate::harness::{PASSWORD, Server, jwt_claims, register_secret};
 
 const REQUIRED: &str = "mfa = \"required\"\n";
 /// The PKCE verifier of every sign-in here.
-const VERIFIER: &str = "mfa-e2e-verifier-0123456789-0123456789-abcdefghij";
+pub const VERIFIER: &str = "mfa-e2e-verifier-0123456789-0123456789-abcdefghij";
 
 /// Exchanges the code of `redirect` and returns the token response.
-async fn tokens(s: &Server, client: &str, redirect: &Page) -> Value {
+pub async fn tokens(s: &Server, client: &str, redirect: &Page) -> Value {
     assert_eq!(redirect.status, StatusCode::SEE_OTHER, "{}", redirect.body);
     let code = redirect.redirect_params()["code"].clone();
     let r = exchange(s, client, &code, VERIFIER).await;
@@ -25,12 +25,12 @@ async fn tokens(s: &Server, client: &str, redirect: &Page) -> Value {
 }
 
 /// `acr`, `amr` and `auth_time` of a token.
-fn assurance(token: &str) -> (Value, Value, Value) {
+pub fn assurance(token: &str) -> (Value, Value, Value) {
     let c = jwt_claims(token);
     (c["acr"].clone(), c["amr"].clone(), c["auth_time"].clone())
 }
 
-fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
+pub fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut rest = body;
     while let Some(i) = rest.find(start) {
@@ -43,7 +43,7 @@ fn between<'a>(body: &'a str, start: &str, end: &str) -> Vec<&'a str> {
 }
 
 /// The authenticator app: the key from the enrolment page.
-fn app(enrol: &Page) -> TOTP {
+pub fn app(enrol: &Page) -> TOTP {
     let key = between(&enrol.body, "id=\"secret\" value=\"", "\"")[0].to_owned();
     register_secret(&key);
     let bytes = Secret::Encoded(key).to_bytes().unwrap();
@@ -52,7 +52,7 @@ fn app(enrol: &Page) -> TOTP {
 
 /// The code of the next time step (accepted: one step of skew), so it is never the step
 /// a code used a moment ago belongs to.
-fn next_code(app: &TOTP) -> String {
+pub fn next_code(app: &TOTP) -> String {
     app.generate(app.next_step_current().unwrap())
 }
 
@@ -78,11 +78,11 @@ async fn password_enrolling(s: &Server, b: &mut Browser, client: &str) -> Page {
     post_form(b, &s.url("/authorize"), &form).await
 }
 
-async fn submit(s: &Server, b: &mut Browser, page: &Page, more: &[(&str, &str)]) -> Page {
+pub async fn submit(s: &Server, b: &mut Browser, page: &Page, more: &[(&str, &str)]) -> Page {
     post_form(b, &s.url("/authorize"), &form_of(page, more)).await
 }
 
-fn assert_code_page(p: &Page) {
+pub fn assert_code_page(p: &Page) {
     assert_eq!(p.status, 200, "{}", p.body);
     assert!(p.body.contains("<label for=\"code\">"), "{}", p.body);
     assert!(p.body.contains("name=\"action\" value=\"mfa\""));

@@ -10,7 +10,8 @@ use totp_rs::{Algorithm, Secret, TOTP};
 use crate::authorize::{Browser, Page, authorize_url, form_of, post_form, setup_with};
 use crate::harness::{PASSWORD, Server, register_secret};
 use crate::passkeys::{
-    CONFIG, VERIFIER, create, device, get, passkey_form, passkey_start, password, submit,
+    CONFIG, VERIFIER, approve, assurance, create, device, get, passkey_form, passkey_start,
+    password, submit,
 };
 
 fn secret_of(page: &Page) -> Option<String> {
@@ -282,4 +283,91 @@ async fn passwordless_starts_are_throttled_per_network_and_audited() {
     assert!(consent.body.contains("Allow"), "{}", consent.body);
     let audit = s.cli_ok(&["audit", "--json", "--limit", "10000"], None);
     assert!(audit.contains("mfa.passkey_start"), "{audit}");
+}
+
+/// A step-up to `urn:tessera:acr:phr` from a live TOTP session (alice has TOTP and a
+/// passkey): the code page, never a code from the session cookie alone; a bad assertion
+/// or an enrolment post gets nothing, a TOTP code does not reach `phr` (the code page
+/// again), and the passkey does.
+#[tokio::test]
+async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
+    let setup = setup_with(CONFIG, &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    let phr = [("acr_values", "urn:tessera:acr:phr")];
+    let mut d = device();
+    let mut b = Browser::new();
+    let enrol = password(s, &mut b, spa).await;
+    let key = secret_of(&enrol).unwrap();
+    let codes = submit(
+        s,
+        &mut b,
+        &first_form(&enrol),
+        &[("action", "enrol"), ("code", &code_of(&key))],
+    )
+    .await;
+    assert_eq!(codes.status, 200, "{}", codes.body);
+    let consent = submit(s, &mut b, &first_form(&codes), &[("action", "continue")]).await;
+    assert!(consent.body.contains("Add a passkey"), "{}", consent.body);
+    let add = submit(s, &mut b, &consent, &[("action", "passkey_add")]).await;
+    let (form, options) = passkey_form(&add, "create");
+    let response = create(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &response)]).await;
+    let t = approve(s, &mut b, spa, &consent).await;
+    assert_eq!(
+        assurance(&t).0,
+        "urn:tessera:acr:mfa",
+        "the TOTP sign-in's session"
+    );
+
+    // The session (mfa) is below phr: the code page, no code.
+    let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    assert_eq!(page.status, 200, "{:?} {}", page.location, page.body);
+    assert!(page.location.is_none());
+    assert!(page.body.contains("data-passkey=\"get\""), "{}", page.body);
+    assert!(!page.body.contains("Allow"), "{}", page.body);
+    // A bogus assertion, and the enrolment posts: nothing.
+    for more in [
+        &[("action", "passkey"), ("response", "{}")][..],
+        &[
+            ("action", "passkey_register"),
+            ("ceremony", "x"),
+            ("response", "{}"),
+        ][..],
+        &[("action", "enrol"), ("code", "000000")][..],
+    ] {
+        let (form, _) = passkey_form(&page, "get");
+        let p = submit(s, &mut b, &form, more).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{more:?}: {}", p.body);
+        assert!(p.location.is_none(), "{more:?}");
+        assert!(
+            secret_of(&p).is_none() && !p.body.contains("Allow"),
+            "{more:?}"
+        );
+    }
+    // A TOTP code signs in at mfa, still below phr: approving it gets the code page
+    // again (the passkey), never a code.
+    let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let consent = submit(
+        s,
+        &mut b,
+        &first_form(&page),
+        &[("action", "mfa"), ("code", &next_code_of(&key))],
+    )
+    .await;
+    assert!(consent.body.contains("Allow"), "{}", consent.body);
+    let p = submit(s, &mut b, &consent, &[("action", "approve")]).await;
+    assert_eq!(p.status, 200, "{:?} {}", p.location, p.body);
+    assert!(
+        p.location.is_none() && !p.body.contains("Allow"),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("data-passkey=\"get\""), "{}", p.body);
+    // The passkey reaches phr.
+    let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let (form, options) = passkey_form(&page, "get");
+    let assertion = get(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
+    let t = approve(s, &mut b, spa, &consent).await;
+    assert_eq!(assurance(&t).0, "urn:tessera:acr:phr");
 }

@@ -15,7 +15,7 @@ use axum::extract::OriginalUri;
 use http::HeaderName;
 use http::request::Parts;
 use tessera_token::dpop::{self, ProofCheck};
-use tessera_token::{Error as TokenError, UnixTime};
+use tessera_token::{Error as TokenError, TokenHash, UnixTime};
 
 pub(crate) use nonce::NonceKey;
 pub(crate) use replay::{Replay, ReplayCache};
@@ -89,12 +89,15 @@ impl DpopSettings {
     }
 
     /// Checks how the verified token `raw` (with `identity`) was presented with `scheme`
-    /// on the request `parts`.
+    /// on the request `parts`. `hash`, when the caller has it, is the SHA-256 of `raw`'s
+    /// bytes (the cache's key): the proof's `ath` is checked against it rather than
+    /// hashing the token again.
     pub(crate) fn check(
         &self,
         parts: &Parts,
         scheme: Scheme,
         raw: &str,
+        hash: Option<&TokenHash>,
         identity: &Identity,
         now: UnixTime,
     ) -> Result<(), GuardError> {
@@ -138,7 +141,12 @@ impl DpopSettings {
                 let proof = proof
                     .to_str()
                     .map_err(|_| invalid_proof("malformed DPoP proof"))?;
-                self.check_proof(parts, proof, raw, jkt, now)
+                // The cache keys by SHA-256 of the token's bytes, which is what `ath`
+                // hashes: one hash serves both.
+                let hash = hash
+                    .copied()
+                    .unwrap_or_else(|| TokenHash::of(raw.as_bytes()));
+                self.check_proof(parts, proof, &hash, jkt, now)
             }
         }
     }
@@ -147,13 +155,13 @@ impl DpopSettings {
         &self,
         parts: &Parts,
         proof: &str,
-        raw: &str,
+        token_hash: &TokenHash,
         jkt: &str,
         now: UnixTime,
     ) -> Result<(), GuardError> {
         let url = self.request_url(parts)?;
         let check = ProofCheck::new(parts.method.as_str(), &url, now)
-            .with_access_token(raw)
+            .with_access_token_hash(token_hash)
             .with_jkt(jkt)
             .with_window(self.window, self.leeway);
         let verified = dpop::verify_proof(proof, &check).map_err(|e| match e {

@@ -7,7 +7,7 @@ mod push;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -37,6 +37,9 @@ pub struct RevocationFeed {
     applied: AtomicU64,
     /// Whether a push subscription is open now.
     subscribed: AtomicBool,
+    /// When the feed last answered (a poll read to the end, or anything on an open
+    /// subscription, keep-alives included), in Unix seconds; `i64::MIN` before that.
+    last_synced: AtomicI64,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +82,7 @@ impl RevocationFeed {
             idle_limit: push::IDLE_LIMIT,
             applied: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
+            last_synced: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -118,6 +122,22 @@ impl RevocationFeed {
         self.subscribed.load(Ordering::Relaxed)
     }
 
+    /// When the list was last known to be current: the last poll that read the feed to its
+    /// end, or the last data (a revocation or a keep-alive) on an open push subscription.
+    /// `None` before the first. A caller that must not act on a stale list (revocations
+    /// committed since then are unknown here) compares it with its clock.
+    pub fn last_synced(&self) -> Option<UnixTime> {
+        match self.last_synced.load(Ordering::Acquire) {
+            i64::MIN => None,
+            secs => Some(UnixTime::from_secs(secs)),
+        }
+    }
+
+    /// Records that the list is current at `now` (never moves back).
+    fn synced(&self, now: UnixTime) {
+        self.last_synced.fetch_max(now.secs(), Ordering::AcqRel);
+    }
+
     /// How long past its `exp` an entry is kept (default: the validation leeway, 30 s).
     pub fn leeway(mut self, d: Duration) -> Self {
         self.leeway = d;
@@ -140,6 +160,7 @@ impl RevocationFeed {
     pub async fn poll_once(&self, now: UnixTime) -> Result<usize, FetchError> {
         let mut cursor = self.cursor.lock().await;
         let mut read = 0;
+        let mut at_end = false;
         for _ in 0..MAX_PAGES {
             let page = match self.fetch(cursor.as_deref()).await {
                 Err(FetchError::Status(400)) if cursor.is_some() => {
@@ -156,10 +177,14 @@ impl RevocationFeed {
             read += self.apply(page.revoked);
             advance(&mut cursor, page.cursor);
             if !page.has_more {
+                at_end = true;
                 break;
             }
         }
         self.list.prune(now.saturating_sub(self.leeway));
+        if at_end {
+            self.synced(now);
+        }
         Ok(read)
     }
 

@@ -123,6 +123,9 @@ impl RevocationFeed {
                     _ => {}
                 }
             }
+            // The server is talking to us (a keep-alive at least): what it committed
+            // before has been sent.
+            self.synced(clock.now());
             if pruned.elapsed() >= PRUNE_EVERY {
                 self.list.prune(clock.now().saturating_sub(self.leeway));
                 pruned = Instant::now();

@@ -369,7 +369,29 @@ async fn the_warm_cache_saves_the_signature_check_never_the_proof_check() {
     assert_eq!(stolen.json()["error"], "invalid_dpop_proof");
     let as_bearer = send(&app, get_with("/me", &[("authorization", &bearer(&t))])).await;
     assert_eq!(as_bearer.json()["error"], "invalid_token");
+    // The cache's hash of the token is the `ath` checked: a proof made for another
+    // token of the same key is refused on the warm path too.
+    let other = bound_token(&k, &client);
+    let wrong_ath = me_dpop(&app, &t, &proof(&client, &url, &other)).await;
+    assert_eq!(wrong_ath.json()["error"], "invalid_dpop_proof");
     assert_eq!(guard.cached_tokens(), 1);
+}
+
+#[tokio::test]
+async fn with_the_cache_off_ath_is_checked_against_the_presented_token() {
+    let (k, client) = (key("k1"), client_key());
+    let guard = guard_with(&k, clock()).cache_capacity(0).build().unwrap();
+    let app = app(&guard);
+    let url = format!("{BASE}/me");
+    let (t, other) = (bound_token(&k, &client), bound_token(&k, &client));
+    let r = me_dpop(&app, &t, &proof(&client, &url, &other)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    assert_eq!(
+        me_dpop(&app, &t, &proof(&client, &url, &t)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(guard.cached_tokens(), 0);
 }
 
 #[tokio::test]

@@ -124,14 +124,60 @@ async fn bad_credentials_fail_without_leaking_the_secret() {
     )
     .unwrap();
     let now = UnixTime::from_secs(NOW);
+    assert_eq!(good.last_synced(), None);
     good.poll_once(now).await.unwrap();
     assert_eq!(good.list().len(), 2);
+    assert_eq!(good.last_synced(), Some(now));
 
     let bad =
         RevocationFeed::new(&format!("{base}/feed"), "guard", SecretString::new("nope")).unwrap();
     let err = bad.poll_once(now).await.unwrap_err();
     assert_eq!(err, tessera_guard::FetchError::Status(401));
     assert!(!err.to_string().contains("nope"));
+    assert_eq!(bad.last_synced(), None, "a failed poll is no sync");
+}
+
+#[tokio::test]
+async fn last_synced_moves_with_each_complete_read_and_not_on_failures() {
+    let fake = Arc::new(Fake::default());
+    let (listener, base) = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        (l, base)
+    };
+    let app = Router::new()
+        .route("/feed", get(feed))
+        .with_state(fake.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let client = RevocationFeed::new(
+        &format!("{base}/feed"),
+        "guard",
+        SecretString::new("feed-secret"),
+    )
+    .unwrap();
+    client.poll_once(UnixTime::from_secs(NOW)).await.unwrap();
+    client
+        .poll_once(UnixTime::from_secs(NOW + 60))
+        .await
+        .unwrap();
+    assert_eq!(client.last_synced(), Some(UnixTime::from_secs(NOW + 60)));
+    // The server goes away: polls fail and the last sync stays where it was.
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    assert!(
+        client
+            .poll_once(UnixTime::from_secs(NOW + 120))
+            .await
+            .is_err()
+    );
+    assert_eq!(client.last_synced(), Some(UnixTime::from_secs(NOW + 60)));
 }
 
 #[tokio::test]

@@ -11,3 +11,4 @@ mod observability;
 mod remote;
 mod responses;
 mod sources;
+mod step_up;

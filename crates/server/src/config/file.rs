@@ -127,6 +127,10 @@ pub struct FileConfig {
     /// The WebAuthn relying party id of passkeys; default: the issuer's host. Must be
     /// that host or a parent domain of it.
     pub passkey_rp_id: Option<String>,
+    /// Allowance for the clocks of replicas against each other at `/authorize`, seconds
+    /// (default 5, 0 to 60): a sign-in asked to be fresh (`prompt=login`, `max_age=0`)
+    /// counts when made at most this long before the request arrived.
+    pub authorize_clock_leeway_secs: Option<u64>,
 
     // --- DPoP (RFC 9449) ---
     /// How far a DPoP proof's `iat` may be from now, either side, seconds (default 60,

@@ -79,6 +79,9 @@ pub struct LoginConfig {
     pub mfa: MfaMode,
     /// The WebAuthn relying party id (`passkey_rp_id`); `None`: the issuer's host.
     pub passkey_rp_id: Option<String>,
+    /// Allowance for replicas' clocks when `/authorize` asks for a fresh sign-in
+    /// (`authorize_clock_leeway_secs`).
+    pub authorize_clock_leeway: Duration,
 }
 
 /// Throttling policy (from the configuration).
@@ -145,6 +148,13 @@ impl LoginConfig {
         LoginConfig {
             mfa,
             passkey_rp_id: f.passkey_rp_id.clone(),
+            authorize_clock_leeway: p.secs(
+                "authorize_clock_leeway_secs",
+                f.authorize_clock_leeway_secs,
+                5,
+                0,
+                60,
+            ),
             password_hash_concurrency,
             password_hash_priority,
             password_hash_queue,

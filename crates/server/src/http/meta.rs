@@ -46,6 +46,8 @@ pub(crate) struct ServerMetadata {
     acr_values_supported: &'static [&'static str],
     authorization_endpoint: String,
     authorization_response_iss_parameter_supported: bool,
+    /// The `claims` request parameter (OpenID Connect Core section 5.5), read for `acr`.
+    claims_parameter_supported: bool,
     claims_supported: &'static [&'static str],
     code_challenge_methods_supported: &'static [&'static str],
     /// Algorithms a DPoP proof may use at the token endpoint (RFC 9449 section 5.1).
@@ -106,7 +108,8 @@ fn metadata(state: &AppState) -> ServerMetadata {
         code_challenge_methods_supported: &["S256"],
         dpop_signing_alg_values_supported: &tessera_token::dpop::PROOF_ALGS,
         authorization_response_iss_parameter_supported: true,
-        prompt_values_supported: &["none"],
+        claims_parameter_supported: true,
+        prompt_values_supported: &["none", "login"],
         scopes_supported: &["openid", "profile"],
         claims_supported: &[
             "iss",

@@ -193,8 +193,17 @@ pub(crate) struct AuthorizeParams {
     /// `S256`.
     code_challenge_method: Option<String>,
     nonce: Option<String>,
-    /// `none` or absent.
+    /// `none`, `login` (a fresh password even with a live session), or absent.
     prompt: Option<String>,
+    /// Space-separated `acr` values, treated as essential (the lowest known one is the
+    /// minimum); none known: `unmet_authentication_requirements`.
+    acr_values: Option<String>,
+    /// Seconds: a sign-in older than this asks for the password again (`0` = `prompt=login`).
+    max_age: Option<String>,
+    /// OpenID Connect claims request (JSON); an essential `acr` counts like `acr_values`.
+    claims: Option<String>,
+    /// RFC 9449 section 10: the JWK thumbprint of the DPoP key the code is bound to.
+    dpop_jkt: Option<String>,
 }
 
 /// `POST /authorize` form: the login (`action=login`), second-factor (`mfa`, `enrol`,
@@ -221,7 +230,15 @@ pub(crate) struct AuthorizeForm {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     nonce: Option<String>,
-    prompt: Option<String>,
+    dpop_jkt: Option<String>,
+    /// The minimum `acr` the request asked for (sealed by `authz_mac`).
+    acr: Option<String>,
+    /// The oldest sign-in the request accepts, in Unix seconds (sealed by `authz_mac`).
+    auth_after: Option<String>,
+    /// A tag of the session a `prompt=login` request found, which never counts (sealed).
+    stale: Option<String>,
+    /// HMAC over every hidden field above: a changed form is refused with a 400 page.
+    authz_mac: String,
 }
 
 /// `GET /logout` query parameters (OpenID Connect RP-Initiated Logout 1.0).

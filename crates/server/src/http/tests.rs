@@ -21,7 +21,7 @@ pub(super) async fn state() -> (Arc<AppState>, tempfile::TempDir) {
     (state, dir)
 }
 
-async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
+pub(crate) async fn state_with_clock() -> (Arc<AppState>, tempfile::TempDir, Arc<ManualClock>) {
     state_over(Arc::new(SqliteStore::in_memory().await.unwrap())).await
 }
 

@@ -88,6 +88,25 @@ fn refused(r: Refused) -> &'static str {
 /// further batch of guesses costs a new (throttled) password check.
 pub(crate) const CODES_PER_SIGN_IN: u32 = 5;
 
+/// Counts a wrong code against the pending sign-in `pending` (the code page's and the
+/// enrolment page's count together) and ends it at [`CODES_PER_SIGN_IN`]: true when it
+/// ended. Each further batch of guesses then costs a new, throttled password check.
+pub(crate) async fn count_wrong_code(core: &Core, pending: &TokenHash) -> Result<bool, OAuthError> {
+    let wrong = core
+        .store
+        .record_login_failure(
+            &format!("mfa-pending:{}", pending.to_hex()),
+            core.clock.now(),
+            core.config.login.throttle.window,
+        )
+        .await?;
+    if wrong >= CODES_PER_SIGN_IN {
+        core.store.take_pending(pending).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Checks the factor `proof` (a TOTP code, a recovery code or a passkey) of `user`, whose
 /// password was accepted in the pending sign-in `pending` (`None`: a passkey alone, the
 /// user named on the login page), throttled like a password: its
@@ -194,21 +213,7 @@ pub(crate) async fn second_factor(
                         .map_err(OAuthError::from)?;
                 }
                 if let Some(pending) = pending {
-                    let wrong = core
-                        .store
-                        .record_login_failure(
-                            &format!("mfa-pending:{}", pending.to_hex()),
-                            now,
-                            policy.window,
-                        )
-                        .await
-                        .map_err(OAuthError::from)?;
-                    if wrong >= CODES_PER_SIGN_IN {
-                        core.store
-                            .take_pending(&pending)
-                            .await
-                            .map_err(OAuthError::from)?;
-                    }
+                    count_wrong_code(core, &pending).await?;
                 }
                 return Err(LoginFailure::BadCredentials);
             }

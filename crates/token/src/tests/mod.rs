@@ -2,6 +2,7 @@
 
 mod claim_rules;
 mod dpop;
+mod dpop_jwk;
 mod jws_refusals;
 mod keys;
 mod opaque_and_pkce;

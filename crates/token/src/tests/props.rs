@@ -1,12 +1,37 @@
-//! Property tests: the header parser and the opaque-token checksum.
+//! Property tests: the header parser, the opaque-token checksum, and the `htu` fast path.
 
 use proptest::prelude::*;
 
+use crate::dpop::{is_normal, normalize_htu};
 use crate::{OpaqueToken, TokenKind, parse_authorization};
 
 const B64TOKEN_CHARS: &str = "[A-Za-z0-9._~+/-]{1,200}={0,2}";
 
 proptest! {
+    #[test]
+    fn a_url_taken_as_normal_is_its_own_normal_form(
+        scheme in "(https?|HTTPS?|Http|ftp)",
+        sep in "(://|:/|//)",
+        rest in "[a-zA-Z0-9.:@/?#%~ \\[\\]\\t-]{0,40}",
+    ) {
+        let url = format!("{scheme}{sep}{rest}");
+        if is_normal(&url) {
+            let normal = normalize_htu(&url);
+            prop_assert_eq!(normal.as_deref(), Some(url.as_str()));
+        }
+    }
+
+    #[test]
+    fn typical_urls_are_taken_as_normal_when_they_are(
+        host in "[a-z0-9.-]{1,20}",
+        port in "(:[0-9]{1,5})?",
+        path in "(/[a-zA-Z0-9._~-]{0,10}){1,3}",
+    ) {
+        let url = format!("https://{host}{port}{path}");
+        let normal = normalize_htu(&url);
+        prop_assert_eq!(is_normal(&url), normal.as_deref() == Some(url.as_str()));
+    }
+
     #[test]
     fn any_b64token_round_trips(token in B64TOKEN_CHARS, scheme in "(?i:bearer)", spaces in 1usize..4) {
         let header = format!("{scheme}{}{token}", " ".repeat(spaces));

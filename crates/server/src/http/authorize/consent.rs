@@ -5,8 +5,9 @@
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use super::assurance::{Shortfall, UNMET};
 use super::request::{AuthRequest, AuthzError, Raw, authz_error};
-use super::{login, unavailable};
+use super::{login, seal, unavailable};
 use crate::grants::authorization_code::{self, Issued};
 use crate::http::AppState;
 use crate::http::browser::csrf_token;
@@ -31,7 +32,7 @@ pub(super) async fn proceed(
     mut out: HeaderMap,
 ) -> Response {
     if req.client.first_party {
-        return issue_code(state, req, session, out).await;
+        return issue_code(state, headers, raw, req, session, out).await;
     }
     if req.prompt_none {
         return req.target.error(state, CONSENT_REQUIRED, out);
@@ -44,7 +45,7 @@ pub(super) async fn proceed(
         Ok(n) => n,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         StatusCode::OK,
         &Consent {
@@ -60,7 +61,8 @@ pub(super) async fn proceed(
 }
 
 /// `action=approve` or `deny` from the consent page; without a session (it ended
-/// meanwhile), the login page.
+/// meanwhile), the login page. An approval needs a session that stands for the request
+/// ([`super::assured`]): the form cannot stand in for a fresh or stronger sign-in.
 pub(super) async fn answer(
     state: &AppState,
     headers: &HeaderMap,
@@ -68,10 +70,15 @@ pub(super) async fn answer(
     req: &AuthRequest,
     approved: bool,
 ) -> Response {
+    if approved {
+        return match super::assured(state, headers, raw, req).await {
+            Ok(s) => issue_code(state, headers, raw, req, &s, HeaderMap::new()).await,
+            Err(response) => response,
+        };
+    }
     match super::signed_in(state, headers).await {
         Ok(None) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
-        Ok(Some(_)) if !approved => req.target.error(state, DENIED, HeaderMap::new()),
-        Ok(Some(s)) => issue_code(state, req, &s, HeaderMap::new()).await,
+        Ok(Some(_)) => req.target.error(state, DENIED, HeaderMap::new()),
         Err(e) => unavailable(&e),
     }
 }
@@ -86,13 +93,34 @@ async fn user_name(state: &AppState, user_id: &str) -> Result<String, OAuthError
 }
 
 /// Issues a code bound to the client, redirect URI, challenge, user and nonce, and
-/// redirects to the client with it.
+/// redirects to the client with it. The last line of defence: never for a session that
+/// falls short of what the request asked (every path here checked it already). A session
+/// found too old here (a sign-in stamped by a replica whose clock is further behind than
+/// `authorize_clock_leeway_secs`) sends the user to the login page, as
+/// [`super::assured`] would: the user can meet that, the client cannot.
 async fn issue_code(
     state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
     req: &AuthRequest,
     session: &SessionRecord,
     out: HeaderMap,
 ) -> Response {
+    let tag = seal::session_tag(state, session);
+    match req.assurance.shortfall(session, &tag) {
+        Shortfall::None => {}
+        Shortfall::Fresh if req.prompt_none => {
+            return req.target.error(state, super::LOGIN_REQUIRED, out);
+        }
+        Shortfall::Fresh => {
+            tracing::warn!("code refused: the sign-in is older than the request asks; login page");
+            return login::page(state, headers, raw, req, StatusCode::OK, "", None);
+        }
+        Shortfall::Level => {
+            tracing::warn!("code refused: the session falls short of the request's assurance");
+            return req.target.error(state, UNMET, out);
+        }
+    }
     match authorization_code::issue(state, &req.code_request(), session).await {
         Ok(Issued::Code(code)) => req.target.redirect(state, &[("code", code.expose())], out),
         Ok(Issued::SessionRevoked) => req.target.error(state, REVOKED, out),

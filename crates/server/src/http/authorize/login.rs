@@ -10,6 +10,7 @@ use axum::response::Response;
 use serde_json::json;
 use tessera_token::SecretString;
 
+use super::assurance::UNMET;
 use super::request::{AuthRequest, Raw};
 use super::{consent, mfa, unavailable};
 use crate::audit::{RequestContext, audit};
@@ -19,6 +20,7 @@ use crate::http::browser::{csrf_token, start_session};
 use crate::http::pages::{Login, render};
 use crate::http::peer::Peer;
 use crate::login::{self, Attempt, LoginFailure, Via};
+use crate::oidc::{ACR_MFA, ACR_PWD};
 use crate::store::Amr;
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
@@ -39,7 +41,7 @@ pub(super) fn page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &Login {
@@ -124,9 +126,18 @@ pub(super) async fn sign_in(
         Ok(e) => e,
         Err(e) => return unavailable(&e),
     };
+    // A request for more than a password (acr_values, claims) needs the factor: asked
+    // for when enrolled, enrolled now where `mfa` allows it, refused otherwise; more than
+    // any second factor gives cannot be met at all.
+    let needs_factor = req.assurance.beyond(ACR_PWD);
+    if req.assurance.beyond(ACR_MFA)
+        || (needs_factor && !enrolled && state.config.login.mfa == MfaMode::Off)
+    {
+        return req.target.error(state, UNMET, HeaderMap::new());
+    }
     let enrol = match state.config.login.mfa {
         MfaMode::Off => false,
-        MfaMode::Optional => raw.get("enrol") == Some("1"),
+        MfaMode::Optional => needs_factor || raw.get("enrol") == Some("1"),
         MfaMode::Required => true,
     };
     if enrolled || enrol {

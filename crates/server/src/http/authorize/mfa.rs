@@ -368,7 +368,16 @@ pub(super) async fn answer_enrol(
         Err(e) => return unavailable(&e),
     };
     let Some(codes) = codes else {
-        return match factors::under_way(state, &user).await {
+        let under_way = match factors::under_way(state, &user).await {
+            Ok(Some(e)) => match wrong_enrolment_code(state, req, &pending, &user).await {
+                Ok(false) => Ok(Some(e)),
+                // The sign-in ended: as if nothing were under way.
+                Ok(true) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
+        return match under_way {
             Ok(Some(e)) => {
                 let pk = offer(state, &user, &pending.hash, CeremonyKind::Register).await;
                 let page = EnrolPage {
@@ -387,7 +396,7 @@ pub(super) async fn answer_enrol(
                     HeaderMap::new(),
                 )
             }
-            // Confirmed or reset meanwhile: sign in again.
+            // Too many wrong codes, or confirmed or reset meanwhile: sign in again.
             Ok(None) => expired(state, headers, raw, req),
             Err(e) => unavailable(&e),
         };
@@ -412,7 +421,7 @@ pub(super) async fn answer_enrol(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         StatusCode::OK,
         &MfaRecovery {
@@ -422,6 +431,25 @@ pub(super) async fn answer_enrol(
         },
         out,
     )
+}
+
+/// Counts a wrong enrolment code like a wrong code on the code page (audit
+/// `mfa.failure`, the pending sign-in's count): true when the sign-in ended.
+async fn wrong_enrolment_code(
+    state: &AppState,
+    req: &AuthRequest,
+    pending: &PendingSignIn,
+    user: &UserRecord,
+) -> Result<bool, OAuthError> {
+    audit(
+        state,
+        "mfa.failure",
+        Some(&req.client.id),
+        Some(&user.id),
+        json!({ "reason": "wrong_enrolment_code", "via": "browser" }),
+    )
+    .await;
+    crate::login::count_wrong_code(state, &pending.hash).await
 }
 
 #[allow(clippy::too_many_arguments)] // the page's parts, each different
@@ -439,7 +467,7 @@ fn code_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &MfaCode {
@@ -482,7 +510,7 @@ pub(super) fn enrol_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &MfaEnrol {

@@ -7,12 +7,14 @@
 //! (section 4.1.2.1: never redirect to an unverified URI); after that they go back to the
 //! client as `error`, `error_description`, `state` and `iss` (RFC 9207) in the query.
 
+mod assurance;
 mod consent;
 mod login;
 mod mfa;
 mod passkey;
 mod passkey_add;
 mod request;
+mod seal;
 
 use std::sync::Arc;
 
@@ -21,7 +23,8 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use self::request::{AuthzError, Raw, Refusal, authz_error, validate};
+use self::assurance::{Shortfall, UNMET};
+use self::request::{AuthRequest, AuthzError, Raw, Refusal, Source, authz_error, validate};
 use crate::http::AppState;
 use crate::http::browser::{csrf_ok, session};
 use crate::http::openapi::{AuthorizeForm, AuthorizeParams};
@@ -31,6 +34,9 @@ use crate::oauth::OAuthError;
 
 /// `prompt=none` without a signed-in user (OpenID Connect Core section 3.1.2.6).
 const LOGIN_REQUIRED: AuthzError = authz_error("login_required", "the user is not signed in");
+/// `prompt=none` where the signed-in user would have to give a (further) factor.
+const INTERACTION_REQUIRED: AuthzError =
+    authz_error("interaction_required", "the user must authenticate further");
 
 /// Where an answer to the client goes.
 #[derive(Clone)]
@@ -103,6 +109,89 @@ pub(super) async fn signed_in(
     Ok(Some(s))
 }
 
+/// The live session if it stands for this request: signed in ([`signed_in`]), recently
+/// enough, and high enough on the ladder. Otherwise the response that gets there: the
+/// login page (no session, too old, or `prompt=login`), the second-factor page (a
+/// missing factor, from a live session), or an error for the client (`prompt=none`, or a
+/// level the user cannot reach).
+async fn assured(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Result<crate::store::SessionRecord, Response> {
+    let again = || {
+        if req.prompt_none {
+            req.target.error(state, LOGIN_REQUIRED, HeaderMap::new())
+        } else {
+            login::page(state, headers, raw, req, StatusCode::OK, "", None)
+        }
+    };
+    let session = match signed_in(state, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(again()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match req
+        .assurance
+        .shortfall(&session, &seal::session_tag(state, &session))
+    {
+        Shortfall::None => Ok(session),
+        Shortfall::Fresh => Err(again()),
+        Shortfall::Level => Err(step_up(state, headers, raw, req, &session).await),
+    }
+}
+
+/// A live, recent session below the `acr` asked. A user with a factor that reaches the
+/// level gives it: the code page, no password again, bound to a new pending sign-in of
+/// purpose `verify` (it can never enrol or register anything), whose passkey ceremony
+/// needs the user's authenticator; a session cookie alone reaches nothing. For
+/// `urn:tessera:acr:phr` only a passkey reaches it: a user without one gets
+/// `unmet_authentication_requirements` (a code given on the code page signs in at `mfa`,
+/// and the code is refused at the end all the same). A user without a factor signs in
+/// with the password before enrolling (a session cookie alone never enrols a factor)
+/// where `mfa` allows enrolment; otherwise the client gets
+/// `unmet_authentication_requirements`.
+async fn step_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    session: &crate::store::SessionRecord,
+) -> Response {
+    if req.prompt_none {
+        return req
+            .target
+            .error(state, INTERACTION_REQUIRED, HeaderMap::new());
+    }
+    if req.assurance.beyond(crate::oidc::ACR_PHR) {
+        return req.target.error(state, UNMET, HeaderMap::new());
+    }
+    let phr = req.assurance.beyond(crate::oidc::ACR_MFA);
+    let found = async {
+        let user = state.store.user_by_id(&session.user_id).await?;
+        let enrolled = crate::mfa::enrolled(state, &session.user_id).await?;
+        let passkey = !state.store.passkeys(&session.user_id).await?.is_empty()
+            && crate::passkeys::available(state);
+        Ok::<_, OAuthError>((user, enrolled, passkey))
+    };
+    let enrol_allowed = state.config.login.mfa != crate::config::MfaMode::Off;
+    match found.await {
+        // An enrolled user's live session is at least `mfa` (`signed_in`): this is a
+        // request for `phr` from a TOTP sign-in, and the user has a passkey to give.
+        Ok((Some(user), true, passkey)) if passkey || !phr => {
+            mfa::start(state, headers, raw, req, &user, true).await
+        }
+        Ok((Some(_), true, _)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((Some(_), false, _)) if enrol_allowed && (!phr || crate::passkeys::available(state)) => {
+            login::page(state, headers, raw, req, StatusCode::OK, "", None)
+        }
+        Ok((Some(_), false, _)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((None, _, _)) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
+        Err(e) => unavailable(&e),
+    }
+}
+
 fn unavailable(e: &OAuthError) -> Response {
     tracing::error!(error = %e, "authorization endpoint failed");
     error_page(
@@ -130,16 +219,22 @@ pub(crate) async fn get(
     RawQuery(query): RawQuery,
 ) -> Response {
     let raw = Raw::parse(query.unwrap_or_default().as_bytes());
-    let req = match validate(&state, &raw).await {
+    let mut req = match validate(&state, &raw, Source::Query).await {
         Ok(r) => r,
         Err(refusal) => return refused(&state, refusal),
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
-    match signed_in(&state, &headers).await {
-        Ok(Some(s)) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
-        Ok(None) if req.prompt_none => req.target.error(&state, LOGIN_REQUIRED, HeaderMap::new()),
-        Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
-        Err(e) => unavailable(&e),
+    if req.assurance.fresh {
+        // The session this request found never stands for it (prompt=login, max_age=0),
+        // however close its sign-in time is to now.
+        match session(&state, &headers).await {
+            Ok(s) => req.assurance.stale = s.map(|s| seal::session_tag(&state, &s)),
+            Err(e) => return unavailable(&e),
+        }
+    }
+    match assured(&state, &headers, &raw, &req).await {
+        Ok(s) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
+        Err(response) => response,
     }
 }
 
@@ -174,7 +269,7 @@ pub(crate) async fn post(
             "This form expired or was sent from another site. Go back, reload the page and try again.",
         );
     }
-    let req = match validate(&state, &raw).await {
+    let req = match validate(&state, &raw, Source::Form).await {
         Ok(r) => r,
         Err(refusal) => return refused(&state, refusal),
     };
@@ -193,16 +288,155 @@ pub(crate) async fn post(
         }
         Some("passkey_login") => passkey::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
-        Some("continue") => match signed_in(&state, &headers).await {
-            Ok(Some(s)) => {
-                consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await
-            }
-            Ok(None) => login::page(&state, &headers, &raw, &req, StatusCode::OK, "", None),
-            Err(e) => unavailable(&e),
+        Some("continue") => match assured(&state, &headers, &raw, &req).await {
+            Ok(s) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,
+            Err(response) => response,
         },
         Some(action @ ("approve" | "deny")) => {
             consent::answer(&state, &headers, &raw, &req, action == "approve").await
         }
         _ => error_page(StatusCode::BAD_REQUEST, "The form is incomplete."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use totp_rs::{Algorithm, Secret, TOTP};
+
+    use super::*;
+    use crate::http::browser::start_session;
+    use crate::store::{Amr, UserRecord};
+
+    /// Starts a session for `user` signed in with `amr`; the request headers carrying it.
+    async fn with_session(state: &AppState, user: &UserRecord, amr: Amr) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        start_session(state, user, amr, &mut out).await.unwrap();
+        let set = out.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+        let pair = set.split(';').next().unwrap().to_owned();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap());
+        headers
+    }
+
+    async fn user(state: &AppState) -> UserRecord {
+        let user = UserRecord {
+            id: "u_alice".into(),
+            name: "alice".into(),
+            password_hash: "$argon2id$unused".into(),
+            disabled: false,
+            created_at: state.clock.now(),
+            generation: 0,
+        };
+        state.store.insert_user(&user).await.unwrap();
+        user
+    }
+
+    /// Issue 17's MFA note: "a session without mfa counts as none for an enrolled user",
+    /// on its own. A password-only session that escaped the confirmation's revoke-all
+    /// (stamped with the new generation, so live in the store) is still no sign-in.
+    #[tokio::test]
+    async fn a_session_without_the_factor_is_no_session_for_an_enrolled_user() {
+        let (state, _dir) = crate::http::tests::state().await;
+        let alice = user(&state).await;
+        let before = with_session(&state, &alice, Amr::password()).await;
+        assert!(signed_in(&state, &before).await.unwrap().is_some());
+
+        let enrolment = crate::mfa::begin(&state, &alice).await.unwrap().unwrap();
+        let key = Secret::Encoded(enrolment.secret.to_string())
+            .to_bytes()
+            .unwrap();
+        let app = TOTP::new(Algorithm::SHA1, 6, 1, 30, key, None, "alice".into()).unwrap();
+        let now = u64::try_from(state.clock.now().secs()).unwrap();
+        let code = app.generate(now);
+        assert!(
+            crate::mfa::confirm(&state, &alice.id, &code)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(session(&state, &before).await.unwrap().is_none(), "revoked");
+
+        let alice = state.store.user_by_id(&alice.id).await.unwrap().unwrap();
+        let escaped = with_session(&state, &alice, Amr::password()).await;
+        assert!(
+            session(&state, &escaped).await.unwrap().is_some(),
+            "live in the store"
+        );
+        assert!(signed_in(&state, &escaped).await.unwrap().is_none());
+        let with_factor = with_session(&state, &alice, Amr::password_and_otp()).await;
+        assert!(signed_in(&state, &with_factor).await.unwrap().is_some());
+    }
+
+    /// Review finding 6: a session the code's last check finds too old for the request
+    /// (signed in on a replica whose clock is further behind than the leeway) sends the
+    /// user to the login page; it used to send `unmet_authentication_requirements` to the
+    /// client, which no step-up could answer. `prompt=none` gets `login_required`.
+    #[tokio::test]
+    async fn a_session_the_last_check_finds_too_old_gets_the_login_page() {
+        use crate::store::{ClientRecord, GrantType};
+        let (state, _dir, clock) = crate::http::tests::state_with_clock().await;
+        let alice = user(&state).await;
+        let client = ClientRecord {
+            id: "first".into(),
+            name: "first".into(),
+            secret_hash: None,
+            grant_types: vec![GrantType::AuthorizationCode],
+            scope: "openid".parse().unwrap(),
+            audience: vec!["api".into()],
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            first_party: true,
+            signing_alg: None,
+            id_token_alg: None,
+            dpop_bound_access_tokens: false,
+            created_at: state.clock.now(),
+        };
+        state.store.insert_client(&client).await.unwrap();
+        let query = |extra: &str| {
+            Raw::parse(
+                format!(
+                    "response_type=code&client_id=first&redirect_uri=https%3A%2F%2Fapp.example%2Fcb\
+                     &scope=openid&state=st&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWBzbbJ0J3aNo\
+                     &code_challenge_method=S256{extra}"
+                )
+                .as_bytes(),
+            )
+        };
+        // The request arrived (on a replica) at now; the session was stamped by a clock
+        // a minute behind.
+        let headers = with_session(&state, &alice, Amr::password()).await;
+        let session = session(&state, &headers).await.unwrap().unwrap();
+        clock.advance(std::time::Duration::from_secs(60));
+        for (extra, expected) in [
+            ("&prompt=login", None),
+            ("&max_age=0&prompt=none", Some("login_required")),
+        ] {
+            let raw = query(extra);
+            let Ok(req) = request::validate(&state, &raw, request::Source::Query).await else {
+                panic!("a valid request");
+            };
+            let response =
+                consent::proceed(&state, &headers, &raw, &req, &session, HeaderMap::new()).await;
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .map(|l| l.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            match expected {
+                None => {
+                    assert_eq!(status, StatusCode::OK, "{location:?}");
+                    assert!(body.contains("<label for=\"username\">"), "{body}");
+                }
+                Some(error) => {
+                    let location = location.unwrap();
+                    assert!(location.contains(&format!("error={error}")), "{location}");
+                }
+            }
+        }
     }
 }

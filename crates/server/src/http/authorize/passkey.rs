@@ -238,7 +238,7 @@ fn signin_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &PasskeySignIn {

@@ -73,7 +73,7 @@ fn add_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e),
     };
-    let hidden = req.hidden(raw);
+    let hidden = req.hidden(state, raw);
     render(
         status,
         &PasskeyAdd {

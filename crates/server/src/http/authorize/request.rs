@@ -10,6 +10,8 @@ use tessera_token::pkce::{self, ChallengeMethod};
 use zeroize::Zeroizing;
 
 use super::AuthTarget;
+use super::assurance::{self, Assurance};
+use super::seal;
 use crate::grants::authorization_code::CodeRequest;
 use crate::grants::resolve_scope;
 use crate::http::AppState;
@@ -18,7 +20,7 @@ use crate::http::pages::Hidden;
 use crate::store::{ClientRecord, GrantType};
 
 /// Parameters carried from the request into the forms and back.
-const CARRIED: [&str; 9] = [
+pub(super) const CARRIED: [&str; 9] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -74,15 +76,25 @@ pub(super) struct AuthRequest {
     /// RFC 9449 section 10: the thumbprint of the DPoP key the code is bound to.
     pub(super) dpop_jkt: Option<String>,
     pub(super) prompt_none: bool,
+    /// What the sign-in must be (`acr_values`, `claims`, `max_age`, `prompt=login`).
+    pub(super) assurance: Assurance,
 }
 
 impl AuthRequest {
-    /// The parameters to carry through the login and consent forms.
-    pub(super) fn hidden(&self, raw: &Raw) -> Hidden {
-        CARRIED
+    /// The parameters to carry through the login and consent forms: the request's,
+    /// the assurance it asks for, and the MAC over both ([`seal`]).
+    pub(super) fn hidden(&self, state: &AppState, raw: &Raw) -> Hidden {
+        let mut out: Hidden = CARRIED
             .iter()
             .filter_map(|&n| raw.get(n).map(|v| (n, v.to_owned())))
-            .collect()
+            .collect();
+        out.extend(self.assurance.fields());
+        let mac = seal::form_mac(
+            state,
+            &seal::fields(|n| out.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())),
+        );
+        out.push((seal::FIELD, mac));
+        out
     }
 
     /// What a code issued for this request is bound to.
@@ -134,20 +146,47 @@ const CHECKS: &[(&str, Check)] = &[
     ("no_request_object", reject_request_object),
     ("nonce_and_state_length", check_nonce_and_state_length),
     ("dpop_jkt_format", check_dpop_jkt_format),
+    ("prompt", check_prompt),
+    ("max_age", check_max_age),
+    ("acr_values", check_acr_values),
+    ("claims", check_claims),
 ];
+
+/// Where the request's parameters come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// `GET /authorize`: the client's query.
+    Query,
+    /// `POST /authorize`: a form this server rendered, sealed ([`seal`]).
+    Form,
+}
 
 /// Validates the request: first the client and redirect URI (refused as a page, section
 /// 4.1.2.1: never redirect to an unverified URI), then [`CHECKS`].
-pub(super) async fn validate(state: &AppState, raw: &Raw) -> Result<AuthRequest, Refusal> {
+pub(super) async fn validate(
+    state: &AppState,
+    raw: &Raw,
+    source: Source,
+) -> Result<AuthRequest, Refusal> {
     let (client, target) = client_and_target(state, raw).await?;
     let refuse = |e| Refusal::Redirect(target.clone(), e);
     for (_, check) in CHECKS {
         check(&client, raw).map_err(refuse)?;
     }
+    let assurance = match source {
+        Source::Query => Assurance::asked(
+            raw,
+            state.clock.now(),
+            state.config.login.authorize_clock_leeway,
+        )
+        .map_err(refuse)?,
+        Source::Form => seal::open(state, raw)?,
+    };
     // The checks passed, so these cannot fail; they are read through the checks' own
     // functions all the same.
     let scope = scope_of(&client, raw).map_err(refuse)?;
     let code_challenge = challenge_of(raw).map_err(refuse)?.to_owned();
+    let prompt_none = assurance::prompt(raw).map_err(refuse)?.none;
     Ok(AuthRequest {
         client,
         target,
@@ -155,7 +194,8 @@ pub(super) async fn validate(state: &AppState, raw: &Raw) -> Result<AuthRequest,
         code_challenge,
         nonce: raw.get("nonce").map(str::to_owned),
         dpop_jkt: raw.get("dpop_jkt").map(str::to_owned),
-        prompt_none: raw.get("prompt") == Some("none"),
+        prompt_none,
+        assurance,
     })
 }
 
@@ -326,6 +366,22 @@ fn check_nonce_and_state_length(_: &ClientRecord, raw: &Raw) -> Result<(), Authz
     } else {
         Ok(())
     }
+}
+
+fn check_prompt(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::prompt(raw).map(drop)
+}
+
+fn check_max_age(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::max_age(raw).map(drop)
+}
+
+fn check_acr_values(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::acr_values(raw).map(drop)
+}
+
+fn check_claims(_: &ClientRecord, raw: &Raw) -> Result<(), AuthzError> {
+    assurance::claims_acr(raw).map(drop)
 }
 
 #[cfg(test)]
