@@ -30,6 +30,7 @@ pub mod metrics;
 mod mfa;
 mod oauth;
 mod oidc;
+mod passkeys;
 pub mod password;
 mod rate_limit;
 pub mod secrets;

@@ -21,7 +21,7 @@ use crate::store::UserRecord;
 use crate::throttle;
 
 mod second_factor;
-pub(crate) use second_factor::{Factor, count_wrong_code, second_factor};
+pub(crate) use second_factor::{Factor, Proof, count_wrong_code, second_factor};
 
 /// Seconds a login refused for a full hash queue is told to wait.
 const BUSY_RETRY_AFTER: u64 = 1;

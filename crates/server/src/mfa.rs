@@ -152,11 +152,15 @@ pub(crate) async fn begin(core: &Core, user: &UserRecord) -> Result<Option<Enrol
     enrolment(core, user, &secret).map(Some)
 }
 
-/// The enrolment under way (unconfirmed), to show its page again.
+/// The enrolment under way (unconfirmed), to show its page again; `None` for a user
+/// with a factor (a passkey registered meanwhile): its secret is never shown again.
 pub(crate) async fn under_way(
     core: &Core,
     user: &UserRecord,
 ) -> Result<Option<Enrolment>, OAuthError> {
+    if !core.store.passkeys(&user.id).await?.is_empty() {
+        return Ok(None);
+    }
     match core.store.totp(&user.id).await? {
         Some(t) if t.confirmed_at.is_none() => {
             let secret = open(core, &t)?;
@@ -193,13 +197,15 @@ fn enrolment(core: &Core, user: &UserRecord, secret: &[u8]) -> Result<Enrolment,
     })
 }
 
-/// True when the user has a confirmed factor (then it is asked for at every sign-in).
+/// True when the user has a confirmed factor, TOTP or passkey (then one is asked for at
+/// every sign-in).
 pub(crate) async fn enrolled(core: &Core, user_id: &str) -> Result<bool, OAuthError> {
     Ok(core
         .store
         .totp(user_id)
         .await?
-        .is_some_and(|t| t.confirmed_at.is_some()))
+        .is_some_and(|t| t.confirmed_at.is_some())
+        || !core.store.passkeys(user_id).await?.is_empty())
 }
 
 /// Confirms the enrolment under way with its first `code`: the ten recovery codes (to

@@ -12,12 +12,16 @@ use crate::state::Core;
 use crate::store::{Amr, ClientRecord};
 
 /// The assurance ladder (`acr`), lowest first: a password alone, then a password and a
-/// second factor. docs/server.md documents it; discovery lists it.
-pub(crate) const ACR_VALUES: [&str; 2] = [ACR_PWD, ACR_MFA];
+/// second factor, then a phishing-resistant factor (a passkey, with a password or alone
+/// with the authenticator's user verification). docs/security.md documents it; discovery
+/// lists it. The one place the ladder is written: comparisons use its order.
+pub(crate) const ACR_VALUES: [&str; 3] = [ACR_PWD, ACR_MFA, ACR_PHR];
 /// `acr` of a sign-in with a password alone.
 pub(crate) const ACR_PWD: &str = "urn:tessera:acr:pwd";
 /// `acr` of a sign-in with a password and a second factor.
 pub(crate) const ACR_MFA: &str = "urn:tessera:acr:mfa";
+/// `acr` of a sign-in with a passkey (origin-bound, so phishing-resistant).
+pub(crate) const ACR_PHR: &str = "urn:tessera:acr:phr";
 
 /// Where `acr` stands on the ladder ([`ACR_VALUES`], lowest first); `None` when it is
 /// not one of ours. Every comparison of assurance goes through this, so a new rung is one
@@ -37,7 +41,13 @@ pub(crate) fn acr_meets(reached: &str, asked: &str) -> bool {
 
 /// The `acr` of a sign-in made with `amr`.
 pub(crate) fn acr(amr: &Amr) -> &'static str {
-    if amr.is_mfa() { ACR_MFA } else { ACR_PWD }
+    if amr.has_passkey() {
+        ACR_PHR
+    } else if amr.is_mfa() {
+        ACR_MFA
+    } else {
+        ACR_PWD
+    }
 }
 
 /// Adds `acr` and `amr` (OpenID Connect Core section 2, RFC 8176) for a sign-in made

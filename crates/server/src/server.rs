@@ -139,6 +139,9 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Io(format!("cannot read the bound address: {e}")))?;
         let issuer = config.serving.issuer_for(addr);
+        // An inconsistent `passkey_rp_id` would make every passkey ceremony fail: refuse.
+        crate::passkeys::relying_party(&issuer, config.login.passkey_rp_id.as_deref())
+            .map_err(Error::Config)?;
         let state = Arc::new(
             AppState::new(
                 issuer,

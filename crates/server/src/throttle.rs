@@ -66,6 +66,34 @@ pub(crate) fn source_prefix(ip: IpAddr) -> String {
     }
 }
 
+/// Counts one unauthenticated start from `ip` (a passwordless ceremony begun with a
+/// username alone, which writes its state to the store): past the per-network threshold
+/// (`login_failures_per_ip`) within the window, the network's starts are refused until
+/// the window ends (`Err(retry_after)`). No source address (a local socket): no limit.
+pub(crate) async fn count_start(
+    core: &Core,
+    ip: Option<IpAddr>,
+) -> Result<Result<(), u64>, OAuthError> {
+    let Some(ip) = ip else { return Ok(Ok(())) };
+    let policy = core.config.login.throttle;
+    let key = format!("passkey-start:{}", source_network(ip));
+    let now = core.clock.now();
+    let left = |until: UnixTime| u64::try_from(until.secs() - now.secs()).unwrap_or(1).max(1);
+    if let Some(until) = core.store.login_blocked_until(&key, now).await? {
+        return Ok(Err(left(until)));
+    }
+    let count = core
+        .store
+        .record_login_failure(&key, now, policy.window)
+        .await?;
+    if count > policy.per_ip {
+        let until = now.saturating_add(policy.window);
+        core.store.block_login(&key, until).await?;
+        return Ok(Err(left(until)));
+    }
+    Ok(Ok(()))
+}
+
 /// How long an attempt reserved at or past a threshold holds its key against every
 /// other attempt while its password is checked: until it is settled (a failure replaces
 /// the hold with the block it earns, a success or a release lifts it), or, should the

@@ -136,11 +136,34 @@ pub(crate) async fn run(global: &Global, cmd: UserCommand) -> Result<(), CliErro
                     "totp": totp,
                     "totp_confirmed_at": since,
                     "recovery_codes_left": f.recovery_codes_left,
+                    "passkeys": f.passkeys.iter().map(|p| json!({
+                        "label": p.label,
+                        "created_at": p.created_at.secs(),
+                        "last_used_at": p.last_used_at.map(|u| u.secs()),
+                        "suspect_at": p.suspect_at.map(|u| u.secs()),
+                    })).collect::<Vec<_>>(),
                 });
                 println!("{out}");
             } else {
                 println!("totp: {totp}");
                 println!("recovery codes left: {}", f.recovery_codes_left);
+                println!("passkeys: {}", f.passkeys.len());
+                for p in &f.passkeys {
+                    let used = p
+                        .last_used_at
+                        .map_or("never".to_owned(), |u| u.secs().to_string());
+                    let suspect = p.suspect_at.map_or(String::new(), |u| {
+                        format!(
+                            "; SUSPECT since {}: its counter went back, refused until mfa-reset",
+                            u.secs()
+                        )
+                    });
+                    println!(
+                        "  {} (registered {}, last used {used}{suspect})",
+                        p.label,
+                        p.created_at.secs()
+                    );
+                }
             }
         }
         UserCommand::MfaReset { name } => {

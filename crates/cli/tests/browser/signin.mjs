@@ -9,7 +9,7 @@
 //   MFA_USER (a user without a second factor yet, with PASSWORD, for the TOTP scenario),
 //   STEP_UP_USER (another such user, for the RFC 9470 step-up scenario),
 //   ABANDON_USER (another, for the abandoned step-up).
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -318,6 +318,98 @@ await scenario("enrol TOTP from the sign-in page, then sign in with a code", asy
   }
 });
 
+await scenario("register a passkey, then sign in with it (second factor and alone)", async (page) => {
+  // Chromium's virtual authenticator (DevTools WebAuthn domain): a platform passkey
+  // device that verifies the user.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2", transport: "internal", hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  const ISSUER_PK = env("PASSKEY_ISSUER");
+  const REDIRECT = env("PASSKEY_REDIRECT");
+  const USER_PK = env("PASSKEY_USER");
+  const challenge = createHash("sha256").update("passkey-verifier-0123456789-0123456789-abcdef").digest("base64url");
+  const start = `${ISSUER_PK}/authorize?` + new URLSearchParams({
+    response_type: "code", client_id: env("PASSKEY_CLIENT"), redirect_uri: REDIRECT,
+    scope: "openid", state: "pk", code_challenge: challenge, code_challenge_method: "S256",
+  });
+  // Back at the client's redirect URI (the example app's page) with a code.
+  const backAtClient = async (p) => {
+    const [request] = await Promise.all([
+      p.waitForRequest((r) => r.url().startsWith(REDIRECT)),
+      p.keyboard.press("Enter"),
+    ]);
+    assert.match(request.url(), /[?&]code=/);
+    await p.waitForURL((u) => u.href.startsWith(REDIRECT));
+  };
+
+  // Registration: password, then the enrolment page's "Register a passkey".
+  await page.goto(start);
+  await page.fill("#username", USER_PK);
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.locator("h2", { hasText: "Or register a passkey" }).waitFor();
+  assert.equal(await page.locator("label[for=passkey-label]").count(), 1);
+  await page.screenshot({ path: join(SHOTS, "passkey-enrol.png"), fullPage: true });
+  await page.click("#register-passkey");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1);
+  await backAtClient(page);
+
+  // A new sign-in in the same context (the authenticator stays): the passkey as the
+  // second factor, offered on the code page.
+  await page.context().clearCookies();
+  await page.goto(start);
+  await page.fill("#username", USER_PK);
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.locator("h2", { hasText: "Or use a passkey" }).waitFor();
+  await page.click("#use-passkey");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await backAtClient(page);
+
+  // Passwordless: the login page's "Sign in with a passkey", username first.
+  await page.context().clearCookies();
+  await page.goto(start);
+  await page.fill("#username", USER_PK);
+  await page.click("#passkey-start");
+  await page.locator("h1", { hasText: "Sign in with a passkey" }).waitFor();
+  await page.screenshot({ path: join(SHOTS, "passkey-signin.png"), fullPage: true });
+  await page.click("#use-passkey");
+  await page.locator("h1", { hasText: "Allow" }).waitFor();
+  await backAtClient(page);
+
+  // Without user verification the server refuses the device's answer, announced in
+  // role=alert. The page asks for verification (required), so a device that cannot
+  // verify fails in the browser before anything is posted; to make the server see an
+  // assertion without the UV flag, the options are relaxed in the page (as a hostile or
+  // broken client could) and the device answers without verifying.
+  await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified: false });
+  await page.context().clearCookies();
+  await page.goto(start);
+  await page.fill("#username", USER_PK);
+  await page.click("#passkey-start");
+  await page.locator("h1", { hasText: "Sign in with a passkey" }).waitFor();
+  await page.evaluate(() => {
+    const form = document.querySelector('form[data-passkey="get"]');
+    const options = JSON.parse(form.dataset.options);
+    options.publicKey.userVerification = "discouraged";
+    form.dataset.options = JSON.stringify(options);
+  });
+  const [refusal] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === "POST" && r.url().includes("/authorize")),
+    page.click("#use-passkey"),
+  ]);
+  assert.equal(refusal.status(), 400, "the server saw the assertion and refused it");
+  assert.match(refusal.request().postData() ?? "", /response=%7B/, "an assertion was posted");
+  await page.locator("[role=alert]", { hasText: "The passkey was not accepted" }).waitFor();
+});
+
 await scenario("step-up: the API asks for a second factor, the app signs in again with it and retries", async (page) => {
   const STEP_UP_USER = env("STEP_UP_USER");
   // Signed in with the password alone.
@@ -410,5 +502,5 @@ await scenario("an abandoned step-up leaves nothing pending: a later plain sign-
 });
 
 await browser.close();
-console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")} ${join(SHOTS, "step-up.png")}`);
+console.log(`screenshots: ${join(SHOTS, "login.png")} ${join(SHOTS, "consent.png")} ${join(SHOTS, "mfa-enrol.png")} ${join(SHOTS, "mfa-code.png")} ${join(SHOTS, "passkey-enrol.png")} ${join(SHOTS, "passkey-signin.png")} ${join(SHOTS, "step-up.png")}`);
 process.exit(failed ? 1 : 0);

@@ -120,11 +120,13 @@ pub fn start_resource_server(issuer: &str, port: u16, extra: &[&str]) -> Running
 }
 
 /// The pages the scenarios photograph.
-const SCREENSHOTS: [&str; 5] = [
+const SCREENSHOTS: [&str; 7] = [
     "login.png",
     "consent.png",
     "mfa-enrol.png",
     "mfa-code.png",
+    "passkey-enrol.png",
+    "passkey-signin.png",
     "step-up.png",
 ];
 
@@ -187,6 +189,27 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         ],
     );
 
+    // Passkeys need an issuer with a host name (WebAuthn has no relying party for an IP
+    // address): a second server whose issuer is http://localhost:PORT, listening there.
+    let pk_port = free_port();
+    let pk_issuer = format!("http://localhost:{pk_port}");
+    let pk = Server::start_at(
+        &format!("127.0.0.1:{pk_port}"),
+        None,
+        &format!("issuer = \"{pk_issuer}\"\nmfa = \"required\"\n"),
+        &[],
+    );
+    pk.add_user("carol", PASSWORD);
+    // Back at the example app's page (it refuses the foreign `state`; the code in the
+    // URL is all the scenario needs).
+    let pk_redirect = spa_url.clone();
+    let (pk_client_id, _) = pk.add_client(
+        "passkey-app",
+        "authorization_code",
+        "openid",
+        &["--public", "--redirect-uri", &pk_redirect],
+    );
+
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     for f in SCREENSHOTS {
@@ -200,6 +223,10 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
         .env("ISSUER", &s.base)
         .env("USERNAME", "alice")
         .env("MFA_USER", "bob")
+        .env("PASSKEY_ISSUER", &pk_issuer)
+        .env("PASSKEY_CLIENT", &pk_client_id)
+        .env("PASSKEY_REDIRECT", &pk_redirect)
+        .env("PASSKEY_USER", "carol")
         .env("STEP_UP_USER", "carol")
         .env("ABANDON_USER", "dave")
         .env("PASSWORD", PASSWORD)
@@ -216,8 +243,9 @@ async fn sign_in_from_a_single_page_app_in_headless_chromium() {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
-        "browser scenarios failed:\n{stdout}\nserver log:\n{}",
-        s.log()
+        "browser scenarios failed:\n{stdout}\nserver log:\n{}\npasskey server log:\n{}",
+        s.log(),
+        pk.log()
     );
     for f in SCREENSHOTS {
         let path = shots.join(f);

@@ -94,6 +94,17 @@ impl Server {
     /// Starts on `database` (PostgreSQL URL, or `None` for SQLite) with a TOML config
     /// (empty for none) and extra environment variables.
     pub fn start_on(database: Option<&str>, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_at("127.0.0.1:0", database, config, env)
+    }
+
+    /// [`Self::start_on`] listening on `listen` (e.g. a port picked beforehand, for an
+    /// issuer that names it).
+    pub fn start_at(
+        listen: &str,
+        database: Option<&str>,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         register_secret(PASSWORD);
         let mut cmd = Command::new(BIN);
@@ -101,7 +112,7 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env_remove("TESSERA_DATABASE_URL")
             .env_remove("TESSERA_MASTER_KEY")
             .env_remove("TESSERA_ISSUER")

@@ -25,6 +25,8 @@ mod keys;
 mod meta;
 mod mfa_totp;
 mod observe;
+mod passkey_abuse;
+mod passkeys;
 mod postgres;
 mod push_revocation;
 mod refresh;

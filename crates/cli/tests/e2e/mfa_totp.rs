@@ -177,7 +177,11 @@ async fn enrol_then_sign_in_with_a_code_or_a_recovery_code_once_each() {
     let d = s.get("/.well-known/openid-configuration", None).await;
     assert_eq!(
         d.json["acr_values_supported"],
-        serde_json::json!(["urn:tessera:acr:pwd", "urn:tessera:acr:mfa"])
+        serde_json::json!([
+            "urn:tessera:acr:pwd",
+            "urn:tessera:acr:mfa",
+            "urn:tessera:acr:phr"
+        ])
     );
 
     // A new browser: the password alone leads to the code page, not to consent.

@@ -12,7 +12,7 @@ mod users;
 
 pub use clients::NewClient;
 pub use keys::KeyInfo;
-pub use mfa::UserFactors;
+pub use mfa::{PasskeyListing, UserFactors};
 pub use tokens::MintRequest;
 
 use std::sync::Arc;

@@ -124,6 +124,9 @@ pub struct FileConfig {
     pub password_hash_queue: Option<usize>,
     /// Second factors at browser sign-in: "off", "optional" (default) or "required".
     pub mfa: Option<String>,
+    /// The WebAuthn relying party id of passkeys; default: the issuer's host. Must be
+    /// that host or a parent domain of it.
+    pub passkey_rp_id: Option<String>,
     /// Allowance for the clocks of replicas against each other at `/authorize`, seconds
     /// (default 5, 0 to 60): a sign-in asked to be fresh (`prompt=login`, `max_age=0`)
     /// counts when made at most this long before the request arrived.

@@ -77,6 +77,8 @@ pub struct LoginConfig {
     pub throttle: ThrottlePolicy,
     /// Second factors at browser sign-in.
     pub mfa: MfaMode,
+    /// The WebAuthn relying party id (`passkey_rp_id`); `None`: the issuer's host.
+    pub passkey_rp_id: Option<String>,
     /// Allowance for replicas' clocks when `/authorize` asks for a fresh sign-in
     /// (`authorize_clock_leeway_secs`).
     pub authorize_clock_leeway: Duration,
@@ -145,6 +147,7 @@ impl LoginConfig {
         };
         LoginConfig {
             mfa,
+            passkey_rp_id: f.passkey_rp_id.clone(),
             authorize_clock_leeway: p.secs(
                 "authorize_clock_leeway_secs",
                 f.authorize_clock_leeway_secs,

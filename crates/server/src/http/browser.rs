@@ -19,7 +19,7 @@ use tessera_token::{OpaqueToken, TokenHash, TokenKind};
 
 use crate::http::AppState;
 use crate::oauth::OAuthError;
-use crate::store::{Amr, PendingSignIn, SessionRecord, UserRecord};
+use crate::store::{Amr, PendingPurpose, PendingSignIn, SessionRecord, UserRecord};
 
 /// Name of the session cookie (without prefix).
 const SESSION: &str = "tessera_session";
@@ -170,8 +170,9 @@ pub(crate) async fn start_session(
 pub(crate) async fn start_pending(
     state: &AppState,
     user: &UserRecord,
+    purpose: PendingPurpose,
     out: &mut HeaderMap,
-) -> Result<(), OAuthError> {
+) -> Result<TokenHash, OAuthError> {
     let token = OpaqueToken::generate(TokenKind::AccessToken)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
     let now = state.clock.now();
@@ -181,12 +182,13 @@ pub(crate) async fn start_pending(
         generation: user.generation,
         auth_time: now,
         expires_at: now.saturating_add(PENDING_TTL),
+        purpose,
     };
     state.store.insert_pending(&record).await?;
     if let Some(c) = set_cookie(state, PENDING, token.expose(), PENDING_TTL.as_secs()) {
         out.append(header::SET_COOKIE, c);
     }
-    Ok(())
+    Ok(record.hash)
 }
 
 /// The request's live pending sign-in, if any.
@@ -235,8 +237,16 @@ pub(crate) async fn end_session(
     Ok(())
 }
 
-/// Headers of every HTML page: never cached, never framed, no scripts, no referrer.
-pub(crate) fn page_headers(out: &mut HeaderMap) {
+/// The pages' policy: nothing but inline styles, never framed.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy of a page with a passkey form: the same, and this origin's scripts (the
+/// server serves one: `/passkey.js`; no inline script).
+const CSP_PASSKEY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers of every HTML page: never cached, never framed, no referrer, and no script
+/// at all, but for a page with a passkey form (`scripts`): this origin's files.
+pub(crate) fn page_headers(out: &mut HeaderMap, scripts: bool) {
     out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -244,9 +254,7 @@ pub(crate) fn page_headers(out: &mut HeaderMap) {
     out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     out.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(if scripts { CSP_PASSKEY } else { CSP }),
     );
     out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     out.insert(

@@ -35,6 +35,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::routing::{get, post};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Largest request body accepted (form posts are small).
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -76,6 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(FEED_PATH, get(feed::feed))
         .route("/healthz", get(meta::healthz))
+        .route("/passkey.js", get(pages::passkey_js))
         .route("/readyz", get(meta::readyz))
         .route(OPENAPI_PATH, get(openapi::openapi_json));
     if state.config.metrics.metrics_listen.is_none() {
@@ -105,6 +107,11 @@ fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(observe::observe))
+        // Every answer (JSON too) is what its Content-Type says: no sniffing.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

@@ -40,6 +40,7 @@ pub(crate) const BEARER: &str = "bearer";
         meta::discovery,
         meta::openid_configuration,
         meta::healthz,
+        crate::http::pages::passkey_js,
         meta::readyz,
         crate::http::scrape::scrape,
         openapi_json,

@@ -54,6 +54,18 @@ fn form(body: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// JSON answers carry `nosniff` as the pages do.
+#[tokio::test]
+async fn json_answers_are_not_sniffed() {
+    let (s, _d) = state().await;
+    for path in ["/.well-known/openid-configuration", "/jwks.json"] {
+        let (_, headers, _) = send(&s, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+    }
+    let (_, headers, _) = send(&s, form("grant_type=nonsense")).await;
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+}
+
 #[tokio::test]
 async fn discovery_names_the_endpoints_and_never_none() {
     let (s, _d) = state().await;

@@ -1,5 +1,8 @@
-//! The second factor of a sign-in whose password was accepted: a TOTP or recovery code
-//! checked by [`crate::mfa`], throttled like a password on a key of its own, and audited.
+//! The second factor of a sign-in whose password was accepted (a TOTP or recovery code
+//! checked by [`crate::mfa`], or a passkey checked by [`crate::passkeys`]), and a passkey
+//! alone: throttled like a password on keys of their own (a passkey alone on others than
+//! the second factor's), and audited. One implementation
+//! for every factor.
 
 use std::sync::Arc;
 
@@ -10,8 +13,9 @@ use tessera_token::TokenHash;
 use super::{Attempt, LoginFailure, account_failures, give_back, name_tag};
 use crate::audit::audit;
 use crate::oauth::OAuthError;
+use crate::passkeys::Refused;
 use crate::state::Core;
-use crate::store::UserRecord;
+use crate::store::{CeremonyKind, UserRecord};
 use crate::throttle;
 
 /// Which second factor completed a sign-in.
@@ -21,6 +25,63 @@ pub(crate) enum Factor {
     Totp,
     /// A recovery code.
     Recovery,
+    /// A passkey (WebAuthn assertion, user verified).
+    Passkey,
+}
+
+/// What the user sent as their factor.
+#[derive(Debug, Clone)]
+pub(crate) enum Proof {
+    /// A TOTP code or a recovery code, as typed.
+    Code(String),
+    /// A passkey assertion: the ceremony id and the page's JSON response.
+    Passkey {
+        /// The ceremony id the page carried.
+        ceremony: String,
+        /// The credential response (JSON), at most [`crate::passkeys::MAX_RESPONSE`].
+        response: String,
+    },
+}
+
+/// The result of checking a proof: the factor, its audit detail, or why it failed.
+enum Outcome {
+    Good(Factor, serde_json::Value),
+    Bad(&'static str, &'static str),
+}
+
+async fn check(
+    core: &Core,
+    user_id: &str,
+    pending: Option<&TokenHash>,
+    proof: &Proof,
+) -> Result<Outcome, OAuthError> {
+    Ok(match proof {
+        Proof::Code(code) => match crate::mfa::check(core, user_id, code).await? {
+            crate::mfa::Checked::Totp => Outcome::Good(Factor::Totp, json!({ "factor": "totp" })),
+            crate::mfa::Checked::Recovery { left } => Outcome::Good(
+                Factor::Recovery,
+                json!({ "factor": "recovery_code", "recovery_codes_left": left }),
+            ),
+            crate::mfa::Checked::Replayed => Outcome::Bad("totp", "replayed"),
+            crate::mfa::Checked::Wrong => Outcome::Bad("totp", "wrong_code"),
+        },
+        Proof::Passkey { ceremony, response } => {
+            // A second factor is bound to its pending sign-in; a passkey alone to nothing.
+            let kind = if pending.is_some() {
+                CeremonyKind::SecondFactor
+            } else {
+                CeremonyKind::FirstFactor
+            };
+            match crate::passkeys::check(core, user_id, kind, pending, ceremony, response).await? {
+                Ok(()) => Outcome::Good(Factor::Passkey, json!({ "factor": "passkey" })),
+                Err(r) => Outcome::Bad("passkey", refused(r)),
+            }
+        }
+    })
+}
+
+fn refused(r: Refused) -> &'static str {
+    r.as_str()
 }
 
 /// Wrong codes one pending sign-in takes, from any networks together, before it ends: each
@@ -46,10 +107,13 @@ pub(crate) async fn count_wrong_code(core: &Core, pending: &TokenHash) -> Result
     Ok(false)
 }
 
-/// Checks the second factor `code` (a TOTP code or a recovery code) of `user`, whose
-/// password was accepted in the pending sign-in `pending`, throttled like a password: its
+/// Checks the factor `proof` (a TOTP code, a recovery code or a passkey) of `user`, whose
+/// password was accepted in the pending sign-in `pending` (`None`: a passkey alone, the
+/// user named on the login page), throttled like a password: its
 /// own (account, network) key, so a correct password does not clear the failures of the
-/// second factor, and the network's key the passwords share. A wrong or replayed code
+/// second factor, and the network's key the passwords share. A passkey alone counts on
+/// (account, network) and account keys of its own: failures posted without a password
+/// may block passwordless sign-in for the account, never its password-backed factor. A wrong or replayed code
 /// counts as a failed login (metric, audit `mfa.failure`, throttle, the account alarm
 /// `login.account_targeted`); the pending sign-in ends after [`CODES_PER_SIGN_IN`] wrong
 /// codes; once the account's wrong codes from all networks reach the alarm threshold
@@ -60,13 +124,13 @@ pub(crate) async fn count_wrong_code(core: &Core, pending: &TokenHash) -> Result
 pub(crate) async fn second_factor(
     core: &Arc<Core>,
     user: &UserRecord,
-    pending: &TokenHash,
-    code: &str,
+    pending: Option<&TokenHash>,
+    proof: Proof,
     attempt: &Attempt<'_>,
 ) -> Result<Factor, LoginFailure> {
     let core = Arc::clone(core);
-    let (user_id, code) = (user.id.clone(), code.to_owned());
-    let (name, pending) = (user.name.clone(), *pending);
+    let user_id = user.id.clone();
+    let (name, pending) = (user.name.clone(), pending.copied());
     let (client_id, ctx, via) = (
         attempt.client_id.to_owned(),
         attempt.ctx.clone(),
@@ -75,7 +139,14 @@ pub(crate) async fn second_factor(
     let task = tokio::spawn(async move {
         let core = &*core;
         let ip = ctx.ip;
-        let tag = name_tag(core, &format!("\u{1f}mfa\u{1f}{user_id}"));
+        // A passkey alone (no password: anyone who knows the username may post one) counts
+        // on keys of its own, so its failures never block the password-backed factor.
+        let scope = if pending.is_some() {
+            "mfa"
+        } else {
+            "passkey-alone"
+        };
+        let tag = name_tag(core, &format!("\u{1f}{scope}\u{1f}{user_id}"));
         // The account's failures from all networks (the row `Reservation::failed` counts).
         let account_block = format!("acct:{tag}");
         let now = core.clock.now();
@@ -96,7 +167,7 @@ pub(crate) async fn second_factor(
                 return Err(LoginFailure::Throttled { retry_after });
             }
         };
-        let checked = match crate::mfa::check(core, &user_id, &code).await {
+        let checked = match check(core, &user_id, pending.as_ref(), &proof).await {
             Ok(c) => c,
             Err(e) => {
                 give_back(core, reservation).await;
@@ -105,20 +176,13 @@ pub(crate) async fn second_factor(
         };
         let ip_text = ip.map(|ip| ip.to_string());
         let (factor, detail) = match checked {
-            crate::mfa::Checked::Totp => (Factor::Totp, json!({ "factor": "totp" })),
-            crate::mfa::Checked::Recovery { left } => (
-                Factor::Recovery,
-                json!({ "factor": "recovery_code", "recovery_codes_left": left }),
-            ),
-            failed => {
-                let reason = if failed == crate::mfa::Checked::Replayed {
-                    "replayed"
-                } else {
-                    "wrong_code"
-                };
+            Outcome::Good(factor, detail) => (factor, detail),
+            Outcome::Bad(kind, reason) => {
                 metrics::counter!(crate::metrics::LOGIN_FAILURES, "reason" => "second_factor")
                     .increment(1);
-                let detail = json!({ "reason": reason, "ip": ip_text, "via": via.as_str() });
+                let detail = json!({
+                    "factor": kind, "reason": reason, "ip": ip_text, "via": via.as_str()
+                });
                 audit(
                     core,
                     "mfa.failure",
@@ -133,7 +197,12 @@ pub(crate) async fn second_factor(
                     ctx: &ctx,
                     via,
                 };
-                let who = json!({ "username": name, "factor": "second" });
+                let step = if pending.is_some() {
+                    "second"
+                } else {
+                    "passkey_alone"
+                };
+                let who = json!({ "username": name, "factor": step });
                 account_failures(core, &attempt, &tag, Some(&user_id), who, failures).await;
                 let policy = core.config.login.throttle;
                 let now = core.clock.now();
@@ -143,7 +212,9 @@ pub(crate) async fn second_factor(
                         .await
                         .map_err(OAuthError::from)?;
                 }
-                count_wrong_code(core, &pending).await?;
+                if let Some(pending) = pending {
+                    count_wrong_code(core, &pending).await?;
+                }
                 return Err(LoginFailure::BadCredentials);
             }
         };

@@ -224,6 +224,13 @@ forward!(MfaStore {
     fn insert_pending(&self, pending: &PendingSignIn) -> Result<(), StoreError>;
     fn pending(&self, hash: &TokenHash, now: UnixTime) -> Result<Option<PendingSignIn>, StoreError>;
     fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+    fn add_passkey(&self, passkey: &PasskeyRecord, revoked: Revoked) -> Result<bool, StoreError>;
+    fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    fn update_passkey(&self, credential_id: &[u8], old: &str, new: &str, now: UnixTime) -> Result<bool, StoreError>;
+    fn mark_passkey_suspect(&self, credential_id: &[u8], now: UnixTime) -> Result<bool, StoreError>;
+    fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError>;
+    fn trim_ceremonies(&self, user_id: &str, kind: CeremonyKind, keep: u32) -> Result<(), StoreError>;
+    fn take_ceremony(&self, hash: &TokenHash, kind: CeremonyKind, now: UnixTime) -> Result<Option<CeremonyRecord>, StoreError>;
 });
 
 #[async_trait]

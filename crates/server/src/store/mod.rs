@@ -21,10 +21,10 @@ use async_trait::async_trait;
 use tessera_token::{TokenHash, UnixTime};
 
 pub use records::{
-    Amr, AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, ClientRecord, GrantOwner, GrantRecord,
-    GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken, PendingSignIn,
-    RefreshRecord, RevocationEntry, Revoked, SessionRecord, SigningKeyRecord, TotpRecord,
-    UserRecord, client_credentials_sid,
+    Amr, AuditEvent, AuthCodeRecord, CLIENT_SID_PREFIX, CeremonyKind, CeremonyRecord, ClientRecord,
+    GrantOwner, GrantRecord, GrantType, KeyChange, KeyState, MINTED_SID_PREFIX, NewRefreshToken,
+    PasskeyRecord, PendingPurpose, PendingSignIn, RefreshRecord, RevocationEntry, Revoked,
+    SessionRecord, SigningKeyRecord, TotpRecord, UserRecord, client_credentials_sid,
 };
 
 /// Why a store operation failed.
@@ -289,6 +289,51 @@ pub trait MfaStore: Send + Sync {
     ) -> Result<Option<PendingSignIn>, StoreError>;
     /// Deletes the pending sign-in; true for the one caller that deleted it (single use).
     async fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+    /// Stores a passkey and, in the same transaction, deletes the user's unconfirmed TOTP
+    /// enrolment and does their revoke-all (a new factor ends what was had without it);
+    /// false, and nothing changed, when the
+    /// credential id is registered already (to this user or another).
+    async fn add_passkey(
+        &self,
+        passkey: &PasskeyRecord,
+        revoked: Revoked,
+    ) -> Result<bool, StoreError>;
+    /// The user's passkeys, oldest first.
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// Replaces the stored `passkey` of the credential after a use (new counter, backup
+    /// flags) if it is still `old` (one winner among concurrent uses).
+    async fn update_passkey(
+        &self,
+        credential_id: &[u8],
+        old: &str,
+        new: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Marks the credential suspect (its counter went back); true for the call that marked
+    /// it, false when it was already (or is unknown).
+    async fn mark_passkey_suspect(
+        &self,
+        credential_id: &[u8],
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Stores a ceremony's state.
+    async fn insert_ceremony(&self, ceremony: &CeremonyRecord) -> Result<(), StoreError>;
+    /// Deletes the user's ceremonies of `kind` but the `keep` latest to expire (the oldest
+    /// go first; among ceremonies begun in the same second, which stay is arbitrary).
+    async fn trim_ceremonies(
+        &self,
+        user_id: &str,
+        kind: CeremonyKind,
+        keep: u32,
+    ) -> Result<(), StoreError>;
+    /// Deletes the ceremony with this hash and returns it if it was of `kind` and live at
+    /// `now`; one winner among concurrent callers, and a ceremony is gone after any take.
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        kind: CeremonyKind,
+        now: UnixTime,
+    ) -> Result<Option<CeremonyRecord>, StoreError>;
 }
 
 /// The revocation feed (docs/revocation-feed.md).

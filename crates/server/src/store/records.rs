@@ -444,6 +444,24 @@ impl Amr {
         Amr(vec!["pwd".into(), "mfa".into()])
     }
 
+    /// A passkey as the second factor after a password: `hwk` (a proof of possession of
+    /// a key held by the authenticator; RFC 8176 section 2) and `mfa`.
+    pub fn password_and_passkey() -> Self {
+        Amr(vec!["pwd".into(), "hwk".into(), "mfa".into()])
+    }
+
+    /// A passkey alone (passwordless) whose authenticator verified the user (PIN or
+    /// biometrics, the UV flag, which the ceremony requires): `hwk`, `user` and `mfa`
+    /// (possession plus the verification the authenticator did).
+    pub fn passkey_alone() -> Self {
+        Amr(vec!["hwk".into(), "user".into(), "mfa".into()])
+    }
+
+    /// True when a passkey (`hwk`) was one of the factors: phishing-resistant.
+    pub fn has_passkey(&self) -> bool {
+        self.0.iter().any(|v| v == "hwk")
+    }
+
     /// The values, in order.
     pub fn values(&self) -> &[String] {
         &self.0
@@ -506,6 +524,112 @@ pub struct PendingSignIn {
     pub auth_time: UnixTime,
     /// The end of the pending state (a few minutes).
     pub expires_at: UnixTime,
+    /// What the sign-in is for: enrolling a first factor, or giving the one enrolled.
+    pub purpose: PendingPurpose,
+}
+
+/// What a pending sign-in is for, decided when the password was accepted. Only an
+/// `Enrol` sign-in of a user who still has no factor may enrol one: the password alone
+/// never adds a factor to an account that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingPurpose {
+    /// The user has no factor: the enrolment page (TOTP or a first passkey).
+    Enrol,
+    /// The user has a factor: the code page (a code or a passkey).
+    Verify,
+}
+
+impl PendingPurpose {
+    /// The stored form.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PendingPurpose::Enrol => "enrol",
+            PendingPurpose::Verify => "verify",
+        }
+    }
+
+    /// The stored form read back; anything unknown is `Verify` (the narrower).
+    pub(crate) fn parse(s: &str) -> Self {
+        if s == "enrol" {
+            PendingPurpose::Enrol
+        } else {
+            PendingPurpose::Verify
+        }
+    }
+}
+
+/// A registered passkey (WebAuthn credential). The credential id is unique across users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// The credential id the authenticator chose (raw bytes).
+    pub credential_id: Vec<u8>,
+    /// The user it belongs to.
+    pub user_id: String,
+    /// A label for listings ("passkey 1", ...).
+    pub label: String,
+    /// webauthn-rs's serialised `Passkey`: the public key, signature counter and backup
+    /// flags (public data; no secret).
+    pub passkey: String,
+    /// When it was registered.
+    pub created_at: UnixTime,
+    /// When it last completed a sign-in.
+    pub last_used_at: Option<UnixTime>,
+    /// When its signature counter went back (a cloned authenticator): refused from then
+    /// on, until the user's factors are reset.
+    pub suspect_at: Option<UnixTime>,
+}
+
+/// What a WebAuthn ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// Registering a passkey.
+    Register,
+    /// A passkey as the second factor of a pending sign-in.
+    SecondFactor,
+    /// A passkey alone (passwordless sign-in).
+    FirstFactor,
+}
+
+impl CeremonyKind {
+    /// The stored form.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CeremonyKind::Register => "register",
+            CeremonyKind::SecondFactor => "second",
+            CeremonyKind::FirstFactor => "first",
+        }
+    }
+}
+
+/// The server-side state of a WebAuthn ceremony (its challenge), by the hash of a random
+/// id the page carries; bound to a user and, but for a passwordless sign-in, to the
+/// pending sign-in or session it belongs to. Taken once; dead after `expires_at`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CeremonyRecord {
+    /// SHA-256 of the ceremony id.
+    pub hash: TokenHash,
+    /// What it is for.
+    pub kind: CeremonyKind,
+    /// The user it is for.
+    pub user_id: String,
+    /// The hash of the pending sign-in (second factor, registration during sign-in) or
+    /// session (registration while signed in) it belongs to.
+    pub bound_to: Option<TokenHash>,
+    /// webauthn-rs's serialised ceremony state (holds the challenge).
+    pub state: String,
+    /// The end of the ceremony.
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for CeremonyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CeremonyRecord")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("state", &"<challenge>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub(super) async fn proceed(
             scopes: req.scope.iter().collect(),
             csrf: &csrf,
             hidden: &hidden,
+            offer_passkey: super::passkey_add::may_add(state, session),
         },
         out,
     )

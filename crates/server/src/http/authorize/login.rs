@@ -51,6 +51,7 @@ pub(super) fn page(
             username,
             error,
             offer_enrol: state.config.login.mfa == MfaMode::Optional,
+            offer_passkey: crate::passkeys::available(state),
         },
         out,
     )

@@ -4,6 +4,8 @@
 //! recovery codes shown once. The state in between is a pending sign-in in the store,
 //! by the hash of a short-lived cookie ([`crate::http::browser::start_pending`]), taken
 //! once by the step that starts the session. Without it no step here does anything.
+//! (Over 400 lines: the code and enrolment pages share these helpers with the passkey
+//! steps in [`super::passkey`].)
 
 use std::sync::Arc;
 
@@ -17,16 +19,17 @@ use super::{consent, login, unavailable};
 use crate::audit::audit;
 use crate::http::AppState;
 use crate::http::browser::{csrf_token, pending, start_pending, start_session, take_pending};
-use crate::http::pages::{MfaCode, MfaEnrol, MfaRecovery, render};
+use crate::http::pages::{MfaCode, MfaEnrol, MfaRecovery, PasskeyForm, render};
 use crate::http::peer::Peer;
-use crate::login::{Attempt, Factor, LoginFailure, Via};
+use crate::login::{Attempt, Factor, LoginFailure, Proof, Via};
 use crate::mfa::{self as factors, Enrolment};
 use crate::oauth::OAuthError;
-use crate::store::{Amr, PendingSignIn, UserRecord};
+use crate::passkeys::Started;
+use crate::store::{Amr, CeremonyKind, PendingPurpose, PendingSignIn, UserRecord};
+use tessera_token::TokenHash;
 
 /// The message for a wrong, replayed or used code.
-const BAD_CODE: &str =
-    "That code is not right, or was used already. Wait for the next code and try again.";
+const BAD_CODE: &str = "That code or passkey was not accepted, or was used already. Try again.";
 /// The pending sign-in is gone (expired, used, or the user was reset or disabled).
 const EXPIRED: &str = "Your sign-in expired. Sign in again.";
 
@@ -41,22 +44,85 @@ pub(super) async fn start(
     enrolled: bool,
 ) -> Response {
     let mut out = HeaderMap::new();
-    if let Err(e) = start_pending(state, user, &mut out).await {
-        return unavailable(&e);
+    // An enrolment only for a user without a factor ([`factors::begin`] refuses one over
+    // a confirmed TOTP factor; a passkey counts too). Confirmed meanwhile (another
+    // browser): the code page.
+    let enrolment = if enrolled {
+        None
+    } else {
+        match factors::begin(state, user).await {
+            Ok(e) => e,
+            Err(e) => return unavailable(&e),
+        }
+    };
+    let purpose = match enrolment {
+        Some(_) => PendingPurpose::Enrol,
+        None => PendingPurpose::Verify,
+    };
+    let pending = match start_pending(state, user, purpose, &mut out).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
+    let Some(e) = enrolment else {
+        let pk = offer(state, user, &pending, CeremonyKind::SecondFactor).await;
+        return code_page(state, headers, raw, req, StatusCode::OK, None, out, pk);
+    };
+    let pk = offer(state, user, &pending, CeremonyKind::Register).await;
+    let page = EnrolPage {
+        enrolment: &e,
+        passkey: pk.as_ref(),
+        label: "passkey 1",
+    };
+    enrol_page(state, headers, raw, req, &page, StatusCode::OK, None, out)
+}
+
+/// The request's pending sign-in and its user if it may enrol a first factor: it began
+/// as an enrolment ([`PendingPurpose::Enrol`]) and the user has no factor now (none
+/// confirmed in another browser meanwhile). Otherwise the login page saying the sign-in
+/// expired: the password alone never adds a factor to an account that has one.
+pub(super) async fn enrolling_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Result<(PendingSignIn, UserRecord), Response> {
+    let (pending, user) = pending_user(state, headers, raw, req).await?;
+    if pending.purpose != PendingPurpose::Enrol {
+        return Err(expired(state, headers, raw, req));
     }
-    if enrolled {
-        return code_page(state, headers, raw, req, StatusCode::OK, None, out);
-    }
-    match factors::begin(state, user).await {
-        Ok(Some(e)) => enrol_page(state, headers, raw, req, &e, StatusCode::OK, None, out),
-        // Confirmed meanwhile (another browser): ask for it.
-        Ok(None) => code_page(state, headers, raw, req, StatusCode::OK, None, out),
-        Err(e) => unavailable(&e),
+    match factors::enrolled(state, &user.id).await {
+        Ok(false) => Ok((pending, user)),
+        Ok(true) => Err(expired(state, headers, raw, req)),
+        Err(e) => Err(unavailable(&e)),
     }
 }
 
+/// A passkey ceremony of `kind` for `user` bound to the pending sign-in, for the page to
+/// offer; `None` (and the page without it) when passkeys are unavailable, the user has
+/// none to sign in with, or the store failed (logged: the code still works).
+pub(super) async fn offer(
+    state: &AppState,
+    user: &UserRecord,
+    pending: &TokenHash,
+    kind: CeremonyKind,
+) -> Option<Started> {
+    if !crate::passkeys::available(state) {
+        return None;
+    }
+    let started = match kind {
+        CeremonyKind::Register => crate::passkeys::begin_registration(state, user, pending)
+            .await
+            .map(Some),
+        _ => crate::passkeys::begin_authentication(state, user, kind, Some(pending)).await,
+    };
+    started.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not start a passkey ceremony");
+        None
+    })
+}
+
 /// The request's pending sign-in and its user, or the login page saying it expired.
-async fn pending_user(
+pub(super) async fn pending_user(
     state: &AppState,
     headers: &HeaderMap,
     raw: &Raw,
@@ -75,7 +141,12 @@ async fn pending_user(
     }
 }
 
-fn expired(state: &AppState, headers: &HeaderMap, raw: &Raw, req: &AuthRequest) -> Response {
+pub(super) fn expired(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Response {
     login::page(
         state,
         headers,
@@ -100,44 +171,131 @@ pub(super) async fn answer_code(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let again = |status, error| {
-        code_page(
+    let code = raw.get("code").unwrap_or_default();
+    if code.trim().is_empty() {
+        return again(
             state,
             headers,
             raw,
             req,
-            status,
-            Some(error),
-            HeaderMap::new(),
+            &pending,
+            &user,
+            StatusCode::BAD_REQUEST,
+            "Enter the code.",
         )
-    };
-    let code = raw.get("code").unwrap_or_default();
-    if code.trim().is_empty() {
-        return again(StatusCode::BAD_REQUEST, "Enter the code.");
+        .await;
     }
+    answer(
+        state,
+        headers,
+        peer,
+        raw,
+        req,
+        (pending, user),
+        Proof::Code(code.to_owned()),
+    )
+    .await
+}
+
+/// `action=passkey`: the user's passkey as the second factor (the ceremony the code page
+/// began, bound to this pending sign-in).
+pub(super) async fn answer_passkey(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    peer: Peer,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Response {
+    let (pending, user) = match pending_user(state, headers, raw, req).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let proof = Proof::Passkey {
+        ceremony: raw.get("ceremony").unwrap_or_default().to_owned(),
+        response: raw.get("response").unwrap_or_default().to_owned(),
+    };
+    answer(state, headers, peer, raw, req, (pending, user), proof).await
+}
+
+/// The code page again with `error`, offering a new passkey ceremony.
+#[allow(clippy::too_many_arguments)] // the page's parts, each different
+async fn again(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    pending: &PendingSignIn,
+    user: &UserRecord,
+    status: StatusCode,
+    error: &str,
+) -> Response {
+    let pk = offer(state, user, &pending.hash, CeremonyKind::SecondFactor).await;
+    code_page(
+        state,
+        headers,
+        raw,
+        req,
+        status,
+        Some(error),
+        HeaderMap::new(),
+        pk,
+    )
+}
+
+/// Checks the second factor `proof` and finishes the sign-in, or shows the code page
+/// again.
+async fn answer(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    peer: Peer,
+    raw: &Raw,
+    req: &AuthRequest,
+    (pending, user): (PendingSignIn, UserRecord),
+    proof: Proof,
+) -> Response {
     let ctx = context(headers, peer);
     let attempt = Attempt {
         client_id: &req.client.id,
         ctx: &ctx,
         via: Via::Browser,
     };
-    match crate::login::second_factor(&state.core, &user, &pending.hash, code, &attempt).await {
+    match crate::login::second_factor(&state.core, &user, Some(&pending.hash), proof, &attempt)
+        .await
+    {
         Ok(factor) => {
             let amr = match factor {
                 Factor::Totp => Amr::password_and_otp(),
                 Factor::Recovery => Amr::password_and_recovery_code(),
+                Factor::Passkey => Amr::password_and_passkey(),
             };
             finish(state, headers, raw, req, &pending, &user, amr).await
         }
-        Err(LoginFailure::BadCredentials) => again(StatusCode::BAD_REQUEST, BAD_CODE),
-        Err(LoginFailure::Throttled { retry_after } | LoginFailure::Busy { retry_after }) => {
-            retry_later(
-                again(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed attempts. Wait a little and try again.",
-                ),
-                retry_after,
+        Err(LoginFailure::BadCredentials) => {
+            again(
+                state,
+                headers,
+                raw,
+                req,
+                &pending,
+                &user,
+                StatusCode::BAD_REQUEST,
+                BAD_CODE,
             )
+            .await
+        }
+        Err(LoginFailure::Throttled { retry_after } | LoginFailure::Busy { retry_after }) => {
+            let page = again(
+                state,
+                headers,
+                raw,
+                req,
+                &pending,
+                &user,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Wait a little and try again.",
+            )
+            .await;
+            retry_later(page, retry_after)
         }
         Err(LoginFailure::Unavailable(e)) => unavailable(&e),
     }
@@ -147,7 +305,7 @@ pub(super) async fn answer_code(
 /// gone) and starts the session stamped with `generation`: the one read with the password,
 /// or the one after it when this sign-in confirmed the factor (which did the user's
 /// revoke-all; any other revoke-all meanwhile leaves the session dead, never alive).
-async fn start_from(
+pub(super) async fn start_from(
     state: &AppState,
     req: &AuthRequest,
     pending: &PendingSignIn,
@@ -200,7 +358,7 @@ pub(super) async fn answer_enrol(
     raw: &Raw,
     req: &AuthRequest,
 ) -> Response {
-    let (pending, user) = match pending_user(state, headers, raw, req).await {
+    let (pending, user) = match enrolling_user(state, headers, raw, req).await {
         Ok(found) => found,
         Err(page) => return page,
     };
@@ -220,16 +378,24 @@ pub(super) async fn answer_enrol(
             other => other,
         };
         return match under_way {
-            Ok(Some(e)) => enrol_page(
-                state,
-                headers,
-                raw,
-                req,
-                &e,
-                StatusCode::BAD_REQUEST,
-                Some("That code is not right. Enter the code your app shows now."),
-                HeaderMap::new(),
-            ),
+            Ok(Some(e)) => {
+                let pk = offer(state, &user, &pending.hash, CeremonyKind::Register).await;
+                let page = EnrolPage {
+                    enrolment: &e,
+                    passkey: pk.as_ref(),
+                    label: "passkey 1",
+                };
+                enrol_page(
+                    state,
+                    headers,
+                    raw,
+                    req,
+                    &page,
+                    StatusCode::BAD_REQUEST,
+                    Some("That code is not right. Enter the code your app shows now."),
+                    HeaderMap::new(),
+                )
+            }
             // Too many wrong codes, or confirmed or reset meanwhile: sign in again.
             Ok(None) => expired(state, headers, raw, req),
             Err(e) => unavailable(&e),
@@ -286,6 +452,7 @@ async fn wrong_enrolment_code(
     crate::login::count_wrong_code(state, &pending.hash).await
 }
 
+#[allow(clippy::too_many_arguments)] // the page's parts, each different
 fn code_page(
     state: &AppState,
     headers: &HeaderMap,
@@ -294,6 +461,7 @@ fn code_page(
     status: StatusCode,
     error: Option<&str>,
     mut out: HeaderMap,
+    passkey: Option<Started>,
 ) -> Response {
     let csrf = match csrf_token(state, headers, &mut out) {
         Ok(c) => c,
@@ -307,18 +475,33 @@ fn code_page(
             csrf: &csrf,
             hidden: &hidden,
             error,
+            passkey: passkey.as_ref().map(form),
         },
         out,
     )
 }
 
+fn form(s: &Started) -> PasskeyForm<'_> {
+    PasskeyForm {
+        id: &s.id,
+        options: &s.options,
+    }
+}
+
+/// What the enrolment page shows: the TOTP enrolment and the passkey registration.
+pub(super) struct EnrolPage<'a> {
+    pub(super) enrolment: &'a Enrolment,
+    pub(super) passkey: Option<&'a Started>,
+    pub(super) label: &'a str,
+}
+
 #[allow(clippy::too_many_arguments)] // the page's parts, each different
-fn enrol_page(
+pub(super) fn enrol_page(
     state: &AppState,
     headers: &HeaderMap,
     raw: &Raw,
     req: &AuthRequest,
-    enrolment: &Enrolment,
+    page: &EnrolPage<'_>,
     status: StatusCode,
     error: Option<&str>,
     mut out: HeaderMap,
@@ -331,11 +514,13 @@ fn enrol_page(
     render(
         status,
         &MfaEnrol {
-            qr_svg: &enrolment.qr_svg,
-            secret: &enrolment.secret,
+            qr_svg: &page.enrolment.qr_svg,
+            secret: &page.enrolment.secret,
             csrf: &csrf,
             hidden: &hidden,
             error,
+            passkey: page.passkey.map(form),
+            label: page.label,
         },
         out,
     )

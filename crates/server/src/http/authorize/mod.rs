@@ -11,6 +11,8 @@ mod assurance;
 mod consent;
 mod login;
 mod mfa;
+mod passkey;
+mod passkey_add;
 mod request;
 mod seal;
 
@@ -89,7 +91,7 @@ fn refused(state: &AppState, refusal: Refusal) -> Response {
 /// without a second factor does not count for a user who has confirmed one since (or
 /// under `mfa = "required"`); they sign in again, with it. The confirmation ends such
 /// sessions already (the user's revoke-all); this holds the line should one escape it.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<crate::store::SessionRecord>, OAuthError> {
@@ -140,10 +142,15 @@ async fn assured(
     }
 }
 
-/// A live, recent session below the `acr` asked. A user with a factor gives it (the
-/// code page, no password again); a user without one signs in with the password before
-/// enrolling (a session cookie alone never enrols a factor) where `mfa` allows
-/// enrolment; otherwise, or when even a second factor is not enough, the client gets
+/// A live, recent session below the `acr` asked. A user with a factor that reaches the
+/// level gives it: the code page, no password again, bound to a new pending sign-in of
+/// purpose `verify` (it can never enrol or register anything), whose passkey ceremony
+/// needs the user's authenticator; a session cookie alone reaches nothing. For
+/// `urn:tessera:acr:phr` only a passkey reaches it: a user without one gets
+/// `unmet_authentication_requirements` (a code given on the code page signs in at `mfa`,
+/// and the code is refused at the end all the same). A user without a factor signs in
+/// with the password before enrolling (a session cookie alone never enrols a factor)
+/// where `mfa` allows enrolment; otherwise the client gets
 /// `unmet_authentication_requirements`.
 async fn step_up(
     state: &AppState,
@@ -157,23 +164,30 @@ async fn step_up(
             .target
             .error(state, INTERACTION_REQUIRED, HeaderMap::new());
     }
-    if req.assurance.beyond(crate::oidc::ACR_MFA) {
+    if req.assurance.beyond(crate::oidc::ACR_PHR) {
         return req.target.error(state, UNMET, HeaderMap::new());
     }
+    let phr = req.assurance.beyond(crate::oidc::ACR_MFA);
     let found = async {
         let user = state.store.user_by_id(&session.user_id).await?;
         let enrolled = crate::mfa::enrolled(state, &session.user_id).await?;
-        Ok::<_, OAuthError>((user, enrolled))
+        let passkey = !state.store.passkeys(&session.user_id).await?.is_empty()
+            && crate::passkeys::available(state);
+        Ok::<_, OAuthError>((user, enrolled, passkey))
     };
+    let enrol_allowed = state.config.login.mfa != crate::config::MfaMode::Off;
     match found.await {
-        // With TOTP the only factor, an enrolled user's live session is already `mfa`
-        // (`signed_in`), so this arm waits for a rung above it (passkeys) to be reached.
-        Ok((Some(user), true)) => mfa::start(state, headers, raw, req, &user, true).await,
-        Ok((Some(_), false)) if state.config.login.mfa != crate::config::MfaMode::Off => {
+        // An enrolled user's live session is at least `mfa` (`signed_in`): this is a
+        // request for `phr` from a TOTP sign-in, and the user has a passkey to give.
+        Ok((Some(user), true, passkey)) if passkey || !phr => {
+            mfa::start(state, headers, raw, req, &user, true).await
+        }
+        Ok((Some(_), true, _)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((Some(_), false, _)) if enrol_allowed && (!phr || crate::passkeys::available(state)) => {
             login::page(state, headers, raw, req, StatusCode::OK, "", None)
         }
-        Ok((Some(_), false)) => req.target.error(state, UNMET, HeaderMap::new()),
-        Ok((None, _)) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
+        Ok((Some(_), false, _)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((None, _, _)) => login::page(state, headers, raw, req, StatusCode::OK, "", None),
         Err(e) => unavailable(&e),
     }
 }
@@ -225,7 +239,8 @@ pub(crate) async fn get(
 }
 
 /// `POST /authorize`: the login form (`action=login`), the second-factor forms
-/// (`action=mfa`, `enrol`, `continue`) and the consent form (`action=approve` or `deny`). Every post must carry the CSRF token.
+/// (`action=mfa`, `enrol`, `continue`, `passkey`, `passkey_register`), the passkey
+/// sign-in (`login` with `passkey=1`, then `passkey_login`) and the consent form (`action=approve` or `deny`). Every post must carry the CSRF token.
 #[utoipa::path(
     post,
     path = "/authorize",
@@ -260,8 +275,18 @@ pub(crate) async fn post(
     };
     tracing::Span::current().record("client_id", req.client.id.as_str());
     match raw.get("action") {
+        Some("login") if raw.get("passkey") == Some("1") => {
+            passkey::start(&state, &headers, peer, &raw, &req).await
+        }
         Some("login") => login::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("mfa") => mfa::answer_code(&state, &headers, peer, &raw, &req).await,
+        Some("passkey") => mfa::answer_passkey(&state, &headers, peer, &raw, &req).await,
+        Some("passkey_register") => passkey::register(&state, &headers, &raw, &req).await,
+        Some("passkey_add") => passkey_add::add(&state, &headers, &raw, &req).await,
+        Some("passkey_register_more") => {
+            passkey_add::register_more(&state, &headers, &raw, &req).await
+        }
+        Some("passkey_login") => passkey::sign_in(&state, &headers, peer, &raw, &req).await,
         Some("enrol") => mfa::answer_enrol(&state, &headers, &raw, &req).await,
         Some("continue") => match assured(&state, &headers, &raw, &req).await {
             Ok(s) => consent::proceed(&state, &headers, &raw, &req, &s, HeaderMap::new()).await,

@@ -6,7 +6,10 @@ use tessera_token::{TokenHash, UnixTime};
 
 use super::users::revoke_all_in;
 use super::{PgStore, Sql, backend, lock_feed};
-use crate::store::{MfaStore, PendingSignIn, Revoked, StoreError, TotpRecord};
+use crate::store::{
+    CeremonyKind, CeremonyRecord, MfaStore, PasskeyRecord, PendingSignIn, Revoked, StoreError,
+    TotpRecord,
+};
 
 #[async_trait]
 impl MfaStore for PgStore {
@@ -93,5 +96,63 @@ impl MfaStore for PgStore {
 
     async fn take_pending(&self, hash: &TokenHash) -> Result<bool, StoreError> {
         Sql::take_pending(&self.pool, hash).await
+    }
+
+    async fn add_passkey(&self, p: &PasskeyRecord, revoked: Revoked) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        lock_feed(&mut tx).await?;
+        if !Sql::insert_passkey(&mut *tx, p).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        Sql::delete_unconfirmed_totp(&mut *tx, &p.user_id).await?;
+        // Sessions and grants from before the factor were had without it: they end here.
+        revoke_all_in(&mut tx, &p.user_id, revoked).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        Sql::passkeys(&self.pool, user_id).await
+    }
+
+    async fn update_passkey(
+        &self,
+        credential_id: &[u8],
+        old: &str,
+        new: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Sql::update_passkey(&self.pool, credential_id, old, new, now).await
+    }
+
+    async fn insert_ceremony(&self, c: &CeremonyRecord) -> Result<(), StoreError> {
+        Sql::insert_ceremony(&self.pool, c).await
+    }
+
+    async fn mark_passkey_suspect(
+        &self,
+        credential_id: &[u8],
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Sql::mark_passkey_suspect(&self.pool, credential_id, now).await
+    }
+
+    async fn trim_ceremonies(
+        &self,
+        user_id: &str,
+        kind: CeremonyKind,
+        keep: u32,
+    ) -> Result<(), StoreError> {
+        Sql::trim_ceremonies(&self.pool, user_id, kind, keep).await
+    }
+
+    async fn take_ceremony(
+        &self,
+        hash: &TokenHash,
+        kind: CeremonyKind,
+        now: UnixTime,
+    ) -> Result<Option<CeremonyRecord>, StoreError> {
+        Sql::take_ceremony(&self.pool, hash, kind, now).await
     }
 }

@@ -142,7 +142,7 @@ impl Store for PgStore {
 /// grants (whose delete cascades to what is left of their tokens).
 // Revocations stay 60 s (crate::feed::GRACE) past their exp: guards accept a token
 // up to its exp plus their leeway, so a guard catching up then still needs the entry.
-pub(super) const PURGE: [&str; 8] = [
+pub(super) const PURGE: [&str; 9] = [
     "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations \
      WHERE exp < $1 - 60 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens \
@@ -158,6 +158,8 @@ pub(super) const PURGE: [&str; 8] = [
     "DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events \
      WHERE at < $3 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)",
     "DELETE FROM mfa_pending WHERE hash IN (SELECT hash FROM mfa_pending \
+     WHERE expires_at < $1 LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM mfa_ceremonies WHERE hash IN (SELECT hash FROM mfa_ceremonies \
      WHERE expires_at < $1 LIMIT $4 FOR UPDATE SKIP LOCKED)",
 ];
 

@@ -7,7 +7,7 @@ use tessera_token::{TokenHash, UnixTime};
 
 use super::codec::time;
 use super::{Bind, Changed, Column, Sql, backend};
-use crate::store::{PendingSignIn, StoreError, TotpRecord};
+use crate::store::{PendingPurpose, PendingSignIn, StoreError, TotpRecord};
 
 impl<DB> Sql<DB>
 where
@@ -176,8 +176,9 @@ where
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Deletes the user's TOTP factor, recovery codes and pending sign-ins (one statement
-    /// each, so they run in the caller's transaction).
+    /// Deletes the user's TOTP factor, recovery codes, pending sign-ins, ceremonies and
+    /// passkeys (one statement each, so they run in the caller's transaction); true when
+    /// there was a factor (TOTP or passkey).
     pub(in crate::store) async fn delete_factors(
         conn: &mut DB::Connection,
         user_id: &str,
@@ -193,12 +194,23 @@ where
             .rows()
             == 1;
         Self::delete_recovery_codes(&mut *conn, user_id).await?;
-        sqlx::query("DELETE FROM mfa_pending WHERE user_id = $1")
+        for sql in [
+            "DELETE FROM mfa_pending WHERE user_id = $1",
+            "DELETE FROM mfa_ceremonies WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(user_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+        }
+        let passkeys = sqlx::query("DELETE FROM mfa_passkeys WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *conn)
             .await
-            .map_err(backend)?;
-        Ok(had)
+            .map_err(backend)?
+            .rows();
+        Ok(had || passkeys > 0)
     }
 
     pub(in crate::store) async fn insert_pending<'c>(
@@ -206,14 +218,15 @@ where
         p: &PendingSignIn,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO mfa_pending (hash, user_id, generation, auth_time, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO mfa_pending (hash, user_id, generation, auth_time, expires_at, purpose) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(p.hash.as_bytes().as_slice())
         .bind(p.user_id.as_str())
         .bind(p.generation)
         .bind(p.auth_time.secs())
         .bind(p.expires_at.secs())
+        .bind(p.purpose.as_str())
         .execute(ex)
         .await
         .map_err(backend)?;
@@ -228,7 +241,8 @@ where
         now: UnixTime,
     ) -> Result<Option<PendingSignIn>, StoreError> {
         let row = sqlx::query(
-            "SELECT p.user_id, p.generation, p.auth_time, p.expires_at FROM mfa_pending p \
+            "SELECT p.user_id, p.generation, p.auth_time, p.expires_at, p.purpose \
+             FROM mfa_pending p \
              JOIN users u ON u.id = p.user_id \
              WHERE p.hash = $1 AND p.expires_at > $2 AND NOT u.disabled \
              AND p.generation = u.generation",
@@ -245,6 +259,7 @@ where
             generation: row.try_get("generation").map_err(backend)?,
             auth_time: time(row.try_get("auth_time").map_err(backend)?),
             expires_at: time(row.try_get("expires_at").map_err(backend)?),
+            purpose: PendingPurpose::parse(&row.try_get::<String, _>("purpose").map_err(backend)?),
         }))
     }
 

@@ -15,6 +15,7 @@ mod codes;
 mod grants;
 mod keys;
 mod mfa;
+mod passkeys;
 mod revocations;
 mod sessions;
 mod throttle;

@@ -13,6 +13,7 @@ use crate::store::*;
 pub(super) use super::browser_cases::*;
 pub(super) use super::feed_cases::*;
 pub(super) use super::mfa_cases::*;
+pub(super) use super::passkey_cases::*;
 pub(super) use super::user_cases::*;
 
 pub(super) async fn clients_round_trip_and_names_are_unique(s: Arc<dyn Store>) {

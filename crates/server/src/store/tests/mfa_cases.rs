@@ -30,6 +30,7 @@ fn pending(user_id: &str, generation: i64, expires: i64) -> PendingSignIn {
         generation,
         auth_time: t(0),
         expires_at: t(expires),
+        purpose: PendingPurpose::Enrol,
     }
 }
 

@@ -9,6 +9,7 @@ mod cases;
 mod feed_cases;
 pub(crate) mod fixtures;
 mod mfa_cases;
+mod passkey_cases;
 mod throughput;
 mod user_cases;
 
@@ -435,5 +436,12 @@ suite!(
     pending_sign_ins_follow_the_user_and_are_taken_once,
     an_mfa_reset_removes_factors_and_ends_sessions,
     confirming_a_factor_ends_what_was_had_without_it,
+    a_credential_id_is_registered_once_across_users,
+    a_passkey_ends_an_unconfirmed_totp_enrolment_only,
+    a_passkey_use_has_exactly_one_winner,
+    a_ceremony_is_taken_once_live_and_as_its_kind,
+    trimming_keeps_the_latest_ceremonies_of_one_user_and_kind,
+    an_mfa_reset_removes_passkeys_and_ceremonies,
+    the_janitor_purges_dead_ceremonies_only,
     every_feed_writer_wakes_the_readers,
 );

@@ -1,0 +1,174 @@
+//! Adding another passkey from the consent page: offered to a sign-in made with a
+//! second factor less than [`FRESH_SECS`] ago (the freshness of a pending sign-in, the
+//! gate of the first registration); the ceremony is bound to the session, registering
+//! does the user's revoke-all, and a new session of the same sign-in (`amr`) follows.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+
+use super::passkey::label;
+use super::request::{AuthRequest, Raw};
+use super::{consent, login, unavailable};
+use crate::audit::audit;
+use crate::http::AppState;
+use crate::http::browser::{csrf_token, start_session};
+use crate::http::pages::{PasskeyAdd, PasskeyForm, render};
+use crate::passkeys::Started;
+use crate::store::{SessionRecord, UserRecord};
+
+/// How recent a sign-in must be to add a passkey from it (as a pending sign-in lasts).
+const FRESH_SECS: i64 = 300;
+
+/// Whether `session` may add a passkey: passkeys are available, it was made with a
+/// second factor, and less than [`FRESH_SECS`] ago.
+pub(super) fn may_add(state: &AppState, session: &SessionRecord) -> bool {
+    session.amr.is_mfa()
+        && state.clock.now().secs() - session.created_at.secs() < FRESH_SECS
+        && crate::passkeys::available(state)
+}
+
+/// The request's session and its user if they may add a passkey; else the login page.
+async fn adding(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Result<(SessionRecord, UserRecord), Response> {
+    let found = async {
+        let Some(s) = super::signed_in(state, headers).await? else {
+            return Ok::<_, crate::oauth::OAuthError>(None);
+        };
+        if !may_add(state, &s) {
+            return Ok(None);
+        }
+        Ok(state.store.user_by_id(&s.user_id).await?.map(|u| (s, u)))
+    };
+    match found.await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(login::page(
+            state,
+            headers,
+            raw,
+            req,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some("Adding a passkey needs a recent sign-in with your second factor. Sign in again."),
+        )),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+fn add_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    started: &Started,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let csrf = match csrf_token(state, headers, &mut out) {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    let hidden = req.hidden(state, raw);
+    render(
+        status,
+        &PasskeyAdd {
+            csrf: &csrf,
+            hidden: &hidden,
+            passkey: PasskeyForm {
+                id: &started.id,
+                options: &started.options,
+            },
+            label: "another passkey",
+            error,
+        },
+        out,
+    )
+}
+
+/// `action=passkey_add` (the consent page's "Add a passkey"): the registration page,
+/// its ceremony bound to the session.
+pub(super) async fn add(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Response {
+    let (session, user) = match adding(state, headers, raw, req).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    match crate::passkeys::begin_registration(state, &user, &session.hash).await {
+        Ok(started) => add_page(state, headers, raw, req, &started, StatusCode::OK, None),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `action=passkey_register_more`: registers it (the user's revoke-all, in the same
+/// transaction, ends this session too) and continues with a new session of the same
+/// sign-in (`amr`), stamped with the new generation.
+pub(super) async fn register_more(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+) -> Response {
+    let (session, user) = match adding(state, headers, raw, req).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let id = raw.get("ceremony").unwrap_or_default();
+    let response = raw.get("response").unwrap_or_default();
+    let label = label(raw);
+    let done =
+        crate::passkeys::finish_registration(state, &user, &session.hash, id, response, &label)
+            .await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(refused)) => {
+            audit(
+                state,
+                "mfa.failure",
+                Some(&req.client.id),
+                Some(&user.id),
+                json!({ "factor": "passkey", "step": "register", "reason": refused.as_str() }),
+            )
+            .await;
+            return match crate::passkeys::begin_registration(state, &user, &session.hash).await {
+                Ok(s) => add_page(
+                    state,
+                    headers,
+                    raw,
+                    req,
+                    &s,
+                    StatusCode::BAD_REQUEST,
+                    Some("The passkey was not registered. Try again."),
+                ),
+                Err(e) => unavailable(&e),
+            };
+        }
+        Err(e) => return unavailable(&e),
+    }
+    audit(
+        state,
+        "mfa.enroll",
+        Some(&req.client.id),
+        Some(&user.id),
+        json!({ "factor": "passkey", "via": "browser", "additional": true }),
+    )
+    .await;
+    let mut out = HeaderMap::new();
+    let user = UserRecord {
+        generation: session.generation.saturating_add(1),
+        ..user
+    };
+    let fresh = match start_session(state, &user, session.amr.clone(), &mut out).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(&e),
+    };
+    consent::proceed(state, headers, raw, req, &fresh, out).await
+}
