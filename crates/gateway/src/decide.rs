@@ -39,7 +39,7 @@ pub struct Allowed {
 pub enum Decision {
     /// Let it through.
     Allow(Allowed),
-    /// Answer this instead (401/403 with the guard's challenge, 400 for an ambiguous path).
+    /// Answer this instead (401/403 with the guard's challenge, 400 for an ambiguous path or method).
     Deny(Response),
 }
 
@@ -105,7 +105,7 @@ impl Gateway {
         let requirement = match self.routes.requirement(&parts.method, parts.uri.path()) {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(error = %e, "refused an ambiguous path");
+                tracing::debug!(error = %e, "refused an ambiguous request");
                 return Decision::Deny((StatusCode::BAD_REQUEST, e.to_string()).into_response());
             }
         };

@@ -6,7 +6,8 @@
 //! before routing; a canonical URI never encodes them, RFC 3986 section 6.2.2.2) and an
 //! encoded `/`, `\`, `;`, `%` or NUL. Case is ignored because Express and ASP.NET route
 //! `/ADMIN` to `/admin`. A `GET` route also covers `HEAD` (frameworks answer HEAD with the
-//! GET handler).
+//! GET handler). A method with a lower-case letter is refused: routes compare methods
+//! exactly, but Werkzeug and Django upper-case `delete` and run the DELETE handler.
 
 use std::time::Duration;
 
@@ -36,9 +37,9 @@ pub enum Requirement {
     Deny,
 }
 
-/// A path the gateway refuses to judge.
+/// A request (path or method) the gateway refuses to judge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("ambiguous request path: {0}")]
+#[error("ambiguous request: {0}")]
 pub struct AmbiguousPath(pub &'static str);
 
 #[derive(Debug, Clone)]
@@ -100,6 +101,7 @@ impl Routes {
 
     /// What `method` on `path` (the URI's path, without the query) needs.
     pub fn requirement(&self, method: &Method, path: &str) -> Result<&Requirement, AmbiguousPath> {
+        check_method(method)?;
         check_path(path)?;
         let hit = self.routes.iter().find(|r| {
             (r.methods.is_empty() || r.methods.contains(method)) && covers(&r.prefix, path)
@@ -115,6 +117,16 @@ fn covers(prefix: &str, path: &str) -> bool {
     q.len() >= p.len()
         && q[..p.len()].eq_ignore_ascii_case(p)
         && (q.len() == p.len() || q[p.len()] == b'/')
+}
+
+/// Refuses a method with a lower-case letter: hyper (and Envoy's `check.method`) pass
+/// `delete` on as it is, routes compare methods exactly, and Werkzeug and Django upper-case
+/// it and run the `DELETE` handler, so `delete` would skip a `DELETE`-only route.
+fn check_method(method: &Method) -> Result<(), AmbiguousPath> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(AmbiguousPath("method with a lower-case letter"));
+    }
+    Ok(())
 }
 
 /// Refuses paths the gateway and the upstream could read differently (see the module
@@ -363,6 +375,31 @@ mod tests {
             r.requirement(&Method::POST, "/healthz").unwrap(),
             &Requirement::Public
         );
+    }
+
+    #[test]
+    fn a_method_with_a_lower_case_letter_is_refused_not_matched_past_its_route() {
+        let r = table(
+            r#"
+            [[route]]
+            methods = ["DELETE", "GET"]
+            path = "/notes"
+            scopes = ["notes:write"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for m in ["delete", "Delete", "head", "Get", "get", "pOST"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(r.requirement(&method, "/notes/1").is_err(), "{m}");
+        }
+        assert!(matches!(
+            r.requirement(&Method::DELETE, "/notes/1").unwrap(),
+            Requirement::Token { .. }
+        ));
+        let custom = Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(r.requirement(&custom, "/x").unwrap(), &Requirement::Public);
     }
 
     fn check_of(toml: &str) -> Result<(), String> {

@@ -412,6 +412,19 @@ async fn envoy_checks_the_original_method_and_path_under_the_prefix() {
     );
 }
 
+/// Envoy's `check.method` comes as the client sent it: `get` must not skip the `GET`
+/// route for the public `/` (Werkzeug and Django upper-case it).
+#[tokio::test]
+async fn envoy_refuses_a_lower_case_method_with_400() {
+    let f = broad_public_fixture("envoy");
+    for m in ["get", "Get", "delete"] {
+        let r = send(&f.router, m, "/check/notes/1", &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{m}");
+    }
+    let r = send(&f.router, "GET", "/check/notes/1", &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn only_the_check_path_answers_sub_requests() {
     let f = fixture("nginx");

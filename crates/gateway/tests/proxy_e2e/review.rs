@@ -380,3 +380,29 @@ async fn a_jwt_key_file_others_can_read_is_warned_about_at_start() {
         drop(gw);
     }
 }
+
+/// Third review: hyper passes `delete` on as it is, and Werkzeug and Django upper-case it
+/// and run the `DELETE` handler; a `DELETE`-only route must not be skipped for the broader
+/// public one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_case_method_is_400_and_never_reaches_the_upstream() {
+    let upstream = RawUpstream::start().await;
+    let routes = "[[route]]\nmethods = [\"DELETE\"]\npath = \"/notes\"\nscopes = [\"admin\"]\n\
+                  [[route]]\npath = \"/notes\"\npublic = true\n";
+    let gw = gateway(&upstream, None, routes).await;
+    for method in ["delete", "Delete", "dELETE"] {
+        let req = format!("{method} /notes/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{method}: {answer}");
+    }
+    let ok = raw(
+        gw.addr,
+        b"GET /notes/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("GET /notes/1"), "{heads:?}");
+}
