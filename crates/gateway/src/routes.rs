@@ -1,5 +1,5 @@
-//! The route table: methods and a path prefix on whole segments, ASCII case ignored, first
-//! match wins. Paths are judged as the upstream will see them, so a path whose meaning could
+//! The route table: methods and a path prefix on whole segments (a `.format` suffix
+//! included), ASCII case ignored, first match wins. Paths are judged as the upstream will see them, so a path whose meaning could
 //! differ between the gateway and an upstream framework is refused rather than matched:
 //! dot segments, `//`, backslash, `;` (Tomcat and Spring drop `;params` and read `..;` as
 //! `..`), a percent-encoded unreserved character (frameworks decode `%61dmin` to `admin`
@@ -112,11 +112,13 @@ impl Routes {
 
 /// True when `prefix` (without a trailing `/`) covers `path` on whole segments, ASCII
 /// case ignored (an upstream that routes case-insensitively reads `/ADMIN` as `/admin`).
+/// A `.` right after the prefix is covered too: Rails' `(.:format)` and Spring's old
+/// suffix matching route `/admin.json` to the `/admin` handler.
 fn covers(prefix: &str, path: &str) -> bool {
     let (p, q) = (prefix.as_bytes(), path.as_bytes());
     q.len() >= p.len()
         && q[..p.len()].eq_ignore_ascii_case(p)
-        && (q.len() == p.len() || q[p.len()] == b'/')
+        && (q.len() == p.len() || matches!(q[p.len()], b'/' | b'.'))
 }
 
 /// Refuses a method with a lower-case letter: hyper (and Envoy's `check.method`) pass
@@ -400,6 +402,35 @@ mod tests {
         ));
         let custom = Method::from_bytes(b"PROPFIND").unwrap();
         assert_eq!(r.requirement(&custom, "/x").unwrap(), &Requirement::Public);
+    }
+
+    /// Rails' `(.:format)` and Spring's old suffix matching route `/admin.json` to the
+    /// `/admin` handler: it must not fall to a broader public route.
+    #[test]
+    fn a_format_suffix_stays_under_its_route() {
+        let r = table(
+            r#"
+            [[route]]
+            path = "/admin"
+            scopes = ["admin"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for p in ["/admin.json", "/Admin.xml", "/admin.", "/admin.json/x"] {
+            assert!(
+                matches!(
+                    r.requirement(&Method::GET, p),
+                    Ok(Requirement::Token { .. })
+                ),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            r.requirement(&Method::GET, "/adminx").unwrap(),
+            &Requirement::Public
+        );
     }
 
     fn check_of(toml: &str) -> Result<(), String> {
