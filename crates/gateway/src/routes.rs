@@ -1,13 +1,15 @@
 //! The route table: methods and a path prefix on whole segments (a `.format` suffix
-//! included), ASCII case ignored, first match wins. Paths are judged as the upstream will see them, so a path whose meaning could
-//! differ between the gateway and an upstream framework is refused rather than matched:
-//! dot segments, `//`, backslash, `;` (Tomcat and Spring drop `;params` and read `..;` as
-//! `..`), a percent-encoded unreserved character (frameworks decode `%61dmin` to `admin`
-//! before routing; a canonical URI never encodes them, RFC 3986 section 6.2.2.2) and an
-//! encoded `/`, `\`, `;`, `%` or NUL. Case is ignored because Express and ASP.NET route
-//! `/ADMIN` to `/admin`. A `GET` route also covers `HEAD` (frameworks answer HEAD with the
-//! GET handler). A method with a lower-case letter is refused: routes compare methods
-//! exactly, but Werkzeug and Django upper-case `delete` and run the DELETE handler.
+//! included), ASCII case ignored, first match wins. Paths are judged as the upstream will
+//! see them, so a path whose meaning could differ between the gateway and an upstream
+//! framework is refused rather than matched: dot segments, `//`, backslash, `;` (Tomcat and
+//! Spring drop `;params` and read `..;` as `..`), a percent-encoded unreserved character
+//! (frameworks decode `%61dmin` to `admin` before routing; a canonical URI never encodes
+//! them, RFC 3986 section 6.2.2.2), an encoded `/`, `\`, `;`, `%` or NUL, and a letter that
+//! Unicode case rules map to ASCII (`ı`, `İ`, `ſ`, the Kelvin sign; raw or encoded). Case is
+//! ignored because Express and ASP.NET route `/ADMIN` to `/admin`. A `GET` route also
+//! covers `HEAD` (frameworks answer HEAD with the GET handler). A method with a lower-case
+//! letter is refused: routes compare methods exactly, but Werkzeug and Django upper-case
+//! `delete` and run the DELETE handler.
 
 use std::time::Duration;
 
@@ -164,7 +166,53 @@ pub fn check_path(path: &str) -> Result<(), AmbiguousPath> {
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(AmbiguousPath("dot segment"));
     }
+    if path.bytes().any(|b| b == b'%' || !b.is_ascii()) {
+        let bytes = percent_decoded(path);
+        if FOLDS_TO_ASCII
+            .iter()
+            .any(|letter| bytes.windows(letter.len()).any(|w| w == *letter))
+        {
+            return Err(AmbiguousPath("a letter that case-folds to ASCII"));
+        }
+    }
     Ok(())
+}
+
+/// The UTF-8 of the letters Unicode case rules map to ASCII: `İ` (U+0130) and `ı` (U+0131)
+/// to `i`, `ſ` (U+017F) to `s`, the Kelvin sign (U+212A) to `k`. Java's
+/// `equalsIgnoreCase` reads `/admın` as `/admin`, which the gateway's ASCII case rule would
+/// not.
+const FOLDS_TO_ASCII: [&[u8]; 4] = [
+    &[0xC4, 0xB0],
+    &[0xC4, 0xB1],
+    &[0xC5, 0xBF],
+    &[0xE2, 0x84, 0xAA],
+];
+
+/// `path` with every `%XX` decoded (an invalid escape is left as it is; `check_path`
+/// refuses those before this runs).
+fn percent_decoded(path: &str) -> Vec<u8> {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The route's `acr` and `max_age_secs` as the guard's requirement, if it has either.
@@ -431,6 +479,43 @@ mod tests {
             r.requirement(&Method::GET, "/adminx").unwrap(),
             &Requirement::Public
         );
+    }
+
+    /// Java's `equalsIgnoreCase` (and other Unicode case folds) read `ı` (U+0131), `İ`
+    /// (U+0130), `ſ` (U+017F) and the Kelvin sign (U+212A) as `i`, `i`, `s` and `k`.
+    #[test]
+    fn letters_that_case_fold_to_ascii_are_refused_encoded_or_raw() {
+        let r = table(
+            r#"
+            [[route]]
+            path = "/admin"
+            scopes = ["admin"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for p in [
+            "/adm%C4%B1n",
+            "/adm%c4%b1n",
+            "/adm%C4%B0n",
+            "/admın",
+            "/admİn",
+            "/x/%C5%BF",
+            "/ſecret",
+            "/%E2%84%AA",
+            "/\u{212A}ey",
+            "/adm%C4ın",
+        ] {
+            assert!(r.requirement(&Method::GET, p).is_err(), "{p}");
+        }
+        for p in ["/notes/caf%C3%A9", "/caf\u{e9}", "/%C3%85"] {
+            assert_eq!(
+                r.requirement(&Method::GET, p).unwrap(),
+                &Requirement::Public,
+                "{p}"
+            );
+        }
     }
 
     fn check_of(toml: &str) -> Result<(), String> {

@@ -213,6 +213,8 @@ const REWRITTEN_TO_ADMIN: &[&str] = &[
     "/public/..%3B/admin",
     "/Admin/users",
     "/adm%69n",
+    "/adm%C4%B1n",
+    "/admin.json",
 ];
 
 #[tokio::test]
