@@ -4,7 +4,8 @@
 //! headers stripped before the gateway's own are added, and `X-Forwarded-*` set. A denied
 //! request never reaches the upstream. WebSocket upgrades pass through once allowed (no
 //! other protocol: an `h2c` tunnel would carry requests the gateway never sees), within
-//! a cap on open tunnels, an idle timeout and a lifetime bounded by the token's. The
+//! a cap on open tunnels, an idle timeout and a lifetime bounded by the token's (`exp`, and
+//! `auth_time + max_age` on a route with `max_age_secs`; a short one without a token). The
 //! gateway also answers its identity-JWT JWKS and the RFC 9728 metadata itself.
 
 mod headers;
@@ -135,6 +136,7 @@ pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, P
             proxy_config.max_tunnels,
             Duration::from_secs(proxy_config.tunnel_idle_timeout_secs),
             Duration::from_secs(proxy_config.tunnel_max_lifetime_secs),
+            Duration::from_secs(proxy_config.tunnel_public_lifetime_secs),
         ),
     });
     // Liveness and readiness (the same gate as forward-auth's /readyz: 503 until the
@@ -307,9 +309,9 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         }
         None => body,
     };
-    let until_exp = allowed.identity.as_ref().and_then(|i| i.exp).map(|exp| {
-        let now = proxy.gateway.guard().now().secs();
-        Duration::from_secs(u64::try_from(exp.secs().saturating_sub(now)).unwrap_or(0))
+    let authorised = allowed.identity.as_ref().map(|i| {
+        let now = proxy.gateway.guard().now();
+        upgrade::authorised_for(now, i.exp, i.auth_time, allowed.max_age)
     });
 
     let sent = tokio::time::timeout(
@@ -349,7 +351,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         head.headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         head.headers.insert(UPGRADE, asked);
-        let lifetime = proxy.tunnels.lifetime(until_exp);
+        let lifetime = proxy.tunnels.lifetime(authorised);
         proxy.tunnels.splice(client, upstream_side, slot, lifetime);
         return Response::from_parts(head, Body::empty());
     }

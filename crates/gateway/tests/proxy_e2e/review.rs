@@ -463,3 +463,20 @@ async fn x_forwarded_host_is_the_public_host_or_one_plain_host() {
         "{head}"
     );
 }
+
+/// Third review: a tunnel opened without a token (a public route) lived until
+/// `tunnel_max_lifetime_secs`; it now ends at `tunnel_public_lifetime_secs`, busy or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_public_tunnel_is_closed_at_the_public_lifetime() {
+    let upstream = RawUpstream::start().await;
+    let gw = gateway(
+        &upstream,
+        None,
+        "tunnel_idle_timeout_secs = 600\ntunnel_max_lifetime_secs = 600\ntunnel_public_lifetime_secs = 2",
+    )
+    .await;
+    let (mut s, head) = upgrade(gw.addr, "/ws", None).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(echoes(&mut s, "hi").await);
+    assert!(closed_within(&mut s, Duration::from_secs(20), true).await);
+}
