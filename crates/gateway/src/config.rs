@@ -184,6 +184,10 @@ pub struct ProxyConfig {
     /// closed at the token's `exp` if that is sooner.
     #[serde(default = "default_tunnel_max_lifetime")]
     pub tunnel_max_lifetime_secs: u64,
+    /// The longest a tunnel opened without a token (a public route) stays open (seconds;
+    /// `tunnel_max_lifetime_secs` if that is shorter): nothing else ever ends it.
+    #[serde(default = "default_tunnel_public_lifetime")]
+    pub tunnel_public_lifetime_secs: u64,
 }
 
 impl ProxyConfig {
@@ -209,9 +213,10 @@ impl ProxyConfig {
         if self.max_tunnels == 0
             || self.tunnel_idle_timeout_secs == 0
             || self.tunnel_max_lifetime_secs == 0
+            || self.tunnel_public_lifetime_secs == 0
         {
             return Err(ConfigError::Invalid(
-                "proxy: max_tunnels, tunnel_idle_timeout_secs and tunnel_max_lifetime_secs must be above 0 (an empty `upgrades` list turns upgrades off)".into(),
+                "proxy: max_tunnels, tunnel_idle_timeout_secs, tunnel_max_lifetime_secs and tunnel_public_lifetime_secs must be above 0 (an empty `upgrades` list turns upgrades off)".into(),
             ));
         }
         for p in &self.upgrades {
@@ -561,6 +566,10 @@ fn default_tunnel_max_lifetime() -> u64 {
     3600
 }
 
+fn default_tunnel_public_lifetime() -> u64 {
+    300
+}
+
 fn default_jwt_ttl() -> u64 {
     60
 }
@@ -669,6 +678,10 @@ upstream = "http://127.0.0.1:8000"
             ("max_tunnels = 0\n", "max_tunnels"),
             ("tunnel_idle_timeout_secs = 0\n", "tunnel_idle_timeout_secs"),
             ("tunnel_max_lifetime_secs = 0\n", "tunnel_max_lifetime_secs"),
+            (
+                "tunnel_public_lifetime_secs = 0\n",
+                "tunnel_public_lifetime_secs",
+            ),
             ("upgrades = [\"h2c\"]\n", "h2c"),
             ("upgrades = [\"H2C\"]\n", "h2c"),
             ("upgrades = [\"websocket, h2c\"]\n", "upgrades"),

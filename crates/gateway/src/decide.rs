@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
-use tessera_guard::{Guard, GuardError, Identity, ScopeRequirement};
+use tessera_guard::{AuthRequirement, Guard, GuardError, Identity, ScopeRequirement};
 
 use crate::config::DpopRule;
 use crate::identity::IdentityHeaders;
@@ -32,6 +32,9 @@ pub struct Allowed {
     pub identity: Option<Arc<Identity>>,
     /// The identity headers to add (after [`Gateway::strip_incoming`]).
     pub headers: HeaderMap,
+    /// The route's `max_age_secs`: what was allowed holds only that long after the
+    /// token's `auth_time` (a tunnel is closed then).
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// What the gateway decided.
@@ -39,7 +42,7 @@ pub struct Allowed {
 pub enum Decision {
     /// Let it through.
     Allow(Allowed),
-    /// Answer this instead (401/403 with the guard's challenge, 400 for an ambiguous path).
+    /// Answer this instead (401/403 with the guard's challenge, 400 for an ambiguous path or method).
     Deny(Response),
 }
 
@@ -105,7 +108,7 @@ impl Gateway {
         let requirement = match self.routes.requirement(&parts.method, parts.uri.path()) {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(error = %e, "refused an ambiguous path");
+                tracing::debug!(error = %e, "refused an ambiguous request");
                 return Decision::Deny((StatusCode::BAD_REQUEST, e.to_string()).into_response());
             }
         };
@@ -127,6 +130,7 @@ impl Gateway {
                 return Decision::Allow(Allowed {
                     identity: None,
                     headers: HeaderMap::new(),
+                    max_age: None,
                 });
             }
             Requirement::Deny => {
@@ -174,6 +178,7 @@ impl Gateway {
         Decision::Allow(Allowed {
             identity: Some(identity),
             headers,
+            max_age: auth.as_ref().and_then(AuthRequirement::age_limit),
         })
     }
 

@@ -4,7 +4,8 @@
 //! headers stripped before the gateway's own are added, and `X-Forwarded-*` set. A denied
 //! request never reaches the upstream. WebSocket upgrades pass through once allowed (no
 //! other protocol: an `h2c` tunnel would carry requests the gateway never sees), within
-//! a cap on open tunnels, an idle timeout and a lifetime bounded by the token's. The
+//! a cap on open tunnels, an idle timeout and a lifetime bounded by the token's (`exp`, and
+//! `auth_time + max_age` on a route with `max_age_secs`; a short one without a token). The
 //! gateway also answers its identity-JWT JWKS and the RFC 9728 metadata itself.
 
 mod headers;
@@ -21,7 +22,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderName, HeaderValue, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -70,6 +71,8 @@ struct Proxy {
     trust_forwarded: bool,
     max_body: Option<u64>,
     proto: HeaderValue,
+    /// `public_base_url`'s host[:port], sent as `X-Forwarded-Host` when set.
+    public_host: Option<HeaderValue>,
     jwt: Option<(HeaderName, IdentityJwt)>,
     upgrades: Vec<String>,
     tunnels: upgrade::Tunnels,
@@ -94,6 +97,13 @@ pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, P
         .public_base_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
+    // Checked at load (scheme, host, optional path), so it parses.
+    let public_host = config
+        .public_base_url
+        .as_deref()
+        .and_then(|url| url.parse::<Uri>().ok())
+        .and_then(|url| url.authority().cloned())
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
     let proto = if public.starts_with("https:") {
         HeaderValue::from_static("https")
     } else {
@@ -119,12 +129,14 @@ pub fn router(gateway: Arc<Gateway>, config: &GatewayConfig) -> Result<Router, P
         trust_forwarded: proxy_config.trust_forwarded,
         max_body: proxy_config.max_body_bytes,
         proto,
+        public_host,
         jwt,
         upgrades: proxy_config.upgrades.clone(),
         tunnels: upgrade::Tunnels::new(
             proxy_config.max_tunnels,
             Duration::from_secs(proxy_config.tunnel_idle_timeout_secs),
             Duration::from_secs(proxy_config.tunnel_max_lifetime_secs),
+            Duration::from_secs(proxy_config.tunnel_public_lifetime_secs),
         ),
     });
     // Liveness and readiness (the same gate as forward-auth's /readyz: 503 until the
@@ -197,6 +209,20 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
             "only Transfer-Encoding: chunked is accepted",
         );
     }
+    // X-Forwarded-Host: public_base_url's host, else the client's one well-formed Host
+    // (anything else could put a host of the client's choosing into the upstream's links).
+    let host = match &proxy.public_host {
+        Some(host) => host.clone(),
+        None => match headers::single_host(&parts.headers) {
+            Some(host) => host,
+            None => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "exactly one Host header of the form host[:port] is required",
+                );
+            }
+        },
+    };
     let allowed = match proxy.gateway.decide(&parts).await {
         Decision::Allow(allowed) => allowed,
         Decision::Deny(response) => return response,
@@ -227,12 +253,6 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     let client_ip = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let host = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
 
     let out = &mut parts.headers;
     headers::remove_hop_by_hop(out);
@@ -245,7 +265,13 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     {
         out.insert(name.clone(), value);
     }
-    headers::set_forwarded(out, client_ip, &proxy.proto, host, proxy.trust_forwarded);
+    headers::set_forwarded(
+        out,
+        client_ip,
+        &proxy.proto,
+        Some(host),
+        proxy.trust_forwarded,
+    );
     if let Some(protocol) = &protocol {
         out.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         out.insert(UPGRADE, protocol.clone());
@@ -283,9 +309,9 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         }
         None => body,
     };
-    let until_exp = allowed.identity.as_ref().and_then(|i| i.exp).map(|exp| {
-        let now = proxy.gateway.guard().now().secs();
-        Duration::from_secs(u64::try_from(exp.secs().saturating_sub(now)).unwrap_or(0))
+    let authorised = allowed.identity.as_ref().map(|i| {
+        let now = proxy.gateway.guard().now();
+        upgrade::authorised_for(now, i.exp, i.auth_time, allowed.max_age)
     });
 
     let sent = tokio::time::timeout(
@@ -325,7 +351,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
         head.headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         head.headers.insert(UPGRADE, asked);
-        let lifetime = proxy.tunnels.lifetime(until_exp);
+        let lifetime = proxy.tunnels.lifetime(authorised);
         proxy.tunnels.splice(client, upstream_side, slot, lifetime);
         return Response::from_parts(head, Body::empty());
     }

@@ -1,12 +1,15 @@
-//! The route table: methods and a path prefix on whole segments, ASCII case ignored, first
-//! match wins. Paths are judged as the upstream will see them, so a path whose meaning could
-//! differ between the gateway and an upstream framework is refused rather than matched:
-//! dot segments, `//`, backslash, `;` (Tomcat and Spring drop `;params` and read `..;` as
-//! `..`), a percent-encoded unreserved character (frameworks decode `%61dmin` to `admin`
-//! before routing; a canonical URI never encodes them, RFC 3986 section 6.2.2.2) and an
-//! encoded `/`, `\`, `;`, `%` or NUL. Case is ignored because Express and ASP.NET route
-//! `/ADMIN` to `/admin`. A `GET` route also covers `HEAD` (frameworks answer HEAD with the
-//! GET handler).
+//! The route table: methods and a path prefix on whole segments (a `.format` suffix
+//! included), ASCII case ignored, first match wins. Paths are judged as the upstream will
+//! see them, so a path whose meaning could differ between the gateway and an upstream
+//! framework is refused rather than matched: dot segments, `//`, backslash, `;` (Tomcat and
+//! Spring drop `;params` and read `..;` as `..`), a percent-encoded unreserved character
+//! (frameworks decode `%61dmin` to `admin` before routing; a canonical URI never encodes
+//! them, RFC 3986 section 6.2.2.2), an encoded `/`, `\`, `;`, `%` or NUL, and a letter that
+//! Unicode case rules map to ASCII (`ı`, `İ`, `ſ`, the Kelvin sign; raw or encoded). Case is
+//! ignored because Express and ASP.NET route `/ADMIN` to `/admin`. A `GET` route also
+//! covers `HEAD` (frameworks answer HEAD with the GET handler). A method with a lower-case
+//! letter is refused: routes compare methods exactly, but Werkzeug and Django upper-case
+//! `delete` and run the DELETE handler.
 
 use std::time::Duration;
 
@@ -36,9 +39,9 @@ pub enum Requirement {
     Deny,
 }
 
-/// A path the gateway refuses to judge.
+/// A request (path or method) the gateway refuses to judge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("ambiguous request path: {0}")]
+#[error("ambiguous request: {0}")]
 pub struct AmbiguousPath(pub &'static str);
 
 #[derive(Debug, Clone)]
@@ -100,6 +103,7 @@ impl Routes {
 
     /// What `method` on `path` (the URI's path, without the query) needs.
     pub fn requirement(&self, method: &Method, path: &str) -> Result<&Requirement, AmbiguousPath> {
+        check_method(method)?;
         check_path(path)?;
         let hit = self.routes.iter().find(|r| {
             (r.methods.is_empty() || r.methods.contains(method)) && covers(&r.prefix, path)
@@ -110,11 +114,23 @@ impl Routes {
 
 /// True when `prefix` (without a trailing `/`) covers `path` on whole segments, ASCII
 /// case ignored (an upstream that routes case-insensitively reads `/ADMIN` as `/admin`).
+/// A `.` right after the prefix is covered too: Rails' `(.:format)` and Spring's old
+/// suffix matching route `/admin.json` to the `/admin` handler.
 fn covers(prefix: &str, path: &str) -> bool {
     let (p, q) = (prefix.as_bytes(), path.as_bytes());
     q.len() >= p.len()
         && q[..p.len()].eq_ignore_ascii_case(p)
-        && (q.len() == p.len() || q[p.len()] == b'/')
+        && (q.len() == p.len() || matches!(q[p.len()], b'/' | b'.'))
+}
+
+/// Refuses a method with a lower-case letter: hyper (and Envoy's `check.method`) pass
+/// `delete` on as it is, routes compare methods exactly, and Werkzeug and Django upper-case
+/// it and run the `DELETE` handler, so `delete` would skip a `DELETE`-only route.
+fn check_method(method: &Method) -> Result<(), AmbiguousPath> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(AmbiguousPath("method with a lower-case letter"));
+    }
+    Ok(())
 }
 
 /// Refuses paths the gateway and the upstream could read differently (see the module
@@ -150,7 +166,53 @@ pub fn check_path(path: &str) -> Result<(), AmbiguousPath> {
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err(AmbiguousPath("dot segment"));
     }
+    if path.bytes().any(|b| b == b'%' || !b.is_ascii()) {
+        let bytes = percent_decoded(path);
+        if FOLDS_TO_ASCII
+            .iter()
+            .any(|letter| bytes.windows(letter.len()).any(|w| w == *letter))
+        {
+            return Err(AmbiguousPath("a letter that case-folds to ASCII"));
+        }
+    }
     Ok(())
+}
+
+/// The UTF-8 of the letters Unicode case rules map to ASCII: `İ` (U+0130) and `ı` (U+0131)
+/// to `i`, `ſ` (U+017F) to `s`, the Kelvin sign (U+212A) to `k`. Java's
+/// `equalsIgnoreCase` reads `/admın` as `/admin`, which the gateway's ASCII case rule would
+/// not.
+const FOLDS_TO_ASCII: [&[u8]; 4] = [
+    &[0xC4, 0xB0],
+    &[0xC4, 0xB1],
+    &[0xC5, 0xBF],
+    &[0xE2, 0x84, 0xAA],
+];
+
+/// `path` with every `%XX` decoded (an invalid escape is left as it is; `check_path`
+/// refuses those before this runs).
+fn percent_decoded(path: &str) -> Vec<u8> {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The route's `acr` and `max_age_secs` as the guard's requirement, if it has either.
@@ -363,6 +425,97 @@ mod tests {
             r.requirement(&Method::POST, "/healthz").unwrap(),
             &Requirement::Public
         );
+    }
+
+    #[test]
+    fn a_method_with_a_lower_case_letter_is_refused_not_matched_past_its_route() {
+        let r = table(
+            r#"
+            [[route]]
+            methods = ["DELETE", "GET"]
+            path = "/notes"
+            scopes = ["notes:write"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for m in ["delete", "Delete", "head", "Get", "get", "pOST"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(r.requirement(&method, "/notes/1").is_err(), "{m}");
+        }
+        assert!(matches!(
+            r.requirement(&Method::DELETE, "/notes/1").unwrap(),
+            Requirement::Token { .. }
+        ));
+        let custom = Method::from_bytes(b"PROPFIND").unwrap();
+        assert_eq!(r.requirement(&custom, "/x").unwrap(), &Requirement::Public);
+    }
+
+    /// Rails' `(.:format)` and Spring's old suffix matching route `/admin.json` to the
+    /// `/admin` handler: it must not fall to a broader public route.
+    #[test]
+    fn a_format_suffix_stays_under_its_route() {
+        let r = table(
+            r#"
+            [[route]]
+            path = "/admin"
+            scopes = ["admin"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for p in ["/admin.json", "/Admin.xml", "/admin.", "/admin.json/x"] {
+            assert!(
+                matches!(
+                    r.requirement(&Method::GET, p),
+                    Ok(Requirement::Token { .. })
+                ),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            r.requirement(&Method::GET, "/adminx").unwrap(),
+            &Requirement::Public
+        );
+    }
+
+    /// Java's `equalsIgnoreCase` (and other Unicode case folds) read `ı` (U+0131), `İ`
+    /// (U+0130), `ſ` (U+017F) and the Kelvin sign (U+212A) as `i`, `i`, `s` and `k`.
+    #[test]
+    fn letters_that_case_fold_to_ascii_are_refused_encoded_or_raw() {
+        let r = table(
+            r#"
+            [[route]]
+            path = "/admin"
+            scopes = ["admin"]
+            [[route]]
+            path = "/"
+            public = true
+            "#,
+        );
+        for p in [
+            "/adm%C4%B1n",
+            "/adm%c4%b1n",
+            "/adm%C4%B0n",
+            "/admın",
+            "/admİn",
+            "/x/%C5%BF",
+            "/ſecret",
+            "/%E2%84%AA",
+            "/\u{212A}ey",
+            "/adm%C4ın",
+        ] {
+            assert!(r.requirement(&Method::GET, p).is_err(), "{p}");
+        }
+        for p in ["/notes/caf%C3%A9", "/caf\u{e9}", "/%C3%85"] {
+            assert_eq!(
+                r.requirement(&Method::GET, p).unwrap(),
+                &Requirement::Public,
+                "{p}"
+            );
+        }
     }
 
     fn check_of(toml: &str) -> Result<(), String> {

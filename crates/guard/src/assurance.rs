@@ -79,6 +79,11 @@ impl AuthRequirement {
         self
     }
 
+    /// The oldest sign-in this requirement accepts (`max_age`), if it sets one.
+    pub fn age_limit(&self) -> Option<Duration> {
+        self.max_age
+    }
+
     /// This requirement, and at least `acr`.
     pub fn at_least(mut self, acr: impl Into<String>) -> Self {
         self.acr = Some(acr.into());

@@ -222,8 +222,9 @@ fn is_safe(m: &Method) -> bool {
 /// True when the raw query has an `access_token` parameter (name percent-decoded): the
 /// guard refuses such requests (RFC 6750 section 2.3 is not supported), and a gateway uses
 /// this to refuse them on public routes too, so a token in a URL is never forwarded.
+/// Parameters are split on `&` and on `;` (Rack before 3 and older Python split on both).
 pub fn query_has_access_token(q: &str) -> bool {
-    q.split('&').any(|pair| {
+    q.split(['&', ';']).any(|pair| {
         let key = pair.split('=').next().unwrap_or("");
         percent_decode(key.as_bytes()) == b"access_token"
     })
@@ -321,6 +322,9 @@ mod tests {
         assert!(query_has_access_token("access_token=x"));
         assert!(query_has_access_token("a=1&access%5Ftoken=x"));
         assert!(query_has_access_token("access_token"));
+        // Rack < 3 and older Python split the query on `;` too.
+        assert!(query_has_access_token("a=1;access_token=x"));
+        assert!(query_has_access_token("a=1&b=2;access%5ftoken=x"));
         assert!(!query_has_access_token("my_access_token=x&b=access_token"));
     }
 

@@ -144,8 +144,25 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Sets `X-Forwarded-For` (the client's address), `-Proto` and `-Host` (the `Host` the
-/// client sent), after [`strip_forwarding`]: unless `trust` is set, incoming copies are
+/// The request's one `Host` header when it is exactly `host[:port]` (no user info, no
+/// path, a port only if it is a number); `None` for none, several or any other shape.
+pub(crate) fn single_host(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut all = headers.get_all(HOST).iter();
+    let (value, None) = (all.next()?, all.next()) else {
+        return None;
+    };
+    let text = value.to_str().ok()?;
+    let authority: http::uri::Authority = text.parse().ok()?;
+    // Either the host alone or the host and a port that parses (`host:x` and `host:` do
+    // not).
+    let plain = !text.contains('@')
+        && !authority.host().is_empty()
+        && (authority.host() == text || authority.port().is_some());
+    plain.then(|| value.clone())
+}
+
+/// Sets `X-Forwarded-For` (the client's address), `-Proto` and `-Host` (`public_base_url`'s
+/// host, else the client's checked `Host`), after [`strip_forwarding`]: unless `trust` is set, incoming copies are
 /// replaced, since a client can write anything in them. With `trust`, the address is
 /// appended to an incoming `X-Forwarded-For` and incoming `-Proto`/`-Host` are kept.
 pub(crate) fn set_forwarded(
@@ -187,6 +204,36 @@ pub(crate) fn set_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_plain_host_is_taken() {
+        for ok in [
+            "api.example",
+            "api.example:8443",
+            "127.0.0.1:80",
+            "[::1]:8080",
+        ] {
+            assert_eq!(
+                single_host(&map(&[("host", ok)])),
+                Some(HeaderValue::from_str(ok).unwrap()),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "",
+            "a@evil.example",
+            "evil.example/x",
+            "evil.example:",
+            "evil.example:x",
+            "evil example",
+            "a.example, b.example",
+        ] {
+            assert_eq!(single_host(&map(&[("host", bad)])), None, "{bad:?}");
+        }
+        assert_eq!(single_host(&map(&[])), None);
+        let two = map(&[("host", "a.example"), ("host", "a.example")]);
+        assert_eq!(single_host(&two), None);
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -10,6 +10,7 @@ use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use tessera_token::UnixTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -58,14 +59,21 @@ pub(crate) struct Tunnels {
     slots: Arc<Semaphore>,
     idle: Duration,
     max_lifetime: Duration,
+    public_lifetime: Duration,
 }
 
 impl Tunnels {
-    pub(crate) fn new(max: usize, idle: Duration, max_lifetime: Duration) -> Tunnels {
+    pub(crate) fn new(
+        max: usize,
+        idle: Duration,
+        max_lifetime: Duration,
+        public_lifetime: Duration,
+    ) -> Tunnels {
         Tunnels {
             slots: Arc::new(Semaphore::new(max)),
             idle,
             max_lifetime,
+            public_lifetime,
         }
     }
 
@@ -74,10 +82,13 @@ impl Tunnels {
         self.slots.clone().try_acquire_owned().ok()
     }
 
-    /// The configured lifetime, shortened to `until_exp` (the time left on the caller's
-    /// token) when that is sooner.
-    pub(crate) fn lifetime(&self, until_exp: Option<Duration>) -> Duration {
-        until_exp.map_or(self.max_lifetime, |d| d.min(self.max_lifetime))
+    /// The configured lifetime, shortened to `authorised` (how long the caller's token
+    /// still holds for the route, from [`authorised_for`]) when that is sooner; a tunnel
+    /// opened without a token gets `tunnel_public_lifetime_secs`.
+    pub(crate) fn lifetime(&self, authorised: Option<Duration>) -> Duration {
+        authorised
+            .map_or(self.public_lifetime, |d| d)
+            .min(self.max_lifetime)
     }
 
     /// Copies bytes between the client's and the upstream's upgraded connections (a task
@@ -107,6 +118,31 @@ impl Tunnels {
                 Err(_) => tracing::debug!("a tunnel reached its lifetime; closed"),
             }
         });
+    }
+}
+
+/// How long after `now` a token's allowance lasts: until its `exp` and, on a route with
+/// `max_age`, until `auth_time + max_age` (without `auth_time`, not at all: the guard has
+/// refused such a token already).
+pub(crate) fn authorised_for(
+    now: UnixTime,
+    exp: Option<UnixTime>,
+    auth_time: Option<UnixTime>,
+    max_age: Option<Duration>,
+) -> Duration {
+    let left = |end: i64| Duration::from_secs(u64::try_from(end - now.secs()).unwrap_or(0));
+    let by_age = max_age.map(|age| {
+        auth_time.map_or(Duration::ZERO, |t| {
+            left(
+                t.secs()
+                    .saturating_add(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)),
+            )
+        })
+    });
+    let by_exp = exp.map(|e| left(e.secs()));
+    match (by_exp, by_age) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(Duration::MAX),
     }
 }
 
@@ -155,6 +191,36 @@ async fn pump(client: Upgraded, upstream: Upgraded, idle: Duration) -> std::io::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tunnel_lives_until_exp_or_auth_time_plus_max_age_and_public_ones_briefly() {
+        let t = UnixTime::from_secs;
+        let now = t(1_000);
+        let secs = Duration::from_secs;
+        assert_eq!(authorised_for(now, Some(t(1_600)), None, None), secs(600));
+        assert_eq!(
+            authorised_for(now, Some(t(1_600)), Some(t(900)), Some(secs(300))),
+            secs(200)
+        );
+        assert_eq!(
+            authorised_for(now, Some(t(1_100)), Some(t(900)), Some(secs(300))),
+            secs(100)
+        );
+        assert_eq!(
+            authorised_for(now, Some(t(1_600)), None, Some(secs(300))),
+            Duration::ZERO
+        );
+        assert_eq!(
+            authorised_for(now, Some(t(1_600)), Some(t(100)), Some(secs(300))),
+            Duration::ZERO
+        );
+        let tunnels = Tunnels::new(1, secs(60), secs(3_600), secs(300));
+        assert_eq!(tunnels.lifetime(None), secs(300));
+        assert_eq!(tunnels.lifetime(Some(secs(200))), secs(200));
+        assert_eq!(tunnels.lifetime(Some(secs(9_000))), secs(3_600));
+        let short_max = Tunnels::new(1, secs(60), secs(100), secs(300));
+        assert_eq!(short_max.lifetime(None), secs(100));
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -233,7 +299,12 @@ mod tests {
 
     #[test]
     fn a_tunnel_lives_at_most_the_configured_time_or_until_the_token_expires() {
-        let t = Tunnels::new(1, Duration::from_secs(5), Duration::from_secs(60));
+        let t = Tunnels::new(
+            1,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
         assert_eq!(t.lifetime(None), Duration::from_secs(60));
         assert_eq!(
             t.lifetime(Some(Duration::from_secs(7))),

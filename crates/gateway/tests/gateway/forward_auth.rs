@@ -213,6 +213,8 @@ const REWRITTEN_TO_ADMIN: &[&str] = &[
     "/public/..%3B/admin",
     "/Admin/users",
     "/adm%69n",
+    "/adm%C4%B1n",
+    "/admin.json",
 ];
 
 #[tokio::test]
@@ -410,6 +412,35 @@ async fn envoy_checks_the_original_method_and_path_under_the_prefix() {
         send(&f.router, "GET", "/healthz", &[]).await.status,
         StatusCode::OK
     );
+}
+
+/// Envoy's `check.method` comes as the client sent it: `get` must not skip the `GET`
+/// route for the public `/` (Werkzeug and Django upper-case it).
+#[tokio::test]
+async fn envoy_refuses_a_lower_case_method_with_400() {
+    let f = broad_public_fixture("envoy");
+    for m in ["get", "Get", "delete"] {
+        let r = send(&f.router, m, "/check/notes/1", &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{m}");
+    }
+    let r = send(&f.router, "GET", "/check/notes/1", &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Rack < 3 and older Python read `;` as a query separator too: a token after it is still
+/// a token in the URL, refused on a public route.
+#[tokio::test]
+async fn a_query_token_after_a_semicolon_is_refused_on_a_public_route() {
+    let f = fixture("nginx");
+    for uri in [
+        "/public/x?a=1;access_token=abc",
+        "/public/x?access_token=abc",
+    ] {
+        let r = nginx(&f.router, "GET", uri, &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
+    }
+    let r = nginx(&f.router, "GET", "/public/x?a=1;b=access_token", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]

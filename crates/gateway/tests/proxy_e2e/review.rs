@@ -380,3 +380,103 @@ async fn a_jwt_key_file_others_can_read_is_warned_about_at_start() {
         drop(gw);
     }
 }
+
+/// Third review: hyper passes `delete` on as it is, and Werkzeug and Django upper-case it
+/// and run the `DELETE` handler; a `DELETE`-only route must not be skipped for the broader
+/// public one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_case_method_is_400_and_never_reaches_the_upstream() {
+    let upstream = RawUpstream::start().await;
+    let routes = "[[route]]\nmethods = [\"DELETE\"]\npath = \"/notes\"\nscopes = [\"admin\"]\n\
+                  [[route]]\npath = \"/notes\"\npublic = true\n";
+    let gw = gateway(&upstream, None, routes).await;
+    for method in ["delete", "Delete", "dELETE"] {
+        let req = format!("{method} /notes/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{method}: {answer}");
+    }
+    let ok = raw(
+        gw.addr,
+        b"GET /notes/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("GET /notes/1"), "{heads:?}");
+}
+
+/// Third review: `X-Forwarded-Host` was the client's `Host` unchecked. With
+/// `public_base_url` it is that URL's host whatever the client sends; without it, the
+/// client's one `Host` of the form host[:port], and anything else is 400 before the
+/// upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_host_is_the_public_host_or_one_plain_host() {
+    let upstream = RawUpstream::start().await;
+    let gw = gateway(&upstream, None, "").await;
+    let answer = raw(
+        gw.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let head = upstream.heads().pop().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("x-forwarded-host: {}\r\n", gw.addr)),
+        "{head}"
+    );
+    assert!(!head.contains("evil"), "{head}");
+
+    let upstream = RawUpstream::start().await;
+    let toml = format!(
+        "listen = \"{{listen}}\"\nmode = \"proxy\"\nissuer = \"http://127.0.0.1:{}\"\n\
+         audience = \"api\"\n[proxy]\nupstream = \"http://{}\"\n\
+         [[route]]\npath = \"/\"\npublic = true\n",
+        free_port(),
+        upstream.addr
+    );
+    let gw = Gateway::start(&toml, &[]).await;
+    for hosts in [
+        "Host: a@evil.example\r\n",
+        "Host: evil.example/x\r\n",
+        "Host: evil.example:x\r\n",
+        "Host: a.example\r\nHost: b.example\r\n",
+        "",
+    ] {
+        let req = format!("GET /x HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        let answer = raw(gw.addr, req.as_bytes(), Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{hosts:?}: {answer}");
+    }
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+    let answer = raw(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: api.example:8443\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let head = upstream.heads().pop().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("x-forwarded-host: api.example:8443\r\n"),
+        "{head}"
+    );
+}
+
+/// Third review: a tunnel opened without a token (a public route) lived until
+/// `tunnel_max_lifetime_secs`; it now ends at `tunnel_public_lifetime_secs`, busy or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_public_tunnel_is_closed_at_the_public_lifetime() {
+    let upstream = RawUpstream::start().await;
+    let gw = gateway(
+        &upstream,
+        None,
+        "tunnel_idle_timeout_secs = 600\ntunnel_max_lifetime_secs = 600\ntunnel_public_lifetime_secs = 2",
+    )
+    .await;
+    let (mut s, head) = upgrade(gw.addr, "/ws", None).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(echoes(&mut s, "hi").await);
+    assert!(closed_within(&mut s, Duration::from_secs(20), true).await);
+}
