@@ -286,9 +286,9 @@ async fn passwordless_starts_are_throttled_per_network_and_audited() {
 }
 
 /// A step-up to `urn:tessera:acr:phr` from a live TOTP session (alice has TOTP and a
-/// passkey): the code page, never a code from the session cookie alone; a bad assertion
-/// or an enrolment post gets nothing, a TOTP code does not reach `phr` (the code page
-/// again), and the passkey does.
+/// passkey): the code page offering only the passkey, never a code from the session
+/// cookie alone; a bad assertion or an enrolment post gets nothing, a TOTP code is
+/// refused (no new session: no password was typed), and the passkey does.
 #[tokio::test]
 async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
     let setup = setup_with(CONFIG, &[]);
@@ -344,25 +344,40 @@ async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
             "{more:?}"
         );
     }
-    // A TOTP code signs in at mfa, still below phr: approving it gets the code page
-    // again (the passkey), never a code.
+    // The page offers only the passkey; a TOTP code posted there (no password was typed)
+    // is refused before it counts: no new session, no "Add a passkey", no code.
     let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
-    let consent = submit(
+    assert!(!page.body.contains("name=\"code\""), "{}", page.body);
+    let starts = |s: &Server| {
+        s.cli_ok(&["audit", "--json", "--limit", "10000"], None)
+            .matches("session.start")
+            .count()
+    };
+    let before = starts(s);
+    let (form, _) = passkey_form(&page, "get");
+    let p = submit(
         s,
         &mut b,
-        &first_form(&page),
+        &form,
         &[("action", "mfa"), ("code", &next_code_of(&key))],
     )
     .await;
-    assert!(consent.body.contains("Allow"), "{}", consent.body);
-    let p = submit(s, &mut b, &consent, &[("action", "approve")]).await;
-    assert_eq!(p.status, 200, "{:?} {}", p.location, p.body);
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.location.is_none(), "{:?}", p.location);
     assert!(
-        p.location.is_none() && !p.body.contains("Allow"),
+        !p.set_cookies
+            .iter()
+            .any(|c| c.starts_with("tessera_session=")),
+        "{:?}",
+        p.set_cookies
+    );
+    assert!(
+        !p.body.contains("Allow") && !p.body.contains("Add a passkey"),
         "{}",
         p.body
     );
     assert!(p.body.contains("data-passkey=\"get\""), "{}", p.body);
+    assert_eq!(starts(s), before, "no session started");
     // The passkey reaches phr.
     let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
     let (form, options) = passkey_form(&page, "get");
