@@ -386,3 +386,68 @@ async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
     let t = approve(s, &mut b, spa, &consent).await;
     assert_eq!(assurance(&t).0, "urn:tessera:acr:phr");
 }
+
+/// A `urn:tessera:acr:phr` request through the password form (no session, or
+/// `prompt=login`): a user with a passkey gets the code page offering only the passkey,
+/// and the passkey reaches `phr`; a user without a factor gets the enrolment page
+/// offering only passkey registration.
+#[tokio::test]
+async fn a_phr_request_through_the_password_form_asks_for_the_passkey() {
+    let setup = setup_with(CONFIG, &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    let phr = [("acr_values", "urn:tessera:acr:phr")];
+    // No factor yet: the enrolment page offers only passkey registration.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let enrol = post_form(&mut b, &s.url("/authorize"), &form).await;
+    assert_eq!(enrol.status, 200, "{:?} {}", enrol.location, enrol.body);
+    assert!(
+        secret_of(&enrol).is_none(),
+        "no TOTP offered: {}",
+        enrol.body
+    );
+    assert!(
+        enrol.body.contains("data-passkey=\"create\""),
+        "{}",
+        enrol.body
+    );
+
+    // alice enrols TOTP and adds a passkey.
+    let mut d = device();
+    let mut b = Browser::new();
+    let enrol = password(s, &mut b, spa).await;
+    let key = secret_of(&enrol).unwrap();
+    let codes = submit(
+        s,
+        &mut b,
+        &first_form(&enrol),
+        &[("action", "enrol"), ("code", &code_of(&key))],
+    )
+    .await;
+    let consent = submit(s, &mut b, &first_form(&codes), &[("action", "continue")]).await;
+    let add = submit(s, &mut b, &consent, &[("action", "passkey_add")]).await;
+    let (form, options) = passkey_form(&add, "create");
+    let response = create(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &response)]).await;
+    assert!(consent.body.contains("Allow"), "{}", consent.body);
+
+    // A new browser, and the same one with prompt=login: password, then the passkey only.
+    let prompt = [phr[0], ("prompt", "login")];
+    for (mut b, extra) in [(Browser::new(), &phr[..]), (b, &prompt[..])] {
+        let login = b.get(&authorize_url(s, spa, VERIFIER, extra)).await;
+        let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+        let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+        assert_eq!(
+            page.status, 200,
+            "{extra:?}: {:?} {}",
+            page.location, page.body
+        );
+        assert!(!page.body.contains("name=\"code\""), "{}", page.body);
+        let (form, options) = passkey_form(&page, "get");
+        let assertion = get(&mut d, &options).await;
+        let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
+        let t = approve(s, &mut b, spa, &consent).await;
+        assert_eq!(assurance(&t).0, "urn:tessera:acr:phr", "{extra:?}");
+    }
+}

@@ -75,6 +75,8 @@ pub(crate) struct MfaEnrol<'a> {
     pub(crate) passkey: Option<PasskeyForm<'a>>,
     /// The default label of the new passkey.
     pub(crate) label: &'a str,
+    /// Whether the TOTP enrolment is offered (not where only a passkey reaches the level).
+    pub(crate) totp: bool,
 }
 
 /// The recovery codes, shown once after enrolment.

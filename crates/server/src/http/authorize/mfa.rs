@@ -578,6 +578,8 @@ pub(super) fn enrol_page(
             error,
             passkey: page.passkey.map(form),
             label: page.label,
+            // `phr` is reached only by registering a passkey: no TOTP offered.
+            totp: !req.assurance.beyond(crate::oidc::ACR_MFA),
         },
         out,
     )
