@@ -450,4 +450,26 @@ async fn a_phr_request_through_the_password_form_asks_for_the_passkey() {
         let t = approve(s, &mut b, spa, &consent).await;
         assert_eq!(assurance(&t).0, "urn:tessera:acr:phr", "{extra:?}");
     }
+    // A TOTP code posted there anyway signs in at mfa, short of phr: no consent page to
+    // approve in vain, the passkey-only step-up page at once, and the passkey reaches phr.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    let (form, _) = passkey_form(&page, "get");
+    let short = submit(
+        s,
+        &mut b,
+        &form,
+        &[("action", "mfa"), ("code", &next_code_of(&key))],
+    )
+    .await;
+    assert_eq!(short.status, 200, "{:?} {}", short.location, short.body);
+    assert!(!short.body.contains("Allow"), "{}", short.body);
+    assert!(!short.body.contains("name=\"code\""), "{}", short.body);
+    let (form, options) = passkey_form(&short, "get");
+    let assertion = get(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
+    let t = approve(s, &mut b, spa, &consent).await;
+    assert_eq!(assurance(&t).0, "urn:tessera:acr:phr");
 }
