@@ -286,9 +286,9 @@ async fn passwordless_starts_are_throttled_per_network_and_audited() {
 }
 
 /// A step-up to `urn:tessera:acr:phr` from a live TOTP session (alice has TOTP and a
-/// passkey): the code page, never a code from the session cookie alone; a bad assertion
-/// or an enrolment post gets nothing, a TOTP code does not reach `phr` (the code page
-/// again), and the passkey does.
+/// passkey): the code page offering only the passkey, never a code from the session
+/// cookie alone; a bad assertion or an enrolment post gets nothing, a TOTP code is
+/// refused (no new session: no password was typed), and the passkey does.
 #[tokio::test]
 async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
     let setup = setup_with(CONFIG, &[]);
@@ -344,28 +344,130 @@ async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
             "{more:?}"
         );
     }
-    // A TOTP code signs in at mfa, still below phr: approving it gets the code page
-    // again (the passkey), never a code.
+    // The page offers only the passkey; a TOTP code posted there (no password was typed)
+    // is refused before it counts: no new session, no "Add a passkey", no code.
     let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
-    let consent = submit(
+    assert!(!page.body.contains("name=\"code\""), "{}", page.body);
+    let starts = |s: &Server| {
+        s.cli_ok(&["audit", "--json", "--limit", "10000"], None)
+            .matches("session.start")
+            .count()
+    };
+    let before = starts(s);
+    let (form, _) = passkey_form(&page, "get");
+    let p = submit(
         s,
         &mut b,
-        &first_form(&page),
+        &form,
         &[("action", "mfa"), ("code", &next_code_of(&key))],
     )
     .await;
-    assert!(consent.body.contains("Allow"), "{}", consent.body);
-    let p = submit(s, &mut b, &consent, &[("action", "approve")]).await;
-    assert_eq!(p.status, 200, "{:?} {}", p.location, p.body);
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(p.location.is_none(), "{:?}", p.location);
     assert!(
-        p.location.is_none() && !p.body.contains("Allow"),
+        !p.set_cookies
+            .iter()
+            .any(|c| c.starts_with("tessera_session=")),
+        "{:?}",
+        p.set_cookies
+    );
+    assert!(
+        !p.body.contains("Allow") && !p.body.contains("Add a passkey"),
         "{}",
         p.body
     );
     assert!(p.body.contains("data-passkey=\"get\""), "{}", p.body);
+    assert_eq!(starts(s), before, "no session started");
     // The passkey reaches phr.
     let page = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
     let (form, options) = passkey_form(&page, "get");
+    let assertion = get(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
+    let t = approve(s, &mut b, spa, &consent).await;
+    assert_eq!(assurance(&t).0, "urn:tessera:acr:phr");
+}
+
+/// A `urn:tessera:acr:phr` request through the password form (no session, or
+/// `prompt=login`): a user with a passkey gets the code page offering only the passkey,
+/// and the passkey reaches `phr`; a user without a factor gets the enrolment page
+/// offering only passkey registration.
+#[tokio::test]
+async fn a_phr_request_through_the_password_form_asks_for_the_passkey() {
+    let setup = setup_with(CONFIG, &[]);
+    let (s, spa) = (&setup.s, setup.spa.as_str());
+    let phr = [("acr_values", "urn:tessera:acr:phr")];
+    // No factor yet: the enrolment page offers only passkey registration.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let enrol = post_form(&mut b, &s.url("/authorize"), &form).await;
+    assert_eq!(enrol.status, 200, "{:?} {}", enrol.location, enrol.body);
+    assert!(
+        secret_of(&enrol).is_none(),
+        "no TOTP offered: {}",
+        enrol.body
+    );
+    assert!(
+        enrol.body.contains("data-passkey=\"create\""),
+        "{}",
+        enrol.body
+    );
+
+    // alice enrols TOTP and adds a passkey.
+    let mut d = device();
+    let mut b = Browser::new();
+    let enrol = password(s, &mut b, spa).await;
+    let key = secret_of(&enrol).unwrap();
+    let codes = submit(
+        s,
+        &mut b,
+        &first_form(&enrol),
+        &[("action", "enrol"), ("code", &code_of(&key))],
+    )
+    .await;
+    let consent = submit(s, &mut b, &first_form(&codes), &[("action", "continue")]).await;
+    let add = submit(s, &mut b, &consent, &[("action", "passkey_add")]).await;
+    let (form, options) = passkey_form(&add, "create");
+    let response = create(&mut d, &options).await;
+    let consent = submit(s, &mut b, &form, &[("response", &response)]).await;
+    assert!(consent.body.contains("Allow"), "{}", consent.body);
+
+    // A new browser, and the same one with prompt=login: password, then the passkey only.
+    let prompt = [phr[0], ("prompt", "login")];
+    for (mut b, extra) in [(Browser::new(), &phr[..]), (b, &prompt[..])] {
+        let login = b.get(&authorize_url(s, spa, VERIFIER, extra)).await;
+        let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+        let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+        assert_eq!(
+            page.status, 200,
+            "{extra:?}: {:?} {}",
+            page.location, page.body
+        );
+        assert!(!page.body.contains("name=\"code\""), "{}", page.body);
+        let (form, options) = passkey_form(&page, "get");
+        let assertion = get(&mut d, &options).await;
+        let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
+        let t = approve(s, &mut b, spa, &consent).await;
+        assert_eq!(assurance(&t).0, "urn:tessera:acr:phr", "{extra:?}");
+    }
+    // A TOTP code posted there anyway signs in at mfa, short of phr: no consent page to
+    // approve in vain, the passkey-only step-up page at once, and the passkey reaches phr.
+    let mut b = Browser::new();
+    let login = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
+    let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
+    let page = post_form(&mut b, &s.url("/authorize"), &form).await;
+    let (form, _) = passkey_form(&page, "get");
+    let short = submit(
+        s,
+        &mut b,
+        &form,
+        &[("action", "mfa"), ("code", &next_code_of(&key))],
+    )
+    .await;
+    assert_eq!(short.status, 200, "{:?} {}", short.location, short.body);
+    assert!(!short.body.contains("Allow"), "{}", short.body);
+    assert!(!short.body.contains("name=\"code\""), "{}", short.body);
+    let (form, options) = passkey_form(&short, "get");
     let assertion = get(&mut d, &options).await;
     let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
     let t = approve(s, &mut b, spa, &consent).await;

@@ -57,6 +57,8 @@ pub(crate) struct MfaCode<'a> {
     pub(crate) error: Option<&'a str>,
     /// The user's passkeys, offered next to the code.
     pub(crate) passkey: Option<PasskeyForm<'a>>,
+    /// Whether the code field is offered (not where only a passkey reaches the level).
+    pub(crate) codes: bool,
 }
 
 /// The enrolment page: the QR code (an inline SVG this server rendered), the key for
@@ -73,6 +75,8 @@ pub(crate) struct MfaEnrol<'a> {
     pub(crate) passkey: Option<PasskeyForm<'a>>,
     /// The default label of the new passkey.
     pub(crate) label: &'a str,
+    /// Whether the TOTP enrolment is offered (not where only a passkey reaches the level).
+    pub(crate) totp: bool,
 }
 
 /// The recovery codes, shown once after enrolment.
@@ -193,6 +197,7 @@ mod tests {
             hidden: &hidden,
             error: None,
             passkey,
+            codes: true,
         };
         let r = render(StatusCode::OK, &page, HeaderMap::new());
         r.headers()[CONTENT_SECURITY_POLICY]

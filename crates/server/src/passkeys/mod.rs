@@ -25,7 +25,8 @@ pub(crate) const MAX_RESPONSE: usize = 16 * 1024;
 /// Passkeys one user may register.
 pub(crate) const MAX_PER_USER: usize = 20;
 /// Live passwordless ceremonies one user may have (anyone may begin one with the
-/// username): beginning another replaces the oldest.
+/// username), and likewise live second-factor ones (each code page, step-ups from a live
+/// session included, begins one): beginning another replaces the oldest of its kind.
 pub(crate) const LIVE_ALONE: u32 = 5;
 
 /// The relying party of `issuer`: its origin is the issuer's origin (the pages are served
@@ -163,7 +164,7 @@ async fn store_ceremony(
             .now()
             .saturating_add(std::time::Duration::from_secs(CEREMONY_SECS as u64)),
     };
-    if kind == CeremonyKind::FirstFactor {
+    if kind != CeremonyKind::Register {
         core.store
             .trim_ceremonies(user_id, kind, LIVE_ALONE - 1)
             .await?;

@@ -419,3 +419,24 @@ async fn malformed_or_oversized_responses_are_refused_and_end_the_ceremony() {
         );
     }
 }
+
+/// Second-factor ceremonies are kept per user like passwordless ones: beginning more
+/// than `LIVE_ALONE` ends the oldest (a step-up reloaded in a loop piles up nothing).
+#[tokio::test]
+async fn second_factor_ceremonies_are_trimmed_per_user() {
+    let (core, _dir, clock) = setup().await;
+    let mut d = device();
+    register(&core, &mut d, "u1").await;
+    let first = begin_second(&core, "u1").await;
+    let mut last = None;
+    for _ in 0..super::LIVE_ALONE {
+        // A second apart: the oldest is the first one.
+        clock.advance(Duration::from_secs(1));
+        last = Some(begin_second(&core, "u1").await);
+    }
+    let response = get(&mut d, ORIGIN, &first.options).await;
+    assert!(check_second(&core, "u1", &first, &response).await.is_err());
+    let last = last.unwrap();
+    let response = get(&mut d, ORIGIN, &last.options).await;
+    check_second(&core, "u1", &last, &response).await.unwrap();
+}

@@ -537,6 +537,9 @@ pub enum PendingPurpose {
     Enrol,
     /// The user has a factor: the code page (a code or a passkey).
     Verify,
+    /// A step-up from a live session, no password typed: the passkey only (a code here
+    /// would start a session stamped as a password sign-in that never was).
+    StepUp,
 }
 
 impl PendingPurpose {
@@ -545,16 +548,22 @@ impl PendingPurpose {
         match self {
             PendingPurpose::Enrol => "enrol",
             PendingPurpose::Verify => "verify",
+            PendingPurpose::StepUp => "step_up",
         }
     }
 
-    /// The stored form read back; anything unknown is `Verify` (the narrower).
+    /// The stored form read back; anything unknown is `StepUp` (the narrowest).
     pub(crate) fn parse(s: &str) -> Self {
-        if s == "enrol" {
-            PendingPurpose::Enrol
-        } else {
-            PendingPurpose::Verify
+        match s {
+            "enrol" => PendingPurpose::Enrol,
+            "verify" => PendingPurpose::Verify,
+            _ => PendingPurpose::StepUp,
         }
+    }
+
+    /// Whether a TOTP or recovery code counts on this sign-in (not on a step-up).
+    pub(crate) fn takes_codes(self) -> bool {
+        self != PendingPurpose::StepUp
     }
 }
 

@@ -31,6 +31,23 @@ pub(super) async fn proceed(
     session: &SessionRecord,
     mut out: HeaderMap,
 ) -> Response {
+    // A session just started short of the level asked (a code given where a passkey is
+    // needed): no consent page to approve in vain; the step-up page at once.
+    if req
+        .assurance
+        .shortfall(session, &seal::session_tag(state, session))
+        == Shortfall::Level
+        && !req.prompt_none
+    {
+        let mut page = super::step_up(state, headers, raw, req, session).await;
+        // This step's cookies first (the pending sign-in's removal), then the page's (a
+        // new pending sign-in): the later `Set-Cookie` of a name wins.
+        let later = std::mem::replace(page.headers_mut(), out);
+        for (name, value) in later.iter() {
+            page.headers_mut().append(name.clone(), value.clone());
+        }
+        return page;
+    }
     if req.client.first_party {
         return issue_code(state, headers, raw, req, session, out).await;
     }

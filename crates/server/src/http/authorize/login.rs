@@ -20,7 +20,7 @@ use crate::http::browser::{csrf_token, start_session};
 use crate::http::pages::{Login, render};
 use crate::http::peer::Peer;
 use crate::login::{self, Attempt, LoginFailure, Via};
-use crate::oidc::{ACR_MFA, ACR_PWD};
+use crate::oidc::{ACR_MFA, ACR_PHR, ACR_PWD};
 use crate::store::Amr;
 
 /// The one message for every failed sign-in (unknown user, wrong password, disabled).
@@ -128,11 +128,15 @@ pub(super) async fn sign_in(
     };
     // A request for more than a password (acr_values, claims) needs the factor: asked
     // for when enrolled, enrolled now where `mfa` allows it, refused otherwise; more than
-    // any second factor gives cannot be met at all.
+    // any second factor gives cannot be met at all. `phr` needs a passkey: the user's
+    // (the code page offers only it) or, for a user without a factor, one registered on
+    // the enrolment page (which offers only that).
     let needs_factor = req.assurance.beyond(ACR_PWD);
-    if req.assurance.beyond(ACR_MFA)
-        || (needs_factor && !enrolled && state.config.login.mfa == MfaMode::Off)
-    {
+    let reachable = match phr_reachable(state, req, &user.id, enrolled).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+    if !reachable || (needs_factor && !enrolled && state.config.login.mfa == MfaMode::Off) {
         return req.target.error(state, UNMET, HeaderMap::new());
     }
     let enrol = match state.config.login.mfa {
@@ -158,4 +162,28 @@ pub(super) async fn sign_in(
     )
     .await;
     consent::proceed(state, headers, raw, req, &session, out).await
+}
+
+/// Whether the level asked can be reached after the password: always below `phr`; for
+/// `phr`, with the user's passkey, or (no factor yet) with passkeys available to
+/// register one; never beyond `phr`.
+async fn phr_reachable(
+    state: &AppState,
+    req: &AuthRequest,
+    user_id: &str,
+    enrolled: bool,
+) -> Result<bool, crate::oauth::OAuthError> {
+    if req.assurance.beyond(ACR_PHR) {
+        return Ok(false);
+    }
+    if !req.assurance.beyond(ACR_MFA) {
+        return Ok(true);
+    }
+    if !crate::passkeys::available(state) {
+        return Ok(false);
+    }
+    if !enrolled {
+        return Ok(true);
+    }
+    Ok(!state.store.passkeys(user_id).await?.is_empty())
 }

@@ -65,7 +65,9 @@ pub(super) async fn start(
     };
     let Some(e) = enrolment else {
         let pk = offer(state, user, &pending, CeremonyKind::SecondFactor).await;
-        return code_page(state, headers, raw, req, StatusCode::OK, None, out, pk);
+        let codes = codes_offered(req, purpose);
+        let page = CodePage { passkey: pk, codes };
+        return code_page(state, headers, raw, req, StatusCode::OK, None, out, page);
     };
     let pk = offer(state, user, &pending, CeremonyKind::Register).await;
     let page = EnrolPage {
@@ -74,6 +76,35 @@ pub(super) async fn start(
         label: "passkey 1",
     };
     enrol_page(state, headers, raw, req, &page, StatusCode::OK, None, out)
+}
+
+/// A step-up from a live session (no password typed now): a pending sign-in of purpose
+/// [`PendingPurpose::StepUp`] and the code page offering only the user's passkey; a TOTP
+/// or recovery code posted there is refused before it counts ([`answer_code`]).
+pub(super) async fn step_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &Raw,
+    req: &AuthRequest,
+    user: &UserRecord,
+) -> Response {
+    let mut out = HeaderMap::new();
+    let pending = match start_pending(state, user, PendingPurpose::StepUp, &mut out).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
+    let pk = offer(state, user, &pending, CeremonyKind::SecondFactor).await;
+    let page = CodePage {
+        passkey: pk,
+        codes: false,
+    };
+    code_page(state, headers, raw, req, StatusCode::OK, None, out, page)
+}
+
+/// Whether the code page offers the code field: not on a step-up (the passkey only), and
+/// not for a request asking `urn:tessera:acr:phr`, which only a passkey reaches.
+fn codes_offered(req: &AuthRequest, purpose: PendingPurpose) -> bool {
+    purpose.takes_codes() && !req.assurance.beyond(crate::oidc::ACR_MFA)
 }
 
 /// The request's pending sign-in and its user if it may enrol a first factor: it began
@@ -171,6 +202,21 @@ pub(super) async fn answer_code(
         Ok(found) => found,
         Err(page) => return page,
     };
+    if !pending.purpose.takes_codes() {
+        // A step-up: no password was typed, so a code never stands for a sign-in here
+        // (refused before it is checked or counted).
+        return again(
+            state,
+            headers,
+            raw,
+            req,
+            &pending,
+            &user,
+            StatusCode::BAD_REQUEST,
+            "Use your passkey to continue.",
+        )
+        .await;
+    }
     let code = raw.get("code").unwrap_or_default();
     if code.trim().is_empty() {
         return again(
@@ -230,6 +276,10 @@ async fn again(
     error: &str,
 ) -> Response {
     let pk = offer(state, user, &pending.hash, CeremonyKind::SecondFactor).await;
+    let page = CodePage {
+        passkey: pk,
+        codes: codes_offered(req, pending.purpose),
+    };
     code_page(
         state,
         headers,
@@ -238,7 +288,7 @@ async fn again(
         status,
         Some(error),
         HeaderMap::new(),
-        pk,
+        page,
     )
 }
 
@@ -452,6 +502,12 @@ async fn wrong_enrolment_code(
     crate::login::count_wrong_code(state, &pending.hash).await
 }
 
+/// What the code page offers: the user's passkey ceremony, and the code field or not.
+struct CodePage {
+    passkey: Option<Started>,
+    codes: bool,
+}
+
 #[allow(clippy::too_many_arguments)] // the page's parts, each different
 fn code_page(
     state: &AppState,
@@ -461,7 +517,7 @@ fn code_page(
     status: StatusCode,
     error: Option<&str>,
     mut out: HeaderMap,
-    passkey: Option<Started>,
+    page: CodePage,
 ) -> Response {
     let csrf = match csrf_token(state, headers, &mut out) {
         Ok(c) => c,
@@ -475,7 +531,8 @@ fn code_page(
             csrf: &csrf,
             hidden: &hidden,
             error,
-            passkey: passkey.as_ref().map(form),
+            passkey: page.passkey.as_ref().map(form),
+            codes: page.codes,
         },
         out,
     )
@@ -521,6 +578,8 @@ pub(super) fn enrol_page(
             error,
             passkey: page.passkey.map(form),
             label: page.label,
+            // `phr` is reached only by registering a passkey: no TOTP offered.
+            totp: !req.assurance.beyond(crate::oidc::ACR_MFA),
         },
         out,
     )

@@ -142,13 +142,13 @@ async fn assured(
     }
 }
 
-/// A live, recent session below the `acr` asked. A user with a factor that reaches the
-/// level gives it: the code page, no password again, bound to a new pending sign-in of
-/// purpose `verify` (it can never enrol or register anything), whose passkey ceremony
-/// needs the user's authenticator; a session cookie alone reaches nothing. For
-/// `urn:tessera:acr:phr` only a passkey reaches it: a user without one gets
-/// `unmet_authentication_requirements` (a code given on the code page signs in at `mfa`,
-/// and the code is refused at the end all the same). A user without a factor signs in
+/// A live, recent session below the `acr` asked. A user with a passkey gives it: the
+/// code page offering only the passkey, no password again, bound to a new pending
+/// sign-in of purpose `step_up` (it can never enrol or register anything, and refuses a
+/// TOTP or recovery code: no password was typed), whose passkey ceremony needs the
+/// user's authenticator; a session cookie alone reaches nothing. An enrolled user
+/// without a passkey signs in again (password and code) below `phr`, and gets
+/// `unmet_authentication_requirements` for `phr`. A user without a factor signs in
 /// with the password before enrolling (a session cookie alone never enrols a factor)
 /// where `mfa` allows enrolment; otherwise the client gets
 /// `unmet_authentication_requirements`.
@@ -178,11 +178,14 @@ async fn step_up(
     let enrol_allowed = state.config.login.mfa != crate::config::MfaMode::Off;
     match found.await {
         // An enrolled user's live session is at least `mfa` (`signed_in`): this is a
-        // request for `phr` from a TOTP sign-in, and the user has a passkey to give.
-        Ok((Some(user), true, passkey)) if passkey || !phr => {
-            mfa::start(state, headers, raw, req, &user, true).await
+        // request for `phr` from a TOTP sign-in, and the user has a passkey to give (only
+        // the passkey: no password is typed here, so no code stands for a sign-in).
+        Ok((Some(user), true, true)) => mfa::step_up(state, headers, raw, req, &user).await,
+        // No passkey: below `phr` the password and a code again; `phr` is out of reach.
+        Ok((Some(_), true, false)) if !phr => {
+            login::page(state, headers, raw, req, StatusCode::OK, "", None)
         }
-        Ok((Some(_), true, _)) => req.target.error(state, UNMET, HeaderMap::new()),
+        Ok((Some(_), true, false)) => req.target.error(state, UNMET, HeaderMap::new()),
         Ok((Some(_), false, _)) if enrol_allowed && (!phr || crate::passkeys::available(state)) => {
             login::page(state, headers, raw, req, StatusCode::OK, "", None)
         }
