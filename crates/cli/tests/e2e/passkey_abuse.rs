@@ -385,6 +385,28 @@ async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
     let consent = submit(s, &mut b, &form, &[("response", &assertion)]).await;
     let t = approve(s, &mut b, spa, &consent).await;
     assert_eq!(assurance(&t).0, "urn:tessera:acr:phr");
+
+    // A relayed password and TOTP code (a fresh mfa sign-in in a phisher's browser) never
+    // adds a passkey to an account that has one: only a passkey sign-in may, or the
+    // phisher's key would reach phr.
+    let mut p2 = Browser::new();
+    let page = password(s, &mut p2, spa).await;
+    let (form, _) = passkey_form(&page, "get");
+    let consent = submit(
+        s,
+        &mut p2,
+        &form,
+        &[("action", "mfa"), ("code", &next_code_of(&key))],
+    )
+    .await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    let add = submit(s, &mut p2, &consent, &[("action", "passkey_add")]).await;
+    assert_eq!(add.status, StatusCode::BAD_REQUEST, "{}", add.body);
+    assert!(
+        !add.body.contains("data-passkey=\"create\""),
+        "{}",
+        add.body
+    );
 }
 
 /// A `urn:tessera:acr:phr` request through the password form (no session, or
@@ -450,8 +472,9 @@ async fn a_phr_request_through_the_password_form_asks_for_the_passkey() {
         let t = approve(s, &mut b, spa, &consent).await;
         assert_eq!(assurance(&t).0, "urn:tessera:acr:phr", "{extra:?}");
     }
-    // A TOTP code posted there anyway signs in at mfa, short of phr: no consent page to
-    // approve in vain, the passkey-only step-up page at once, and the passkey reaches phr.
+    // A TOTP code posted there anyway is refused before it counts (only the passkey
+    // reaches phr, and an mfa session from it could add a phisher's passkey): the same
+    // page again, no consent, and the passkey still reaches phr.
     let mut b = Browser::new();
     let login = b.get(&authorize_url(s, spa, VERIFIER, &phr)).await;
     let form = form_of(&login, &[("username", "alice"), ("password", PASSWORD)]);
@@ -464,7 +487,7 @@ async fn a_phr_request_through_the_password_form_asks_for_the_passkey() {
         &[("action", "mfa"), ("code", &next_code_of(&key))],
     )
     .await;
-    assert_eq!(short.status, 200, "{:?} {}", short.location, short.body);
+    assert_eq!(short.status, 400, "{:?} {}", short.location, short.body);
     assert!(!short.body.contains("Allow"), "{}", short.body);
     assert!(!short.body.contains("name=\"code\""), "{}", short.body);
     let (form, options) = passkey_form(&short, "get");

@@ -202,9 +202,10 @@ pub(super) async fn answer_code(
         Ok(found) => found,
         Err(page) => return page,
     };
-    if !pending.purpose.takes_codes() {
-        // A step-up: no password was typed, so a code never stands for a sign-in here
-        // (refused before it is checked or counted).
+    if !codes_offered(req, pending.purpose) {
+        // A step-up (no password was typed, so a code never stands for a sign-in here) or
+        // a phr request (only the passkey reaches it): refused before it is checked or
+        // counted, whatever the page showed.
         return again(
             state,
             headers,

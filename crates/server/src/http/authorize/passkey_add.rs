@@ -42,7 +42,15 @@ async fn adding(
         if !may_add(state, &s) {
             return Ok(None);
         }
-        Ok(state.store.user_by_id(&s.user_id).await?.map(|u| (s, u)))
+        let Some(u) = state.store.user_by_id(&s.user_id).await? else {
+            return Ok(None);
+        };
+        // A user who has a passkey adds another only from a passkey sign-in: otherwise a
+        // relayed password and TOTP code would add the phisher's key and reach phr.
+        if !s.amr.has_passkey() && !state.store.passkeys(&u.id).await?.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((s, u)))
     };
     match found.await {
         Ok(Some(found)) => Ok(found),
