@@ -41,23 +41,9 @@ pub(super) async fn register(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let label = label(raw);
-    let id = raw.get("ceremony").unwrap_or_default();
-    let response = raw.get("response").unwrap_or_default();
-    let done =
-        crate::passkeys::finish_registration(state, &user, &pending.hash, id, response, &label)
-            .await;
-    match done {
+    match finish_from_form(state, raw, req, &user, &pending.hash).await {
         Ok(Ok(())) => {}
         Ok(Err(refused)) => {
-            audit(
-                state,
-                "mfa.failure",
-                Some(&req.client.id),
-                Some(&user.id),
-                json!({ "factor": "passkey", "step": "register", "reason": refused.as_str() }),
-            )
-            .await;
             return refused_registration(state, headers, raw, req, &pending.hash, &user, refused)
                 .await;
         }
@@ -339,6 +325,33 @@ pub(super) async fn sign_in(
 }
 
 /// The label the form sent, cleaned; "passkey" when empty.
+/// Finishes a registration from the posted form (`ceremony`, `response`, `label`),
+/// bound to `bound_to` (the pending sign-in or the session), and audits a refusal.
+pub(super) async fn finish_from_form(
+    state: &AppState,
+    raw: &Raw,
+    req: &AuthRequest,
+    user: &UserRecord,
+    bound_to: &tessera_token::TokenHash,
+) -> Result<Result<(), Refused>, crate::oauth::OAuthError> {
+    let id = raw.get("ceremony").unwrap_or_default();
+    let response = raw.get("response").unwrap_or_default();
+    let done =
+        crate::passkeys::finish_registration(state, user, bound_to, id, response, &label(raw))
+            .await?;
+    if let Err(refused) = &done {
+        audit(
+            state,
+            "mfa.failure",
+            Some(&req.client.id),
+            Some(&user.id),
+            json!({ "factor": "passkey", "step": "register", "reason": refused.as_str() }),
+        )
+        .await;
+    }
+    Ok(done)
+}
+
 pub(super) fn label(raw: &Raw) -> String {
     let label: String = raw
         .get("label")

@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use super::passkey::label;
 use super::request::{AuthRequest, Raw};
 use super::{consent, login, unavailable};
 use crate::audit::audit;
@@ -129,23 +128,9 @@ pub(super) async fn register_more(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let id = raw.get("ceremony").unwrap_or_default();
-    let response = raw.get("response").unwrap_or_default();
-    let label = label(raw);
-    let done =
-        crate::passkeys::finish_registration(state, &user, &session.hash, id, response, &label)
-            .await;
-    match done {
+    match super::passkey::finish_from_form(state, raw, req, &user, &session.hash).await {
         Ok(Ok(())) => {}
-        Ok(Err(refused)) => {
-            audit(
-                state,
-                "mfa.failure",
-                Some(&req.client.id),
-                Some(&user.id),
-                json!({ "factor": "passkey", "step": "register", "reason": refused.as_str() }),
-            )
-            .await;
+        Ok(Err(_)) => {
             return match crate::passkeys::begin_registration(state, &user, &session.hash).await {
                 Ok(s) => add_page(
                     state,
