@@ -21,7 +21,7 @@
 //! Before criterion runs, `interleaved` times raw verify, cold and warm (bearer and DPoP)
 //! one after the other, round after round, and prints their medians and ratios: on a
 //! shared machine whose load changes from second to second, this ratio is the one to
-//! trust.
+//! trust. `GUARD_BENCH_SKIP_INTERLEAVED=1` skips it (to profile one criterion row).
 //!
 //! Results: `docs/benchmarks.md`, section "Guard".
 
@@ -359,7 +359,11 @@ fn bench_router(c: &mut Criterion) {
 criterion_group!(benches, bench_guard, bench_router);
 
 fn main() {
-    interleaved();
+    // For profiling one criterion row (`perf record … --profile-time 10`) without the
+    // interleaved rounds in the samples.
+    if std::env::var_os("GUARD_BENCH_SKIP_INTERLEAVED").is_none() {
+        interleaved();
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::Error;
+use crate::{Error, b64};
 
 /// A bearer token taken from a request. `Debug` never shows it; zeroized on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,37 +96,47 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// The `b64token` characters before padding, as a byte table: one load per byte instead of
-/// a scan of `-._~+/` (the header parser's hot loop on a 600-byte JWT).
-const B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || c == b'-'
-            || c == b'.'
-            || c == b'_'
-            || c == b'~'
-            || c == b'+'
-            || c == b'/';
-        b += 1;
-    }
-    table
-};
+/// A `b64token` character before the padding.
+#[inline(always)]
+fn is_token_char(b: u8) -> bool {
+    b64::is_letter_or_digit(b)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
 
 /// `b64token`: at least one token character, then only `=` padding.
 pub(crate) fn is_b64token(v: &[u8]) -> bool {
-    let body_len = v
-        .iter()
-        .position(|b| !B64TOKEN[usize::from(*b)])
-        .unwrap_or(v.len());
-    body_len > 0 && v[body_len..].iter().all(|b| *b == b'=')
+    // `=` is not a token character: the body ends where the padding starts.
+    let body_len = v.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
+    body_len > 0 && b64::all_bytes(&v[..body_len], is_token_char)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every byte, alone, in a 32-byte block and before padding, against RFC 6750's
+    /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+    #[test]
+    fn token_characters_are_exactly_rfc6750s() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_b64token(&[b]), expected, "{b:#x}");
+            let mut block = [b'a'; 70];
+            block[40] = b;
+            assert_eq!(is_b64token(&block), expected, "{b:#x} in a block");
+            block[69] = b'=';
+            assert_eq!(is_b64token(&block), expected, "{b:#x} before padding");
+        }
+        assert!(is_b64token(b"a=="));
+        assert!(!is_b64token(b"=="));
+        assert!(!is_b64token(b"a=b"));
+        assert!(!is_b64token(b""));
+    }
 
     fn ok(v: &str) -> Option<String> {
         parse_authorization(v.as_bytes())

@@ -1,6 +1,8 @@
 //! JWT claims: RFC 7519 registered claims, the RFC 9068 access-token profile, OIDC
 //! session members and the RFC 7800 `cnf` confirmation, plus any custom claims.
 
+pub(crate) mod read;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -219,32 +221,101 @@ pub struct Claims {
     pub extra: Map<String, Value>,
 }
 
+/// The claims [`Claims`] has a field for. Every other member goes to `extra`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registered {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    ClientId,
+    Scope,
+    Sid,
+    AuthTime,
+    Acr,
+    Cnf,
+}
+
+impl Registered {
+    const ALL: [Registered; 13] = [
+        Registered::Iss,
+        Registered::Sub,
+        Registered::Aud,
+        Registered::Exp,
+        Registered::Nbf,
+        Registered::Iat,
+        Registered::Jti,
+        Registered::ClientId,
+        Registered::Scope,
+        Registered::Sid,
+        Registered::AuthTime,
+        Registered::Acr,
+        Registered::Cnf,
+    ];
+
+    fn named(name: &str) -> Option<Registered> {
+        Registered::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Registered::Iss => "iss",
+            Registered::Sub => "sub",
+            Registered::Aud => "aud",
+            Registered::Exp => "exp",
+            Registered::Nbf => "nbf",
+            Registered::Iat => "iat",
+            Registered::Jti => "jti",
+            Registered::ClientId => "client_id",
+            Registered::Scope => "scope",
+            Registered::Sid => "sid",
+            Registered::AuthTime => "auth_time",
+            Registered::Acr => "acr",
+            Registered::Cnf => "cnf",
+        }
+    }
+}
+
 impl Claims {
-    /// Reads registered claims from a parsed JSON object in one pass, checking their
-    /// types; every other member goes to `extra`.
+    /// Reads registered claims from a parsed JSON object, checking their types; every
+    /// other member goes to `extra`. The answer [`read::claims`] gives for the object's
+    /// bytes, which it reads without building the map (this is its reference in tests).
+    #[cfg(test)]
     pub(crate) fn from_object(map: Map<String, Value>) -> Result<Self, Error> {
         let mut c = Claims::default();
         for (name, value) in map {
-            match name.as_str() {
-                "iss" => c.iss = Some(string(value, "iss")?),
-                "sub" => c.sub = Some(string(value, "sub")?),
-                "aud" => c.aud = audience(value)?,
-                "exp" => c.exp = Some(numeric_date(value, "exp")?),
-                "nbf" => c.nbf = Some(numeric_date(value, "nbf")?),
-                "iat" => c.iat = Some(numeric_date(value, "iat")?),
-                "jti" => c.jti = Some(string(value, "jti")?),
-                "client_id" => c.client_id = Some(string(value, "client_id")?),
-                "scope" => c.scope = Some(string(value, "scope")?.parse()?),
-                "sid" => c.sid = Some(string(value, "sid")?),
-                "auth_time" => c.auth_time = Some(numeric_date(value, "auth_time")?),
-                "acr" => c.acr = Some(string(value, "acr")?),
-                "cnf" => c.cnf = Some(confirmation(value)?),
-                _ => {
-                    c.extra.insert(name, value);
-                }
+            if let Some(claim) = Registered::named(&name) {
+                c.set(claim, value)?;
+            } else {
+                c.extra.insert(name, value);
             }
         }
         Ok(c)
+    }
+
+    /// Sets a registered claim from its JSON value, checking its type: the one place
+    /// each claim's rule lives. The error names the claim.
+    fn set(&mut self, claim: Registered, value: Value) -> Result<(), Error> {
+        let name = claim.name();
+        match claim {
+            Registered::Iss => self.iss = Some(string(value, name)?),
+            Registered::Sub => self.sub = Some(string(value, name)?),
+            Registered::Aud => self.aud = audience(value)?,
+            Registered::Exp => self.exp = Some(numeric_date(value, name)?),
+            Registered::Nbf => self.nbf = Some(numeric_date(value, name)?),
+            Registered::Iat => self.iat = Some(numeric_date(value, name)?),
+            Registered::Jti => self.jti = Some(string(value, name)?),
+            Registered::ClientId => self.client_id = Some(string(value, name)?),
+            Registered::Scope => self.scope = Some(string(value, name)?.parse()?),
+            Registered::Sid => self.sid = Some(string(value, name)?),
+            Registered::AuthTime => self.auth_time = Some(numeric_date(value, name)?),
+            Registered::Acr => self.acr = Some(string(value, name)?),
+            Registered::Cnf => self.cnf = Some(confirmation(value)?),
+        }
+        Ok(())
     }
 
     /// Deserializes the custom claims (`extra`) into the caller's own type.

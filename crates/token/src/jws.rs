@@ -1,8 +1,14 @@
 //! JWS compact serialization (RFC 7515 section 7.1): strict parsing of the three
 //! segments and the protected header, signing, and verification against a key set.
 
+mod header_cache;
+
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use self::header_cache::HeaderCache;
 
 use crate::{
     Claims, Error, SigningKey, UnixTime, Validation, VerifiedClaims, VerifyingKey, b64, json,
@@ -120,15 +126,10 @@ impl<'a, H> Compact<'a, H> {
         })
     }
 
-    /// The payload as a JSON object (duplicate member names refused).
-    pub(crate) fn payload_object(&self) -> Result<Map<String, Value>, Error> {
-        let payload = b64::decode(self.payload_b64, "payload is not base64url")?;
-        json::parse_object(&payload, "claims are not a JSON object")
-    }
-
-    /// The payload as [`Claims`].
+    /// The payload as [`Claims`] (duplicate member names refused).
     fn claims(&self) -> Result<Claims, Error> {
-        Claims::from_object(self.payload_object()?)
+        let payload = b64::decode(self.payload_b64, "payload is not base64url")?;
+        crate::claims::read::claims(&payload)
     }
 }
 
@@ -142,6 +143,8 @@ pub(crate) fn header_object(segment: &str) -> Result<Map<String, Value>, Error> 
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// Headers of tokens that verified, by their exact bytes.
+    headers: HeaderCache,
 }
 
 impl KeySet {
@@ -154,7 +157,10 @@ impl KeySet {
                 return Err(Error::InvalidKey("two keys share a kid"));
             }
         }
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            headers: HeaderCache::default(),
+        })
     }
 
     /// The signature keys of a JWK Set. Keys that cannot verify (encryption keys,
@@ -218,9 +224,19 @@ impl KeySet {
         validation: &Validation,
         now: UnixTime,
     ) -> Result<VerifiedClaims, Error> {
-        let jws = Compact::parse(token, validation.token_len_limit())?;
+        let mut fresh = false;
+        let jws = Compact::parse_with(token, validation.token_len_limit(), |segment| {
+            if let Some(known) = self.headers.get(segment) {
+                return Ok(known);
+            }
+            fresh = true;
+            Header::from_object(&header_object(segment)?).map(Arc::new)
+        })?;
         let key = self.select(&jws.header)?;
         key.verify_bytes(jws.signing_input.as_bytes(), &jws.signature)?;
+        if fresh {
+            self.headers.insert(jws.header_b64, &jws.header);
+        }
         validation.check_typ(jws.header.typ.as_deref())?;
         let claims = jws.claims()?;
         validation.check_claims(&claims, now)?;
@@ -229,6 +245,12 @@ impl KeySet {
             key.kid().map(str::to_owned),
             key.algorithm(),
         ))
+    }
+
+    /// How many token headers are cached (for tests).
+    #[cfg(test)]
+    pub(crate) fn cached_headers(&self) -> usize {
+        self.headers.len()
     }
 }
 

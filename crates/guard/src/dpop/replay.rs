@@ -2,7 +2,7 @@
 //! while the proof could still pass the `iat` window (RFC 9449 section 11.1). Bounded in
 //! entries without ever forgetting a live one: when full, new proofs are refused.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tessera_token::{TokenHash, UnixTime};
@@ -20,33 +20,33 @@ pub(crate) enum Replay {
     Full,
 }
 
-type Entry = (i64, [u8; 32]);
-
-/// The live proofs by hash (with their end and key), the same ordered by end, and each
-/// key's ordered by end: ended entries are dropped from the front, so a record costs
-/// O(log n) however full the cache is.
+/// The live proofs by hash (with their end and key), the same grouped by the second
+/// their entry ends, and how many each key holds: ended entries are dropped a second at
+/// a time from the front, so a record costs a hash lookup and a push however full the
+/// cache is (ends span the `iat` window, about two minutes of seconds).
 #[derive(Default)]
 struct Entries {
-    by_hash: HashMap<[u8; 32], (i64, Arc<str>)>,
-    by_end: BTreeSet<Entry>,
-    by_key: HashMap<Arc<str>, BTreeSet<Entry>>,
+    by_hash: HashMap<[u8; 32], Arc<str>>,
+    by_end: BTreeMap<i64, Vec<[u8; 32]>>,
+    per_key: HashMap<Arc<str>, usize>,
 }
 
 impl Entries {
     /// Drops every entry whose end is not after `now`.
     fn drop_ended(&mut self, now: i64) {
-        while let Some(&(end, hash)) = self.by_end.first() {
-            if end > now {
+        while let Some(entry) = self.by_end.first_entry() {
+            if *entry.key() > now {
                 break;
             }
-            self.by_end.pop_first();
-            let Some((_, jkt)) = self.by_hash.remove(&hash) else {
-                continue;
-            };
-            if let Some(mine) = self.by_key.get_mut(&jkt) {
-                mine.remove(&(end, hash));
-                if mine.is_empty() {
-                    self.by_key.remove(&jkt);
+            for hash in entry.remove() {
+                let Some(jkt) = self.by_hash.remove(&hash) else {
+                    continue;
+                };
+                if let Some(count) = self.per_key.get_mut(&jkt) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_key.remove(&jkt);
+                    }
                 }
             }
         }
@@ -104,21 +104,17 @@ impl ReplayCache {
             return Err(Replay::Full);
         }
         let share = (self.capacity / KEY_SHARE).max(1);
-        if entries
-            .by_key
-            .get(jkt)
-            .is_some_and(|mine| mine.len() >= share)
-        {
+        if entries.per_key.get(jkt).is_some_and(|n| *n >= share) {
             return Err(Replay::Full);
         }
         let end = until.secs().max(now.saturating_add(1));
-        let jkt: Arc<str> = match entries.by_key.get_key_value(jkt) {
+        let jkt: Arc<str> = match entries.per_key.get_key_value(jkt) {
             Some((name, _)) => Arc::clone(name),
             None => Arc::from(jkt),
         };
-        entries.by_hash.insert(hash, (end, Arc::clone(&jkt)));
-        entries.by_end.insert((end, hash));
-        entries.by_key.entry(jkt).or_default().insert((end, hash));
+        entries.by_hash.insert(hash, Arc::clone(&jkt));
+        entries.by_end.entry(end).or_default().push(hash);
+        *entries.per_key.entry(jkt).or_default() += 1;
         Ok(())
     }
 
@@ -204,5 +200,23 @@ mod tests {
             Err(Replay::Full)
         );
         assert!(c.record("other", "c", NOW, until(), NOW).is_ok());
+    }
+
+    /// Entries end second by second: only the ended ones go, each taking its key's
+    /// count with it, and a proof recorded again after its entry ended is new.
+    #[test]
+    fn entries_end_in_their_own_second_and_give_back_their_keys_share() {
+        let c = ReplayCache::new(8);
+        let at = |s: i64| UnixTime::from_secs(NOW.secs() + s);
+        assert!(c.record("k", "a", NOW, at(10), NOW).is_ok());
+        assert!(c.record("k", "b", NOW, at(20), NOW).is_ok());
+        assert_eq!(c.record("k", "c", NOW, at(30), NOW), Err(Replay::Full));
+        // At +10 the first entry has ended (its end is not after now), the second not.
+        assert_eq!(c.record("k", "b", NOW, at(40), at(10)), Err(Replay::Seen));
+        assert!(c.record("k", "c", NOW, at(30), at(10)).is_ok());
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.record("k", "d", NOW, at(30), at(10)), Err(Replay::Full));
+        assert!(c.record("k", "a", NOW, at(40), at(20)).is_ok());
+        assert_eq!(c.len(), 2);
     }
 }

@@ -4,6 +4,7 @@ mod claim_rules;
 mod dpop;
 mod dpop_cache;
 mod dpop_jwk;
+mod header_cache;
 mod jws_refusals;
 mod keys;
 mod opaque_and_pkce;
