@@ -66,17 +66,22 @@ struct Sets {
 pub struct RevocationList {
     sets: RwLock<Sets>,
     empty: AtomicBool,
-    key: [u8; 16],
+    /// SipHash key; `None` only when the OS had no randomness to give.
+    key: Option<[u8; 16]>,
 }
 
 /// A random key for the list's hash. Without an RNG (never seen on a supported platform)
-/// the list stays usable with a fixed key, and the failure is logged.
-fn hash_key() -> [u8; 16] {
+/// the list stays usable: ids are then hashed with SHA-256 unkeyed, which nobody can aim
+/// either, and the failure is logged.
+fn hash_key() -> Option<[u8; 16]> {
     let mut key = [0u8; 16];
-    if SystemRandom::new().fill(&mut key).is_err() {
-        tracing::error!("no OS randomness for the revocation list's hash key");
+    match SystemRandom::new().fill(&mut key) {
+        Ok(()) => Some(key),
+        Err(_) => {
+            tracing::error!("no OS randomness for the revocation list's hash key");
+            None
+        }
     }
-    key
 }
 
 impl Default for RevocationList {
@@ -98,7 +103,16 @@ impl RevocationList {
     fn key(&self, id: &str) -> Key {
         // Each table lookup runs this on the request path (twice a request): a keyed
         // hash the size of the slot, about a tenth of an HMAC-SHA256's cost.
-        let mut h = SipHasher24::new_with_key(&self.key);
+        let Some(key) = &self.key else {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+            let [a, b] = [0, 8].map(|at| {
+                let mut half = [0u8; 8];
+                half.copy_from_slice(&digest.as_ref()[at..at + 8]);
+                u64::from_le_bytes(half)
+            });
+            return Key([a, b]);
+        };
+        let mut h = SipHasher24::new_with_key(key);
         h.write(id.as_bytes());
         let tag = h.finish128();
         Key([tag.h1, tag.h2])
@@ -187,5 +201,24 @@ mod tests {
         assert!(l.is_empty());
         l.revoke_jti("j1", UnixTime::from_secs(2000));
         assert!(l.is_revoked(&claims, t));
+    }
+
+    /// Each list draws its own key: the same id hashes differently in two lists, so
+    /// knowing one guard's table says nothing about another's, and nobody can pick an
+    /// id whose hash is a revoked one's.
+    #[test]
+    fn each_list_keys_its_hash_at_random() {
+        let (a, b) = (RevocationList::new(), RevocationList::new());
+        assert!(a.key.is_some() && a.key != Some([0; 16]));
+        assert_ne!(a.key, b.key);
+        assert!(a.key("jti-1") != b.key("jti-1"));
+        assert!(a.key("jti-1") == a.key("jti-1"));
+        assert!(a.key("jti-1") != a.key("jti-2"));
+        // The fallback without an RNG still separates ids.
+        let unkeyed = RevocationList {
+            key: None,
+            ..RevocationList::new()
+        };
+        assert!(unkeyed.key("jti-1") != unkeyed.key("jti-2"));
     }
 }

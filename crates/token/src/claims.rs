@@ -281,19 +281,27 @@ impl Registered {
 
 impl Claims {
     /// Reads registered claims from a parsed JSON object, checking their types; every
-    /// other member goes to `extra`. The answer [`read::claims`] gives for the object's
-    /// bytes, which it reads without building the map (this is its reference in tests).
+    /// other member goes to `extra`. A refusal names the wrong-typed claim of least name,
+    /// whatever order the map walks in (`serde_json`'s `preserve_order` feature, which
+    /// another crate may turn on, changes it). This is the reference [`read::claims`],
+    /// which reads the bytes without building the map, is tested against.
     #[cfg(test)]
     pub(crate) fn from_object(map: Map<String, Value>) -> Result<Self, Error> {
         let mut c = Claims::default();
+        let mut wrong: Option<&'static str> = None;
         for (name, value) in map {
             if let Some(claim) = Registered::named(&name) {
-                c.set(claim, value)?;
+                if c.set(claim, value).is_err() && wrong.is_none_or(|w| claim.name() < w) {
+                    wrong = Some(claim.name());
+                }
             } else {
                 c.extra.insert(name, value);
             }
         }
-        Ok(c)
+        match wrong {
+            Some(name) => Err(Error::InvalidClaim(name)),
+            None => Ok(c),
+        }
     }
 
     /// Sets a registered claim from its JSON value, checking its type: the one place

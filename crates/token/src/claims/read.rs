@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 
 use super::{Claims, Registered};
@@ -22,8 +22,8 @@ pub(crate) fn claims(payload: &[u8]) -> Result<Claims, Error> {
         .map_err(|e| json::classify(&e, WHAT))?;
     de.end().map_err(|_| Error::Malformed(WHAT))?;
     match read.wrong_type {
-        // As `from_object` (which walks the members in name order): the refusal names
-        // the first claim, by name, whose value has the wrong type.
+        // The refusal names the wrong-typed claim of least name (in name order, as
+        // `from_object` walked a sorted map before this reader), not the first one sent.
         Some(claim) => Err(Error::InvalidClaim(claim.name())),
         None => Ok(read.claims),
     }
@@ -44,6 +44,13 @@ impl<'de> Visitor<'de> for ClaimsVisitor {
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
+    }
+
+    /// Not an object, but read to its end as `json::parse_object` reads it, so a
+    /// repeated member inside is refused as such.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Read, A::Error> {
+        StrictValue.visit_seq(seq)?;
+        Err(de::Error::custom("not an object"))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Read, A::Error> {
@@ -140,6 +147,10 @@ mod tests {
             r#"{"sub":"a"}x"#,
             r#"{"sub":"a","sub":"b""#,
             r#"["sub"]"#,
+            r#"[{"a":1,"a":2}]"#,
+            r#"[{"a":1,"a":2}"#,
+            r#"[1,{"sub":"a","sub":"b"}] {}"#,
+            r#"[]"#,
             r#""sub""#,
             "",
             "{",
@@ -156,12 +167,18 @@ mod tests {
         fn agrees_with_the_map(
             members in prop::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..8),
             tail in prop::sample::select(vec!["", " ", "}", ",", " {}", "x"]),
+            in_array: bool,
         ) {
             let body: Vec<String> = members
                 .iter()
                 .map(|&(n, v)| format!(r#""{}":{}"#, NAMES[n], VALUES[v]))
                 .collect();
-            agrees(&format!("{{{}}}{tail}", body.join(",")));
+            let object = format!("{{{}}}", body.join(","));
+            if in_array {
+                agrees(&format!("[{object}]{tail}"));
+            } else {
+                agrees(&format!("{object}{tail}"));
+            }
         }
     }
 }

@@ -4,53 +4,59 @@
 //! nearly every token. A header is entered only once a token carrying it verified with a
 //! trusted key, and what it holds is a pure function of those bytes: a hit changes the
 //! cost, never the answer.
+//!
+//! Slots are filled once and never emptied (a key set is rebuilt, cache and all, when
+//! its keys change), so a lookup takes no lock: a few atomic loads and byte compares.
+//! Past the last slot, further headers are simply parsed every time.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use super::Header;
 
-/// At most this many headers: one per signing key and `typ` an issuer uses at once, with
-/// room for a rotation.
-const CAPACITY: usize = 8;
+/// Slots: one per signing key and `typ` an issuer uses at once, with room for a rotation.
+const SLOTS: usize = 8;
 
 #[derive(Default)]
 pub(super) struct HeaderCache {
-    entries: RwLock<Vec<(Box<str>, Arc<Header>)>>,
+    slots: [OnceLock<(Box<str>, Arc<Header>)>; SLOTS],
 }
 
 impl HeaderCache {
     /// The header read before from these exact segment bytes.
     pub(super) fn get(&self, segment: &str) -> Option<Arc<Header>> {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .iter()
+        self.filled()
             .find(|(bytes, _)| bytes.as_ref() == segment)
             .map(|(_, header)| Arc::clone(header))
     }
 
-    /// Enters `header`, read from `segment` on a token that verified. When full, the
-    /// oldest entry makes room.
+    /// Enters `header`, read from `segment` on a token that verified, in the first free
+    /// slot; with none free, nothing happens. Two threads entering the same header at
+    /// once may take two slots: harmless, a lookup finds the first.
     pub(super) fn insert(&self, segment: &str, header: &Arc<Header>) {
-        // No code panics while holding the lock; a poisoned list is still consistent.
-        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.iter().any(|(bytes, _)| bytes.as_ref() == segment) {
+        if self.get(segment).is_some() {
             return;
         }
-        if entries.len() >= CAPACITY {
-            entries.remove(0);
+        let mut entry = (Box::from(segment), Arc::clone(header));
+        for slot in &self.slots {
+            match slot.set(entry) {
+                Ok(()) => return,
+                Err(back) => entry = back,
+            }
         }
-        entries.push((segment.into(), Arc::clone(header)));
     }
 
+    /// How many slots are filled.
     pub(super) fn len(&self) -> usize {
-        self.entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.filled().count()
+    }
+
+    fn filled(&self) -> impl Iterator<Item = &(Box<str>, Arc<Header>)> {
+        // Slots fill in order, so the first empty one ends the search.
+        self.slots.iter().map_while(OnceLock::get)
     }
 }
 
-/// A copy of a key set starts with no header seen (the copy may get other keys).
+/// A copy of a key set starts with no header seen.
 impl Clone for HeaderCache {
     fn clone(&self) -> Self {
         HeaderCache::default()

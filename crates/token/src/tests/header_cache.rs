@@ -113,6 +113,8 @@ fn only_the_exact_bytes_hit() {
     );
 }
 
+/// Eight slots, filled once: more headers than that (a JWKS with a dozen live keys) are
+/// parsed each time, and the first eight stay cached rather than evicting each other.
 #[test]
 fn the_cache_is_bounded_and_keeps_working_past_it() {
     let signers: Vec<SigningKey> = (0..12)
@@ -137,4 +139,27 @@ fn the_cache_is_bounded_and_keeps_working_past_it() {
     let copy = keys.clone();
     assert_eq!(copy.cached_headers(), 0);
     assert_eq!(verify(&copy, &tokens[0]), Ok(()));
+}
+
+/// Threads verifying at once share the cache without a lock: every answer is right, and
+/// racing inserts of one header take at most one slot each.
+#[test]
+fn concurrent_verifies_agree() {
+    let k = key(Algorithm::Es256);
+    let keys = keyset(&[&k]);
+    let token = forge(&k, &header_for(&k), &good_claims());
+    let mut bad = good_claims();
+    bad["aud"] = json!("someone-else");
+    let wrong = forge(&k, &header_for(&k), &bad);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    assert_eq!(verify(&keys, &token), Ok(()));
+                    assert!(verify(&keys, &wrong).is_err());
+                }
+            });
+        }
+    });
+    assert!((1..=4).contains(&keys.cached_headers()));
 }
