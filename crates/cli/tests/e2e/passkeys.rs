@@ -233,6 +233,10 @@ async fn register_then_sign_in_with_a_passkey_as_second_factor_and_alone() {
     let consent = submit(s, &mut b2, &form, &[("response", &assertion)]).await;
     // A fresh sign-in with a second factor may add another passkey (from the consent page).
     assert!(consent.body.contains("Add a passkey"), "{}", consent.body);
+    // Adding it is not signing in: the session that follows keeps this sign-in's
+    // auth_time (a second passes first, so a new one would show).
+    let signed_in_by = tessera_token::Clock::now(&tessera_token::SystemClock).secs();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let add = submit(s, &mut b2, &consent, &[("action", "passkey_add")]).await;
     assert_eq!(add.status, 200, "{}", add.body);
     assert!(add.body.contains("<label for=\"passkey-label\">"));
@@ -247,6 +251,13 @@ async fn register_then_sign_in_with_a_passkey_as_second_factor_and_alone() {
     )
     .await;
     let t = approve(s, &mut b2, spa, &consent).await;
+    let auth_time = jwt_claims(t["access_token"].as_str().unwrap())["auth_time"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        auth_time <= signed_in_by,
+        "auth_time {auth_time} moved past the sign-in (by {signed_in_by}) when a passkey was added"
+    );
     let listed: Value =
         serde_json::from_str(&s.cli_ok(&["user", "mfa", "alice", "--json"], None)).unwrap();
     let labels: Vec<&str> = listed["passkeys"]

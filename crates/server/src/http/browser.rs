@@ -15,7 +15,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tessera_token::{OpaqueToken, TokenHash, TokenKind};
+use tessera_token::{OpaqueToken, TokenHash, TokenKind, UnixTime};
 
 use crate::http::AppState;
 use crate::oauth::OAuthError;
@@ -141,24 +141,53 @@ pub(crate) async fn start_session(
     amr: Amr,
     out: &mut HeaderMap,
 ) -> Result<SessionRecord, OAuthError> {
+    let now = state.clock.now();
+    let ttl = state.config.browser.session_ttl;
+    open_session(state, user, amr, (now, now.saturating_add(ttl)), out).await
+}
+
+/// Replaces `session` with a new one under a new cookie, for `user` as they are now (a
+/// new generation), after something that is not a sign-in (adding a passkey): the same
+/// `amr`, sign-in time (`auth_time`) and end, so it can be made fresher by nothing but
+/// signing in again.
+pub(crate) async fn continue_session(
+    state: &AppState,
+    user: &UserRecord,
+    session: &SessionRecord,
+    out: &mut HeaderMap,
+) -> Result<SessionRecord, OAuthError> {
+    let span = (session.created_at, session.expires_at);
+    open_session(state, user, session.amr.clone(), span, out).await
+}
+
+/// Stores a session signed in and ending at `span` and sets its cookie for what is left.
+async fn open_session(
+    state: &AppState,
+    user: &UserRecord,
+    amr: Amr,
+    (created_at, expires_at): (UnixTime, UnixTime),
+    out: &mut HeaderMap,
+) -> Result<SessionRecord, OAuthError> {
     // The opaque-token format gives 256 random bits and a checksum; the `tsr_at_` kind
     // is only a container here, the value is never accepted as an access token (those
     // are JWTs, and opaque ones are looked up nowhere).
     let token = OpaqueToken::generate(TokenKind::AccessToken)
         .map_err(|e| OAuthError::Server(e.to_string()))?;
-    let now = state.clock.now();
-    let ttl = state.config.browser.session_ttl;
     let record = SessionRecord {
         hash: token.hash(),
         user_id: user.id.clone(),
-        created_at: now,
-        expires_at: now.saturating_add(ttl),
+        created_at,
+        expires_at,
         revoked_at: None,
         generation: user.generation,
         amr,
     };
     state.store.insert_session(&record).await?;
-    if let Some(c) = set_cookie(state, SESSION, token.expose(), ttl.as_secs()) {
+    let left = expires_at
+        .secs()
+        .saturating_sub(state.clock.now().secs())
+        .max(0);
+    if let Some(c) = set_cookie(state, SESSION, token.expose(), left.unsigned_abs()) {
         out.append(header::SET_COOKIE, c);
     }
     Ok(record)

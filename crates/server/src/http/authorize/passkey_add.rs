@@ -1,7 +1,8 @@
 //! Adding another passkey from the consent page: offered to a sign-in made with a
 //! second factor less than [`FRESH_SECS`] ago (the freshness of a pending sign-in, the
 //! gate of the first registration); the ceremony is bound to the session, registering
-//! does the user's revoke-all, and a new session of the same sign-in (`amr`) follows.
+//! does the user's revoke-all, and a new session of the same sign-in (`amr`, `auth_time`)
+//! follows.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,7 +12,7 @@ use super::request::{AuthRequest, Raw};
 use super::{consent, login, unavailable};
 use crate::audit::audit;
 use crate::http::AppState;
-use crate::http::browser::{csrf_token, start_session};
+use crate::http::browser::{continue_session, csrf_token};
 use crate::http::pages::{PasskeyAdd, PasskeyForm, render};
 use crate::passkeys::Started;
 use crate::store::{SessionRecord, UserRecord};
@@ -117,7 +118,9 @@ pub(super) async fn add(
 
 /// `action=passkey_register_more`: registers it (the user's revoke-all, in the same
 /// transaction, ends this session too) and continues with a new session of the same
-/// sign-in (`amr`), stamped with the new generation.
+/// sign-in (`amr`, `auth_time`, end), stamped with the new generation: adding a passkey
+/// is not signing in, so it never makes a session fresher (chaining additions would
+/// otherwise keep one sign-in fresh for `max_age` and for adding more).
 pub(super) async fn register_more(
     state: &AppState,
     headers: &HeaderMap,
@@ -159,7 +162,7 @@ pub(super) async fn register_more(
         generation: session.generation.saturating_add(1),
         ..user
     };
-    let fresh = match start_session(state, &user, session.amr.clone(), &mut out).await {
+    let fresh = match continue_session(state, &user, &session, &mut out).await {
         Ok(s) => s,
         Err(e) => return unavailable(&e),
     };
