@@ -400,6 +400,11 @@ async fn a_step_up_to_phr_from_a_live_session_needs_the_passkey() {
     )
     .await;
     assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(
+        !consent.body.contains("Add a passkey"),
+        "not offered where it would be refused: {}",
+        consent.body
+    );
     let add = submit(s, &mut p2, &consent, &[("action", "passkey_add")]).await;
     assert_eq!(add.status, StatusCode::BAD_REQUEST, "{}", add.body);
     assert!(

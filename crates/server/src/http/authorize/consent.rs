@@ -62,6 +62,10 @@ pub(super) async fn proceed(
         Ok(n) => n,
         Err(e) => return unavailable(&e),
     };
+    let offer_passkey = match super::passkey_add::may_add(state, session).await {
+        Ok(may) => may,
+        Err(e) => return unavailable(&e),
+    };
     let hidden = req.hidden(state, raw);
     render(
         StatusCode::OK,
@@ -71,7 +75,7 @@ pub(super) async fn proceed(
             scopes: req.scope.iter().collect(),
             csrf: &csrf,
             hidden: &hidden,
-            offer_passkey: super::passkey_add::may_add(state, session),
+            offer_passkey,
         },
         out,
     )

@@ -14,6 +14,7 @@ use crate::audit::audit;
 use crate::http::AppState;
 use crate::http::browser::{continue_session, csrf_token};
 use crate::http::pages::{PasskeyAdd, PasskeyForm, render};
+use crate::oauth::OAuthError;
 use crate::passkeys::Started;
 use crate::store::{SessionRecord, UserRecord};
 
@@ -21,11 +22,17 @@ use crate::store::{SessionRecord, UserRecord};
 const FRESH_SECS: i64 = 300;
 
 /// Whether `session` may add a passkey: passkeys are available, it was made with a
-/// second factor, and less than [`FRESH_SECS`] ago.
-pub(super) fn may_add(state: &AppState, session: &SessionRecord) -> bool {
-    session.amr.is_mfa()
+/// second factor less than [`FRESH_SECS`] ago, and, when its user has a passkey
+/// already, with a passkey: otherwise a relayed password and TOTP code would add the
+/// phisher's key and reach phr. The consent page offers the button by the same rule.
+pub(super) async fn may_add(state: &AppState, session: &SessionRecord) -> Result<bool, OAuthError> {
+    let fresh = session.amr.is_mfa()
         && state.clock.now().secs() - session.created_at.secs() < FRESH_SECS
-        && crate::passkeys::available(state)
+        && crate::passkeys::available(state);
+    if !fresh {
+        return Ok(false);
+    }
+    Ok(session.amr.has_passkey() || state.store.passkeys(&session.user_id).await?.is_empty())
 }
 
 /// The request's session and its user if they may add a passkey; else the login page.
@@ -37,20 +44,12 @@ async fn adding(
 ) -> Result<(SessionRecord, UserRecord), Response> {
     let found = async {
         let Some(s) = super::signed_in(state, headers).await? else {
-            return Ok::<_, crate::oauth::OAuthError>(None);
+            return Ok::<_, OAuthError>(None);
         };
-        if !may_add(state, &s) {
+        if !may_add(state, &s).await? {
             return Ok(None);
         }
-        let Some(u) = state.store.user_by_id(&s.user_id).await? else {
-            return Ok(None);
-        };
-        // A user who has a passkey adds another only from a passkey sign-in: otherwise a
-        // relayed password and TOTP code would add the phisher's key and reach phr.
-        if !s.amr.has_passkey() && !state.store.passkeys(&u.id).await?.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((s, u)))
+        Ok(state.store.user_by_id(&s.user_id).await?.map(|u| (s, u)))
     };
     match found.await {
         Ok(Some(found)) => Ok(found),
