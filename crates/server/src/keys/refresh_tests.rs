@@ -218,3 +218,43 @@ async fn a_retired_key_stays_published_as_long_as_a_late_node_may_sign_with_it()
     assert_eq!(state_of(&store, &old.0).await, None);
     assert_eq!(state_of(&store, &old.1).await, None);
 }
+
+#[tokio::test]
+async fn a_key_removed_and_published_again_counts_from_its_return() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let (old, _) = node.signers();
+    let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let der = key.to_pkcs8_der().unwrap();
+    let publish = |activate_after: UnixTime| NewKey {
+        kid: Some("again"),
+        state: KeyState::Published,
+        activate_after,
+    };
+    store_key(&store, &sealer, key, publish(T0.saturating_add(LEAD)), T0)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, T0).await;
+    assert!(node.publishes("again"));
+    // `tessera keys remove again`: this node's JWKS drops it...
+    assert!(store.remove_published_key("again").await.unwrap());
+    node.refresh_at(&store, &sealer, T0.saturating_add(secs(100)))
+        .await;
+    assert!(!node.publishes("again"));
+    // ... and the same key is imported again: a JWKS cached in between lacks it.
+    let back = T0.saturating_add(secs(150));
+    let same = SigningKey::from_pkcs8_der(&der).unwrap();
+    let activate = T0.saturating_add(secs(200));
+    store_key(&store, &sealer, same, publish(activate), back)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, back).await;
+    let active = T0.saturating_add(LEAD + secs(1));
+    node.refresh_at(&store, &sealer, active).await;
+    assert_eq!(state_of(&store, "again").await, Some(KeyState::Active));
+    assert_eq!(node.signers().0, old, "published since {back:?} only");
+    node.refresh_at(&store, &sealer, back.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers().0, "again");
+}

@@ -118,8 +118,8 @@ impl Keys {
 
     /// The current ring.
     pub fn current(&self) -> Arc<KeyRing> {
-        // A poisoned lock still holds a valid value: a panicking writer never leaves it
-        // torn (`install` swaps and updates without a call that can panic in between).
+        // A poisoned lock still holds a valid value: the ring is swapped whole, and a map
+        // left behind it only lacks new keys, which then count as not yet published.
         match self.0.read() {
             Ok(g) => Arc::clone(&g.ring),
             Err(p) => Arc::clone(&p.into_inner().ring),
