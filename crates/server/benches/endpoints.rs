@@ -87,7 +87,7 @@ fn fixture() -> Fixture {
             &*store,
             &master.sealer().unwrap(),
             config.signing.signing_alg,
-            config.tokens.access_token_ttl,
+            keys::Timings::of(&config),
             clock.now(),
         )
         .await

@@ -103,7 +103,7 @@ impl Server {
             &*store,
             &sealer,
             config.signing.signing_alg,
-            config.tokens.access_token_ttl,
+            keys::Timings::of(&config),
             clock.now(),
         )
         .await?;

@@ -52,8 +52,8 @@ pub(crate) async fn refresh_keys(core: Arc<Core>, sealer: Arc<Sealer>) {
             &sealer,
             &core.keys,
             core.config.signing.signing_alg,
-            core.config.tokens.access_token_ttl,
-            core.clock.now(),
+            keys::Timings::of(&core.config),
+            &*core.clock,
         )
         .await;
         match result {

@@ -21,6 +21,7 @@ mod hardening_revoke;
 mod hardening_serving;
 mod hardening_users;
 mod interop;
+mod key_eligibility;
 mod keys;
 mod meta;
 mod mfa_totp;

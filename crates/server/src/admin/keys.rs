@@ -36,7 +36,7 @@ impl Admin {
             &*self.store,
             self.sealer(),
             self.clock.now(),
-            self.config.tokens.access_token_ttl,
+            keys::Timings::of(&self.config),
         )
         .await?;
         Ok(records

@@ -60,7 +60,7 @@ impl Admin {
             &*self.store,
             self.sealer(),
             self.config.signing.signing_alg,
-            self.config.tokens.access_token_ttl,
+            keys::Timings::of(&self.config),
             now,
         )
         .await?;

@@ -1,7 +1,8 @@
 //! The signing-key lifecycle as a pure function of the stored keys and the time:
 //! published → active (once `activate_after` has passed: at least one JWKS cache lifetime
 //! after publication) → retired (when a newer key of its algorithm activates) → deleted
-//! (when the last token it signed has expired).
+//! (when the last token it signed has expired, counting the grace in which a node that
+//! has not yet published the new key long enough still signs with it).
 
 use std::time::Duration;
 
@@ -9,13 +10,10 @@ use tessera_token::UnixTime;
 
 use crate::store::{KeyChange, KeyState, SigningKeyRecord};
 
-/// The changes due at `now`. `max_token_life` is the longest a signed token stays valid
-/// (access-token lifetime plus verifier leeway).
-pub fn plan(
-    records: &[SigningKeyRecord],
-    now: UnixTime,
-    max_token_life: Duration,
-) -> Vec<KeyChange> {
+/// The changes due at `now`. A retired key is deleted `keep_retired` after it retired:
+/// [`Timings::keep_retired`](super::Timings::keep_retired), the grace in which a node may
+/// still sign with it plus the longest a signed token stays valid.
+pub fn plan(records: &[SigningKeyRecord], now: UnixTime, keep_retired: Duration) -> Vec<KeyChange> {
     let mut changes = Vec::new();
     let mut algs: Vec<&str> = records.iter().map(|r| r.alg.as_str()).collect();
     algs.sort_unstable();
@@ -39,7 +37,7 @@ pub fn plan(
     }
     for r in records.iter().filter(|r| r.state == KeyState::Retired) {
         if let Some(at) = r.retired_at
-            && at.saturating_add(max_token_life) <= now
+            && at.saturating_add(keep_retired) <= now
         {
             changes.push(KeyChange::Delete(r.kid.clone()));
         }

@@ -1,15 +1,22 @@
-//! Signing keys in memory: parsed once from the store at start-up (private halves opened
-//! with the [`Sealer`]), then shared behind an `Arc` for every request.
+//! Signing keys: created, rotated and moved through their lifecycle in the store, and
+//! loaded (private halves opened with the [`Sealer`]) into the ring this node signs with,
+//! shared behind an `Arc` for every request (`ring`; which key signs: `signers`).
 
 mod lifecycle;
+#[cfg(test)]
+mod refresh_tests;
+mod ring;
+mod signers;
 mod unlock;
 
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tessera_token::{Algorithm, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
+use tessera_token::{Algorithm, Clock, SigningKey, UnixTime};
 
 pub use lifecycle::plan;
+use ring::build_ring;
+pub use ring::{KeyRing, Keys};
+pub use signers::{Published, Timings};
 pub use unlock::{Check, Claim, Unlocked, unlock};
 
 use crate::Error;
@@ -52,96 +59,6 @@ pub async fn generate(alg: Algorithm) -> Result<SigningKey, Error> {
         .await
         .map_err(|e| Error::Key(format!("key generation did not finish: {e}")))?
         .map_err(Error::from)
-}
-
-/// The keys in force: the active key of each algorithm, and the published set.
-#[derive(Debug)]
-pub struct KeyRing {
-    signers: Vec<SigningKey>,
-    default_alg: Algorithm,
-    jwks: JwkSet,
-    verify: KeySet,
-    fingerprint: Vec<(String, KeyState)>,
-}
-
-impl KeyRing {
-    /// The key that signs for a client asking for `alg` (`None`: the server's default).
-    pub fn signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
-        let alg = alg.unwrap_or(self.default_alg);
-        self.signers.iter().find(|k| k.algorithm() == alg)
-    }
-
-    /// The key that signs the ID tokens of a client that registered `alg` (`None`:
-    /// [`ID_TOKEN_ALG`]).
-    pub fn id_token_signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
-        let alg = alg.unwrap_or(ID_TOKEN_ALG);
-        self.signers.iter().find(|k| k.algorithm() == alg)
-    }
-
-    /// The algorithms that can sign ID tokens now, [`ID_TOKEN_ALG`] first.
-    pub fn id_token_algorithms(&self) -> Vec<&'static str> {
-        let mut algs: Vec<Algorithm> = self.signers.iter().map(SigningKey::algorithm).collect();
-        algs.sort_by_key(|a| *a != ID_TOKEN_ALG);
-        algs.into_iter().map(Algorithm::name).collect()
-    }
-
-    /// The key that signs by default.
-    pub fn active(&self) -> Option<&SigningKey> {
-        self.signer(None)
-    }
-
-    /// Published keys (published, active and retired) as a JWK Set.
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
-    }
-
-    /// Verification keys for tokens this server issued (introspection, `token verify`).
-    pub fn verifier(&self) -> &KeySet {
-        &self.verify
-    }
-
-    /// The algorithms of the published keys, without duplicates.
-    pub fn algorithms(&self) -> Vec<&'static str> {
-        let mut algs: Vec<&'static str> = Vec::new();
-        for k in self.verify.keys() {
-            let name = k.algorithm().name();
-            if !algs.contains(&name) {
-                algs.push(name);
-            }
-        }
-        // The default algorithm first, whatever order the keys were made in.
-        let default = self.default_alg.name();
-        algs.sort_by_key(|a| *a != default);
-        algs
-    }
-}
-
-/// The shared, swappable key ring (swapped when the lifecycle moves; readers clone the `Arc`).
-#[derive(Debug)]
-pub struct Keys(RwLock<Arc<KeyRing>>);
-
-impl Keys {
-    /// Wraps a ring.
-    pub fn new(ring: KeyRing) -> Self {
-        Keys(RwLock::new(Arc::new(ring)))
-    }
-
-    /// The current ring.
-    pub fn current(&self) -> Arc<KeyRing> {
-        // A poisoned lock still holds a valid Arc: a panicking writer never leaves it torn.
-        match self.0.read() {
-            Ok(g) => Arc::clone(&g),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
-    }
-
-    /// Replaces the ring.
-    pub fn replace(&self, ring: KeyRing) {
-        match self.0.write() {
-            Ok(mut g) => *g = Arc::new(ring),
-            Err(p) => *p.into_inner() = Arc::new(ring),
-        }
-    }
 }
 
 /// Where a new key starts.
@@ -218,8 +135,6 @@ fn seal_key(
     Ok(record)
 }
 
-pub use crate::config::max_token_life;
-
 /// Applies due lifecycle changes, makes sure an active key of each of
 /// [`required_algs`]`(alg)` exists (generating it on first start), and loads the ring. Of
 /// several processes starting at once, one creates each missing key; the others load it.
@@ -227,10 +142,10 @@ pub async fn load_or_create(
     store: &dyn Store,
     sealer: &Sealer,
     alg: Algorithm,
-    access_ttl: Duration,
+    timings: Timings,
     now: UnixTime,
 ) -> Result<KeyRing, Error> {
-    let mut records = advance(store, sealer, now, access_ttl).await?;
+    let mut records = advance(store, sealer, now, timings).await?;
     for required in required_algs(alg) {
         if records
             .iter()
@@ -254,7 +169,8 @@ pub async fn load_or_create(
         }
         records = store.keys().await?;
     }
-    build_ring(&records, sealer, alg)
+    let signers = signers::choose(&records, &Published::new(), &[], &timings, now);
+    build_ring(&records, &signers, sealer, alg, now)
 }
 
 /// Applies the lifecycle changes due at `now`; returns the keys afterwards. A published
@@ -265,7 +181,7 @@ pub async fn advance(
     store: &dyn Store,
     sealer: &Sealer,
     now: UnixTime,
-    access_ttl: Duration,
+    timings: Timings,
 ) -> Result<Vec<SigningKeyRecord>, Error> {
     let records = store.keys().await?;
     let (signable, sealed_elsewhere): (Vec<SigningKeyRecord>, Vec<SigningKeyRecord>) =
@@ -281,7 +197,7 @@ pub async fn advance(
             r.kid
         );
     }
-    let changes = lifecycle::plan(&signable, now, max_token_life(access_ttl));
+    let changes = lifecycle::plan(&signable, now, timings.keep_retired());
     if changes.is_empty() {
         return Ok(records);
     }
@@ -345,70 +261,38 @@ pub async fn rotate_all_due(
 }
 
 /// Reloads the ring when the stored keys changed (another process rotated, or the
-/// lifecycle moved); returns true when it swapped.
+/// lifecycle moved) or another key became this node's signer (`signers::choose`: a key
+/// signs once this node has published it for a JWKS cache lifetime, whenever the store
+/// activated it); returns true when it swapped.
 pub async fn refresh(
     store: &dyn Store,
     sealer: &Sealer,
     keys: &Keys,
     alg: Algorithm,
-    access_ttl: Duration,
-    now: UnixTime,
+    timings: Timings,
+    clock: &dyn Clock,
 ) -> Result<bool, Error> {
-    let records = advance(store, sealer, now, access_ttl).await?;
-    if fingerprint(&records) == keys.current().fingerprint {
+    let records = advance(store, sealer, clock.now(), timings).await?;
+    // Read after the store answered, so however long that took, nothing signs early.
+    let now = clock.now();
+    let current = keys.current();
+    let published = keys.published();
+    let signers = signers::choose(&records, &published, &current.signing_kids(), &timings, now);
+    let same_signers = signers
+        .iter()
+        .map(|r| r.kid.as_str())
+        .eq(current.signing_kids());
+    if same_signers && current.was_built_from(&records) {
         return Ok(false);
     }
-    keys.replace(build_ring(&records, sealer, alg)?);
+    keys.install(build_ring(&records, &signers, sealer, alg, now)?, clock);
     Ok(true)
-}
-
-fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
-    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
-}
-
-/// Builds the ring: the newest active key of each algorithm signs; every key is published.
-pub fn build_ring(
-    records: &[SigningKeyRecord],
-    sealer: &Sealer,
-    default_alg: Algorithm,
-) -> Result<KeyRing, Error> {
-    let mut actives: Vec<&SigningKeyRecord> = records
-        .iter()
-        .filter(|r| r.state == KeyState::Active)
-        .collect();
-    actives.sort_by_key(|r| std::cmp::Reverse((r.activate_after, r.created_at)));
-    let mut signers: Vec<SigningKey> = Vec::new();
-    for r in actives {
-        let der = sealer.open(&r.kid, &r.sealed_private)?;
-        let key = SigningKey::from_pkcs8_der(&der)?.with_kid(r.kid.clone());
-        if !signers.iter().any(|k| k.algorithm() == key.algorithm()) {
-            signers.push(key);
-        }
-    }
-    if signers.is_empty() {
-        return Err(Error::Key(
-            "no active signing key; start `tessera serve` once or run `tessera keys rotate`".into(),
-        ));
-    }
-    let mut jwks = JwkSet::default();
-    let mut verifying = Vec::new();
-    for r in records {
-        let jwk = Jwk::from_json(r.public_jwk.as_bytes())?;
-        verifying.push(tessera_token::VerifyingKey::from_jwk(&jwk)?);
-        jwks.keys.push(jwk);
-    }
-    Ok(KeyRing {
-        signers,
-        default_alg,
-        jwks,
-        verify: KeySet::new(verifying)?,
-        fingerprint: fingerprint(records),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::max_token_life;
     use crate::store::KeyStore;
     use crate::store::sqlite::SqliteStore;
 
@@ -421,7 +305,7 @@ mod tests {
             .sealer()
             .unwrap();
         let t0 = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         let period = Duration::from_secs(86_400);
         let lead = Duration::from_secs(300);
         let first = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
@@ -457,6 +341,20 @@ mod tests {
         (sealer, dir)
     }
 
+    /// The timings of the default configuration: 300 s JWKS cache lifetime, reloads every
+    /// 10 s, 600 s access tokens (660 s with the leeway).
+    fn timings() -> Timings {
+        Timings {
+            lead: Duration::from_secs(300),
+            refresh: Duration::from_secs(10),
+            max_token_life: max_token_life(Duration::from_secs(600)),
+        }
+    }
+
+    fn clock_at(now: UnixTime) -> tessera_token::ManualClock {
+        tessera_token::ManualClock::new(now)
+    }
+
     fn kid_of(key: Option<&SigningKey>) -> String {
         key.unwrap().kid().unwrap().to_owned()
     }
@@ -485,7 +383,7 @@ mod tests {
         };
         let (good, other) = (master(1), master(2));
         let t0 = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         let ring = load_or_create(&store, &good, Algorithm::EdDsa, ttl, t0)
             .await
             .unwrap();
@@ -504,9 +402,16 @@ mod tests {
         assert_eq!(state(&first), KeyState::Active);
         // The server keeps signing with the good key after a reload.
         let keys = Keys::new(ring);
-        refresh(&store, &good, &keys, Algorithm::EdDsa, ttl, later)
-            .await
-            .unwrap();
+        refresh(
+            &store,
+            &good,
+            &keys,
+            Algorithm::EdDsa,
+            ttl,
+            &clock_at(later),
+        )
+        .await
+        .unwrap();
         assert_eq!(keys.current().active().unwrap().kid(), Some(first.as_str()));
     }
 
@@ -515,7 +420,7 @@ mod tests {
         let store = SqliteStore::in_memory().await.unwrap();
         let (sealer, _dir) = sealer();
         let now = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
             .await
             .unwrap();
@@ -550,7 +455,7 @@ mod tests {
         let store = SqliteStore::in_memory().await.unwrap();
         let (sealer, _dir) = sealer();
         let t0 = UnixTime::from_secs(1_800_000_000);
-        let (ttl, lead) = (Duration::from_secs(600), Duration::from_secs(300));
+        let (ttl, lead) = (timings(), Duration::from_secs(300));
         let period = Duration::from_secs(86_400);
         load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
             .await
@@ -601,7 +506,7 @@ mod tests {
         let store = SqliteStore::in_memory().await.unwrap();
         let (sealer, _dir) = sealer();
         let now = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         // Yesterday's store: one EdDSA key, nothing else.
         let old = seal_key(
             &sealer,
@@ -631,7 +536,7 @@ mod tests {
         let store = SqliteStore::in_memory().await.unwrap();
         let (sealer, _dir) = sealer();
         let t0 = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         let period = Duration::from_secs(86_400);
         let lead = Duration::from_secs(300);
         let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, t0)
@@ -643,10 +548,14 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        // Published: in the JWKS, still not signing, until the lead time has passed.
+        // Published: in the JWKS, still not signing, until this node has published it
+        // for more than the lead time (whole seconds: the store activates it at `lead`).
         let keys = Keys::new(ring);
-        for at in [due, due.saturating_add(lead - Duration::from_secs(1))] {
-            refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, at)
+        for at in [due, due.saturating_add(lead - Duration::from_secs(1))]
+            .into_iter()
+            .chain([due.saturating_add(lead)])
+        {
+            refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, &clock_at(at))
                 .await
                 .unwrap();
             let ring = keys.current();
@@ -658,8 +567,8 @@ mod tests {
             );
             assert_eq!(kid_of(ring.id_token_signer(None)), old);
         }
-        let at = due.saturating_add(lead);
-        refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, at)
+        let at = due.saturating_add(lead + Duration::from_secs(1));
+        refresh(&store, &sealer, &keys, Algorithm::EdDsa, ttl, &clock_at(at))
             .await
             .unwrap();
         let ring = keys.current();
@@ -683,7 +592,7 @@ mod tests {
             .sealer()
             .unwrap();
         let now = UnixTime::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(600);
+        let ttl = timings();
         let ring = load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, now)
             .await
             .unwrap();

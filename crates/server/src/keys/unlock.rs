@@ -321,8 +321,12 @@ mod tests {
         let store = SqliteStore::in_memory().await.unwrap();
         let good = dir_with_key(1);
         let sealer = MasterKey::load(good.path()).unwrap().sealer().unwrap();
-        let ttl = Duration::from_secs(600);
-        crate::keys::load_or_create(&store, &sealer, Algorithm::EdDsa, ttl, NOW)
+        let timings = crate::keys::Timings {
+            lead: Duration::from_secs(300),
+            refresh: Duration::from_secs(10),
+            max_token_life: Duration::from_secs(660),
+        };
+        crate::keys::load_or_create(&store, &sealer, Algorithm::EdDsa, timings, NOW)
             .await
             .unwrap();
         assert!(store.master_key_check().await.unwrap().is_none());

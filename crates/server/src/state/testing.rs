@@ -35,7 +35,7 @@ pub(crate) async fn core_over(
         &*store,
         &master.sealer().unwrap(),
         config.signing.signing_alg,
-        config.tokens.access_token_ttl,
+        keys::Timings::of(&config),
         clock.now(),
     )
     .await

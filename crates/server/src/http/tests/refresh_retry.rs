@@ -305,12 +305,13 @@ async fn a_rotation_whose_answer_failed_is_answered_on_retry() {
         .unwrap()
         .sealer()
         .unwrap();
-    let ttl = t.state.config.tokens.access_token_ttl;
-    crate::keys::load_or_create(&*t.state.store, &sealer, Algorithm::Es256, ttl, now)
+    let timings = crate::keys::Timings::of(&t.state.config);
+    crate::keys::load_or_create(&*t.state.store, &sealer, Algorithm::Es256, timings, now)
         .await
         .unwrap();
     let alg = t.state.config.signing.signing_alg;
-    crate::keys::refresh(&*t.state.store, &sealer, &t.state.keys, alg, ttl, now)
+    let clock = &*t.state.clock;
+    crate::keys::refresh(&*t.state.store, &sealer, &t.state.keys, alg, timings, clock)
         .await
         .unwrap();
 

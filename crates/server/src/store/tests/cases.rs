@@ -913,12 +913,16 @@ pub(super) async fn simultaneous_starts_create_one_first_key(s: Arc<dyn Store>) 
             .unwrap(),
     );
     let alg = tessera_token::Algorithm::EdDsa;
-    let ttl = Duration::from_secs(600);
+    let timings = crate::keys::Timings {
+        lead: Duration::from_secs(300),
+        refresh: Duration::from_secs(10),
+        max_token_life: Duration::from_secs(660),
+    };
     let starts: Vec<_> = (0..8)
         .map(|_| {
             let (s, sealer) = (Arc::clone(&s), Arc::clone(&sealer));
             tokio::spawn(async move {
-                let ring = crate::keys::load_or_create(&*s, &sealer, alg, ttl, t(0))
+                let ring = crate::keys::load_or_create(&*s, &sealer, alg, timings, t(0))
                     .await
                     .unwrap();
                 let id = ring.id_token_signer(None).unwrap().kid().map(str::to_owned);

@@ -1,0 +1,260 @@
+//! A node signs with a new key only after it has itself published the key for a JWKS
+//! cache lifetime, however late it learnt of it; the store keeps a retired key as long
+//! as a node may still sign with it, plus the life of its tokens. A manual clock, no
+//! sleeping.
+
+use std::time::Duration;
+
+use tessera_token::{Algorithm, ManualClock, SigningKey, UnixTime};
+
+use super::*;
+use crate::store::KeyStore;
+use crate::store::sqlite::SqliteStore;
+
+const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
+const PERIOD: Duration = Duration::from_secs(86_400);
+const LEAD: Duration = Duration::from_secs(300);
+
+fn timings() -> Timings {
+    Timings {
+        lead: LEAD,
+        refresh: Duration::from_secs(10),
+        max_token_life: Duration::from_secs(660),
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A node: its keys, and the clock its reloads read.
+struct Node {
+    keys: Keys,
+    clock: ManualClock,
+}
+
+impl Node {
+    async fn start(store: &SqliteStore, sealer: &Sealer, at: UnixTime) -> Node {
+        let ring = load_or_create(store, sealer, Algorithm::EdDsa, timings(), at)
+            .await
+            .unwrap();
+        Node {
+            keys: Keys::new(ring),
+            clock: ManualClock::new(at),
+        }
+    }
+
+    /// Reloads at `at`; true when the ring was swapped.
+    async fn refresh_at(&self, store: &SqliteStore, sealer: &Sealer, at: UnixTime) -> bool {
+        self.clock.set(at);
+        let alg = Algorithm::EdDsa;
+        refresh(store, sealer, &self.keys, alg, timings(), &self.clock)
+            .await
+            .unwrap()
+    }
+
+    /// The kids signing access tokens (EdDSA) and ID tokens (RS256).
+    fn signers(&self) -> (String, String) {
+        let ring = self.keys.current();
+        (kid(ring.active()), kid(ring.id_token_signer(None)))
+    }
+
+    fn publishes(&self, kid: &str) -> bool {
+        let ring = self.keys.current();
+        ring.jwks()
+            .keys
+            .iter()
+            .any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+fn kid(key: Option<&SigningKey>) -> String {
+    key.unwrap().kid().unwrap().to_owned()
+}
+
+fn sealer() -> (Sealer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = crate::secrets::MasterKey::load(dir.path())
+        .unwrap()
+        .sealer()
+        .unwrap();
+    (sealer, dir)
+}
+
+/// Publishes a new EdDSA and a new RS256 key at `at` (as `tessera keys rotate` does);
+/// returns their kids.
+async fn rotate_both(store: &SqliteStore, sealer: &Sealer, at: UnixTime) -> (String, String) {
+    let mut new = Vec::new();
+    for alg in [Algorithm::EdDsa, Algorithm::Rs256] {
+        let kid = rotate_if_due(store, sealer, alg, PERIOD, LEAD, at).await;
+        new.push(kid.unwrap().unwrap());
+    }
+    (new[0].clone(), new[1].clone())
+}
+
+async fn state_of(store: &SqliteStore, kid: &str) -> Option<KeyState> {
+    let records = store.keys().await.unwrap();
+    records.iter().find(|r| r.kid == kid).map(|r| r.state)
+}
+
+#[tokio::test]
+async fn a_node_that_first_sees_a_key_already_active_signs_with_it_only_a_lead_later() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let old = node.signers();
+    let due = T0.saturating_add(PERIOD);
+    let new = rotate_both(&store, &sealer, due).await;
+    // Its reloads stalled: it first reloads when both new keys are active and the old
+    // ones retired (it applies that change itself).
+    let late = due.saturating_add(LEAD + secs(5));
+    assert!(node.refresh_at(&store, &sealer, late).await);
+    assert_eq!(state_of(&store, &new.0).await, Some(KeyState::Active));
+    assert_eq!(state_of(&store, &old.0).await, Some(KeyState::Retired));
+    assert!(node.publishes(&new.0) && node.publishes(&new.1));
+    // A relying party that fetched this node's JWKS just before knows neither new kid:
+    // the node keeps signing with the retired keys while such a JWKS may be cached.
+    assert_eq!(node.signers(), old);
+    for at in [late.saturating_add(secs(1)), late.saturating_add(LEAD)] {
+        assert!(!node.refresh_at(&store, &sealer, at).await, "nothing moved");
+        assert_eq!(node.signers(), old);
+    }
+    // The store did not change, yet the ring is rebuilt: the new keys sign now.
+    let after = late.saturating_add(LEAD + secs(1));
+    assert!(node.refresh_at(&store, &sealer, after).await);
+    assert_eq!(node.signers(), new);
+    assert!(node.publishes(&old.0) && node.publishes(&old.1));
+}
+
+#[tokio::test]
+async fn a_fresh_start_signs_with_its_only_keys_and_counts_the_keys_it_finds_from_its_start() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    // First start: one key per algorithm, signing at once (nothing else could).
+    let first = Node::start(&store, &sealer, T0).await;
+    let (ed, rs) = first.signers();
+    assert!(!first.refresh_at(&store, &sealer, T0).await);
+    assert_eq!(first.signers(), (ed.clone(), rs.clone()));
+    // A rotation publishes new keys; a node starts one second before they activate.
+    let due = T0.saturating_add(PERIOD);
+    let new = rotate_both(&store, &sealer, due).await;
+    let start = due.saturating_add(LEAD - secs(1));
+    let node = Node::start(&store, &sealer, start).await;
+    assert_eq!(node.signers(), (ed.clone(), rs.clone()));
+    // The store activates them; this node served its first JWKS only at its start (a
+    // JWKS cached from before came from elsewhere), so it waits a lead from there.
+    let activated = due.saturating_add(LEAD);
+    node.refresh_at(&store, &sealer, activated).await;
+    assert_eq!(state_of(&store, &new.0).await, Some(KeyState::Active));
+    assert_eq!(node.signers(), (ed, rs));
+    node.refresh_at(&store, &sealer, start.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers(), new);
+    // A node starting now has no earlier signer to keep: the active keys sign.
+    let later = Node::start(&store, &sealer, activated).await;
+    assert_eq!(later.signers(), new);
+}
+
+#[tokio::test]
+async fn each_algorithm_switches_when_its_own_key_has_been_published_a_lead() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let (old_ed, old_rs) = node.signers();
+    let due = T0.saturating_add(PERIOD);
+    // The EdDSA key is published at `due` and the node sees it at once.
+    let ed = rotate_if_due(&store, &sealer, Algorithm::EdDsa, PERIOD, LEAD, due);
+    let new_ed = ed.await.unwrap().unwrap();
+    node.refresh_at(&store, &sealer, due).await;
+    // The RS256 key a minute later; the node next reloads when it is already active.
+    let rs_at = due.saturating_add(secs(60));
+    let rs = rotate_if_due(&store, &sealer, Algorithm::Rs256, PERIOD, LEAD, rs_at);
+    let new_rs = rs.await.unwrap().unwrap();
+    let late = rs_at.saturating_add(LEAD + secs(2));
+    node.refresh_at(&store, &sealer, late).await;
+    assert_eq!(node.signers(), (new_ed.clone(), old_rs.clone()));
+    node.refresh_at(&store, &sealer, late.saturating_add(LEAD))
+        .await;
+    assert_eq!(node.signers(), (new_ed.clone(), old_rs));
+    node.refresh_at(&store, &sealer, late.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers(), (new_ed, new_rs));
+    assert!(node.publishes(&old_ed));
+}
+
+#[tokio::test]
+async fn a_retired_key_stays_published_as_long_as_a_late_node_may_sign_with_it() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let t = timings();
+    let node = Node::start(&store, &sealer, T0).await;
+    let old = node.signers();
+    let due = T0.saturating_add(PERIOD);
+    let new = rotate_both(&store, &sealer, due).await;
+    // Another process (`tessera keys list`) applies the lifecycle on time.
+    let retired = due.saturating_add(LEAD);
+    advance(&store, &sealer, retired, t).await.unwrap();
+    assert_eq!(state_of(&store, &old.0).await, Some(KeyState::Retired));
+    // This node learns of it 200 s late: waiting a full lead from now would sign past
+    // the grace the store keeps the old keys for, so it signs with them until the grace
+    // ends, then with the new keys.
+    node.refresh_at(&store, &sealer, retired.saturating_add(secs(200)))
+        .await;
+    assert_eq!(node.signers(), old);
+    let grace_end = retired.saturating_add(t.signing_grace());
+    let last = grace_end.saturating_sub(secs(1));
+    node.refresh_at(&store, &sealer, last).await;
+    assert_eq!(node.signers(), old);
+    node.refresh_at(&store, &sealer, grace_end).await;
+    assert_eq!(node.signers(), new);
+    // The last token signed with an old key (at `last`) expires before the key goes.
+    let last_token_ends = last.saturating_add(t.max_token_life);
+    advance(&store, &sealer, last_token_ends, t).await.unwrap();
+    assert_eq!(state_of(&store, &old.0).await, Some(KeyState::Retired));
+    assert_eq!(state_of(&store, &old.1).await, Some(KeyState::Retired));
+    let gone = retired.saturating_add(t.keep_retired());
+    assert!(gone > last_token_ends);
+    advance(&store, &sealer, gone, t).await.unwrap();
+    assert_eq!(state_of(&store, &old.0).await, None);
+    assert_eq!(state_of(&store, &old.1).await, None);
+}
+
+#[tokio::test]
+async fn a_key_removed_and_published_again_counts_from_its_return() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let (old, _) = node.signers();
+    let key = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let der = key.to_pkcs8_der().unwrap();
+    let publish = |activate_after: UnixTime| NewKey {
+        kid: Some("again"),
+        state: KeyState::Published,
+        activate_after,
+    };
+    store_key(&store, &sealer, key, publish(T0.saturating_add(LEAD)), T0)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, T0).await;
+    assert!(node.publishes("again"));
+    // `tessera keys remove again`: this node's JWKS drops it...
+    assert!(store.remove_published_key("again").await.unwrap());
+    node.refresh_at(&store, &sealer, T0.saturating_add(secs(100)))
+        .await;
+    assert!(!node.publishes("again"));
+    // ... and the same key is imported again: a JWKS cached in between lacks it.
+    let back = T0.saturating_add(secs(150));
+    let same = SigningKey::from_pkcs8_der(&der).unwrap();
+    let activate = T0.saturating_add(secs(200));
+    store_key(&store, &sealer, same, publish(activate), back)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, back).await;
+    let active = T0.saturating_add(LEAD + secs(1));
+    node.refresh_at(&store, &sealer, active).await;
+    assert_eq!(state_of(&store, "again").await, Some(KeyState::Active));
+    assert_eq!(node.signers().0, old, "published since {back:?} only");
+    node.refresh_at(&store, &sealer, back.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers().0, "again");
+}

@@ -1,0 +1,192 @@
+//! The ring of keys in force ([`KeyRing`]: the signer of each algorithm, the JWKS, the
+//! verification keys) and its shared, swappable holder ([`Keys`]), which also remembers
+//! when this node first published each key.
+
+use std::sync::{Arc, RwLock};
+
+use tessera_token::{Algorithm, Clock, Jwk, JwkSet, KeySet, SigningKey, UnixTime};
+
+use super::ID_TOKEN_ALG;
+use super::signers::Published;
+use crate::Error;
+use crate::secrets::Sealer;
+use crate::store::{KeyState, SigningKeyRecord};
+
+/// The keys in force: the signing key of each algorithm (module `signers`), and the
+/// published set.
+#[derive(Debug)]
+pub struct KeyRing {
+    signers: Vec<SigningKey>,
+    default_alg: Algorithm,
+    jwks: JwkSet,
+    verify: KeySet,
+    fingerprint: Vec<(String, KeyState)>,
+    built_at: UnixTime,
+}
+
+impl KeyRing {
+    /// The kids that sign now, one per algorithm.
+    pub(super) fn signing_kids(&self) -> Vec<&str> {
+        self.signers.iter().filter_map(SigningKey::kid).collect()
+    }
+
+    /// True when `records` hold the same keys in the same states as those it was built of.
+    pub(super) fn was_built_from(&self, records: &[SigningKeyRecord]) -> bool {
+        fingerprint(records) == self.fingerprint
+    }
+
+    /// The key that signs for a client asking for `alg` (`None`: the server's default).
+    pub fn signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
+        let alg = alg.unwrap_or(self.default_alg);
+        self.signers.iter().find(|k| k.algorithm() == alg)
+    }
+
+    /// The key that signs the ID tokens of a client that registered `alg` (`None`:
+    /// [`ID_TOKEN_ALG`]).
+    pub fn id_token_signer(&self, alg: Option<Algorithm>) -> Option<&SigningKey> {
+        let alg = alg.unwrap_or(ID_TOKEN_ALG);
+        self.signers.iter().find(|k| k.algorithm() == alg)
+    }
+
+    /// The algorithms that can sign ID tokens now, [`ID_TOKEN_ALG`] first.
+    pub fn id_token_algorithms(&self) -> Vec<&'static str> {
+        let mut algs: Vec<Algorithm> = self.signers.iter().map(SigningKey::algorithm).collect();
+        algs.sort_by_key(|a| *a != ID_TOKEN_ALG);
+        algs.into_iter().map(Algorithm::name).collect()
+    }
+
+    /// The key that signs by default.
+    pub fn active(&self) -> Option<&SigningKey> {
+        self.signer(None)
+    }
+
+    /// Published keys (published, active and retired) as a JWK Set.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    /// Verification keys for tokens this server issued (introspection, `token verify`).
+    pub fn verifier(&self) -> &KeySet {
+        &self.verify
+    }
+
+    /// The algorithms of the published keys, without duplicates.
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut algs: Vec<&'static str> = Vec::new();
+        for k in self.verify.keys() {
+            let name = k.algorithm().name();
+            if !algs.contains(&name) {
+                algs.push(name);
+            }
+        }
+        // The default algorithm first, whatever order the keys were made in.
+        let default = self.default_alg.name();
+        algs.sort_by_key(|a| *a != default);
+        algs
+    }
+}
+
+/// The shared, swappable key ring (swapped when the lifecycle moves; readers clone the
+/// `Arc`), and when this node first published each of its keys.
+#[derive(Debug)]
+pub struct Keys(RwLock<Installed>);
+
+#[derive(Debug)]
+struct Installed {
+    ring: Arc<KeyRing>,
+    published: Published,
+}
+
+impl Keys {
+    /// Wraps the ring a process starts with. Its keys count as published when it was
+    /// built: this node served no JWKS before, so a relying party's cached JWKS came
+    /// from another node or an earlier run, fetched before this start; counting from the
+    /// start, a key that only waits to activate signs here only after every such cache
+    /// has expired. (The key that signs at start is the newest active one: there is no
+    /// earlier signer to keep.)
+    pub fn new(ring: KeyRing) -> Self {
+        let published = ring
+            .fingerprint
+            .iter()
+            .map(|(kid, _)| (kid.clone(), ring.built_at))
+            .collect();
+        Keys(RwLock::new(Installed {
+            ring: Arc::new(ring),
+            published,
+        }))
+    }
+
+    /// The current ring.
+    pub fn current(&self) -> Arc<KeyRing> {
+        // A poisoned lock still holds a valid value: the ring is swapped whole, and a map
+        // left behind it only lacks new keys, which then count as not yet published.
+        match self.0.read() {
+            Ok(g) => Arc::clone(&g.ring),
+            Err(p) => Arc::clone(&p.into_inner().ring),
+        }
+    }
+
+    /// When this node first published each key of the current ring.
+    pub fn published(&self) -> Published {
+        match self.0.read() {
+            Ok(g) => g.published.clone(),
+            Err(p) => p.into_inner().published.clone(),
+        }
+    }
+
+    /// Replaces the ring; a key new to this node counts as published from the clock read
+    /// once the new ring is in place (under the lock, so no reader can see the ring
+    /// before that time), a key the ring no longer holds is forgotten.
+    pub(super) fn install(&self, ring: KeyRing, clock: &dyn Clock) {
+        let mut g = match self.0.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.ring = Arc::new(ring);
+        let now = clock.now();
+        let Installed { ring, published } = &mut *g;
+        published.retain(|kid, _| ring.fingerprint.iter().any(|(k, _)| k == kid));
+        for (kid, _) in &ring.fingerprint {
+            published.entry(kid.clone()).or_insert(now);
+        }
+    }
+}
+
+fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
+    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
+}
+
+/// Builds the ring: `chosen` sign (one per algorithm); every key is published.
+pub(super) fn build_ring(
+    records: &[SigningKeyRecord],
+    chosen: &[&SigningKeyRecord],
+    sealer: &Sealer,
+    default_alg: Algorithm,
+    now: UnixTime,
+) -> Result<KeyRing, Error> {
+    let mut signers: Vec<SigningKey> = Vec::new();
+    for r in chosen {
+        let der = sealer.open(&r.kid, &r.sealed_private)?;
+        signers.push(SigningKey::from_pkcs8_der(&der)?.with_kid(r.kid.clone()));
+    }
+    if signers.is_empty() {
+        return Err(Error::Key(
+            "no active signing key; start `tessera serve` once or run `tessera keys rotate`".into(),
+        ));
+    }
+    let mut jwks = JwkSet::default();
+    let mut verifying = Vec::new();
+    for r in records {
+        let jwk = Jwk::from_json(r.public_jwk.as_bytes())?;
+        verifying.push(tessera_token::VerifyingKey::from_jwk(&jwk)?);
+        jwks.keys.push(jwk);
+    }
+    Ok(KeyRing {
+        signers,
+        default_alg,
+        jwks,
+        verify: KeySet::new(verifying)?,
+        fingerprint: fingerprint(records),
+        built_at: now,
+    })
+}
