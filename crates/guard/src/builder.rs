@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::assurance::AcrLadder;
 use crate::cache::VerifiedCache;
 use crate::challenge::Challenges;
-use crate::dpop::{DpopPolicy, DpopReplayCache, DpopSettings, NonceKey, ReplayCache};
+use crate::dpop::{DpopPolicy, DpopReplayCache, DpopSettings, NonceKey, replay_cache};
 use crate::guard::Inner;
 use crate::metadata::ResourceMetadata;
 use crate::revocation::RevocationCheck;
@@ -247,7 +247,7 @@ impl GuardBuilder {
         let policy = self.inner.dpop.policy;
         self.inner.dpop.replay = match self.replay.take() {
             Some(shared) => shared.0,
-            None => Arc::new(ReplayCache::new(self.replay_capacity)),
+            None => Arc::new(replay_cache(self.replay_capacity)),
         };
         self.challenges.policy = policy;
         if let Some(meta) = &mut self.inner.metadata {

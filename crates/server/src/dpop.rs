@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use tessera_token::dpop::{self as proof, ProofCheck, VerifiedProof};
+use tessera_token::dpop::{self as proof, ProofCheck, Replay, VerifiedProof};
 
 use crate::oauth::OAuthError;
 use crate::state::Core;
-use crate::state::dpop::Replay;
 
 /// A proof whose signature, claims and nonce were checked, not yet recorded: the grant
 /// records it ([`record`]) when nothing else can refuse the request.
@@ -68,10 +67,14 @@ pub(crate) fn record(core: &Core, client: &str, proof: &Proof) -> Result<(), OAu
         .0
         .iat
         .saturating_add(config.proof_window + config.leeway + Duration::from_secs(1));
-    match core
-        .dpop_replay
-        .record(client, &proof.0.jkt, &proof.0.jti, until, core.clock.now())
-    {
+    match core.dpop_replay.record(
+        client,
+        &proof.0.jkt,
+        proof.0.iat,
+        &proof.0.jti,
+        until,
+        core.clock.now(),
+    ) {
         Ok(()) => Ok(()),
         Err(Replay::Seen) => Err(OAuthError::InvalidDpopProof(
             "the DPoP proof was used before",
@@ -246,7 +249,8 @@ mod tests {
         use axum::response::IntoResponse;
 
         let (mut core, _dir, clock) = testing::core().await;
-        core.dpop_replay = crate::state::dpop::ReplayCache::with_capacity(1);
+        core.dpop_replay =
+            tessera_token::dpop::ReplayCache::new(1, crate::state::dpop::CLIENT_SHARE);
         let key = key();
         let first = checked(&core, &sign_proof(&key, &claims(&core, "a")).unwrap())
             .unwrap()

@@ -1,7 +1,7 @@
 //! DPoP proofs (RFC 9449): parsing and verifying the proof JWT a client sends in the
 //! `DPoP` header, the RFC 7638 thumbprint of its key, and the `ath` hash of an access
-//! token. The caller checks what needs state: the replay cache of `jti`s and the server's
-//! nonces.
+//! token; and the replay cache of proofs both the server and the guard keep. The caller
+//! checks the nonces.
 //!
 //! A proof is the one place an embedded key is allowed: its header's `jwk` is a public key
 //! (a private member is refused), and the proof's `alg` must be one that key can verify
@@ -9,6 +9,7 @@
 
 mod cache;
 mod claims;
+mod replay;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::keys::{b64_member, bit_len, strip_leading_zeros};
 use crate::{Error, MIN_RSA_BITS, SigningKey, TokenHash, UnixTime, VerifyingKey, b64};
 
 pub use cache::ProofKeyCache;
+pub use replay::{Replay, ReplayCache};
 
 /// The `typ` of a DPoP proof (RFC 9449 section 4.2).
 pub const PROOF_TYP: &str = "dpop+jwt";

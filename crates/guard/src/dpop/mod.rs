@@ -5,7 +5,6 @@
 //! last the replay cache.
 
 mod nonce;
-mod replay;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,11 +13,10 @@ use std::time::Duration;
 use axum::extract::OriginalUri;
 use http::HeaderName;
 use http::request::Parts;
-use tessera_token::dpop::{self, ProofCheck, ProofKeyCache};
+use tessera_token::dpop::{self, ProofCheck, ProofKeyCache, Replay, ReplayCache};
 use tessera_token::{Error as TokenError, TokenHash, UnixTime};
 
 pub(crate) use nonce::NonceKey;
-pub(crate) use replay::{Replay, ReplayCache};
 
 use crate::challenge::Scheme;
 use crate::{GuardError, Identity};
@@ -51,12 +49,21 @@ pub enum DpopPolicy {
 #[derive(Clone)]
 pub struct DpopReplayCache(pub(crate) Arc<ReplayCache>);
 
+/// One proof key may hold at most 1/`KEY_SHARE` of a guard's replay cache, so one token
+/// holder flooding the guard with fresh proofs cannot refuse DPoP to everyone else.
+pub(crate) const KEY_SHARE: usize = 4;
+
 impl DpopReplayCache {
     /// A cache of at most `capacity` live proofs (see
     /// [`crate::GuardBuilder::dpop_replay_capacity`]).
     pub fn new(capacity: usize) -> Self {
-        DpopReplayCache(Arc::new(ReplayCache::new(capacity)))
+        DpopReplayCache(Arc::new(replay_cache(capacity)))
     }
+}
+
+/// The guard's replay cache: entries owned by their proof key.
+pub(crate) fn replay_cache(capacity: usize) -> ReplayCache {
+    ReplayCache::new(capacity, KEY_SHARE)
 }
 
 impl std::fmt::Debug for DpopReplayCache {
@@ -86,7 +93,7 @@ impl DpopSettings {
             window: dpop::DEFAULT_PROOF_WINDOW,
             leeway: Duration::from_secs(5),
             nonce: None,
-            replay: Arc::new(ReplayCache::new(replay_capacity)),
+            replay: Arc::new(replay_cache(replay_capacity)),
             keys: ProofKeyCache::default(),
         }
     }
@@ -189,13 +196,19 @@ impl DpopSettings {
                 .saturating_add(self.leeway)
                 .saturating_add(Duration::from_secs(1)),
         );
-        match self
-            .replay
-            .record(&verified.jkt, &verified.jti, verified.iat, until, now)
-        {
+        match self.replay.record(
+            &verified.jkt,
+            &verified.jkt,
+            verified.iat,
+            &verified.jti,
+            until,
+            now,
+        ) {
             Ok(()) => Ok(()),
             Err(Replay::Seen) => Err(invalid_proof("the proof was already used")),
-            Err(Replay::Full) => Err(GuardError::Unavailable("the DPoP replay cache is full")),
+            Err(Replay::Full { .. }) => {
+                Err(GuardError::Unavailable("the DPoP replay cache is full"))
+            }
         }
     }
 

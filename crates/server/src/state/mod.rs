@@ -54,7 +54,7 @@ pub struct Core {
     /// same on every replica of this deployment, another on any other).
     pub(crate) dpop_nonces: dpop::Nonces,
     /// DPoP proofs this node accepted, until their `iat` leaves the window.
-    pub(crate) dpop_replay: dpop::ReplayCache,
+    pub(crate) dpop_replay: tessera_token::dpop::ReplayCache,
     /// The revocation feed's fan-out to this node's push subscribers.
     pub(crate) feed_hub: Hub,
 }
@@ -77,7 +77,7 @@ impl Core {
             revoke_limit: ClientRateLimit::per_minute(config.revocation.revoke_requests_per_minute),
             login_limits: LoginLimits::default(),
             dpop_nonces: dpop::Nonces::of_deployment(&refresh_key, &issuer),
-            dpop_replay: dpop::ReplayCache::default(),
+            dpop_replay: dpop::replay_cache(),
             feed_hub: Hub::default(),
             issuer,
             config,
