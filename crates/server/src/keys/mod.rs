@@ -169,7 +169,8 @@ pub async fn load_or_create(
         }
         records = store.keys().await?;
     }
-    let signers = signers::choose(&records, &Published::new(), &[], &timings, now);
+    let previous = signers::previous_at_start(&records, &timings, now);
+    let signers = signers::choose(&records, &Published::new(), &previous, &timings, now);
     build_ring(&records, &signers, sealer, alg, now)
 }
 

@@ -127,7 +127,7 @@ async fn a_node_that_first_sees_a_key_already_active_signs_with_it_only_a_lead_l
 }
 
 #[tokio::test]
-async fn a_fresh_start_signs_with_its_only_keys_and_counts_the_keys_it_finds_from_its_start() {
+async fn a_fresh_start_signs_with_its_only_keys_and_a_restart_keeps_a_just_retired_signer() {
     let store = SqliteStore::in_memory().await.unwrap();
     let (sealer, _dir) = sealer();
     // First start: one key per algorithm, signing at once (nothing else could).
@@ -146,13 +146,27 @@ async fn a_fresh_start_signs_with_its_only_keys_and_counts_the_keys_it_finds_fro
     let activated = due.saturating_add(LEAD);
     node.refresh_at(&store, &sealer, activated).await;
     assert_eq!(state_of(&store, &new.0).await, Some(KeyState::Active));
-    assert_eq!(node.signers(), (ed, rs));
+    assert_eq!(node.signers(), (ed.clone(), rs.clone()));
     node.refresh_at(&store, &sealer, start.saturating_add(LEAD + secs(1)))
         .await;
     assert_eq!(node.signers(), new);
-    // A node starting now has no earlier signer to keep: the active keys sign.
-    let later = Node::start(&store, &sealer, activated).await;
+    // A node (re)starting just after the activation keeps the keys just retired, as a
+    // running node would, for as long as their grace lets it (a lead is not over yet).
+    let restarted = activated.saturating_add(secs(20));
+    let later = Node::start(&store, &sealer, restarted).await;
+    assert_eq!(later.signers(), (ed.clone(), rs.clone()));
+    let grace_end = activated.saturating_add(timings().signing_grace());
+    later
+        .refresh_at(&store, &sealer, grace_end.saturating_sub(secs(1)))
+        .await;
+    assert_eq!(later.signers(), (ed, rs));
+    // Past the grace the store may delete them soon: the new keys sign.
+    later.refresh_at(&store, &sealer, grace_end).await;
     assert_eq!(later.signers(), new);
+    // A node starting once the old keys' grace is over has no earlier signer to keep.
+    let after_grace = activated.saturating_add(timings().signing_grace());
+    let last = Node::start(&store, &sealer, after_grace).await;
+    assert_eq!(last.signers(), new);
 }
 
 #[tokio::test]
@@ -257,4 +271,57 @@ async fn a_key_removed_and_published_again_counts_from_its_return() {
     node.refresh_at(&store, &sealer, back.saturating_add(LEAD + secs(1)))
         .await;
     assert_eq!(node.signers().0, "again");
+}
+
+/// `tessera keys remove` and an import of OTHER material under the same kid between two
+/// reloads: the node sees a changed public key, republishes, and counts it from then.
+#[tokio::test]
+async fn a_kid_removed_and_imported_with_other_material_between_reloads_is_a_new_key() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let (old, _) = node.signers();
+    let publish = |activate_after: UnixTime| NewKey {
+        kid: Some("reused"),
+        state: KeyState::Published,
+        activate_after,
+    };
+    let first = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    store_key(&store, &sealer, first, publish(T0.saturating_add(LEAD)), T0)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, T0).await;
+    let jwk_of = |node: &Node| {
+        let ring = node.keys.current();
+        serde_json::to_string(
+            ring.jwks()
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some("reused"))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let first_jwk = jwk_of(&node);
+    // No reload between the removal and the import.
+    let swap = T0.saturating_add(secs(250));
+    assert!(store.remove_published_key("reused").await.unwrap());
+    let second = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let activate = T0.saturating_add(LEAD);
+    store_key(&store, &sealer, second, publish(activate), swap)
+        .await
+        .unwrap();
+    assert!(node.refresh_at(&store, &sealer, swap).await, "rebuilt");
+    assert_ne!(jwk_of(&node), first_jwk, "the new public key is published");
+    let active = T0.saturating_add(LEAD + secs(1));
+    node.refresh_at(&store, &sealer, active).await;
+    assert_eq!(state_of(&store, "reused").await, Some(KeyState::Active));
+    assert_eq!(
+        node.signers().0,
+        old,
+        "the new material is published since {swap:?} only"
+    );
+    node.refresh_at(&store, &sealer, swap.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers().0, "reused");
 }

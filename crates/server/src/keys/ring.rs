@@ -20,7 +20,9 @@ pub struct KeyRing {
     default_alg: Algorithm,
     jwks: JwkSet,
     verify: KeySet,
-    fingerprint: Vec<(String, KeyState)>,
+    /// Each key as published: kid, state and public JWK (a kid removed and imported
+    /// again with other material is another key).
+    fingerprint: Vec<(String, KeyState, String)>,
     built_at: UnixTime,
 }
 
@@ -102,13 +104,13 @@ impl Keys {
     /// built: this node served no JWKS before, so a relying party's cached JWKS came
     /// from another node or an earlier run, fetched before this start; counting from the
     /// start, a key that only waits to activate signs here only after every such cache
-    /// has expired. (The key that signs at start is the newest active one: there is no
-    /// earlier signer to keep.)
+    /// has expired. (The key that signs at start is the newest active one, or the one
+    /// just retired within its grace: `signers::previous_at_start`.)
     pub fn new(ring: KeyRing) -> Self {
         let published = ring
             .fingerprint
             .iter()
-            .map(|(kid, _)| (kid.clone(), ring.built_at))
+            .map(|(kid, _, _)| (kid.clone(), ring.built_at))
             .collect();
         Keys(RwLock::new(Installed {
             ring: Arc::new(ring),
@@ -142,18 +144,33 @@ impl Keys {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        g.ring = Arc::new(ring);
+        let before = std::mem::replace(&mut g.ring, Arc::new(ring));
         let now = clock.now();
         let Installed { ring, published } = &mut *g;
-        published.retain(|kid, _| ring.fingerprint.iter().any(|(k, _)| k == kid));
-        for (kid, _) in &ring.fingerprint {
+        // A kid whose public key changed (removed, then imported again with other
+        // material) is a new key: it counts from now, like one never seen.
+        let same_key = |kid: &str, jwk: &str| {
+            before
+                .fingerprint
+                .iter()
+                .any(|(k, _, j)| k == kid && j == jwk)
+        };
+        published.retain(|kid, _| {
+            ring.fingerprint
+                .iter()
+                .any(|(k, _, jwk)| k == kid && same_key(k, jwk))
+        });
+        for (kid, _, _) in &ring.fingerprint {
             published.entry(kid.clone()).or_insert(now);
         }
     }
 }
 
-fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState)> {
-    records.iter().map(|r| (r.kid.clone(), r.state)).collect()
+fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState, String)> {
+    records
+        .iter()
+        .map(|r| (r.kid.clone(), r.state, r.public_jwk.clone()))
+        .collect()
 }
 
 /// Builds the ring: `chosen` sign (one per algorithm); every key is published.

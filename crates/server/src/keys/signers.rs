@@ -77,11 +77,38 @@ fn may_keep_signing(r: &SigningKeyRecord, timings: &Timings, now: UnixTime) -> b
     }
 }
 
+/// At a node's start, the key each algorithm signed with before its newest active key
+/// (the most recently retired one), if the store retired it less than
+/// [`Timings::signing_grace`] ago: a node restarting just after an activation keeps it,
+/// as a running node would, until it has itself published the new key for a lead,
+/// rather than signing at once with a key that JWKS caches filled before the activation
+/// may lack.
+pub(super) fn previous_at_start<'a>(
+    records: &'a [SigningKeyRecord],
+    timings: &Timings,
+    now: UnixTime,
+) -> Vec<&'a str> {
+    let mut latest: BTreeMap<&str, &SigningKeyRecord> = BTreeMap::new();
+    let recently_retired = records
+        .iter()
+        .filter(|r| r.state == KeyState::Retired && may_keep_signing(r, timings, now));
+    for r in recently_retired {
+        if latest
+            .get(r.alg.as_str())
+            .is_none_or(|l| l.retired_at < r.retired_at)
+        {
+            latest.insert(&r.alg, r);
+        }
+    }
+    latest.values().map(|r| r.kid.as_str()).collect()
+}
+
 /// The signing key of each algorithm with an active key, newest algorithm key first as
 /// the store orders them: the newest active key once this node has published it for
 /// more than `timings.lead`; until then the key in `previous` (the kids that signed on
-/// this node so far) of that algorithm if it may keep signing; else the newest active
-/// key (a fresh start, the first key of an algorithm: nothing else could sign).
+/// this node so far, or at its start [`previous_at_start`]) of that algorithm if it may
+/// keep signing; else the newest active key (the first key of an algorithm, a start long
+/// after the last activation: nothing else could sign).
 pub(super) fn choose<'a>(
     records: &'a [SigningKeyRecord],
     published: &Published,
