@@ -60,7 +60,13 @@ struct Args {
     #[arg(long, env = "TESSERA_FEED_CLIENT_ID")]
     feed_client_id: Option<String>,
     /// Client secret for the revocation feed (prefer the environment variable).
-    #[arg(long, env = "TESSERA_FEED_CLIENT_SECRET", hide_env_values = true)]
+    /// A secret may start with `-`: it is still taken as the value.
+    #[arg(
+        long,
+        env = "TESSERA_FEED_CLIENT_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     feed_client_secret: Option<String>,
     /// Verified-token cache capacity in tokens; 0 verifies every request's signature
     /// (what the benchmark's "verify every request" rows use).
@@ -86,10 +92,12 @@ struct Args {
     #[arg(long, env = "TESSERA_INTROSPECTION_CLIENT_ID")]
     introspection_client_id: Option<String>,
     /// Client secret for introspection (prefer the environment variable).
+    /// A secret may start with `-`: it is still taken as the value.
     #[arg(
         long,
         env = "TESSERA_INTROSPECTION_CLIENT_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     introspection_client_secret: Option<String>,
     /// The URL clients reach this API at (DPoP proofs name it in `htu`; it is also the
@@ -98,7 +106,12 @@ struct Args {
     public_url: Option<String>,
     /// Require guard-issued DPoP nonces, derived from this secret (at least 32 bytes;
     /// every instance given the same secret accepts the others' nonces).
-    #[arg(long, env = "TESSERA_DPOP_NONCE_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TESSERA_DPOP_NONCE_SECRET",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     dpop_nonce_secret: Option<String>,
     /// DPoP proofs remembered against replay (a proof is remembered for its `iat` window,
     /// about a minute; one proof key may hold a quarter). The guard's default suits
