@@ -24,7 +24,7 @@ pub(crate) async fn refresh_keys(core: Arc<Core>, sealer: Arc<Sealer>) {
                 &sealer,
                 core.config.signing.signing_alg,
                 period,
-                core.config.signing.jwks_cache_ttl,
+                keys::Timings::of(&core.config).activation_lead(),
                 core.clock.now(),
             )
             .await;

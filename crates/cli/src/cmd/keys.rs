@@ -19,8 +19,9 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Publish a new key now; it starts signing after the JWKS cache lifetime
-    /// (jwks_cache_ttl_secs) and the key it replaces retires then.
+    /// Publish a new key now; it starts signing once every server has loaded it and
+    /// published it for the JWKS cache lifetime (jwks_cache_ttl_secs +
+    /// key_refresh_interval_secs + 1 s), and the key it replaces retires then.
     Rotate {
         /// Algorithm (EdDSA, ES256, RS256); default: one new key of each algorithm in use
         /// (the configured signing_alg, RS256 for ID tokens, and any other with an active

@@ -52,8 +52,9 @@ impl Admin {
             .collect())
     }
 
-    /// Generates a key of `alg` and publishes it; it starts signing one JWKS cache
-    /// lifetime from now, and the key it replaces retires then. Without `alg`, one key of
+    /// Generates a key of `alg` and publishes it; it starts signing once every server
+    /// has published it for a JWKS cache lifetime ([`keys::Timings::activation_lead`]),
+    /// and the key it replaces retires then. Without `alg`, one key of
     /// each algorithm in use: the configured one, RS256 (ID tokens) and any other with an
     /// active key. `published` hears of each key as soon as it is stored, so a failure
     /// after the first still leaves the caller able to say what was published.
@@ -89,7 +90,8 @@ impl Admin {
     }
 
     /// Imports a PKCS#8 PEM private key (Ed25519, P-256, RSA of 2048 bits or more). With
-    /// `activate` it signs after the JWKS cache lifetime; otherwise it is only published.
+    /// `activate` it signs after [`keys::Timings::activation_lead`]; otherwise it is only
+    /// published.
     pub async fn import_key(
         &self,
         pem: &str,
@@ -112,7 +114,7 @@ impl Admin {
     ) -> Result<KeyInfo, Error> {
         let now = self.clock.now();
         let activate_after = if activate {
-            now.saturating_add(self.config.signing.jwks_cache_ttl)
+            now.saturating_add(keys::Timings::of(&self.config).activation_lead())
         } else {
             NEVER
         };

@@ -210,7 +210,7 @@ pub async fn advance(
 }
 
 /// Publishes a new key of `alg` when the newest key of `alg` (active or published) was
-/// created at least `period` ago; it starts signing `lead` (the JWKS cache lifetime)
+/// created at least `period` ago; it starts signing `lead` ([`Timings::activation_lead`])
 /// later. Returns the new key's `kid`. Replicas racing here may publish two keys; the
 /// lifecycle activates the newest and retires the other, so that is harmless.
 pub async fn rotate_if_due(

@@ -325,3 +325,41 @@ async fn a_kid_removed_and_imported_with_other_material_between_reloads_is_a_new
         .await;
     assert_eq!(node.signers().0, "reused");
 }
+
+/// Two replicas: A loads a new key at once, B only a refresh interval later. A JWKS
+/// fetched from B just before B loaded it lacks the key for a cache lifetime; the key
+/// activates (and A signs with it) only once that copy has expired.
+#[tokio::test]
+async fn a_key_signs_only_once_a_jwks_from_the_slowest_replica_holds_it() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let a = Node::start(&store, &sealer, T0).await;
+    let b = Node::start(&store, &sealer, T0).await;
+    let (old, _) = a.signers();
+    let due = T0.saturating_add(PERIOD);
+    let lead = timings().activation_lead();
+    let new = rotate_if_due(&store, &sealer, Algorithm::EdDsa, PERIOD, lead, due)
+        .await
+        .unwrap()
+        .unwrap();
+    a.refresh_at(&store, &sealer, due).await;
+    assert!(a.publishes(&new));
+    // B's last JWKS without the key is served just before B reloads.
+    let b_loads = due.saturating_add(timings().refresh);
+    assert!(!b.publishes(&new));
+    b.refresh_at(&store, &sealer, b_loads).await;
+    assert!(b.publishes(&new));
+    let copy_expires = b_loads.saturating_add(LEAD);
+    // Until that copy expires, nothing signs with the key, on either replica.
+    for at in [due.saturating_add(LEAD + secs(1)), copy_expires] {
+        a.refresh_at(&store, &sealer, at).await;
+        b.refresh_at(&store, &sealer, at).await;
+        assert_eq!(a.signers().0, old, "at {at:?}");
+        assert_eq!(b.signers().0, old, "at {at:?}");
+    }
+    let after = copy_expires.saturating_add(secs(1));
+    a.refresh_at(&store, &sealer, after).await;
+    b.refresh_at(&store, &sealer, after).await;
+    assert_eq!(a.signers().0, new);
+    assert_eq!(b.signers().0, new);
+}

@@ -31,6 +31,15 @@ impl Timings {
         }
     }
 
+    /// How long after its creation a new key activates (`lead` + `refresh` + 1 s): every
+    /// node loads it within `refresh` of its creation, so by then every node has published
+    /// it for more than a JWKS cache lifetime, and a relying party's cached JWKS, from any
+    /// node, holds it. (With `lead` alone, a JWKS fetched from a node that had not loaded
+    /// the key yet could lack it when another node started signing.)
+    pub fn activation_lead(&self) -> Duration {
+        self.lead + self.refresh + Duration::from_secs(1)
+    }
+
     /// How long after the store retires a key a node may still sign with it: `lead` +
     /// `refresh` + 1 s. A node learns of the new key within `refresh` of its creation,
     /// at least `lead` before the old key retires; it publishes the new key for more than
