@@ -1,8 +1,10 @@
 //! A server signs with a new key only after it has itself published the key for a JWKS
 //! cache lifetime, however late its reload learnt of the key. Here it reloads every 3 s
-//! while a rotated key activates 1 s after publication, so the server usually first sees
-//! a new key already active (as a loaded or cut-off replica does); a relying party that
-//! caches the JWKS for its lifetime must still never meet an unknown kid.
+//! with a 1 s cache lifetime; a rotated key activates 1 + 3 + 1 s after publication
+//! (`Timings::activation_lead`), so a server that reloads on time sees it before that, and
+//! the late-reload path (a key first seen already active) is exercised by the unit tests
+//! `keys::refresh_tests::*`. Either way, a relying party that caches the JWKS for its
+//! lifetime must never meet an unknown kid.
 
 use std::time::{Duration, Instant};
 

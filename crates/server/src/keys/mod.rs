@@ -169,7 +169,14 @@ pub async fn load_or_create(
         }
         records = store.keys().await?;
     }
-    let previous = signers::previous_at_start(&records, &timings, now);
+    // A retired key this process cannot open (sealed under another master key) cannot
+    // go on signing here: the newest active key does.
+    let mut previous = signers::previous_at_start(&records, &timings, now);
+    previous.retain(|kid| {
+        records
+            .iter()
+            .any(|r| r.kid == *kid && sealer.open(&r.kid, &r.sealed_private).is_ok())
+    });
     let signers = signers::choose(&records, &Published::new(), &previous, &timings, now);
     build_ring(&records, &signers, sealer, alg, now)
 }
@@ -277,7 +284,16 @@ pub async fn refresh(
     // Read after the store answered, so however long that took, nothing signs early.
     let now = clock.now();
     let current = keys.current();
-    let published = keys.published();
+    // A kid whose public key changed since the current ring (removed, then imported
+    // again with other material) has not been published yet, whatever its kid's time.
+    let mut published = keys.published();
+    published.retain(|kid, _| {
+        let now_jwk = records
+            .iter()
+            .find(|r| &r.kid == kid)
+            .map(|r| &r.public_jwk);
+        now_jwk.is_none_or(|jwk| current.publishes_as(kid, jwk))
+    });
     let signers = signers::choose(&records, &published, &current.signing_kids(), &timings, now);
     let same_signers = signers
         .iter()

@@ -363,3 +363,47 @@ async fn a_key_signs_only_once_a_jwks_from_the_slowest_replica_holds_it() {
     assert_eq!(a.signers().0, new);
     assert_eq!(b.signers().0, new);
 }
+
+/// The same swap of material, with this node's first reload after it coming only once
+/// the key is active (a database outage): the new material counts from that reload,
+/// not from the kid's first publication.
+#[tokio::test]
+async fn a_kid_with_new_material_seen_only_once_active_waits_a_lead() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let (sealer, _dir) = sealer();
+    let node = Node::start(&store, &sealer, T0).await;
+    let (old, _) = node.signers();
+    let publish = |activate_after: UnixTime| NewKey {
+        kid: Some("reused"),
+        state: KeyState::Published,
+        activate_after,
+    };
+    let first = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    store_key(&store, &sealer, first, publish(T0.saturating_add(LEAD)), T0)
+        .await
+        .unwrap();
+    node.refresh_at(&store, &sealer, T0).await;
+    assert!(store.remove_published_key("reused").await.unwrap());
+    let second = SigningKey::generate(Algorithm::EdDsa).unwrap();
+    let swap = T0.saturating_add(secs(10));
+    store_key(
+        &store,
+        &sealer,
+        second,
+        publish(T0.saturating_add(LEAD)),
+        swap,
+    )
+    .await
+    .unwrap();
+    let late = T0.saturating_add(LEAD + secs(50));
+    node.refresh_at(&store, &sealer, late).await;
+    assert_eq!(state_of(&store, "reused").await, Some(KeyState::Active));
+    assert_eq!(
+        node.signers().0,
+        old,
+        "the new material is published since {late:?} only"
+    );
+    node.refresh_at(&store, &sealer, late.saturating_add(LEAD + secs(1)))
+        .await;
+    assert_eq!(node.signers().0, "reused");
+}

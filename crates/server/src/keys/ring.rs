@@ -32,6 +32,13 @@ impl KeyRing {
         self.signers.iter().filter_map(SigningKey::kid).collect()
     }
 
+    /// True when this ring publishes `kid` with exactly this public JWK.
+    pub(super) fn publishes_as(&self, kid: &str, jwk: &str) -> bool {
+        self.fingerprint
+            .iter()
+            .any(|(k, _, j)| k == kid && j == jwk)
+    }
+
     /// True when `records` hold the same keys in the same states as those it was built of.
     pub(super) fn was_built_from(&self, records: &[SigningKeyRecord]) -> bool {
         fingerprint(records) == self.fingerprint
@@ -149,16 +156,10 @@ impl Keys {
         let Installed { ring, published } = &mut *g;
         // A kid whose public key changed (removed, then imported again with other
         // material) is a new key: it counts from now, like one never seen.
-        let same_key = |kid: &str, jwk: &str| {
-            before
-                .fingerprint
-                .iter()
-                .any(|(k, _, j)| k == kid && j == jwk)
-        };
         published.retain(|kid, _| {
             ring.fingerprint
                 .iter()
-                .any(|(k, _, jwk)| k == kid && same_key(k, jwk))
+                .any(|(k, _, jwk)| k == kid && before.publishes_as(k, jwk))
         });
         for (kid, _, _) in &ring.fingerprint {
             published.entry(kid.clone()).or_insert(now);
