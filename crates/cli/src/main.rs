@@ -34,6 +34,8 @@ struct Cli {
     data_dir: Option<PathBuf>,
     /// PostgreSQL database URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE) instead
     /// of SQLite in the data directory; migrated automatically [env: TESSERA_DATABASE_URL].
+    // The brackets are `--help` text, not links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, global = true, value_name = "URL")]
     database: Option<String>,
     /// TOML configuration file (see docs/server.md); flags and variables override it.

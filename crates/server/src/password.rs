@@ -101,7 +101,7 @@ impl Passwords {
 
     /// A place to verify a password from `source` now or after the few already waiting,
     /// or `None` when the queue has no place this source may take (answer "busy, retry
-    /// later" instead of waiting): see [`places`](self::places).
+    /// later" instead of waiting): see the `places` module.
     pub fn admit_from(&self, source: &Source, now: UnixTime) -> Option<Admission> {
         self.places.admit(source, now)
     }

@@ -2,7 +2,7 @@
 //! and key come from PEM files and can be swapped while the server runs (SIGHUP, or a
 //! change of either file), without touching the listening socket or open connections.
 //! Handshakes run in each connection's task, so a slow client never holds up `accept`,
-//! and are bounded by [`HANDSHAKE_TIMEOUT`].
+//! and are bounded by `HANDSHAKE_TIMEOUT`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};

@@ -66,7 +66,7 @@ pub(super) const OTHER_ENV_VARS: [&str; 14] = [
 ];
 
 /// One warning line per `TESSERA_*` variable in `names` that no key (nor
-/// [`OTHER_ENV_VARS`]) reads, with the closest known name when there is one: a typo in an
+/// `OTHER_ENV_VARS`) reads, with the closest known name when there is one: a typo in an
 /// environment variable would otherwise fall back to the default without a word.
 pub fn unknown_env_vars(names: impl IntoIterator<Item = String>) -> Vec<String> {
     let known: Vec<String> = fields()

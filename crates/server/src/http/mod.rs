@@ -61,7 +61,7 @@ pub const LOGOUT_PATH: &str = "/logout";
 pub use openapi::OPENAPI_PATH;
 
 /// The server's routes. Every request gets an id, a log line and metrics
-/// ([`observe`]); `Authorization`, `Cookie` and `DPoP` are marked sensitive as well, so no
+/// (`observe`); `Authorization`, `Cookie` and `DPoP` are marked sensitive as well, so no
 /// layer can log them. `/metrics` is among them unless `metrics_listen` moves it to
 /// [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {

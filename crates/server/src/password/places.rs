@@ -20,7 +20,7 @@ pub struct Source {
     /// The wider prefix (an IPv4 /24, an IPv6 /48), when known.
     pub prefix: Option<String>,
     /// The account (its name tag) the check is for, when known: if it signed in
-    /// successfully from `network` lately ([`Places::remember`]), the check may use the
+    /// successfully from `network` lately (`Places::remember`), the check may use the
     /// reserve.
     pub account: Option<String>,
 }
