@@ -266,6 +266,12 @@ mod tests {
                 "cors_allowed_origins",
             ),
             ("key_rotation_period_secs = 60", "key_rotation_period_secs"),
+            // Shorter than the activation lead (a day + an hour + 1 s) + the token life.
+            (
+                "jwks_cache_ttl_secs = 86400\nkey_refresh_interval_secs = 3600\n\
+                 key_rotation_period_secs = 88000",
+                "key_rotation_period_secs",
+            ),
             ("signing_alg = \"HS256\"", "signing_alg"),
             ("password_hash_priority = \"low\"", "password_hash_priority"),
             ("tls_cert = \"/c.pem\"", "tls_key"),

@@ -41,8 +41,19 @@ impl SigningConfig {
             },
         };
         let jwks_cache_ttl = p.secs("jwks_cache_ttl_secs", f.jwks_cache_ttl_secs, 300, 0, DAY);
+        let key_refresh_interval = p.secs(
+            "key_refresh_interval_secs",
+            f.key_refresh_interval_secs,
+            10,
+            1,
+            3600,
+        );
         let rotation = f.key_rotation_period_secs.unwrap_or(90 * DAY);
-        let min_rotation = (jwks_cache_ttl + max_token_life(tokens.access_token_ttl))
+        // A key activates `jwks_cache_ttl + key_refresh_interval + 1 s` after its creation
+        // (`keys::Timings::activation_lead`); the next one may be due no sooner than that
+        // plus the life of the tokens the previous key signed.
+        let activation_lead = jwks_cache_ttl + key_refresh_interval + Duration::from_secs(1);
+        let min_rotation = (activation_lead + max_token_life(tokens.access_token_ttl))
             .as_secs()
             .max(3600);
         let key_rotation_period = match rotation {
@@ -53,7 +64,7 @@ impl SigningConfig {
                     "key_rotation_period_secs",
                     s,
                     &format!(
-                        "must be 0 (manual rotation only) or between {min_rotation} (an hour, and at least the JWKS cache lifetime plus the token lifetime) and {}",
+                        "must be 0 (manual rotation only) or between {min_rotation} (an hour, and at least the JWKS cache lifetime plus the key refresh interval plus the token lifetime) and {}",
                         3650 * DAY
                     ),
                 ));
@@ -64,13 +75,7 @@ impl SigningConfig {
             signing_alg,
             key_rotation_period,
             jwks_cache_ttl,
-            key_refresh_interval: p.secs(
-                "key_refresh_interval_secs",
-                f.key_refresh_interval_secs,
-                10,
-                1,
-                3600,
-            ),
+            key_refresh_interval,
         }
     }
 }
