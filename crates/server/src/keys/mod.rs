@@ -284,16 +284,7 @@ pub async fn refresh(
     // Read after the store answered, so however long that took, nothing signs early.
     let now = clock.now();
     let current = keys.current();
-    // A kid whose public key changed since the current ring (removed, then imported
-    // again with other material) has not been published yet, whatever its kid's time.
-    let mut published = keys.published();
-    published.retain(|kid, _| {
-        let now_jwk = records
-            .iter()
-            .find(|r| &r.kid == kid)
-            .map(|r| &r.public_jwk);
-        now_jwk.is_none_or(|jwk| current.publishes_as(kid, jwk))
-    });
+    let published = keys.published_for(&records);
     let signers = signers::choose(&records, &published, &current.signing_kids(), &timings, now);
     let same_signers = signers
         .iter()

@@ -135,12 +135,17 @@ impl Keys {
         }
     }
 
-    /// When this node first published each key of the current ring.
-    pub fn published(&self) -> Published {
-        match self.0.read() {
-            Ok(g) => g.published.clone(),
-            Err(p) => p.into_inner().published.clone(),
-        }
+    /// When this node first published each of `records`' keys, for those the current ring
+    /// publishes with the same public key ([`carried_over`]).
+    pub(super) fn published_for(&self, records: &[SigningKeyRecord]) -> Published {
+        let g = match self.0.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let keys = records
+            .iter()
+            .map(|r| (r.kid.as_str(), r.public_jwk.as_str()));
+        carried_over(&g.published, &g.ring, keys)
     }
 
     /// Replaces the ring; a key new to this node counts as published from the clock read
@@ -154,17 +159,28 @@ impl Keys {
         let before = std::mem::replace(&mut g.ring, Arc::new(ring));
         let now = clock.now();
         let Installed { ring, published } = &mut *g;
-        // A kid whose public key changed (removed, then imported again with other
-        // material) is a new key: it counts from now, like one never seen.
-        published.retain(|kid, _| {
-            ring.fingerprint
-                .iter()
-                .any(|(k, _, jwk)| k == kid && before.publishes_as(k, jwk))
-        });
+        let keys = ring
+            .fingerprint
+            .iter()
+            .map(|(k, _, j)| (k.as_str(), j.as_str()));
+        *published = carried_over(published, &before, keys);
         for (kid, _, _) in &ring.fingerprint {
             published.entry(kid.clone()).or_insert(now);
         }
     }
+}
+
+/// The first-publication times in `published` (kept with `ring`) of `keys` (kid, public
+/// JWK) that `ring` publishes with that same JWK. A kid removed and imported again with
+/// other material is a new key, not yet published; a kid not in `keys` is forgotten.
+fn carried_over<'a>(
+    published: &Published,
+    ring: &KeyRing,
+    keys: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Published {
+    keys.filter(|(kid, jwk)| ring.publishes_as(kid, jwk))
+        .filter_map(|(kid, _)| published.get_key_value(kid).map(|(k, at)| (k.clone(), *at)))
+        .collect()
 }
 
 fn fingerprint(records: &[SigningKeyRecord]) -> Vec<(String, KeyState, String)> {
